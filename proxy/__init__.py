@@ -1,0 +1,1 @@
+"""The fault proxy: HTTP/2-aware network faults between etcd clients and members."""
