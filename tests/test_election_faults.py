@@ -49,13 +49,15 @@ def step_down_bound(config: LeaderElectionConfig) -> float:
 
 
 async def settled_leader(run: Election) -> Candidate:
-    config = run.config
+    def agreed() -> bool:
+        leader = run.leader()
+        return leader is not None and all(
+            c.leaders_seen[-1:] == [leader.identity] for c in run.candidates
+        )
+
     await eventually(
-        lambda: (
-            run.leader() is not None
-            and all(c.leaders_seen[-1:] == [run.leader().identity] for c in run.candidates)
-        ),  # type: ignore[union-attr]
-        timeout=config.lease_duration + 10,
+        agreed,
+        timeout=run.config.lease_duration + 10,
         what="one leader seen by every candidate",
     )
     leader = run.leader()
