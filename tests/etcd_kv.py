@@ -18,6 +18,7 @@ class StubKV:
         compare: Sequence[rpc_pb2.Compare],
         success: Sequence[rpc_pb2.RequestOp],
         failure: Sequence[rpc_pb2.RequestOp] = (),
+        *,
         timeout: float | None = None,
     ) -> rpc_pb2.TxnResponse:
         request = rpc_pb2.TxnRequest(compare=compare, success=success, failure=failure)

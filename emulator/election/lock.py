@@ -62,6 +62,7 @@ class TxnKV(Protocol):
         compare: Sequence[rpc_pb2.Compare],
         success: Sequence[rpc_pb2.RequestOp],
         failure: Sequence[rpc_pb2.RequestOp] = (),
+        *,
         timeout: float | None = None,
     ) -> rpc_pb2.TxnResponse: ...
 
