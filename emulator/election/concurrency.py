@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any
 
 from emulator.client import EtcdClient, prefix_end
@@ -144,7 +144,7 @@ class Election:
             raise NoLeaderError(f"no leader under {self._prefix.decode()}")
         return first
 
-    async def observe(self) -> AsyncIterator[kv_pb2.KeyValue]:
+    async def observe(self) -> AsyncGenerator[kv_pb2.KeyValue, None]:
         """Every leader in turn, and each new value a leader proclaims.
 
         Like etcd's ``Observe`` it may skip leaders that came and went quickly,
