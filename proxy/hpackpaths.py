@@ -53,28 +53,3 @@ class RequestHeaders:
             bytes(name).decode("latin-1"): bytes(value).decode("latin-1") for name, value in decoded
         }
         return self._stream_id, headers
-
-
-def grpc_trailers(status: int, message: str, *, with_response_headers: bool) -> bytes:
-    """An HPACK block of gRPC trailers using literals without indexing only.
-
-    Literals without indexing leave the receiver's dynamic table untouched, so
-    a proxy can inject this block without breaking the real encoder's state.
-    ``with_response_headers`` adds ``:status 200`` and the content type, making
-    a trailers-only response for a stream the server has not answered yet.
-    """
-    fields: list[tuple[bytes, bytes]] = []
-    if with_response_headers:
-        fields += [(b":status", b"200"), (b"content-type", b"application/grpc")]
-    fields += [(b"grpc-status", str(status).encode()), (b"grpc-message", message.encode())]
-    block = bytearray()
-    for name, value in fields:
-        block.append(0x00)  # literal without indexing, new name
-        block += _string(name)
-        block += _string(value)
-    return bytes(block)
-
-
-def _string(text: bytes) -> bytes:
-    # A plain (not Huffman) string literal with a 7-bit prefix length.
-    return bytes(hpack.hpack.encode_integer(len(text), 7)) + text

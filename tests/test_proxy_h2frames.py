@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.grpcwire import MessageCursor, trailers_frame
 from proxy.h2frames import (
     ALL_TYPES,
     FLAG_END_HEADERS,
@@ -18,7 +19,7 @@ from proxy.h2frames import (
     FrameType,
     ProtocolError,
 )
-from proxy.hpackpaths import RequestHeaders, grpc_trailers
+from proxy.hpackpaths import RequestHeaders
 
 PING = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"12345678"
 SETTINGS_EMPTY = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
@@ -160,15 +161,26 @@ def test_garbage_block_is_a_protocol_error() -> None:
 
 
 def test_injected_trailers_leave_the_table_alone() -> None:
-    block = grpc_trailers(14, "dropped by proxy", with_response_headers=True)
+    frame = trailers_frame(3, 14, "dropped by proxy", with_response_headers=True)
+    assert (frame.type, frame.flags, frame.stream_id) == (FrameType.HEADERS, 0x5, 3)
+    block = frame.payload
     decoder = hpack.Decoder()
-    assert list(decoder.decode(block)) == [
+    assert [(str(n), str(v)) for n, v in decoder.decode(block)] == [
         (":status", "200"),
         ("content-type", "application/grpc"),
         ("grpc-status", "14"),
         ("grpc-message", "dropped by proxy"),
     ]
     assert len(decoder.header_table.dynamic_entries) == 0
+
+
+def test_message_cursor_finds_boundaries() -> None:
+    cursor = MessageCursor()
+    message = b"\x00\x00\x00\x00\x03abc"
+    assert cursor.feed(message + message) == (True, True)
+    assert cursor.feed(message[:2]) == (True, False)
+    assert cursor.feed(message[2:6]) == (False, False)
+    assert cursor.feed(message[6:]) == (False, True)
 
 
 @settings(max_examples=300, deadline=None)
