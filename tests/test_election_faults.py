@@ -1,7 +1,9 @@
-"""client-go electors on a real cluster under member faults, time-scaled.
+"""client-go electors on a real cluster under member and link faults, time-scaled.
 
-Five candidates, each pinned to one member (candidate i to member i % 3). The
-leader's member is killed or paused; the leader must step down within
+Five candidates, each with its own client preferring member i % 3. With clients
+that know only that member (or reach it only through their own proxy link),
+killing or pausing the leader's member, or blackholing its link, forces a
+failover: the leader must step down within
 ``retry_period + renew_deadline`` of its last renewal (the renewal round that
 starts one period later gives up after ``renew_deadline``), a successor must
 take over within the failover bound, and no two candidates may ever believe
@@ -15,6 +17,7 @@ and acquires at its first attempt after that (another jittered wait).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import statistics
 import uuid
@@ -22,7 +25,8 @@ import uuid
 from emulator.cluster import LocalCluster
 from emulator.election.config import LeaderElectionConfig
 from emulator.election.safety import Failover, SafetyReport
-from tests.election_harness import Candidate, Election, election
+from proxy.faults import Blackhole, Loss
+from tests.election_harness import Candidate, Election, election, pinned, proxied, rotating
 from tests.waiting import eventually
 
 TIME_SCALE = 0.2
@@ -99,9 +103,21 @@ def check_failover(report: SafetyReport, config: LeaderElectionConfig, old: Cand
     return failover
 
 
+def check_no_overlap_and_bounded_failovers(
+    report: SafetyReport, config: LeaderElectionConfig
+) -> None:
+    """For every leadership that ended, the next one began within the bound."""
+    assert report.overlaps == (), f"two leaders at once: {report.overlaps}"
+    ordered = sorted(report.intervals, key=lambda i: i.start)
+    for ended, successor in itertools.pairwise(ordered):
+        assert ended.end is not None and ended.last_renewed is not None
+        assert ended.end - ended.last_renewed <= step_down_bound(config)
+        assert successor.start - ended.last_renewed <= failover_bound(config)
+
+
 async def test_kill_the_leaders_member(cluster: LocalCluster) -> None:
     config = scaled_config("kill")
-    async with election(cluster, config) as run:
+    async with election(cluster, config, time_scale=TIME_SCALE, connect=pinned) as run:
         old = await settled_leader(run)
         run.checker.mark_fault("kill")
         cluster.kill(old.member)
@@ -111,7 +127,7 @@ async def test_kill_the_leaders_member(cluster: LocalCluster) -> None:
 
 async def test_pause_the_leaders_member(cluster: LocalCluster) -> None:
     config = scaled_config("pause")
-    async with election(cluster, config) as run:
+    async with election(cluster, config, time_scale=TIME_SCALE, connect=pinned) as run:
         old = await settled_leader(run)
         run.checker.mark_fault("pause")
         cluster.pause(old.member)
@@ -122,9 +138,65 @@ async def test_pause_the_leaders_member(cluster: LocalCluster) -> None:
     check_failover(report, config, old)
 
 
+async def test_blackhole_only_the_leaders_connection(cluster: LocalCluster) -> None:
+    config = scaled_config("blackhole")
+    async with election(cluster, config, time_scale=TIME_SCALE, connect=proxied) as run:
+        old = await settled_leader(run)
+        assert old.connection.link is not None
+        run.checker.mark_fault("blackhole")
+        old.connection.link.add(Blackhole())
+        report = await await_failover(run, old)
+    check_failover(report, config, old)
+
+
+async def test_kill_with_clients_that_fail_over(cluster: LocalCluster) -> None:
+    """With the apiserver-like client (all members, sticky, rotating on failure)
+    the leader may ride the kill out; either way there is never a second leader."""
+    config = scaled_config("kill-rotating")
+    async with election(cluster, config, time_scale=TIME_SCALE, connect=rotating) as run:
+        old = await settled_leader(run)
+        fault_at = run.checker.mark_fault("kill")
+        cluster.kill(old.member)
+
+        def settled() -> bool:
+            renewed_elsewhere = (old.elector.last_renewed or 0) > fault_at
+            return renewed_elsewhere or run.leader() not in (None, old)
+
+        await eventually(settled, failover_bound(config) + 1, "a renewal or a new leader")
+        report = run.checker.report()
+        renewed_after_fault = (old.elector.last_renewed or 0) > fault_at
+        kept = old.elector.leading
+        endpoint = old.connection.client.current_endpoint
+    check_no_overlap_and_bounded_failovers(report, config)
+    print(
+        f"\nkill with rotating clients: leader {'kept' if kept else 'lost'} "
+        f"leadership, renewed after the fault: {renewed_after_fault}, now on {endpoint}"
+    )
+
+
+async def test_thirty_percent_loss_on_the_leaders_member(cluster: LocalCluster) -> None:
+    """The seed's scenario: every client connection to one member loses 30% of its
+    packets (TCP-faithful: retransmitted after a scaled RTO)."""
+    config = scaled_config("loss")
+    async with election(cluster, config, time_scale=TIME_SCALE, connect=proxied) as run:
+        old = await settled_leader(run)
+        run.checker.mark_fault("loss 30%")
+        for candidate in run.candidates:
+            if candidate.member == old.member and candidate.connection.link is not None:
+                candidate.connection.link.add(Loss(probability=0.3))
+        # An observation window, not a wait for a condition.
+        await asyncio.sleep(4 * config.lease_duration)
+        report = run.checker.report()
+    check_no_overlap_and_bounded_failovers(report, config)
+    print(
+        f"\n30% loss on the leader's member for {4 * config.lease_duration:.1f}s: "
+        f"{report.transitions} transitions, {report.leaderless_seconds:.2f}s without leader"
+    )
+
+
 async def test_jitter_spreads_acquire_attempts(cluster: LocalCluster) -> None:
     config = scaled_config("jitter")
-    async with election(cluster, config) as run:
+    async with election(cluster, config, time_scale=TIME_SCALE) as run:
         leader = await settled_leader(run)
         followers = [c for c in run.candidates if c is not leader]
         await eventually(
