@@ -126,9 +126,9 @@ async def test_lost_lease_ends_leadership_and_elects_the_next(
         await eventually(lambda: _count_is(c0, prefix, 2), 5, "both keys written")
         # As when keep-alives go unanswered: the owner's local deadline passes
         # first, then the server expires the lease and deletes its keys.
-        first._lease._mark_lost("test: keep-alive deadline passed")
+        first.lease._mark_lost("test: keep-alive deadline passed")
         assert not first.leading
-        await first._lease.revoke()
+        await first.lease.revoke()
         async with asyncio.timeout(5):
             await follower
         assert second.leading
@@ -158,7 +158,7 @@ async def test_campaign_fails_when_the_lease_is_lost_while_waiting(
         await first.campaign(b"c0")
         follower = asyncio.create_task(second.campaign(b"c1"))
         await eventually(lambda: _count_is(c0, prefix, 2), 5, "both keys written")
-        second._lease._mark_lost("test: keep-alive deadline passed")
+        second.lease._mark_lost("test: keep-alive deadline passed")
         with pytest.raises(LeaseLostError):
             async with asyncio.timeout(5):
                 await follower

@@ -70,6 +70,11 @@ class Election:
         self._lost_watcher: asyncio.Task[None] | None = None
 
     @property
+    def lease(self) -> Lease:
+        """The session lease this candidacy is bound to."""
+        return self._lease
+
+    @property
     def leading(self) -> bool:
         """Elected, not resigned, and the lease not known to be lost."""
         return self._leading and self._lease.alive
