@@ -22,6 +22,8 @@ import itertools
 import statistics
 import uuid
 
+import pytest
+
 from emulator.cluster import LocalCluster
 from emulator.election.config import LeaderElectionConfig
 from emulator.election.safety import Failover, SafetyReport
@@ -213,3 +215,19 @@ async def test_jitter_spreads_acquire_attempts(cluster: LocalCluster) -> None:
     # lockstep would have ~0. Loaded-machine noise only adds spread, so bound from below.
     assert statistics.stdev(gaps) > 0.2 * config.retry_period
     assert statistics.median(gaps) < jittered_max(config) + SLACK
+
+
+@pytest.mark.slow
+async def test_kill_the_leaders_member_at_real_timings() -> None:
+    """The seed's numbers unscaled (15/10/2 s, real etcd and client timings): one
+    failover, about half a minute."""
+    config = LeaderElectionConfig(identity="-", name=f"real-{uuid.uuid4().hex[:8]}")
+    async with (
+        LocalCluster(3) as cluster,
+        election(cluster, config, time_scale=1.0, connect=pinned) as run,
+    ):
+        old = await settled_leader(run)
+        run.checker.mark_fault("kill (real timings)")
+        cluster.kill(old.member)
+        report = await await_failover(run, old)
+    check_failover(report, config, old)
