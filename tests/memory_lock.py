@@ -29,6 +29,7 @@ class MemoryStore:
 class MemoryLock:
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
+        self.key = b"/memory/lease"
         self._revision: int | None = None
         self.failing = False
         self.hanging = False

@@ -26,7 +26,7 @@ import pytest
 
 from emulator.cluster import LocalCluster
 from emulator.election.config import LeaderElectionConfig
-from emulator.election.safety import Failover, SafetyReport
+from emulator.election.safety import Failover, FencedWriter, SafetyReport
 from proxy.faults import Blackhole, Loss
 from tests.election_harness import Candidate, Election, election, pinned, proxied, rotating
 from tests.waiting import eventually
@@ -145,10 +145,32 @@ async def test_blackhole_only_the_leaders_connection(cluster: LocalCluster) -> N
     async with election(cluster, config, time_scale=TIME_SCALE, connect=proxied) as run:
         old = await settled_leader(run)
         assert old.connection.link is not None
+        stale_fence = old.elector.fence()
         run.checker.mark_fault("blackhole")
-        old.connection.link.add(Blackhole())
-        report = await await_failover(run, old)
+        blackhole = old.connection.link.add(Blackhole())
+        await await_failover(run, old)
+        new = run.leader()
+        assert new is not None
+        target = f"/fenced/{config.name}".encode()
+        # Back on the network, the deposed leader acts on its old belief: refused.
+        old.connection.link.remove(blackhole)
+        old_writer = FencedWriter(
+            old.connection.client, old.identity, checker=run.checker, timeout=5
+        )
+        assert not await old_writer.put(stale_fence, target, b"stale")
+        # The new leader's fence also lapses at its own next renewal: retry afresh.
+        new_writer = FencedWriter(
+            new.connection.client, new.identity, checker=run.checker, timeout=5
+        )
+        for _ in range(3):
+            if await new_writer.put(new.elector.fence(), target, b"current"):
+                break
+        else:
+            raise AssertionError("the leader's fenced write was refused three times")
+        report = run.checker.report()
     check_failover(report, config, old)
+    assert (report.stale_writes_attempted, report.stale_writes_blocked) == (1, 1)
+    assert report.stale_writes_accepted == 0
 
 
 async def test_kill_with_clients_that_fail_over(cluster: LocalCluster) -> None:

@@ -242,3 +242,17 @@ async def test_acquire_retries_are_jittered_between_one_and_one_plus_factor_peri
     # Candidates drift apart instead of retrying in lockstep.
     last_attempts = {round(follower.elector.attempts[-1], 3) for follower in followers}
     assert len(last_attempts) == len(followers)
+
+
+async def test_fence_follows_the_record_revision_and_needs_a_term(
+    world: tuple[FakeClock, MemoryStore, list[Candidate]],
+) -> None:
+    clock, store, _ = world
+    a = make(world, "a")
+    with pytest.raises(RuntimeError, match="never led"):
+        a.elector.fence()
+    a.start()
+    await clock.advance(0)
+    fence = a.elector.fence()
+    assert fence.key == a.lock.key and fence.revision == store.revision
+    assert fence.term == a.elector.term

@@ -33,6 +33,9 @@ class ObservedRecord:
 
 
 class ResourceLock(Protocol):
+    key: bytes
+    """Where the record is stored (what a fenced write compares)."""
+
     def describe(self) -> str: ...
 
     @property
