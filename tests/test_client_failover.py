@@ -38,7 +38,9 @@ async def test_failover_when_member_in_use_is_killed(cluster: LocalCluster) -> N
         assert time.monotonic() - started < CONFIG.dial_timeout + SLACK
         state = client.endpoints_state
         assert state.current != cluster.endpoints[0]
-        assert state.switches == 1 and state.last_switch is not None
+        # More than one switch when the killed member led and a peer answered
+        # "no leader" during the election.
+        assert state.switches >= 1 and state.last_switch is not None
         dead = state.endpoints[0]
         assert dead.failing and dead.failures >= 1 and dead.last_error
         assert sum(client.stats.retries.values()) >= 1
@@ -70,7 +72,7 @@ async def test_unsafe_write_is_not_retried_after_keepalive_failure(
         assert error.value.endpoint == cluster.endpoints[0]
         assert client.stats.attempts == 2 and not client.stats.retries
         cluster.resume(0)
-        # The next write goes elsewhere: the endpoint is still quarantined.
+        # The failure moved the client off the member: sticky on the new one.
         await client.put(b"/failover/write", b"3", idempotent=True)
         assert client.current_endpoint != cluster.endpoints[0]
 
@@ -88,7 +90,7 @@ async def test_all_members_down_raises_cluster_error_with_bounded_attempts(
             *(client.get(b"/failover/all") for _ in range(callers)), return_exceptions=True
         )
         elapsed = time.monotonic() - started
-        assert all(isinstance(result, ClusterUnavailableError) for result in results)
+        assert all(isinstance(result, ClusterUnavailableError) for result in results), results
         attempts = [r.attempts for r in results if isinstance(r, ClusterUnavailableError)]
         assert attempts == [CONFIG.retry_max_attempts] * callers
         # Every attempt is followed by a backoff: the total attempt count is fixed
