@@ -375,6 +375,20 @@ class EtcdClient:
         self._lease_keeper().add(lease)
         return lease
 
+    async def lease_time_to_live(
+        self, lease_id: int, *, keys: bool = False, timeout: float | None = None
+    ) -> rpc_pb2.LeaseTimeToLiveResponse:
+        """The server's view of a lease (TTL -1 once expired or revoked).
+        Raises ContextError, ClusterUnavailableError, ResponseError."""
+        request = rpc_pb2.LeaseTimeToLiveRequest(ID=lease_id, keys=keys)
+
+        async def invoke(
+            channel: grpc.aio.Channel, left: float | None
+        ) -> rpc_pb2.LeaseTimeToLiveResponse:
+            return await rpc_pb2_grpc.LeaseStub(channel).LeaseTimeToLive(request, timeout=left)
+
+        return await self._call("lease_ttl", invoke, safe=True, timeout=timeout)
+
     def _lease_keeper(self) -> LeaseKeeper:
         if self._closed:
             raise RuntimeError("client is closed")
