@@ -19,6 +19,7 @@ from emulator.client_config import ClientConfig
 from emulator.cluster import LocalCluster
 from emulator.errors import ClusterUnavailableError, ContextError
 from emulator.health import HealthChecker
+from emulator.retry import FixedDelay, ThrottledRetry
 from tests.waiting import eventually
 
 TIME_SCALE = 0.1
@@ -123,6 +124,16 @@ async def test_all_members_down_raises_cluster_error_with_bounded_attempts(
         assert elapsed < max_backoff + SLACK
         assert client.stats.errors == {"ClusterUnavailableError": callers}
 
+    # With gRFC A6 throttling, a client whose attempts keep failing stops retrying.
+    throttle = ThrottledRetry(FixedDelay(0.01, max_attempts=5), max_tokens=10, token_ratio=0.1)
+    async with EtcdClient(cluster.endpoints, CONFIG, retry=throttle) as throttled:
+        for _ in range(10):
+            with pytest.raises(ClusterUnavailableError):
+                await throttled.get(b"/failover/all")
+        # 5 failures drain the bucket to half: every later call makes 1 attempt.
+        assert throttled.stats.attempts == 5 + 9
+        assert throttle.throttled == 10 and throttle.tokens == 0
+
 
 async def test_lease_lost_while_member_paused(cluster: LocalCluster) -> None:
     # Keepalive far slower than the TTL: the network reports nothing in time, so
@@ -172,3 +183,28 @@ async def test_health_checker_flips_and_never_blocks_requests(cluster: LocalClus
         elapsed = time.monotonic() - checker_started
         assert checker.probes <= 2 + elapsed / CONFIG.health_check_interval
         assert checker.history[1].at < checker.history[2].at
+
+
+async def test_failed_member_is_probed_in_background_and_readmitted(
+    cluster: LocalCluster,
+) -> None:
+    async with EtcdClient(cluster.endpoints, CONFIG) as client:
+        await client.put(b"/failover/probe", b"1")
+        cluster.pause(0)
+        await client.get(b"/failover/probe")
+        assert client.endpoints_state.endpoints[0].failing
+        # Requests never wait on the paused member's dial timeout: probes do.
+        for _ in range(10):
+            started = time.monotonic()
+            await client.get(b"/failover/probe")
+            assert time.monotonic() - started < CONFIG.dial_timeout / 2
+            await asyncio.sleep(CONFIG.endpoint_probe_interval)
+        assert client.endpoints_state.endpoints[0].failing
+        cluster.resume(0)
+        await eventually(
+            lambda: not client.endpoints_state.endpoints[0].failing,
+            CONFIG.endpoint_probe_interval + CONFIG.dial_timeout + SLACK,
+            "the resumed member to be readmitted",
+        )
+        # Sticky: readmission does not move the client back.
+        assert client.current_endpoint != cluster.endpoints[0]
