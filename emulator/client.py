@@ -6,8 +6,11 @@
   most the dial timeout (20 s).
 * Sticky endpoint: every call goes to the current endpoint until it fails
   (UNAVAILABLE, keepalive ping timeout, dial failure or timeout); then the client
-  rotates to the next endpoint, skipping those that failed within
-  ``endpoint_quarantine`` unless every endpoint did.
+  rotates to the next endpoint that has not failed. A failed endpoint is skipped
+  until a background probe sees it answer again (at most one probe per
+  ``endpoint_probe_interval``), so requests never pay a dial timeout to find out
+  whether a dead member is back. Only when every endpoint failed do requests
+  try them again themselves, paced by the retry policy.
 * Retries follow a :class:`~emulator.retry.RetryPolicy`; :func:`retry_reason`
   decides which failures are retryable at all (writes that may have been
   applied are not, unless marked idempotent or compare-guarded).
@@ -26,6 +29,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -107,6 +111,8 @@ class _Endpoint:
     def __init__(self, address: str) -> None:
         self.status = EndpointStatus(address)
         self.channel: grpc.aio.Channel | None = None
+        self.prober: asyncio.Task[None] | None = None
+        self.channel_created = 0.0
 
     @property
     def address(self) -> str:
@@ -154,7 +160,8 @@ class EtcdClient:
             seed=self.config.seed + 1,
         )
         self._keeper: LeaseKeeper | None = None
-        self._watches: set[Watch] = set()
+        self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
+        self._background: set[asyncio.Task[None]] = set()
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -180,10 +187,17 @@ class EtcdClient:
             await keeper.close()
             for lease in leases:
                 with contextlib.suppress(EtcdError):
-                    await lease.revoke()
+                    await lease.revoke(timeout=self.config.close_timeout)
         self._closed = True
         for watch in list(self._watches):
             await watch.cancel()
+        for endpoint in self._endpoints:
+            if endpoint.prober is not None:
+                endpoint.prober.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await endpoint.prober
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         for endpoint in self._endpoints:
             if endpoint.channel is not None:
                 await endpoint.channel.close()
@@ -362,6 +376,20 @@ class EtcdClient:
         self._lease_keeper().add(lease)
         return lease
 
+    async def lease_time_to_live(
+        self, lease_id: int, *, keys: bool = False, timeout: float | None = None
+    ) -> rpc_pb2.LeaseTimeToLiveResponse:
+        """The server's view of a lease (TTL -1 once expired or revoked).
+        Raises ContextError, ClusterUnavailableError, ResponseError."""
+        request = rpc_pb2.LeaseTimeToLiveRequest(ID=lease_id, keys=keys)
+
+        async def invoke(
+            channel: grpc.aio.Channel, left: float | None
+        ) -> rpc_pb2.LeaseTimeToLiveResponse:
+            return await rpc_pb2_grpc.LeaseStub(channel).LeaseTimeToLive(request, timeout=left)
+
+        return await self._call("lease_ttl", invoke, safe=True, timeout=timeout)
+
     def _lease_keeper(self) -> LeaseKeeper:
         if self._closed:
             raise RuntimeError("client is closed")
@@ -381,7 +409,7 @@ class EtcdClient:
             )
         return self._keeper
 
-    async def _revoke_lease(self, lease: Lease) -> None:
+    async def _revoke_lease(self, lease: Lease, timeout: float | None) -> None:
         if self._keeper is not None:
             self._keeper.discard(lease)
 
@@ -392,7 +420,6 @@ class EtcdClient:
                 rpc_pb2.LeaseRevokeRequest(ID=lease.id), timeout=left
             )
 
-        timeout = self.config.close_timeout if self._keeper is None else None
         try:
             await self._call("lease_revoke", invoke, safe=True, timeout=timeout)
         except ResponseError as error:
@@ -525,41 +552,34 @@ class EtcdClient:
                 return endpoint
         raise ValueError(f"unknown endpoint {address!r}")
 
-    def _quarantined(self, endpoint: _Endpoint, now: float) -> bool:
-        status = endpoint.status
-        return (
-            status.failing
-            and status.last_failure is not None
-            and now - status.last_failure < self.config.endpoint_quarantine
-        )
-
     def _pick(self) -> int:
-        """The endpoint for the next attempt: sticky, skipping recently failed ones."""
-        now = self.clock.now()
+        """The endpoint for the next attempt: sticky, skipping failed ones."""
         count = len(self._endpoints)
-        choice = None
         for step in range(count):
             index = (self._current + step) % count
-            if not self._quarantined(self._endpoints[index], now):
-                choice = index
+            if not self._endpoints[index].status.failing:
                 break
-        if choice is None:
-            # Everything failed recently: the one that failed longest ago.
-            choice = min(
+        else:
+            # Everything failed: the one that failed longest ago.
+            index = min(
                 range(count),
                 key=lambda i: (self._endpoints[i].status.last_failure or 0.0, i),
             )
-        if choice != self._current:
-            log.info(
-                "%s: switching endpoint %s -> %s",
-                self.name,
-                self._endpoints[self._current].address,
-                self._endpoints[choice].address,
-            )
-            self._current = choice
-            self._switches += 1
-            self._last_switch = now
-        return choice
+        self._switch(index)
+        return index
+
+    def _switch(self, index: int) -> None:
+        if index == self._current:
+            return
+        log.info(
+            "%s: switching endpoint %s -> %s",
+            self.name,
+            self._endpoints[self._current].address,
+            self._endpoints[index].address,
+        )
+        self._current = index
+        self._switches += 1
+        self._last_switch = self.clock.now()
 
     def _succeeded(self, endpoint: _Endpoint) -> None:
         status = endpoint.status
@@ -574,32 +594,72 @@ class EtcdClient:
         status.last_failure = self.clock.now()
         status.last_error = str(error)
         status.failing = True
+        if self._endpoints[self._current] is endpoint:
+            self._pick()
+        if endpoint.prober is None and not self._closed:
+            endpoint.prober = asyncio.create_task(
+                self._probe_until_back(endpoint), name=f"{self.name} probe {endpoint.address}"
+            )
 
-    def _stream_failed(self, address: str, error: grpc.RpcError) -> None:
-        if isinstance(error, grpc.aio.AioRpcError):
-            classified = from_rpc_error(error, address)
-            if isinstance(classified, ClusterUnavailableError):
-                self._failed(self._endpoint(address), classified)
+    async def _probe_until_back(self, endpoint: _Endpoint) -> None:
+        """Re-admit a failed endpoint once it answers a Status call again."""
+        try:
+            while endpoint.status.failing:
+                await self.clock.sleep(self.config.endpoint_probe_interval)
+                if not endpoint.status.failing:
+                    break
+                try:
+                    channel = await self._dial(endpoint, None, fresh=True)
+                    await rpc_pb2_grpc.MaintenanceStub(channel).Status(
+                        rpc_pb2.StatusRequest(), timeout=self.config.dial_timeout
+                    )
+                except (_DialError, ContextError, grpc.aio.AioRpcError) as error:
+                    log.debug("%s: probe of %s failed: %s", self.name, endpoint.address, error)
+                    continue
+                log.info("%s: endpoint %s answers again", self.name, endpoint.address)
+                self._succeeded(endpoint)
+        finally:
+            endpoint.prober = None
+
+    def _stream_failed(self, address: str, error: EtcdError) -> None:
+        if isinstance(error, ClusterUnavailableError):
+            self._failed(self._endpoint(address), error)
 
     def _stream_delay(self, failures: int) -> float:
-        return (
-            self._stream_backoff.ceiling(min(failures, 64)) * self._stream_backoff.random.random()
-        )
+        wait = self._stream_backoff.delay(failures, 0.0)
+        return self.config.retry_backoff_cap if wait is None else wait
 
-    async def _dial(self, endpoint: _Endpoint, left: float | None) -> grpc.aio.Channel:
-        """A READY channel to ``endpoint`` within the dial timeout (and ``left``)."""
+    def _spawn(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            await work
+
+        task = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _dial(
+        self, endpoint: _Endpoint, left: float | None, *, fresh: bool = False
+    ) -> grpc.aio.Channel:
+        """A READY channel to ``endpoint`` within the dial timeout (and ``left``).
+
+        A channel that is not READY is replaced when ``fresh`` or when the
+        endpoint failed since it was created.
+        """
         ready = grpc.ChannelConnectivity.READY
         channel = endpoint.channel
-        if channel is not None and endpoint.status.failing and channel.get_state() != ready:
-            # A fresh channel skips gRPC's reconnect backoff (up to 120 s), so an
-            # endpoint that is back answers as soon as its quarantine ends.
-            old, channel = channel, None
-            asyncio.get_running_loop().create_task(old.close())
+        if channel is not None and channel.get_state() != ready:
+            failed_since = (endpoint.status.last_failure or 0.0) >= endpoint.channel_created
+            if fresh or (endpoint.status.failing and failed_since):
+                # A fresh channel skips gRPC's reconnect backoff (up to 120 s), so
+                # an endpoint that is back answers the next probe.
+                old, channel = channel, None
+                self._spawn(old.close())
         if channel is None:
             channel = grpc.aio.insecure_channel(
                 endpoint.address, options=self.config.channel_options()
             )
             endpoint.channel = channel
+            endpoint.channel_created = self.clock.now()
         state = channel.get_state(try_to_connect=True)
         if state == ready:
             return channel

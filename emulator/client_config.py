@@ -18,7 +18,7 @@ _DURATIONS = (
     "request_timeout",
     "health_check_timeout",
     "health_check_interval",
-    "endpoint_quarantine",
+    "endpoint_probe_interval",
     "retry_backoff_base",
     "retry_backoff_cap",
     "close_timeout",
@@ -50,8 +50,9 @@ class ClientConfig:
     health_check_interval: float = 1.0
     """Minimum time between the starts of two health probes (the rate limit)."""
 
-    endpoint_quarantine: float = 5.0
-    """How long an endpoint that failed is skipped while others are available."""
+    endpoint_probe_interval: float = 1.0
+    """An endpoint that failed is skipped until a background probe (a Status call
+    within the dial timeout) succeeds; probes start at most this often."""
 
     retry_backoff_base: float = 0.1
     """First retry delay of the default retry policy (exponential, full jitter)."""
