@@ -309,10 +309,7 @@ def _rst(transport: asyncio.BaseTransport) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    if isinstance(transport, asyncio.Transport):
-        transport.abort()
-    else:
-        transport.close()
+    cast(asyncio.Transport, transport).abort()
 
 
 class _Pipe:
@@ -328,8 +325,7 @@ class _Pipe:
         self.reader: FrameReader | None = None
         if self.link.http2:
             self.reader = FrameReader(
-                preface=direction == UPSTREAM,
-                interest=ALL_TYPES if self.link.frame_aware else HEADER_TYPES,
+                preface=direction == UPSTREAM, interest=conn.interest(direction)
             )
         self.queue: deque[tuple[float, bytes]] = deque()
         self.queued_bytes = 0
@@ -572,13 +568,21 @@ class _Connection:
             if plan.blackhole is None and pipe.held:
                 pipe.release_held()
             if pipe.reader is not None:
-                wanted = ALL_TYPES if link.frame_aware else HEADER_TYPES
+                wanted = self.interest(pipe.direction)
                 if pipe.reader.interest != wanted and wanted is ALL_TYPES:
                     pipe.synced_after = self.max_stream
                     pipe.messages.clear()
                 pipe.reader.interest = wanted
 
     # -- HTTP/2 --------------------------------------------------------------
+
+    def interest(self, direction: str) -> frozenset[int]:
+        """Frames a pipe must see whole: all of them while a frame fault is active;
+        otherwise request header blocks only (HPACK must never miss one), and
+        nothing at all server to client."""
+        if self.link.frame_aware:
+            return ALL_TYPES
+        return HEADER_TYPES if direction == UPSTREAM else _NO_TYPES
 
     def on_frames(self, pipe: _Pipe, pieces: list[bytes | Frame], plan: _Plan) -> list[bytes]:
         out: list[bytes] = []
@@ -608,9 +612,8 @@ class _Connection:
             assert self.requests is not None
             block = self.requests.feed(frame)
             if block is not None:
-                stream_id, headers = block
+                stream_id, path = block
                 self.max_stream = max(self.max_stream, stream_id)
-                path = headers.get(":path")
                 if path is not None:
                     _remember(self.paths, stream_id, path)
         else:
@@ -668,7 +671,9 @@ class _Connection:
                 stream_id,
                 GRPC_UNAVAILABLE,
                 "stream dropped by etcdlab proxy",
-                with_response_headers=stream_id not in self.answered,
+                # Streams older than frame tracking were most likely answered.
+                with_response_headers=stream_id > self.down.synced_after
+                and stream_id not in self.answered,
             )
         )
 
@@ -744,6 +749,7 @@ def _remember(store: dict[int, _V], key: int, value: _V) -> None:
         del store[next(iter(store))]
 
 
+_NO_TYPES: frozenset[int] = frozenset()
 _TYPE_NAMES = {t.value: t.name for t in FrameType}
 
 
@@ -757,7 +763,8 @@ class _ClientProtocol(asyncio.Protocol):
         self.conn: _Connection | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
         link = self.link
         refusal = link._refusal()
         if refusal is not None:
@@ -800,8 +807,7 @@ class _UpstreamProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if not self.conn.done:
