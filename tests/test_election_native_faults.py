@@ -16,12 +16,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from emulator.client import EtcdClient
-from emulator.client_config import ClientConfig
 from emulator.clock import MonotonicClock
 from emulator.cluster import LocalCluster
 from emulator.election.concurrency import Election
 from emulator.election.safety import FencedWriter, SafetyChecker
-from tests.election_harness import preferred_first
+from proxy.faults import Blackhole, Fault, Loss
+from tests.election_harness import Connection, ConnectionFactory, proxied, rotating
 from tests.waiting import eventually
 
 TIME_SCALE = 0.2
@@ -34,29 +34,35 @@ SLACK = 1.0
 class Campaigner:
     identity: str
     member: int
-    client: EtcdClient
+    connection: Connection
     election: Election
     task: asyncio.Task[None]
+
+    @property
+    def client(self) -> EtcdClient:
+        return self.connection.client
 
 
 @contextlib.asynccontextmanager
 async def campaigners(
-    cluster: LocalCluster, checker: SafetyChecker, count: int = 5
+    cluster: LocalCluster,
+    checker: SafetyChecker,
+    connect: ConnectionFactory,
+    count: int = 5,
 ) -> AsyncIterator[list[Campaigner]]:
     prefix = f"/election/{uuid.uuid4().hex}".encode()
-    config = ClientConfig().scaled(TIME_SCALE)
     made: list[Campaigner] = []
     async with contextlib.AsyncExitStack() as stack:
         for index in range(count):
             member = index % len(cluster.members)
-            client = await stack.enter_async_context(
-                EtcdClient(preferred_first(cluster, member), config, name=f"c{index}")
-            )
-            lease = await client.grant_lease(TTL, timeout=5)
+            connection = await stack.enter_async_context(connect(cluster, member, TIME_SCALE))
+            lease = await connection.client.grant_lease(TTL, timeout=5)
             identity = f"c{index}"
-            election = Election(client, prefix, lease, identity=identity, listener=checker)
+            election = Election(
+                connection.client, prefix, lease, identity=identity, listener=checker
+            )
             task = asyncio.create_task(election.campaign(identity.encode()))
-            made.append(Campaigner(identity, member, client, election, task))
+            made.append(Campaigner(identity, member, connection, election, task))
         try:
             yield made
         finally:
@@ -72,16 +78,22 @@ def leading(made: list[Campaigner]) -> Campaigner | None:
 
 async def run_fault(cluster: LocalCluster, fault: str) -> None:
     checker = SafetyChecker(MonotonicClock())
-    async with campaigners(cluster, checker) as made:
+    connect = proxied if fault == "blackhole" else rotating
+    async with campaigners(cluster, checker, connect) as made:
         await eventually(lambda: leading(made) is not None, 10, "a first leader")
         old = leading(made)
         assert old is not None
         old_fence = old.election.fence()
         fault_at = checker.mark_fault(fault)
+        link = old.connection.link
+        blackhole: Fault | None = None
         if fault == "kill":
             cluster.kill(old.member)
-        else:
+        elif fault == "pause":
             cluster.pause(old.member)
+        else:
+            assert link is not None
+            blackhole = link.add(Blackhole())
         try:
             lease = old.election.lease
 
@@ -97,8 +109,14 @@ async def run_fault(cluster: LocalCluster, fault: str) -> None:
                 )
                 new = leading(made)
                 assert new is not None
-                writer = FencedWriter(new.client, old.identity, checker=checker, timeout=5)
-                assert not await writer.put(old_fence, b"/fenced" + old.election.key, b"stale")
+                # The deposed leader's write arrives late: over its own connection
+                # once the blackhole lifts, else relayed by a live member.
+                writer_client = new.client
+                if link is not None and blackhole is not None:
+                    link.remove(blackhole)
+                    writer_client = old.client
+                writer = FencedWriter(writer_client, old.identity, checker=checker, timeout=5)
+                assert not await writer.put(old_fence, b"/fenced" + old_fence.key, b"stale")
         finally:
             if fault == "pause":
                 cluster.resume(old.member)
@@ -125,3 +143,27 @@ async def test_kill_the_leaders_member(cluster: LocalCluster) -> None:
 
 async def test_pause_the_leaders_member(cluster: LocalCluster) -> None:
     await run_fault(cluster, "pause")
+
+
+async def test_blackhole_only_the_leaders_connection(cluster: LocalCluster) -> None:
+    await run_fault(cluster, "blackhole")
+
+
+async def test_thirty_percent_loss_on_the_leaders_member(cluster: LocalCluster) -> None:
+    checker = SafetyChecker(MonotonicClock())
+    async with campaigners(cluster, checker, proxied) as made:
+        await eventually(lambda: leading(made) is not None, 10, "a first leader")
+        old = leading(made)
+        assert old is not None
+        checker.mark_fault("loss 30%")
+        for campaigner in made:
+            if campaigner.member == old.member and campaigner.connection.link is not None:
+                campaigner.connection.link.add(Loss(probability=0.3))
+        # An observation window, not a wait for a condition.
+        await asyncio.sleep(4 * TTL)
+        report = checker.report()
+    assert report.overlaps == (), f"two leaders at once: {report.overlaps}"
+    print(
+        f"\nnative election, 30% loss on the leader's member for {4 * TTL}s: "
+        f"{report.transitions} transitions, {report.leaderless_seconds:.2f}s without leader"
+    )
