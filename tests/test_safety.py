@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 
 import pytest
 from hypothesis import given, settings
@@ -36,6 +37,15 @@ async def test_clean_handover_has_no_overlap_and_measures_failover() -> None:
     assert failover.since_last_renewal == pytest.approx(16.5)
     assert failover.step_down_after_fault == pytest.approx(11.0)
     assert checker.leaders() == ["b"]
+    summary = json.loads(json.dumps(report.as_dict()))
+    assert summary["failovers"][0]["since_fault"] == pytest.approx(15.5)
+    assert summary["intervals"][0] == {
+        "identity": "a",
+        "start": 0.0,
+        "term": 5,
+        "end": 16.0,
+        "last_renewed": 4.0,
+    }
 
 
 async def test_overlapping_beliefs_are_reported() -> None:
