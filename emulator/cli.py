@@ -12,10 +12,16 @@ import sys
 from collections.abc import Callable, Sequence
 
 from emulator import cluster_cli, demo, proxy_cli
+from emulator.election import cli as election_cli
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-REGISTRARS: tuple[Registrar, ...] = (cluster_cli.register, demo.register, proxy_cli.register)
+REGISTRARS: tuple[Registrar, ...] = (
+    cluster_cli.register,
+    demo.register,
+    proxy_cli.register,
+    election_cli.register,
+)
 
 
 class UsageError(Exception):

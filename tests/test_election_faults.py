@@ -26,11 +26,11 @@ import grpc
 import pytest
 
 from emulator.cluster import LocalCluster
+from emulator.election.candidates import Candidate, Contest, contest, pinned, proxied, rotating
 from emulator.election.config import LeaderElectionConfig
 from emulator.election.safety import Failover, FencedWriter, SafetyReport
 from protos import rpc_pb2, rpc_pb2_grpc
 from proxy.faults import Blackhole, Loss
-from tests.election_harness import Candidate, Election, election, pinned, proxied, rotating
 from tests.waiting import eventually, wait_until
 
 TIME_SCALE = 0.2
@@ -56,24 +56,11 @@ def step_down_bound(config: LeaderElectionConfig) -> float:
     return config.retry_period + config.renew_deadline + SLACK
 
 
-async def settled_leader(run: Election) -> Candidate:
-    def agreed() -> bool:
-        leader = run.leader()
-        return leader is not None and all(
-            c.leaders_seen[-1:] == [leader.identity] for c in run.candidates
-        )
-
-    await eventually(
-        agreed,
-        timeout=run.config.lease_duration + 10,
-        what="one leader seen by every candidate",
-    )
-    leader = run.leader()
-    assert leader is not None
-    return leader
+async def settled_leader(run: Contest) -> Candidate:
+    return await run.agreed_leader(timeout=run.config.lease_duration + 10)
 
 
-async def await_failover(run: Election, old: Candidate) -> SafetyReport:
+async def await_failover(run: Contest, old: Candidate) -> SafetyReport:
     config = run.config
     await eventually(
         lambda: not old.elector.leading, step_down_bound(config) + 1, "the old leader to step down"
@@ -121,7 +108,7 @@ def check_no_overlap_and_bounded_failovers(
 
 async def test_kill_the_leaders_member(cluster: LocalCluster) -> None:
     config = scaled_config("kill")
-    async with election(cluster, config, time_scale=TIME_SCALE, connect=pinned) as run:
+    async with contest(cluster, config, time_scale=TIME_SCALE, connect=pinned) as run:
         old = await settled_leader(run)
         run.checker.mark_fault("kill")
         cluster.kill(old.member)
@@ -131,7 +118,7 @@ async def test_kill_the_leaders_member(cluster: LocalCluster) -> None:
 
 async def test_pause_the_leaders_member(cluster: LocalCluster) -> None:
     config = scaled_config("pause")
-    async with election(cluster, config, time_scale=TIME_SCALE, connect=pinned) as run:
+    async with contest(cluster, config, time_scale=TIME_SCALE, connect=pinned) as run:
         old = await settled_leader(run)
         run.checker.mark_fault("pause")
         cluster.pause(old.member)
@@ -144,7 +131,7 @@ async def test_pause_the_leaders_member(cluster: LocalCluster) -> None:
 
 async def test_blackhole_only_the_leaders_connection(cluster: LocalCluster) -> None:
     config = scaled_config("blackhole")
-    async with election(cluster, config, time_scale=TIME_SCALE, connect=proxied) as run:
+    async with contest(cluster, config, time_scale=TIME_SCALE, connect=proxied) as run:
         old = await settled_leader(run)
         assert old.connection.link is not None
         stale_fence = old.elector.fence()
@@ -197,7 +184,7 @@ async def test_kill_with_clients_that_fail_over(cluster: LocalCluster, raft_role
     step down. Either way there is never a second leader.
     """
     config = scaled_config(f"kill-rotating-{raft_role}")
-    async with election(cluster, config, time_scale=TIME_SCALE, connect=rotating) as run:
+    async with contest(cluster, config, time_scale=TIME_SCALE, connect=rotating) as run:
         old = await settled_leader(run)
         others = [m for m in range(len(cluster.members)) if m != old.member]
         await asyncio.to_thread(
@@ -228,7 +215,7 @@ async def test_thirty_percent_loss_on_the_leaders_member(cluster: LocalCluster) 
     """The seed's scenario: every client connection to one member loses 30% of its
     packets (TCP-faithful: retransmitted after a scaled RTO)."""
     config = scaled_config("loss")
-    async with election(cluster, config, time_scale=TIME_SCALE, connect=proxied) as run:
+    async with contest(cluster, config, time_scale=TIME_SCALE, connect=proxied) as run:
         old = await settled_leader(run)
         run.checker.mark_fault("loss 30%")
         for candidate in run.candidates:
@@ -246,7 +233,7 @@ async def test_thirty_percent_loss_on_the_leaders_member(cluster: LocalCluster) 
 
 async def test_jitter_spreads_acquire_attempts(cluster: LocalCluster) -> None:
     config = scaled_config("jitter")
-    async with election(cluster, config, time_scale=TIME_SCALE) as run:
+    async with contest(cluster, config, time_scale=TIME_SCALE) as run:
         leader = await settled_leader(run)
         followers = [c for c in run.candidates if c is not leader]
         await eventually(
@@ -272,7 +259,7 @@ async def test_kill_the_leaders_member_at_real_timings() -> None:
     config = LeaderElectionConfig(identity="-", name=f"real-{uuid.uuid4().hex[:8]}")
     async with (
         LocalCluster(3) as cluster,
-        election(cluster, config, time_scale=1.0, connect=pinned) as run,
+        contest(cluster, config, time_scale=1.0, connect=pinned) as run,
     ):
         old = await settled_leader(run)
         run.checker.mark_fault("kill (real timings)")

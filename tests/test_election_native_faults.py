@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from emulator.client import EtcdClient
 from emulator.clock import MonotonicClock
 from emulator.cluster import LocalCluster
+from emulator.election.candidates import Connection, ConnectionFactory, proxied, rotating
 from emulator.election.concurrency import Election
 from emulator.election.safety import FencedWriter, SafetyChecker
 from proxy.faults import Blackhole, Fault, Loss
-from tests.election_harness import Connection, ConnectionFactory, proxied, rotating
 from tests.waiting import eventually
 
 TIME_SCALE = 0.2

@@ -1,9 +1,11 @@
-"""N client-go electors against a real cluster, each on its own connection.
+"""Several client-go candidates against a local cluster, each on its own connection.
 
 Candidate ``i`` prefers member ``i % members``: a connection factory decides
-whether it can fail over to the others (``rotating``), is stuck with that one
-member (``pinned``), or reaches it through its own fault proxy (``proxied``),
-so a fault on one member or one link cuts off those candidates and nobody else.
+whether it can fail over to the others (``rotating``, like the apiserver's
+client), is stuck with that one member (``pinned``), or reaches it through a
+fault proxy link of its own (``proxied``), so a fault on one member or one link
+cuts off those candidates and nobody else. Every candidate reports its beliefs
+to one :class:`SafetyChecker`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ ConnectionFactory = Callable[[LocalCluster, int, float], AbstractAsyncContextMan
 
 
 def preferred_first(cluster: LocalCluster, member: int) -> list[str]:
+    """The cluster's endpoints, ``member``'s first."""
     return cluster.endpoints[member:] + cluster.endpoints[:member]
 
 
@@ -90,15 +93,30 @@ class Candidate:
 
 
 @dataclass
-class Election:
+class Contest:
     cluster: LocalCluster
     config: LeaderElectionConfig
     checker: SafetyChecker
     candidates: list[Candidate]
 
     def leader(self) -> Candidate | None:
+        """The one candidate that believes it leads (None if none or several)."""
         leading = [c for c in self.candidates if c.elector.leading]
         return leading[0] if len(leading) == 1 else None
+
+    async def agreed_leader(self, timeout: float) -> Candidate:
+        """Wait until one candidate leads and every candidate has seen it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            leader = self.leader()
+            if leader is not None and all(
+                c.leaders_seen[-1:] == [leader.identity] for c in self.candidates
+            ):
+                return leader
+            if loop.time() > deadline:
+                raise RuntimeError(f"candidates did not agree on a leader within {timeout:g}s")
+            await asyncio.sleep(0.05)
 
 
 async def _lead_forever() -> None:
@@ -106,7 +124,7 @@ async def _lead_forever() -> None:
 
 
 @contextlib.asynccontextmanager
-async def election(
+async def contest(
     cluster: LocalCluster,
     config: LeaderElectionConfig,
     *,
@@ -114,8 +132,12 @@ async def election(
     connect: ConnectionFactory = rotating,
     candidates: int = 5,
     seed: int = 1,
-) -> AsyncIterator[Election]:
-    """Runs the candidates until the block ends, then cancels them all."""
+) -> AsyncIterator[Contest]:
+    """Runs the candidates until the block ends, then cancels them all.
+
+    Candidate ``i`` is ``config`` with identity ``candidate-i``; its only work
+    while leading is to lead.
+    """
     clock = MonotonicClock()
     checker = SafetyChecker(clock)
     made: list[Candidate] = []
@@ -143,7 +165,7 @@ async def election(
         for candidate in made:
             candidate.task = asyncio.create_task(candidate.elector.run())
         try:
-            yield Election(cluster, config, checker, made)
+            yield Contest(cluster, config, checker, made)
         finally:
             tasks = [c.task for c in made if c.task is not None]
             for task in tasks:
