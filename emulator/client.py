@@ -79,7 +79,8 @@ class EndpointStatus:
     last_error: str = ""
     last_success: float | None = None
     failing: bool = False
-    """Set on failure, cleared by the next success through this endpoint."""
+    """Set on failure; cleared when a call or the background probe succeeds here.
+    Failing endpoints are skipped while any other is not failing."""
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,6 @@ class _Endpoint:
     @property
     def address(self) -> str:
         return self.status.address
-
-
-def _is_compare_guarded(compare: Sequence[rpc_pb2.Compare]) -> bool:
-    return len(compare) > 0
 
 
 class EtcdClient:
@@ -185,9 +182,14 @@ class EtcdClient:
             keeper, self._keeper = self._keeper, None
             leases = [lease for lease in keeper.leases if lease.alive]
             await keeper.close()
-            for lease in leases:
-                with contextlib.suppress(EtcdError):
-                    await lease.revoke(timeout=self.config.close_timeout)
+            results = await asyncio.gather(
+                *(lease.revoke(timeout=self.config.close_timeout) for lease in leases),
+                return_exceptions=True,
+            )
+            for result in results:
+                # Best effort: an unreachable cluster expires the leases itself.
+                if isinstance(result, BaseException) and not isinstance(result, EtcdError):
+                    raise result
         self._closed = True
         for watch in list(self._watches):
             await watch.cancel()
@@ -300,7 +302,7 @@ class EtcdClient:
         of an applied txn fails its compare instead of applying twice) or
         ``idempotent``. Raises ContextError, ClusterUnavailableError, ResponseError."""
         request = rpc_pb2.TxnRequest(compare=compare, success=success, failure=failure)
-        safe = _is_compare_guarded(compare) if idempotent is None else idempotent
+        safe = len(compare) > 0 if idempotent is None else idempotent
 
         async def invoke(channel: grpc.aio.Channel, left: float | None) -> rpc_pb2.TxnResponse:
             return await rpc_pb2_grpc.KVStub(channel).Txn(request, timeout=left)
