@@ -48,12 +48,16 @@ from emulator.errors import (
 )
 from emulator.lease import KeepAliveStream, Lease, LeaseKeeper, LostCallback
 from emulator.retry import ExponentialFullJitter, RetryPolicy, retry_reason
-from emulator.watch import REQUIRE_LEADER, Watch, WatchStream
+from emulator.watch import Watch, WatchStream
 from protos import rpc_pb2, rpc_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# clientv3's WithRequireLeader: a member without a leader ends the stream with
+# an error instead of keeping it open and silent.
+REQUIRE_LEADER = (("hasleader", "true"),)
 Invoke = Callable[[grpc.aio.Channel, float | None], Awaitable[T]]
 
 
@@ -399,7 +403,9 @@ class EtcdClient:
 
             async def open_stream() -> tuple[KeepAliveStream, str]:
                 call, endpoint = await self._open_stream(
-                    lambda channel: rpc_pb2_grpc.LeaseStub(channel).LeaseKeepAlive()
+                    lambda channel: rpc_pb2_grpc.LeaseStub(channel).LeaseKeepAlive(
+                        metadata=REQUIRE_LEADER
+                    )
                 )
                 return call, endpoint
 

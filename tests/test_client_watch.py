@@ -11,6 +11,7 @@ from emulator.client_config import ClientConfig
 from emulator.cluster import LocalCluster, ServerFlags
 from emulator.retry import ExponentialFullJitter
 from protos import kv_pb2, rpc_pb2
+from tests.waiting import eventually
 
 CONFIG = ClientConfig().scaled(0.1)
 WRITES = 150
@@ -83,3 +84,41 @@ async def test_progress_notifications_are_bookmarks() -> None:
         assert bookmark.revision >= other.header.revision
         assert watch.next_revision == bookmark.revision + 1
         await watch.cancel()
+
+
+async def test_watch_survives_loss_of_quorum(cluster: LocalCluster) -> None:
+    prefix = b"/watch/quorum/"
+    patient = ExponentialFullJitter(0.01, 0.2, max_attempts=100, seed=2)
+    async with (
+        EtcdClient(cluster.endpoints, CONFIG, name="watcher") as watcher,
+        EtcdClient(cluster.endpoints, CONFIG, retry=patient, name="writer") as writer,
+    ):
+        watch = watcher.watch(prefix, range_end=prefix_end(prefix))
+        await asyncio.wait_for(watch.created.wait(), 5)
+        for index in range(10):
+            await writer.txn(*create_once(prefix + b"%02d" % index, b"x"))
+        cluster.kill(1)
+        cluster.kill(2)
+        # Member 0 loses its leader and cancels the leader-requiring stream.
+        await eventually(
+            lambda: watcher.endpoints_state.endpoints[0].failing,
+            10,
+            "the watch to be canceled for lack of a leader",
+        )
+        assert "leader" in watcher.endpoints_state.endpoints[0].last_error
+        await cluster.arestart(1)
+        await cluster.arestart(2)
+        for index in range(10, 20):
+            await writer.txn(*create_once(prefix + b"%02d" % index, b"x"))
+        seen: list[bytes] = []
+
+        async def read_all() -> None:
+            async for batch in watch:
+                seen.extend(event.kv.key for event in batch.events)
+                if len(seen) >= 20:
+                    return
+
+        await asyncio.wait_for(read_all(), 30)
+        await watch.cancel()
+        assert seen == [prefix + b"%02d" % index for index in range(20)]
+        assert watch.resumes >= 1
