@@ -53,7 +53,7 @@ class HealthChecker:
         self.last_probe: float | None = None
         self.probes = 0
         self.history: list[HealthTransition] = []
-        self.changed = asyncio.Event()
+        self._verdicts = {True: asyncio.Event(), False: asyncio.Event()}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -78,6 +78,10 @@ class HealthChecker:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    async def wait_until(self, healthy: bool) -> None:
+        """Return once the verdict is ``healthy`` (at once if it already is)."""
+        await self._verdicts[healthy].wait()
 
     async def probe(self) -> bool:
         """One probe; updates the verdict and returns it."""
@@ -111,8 +115,8 @@ class HealthChecker:
             "healthy" if healthy else "unhealthy",
             f" ({error})" if error else "",
         )
-        self.changed.set()
-        self.changed.clear()
+        self._verdicts[healthy].set()
+        self._verdicts[not healthy].clear()
 
     async def _run(self) -> None:
         while True:

@@ -132,6 +132,6 @@ async def test_health_checker_reports_healthy(shared_cluster: LocalCluster) -> N
         EtcdClient(shared_cluster.endpoints, config) as client,
         HealthChecker(client) as checker,
     ):
-        await asyncio.wait_for(checker.changed.wait(), 5)
+        await asyncio.wait_for(checker.wait_until(True), 5)
         assert checker.healthy is True
         assert checker.history[0].healthy and checker.last_error is None
