@@ -72,6 +72,43 @@ def prefix_end(key: bytes) -> bytes:
     return b"\0"
 
 
+def put_op(key: bytes, value: bytes, *, lease: int = 0) -> rpc_pb2.RequestOp:
+    return rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=value, lease=lease))
+
+
+def get_op(key: bytes, *, range_end: bytes = b"") -> rpc_pb2.RequestOp:
+    return rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key, range_end=range_end))
+
+
+def delete_op(key: bytes, *, range_end: bytes = b"") -> rpc_pb2.RequestOp:
+    return rpc_pb2.RequestOp(
+        request_delete_range=rpc_pb2.DeleteRangeRequest(key=key, range_end=range_end)
+    )
+
+
+def mod_revision_is(key: bytes, revision: int) -> rpc_pb2.Compare:
+    """Compare for compare-and-swap; revision 0 means "the key does not exist"."""
+    return rpc_pb2.Compare(
+        key=key, target=rpc_pb2.Compare.MOD, result=rpc_pb2.Compare.EQUAL, mod_revision=revision
+    )
+
+
+def create_revision_is(key: bytes, revision: int) -> rpc_pb2.Compare:
+    """Compare on the key's creation; revision 0 means "the key does not exist"."""
+    return rpc_pb2.Compare(
+        key=key,
+        target=rpc_pb2.Compare.CREATE,
+        result=rpc_pb2.Compare.EQUAL,
+        create_revision=revision,
+    )
+
+
+def value_is(key: bytes, value: bytes) -> rpc_pb2.Compare:
+    return rpc_pb2.Compare(
+        key=key, target=rpc_pb2.Compare.VALUE, result=rpc_pb2.Compare.EQUAL, value=value
+    )
+
+
 @dataclass
 class EndpointStatus:
     """What the client knows about one endpoint."""
@@ -82,6 +119,9 @@ class EndpointStatus:
     last_failure: float | None = None
     last_error: str = ""
     last_success: float | None = None
+    connectivity: str = "NONE"
+    """gRPC state of the endpoint's channel when the snapshot was taken
+    (IDLE, CONNECTING, READY, TRANSIENT_FAILURE, SHUTDOWN; NONE before first use)."""
     failing: bool = False
     """Set on failure; cleared when a call or the background probe succeeds here.
     Failing endpoints are skipped while any other is not failing."""
@@ -217,7 +257,13 @@ class EtcdClient:
             current=self._endpoints[self._current].address,
             switches=self._switches,
             last_switch=self._last_switch,
-            endpoints=tuple(dataclasses.replace(e.status) for e in self._endpoints),
+            endpoints=tuple(
+                dataclasses.replace(
+                    e.status,
+                    connectivity="NONE" if e.channel is None else e.channel.get_state().name,
+                )
+                for e in self._endpoints
+            ),
         )
 
     @property

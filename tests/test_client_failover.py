@@ -63,6 +63,22 @@ async def test_failover_when_member_in_use_is_paused(cluster: LocalCluster) -> N
         cluster.resume(0)
 
 
+async def test_idle_connection_to_paused_member_is_dropped_by_keepalive(
+    cluster: LocalCluster,
+) -> None:
+    async with EtcdClient(cluster.endpoints, CONFIG) as client:
+        await client.put(b"/failover/idle", b"1")
+        assert client.endpoints_state.endpoints[0].connectivity == "READY"
+        cluster.pause(0)
+        # No call in flight: only pings without calls can notice.
+        await eventually(
+            lambda: client.endpoints_state.endpoints[0].connectivity != "READY",
+            KEEPALIVE_DETECTION + SLACK,
+            "keepalive to close the idle connection",
+        )
+        cluster.resume(0)
+
+
 async def test_unsafe_write_is_not_retried_after_keepalive_failure(
     cluster: LocalCluster,
 ) -> None:

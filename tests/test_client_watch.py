@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from emulator.client import EtcdClient, prefix_end
+from emulator.client import EtcdClient, create_revision_is, prefix_end, put_op
 from emulator.client_config import ClientConfig
 from emulator.cluster import LocalCluster, ServerFlags
 from emulator.retry import ExponentialFullJitter
@@ -19,11 +19,7 @@ WRITES = 150
 
 def create_once(key: bytes, value: bytes) -> tuple[list[rpc_pb2.Compare], list[rpc_pb2.RequestOp]]:
     """A put guarded by "key does not exist": safe to retry, never applied twice."""
-    compare = rpc_pb2.Compare(
-        key=key, target=rpc_pb2.Compare.CREATE, result=rpc_pb2.Compare.EQUAL, create_revision=0
-    )
-    put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=value))
-    return [compare], [put]
+    return [create_revision_is(key, 0)], [put_op(key, value)]
 
 
 @pytest.mark.parametrize("fault", ["kill", "pause"])
