@@ -52,6 +52,8 @@ class HealthChecker:
         self.last_change: float | None = None
         self.last_probe: float | None = None
         self.probes = 0
+        self.probing = False
+        """True while a probe is in flight."""
         self.history: list[HealthTransition] = []
         self._verdicts = {True: asyncio.Event(), False: asyncio.Event()}
         self._task: asyncio.Task[None] | None = None
@@ -88,6 +90,7 @@ class HealthChecker:
         started = self.clock.now()
         self.last_probe = started
         self.probes += 1
+        self.probing = True
         try:
             await self.client.get(
                 self.config.health_key,
@@ -98,6 +101,8 @@ class HealthChecker:
             self._record(False, f"{type(error).__name__}: {error}")
         else:
             self._record(True, None)
+        finally:
+            self.probing = False
         return bool(self.healthy)
 
     def _record(self, healthy: bool, error: str | None) -> None:

@@ -169,7 +169,7 @@ async def test_lease_lost_while_member_paused(cluster: LocalCluster) -> None:
         cluster.resume(0)
 
 
-async def test_health_checker_flips_and_never_blocks_requests(cluster: LocalCluster) -> None:
+async def test_health_checker_flips_within_its_timeout(cluster: LocalCluster) -> None:
     async with (
         EtcdClient(cluster.endpoints, CONFIG) as client,
         HealthChecker(client) as checker,
@@ -181,21 +181,39 @@ async def test_health_checker_flips_and_never_blocks_requests(cluster: LocalClus
         flip_bound = CONFIG.health_check_interval + CONFIG.health_check_timeout
         await eventually(lambda: checker.healthy is False, flip_bound + SLACK, "unhealthy")
         assert checker.last_error and checker.last_change is not None
-        # The probe that was started last before the pause, or the first one
-        # after it, times out: at most one interval plus one timeout.
-        assert checker.last_change - paused_at <= flip_bound + 0.5
-        # While probes keep timing out against the paused member, requests run.
-        for _ in range(5):
-            started = time.monotonic()
-            await client.status(endpoint=cluster.endpoints[1], timeout=2)
-            assert time.monotonic() - started < 0.5
+        # The probe in flight at the pause, or the next one (at most one interval
+        # later), times out after health_check_timeout.
+        assert checker.last_change - paused_at <= flip_bound + 1.0
         cluster.resume(0)
         await eventually(lambda: checker.healthy is True, KEEPALIVE_DETECTION + SLACK, "healthy")
         assert [t.healthy for t in checker.history] == [True, False, True]
+        assert checker.history[1].at < checker.history[2].at
         # Rate limit: probes start at most once per interval.
         elapsed = time.monotonic() - checker_started
         assert checker.probes <= 2 + elapsed / CONFIG.health_check_interval
-        assert checker.history[1].at < checker.history[2].at
+
+
+async def test_health_probe_never_delays_requests(cluster: LocalCluster) -> None:
+    # A long probe deadline, so a request queued behind a probe would show.
+    config = dataclasses.replace(CONFIG, health_check_timeout=2.0)
+    async with (
+        EtcdClient(cluster.endpoints, config) as client,
+        HealthChecker(client) as checker,
+    ):
+        await eventually(lambda: checker.healthy is True, 5, "the first probe")
+        cluster.pause(0)
+        paused_at = time.monotonic()
+        await eventually(
+            lambda: checker.probing and (checker.last_probe or 0.0) > paused_at,
+            2 * config.health_check_interval + SLACK,
+            "a probe stuck on the paused member",
+        )
+        for _ in range(5):
+            started = time.monotonic()
+            await client.status(endpoint=cluster.endpoints[1], timeout=2)
+            assert time.monotonic() - started < config.health_check_timeout / 4
+        assert checker.probing
+        cluster.resume(0)
 
 
 async def test_failed_member_is_probed_in_background_and_readmitted(
