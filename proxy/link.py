@@ -347,6 +347,7 @@ class _Pipe:
         self.held_bytes = 0
         self.pending_inject: list[bytes] = []
         self.pause_reasons: set[str] = set()
+        self.stalled: list[bytes] = []
         self.ctx = ShapeContext(now=0.0, rng=rng, time_scale=self.link.time_scale)
         self.messages: dict[int, MessageCursor | None] = {}
         # Streams up to this id were open before frame tracking began: their
@@ -358,6 +359,12 @@ class _Pipe:
     # -- reading -------------------------------------------------------------
 
     def on_data(self, data: bytes) -> None:
+        if self.pause_reasons and self.source is not None:
+            # Read although paused (uvloop starts reading after connection_made
+            # even if it paused): keep it for later and ask again.
+            self.stalled.append(data)
+            self.source.pause_reading()
+            return
         link = self.link
         link.counters.bytes[self.direction] += len(data)
         plan = link.plans[self.direction]
@@ -515,8 +522,17 @@ class _Pipe:
             return
         self.pause_reasons.discard(reason)
         if not self.pause_reasons and self.source is not None:
-            with contextlib.suppress(RuntimeError):
-                self.source.resume_reading()
+            self._replay()
+            if not self.pause_reasons:
+                with contextlib.suppress(RuntimeError):
+                    self.source.resume_reading()
+
+    def _replay(self) -> None:
+        stalled, self.stalled = self.stalled, []
+        for data in stalled:
+            if self.closed:
+                return
+            self.on_data(data)
 
     def attach(self, source: asyncio.Transport, dest: asyncio.Transport) -> None:
         self.source, self.dest = source, dest
