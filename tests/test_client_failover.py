@@ -63,6 +63,22 @@ async def test_failover_when_member_in_use_is_paused(cluster: LocalCluster) -> N
         cluster.resume(0)
 
 
+async def test_idle_connection_to_paused_member_is_dropped_by_keepalive(
+    cluster: LocalCluster,
+) -> None:
+    async with EtcdClient(cluster.endpoints, CONFIG) as client:
+        await client.put(b"/failover/idle", b"1")
+        assert client.endpoints_state.endpoints[0].connectivity == "READY"
+        cluster.pause(0)
+        # No call in flight: only pings without calls can notice.
+        await eventually(
+            lambda: client.endpoints_state.endpoints[0].connectivity != "READY",
+            KEEPALIVE_DETECTION + SLACK,
+            "keepalive to close the idle connection",
+        )
+        cluster.resume(0)
+
+
 async def test_unsafe_write_is_not_retried_after_keepalive_failure(
     cluster: LocalCluster,
 ) -> None:
@@ -153,36 +169,51 @@ async def test_lease_lost_while_member_paused(cluster: LocalCluster) -> None:
         cluster.resume(0)
 
 
-async def test_health_checker_flips_and_never_blocks_requests(cluster: LocalCluster) -> None:
+async def test_health_checker_flips_within_its_timeout(cluster: LocalCluster) -> None:
     async with (
         EtcdClient(cluster.endpoints, CONFIG) as client,
         HealthChecker(client) as checker,
     ):
         checker_started = time.monotonic()
-        await asyncio.wait_for(checker.changed.wait(), 5)
-        assert checker.healthy is True
+        await eventually(lambda: checker.healthy is True, 5, "the first probe")
         cluster.pause(0)
         paused_at = time.monotonic()
-        await asyncio.wait_for(
-            checker.changed.wait(),
-            CONFIG.health_check_interval + CONFIG.health_check_timeout + SLACK,
-        )
-        assert checker.healthy is False and checker.last_error
-        flipped_after = time.monotonic() - paused_at
-        assert flipped_after <= CONFIG.health_check_interval + CONFIG.health_check_timeout + 1.0
-        # While probes keep timing out against the paused member, requests run.
-        for _ in range(5):
-            started = time.monotonic()
-            await client.status(endpoint=cluster.endpoints[1], timeout=2)
-            assert time.monotonic() - started < 0.5
+        flip_bound = CONFIG.health_check_interval + CONFIG.health_check_timeout
+        await eventually(lambda: checker.healthy is False, flip_bound + SLACK, "unhealthy")
+        assert checker.last_error and checker.last_change is not None
+        # The probe in flight at the pause, or the next one (at most one interval
+        # later), times out after health_check_timeout.
+        assert checker.last_change - paused_at <= flip_bound + 1.0
         cluster.resume(0)
-        await asyncio.wait_for(checker.changed.wait(), KEEPALIVE_DETECTION + SLACK)
-        assert checker.healthy is True
+        await eventually(lambda: checker.healthy is True, KEEPALIVE_DETECTION + SLACK, "healthy")
         assert [t.healthy for t in checker.history] == [True, False, True]
+        assert checker.history[1].at < checker.history[2].at
         # Rate limit: probes start at most once per interval.
         elapsed = time.monotonic() - checker_started
         assert checker.probes <= 2 + elapsed / CONFIG.health_check_interval
-        assert checker.history[1].at < checker.history[2].at
+
+
+async def test_health_probe_never_delays_requests(cluster: LocalCluster) -> None:
+    # A long probe deadline, so a request queued behind a probe would show.
+    config = dataclasses.replace(CONFIG, health_check_timeout=2.0)
+    async with (
+        EtcdClient(cluster.endpoints, config) as client,
+        HealthChecker(client) as checker,
+    ):
+        await eventually(lambda: checker.healthy is True, 5, "the first probe")
+        cluster.pause(0)
+        paused_at = time.monotonic()
+        await eventually(
+            lambda: checker.probing and (checker.last_probe or 0.0) > paused_at,
+            2 * config.health_check_interval + SLACK,
+            "a probe stuck on the paused member",
+        )
+        for _ in range(5):
+            started = time.monotonic()
+            await client.status(endpoint=cluster.endpoints[1], timeout=2)
+            assert time.monotonic() - started < config.health_check_timeout / 4
+        assert checker.probing
+        cluster.resume(0)
 
 
 async def test_failed_member_is_probed_in_background_and_readmitted(
