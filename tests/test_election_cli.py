@@ -21,7 +21,9 @@ def test_pause_with_pinned_clients_reports_one_clean_failover(
     assert failover["old_leader"] == summary["leader_before"]
     assert failover["new_leader"] == summary["leader_after"] != summary["leader_before"]
     config = summary["config"]
-    assert failover["since_last_renewal"] >= config["lease_duration"]
+    # A full lease from the successor's sight of the last renewal (etcd applied it
+    # a moment before the old leader heard back).
+    assert failover["since_last_renewal"] >= config["lease_duration"] - 0.5
 
 
 @pytest.mark.parametrize(
