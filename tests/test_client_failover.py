@@ -79,6 +79,25 @@ async def test_idle_connection_to_paused_member_is_dropped_by_keepalive(
         cluster.resume(0)
 
 
+async def test_hedged_read_answers_while_member_in_use_hangs(cluster: LocalCluster) -> None:
+    # Pause a follower: a paused leader would stall every read for an election.
+    follower = (cluster.wait_leader() + 1) % 3
+    endpoints = cluster.endpoints[follower:] + cluster.endpoints[:follower]
+    async with EtcdClient(endpoints, CONFIG) as client:
+        await client.put(b"/failover/hedge", b"1")
+        got = await client.get(b"/failover/hedge", hedge_after=1.0)
+        assert got.kvs[0].value == b"1" and client.stats.hedges == 0
+        cluster.pause(follower)
+        started = time.monotonic()
+        got = await client.get(b"/failover/hedge", hedge_after=0.05)
+        # Keepalive cannot end the stuck attempt sooner than keepalive_timeout.
+        assert time.monotonic() - started < CONFIG.keepalive_timeout
+        assert got.kvs[0].value == b"1" and client.stats.hedges == 1
+        # The hedge does not move the sticky client: only failures do.
+        assert client.current_endpoint == endpoints[0]
+        cluster.resume(follower)
+
+
 async def test_unsafe_write_is_not_retried_after_keepalive_failure(
     cluster: LocalCluster,
 ) -> None:
