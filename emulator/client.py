@@ -578,10 +578,22 @@ class EtcdClient:
                 self._failed(endpoint, error)
             reason = retry_reason(error.code, error.details, sent=sent, safe=safe)
             if reason is None:
+                if isinstance(error, ClusterUnavailableError):
+                    raise self._raise(
+                        ClusterUnavailableError(
+                            f"{method}: not retried, the write may have been applied: {error}",
+                            code=error.code,
+                            details=error.details,
+                            endpoint=endpoint.address,
+                            attempts=attempt,
+                        )
+                    )
                 raise self._raise(error)
             self.retry.record_result(False)
             wait = self.retry.delay(attempt, previous)
             if wait is None:
+                if not isinstance(error, ClusterUnavailableError):
+                    raise self._raise(error)
                 raise self._raise(
                     ClusterUnavailableError(
                         f"{method}: gave up after {attempt} attempts; last: {error}",
