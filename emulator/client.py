@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import logging
 import weakref
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -186,11 +187,14 @@ class EtcdClient:
         self.config = config or ClientConfig()
         self.clock: Clock = clock or MonotonicClock()
         self.name = name
+        # Clients with the same config but different names must not jitter in
+        # lockstep, or their retries arrive together anyway.
+        seed = self.config.seed ^ zlib.crc32(name.encode())
         self.retry: RetryPolicy = retry or ExponentialFullJitter(
             self.config.retry_backoff_base,
             self.config.retry_backoff_cap,
             max_attempts=self.config.retry_max_attempts,
-            seed=self.config.seed,
+            seed=seed,
         )
         self.stats = ClientStats()
         self._endpoints = [_Endpoint(address) for address in endpoints]
@@ -201,7 +205,7 @@ class EtcdClient:
             self.config.retry_backoff_base,
             self.config.retry_backoff_cap,
             max_attempts=2**31,
-            seed=self.config.seed + 1,
+            seed=seed + 1,
         )
         self._keeper: LeaseKeeper | None = None
         self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
