@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 
 import grpc
@@ -259,3 +260,26 @@ async def test_failed_member_is_probed_in_background_and_readmitted(
         )
         # Sticky: readmission does not move the client back.
         assert client.current_endpoint != cluster.endpoints[0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("ETCDLAB_SLOW"), reason="set ETCDLAB_SLOW=1 (real timings)")
+async def test_failover_on_pause_at_the_seeds_real_timings() -> None:
+    real = ClientConfig()
+    async with (
+        LocalCluster(3) as local,
+        EtcdClient(local.endpoints, real) as client,
+    ):
+        await client.put(b"/failover/real", b"1")
+        local.pause(0)
+        started = time.monotonic()
+        await client.get(b"/failover/real")
+        elapsed = time.monotonic() - started
+        # The seed's keepalive 30 s + 10 s bounds detection of a silent member.
+        assert (
+            real.keepalive_timeout - 0.5
+            <= elapsed
+            < real.keepalive_time + real.keepalive_timeout + 5
+        )
+        assert client.stats.retries["keepalive"] == 1
+        local.resume(0)
