@@ -396,6 +396,9 @@ class _Pipe:
         plan = link.plans[self.plan_key]
         pieces: list[bytes]
         if self.reader is None:
+            if plan.idle and not self.queue and not self.held and self.dest is not None:
+                self.dest.write(data)
+                return
             pieces = [data]
         else:
             try:
