@@ -20,10 +20,18 @@ def test_pause_with_pinned_clients_reports_one_clean_failover(
     (failover,) = report["failovers"]
     assert failover["old_leader"] == summary["leader_before"]
     assert failover["new_leader"] == summary["leader_after"] != summary["leader_before"]
-    config = summary["config"]
+    timings = summary["timings"]
     # A full lease from the successor's sight of the last renewal (etcd applied it
     # a moment before the old leader heard back).
-    assert failover["since_last_renewal"] >= config["lease_duration"] - 0.5
+    assert failover["since_last_renewal"] >= timings["lease_duration"] - 0.5
+
+
+def test_native_election_under_a_blackhole(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["election", "--kind", "etcd", "--ttl", "2", "--time-scale", "0.2"]
+    assert main([*argv, "--fault", "blackhole", "--observe", "6", "--candidates", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "etcd election: ttl 2" in out and "overlaps 0" in out
+    assert "failover: c0 -> c1" in out
 
 
 @pytest.mark.parametrize(
@@ -33,6 +41,8 @@ def test_pause_with_pinned_clients_reports_one_clean_failover(
         (["--fault", "flood"], "invalid choice"),
         (["--time-scale", "0"], "must be a positive finite number"),
         (["--candidates", "0"], "must be at least 1"),
+        (["--kind", "zookeeper"], "invalid choice"),
+        (["--ttl", "0.5"], "not an integer"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

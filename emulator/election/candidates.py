@@ -1,4 +1,5 @@
-"""Several client-go candidates against a local cluster, each on its own connection.
+"""Several candidates against a local cluster, each on its own connection: client-go
+electors (:func:`contest`) or etcd-native campaigners (:func:`campaign`).
 
 Candidate ``i`` prefers member ``i % members``: a connection factory decides
 whether it can fail over to the others (``rotating``, like the apiserver's
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import random
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from emulator.client import EtcdClient
 from emulator.client_config import ClientConfig
 from emulator.clock import MonotonicClock
 from emulator.cluster import LocalCluster
+from emulator.election.concurrency import Election
 from emulator.election.config import LeaderElectionConfig
 from emulator.election.elector import LeaderCallbacks, LeaderElector
 from emulator.election.lock import EtcdLeaseLock
@@ -171,3 +174,67 @@ async def contest(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass
+class Campaigner:
+    identity: str
+    member: int
+    connection: Connection
+    election: Election
+    task: asyncio.Task[None]
+
+
+@dataclass
+class Campaign:
+    cluster: LocalCluster
+    checker: SafetyChecker
+    campaigners: list[Campaigner]
+
+    def leader(self) -> Campaigner | None:
+        """The one campaigner that believes it leads (None if none or several)."""
+        leading = [c for c in self.campaigners if c.election.leading]
+        return leading[0] if len(leading) == 1 else None
+
+    async def agreed_leader(self, timeout: float) -> Campaigner:
+        """Wait until one campaigner leads (the others wait on a watch)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (leader := self.leader()) is None:
+            if loop.time() > deadline:
+                raise RuntimeError(f"no campaigner elected within {timeout:g}s")
+            await asyncio.sleep(0.05)
+        return leader
+
+
+@contextlib.asynccontextmanager
+async def campaign(
+    cluster: LocalCluster,
+    *,
+    ttl: int,
+    time_scale: float,
+    connect: ConnectionFactory = rotating,
+    candidates: int = 5,
+) -> AsyncIterator[Campaign]:
+    """etcd-native candidates ``c0``, ``c1``, ... each campaigning with a ``ttl``
+    second lease of its own; campaigns are cancelled when the block ends."""
+    checker = SafetyChecker(MonotonicClock())
+    prefix = f"/etcdlab/election/{uuid.uuid4().hex}".encode()
+    made: list[Campaigner] = []
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            for index in range(candidates):
+                member = index % len(cluster.members)
+                connection = await stack.enter_async_context(connect(cluster, member, time_scale))
+                lease = await connection.client.grant_lease(ttl)
+                identity = f"c{index}"
+                election = Election(
+                    connection.client, prefix, lease, identity=identity, listener=checker
+                )
+                task = asyncio.create_task(election.campaign(identity.encode()))
+                made.append(Campaigner(identity, member, connection, election, task))
+            yield Campaign(cluster, checker, made)
+        finally:
+            for campaigner in made:
+                campaigner.task.cancel()
+            await asyncio.gather(*(c.task for c in made), return_exceptions=True)

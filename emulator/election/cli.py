@@ -6,37 +6,52 @@ import argparse
 import asyncio
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from emulator.argtypes import positive_float, positive_int
 from emulator.cluster import LocalCluster, ServerFlags
 from emulator.election.candidates import (
+    Campaigner,
     Candidate,
     ConnectionFactory,
-    Contest,
+    campaign,
     contest,
     pinned,
     proxied,
     rotating,
 )
 from emulator.election.config import LeaderElectionConfig
+from emulator.election.safety import SafetyChecker
 from proxy.faults import Blackhole, Loss
 
 FAULTS = ("none", "kill", "pause", "blackhole", "loss")
+# etcd's concurrency.Session default lease TTL, in seconds.
+SESSION_TTL = 60
+
+Participant = Candidate | Campaigner
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "election",
-        help="run client-go leader election under one fault and check for two leaders",
+        help="run leader election under one fault and check for two leaders",
         description=(
-            "Start a local 3-member cluster and N client-go style candidates (15 s lease, "
-            "10 s renew deadline, 2 s retry, jitter 1.2, times --time-scale), each with its "
-            "own client preferring member i mod 3. Once everyone agrees on a leader, inject "
-            "one fault on the leader's member or connection, watch for --observe seconds, "
-            "and report overlaps (two candidates believing they lead at once), transitions, "
-            "time without a leader and the failover. Exit status 1 if leaders overlapped."
+            "Start a local 3-member cluster and N candidates, each with its own client "
+            "preferring member i mod 3: client-go style electors (15 s lease, 10 s renew "
+            "deadline, 2 s retry, jitter 1.2) or etcd's own concurrency.Election (lease-"
+            "bound keys, 60 s session TTL), every timing times --time-scale. Once a leader "
+            "is elected, inject one fault on the leader's member or connection, watch for "
+            "--observe seconds, and report overlaps (two candidates believing they lead at "
+            "once), transitions, time without a leader and the failover. Exit status 1 if "
+            "leaders overlapped."
         ),
+    )
+    parser.add_argument(
+        "--kind",
+        choices=("client-go", "etcd"),
+        default="client-go",
+        help="client-go lease lock or etcd-native election (default client-go)",
     )
     parser.add_argument(
         "--fault",
@@ -69,10 +84,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="multiply every election, client, raft and proxy timing (default 1: real)",
     )
     parser.add_argument(
+        "--ttl",
+        type=positive_int,
+        default=None,
+        help="etcd kind: session lease TTL in whole seconds (default 60 x time scale, min 1)",
+    )
+    parser.add_argument(
         "--observe",
         type=positive_float,
         default=None,
-        help="seconds to watch after the fault (default: 3 lease durations)",
+        help="seconds to watch after the fault (default: 3 lease durations or TTLs)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the retry jitter")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON line")
@@ -90,79 +111,98 @@ def _probability(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = LeaderElectionConfig(identity="-", name=f"etcdlab-{uuid.uuid4().hex[:8]}")
-    config = config.scaled(args.time_scale)
-    summary = asyncio.run(_contest(args, config))
-    report: dict[str, Any] = summary["report"]
+    summary = asyncio.run(_election(args))
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
-        _print_summary(summary, config)
-    return 1 if report["overlaps"] else 0
+        _print_summary(summary)
+    return 1 if summary["report"]["overlaps"] else 0
 
 
-async def _contest(args: argparse.Namespace, config: LeaderElectionConfig) -> dict[str, Any]:
+async def _election(args: argparse.Namespace) -> dict[str, Any]:
+    scale = args.time_scale
     connect: ConnectionFactory = pinned if args.clients == "pinned" else rotating
     if args.fault in ("blackhole", "loss"):
         connect = proxied
-    observe = args.observe if args.observe is not None else 3 * config.lease_duration
-    async with (
-        LocalCluster(3, flags=ServerFlags.scaled(args.time_scale)) as cluster,
-        contest(
-            cluster,
-            config,
-            time_scale=args.time_scale,
-            connect=connect,
-            candidates=args.candidates,
-            seed=args.seed,
-        ) as run,
-    ):
-        leader = await run.agreed_leader(timeout=3 * config.lease_duration + 10)
-        if args.fault != "none":
-            run.checker.mark_fault(args.fault)
-            _inject(run, leader, args.fault, args.loss)
-        await asyncio.sleep(observe)
-        report = run.checker.report()
-        leader_now = run.leader()
+    async with LocalCluster(3, flags=ServerFlags.scaled(scale)) as cluster:
+        if args.kind == "etcd":
+            ttl = args.ttl or max(1, round(SESSION_TTL * scale))
+            timings: dict[str, Any] = {"ttl": ttl}
+            async with campaign(
+                cluster, ttl=ttl, time_scale=scale, connect=connect, candidates=args.candidates
+            ) as native:
+                leader: Participant = await native.agreed_leader(timeout=3 * ttl + 10)
+                observe = args.observe if args.observe is not None else 3 * ttl
+                outcome = await _fault_and_watch(
+                    args, cluster, native.campaigners, leader, native.checker, observe
+                )
+                leader_now: Participant | None = native.leader()
+        else:
+            config = LeaderElectionConfig(identity="-", name=f"etcdlab-{uuid.uuid4().hex[:8]}")
+            config = config.scaled(scale)
+            timings = {
+                "lease_duration": config.lease_duration,
+                "renew_deadline": config.renew_deadline,
+                "retry_period": config.retry_period,
+                "jitter_factor": config.jitter_factor,
+            }
+            async with contest(
+                cluster,
+                config,
+                time_scale=scale,
+                connect=connect,
+                candidates=args.candidates,
+                seed=args.seed,
+            ) as electors:
+                leader = await electors.agreed_leader(timeout=3 * config.lease_duration + 10)
+                observe = args.observe if args.observe is not None else 3 * config.lease_duration
+                outcome = await _fault_and_watch(
+                    args, cluster, electors.candidates, leader, electors.checker, observe
+                )
+                leader_now = electors.leader()
     return {
+        "kind": args.kind,
         "fault": args.fault,
-        "time_scale": args.time_scale,
+        "time_scale": scale,
+        "timings": timings,
         "observed_seconds": observe,
         "leader_before": leader.identity,
         "leader_before_member": cluster.members[leader.member].name,
         "leader_after": leader_now.identity if leader_now else None,
-        "config": {
-            "lease_duration": config.lease_duration,
-            "renew_deadline": config.renew_deadline,
-            "retry_period": config.retry_period,
-            "jitter_factor": config.jitter_factor,
-        },
-        "report": report.as_dict(),
+        "report": outcome,
     }
 
 
-def _inject(run: Contest, leader: Candidate, fault: str, loss: float) -> None:
-    if fault == "kill":
-        run.cluster.kill(leader.member)
-    elif fault == "pause":
-        run.cluster.pause(leader.member)
-    elif fault == "blackhole" and leader.connection.link is not None:
+async def _fault_and_watch(
+    args: argparse.Namespace,
+    cluster: LocalCluster,
+    participants: Sequence[Participant],
+    leader: Participant,
+    checker: SafetyChecker,
+    observe: float,
+) -> dict[str, Any]:
+    if args.fault != "none":
+        checker.mark_fault(args.fault)
+    if args.fault == "kill":
+        cluster.kill(leader.member)
+    elif args.fault == "pause":
+        cluster.pause(leader.member)
+    elif args.fault == "blackhole" and leader.connection.link is not None:
         leader.connection.link.add(Blackhole())
-    elif fault == "loss":
-        for candidate in run.candidates:
-            if candidate.member == leader.member and candidate.connection.link is not None:
-                candidate.connection.link.add(Loss(probability=loss))
+    elif args.fault == "loss":
+        for participant in participants:
+            if participant.member == leader.member and participant.connection.link is not None:
+                participant.connection.link.add(Loss(probability=args.loss))
+    await asyncio.sleep(observe)
+    return checker.report().as_dict()
 
 
-def _print_summary(summary: dict[str, Any], config: LeaderElectionConfig) -> None:
+def _print_summary(summary: dict[str, Any]) -> None:
     report = summary["report"]
-    print(
-        f"lease {config.lease_duration:g}s, renew deadline {config.renew_deadline:g}s, "
-        f"retry {config.retry_period:g}s (time scale {summary['time_scale']:g})"
-    )
-    print(
-        f"leader before the fault: {summary['leader_before']} ({summary['leader_before_member']})"
-    )
+    timings = ", ".join(f"{name} {value:g}" for name, value in summary["timings"].items())
+    print(f"{summary['kind']} election: {timings} (time scale {summary['time_scale']:g})")
+    before = f"{summary['leader_before']} ({summary['leader_before_member']})"
+    print(f"leader before the fault: {before}")
     print(f"fault: {summary['fault']}; watched {summary['observed_seconds']:g}s")
     print(f"leader now: {summary['leader_after'] or 'none'}")
     print(
@@ -172,14 +212,14 @@ def _print_summary(summary: dict[str, Any], config: LeaderElectionConfig) -> Non
     for failover in report["failovers"]:
         if failover["new_leader"] is None:
             kept = failover["old_stepped_down"] is None
-            print(
-                "failover: none, " + ("the leader kept its lease" if kept else "no successor yet")
-            )
+            print("failover: none, " + ("the leader kept it" if kept else "no successor yet"))
             continue
+        # Native leaders report no renewals (their lease keep-alives are the client's).
+        since_renewal = failover["since_last_renewal"] if summary["kind"] == "client-go" else None
         print(
             f"failover: {failover['old_leader']} -> {failover['new_leader']}, "
-            f"{failover['since_fault']:.2f}s after the fault, "
-            f"{failover['since_last_renewal']:.2f}s after the last renewal"
+            f"{failover['since_fault']:.2f}s after the fault"
+            + ("" if since_renewal is None else f", {since_renewal:.2f}s after the last renewal")
         )
     for overlap in report["overlaps"]:
         print(
