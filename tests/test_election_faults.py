@@ -73,23 +73,33 @@ async def await_failover(run: Contest, old: Candidate) -> SafetyReport:
     return run.checker.report()
 
 
-def check_failover(report: SafetyReport, config: LeaderElectionConfig, old: Candidate) -> Failover:
+def check_failover(report: SafetyReport, run: Contest, old: Candidate) -> Failover:
+    config = run.config
     assert report.overlaps == (), f"two leaders at once: {report.overlaps}"
     (failover,) = report.failovers
     assert failover.old_leader == old.identity
-    assert failover.old_stepped_down is not None and failover.old_last_renewed is not None
-    step_down = failover.old_stepped_down - failover.old_last_renewed
+    last_renewed, stepped_down = failover.old_last_renewed, failover.old_stepped_down
+    assert stepped_down is not None and last_renewed is not None
+    step_down = stepped_down - last_renewed
     assert step_down <= step_down_bound(config)
-    assert failover.since_last_renewal is not None
+    assert failover.since_last_renewal is not None and failover.new_started is not None
     assert failover.since_last_renewal <= failover_bound(config)
     # The successor waited a full lease from when it saw the last renewal, which
     # etcd applied before the leader heard back (hence the slack).
     assert failover.since_last_renewal >= config.lease_duration - SLACK
+    # Detection: the successor's first attempt after the last renewal. From then
+    # on it is one lease and at most one jittered retry period.
+    (new,) = [c for c in run.candidates if c.identity == failover.new_leader]
+    detected = min(t for t in new.elector.attempts if t > last_renewed)
+    after_detection = failover.new_started - detected
+    assert after_detection <= config.lease_duration + jittered_max(config) + SLACK
     print(
         f"\n{failover.fault}: step-down {step_down:.2f}s after last renewal "
-        f"(bound {step_down_bound(config):.2f}); failover {failover.since_last_renewal:.2f}s "
+        f"(bound {step_down_bound(config):.2f}); successor {failover.since_last_renewal:.2f}s "
         f"after last renewal (bound {failover_bound(config):.2f}, "
-        f"LD + 1.2 RP = {config.lease_duration + 1.2 * config.retry_period:.2f}); "
+        f"LD + 1.2 RP = {config.lease_duration + 1.2 * config.retry_period:.2f}), "
+        f"detection {detected - last_renewed:.2f}s + {after_detection:.2f}s "
+        f"(LD + (1 + J) RP = {config.lease_duration + jittered_max(config):.2f}); "
         f"{failover.since_fault:.2f}s after the fault"
     )
     return failover
@@ -114,7 +124,7 @@ async def test_kill_the_leaders_member(cluster: LocalCluster) -> None:
         run.checker.mark_fault("kill")
         cluster.kill(old.member)
         report = await await_failover(run, old)
-    check_failover(report, config, old)
+    check_failover(report, run, old)
 
 
 async def test_pause_the_leaders_member(cluster: LocalCluster) -> None:
@@ -127,7 +137,7 @@ async def test_pause_the_leaders_member(cluster: LocalCluster) -> None:
             report = await await_failover(run, old)
         finally:
             cluster.resume(old.member)
-    check_failover(report, config, old)
+    check_failover(report, run, old)
 
 
 async def test_blackhole_only_the_leaders_connection(cluster: LocalCluster) -> None:
@@ -158,7 +168,7 @@ async def test_blackhole_only_the_leaders_connection(cluster: LocalCluster) -> N
         else:
             raise AssertionError("the leader's fenced write was refused three times")
         report = run.checker.report()
-    check_failover(report, config, old)
+    check_failover(report, run, old)
     assert (report.stale_writes_attempted, report.stale_writes_blocked) == (1, 1)
     assert report.stale_writes_accepted == 0
 
@@ -266,4 +276,4 @@ async def test_kill_the_leaders_member_at_real_timings() -> None:
         run.checker.mark_fault("kill (real timings)")
         cluster.kill(old.member)
         report = await await_failover(run, old)
-    check_failover(report, config, old)
+    check_failover(report, run, old)
