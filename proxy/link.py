@@ -43,6 +43,7 @@ from proxy.faults.frames import Action
 from proxy.grpcwire import (
     GRPC_UNAVAILABLE,
     MessageCursor,
+    exact_messages,
     rst_stream,
     trailers_frame,
     window_update,
@@ -744,10 +745,17 @@ class _Connection:
         if cursor is None and stream_id not in pipe.messages:
             cursor = MessageCursor() if stream_id > pipe.synced_after else None
             _remember(pipe.messages, stream_id, cursor)
-        whole = False
+        data = frame.data_without_padding()
         if cursor is not None:
-            started, ended = cursor.feed(frame.data_without_padding())
-            whole = started and ended and length > 0 and not frame.flags & FLAG_END_STREAM
+            started, ended = cursor.feed(data)
+        elif exact_messages(data):
+            # A stream older than frame tracking: a frame that is exactly whole
+            # messages (a keepalive, a watch request) puts us on its boundaries.
+            started = ended = True
+            pipe.messages[stream_id] = MessageCursor()
+        else:
+            started = ended = False
+        whole = started and ended and length > 0 and not frame.flags & FLAG_END_STREAM
         path = self.paths.get(stream_id)
         for fault in faults:
             action = fault.on_data(path, whole, pipe.rng)
