@@ -186,8 +186,6 @@ def line_chart(
                 f'<polyline class="series" fill="none" stroke="{stroke}" stroke-width="1.5" '
                 f'points="{" ".join(coords)}"><title>{escape(s.label)}</title></polyline>'
             )
-    # Over the segments (translucent): the lanes fill the plot and would hide it.
-    frame.shade(shades)
     frame.x_axis(x_unit)
     frame.legend(legend)
     return frame.render()
