@@ -1,0 +1,643 @@
+"""An asyncio etcd v3 client that connects the way the apiserver's client does.
+
+* One ``grpc.aio`` channel per endpoint, created on first use, with gRPC
+  keepalive (time 30 s, timeout 10 s, pings allowed without calls) so a dead
+  member is detected by keepalive, not only by request deadlines; dials wait at
+  most the dial timeout (20 s).
+* Sticky endpoint: every call goes to the current endpoint until it fails
+  (UNAVAILABLE, keepalive ping timeout, dial failure or timeout); then the client
+  rotates to the next endpoint, skipping those that failed within
+  ``endpoint_quarantine`` unless every endpoint did.
+* Retries follow a :class:`~emulator.retry.RetryPolicy`; :func:`retry_reason`
+  decides which failures are retryable at all (writes that may have been
+  applied are not, unless marked idempotent or compare-guarded).
+
+Errors: every call raises :class:`ContextError` when its deadline passes or it
+is cancelled by the server, :class:`ClusterUnavailableError` when the retry
+policy gives up on unavailable endpoints (or a non-idempotent write met
+UNAVAILABLE after it was sent), and :class:`ResponseError` when etcd answers
+with a non-retryable error. Cancelling the awaiting task cancels the RPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TypeVar
+
+import grpc
+
+from emulator.client_config import ClientConfig
+from emulator.clock import Clock, MonotonicClock
+from emulator.errors import (
+    ClusterUnavailableError,
+    ContextError,
+    EtcdError,
+    ResponseError,
+    from_rpc_error,
+)
+from emulator.lease import KeepAliveStream, Lease, LeaseKeeper, LostCallback
+from emulator.retry import ExponentialFullJitter, RetryPolicy, retry_reason
+from emulator.watch import REQUIRE_LEADER, Watch, WatchStream
+from protos import rpc_pb2, rpc_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Invoke = Callable[[grpc.aio.Channel, float | None], Awaitable[T]]
+
+
+def prefix_end(key: bytes) -> bytes:
+    """The ``range_end`` that makes a range cover every key starting with ``key``."""
+    end = bytearray(key)
+    for index in range(len(end) - 1, -1, -1):
+        if end[index] < 0xFF:
+            end[index] += 1
+            return bytes(end[: index + 1])
+    # All 0xff (or empty): etcd's "\0" means "to the end of the keyspace".
+    return b"\0"
+
+
+@dataclass
+class EndpointStatus:
+    """What the client knows about one endpoint."""
+
+    address: str
+    failures: int = 0
+    consecutive_failures: int = 0
+    last_failure: float | None = None
+    last_error: str = ""
+    last_success: float | None = None
+    failing: bool = False
+    """Set on failure, cleared by the next success through this endpoint."""
+
+
+@dataclass(frozen=True)
+class EndpointsState:
+    """A snapshot of endpoint selection (times on the client's clock)."""
+
+    current: str
+    switches: int
+    last_switch: float | None
+    endpoints: tuple[EndpointStatus, ...]
+
+
+@dataclass
+class ClientStats:
+    calls: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Calls started, by method."""
+    attempts: int = 0
+    retries: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Retries, by reason (``dial``, ``unavailable``, ``keepalive``, ``exhausted``)."""
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Errors raised to callers, by class name."""
+
+
+class _DialError(Exception):
+    pass
+
+
+class _Endpoint:
+    def __init__(self, address: str) -> None:
+        self.status = EndpointStatus(address)
+        self.channel: grpc.aio.Channel | None = None
+
+    @property
+    def address(self) -> str:
+        return self.status.address
+
+
+def _is_compare_guarded(compare: Sequence[rpc_pb2.Compare]) -> bool:
+    return len(compare) > 0
+
+
+class EtcdClient:
+    """See the module docstring. Use as ``async with EtcdClient([...]) as client``."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        config: ClientConfig | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        name: str = "client",
+    ) -> None:
+        if isinstance(endpoints, str):
+            raise TypeError("endpoints must be a sequence of 'host:port' strings, not a string")
+        if not endpoints:
+            raise ValueError("endpoints must not be empty")
+        self.config = config or ClientConfig()
+        self.clock: Clock = clock or MonotonicClock()
+        self.name = name
+        self.retry: RetryPolicy = retry or ExponentialFullJitter(
+            self.config.retry_backoff_base,
+            self.config.retry_backoff_cap,
+            max_attempts=self.config.retry_max_attempts,
+            seed=self.config.seed,
+        )
+        self.stats = ClientStats()
+        self._endpoints = [_Endpoint(address) for address in endpoints]
+        self._current = 0
+        self._switches = 0
+        self._last_switch: float | None = None
+        self._stream_backoff = ExponentialFullJitter(
+            self.config.retry_backoff_base,
+            self.config.retry_backoff_cap,
+            max_attempts=2**31,
+            seed=self.config.seed + 1,
+        )
+        self._keeper: LeaseKeeper | None = None
+        self._watches: set[Watch] = set()
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def __aenter__(self) -> EtcdClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Revoke live leases (best effort, ``close_timeout``), end watches, close channels."""
+        if self._closed:
+            return
+        if self._keeper is not None:
+            keeper, self._keeper = self._keeper, None
+            leases = [lease for lease in keeper.leases if lease.alive]
+            await keeper.close()
+            for lease in leases:
+                with contextlib.suppress(EtcdError):
+                    await lease.revoke()
+        self._closed = True
+        for watch in list(self._watches):
+            await watch.cancel()
+        for endpoint in self._endpoints:
+            if endpoint.channel is not None:
+                await endpoint.channel.close()
+                endpoint.channel = None
+
+    # -- observable state ----------------------------------------------------
+
+    @property
+    def endpoints_state(self) -> EndpointsState:
+        return EndpointsState(
+            current=self._endpoints[self._current].address,
+            switches=self._switches,
+            last_switch=self._last_switch,
+            endpoints=tuple(dataclasses.replace(e.status) for e in self._endpoints),
+        )
+
+    @property
+    def current_endpoint(self) -> str:
+        return self._endpoints[self._current].address
+
+    # -- KV ----------------------------------------------------------------
+
+    async def get(
+        self,
+        key: bytes,
+        *,
+        range_end: bytes = b"",
+        serializable: bool = False,
+        revision: int = 0,
+        limit: int = 0,
+        keys_only: bool = False,
+        count_only: bool = False,
+        timeout: float | None = None,
+    ) -> rpc_pb2.RangeResponse:
+        """Range read; retried on unavailability. Raises ContextError,
+        ClusterUnavailableError, ResponseError (e.g. compacted revision)."""
+        request = rpc_pb2.RangeRequest(
+            key=key,
+            range_end=range_end,
+            serializable=serializable,
+            revision=revision,
+            limit=limit,
+            keys_only=keys_only,
+            count_only=count_only,
+        )
+
+        async def invoke(channel: grpc.aio.Channel, left: float | None) -> rpc_pb2.RangeResponse:
+            return await rpc_pb2_grpc.KVStub(channel).Range(request, timeout=left)
+
+        return await self._call("range", invoke, safe=True, timeout=timeout)
+
+    async def put(
+        self,
+        key: bytes,
+        value: bytes,
+        *,
+        lease: int = 0,
+        prev_kv: bool = False,
+        idempotent: bool = False,
+        timeout: float | None = None,
+    ) -> rpc_pb2.PutResponse:
+        """Write a key. Not retried after UNAVAILABLE once sent unless
+        ``idempotent``. Raises ContextError, ClusterUnavailableError, ResponseError."""
+        request = rpc_pb2.PutRequest(key=key, value=value, lease=lease, prev_kv=prev_kv)
+
+        async def invoke(channel: grpc.aio.Channel, left: float | None) -> rpc_pb2.PutResponse:
+            return await rpc_pb2_grpc.KVStub(channel).Put(request, timeout=left)
+
+        return await self._call("put", invoke, safe=idempotent, timeout=timeout)
+
+    async def delete(
+        self,
+        key: bytes,
+        *,
+        range_end: bytes = b"",
+        prev_kv: bool = False,
+        idempotent: bool = False,
+        timeout: float | None = None,
+    ) -> rpc_pb2.DeleteRangeResponse:
+        """Delete a key or range; retry rules as :meth:`put`."""
+        request = rpc_pb2.DeleteRangeRequest(key=key, range_end=range_end, prev_kv=prev_kv)
+
+        async def invoke(
+            channel: grpc.aio.Channel, left: float | None
+        ) -> rpc_pb2.DeleteRangeResponse:
+            return await rpc_pb2_grpc.KVStub(channel).DeleteRange(request, timeout=left)
+
+        return await self._call("delete", invoke, safe=idempotent, timeout=timeout)
+
+    async def txn(
+        self,
+        compare: Sequence[rpc_pb2.Compare],
+        success: Sequence[rpc_pb2.RequestOp],
+        failure: Sequence[rpc_pb2.RequestOp] = (),
+        *,
+        idempotent: bool | None = None,
+        timeout: float | None = None,
+    ) -> rpc_pb2.TxnResponse:
+        """A transaction. Retried after UNAVAILABLE when compare-guarded (a repeat
+        of an applied txn fails its compare instead of applying twice) or
+        ``idempotent``. Raises ContextError, ClusterUnavailableError, ResponseError."""
+        request = rpc_pb2.TxnRequest(compare=compare, success=success, failure=failure)
+        safe = _is_compare_guarded(compare) if idempotent is None else idempotent
+
+        async def invoke(channel: grpc.aio.Channel, left: float | None) -> rpc_pb2.TxnResponse:
+            return await rpc_pb2_grpc.KVStub(channel).Txn(request, timeout=left)
+
+        return await self._call("txn", invoke, safe=safe, timeout=timeout)
+
+    async def compact(
+        self, revision: int, *, physical: bool = False, timeout: float | None = None
+    ) -> rpc_pb2.CompactionResponse:
+        """Compact history up to ``revision`` (repeatable, so retried).
+        Raises ContextError, ClusterUnavailableError, ResponseError."""
+        request = rpc_pb2.CompactionRequest(revision=revision, physical=physical)
+
+        async def invoke(
+            channel: grpc.aio.Channel, left: float | None
+        ) -> rpc_pb2.CompactionResponse:
+            return await rpc_pb2_grpc.KVStub(channel).Compact(request, timeout=left)
+
+        return await self._call("compact", invoke, safe=True, timeout=timeout)
+
+    async def status(
+        self, *, endpoint: str | None = None, timeout: float | None = None
+    ) -> rpc_pb2.StatusResponse:
+        """Maintenance.Status of the current endpoint (or of ``endpoint``, with
+        no failover). Raises ContextError, ClusterUnavailableError, ResponseError."""
+
+        async def invoke(channel: grpc.aio.Channel, left: float | None) -> rpc_pb2.StatusResponse:
+            return await rpc_pb2_grpc.MaintenanceStub(channel).Status(
+                rpc_pb2.StatusRequest(), timeout=left
+            )
+
+        if endpoint is None:
+            return await self._call("status", invoke, safe=True, timeout=timeout)
+        target = self._endpoint(endpoint)
+        left = timeout if timeout is not None else self.config.request_timeout
+        try:
+            channel = await self._dial(target, left)
+            return await invoke(channel, left)
+        except _DialError as error:
+            raise ClusterUnavailableError(str(error), endpoint=endpoint, attempts=1) from None
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error, endpoint) from None
+
+    # -- leases --------------------------------------------------------------
+
+    async def grant_lease(
+        self, ttl: int, *, on_lost: LostCallback | None = None, timeout: float | None = None
+    ) -> Lease:
+        """Grant a lease of ``ttl`` seconds and keep it alive in the background.
+
+        ``on_lost`` runs (and ``lease.lost`` is set) when the lease's local deadline
+        passes without a keep-alive answer, or the server says it expired.
+        Raises ContextError, ClusterUnavailableError, ResponseError.
+        """
+        if ttl < 1:
+            raise ValueError("ttl must be at least 1 second")
+        granted_at = self.clock.now()
+
+        async def invoke(
+            channel: grpc.aio.Channel, left: float | None
+        ) -> rpc_pb2.LeaseGrantResponse:
+            return await rpc_pb2_grpc.LeaseStub(channel).LeaseGrant(
+                rpc_pb2.LeaseGrantRequest(TTL=ttl), timeout=left
+            )
+
+        # A repeated grant only leaves an unused lease behind to expire.
+        response = await self._call("lease_grant", invoke, safe=True, timeout=timeout)
+        if response.error:
+            raise ResponseError(f"lease grant refused: {response.error}")
+        lease = Lease(
+            response.ID, response.TTL, granted_at, revoke=self._revoke_lease, on_lost=on_lost
+        )
+        self._lease_keeper().add(lease)
+        return lease
+
+    def _lease_keeper(self) -> LeaseKeeper:
+        if self._closed:
+            raise RuntimeError("client is closed")
+        if self._keeper is None:
+
+            async def open_stream() -> tuple[KeepAliveStream, str]:
+                call, endpoint = await self._open_stream(
+                    lambda channel: rpc_pb2_grpc.LeaseStub(channel).LeaseKeepAlive()
+                )
+                return call, endpoint
+
+            self._keeper = LeaseKeeper(
+                self.clock,
+                open_stream,
+                backoff=self._stream_delay,
+                stream_failed=self._stream_failed,
+            )
+        return self._keeper
+
+    async def _revoke_lease(self, lease: Lease) -> None:
+        if self._keeper is not None:
+            self._keeper.discard(lease)
+
+        async def invoke(
+            channel: grpc.aio.Channel, left: float | None
+        ) -> rpc_pb2.LeaseRevokeResponse:
+            return await rpc_pb2_grpc.LeaseStub(channel).LeaseRevoke(
+                rpc_pb2.LeaseRevokeRequest(ID=lease.id), timeout=left
+            )
+
+        timeout = self.config.close_timeout if self._keeper is None else None
+        try:
+            await self._call("lease_revoke", invoke, safe=True, timeout=timeout)
+        except ResponseError as error:
+            if error.code != grpc.StatusCode.NOT_FOUND:
+                raise
+
+    # -- watch ---------------------------------------------------------------
+
+    def watch(
+        self,
+        key: bytes,
+        *,
+        range_end: bytes = b"",
+        start_revision: int = 0,
+        progress_notify: bool = False,
+        prev_kv: bool = False,
+    ) -> Watch:
+        """Watch a key or range from ``start_revision`` (0: from now).
+
+        Returns an async iterator of :class:`WatchBatch` that resumes across
+        stream and endpoint failures without loss or duplication and raises
+        :class:`CompactedError` when the history it needs was compacted.
+        """
+        if self._closed:
+            raise RuntimeError("client is closed")
+
+        async def open_stream() -> tuple[WatchStream, str]:
+            call, endpoint = await self._open_stream(
+                lambda channel: rpc_pb2_grpc.WatchStub(channel).Watch(metadata=REQUIRE_LEADER)
+            )
+            return call, endpoint
+
+        watch = Watch(
+            open_stream,
+            key,
+            range_end=range_end,
+            start_revision=start_revision,
+            progress_notify=progress_notify,
+            prev_kv=prev_kv,
+            clock=self.clock,
+            backoff=self._stream_delay,
+            stream_failed=self._stream_failed,
+        )
+        self._watches.add(watch)
+        return watch
+
+    # -- the call loop -------------------------------------------------------
+
+    async def _call(
+        self, method: str, invoke: Invoke[T], *, safe: bool, timeout: float | None
+    ) -> T:
+        if self._closed:
+            raise RuntimeError("client is closed")
+        if timeout is None:
+            timeout = self.config.request_timeout
+        deadline = None if timeout is None else self.clock.now() + timeout
+        self.stats.calls[method] += 1
+        self.retry.record_call()
+        attempt = 0
+        previous = 0.0
+        while True:
+            attempt += 1
+            self.stats.attempts += 1
+            endpoint = self._endpoints[self._pick()]
+            left = None if deadline is None else deadline - self.clock.now()
+            if left is not None and left <= 0:
+                raise self._raise(
+                    ContextError(
+                        f"{method}: deadline exceeded before attempt {attempt}",
+                        code=grpc.StatusCode.DEADLINE_EXCEEDED,
+                    )
+                )
+            sent = False
+            try:
+                channel = await self._dial(endpoint, left)
+                sent = True
+                result = await invoke(channel, left)
+            except _DialError as dial_error:
+                error: EtcdError = ClusterUnavailableError(
+                    str(dial_error), endpoint=endpoint.address, attempts=attempt
+                )
+            except grpc.aio.AioRpcError as rpc_error:
+                error = from_rpc_error(rpc_error, endpoint.address)
+            except ContextError as context_error:
+                raise self._raise(context_error) from None
+            else:
+                self.retry.record_result(True)
+                self._succeeded(endpoint)
+                return result
+            if isinstance(error, ContextError):
+                raise self._raise(error)
+            if isinstance(error, ClusterUnavailableError):
+                self._failed(endpoint, error)
+            reason = retry_reason(error.code, error.details, sent=sent, safe=safe)
+            if reason is None:
+                raise self._raise(error)
+            self.retry.record_result(False)
+            wait = self.retry.delay(attempt, previous)
+            if wait is None:
+                raise self._raise(
+                    ClusterUnavailableError(
+                        f"{method}: gave up after {attempt} attempts; last: {error}",
+                        code=error.code,
+                        details=error.details,
+                        endpoint=endpoint.address,
+                        attempts=attempt,
+                    )
+                )
+            if deadline is not None and self.clock.now() + wait >= deadline:
+                raise self._raise(
+                    ContextError(
+                        f"{method}: deadline exceeded after {attempt} attempts; last: {error}",
+                        code=grpc.StatusCode.DEADLINE_EXCEEDED,
+                        endpoint=endpoint.address,
+                    )
+                )
+            self.stats.retries[reason] += 1
+            previous = wait
+            await self.clock.sleep(wait)
+
+    def _raise(self, error: EtcdError) -> EtcdError:
+        self.stats.errors[type(error).__name__] += 1
+        return error
+
+    # -- endpoints -----------------------------------------------------------
+
+    def _endpoint(self, address: str) -> _Endpoint:
+        for endpoint in self._endpoints:
+            if endpoint.address == address:
+                return endpoint
+        raise ValueError(f"unknown endpoint {address!r}")
+
+    def _quarantined(self, endpoint: _Endpoint, now: float) -> bool:
+        status = endpoint.status
+        return (
+            status.failing
+            and status.last_failure is not None
+            and now - status.last_failure < self.config.endpoint_quarantine
+        )
+
+    def _pick(self) -> int:
+        """The endpoint for the next attempt: sticky, skipping recently failed ones."""
+        now = self.clock.now()
+        count = len(self._endpoints)
+        choice = None
+        for step in range(count):
+            index = (self._current + step) % count
+            if not self._quarantined(self._endpoints[index], now):
+                choice = index
+                break
+        if choice is None:
+            # Everything failed recently: the one that failed longest ago.
+            choice = min(
+                range(count),
+                key=lambda i: (self._endpoints[i].status.last_failure or 0.0, i),
+            )
+        if choice != self._current:
+            log.info(
+                "%s: switching endpoint %s -> %s",
+                self.name,
+                self._endpoints[self._current].address,
+                self._endpoints[choice].address,
+            )
+            self._current = choice
+            self._switches += 1
+            self._last_switch = now
+        return choice
+
+    def _succeeded(self, endpoint: _Endpoint) -> None:
+        status = endpoint.status
+        status.last_success = self.clock.now()
+        status.consecutive_failures = 0
+        status.failing = False
+
+    def _failed(self, endpoint: _Endpoint, error: EtcdError) -> None:
+        status = endpoint.status
+        status.failures += 1
+        status.consecutive_failures += 1
+        status.last_failure = self.clock.now()
+        status.last_error = str(error)
+        status.failing = True
+
+    def _stream_failed(self, address: str, error: grpc.RpcError) -> None:
+        if isinstance(error, grpc.aio.AioRpcError):
+            classified = from_rpc_error(error, address)
+            if isinstance(classified, ClusterUnavailableError):
+                self._failed(self._endpoint(address), classified)
+
+    def _stream_delay(self, failures: int) -> float:
+        return (
+            self._stream_backoff.ceiling(min(failures, 64)) * self._stream_backoff.random.random()
+        )
+
+    async def _dial(self, endpoint: _Endpoint, left: float | None) -> grpc.aio.Channel:
+        """A READY channel to ``endpoint`` within the dial timeout (and ``left``)."""
+        ready = grpc.ChannelConnectivity.READY
+        channel = endpoint.channel
+        if channel is not None and endpoint.status.failing and channel.get_state() != ready:
+            # A fresh channel skips gRPC's reconnect backoff (up to 120 s), so an
+            # endpoint that is back answers as soon as its quarantine ends.
+            old, channel = channel, None
+            asyncio.get_running_loop().create_task(old.close())
+        if channel is None:
+            channel = grpc.aio.insecure_channel(
+                endpoint.address, options=self.config.channel_options()
+            )
+            endpoint.channel = channel
+        state = channel.get_state(try_to_connect=True)
+        if state == ready:
+            return channel
+        limit = self.config.dial_timeout if left is None else min(left, self.config.dial_timeout)
+        try:
+            async with asyncio.timeout(limit):
+                while state != ready:
+                    if state in (
+                        grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                        grpc.ChannelConnectivity.SHUTDOWN,
+                    ):
+                        raise _DialError(f"{endpoint.address}: connection failed ({state.name})")
+                    await channel.wait_for_state_change(state)
+                    state = channel.get_state(try_to_connect=True)
+        except TimeoutError:
+            if left is not None and left < self.config.dial_timeout:
+                raise ContextError(
+                    f"{endpoint.address}: deadline exceeded while dialing",
+                    code=grpc.StatusCode.DEADLINE_EXCEEDED,
+                    endpoint=endpoint.address,
+                ) from None
+            raise _DialError(
+                f"{endpoint.address}: dial timeout ({self.config.dial_timeout:g}s)"
+            ) from None
+        return channel
+
+    async def _open_stream(self, start: Callable[[grpc.aio.Channel], T]) -> tuple[T, str]:
+        """Start a stream on the endpoint a call would use now.
+
+        Raises ClusterUnavailableError when the dial fails (the endpoint is marked failed).
+        """
+        if self._closed:
+            raise ClusterUnavailableError("client is closed")
+        endpoint = self._endpoints[self._pick()]
+        try:
+            channel = await self._dial(endpoint, None)
+        except _DialError as dial_error:
+            error = ClusterUnavailableError(str(dial_error), endpoint=endpoint.address)
+            self._failed(endpoint, error)
+            raise error from None
+        return start(channel), endpoint.address
