@@ -1,0 +1,72 @@
+"""An in-memory resource lock for elector state-machine tests on a FakeClock.
+
+Several ``MemoryLock``s share one ``MemoryStore`` like candidates share an etcd
+key; each keeps its own last-seen revision, and each can be cut off (calls fail)
+or hung (calls never return) on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from emulator.election.lock import LockConflictError, LockNotFoundError, ObservedRecord
+from emulator.election.record import LeaderElectionRecord
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.raw: bytes | None = None
+        self.revision = 0
+        self.writes = 0
+
+    def put(self, raw: bytes) -> int:
+        self.revision += 1
+        self.raw = raw
+        self.writes += 1
+        return self.revision
+
+
+class MemoryLock:
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self._revision: int | None = None
+        self.failing = False
+        self.hanging = False
+        self.gets = 0
+        self.updates = 0
+
+    def describe(self) -> str:
+        return "memory/lease"
+
+    @property
+    def revision(self) -> int | None:
+        return self._revision
+
+    async def _reach(self) -> None:
+        if self.hanging:
+            await asyncio.Event().wait()
+        if self.failing:
+            raise ConnectionError("lock unreachable")
+
+    async def get(self) -> ObservedRecord:
+        self.gets += 1
+        await self._reach()
+        if self.store.raw is None:
+            raise LockNotFoundError("no record")
+        self._revision = self.store.revision
+        return ObservedRecord(
+            LeaderElectionRecord.from_lease(self.store.raw), self.store.raw, self.store.revision
+        )
+
+    async def create(self, record: LeaderElectionRecord) -> None:
+        await self._reach()
+        if self.store.raw is not None:
+            raise LockConflictError("exists")
+        self._revision = self.store.put(record.to_lease("lease", "memory"))
+
+    async def update(self, record: LeaderElectionRecord) -> None:
+        self.updates += 1
+        await self._reach()
+        if self._revision is None or self._revision != self.store.revision:
+            raise LockConflictError("stale revision")
+        self._revision = self.store.put(record.to_lease("lease", "memory"))
