@@ -47,8 +47,7 @@ class FaultKind(StrEnum):
     PARTITION_MAJORITY = "partition-majority"  # quorum lost
     KILL = "kill"
     PAUSE = "pause"
-    LATENCY = "latency"
-    BLACKHOLE = "blackhole"
+    FLAPPING = "flapping"  # links down and up again, repeatedly
 
 
 PARTITIONS = frozenset({FaultKind.PARTITION_MINORITY, FaultKind.PARTITION_MAJORITY})
@@ -249,6 +248,7 @@ class Recorder:
         self.timeline = timeline
         self._clock = clock
         self._origin = clock.now()
+        self.finished = False
 
     def now(self) -> float:
         return self._clock.now() - self._origin
@@ -261,27 +261,40 @@ class Recorder:
         error: ErrorClass | None = None,
         source: str = "etcd",
     ) -> None:
-        self.timeline.requests.append(Request(self.now(), component, op, latency, error, source))
+        self._add(
+            self.timeline.requests, Request(self.now(), component, op, latency, error, source)
+        )
 
     def health(self, component: str, healthy: bool) -> None:
-        self.timeline.health.append(Health(self.now(), component, healthy))
+        self._add(self.timeline.health, Health(self.now(), component, healthy))
 
     def event(self, component: str, kind: EventKind, detail: str = "") -> None:
-        self.timeline.events.append(Event(self.now(), component, kind, detail))
+        self._add(self.timeline.events, Event(self.now(), component, kind, detail))
 
     def leader(self, lease: str, candidate: str, leading: bool) -> None:
-        self.timeline.leaders.append(LeaderChange(self.now(), lease, candidate, leading))
+        self._add(self.timeline.leaders, LeaderChange(self.now(), lease, candidate, leading))
 
     def gauge(self, name: str, value: float) -> None:
-        self.timeline.gauges.append(Gauge(self.now(), name, value))
+        self._add(self.timeline.gauges, Gauge(self.now(), name, value))
 
     def reconcile(self, controller: str, key: str, duration: float, ops: int, ok: bool) -> None:
-        self.timeline.reconciles.append(Reconcile(self.now(), controller, key, duration, ops, ok))
+        self._add(
+            self.timeline.reconciles, Reconcile(self.now(), controller, key, duration, ops, ok)
+        )
 
     def fault(self, start: float, kind: FaultKind, target: str, detail: str = "") -> None:
         """A fault that began at ``start`` (a :meth:`now` value) and ends now."""
-        self.timeline.faults.append(FaultWindow(start, self.now(), kind, target, detail))
+        self._add(self.timeline.faults, FaultWindow(start, self.now(), kind, target, detail))
+
+    def _add(self, records: list[Any], record: Any) -> None:
+        # Shutting the run down (leaders stepping down, calls cancelled) is not
+        # part of what was measured.
+        if not self.finished:
+            records.append(record)
 
     def finish(self) -> Timeline:
-        self.timeline.duration = self.now()
+        """End the run: its duration is now, and later records are dropped."""
+        if not self.finished:
+            self.timeline.duration = self.now()
+            self.finished = True
         return self.timeline

@@ -107,7 +107,8 @@ class Controller:
         )
         self.reconciles = 0
         self.failures = 0
-        informers[self.kind].add_handler(lambda obj: self.queue.add(obj.name))
+        self._peak = 0
+        informers[self.kind].add_handler(lambda obj: self.enqueue(obj.name))
         for kind in self.owned:
             informers[kind].add_handler(self._owned_changed)
 
@@ -116,10 +117,19 @@ class Controller:
         """Keys queued or waiting out a retry delay."""
         return len(self.queue) + self.queue.waiting
 
+    def take_peak(self) -> int:
+        """The largest depth since the last call (a sampler would miss short bursts)."""
+        peak, self._peak = max(self._peak, self.depth), self.depth
+        return peak
+
+    def enqueue(self, key: str) -> None:
+        self.queue.add(key)
+        self._peak = max(self._peak, self.depth)
+
     def _owned_changed(self, obj: Object) -> None:
         owner = self._owner_of(obj)
         if owner is not None:
-            self.queue.add(owner)
+            self.enqueue(owner)
 
     def _owner_of(self, obj: Object) -> str | None:
         kind, _, name = (obj.owner or "").partition("/")
@@ -158,6 +168,7 @@ class Controller:
             else:
                 self.failures += 1
                 self.queue.add_rate_limited(key)
+                self._peak = max(self._peak, self.depth)
             self.queue.done(key)
             if self._recorder is not None:
                 self._recorder.reconcile(self.name, key, self._clock.now() - started, ops[0], ok)
@@ -281,7 +292,7 @@ class DaemonSetController(Controller):
 
     def _node_changed(self, node: Object) -> None:
         for ds in self._store(DAEMONSETS):
-            self.queue.add(ds)
+            self.enqueue(ds)
 
     async def reconcile(self, name: str) -> None:
         ds = self._store(DAEMONSETS).get(name)

@@ -1,0 +1,138 @@
+"""Scenarios: parsing and validation, the CLI, and every built-in end to end on real etcd."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from emulator import engine, scenarios
+from emulator.claims import CLAIMS
+from emulator.cli import main
+from emulator.controlplane.plane import PlaneConfig
+from emulator.scenarios import BUILTINS, FaultStep, Scenario, from_toml
+
+SMALL = PlaneConfig(
+    apiservers=2,
+    components=1,
+    nodes=2,
+    deployments=2,
+    statefulsets=2,
+    daemonsets=1,
+    replicas=2,
+    churn_period=5.0,
+)
+
+
+def test_builtins_are_valid_and_named_after_themselves() -> None:
+    assert set(BUILTINS) == {
+        "packet-loss-30",
+        "partition-minority",
+        "partition-majority",
+        "member-kill",
+        "member-pause",
+        "flapping",
+    }
+    for name, scenario in BUILTINS.items():
+        assert scenario.name == name and scenario.faults and scenario.description
+    seed = BUILTINS["packet-loss-30"].faults[0]
+    assert (seed.kind, seed.probability, seed.links) == ("loss", 0.3, "all")
+
+
+def test_toml_scenario_round_trip() -> None:
+    scenario = from_toml(
+        """
+        name = "two"
+        description = "loss on two members"
+        duration = 100
+        [[fault]]
+        at = 10
+        duration = 20
+        kind = "loss"
+        target = "0,1"
+        probability = 0.1
+        links = "client"
+        """
+    )
+    assert scenario == Scenario(
+        "two",
+        "loss on two members",
+        100,
+        (FaultStep(10, 20, "loss", "0,1", probability=0.1, links="client"),),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("duration = 10\n[[fault]]\nat = 1\nduration = 2\nkind = 'melt'", "kind must be one of"),
+        ("duration = 10\n[[fault]]\nat = 5\nduration = 20\nkind = 'kill'", "after the scenario"),
+        ("[[fault]]\nat = 5\nduration = 1\nkind = 'kill'", "missing 'duration'"),
+        ("duration = 10\n[[fault]]\nat = 1\nduration = 2\nkind = 'loss'\nbogus = 1", "bogus"),
+        ("duration = 10\n[[fault]]\nat = 1\nduration = 2\nkind = 'loss'\ntarget = 'x'", "target"),
+        ("duration = 10\n[[fault]]\nat = 1\nduration = 2\nkind = 'loss'\nprobability = 2", "prob"),
+        ("duration = ", "not valid TOML"),
+    ],
+)
+def test_bad_toml_is_rejected_with_the_field_named(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        from_toml(text, "bad.toml")
+
+
+def test_targets_resolve_against_the_leader() -> None:
+    assert engine.resolve("leader", 2) == [2]
+    assert engine.resolve("follower", 2) == [0]
+    assert engine.resolve("1,0", None) == [0, 1]
+    with pytest.raises(ValueError, match=r"members are 0\.\.2"):
+        engine.resolve("3", None)
+    with pytest.raises(ValueError, match="local cluster"):
+        engine.resolve("leader", None)
+
+
+def test_cli_lists_scenarios_and_rejects_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scenarios"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == list(BUILTINS)
+    assert main(["run", "no-such-scenario"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "unknown scenario 'no-such-scenario'" in error
+    bad = tmp_path / "bad.toml"
+    bad.write_text("duration = -1\n")
+    assert main(["run", str(bad)]) == 2
+    assert "duration must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "packet-loss-30", "--time-scale", "0"])
+    assert exit_info.value.code == 2
+    assert main(["run", "packet-loss-30", "--endpoints", "127.0.0.1:1"]) == 2
+    assert "--proxy-control" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", list(BUILTINS))
+async def test_builtin_scenario_runs_end_to_end(name: str, tmp_path: Path) -> None:
+    scenario = scenarios.load(name)
+    # Keep the faults, cut the quiet tail: 10 s (unscaled) after the last heal.
+    duration = max(step.end for step in scenario.faults) + 10
+    options = engine.RunOptions(
+        time_scale=0.1, seed=7, out=tmp_path, duration=duration, plane=SMALL
+    )
+    lines: list[str] = []
+    report, paths = await engine.run(scenario, options, lines.append)
+    loaded = json.loads(paths.json.read_text())
+    assert loaded == json.loads(json.dumps(report))
+    assert loaded["scenario"] == name and loaded["seed"] == 7 and loaded["time_scale"] == 0.1
+    assert [c["id"] for c in loaded["claims"]] == [c.id for c in CLAIMS]
+    assert {c["verdict"] for c in loaded["claims"]} <= {"agrees", "differs", "not observed"}
+    assert loaded["safety"]["overlapping_leaders"] == 0, loaded["safety"]
+    assert loaded["event_loop_lag"]["samples"] > 0
+    kinds = [f["kind"] for f in loaded["faults"]]
+    assert kinds == [engine.KINDS[step.kind].value for step in scenario.faults]
+    for fault in loaded["faults"]:
+        # The window lasted the scaled duration (plus the time healing took).
+        assert fault["end"] - fault["start"] >= scenario.faults[0].duration * 0.1 * 0.95
+    assert loaded["controllers"].keys() == {"statefulset", "deployment", "daemonset"}
+    assert "<svg" in paths.html.read_text()
+    assert any(line.startswith("fault on:") for line in lines)
+    assert any(line.startswith(f"scenario {name}") for line in lines)
