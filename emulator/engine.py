@@ -45,6 +45,12 @@ KINDS = {
     "flapping": FaultKind.FLAPPING,
 }
 
+PARTIAL_PARTITION = (
+    "partitions blackhole the member's client link and the peer connections dialled "
+    "to it; connections it dials to its peers are not cut (the proxy cannot yet tell "
+    "a peer connection's dialer), so the partition is partial"
+)
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -155,7 +161,7 @@ class RemoteFaults:
         return None
 
     async def apply(self, step: FaultStep, members: list[int]) -> Heal:
-        if step.kind in ("kill", "pause"):
+        if step.kind in ("kill", "pause", "flapping"):
             raise ValueError(f"a {step.kind} fault needs a local cluster (no --endpoints)")
         self._count += 1
         name = f"etcdlab-{self._count}"
@@ -172,8 +178,6 @@ class RemoteFaults:
             for proxy in proxies:
                 await asyncio.to_thread(self._call, "DELETE", f"/proxies/{proxy}/toxics/{name}")
 
-        if step.kind == "flapping":
-            raise ValueError("flapping is only available on a local cluster")
         return heal
 
     def _call(self, method: str, path: str, body: Any = None) -> None:
@@ -238,6 +242,8 @@ async def run(
             "endpoints": list(options.endpoints) or "local cluster behind proxies",
         },
     )
+    if any(step.kind.startswith("partition") for step in scenario.faults):
+        timeline.settings["notes"] = [PARTIAL_PARTITION]
     recorder = Recorder(timeline, clock)
     async with contextlib.AsyncExitStack() as stack:
         if options.endpoints:

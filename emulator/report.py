@@ -280,6 +280,9 @@ def render_html(report: dict[str, Any], timeline: Timeline) -> str:
            if lag["exceeded"] else " (limit p99 20 ms)")
     )  # fmt: skip
     safety_info = report["safety"]
+    notes = "".join(
+        f"<p><b>Note:</b> {escape(str(note))}</p>" for note in report["settings"].get("notes", [])
+    )
     plots = [
         latency_plot(timeline),
         errors_plot(timeline),
@@ -306,6 +309,7 @@ run length {report["duration"]:.1f} s on the run clock;
 verdicts: {", ".join(f"{v} {n}" for v, n in report["verdicts"].items())}.</p>
 <p>Safety: {safety_info["overlapping_leaders"]} overlapping leaders over
 {safety_info["leases"]} leases. {escape(lag_line)}.</p>
+{notes}
 <h2>The seed's claims against the measurement</h2>
 <table><tr><th>section</th><th>claim</th><th>measured</th><th>verdict</th></tr>{rows}</table>
 <h2>Timeline</h2>

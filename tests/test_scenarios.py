@@ -12,6 +12,9 @@ from emulator.claims import CLAIMS
 from emulator.cli import main
 from emulator.controlplane.plane import PlaneConfig
 from emulator.scenarios import BUILTINS, FaultStep, Scenario, from_toml
+from proxy.control import ControlServer
+from proxy.faults import Loss
+from proxy.server import ProxyServer
 
 SMALL = PlaneConfig(
     apiservers=2,
@@ -136,3 +139,38 @@ async def test_builtin_scenario_runs_end_to_end(name: str, tmp_path: Path) -> No
     assert "<svg" in paths.html.read_text()
     assert any(line.startswith("fault on:") for line in lines)
     assert any(line.startswith(f"scenario {name}") for line in lines)
+
+
+async def test_remote_faults_go_through_the_proxy_control_api() -> None:
+    async with ProxyServer(seed=0) as server:
+        for member in range(3):
+            for link in ("client", "peer"):
+                # Nothing connects during this test: the upstream is never dialled.
+                await server.add_link(
+                    f"etcd-{member}-{link}", ("127.0.0.1", 9), http2=link == "client"
+                )
+        control = ControlServer(server)
+        await control.start()
+        try:
+            driver = engine.RemoteFaults(f"http://127.0.0.1:{control.address[1]}")
+            heal = await driver.apply(FaultStep(0, 1, "loss", "1", probability=0.25), [1])
+            for link in ("client", "peer"):
+                (fault,) = server.links[f"etcd-1-{link}"].faults
+                assert isinstance(fault, Loss) and fault.probability == 0.25
+            assert not server.links["etcd-0-client"].faults
+            await heal()
+            assert not any(link.faults for link in server.links.values())
+            heal = await driver.apply(
+                FaultStep(0, 1, "partition-majority", "0,1", links="client"), [0, 1]
+            )
+            assert [bool(server.links[f"etcd-{m}-client"].faults) for m in range(3)] == [
+                True,
+                True,
+                False,
+            ]
+            assert not any(server.links[f"etcd-{m}-peer"].faults for m in range(3))
+            await heal()
+            with pytest.raises(ValueError, match="local cluster"):
+                await driver.apply(FaultStep(0, 1, "kill", "0"), [0])
+        finally:
+            await control.close()
