@@ -6,8 +6,11 @@
   most the dial timeout (20 s).
 * Sticky endpoint: every call goes to the current endpoint until it fails
   (UNAVAILABLE, keepalive ping timeout, dial failure or timeout); then the client
-  rotates to the next endpoint, skipping those that failed within
-  ``endpoint_quarantine`` unless every endpoint did.
+  rotates to the next endpoint that has not failed. A failed endpoint is skipped
+  until a background probe sees it answer again (at most one probe per
+  ``endpoint_probe_interval``), so requests never pay a dial timeout to find out
+  whether a dead member is back. Only when every endpoint failed do requests
+  try them again themselves, paced by the retry policy.
 * Retries follow a :class:`~emulator.retry.RetryPolicy`; :func:`retry_reason`
   decides which failures are retryable at all (writes that may have been
   applied are not, unless marked idempotent or compare-guarded).
@@ -26,6 +29,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -44,12 +48,16 @@ from emulator.errors import (
 )
 from emulator.lease import KeepAliveStream, Lease, LeaseKeeper, LostCallback
 from emulator.retry import ExponentialFullJitter, RetryPolicy, retry_reason
-from emulator.watch import REQUIRE_LEADER, Watch, WatchStream
+from emulator.watch import Watch, WatchStream
 from protos import rpc_pb2, rpc_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# clientv3's WithRequireLeader: a member without a leader ends the stream with
+# an error instead of keeping it open and silent.
+REQUIRE_LEADER = (("hasleader", "true"),)
 Invoke = Callable[[grpc.aio.Channel, float | None], Awaitable[T]]
 
 
@@ -64,6 +72,43 @@ def prefix_end(key: bytes) -> bytes:
     return b"\0"
 
 
+def put_op(key: bytes, value: bytes, *, lease: int = 0) -> rpc_pb2.RequestOp:
+    return rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=value, lease=lease))
+
+
+def get_op(key: bytes, *, range_end: bytes = b"") -> rpc_pb2.RequestOp:
+    return rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key, range_end=range_end))
+
+
+def delete_op(key: bytes, *, range_end: bytes = b"") -> rpc_pb2.RequestOp:
+    return rpc_pb2.RequestOp(
+        request_delete_range=rpc_pb2.DeleteRangeRequest(key=key, range_end=range_end)
+    )
+
+
+def mod_revision_is(key: bytes, revision: int) -> rpc_pb2.Compare:
+    """Compare for compare-and-swap; revision 0 means "the key does not exist"."""
+    return rpc_pb2.Compare(
+        key=key, target=rpc_pb2.Compare.MOD, result=rpc_pb2.Compare.EQUAL, mod_revision=revision
+    )
+
+
+def create_revision_is(key: bytes, revision: int) -> rpc_pb2.Compare:
+    """Compare on the key's creation; revision 0 means "the key does not exist"."""
+    return rpc_pb2.Compare(
+        key=key,
+        target=rpc_pb2.Compare.CREATE,
+        result=rpc_pb2.Compare.EQUAL,
+        create_revision=revision,
+    )
+
+
+def value_is(key: bytes, value: bytes) -> rpc_pb2.Compare:
+    return rpc_pb2.Compare(
+        key=key, target=rpc_pb2.Compare.VALUE, result=rpc_pb2.Compare.EQUAL, value=value
+    )
+
+
 @dataclass
 class EndpointStatus:
     """What the client knows about one endpoint."""
@@ -74,8 +119,12 @@ class EndpointStatus:
     last_failure: float | None = None
     last_error: str = ""
     last_success: float | None = None
+    connectivity: str = "NONE"
+    """gRPC state of the endpoint's channel when the snapshot was taken
+    (IDLE, CONNECTING, READY, TRANSIENT_FAILURE, SHUTDOWN; NONE before first use)."""
     failing: bool = False
-    """Set on failure, cleared by the next success through this endpoint."""
+    """Set on failure; cleared when a call or the background probe succeeds here.
+    Failing endpoints are skipped while any other is not failing."""
 
 
 @dataclass(frozen=True)
@@ -107,14 +156,12 @@ class _Endpoint:
     def __init__(self, address: str) -> None:
         self.status = EndpointStatus(address)
         self.channel: grpc.aio.Channel | None = None
+        self.prober: asyncio.Task[None] | None = None
+        self.channel_created = 0.0
 
     @property
     def address(self) -> str:
         return self.status.address
-
-
-def _is_compare_guarded(compare: Sequence[rpc_pb2.Compare]) -> bool:
-    return len(compare) > 0
 
 
 class EtcdClient:
@@ -154,7 +201,8 @@ class EtcdClient:
             seed=self.config.seed + 1,
         )
         self._keeper: LeaseKeeper | None = None
-        self._watches: set[Watch] = set()
+        self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
+        self._background: set[asyncio.Task[None]] = set()
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -178,12 +226,24 @@ class EtcdClient:
             keeper, self._keeper = self._keeper, None
             leases = [lease for lease in keeper.leases if lease.alive]
             await keeper.close()
-            for lease in leases:
-                with contextlib.suppress(EtcdError):
-                    await lease.revoke()
+            results = await asyncio.gather(
+                *(lease.revoke(timeout=self.config.close_timeout) for lease in leases),
+                return_exceptions=True,
+            )
+            for result in results:
+                # Best effort: an unreachable cluster expires the leases itself.
+                if isinstance(result, BaseException) and not isinstance(result, EtcdError):
+                    raise result
         self._closed = True
         for watch in list(self._watches):
             await watch.cancel()
+        for endpoint in self._endpoints:
+            if endpoint.prober is not None:
+                endpoint.prober.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await endpoint.prober
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         for endpoint in self._endpoints:
             if endpoint.channel is not None:
                 await endpoint.channel.close()
@@ -197,7 +257,13 @@ class EtcdClient:
             current=self._endpoints[self._current].address,
             switches=self._switches,
             last_switch=self._last_switch,
-            endpoints=tuple(dataclasses.replace(e.status) for e in self._endpoints),
+            endpoints=tuple(
+                dataclasses.replace(
+                    e.status,
+                    connectivity="NONE" if e.channel is None else e.channel.get_state().name,
+                )
+                for e in self._endpoints
+            ),
         )
 
     @property
@@ -286,7 +352,7 @@ class EtcdClient:
         of an applied txn fails its compare instead of applying twice) or
         ``idempotent``. Raises ContextError, ClusterUnavailableError, ResponseError."""
         request = rpc_pb2.TxnRequest(compare=compare, success=success, failure=failure)
-        safe = _is_compare_guarded(compare) if idempotent is None else idempotent
+        safe = len(compare) > 0 if idempotent is None else idempotent
 
         async def invoke(channel: grpc.aio.Channel, left: float | None) -> rpc_pb2.TxnResponse:
             return await rpc_pb2_grpc.KVStub(channel).Txn(request, timeout=left)
@@ -362,6 +428,20 @@ class EtcdClient:
         self._lease_keeper().add(lease)
         return lease
 
+    async def lease_time_to_live(
+        self, lease_id: int, *, keys: bool = False, timeout: float | None = None
+    ) -> rpc_pb2.LeaseTimeToLiveResponse:
+        """The server's view of a lease (TTL -1 once expired or revoked).
+        Raises ContextError, ClusterUnavailableError, ResponseError."""
+        request = rpc_pb2.LeaseTimeToLiveRequest(ID=lease_id, keys=keys)
+
+        async def invoke(
+            channel: grpc.aio.Channel, left: float | None
+        ) -> rpc_pb2.LeaseTimeToLiveResponse:
+            return await rpc_pb2_grpc.LeaseStub(channel).LeaseTimeToLive(request, timeout=left)
+
+        return await self._call("lease_ttl", invoke, safe=True, timeout=timeout)
+
     def _lease_keeper(self) -> LeaseKeeper:
         if self._closed:
             raise RuntimeError("client is closed")
@@ -369,7 +449,9 @@ class EtcdClient:
 
             async def open_stream() -> tuple[KeepAliveStream, str]:
                 call, endpoint = await self._open_stream(
-                    lambda channel: rpc_pb2_grpc.LeaseStub(channel).LeaseKeepAlive()
+                    lambda channel: rpc_pb2_grpc.LeaseStub(channel).LeaseKeepAlive(
+                        metadata=REQUIRE_LEADER
+                    )
                 )
                 return call, endpoint
 
@@ -381,7 +463,7 @@ class EtcdClient:
             )
         return self._keeper
 
-    async def _revoke_lease(self, lease: Lease) -> None:
+    async def _revoke_lease(self, lease: Lease, timeout: float | None) -> None:
         if self._keeper is not None:
             self._keeper.discard(lease)
 
@@ -392,7 +474,6 @@ class EtcdClient:
                 rpc_pb2.LeaseRevokeRequest(ID=lease.id), timeout=left
             )
 
-        timeout = self.config.close_timeout if self._keeper is None else None
         try:
             await self._call("lease_revoke", invoke, safe=True, timeout=timeout)
         except ResponseError as error:
@@ -525,41 +606,34 @@ class EtcdClient:
                 return endpoint
         raise ValueError(f"unknown endpoint {address!r}")
 
-    def _quarantined(self, endpoint: _Endpoint, now: float) -> bool:
-        status = endpoint.status
-        return (
-            status.failing
-            and status.last_failure is not None
-            and now - status.last_failure < self.config.endpoint_quarantine
-        )
-
     def _pick(self) -> int:
-        """The endpoint for the next attempt: sticky, skipping recently failed ones."""
-        now = self.clock.now()
+        """The endpoint for the next attempt: sticky, skipping failed ones."""
         count = len(self._endpoints)
-        choice = None
         for step in range(count):
             index = (self._current + step) % count
-            if not self._quarantined(self._endpoints[index], now):
-                choice = index
+            if not self._endpoints[index].status.failing:
                 break
-        if choice is None:
-            # Everything failed recently: the one that failed longest ago.
-            choice = min(
+        else:
+            # Everything failed: the one that failed longest ago.
+            index = min(
                 range(count),
                 key=lambda i: (self._endpoints[i].status.last_failure or 0.0, i),
             )
-        if choice != self._current:
-            log.info(
-                "%s: switching endpoint %s -> %s",
-                self.name,
-                self._endpoints[self._current].address,
-                self._endpoints[choice].address,
-            )
-            self._current = choice
-            self._switches += 1
-            self._last_switch = now
-        return choice
+        self._switch(index)
+        return index
+
+    def _switch(self, index: int) -> None:
+        if index == self._current:
+            return
+        log.info(
+            "%s: switching endpoint %s -> %s",
+            self.name,
+            self._endpoints[self._current].address,
+            self._endpoints[index].address,
+        )
+        self._current = index
+        self._switches += 1
+        self._last_switch = self.clock.now()
 
     def _succeeded(self, endpoint: _Endpoint) -> None:
         status = endpoint.status
@@ -574,32 +648,72 @@ class EtcdClient:
         status.last_failure = self.clock.now()
         status.last_error = str(error)
         status.failing = True
+        if self._endpoints[self._current] is endpoint:
+            self._pick()
+        if endpoint.prober is None and not self._closed:
+            endpoint.prober = asyncio.create_task(
+                self._probe_until_back(endpoint), name=f"{self.name} probe {endpoint.address}"
+            )
 
-    def _stream_failed(self, address: str, error: grpc.RpcError) -> None:
-        if isinstance(error, grpc.aio.AioRpcError):
-            classified = from_rpc_error(error, address)
-            if isinstance(classified, ClusterUnavailableError):
-                self._failed(self._endpoint(address), classified)
+    async def _probe_until_back(self, endpoint: _Endpoint) -> None:
+        """Re-admit a failed endpoint once it answers a Status call again."""
+        try:
+            while endpoint.status.failing:
+                await self.clock.sleep(self.config.endpoint_probe_interval)
+                if not endpoint.status.failing:
+                    break
+                try:
+                    channel = await self._dial(endpoint, None, fresh=True)
+                    await rpc_pb2_grpc.MaintenanceStub(channel).Status(
+                        rpc_pb2.StatusRequest(), timeout=self.config.dial_timeout
+                    )
+                except (_DialError, ContextError, grpc.aio.AioRpcError) as error:
+                    log.debug("%s: probe of %s failed: %s", self.name, endpoint.address, error)
+                    continue
+                log.info("%s: endpoint %s answers again", self.name, endpoint.address)
+                self._succeeded(endpoint)
+        finally:
+            endpoint.prober = None
+
+    def _stream_failed(self, address: str, error: EtcdError) -> None:
+        if isinstance(error, ClusterUnavailableError):
+            self._failed(self._endpoint(address), error)
 
     def _stream_delay(self, failures: int) -> float:
-        return (
-            self._stream_backoff.ceiling(min(failures, 64)) * self._stream_backoff.random.random()
-        )
+        wait = self._stream_backoff.delay(failures, 0.0)
+        return self.config.retry_backoff_cap if wait is None else wait
 
-    async def _dial(self, endpoint: _Endpoint, left: float | None) -> grpc.aio.Channel:
-        """A READY channel to ``endpoint`` within the dial timeout (and ``left``)."""
+    def _spawn(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            await work
+
+        task = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _dial(
+        self, endpoint: _Endpoint, left: float | None, *, fresh: bool = False
+    ) -> grpc.aio.Channel:
+        """A READY channel to ``endpoint`` within the dial timeout (and ``left``).
+
+        A channel that is not READY is replaced when ``fresh`` or when the
+        endpoint failed since it was created.
+        """
         ready = grpc.ChannelConnectivity.READY
         channel = endpoint.channel
-        if channel is not None and endpoint.status.failing and channel.get_state() != ready:
-            # A fresh channel skips gRPC's reconnect backoff (up to 120 s), so an
-            # endpoint that is back answers as soon as its quarantine ends.
-            old, channel = channel, None
-            asyncio.get_running_loop().create_task(old.close())
+        if channel is not None and channel.get_state() != ready:
+            failed_since = (endpoint.status.last_failure or 0.0) >= endpoint.channel_created
+            if fresh or (endpoint.status.failing and failed_since):
+                # A fresh channel skips gRPC's reconnect backoff (up to 120 s), so
+                # an endpoint that is back answers the next probe.
+                old, channel = channel, None
+                self._spawn(old.close())
         if channel is None:
             channel = grpc.aio.insecure_channel(
                 endpoint.address, options=self.config.channel_options()
             )
             endpoint.channel = channel
+            endpoint.channel_created = self.clock.now()
         state = channel.get_state(try_to_connect=True)
         if state == ready:
             return channel

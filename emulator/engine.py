@@ -300,14 +300,18 @@ async def run(
             for step in scenario.faults
             if driver is not None and step.at * ts < duration
         ]
+        outcomes: list[BaseException | None] = []
         stop_churn = asyncio.create_task(_stop_churn(plane, faults))
         try:
             await _progress(recorder, plane, origin, duration, progress)
-            for task in faults:
-                await task
         finally:
+            # A fault still on when the run ends is healed (and recorded) now.
             for task in [*faults, stop_churn]:
                 task.cancel()
+            outcomes = await asyncio.gather(*faults, stop_churn, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
         failures = plane.failed_tasks()
         if failures:
             raise RuntimeError(f"a control-plane job failed: {failures[0]!r}")

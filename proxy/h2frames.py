@@ -44,19 +44,21 @@ class FrameType(IntEnum):
 ALL_TYPES: frozenset[int] = frozenset(range(256))
 HEADER_TYPES: frozenset[int] = frozenset({FrameType.HEADERS, FrameType.CONTINUATION})
 
-# Frames whose payload length the protocol fixes: a mismatch means the byte
-# stream is not HTTP/2 (or we lost track of it), so stop rather than guess.
-_FIXED_LENGTH = {FrameType.PING: 8, FrameType.WINDOW_UPDATE: 4, FrameType.RST_STREAM: 4}
-_CONNECTION_ONLY = frozenset({FrameType.SETTINGS, FrameType.PING, FrameType.GOAWAY})
-_STREAM_ONLY = frozenset(
-    {
-        FrameType.DATA,
-        FrameType.HEADERS,
-        FrameType.PRIORITY,
-        FrameType.RST_STREAM,
-        FrameType.PUSH_PROMISE,
-        FrameType.CONTINUATION,
-    }
+# Per frame type (index): the payload length the protocol fixes (-1: any), and
+# where it may appear (0: anywhere, 1: stream 0 only, 2: never on stream 0).
+# A mismatch means the bytes are not HTTP/2 (or we lost track of them): stop
+# rather than guess.
+_RULES: tuple[tuple[int, int], ...] = (
+    (-1, 2),  # DATA
+    (-1, 2),  # HEADERS
+    (-1, 2),  # PRIORITY
+    (4, 2),  # RST_STREAM
+    (-1, 1),  # SETTINGS (length a multiple of 6, checked apart)
+    (-1, 2),  # PUSH_PROMISE
+    (8, 1),  # PING
+    (-1, 1),  # GOAWAY
+    (4, 0),  # WINDOW_UPDATE
+    (-1, 2),  # CONTINUATION
 )
 
 
@@ -210,17 +212,19 @@ class FrameReader:
                 header = bytes(self._header)
                 self._header.clear()
                 header_start = -1  # the header began in an earlier call
+                length, frame_type = self._check_header(header, 0)
             else:
-                header = bytes(view[pos : pos + HEADER_SIZE])
                 header_start = pos
+                length, frame_type = self._check_header(data, pos)
             pos += need
-            length, frame_type = self._check_header(header)
             self.frames_seen += 1
             if frame_type in self.interest:
                 if header_start > raw_start:
                     out.append(bytes(view[raw_start:header_start]))
                 elif header_start < 0 and pos - need > raw_start:
                     out.append(bytes(view[raw_start : pos - need]))
+                if header_start >= 0:
+                    header = data[header_start:pos]
                 self._buffer = bytearray(header)
                 self._collect = length
                 if not length:
@@ -244,26 +248,36 @@ class FrameReader:
         self._buffer = bytearray()
         return Frame(raw[3], raw[4], int.from_bytes(raw[5:9], "big") & 0x7FFFFFFF, raw)
 
-    def _check_header(self, header: bytes) -> tuple[int, int]:
-        length = int.from_bytes(header[:3], "big")
-        frame_type = header[3]
-        flags = header[4]
-        stream_id = int.from_bytes(header[5:9], "big") & 0x7FFFFFFF
+    def _check_header(self, buf: bytes | bytearray, off: int) -> tuple[int, int]:
+        length = (buf[off] << 16) | (buf[off + 1] << 8) | buf[off + 2]
+        frame_type = buf[off + 3]
         if length > self.max_frame_size:
             raise ProtocolError(f"frame length {length} exceeds {self.max_frame_size}")
-        if frame_type in _FIXED_LENGTH and length != _FIXED_LENGTH[FrameType(frame_type)]:
-            raise ProtocolError(f"{FrameType(frame_type).name} frame with length {length}")
-        if frame_type == FrameType.SETTINGS and length % 6:
-            raise ProtocolError(f"SETTINGS frame with length {length}")
-        if frame_type in _CONNECTION_ONLY and stream_id:
-            raise ProtocolError(f"{FrameType(frame_type).name} frame on stream {stream_id}")
-        if frame_type in _STREAM_ONLY and not stream_id:
-            raise ProtocolError(f"{FrameType(frame_type).name} frame on stream 0")
-        if self._open_block is not None:
-            if frame_type != FrameType.CONTINUATION or stream_id != self._open_block:
+        if frame_type >= len(_RULES):
+            # Unknown types are allowed (and ignored), but not inside a header block.
+            if self._open_block is not None:
                 raise ProtocolError("header block interrupted before END_HEADERS")
-        elif frame_type == FrameType.CONTINUATION:
+            return length, frame_type
+        stream_id = (
+            ((buf[off + 5] & 0x7F) << 24)
+            | (buf[off + 6] << 16)
+            | (buf[off + 7] << 8)
+            | buf[off + 8]
+        )
+        fixed, where = _RULES[frame_type]
+        if fixed >= 0 and length != fixed:
+            raise ProtocolError(f"{FrameType(frame_type).name} frame with length {length}")
+        if where == 1 and stream_id:
+            raise ProtocolError(f"{FrameType(frame_type).name} frame on stream {stream_id}")
+        if where == 2 and not stream_id:
+            raise ProtocolError(f"{FrameType(frame_type).name} frame on stream 0")
+        if frame_type == 4 and length % 6:
+            raise ProtocolError(f"SETTINGS frame with length {length}")
+        if self._open_block is not None:
+            if frame_type != 9 or stream_id != self._open_block:
+                raise ProtocolError("header block interrupted before END_HEADERS")
+        elif frame_type == 9:
             raise ProtocolError("CONTINUATION without a preceding HEADERS")
-        if frame_type in (FrameType.HEADERS, FrameType.PUSH_PROMISE, FrameType.CONTINUATION):
-            self._open_block = None if flags & FLAG_END_HEADERS else stream_id
+        if frame_type in (1, 5, 9):
+            self._open_block = None if buf[off + 4] & FLAG_END_HEADERS else stream_id
         return length, frame_type

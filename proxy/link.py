@@ -38,7 +38,7 @@ from proxy.faults import (
     Reset,
     Shaper,
 )
-from proxy.faults.base import Piece, ShapeContext
+from proxy.faults.base import Piece, Recovery, ShapeContext
 from proxy.faults.frames import Action
 from proxy.grpcwire import (
     GRPC_UNAVAILABLE,
@@ -309,10 +309,18 @@ def _rst(transport: asyncio.BaseTransport) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    if isinstance(transport, asyncio.Transport):
-        transport.abort()
-    else:
-        transport.close()
+    cast(asyncio.Transport, transport).abort()
+
+
+class _Slot:
+    """Queued bytes: due at ``release`` (may move earlier), read at ``arrived``."""
+
+    __slots__ = ("arrived", "data", "release")
+
+    def __init__(self, release: float, arrived: float, data: bytes) -> None:
+        self.release = release
+        self.arrived = arrived
+        self.data = data
 
 
 class _Pipe:
@@ -328,17 +336,18 @@ class _Pipe:
         self.reader: FrameReader | None = None
         if self.link.http2:
             self.reader = FrameReader(
-                preface=direction == UPSTREAM,
-                interest=ALL_TYPES if self.link.frame_aware else HEADER_TYPES,
+                preface=direction == UPSTREAM, interest=conn.interest(direction)
             )
-        self.queue: deque[tuple[float, bytes]] = deque()
+        self.queue: deque[_Slot] = deque()
         self.queued_bytes = 0
-        self.last_release = 0.0
+        # Lost segments still waiting on a timer that later bytes may cut short.
+        self.recoverable: list[tuple[_Slot, Recovery]] = []
         self.timer: asyncio.TimerHandle | None = None
         self.held: list[bytes] = []
         self.held_bytes = 0
         self.pending_inject: list[bytes] = []
         self.pause_reasons: set[str] = set()
+        self.stalled: list[bytes] = []
         self.ctx = ShapeContext(now=0.0, rng=rng, time_scale=self.link.time_scale)
         self.messages: dict[int, MessageCursor | None] = {}
         # Streams up to this id were open before frame tracking began: their
@@ -350,6 +359,12 @@ class _Pipe:
     # -- reading -------------------------------------------------------------
 
     def on_data(self, data: bytes) -> None:
+        if self.pause_reasons and self.source is not None:
+            # Read although paused (uvloop starts reading after connection_made
+            # even if it paused): keep it for later and ask again.
+            self.stalled.append(data)
+            self.source.pause_reading()
+            return
         link = self.link
         link.counters.bytes[self.direction] += len(data)
         plan = link.plans[self.direction]
@@ -391,23 +406,33 @@ class _Pipe:
             self._hold(data)
             return
         now = asyncio.get_running_loop().time()
-        schedule: list[Piece] = [(len(data), now)]
+        if self.recoverable:
+            self._recover(now)
+        pieces_out = [Piece(len(data), now)]
         if plan.shapers:
             self.ctx.now = now
             for shaper in plan.shapers:
-                schedule = shaper.shape(schedule, self.ctx)
+                pieces_out = shaper.shape(pieces_out, self.ctx)
         offset = 0
-        counters = self.link.counters
-        for size, release in schedule:
-            release = max(release, self.last_release)
-            self.last_release = release
+        for piece in pieces_out:
+            size = piece.size
             chunk = data if size == len(data) else data[offset : offset + size]
             offset += size
-            if release > now:
-                counters.delay(release - now)
-            self.queue.append((release, chunk))
+            slot = _Slot(piece.release, now, chunk)
+            self.queue.append(slot)
+            if piece.recovery is not None:
+                self.recoverable.append((slot, piece.recovery))
         self.queued_bytes += len(data)
         self.flush()
+
+    def _recover(self, now: float) -> None:
+        """New bytes are being sent: each earlier lost segment is SACK-revealed."""
+        for slot, lost in self.recoverable:
+            if slot.release > now and isinstance(lost.fault, Loss):
+                slot.release = min(
+                    slot.release, lost.fault.fast_release(lost, now, self.link.time_scale)
+                )
+        self.recoverable.clear()
 
     def _hold(self, data: bytes) -> None:
         self.held.append(data)
@@ -426,14 +451,19 @@ class _Pipe:
         now = asyncio.get_running_loop().time()
         ready: list[bytes] = []
         queue = self.queue
-        while queue and queue[0][0] <= now:
-            chunk = queue.popleft()[1]
-            self.queued_bytes -= len(chunk)
-            ready.append(chunk)
+        counters = self.link.counters
+        # A slot is due when its own release has passed and every slot before
+        # it has gone: that running order is the head-of-line blocking.
+        while queue and queue[0].release <= now:
+            slot = queue.popleft()
+            self.queued_bytes -= len(slot.data)
+            ready.append(slot.data)
+            if now > slot.arrived:
+                counters.delay(now - slot.arrived)
         if ready:
             self.dest.writelines(ready)
         if queue:
-            self.timer = asyncio.get_running_loop().call_at(queue[0][0], self.flush)
+            self.timer = asyncio.get_running_loop().call_at(queue[0].release, self.flush)
         if self.queued_bytes > self.link.buffer_limit:
             self.pause("buffer")
         elif self.held_bytes <= self.link.buffer_limit:
@@ -451,15 +481,16 @@ class _Pipe:
         if self.held:
             self._hold(raw)
         elif self.queue:
-            self.queue.append((self.last_release, raw))
+            self.queue.append(_Slot(0.0, asyncio.get_running_loop().time(), raw))
             self.queued_bytes += len(raw)
         elif self.dest is not None and not self.closed:
             self.dest.write(raw)
 
     def release_held(self) -> None:
         held, self.held, self.held_bytes = self.held, [], 0
+        now = asyncio.get_running_loop().time()
         for data in held:
-            self.queue.append((self.last_release, data))
+            self.queue.append(_Slot(0.0, now, data))
             self.queued_bytes += len(data)
         self.flush()
 
@@ -491,8 +522,17 @@ class _Pipe:
             return
         self.pause_reasons.discard(reason)
         if not self.pause_reasons and self.source is not None:
-            with contextlib.suppress(RuntimeError):
-                self.source.resume_reading()
+            self._replay()
+            if not self.pause_reasons:
+                with contextlib.suppress(RuntimeError):
+                    self.source.resume_reading()
+
+    def _replay(self) -> None:
+        stalled, self.stalled = self.stalled, []
+        for data in stalled:
+            if self.closed:
+                return
+            self.on_data(data)
 
     def attach(self, source: asyncio.Transport, dest: asyncio.Transport) -> None:
         self.source, self.dest = source, dest
@@ -505,6 +545,7 @@ class _Pipe:
             self.timer.cancel()
             self.timer = None
         self.queue.clear()
+        self.recoverable.clear()
         self.held.clear()
 
 
@@ -572,13 +613,21 @@ class _Connection:
             if plan.blackhole is None and pipe.held:
                 pipe.release_held()
             if pipe.reader is not None:
-                wanted = ALL_TYPES if link.frame_aware else HEADER_TYPES
+                wanted = self.interest(pipe.direction)
                 if pipe.reader.interest != wanted and wanted is ALL_TYPES:
                     pipe.synced_after = self.max_stream
                     pipe.messages.clear()
                 pipe.reader.interest = wanted
 
     # -- HTTP/2 --------------------------------------------------------------
+
+    def interest(self, direction: str) -> frozenset[int]:
+        """Frames a pipe must see whole: all of them while a frame fault is active;
+        otherwise request header blocks only (HPACK must never miss one), and
+        nothing at all server to client."""
+        if self.link.frame_aware:
+            return ALL_TYPES
+        return HEADER_TYPES if direction == UPSTREAM else _NO_TYPES
 
     def on_frames(self, pipe: _Pipe, pieces: list[bytes | Frame], plan: _Plan) -> list[bytes]:
         out: list[bytes] = []
@@ -608,9 +657,8 @@ class _Connection:
             assert self.requests is not None
             block = self.requests.feed(frame)
             if block is not None:
-                stream_id, headers = block
+                stream_id, path = block
                 self.max_stream = max(self.max_stream, stream_id)
-                path = headers.get(":path")
                 if path is not None:
                     _remember(self.paths, stream_id, path)
         else:
@@ -668,7 +716,9 @@ class _Connection:
                 stream_id,
                 GRPC_UNAVAILABLE,
                 "stream dropped by etcdlab proxy",
-                with_response_headers=stream_id not in self.answered,
+                # Streams older than frame tracking were most likely answered.
+                with_response_headers=stream_id > self.down.synced_after
+                and stream_id not in self.answered,
             )
         )
 
@@ -744,6 +794,7 @@ def _remember(store: dict[int, _V], key: int, value: _V) -> None:
         del store[next(iter(store))]
 
 
+_NO_TYPES: frozenset[int] = frozenset()
 _TYPE_NAMES = {t.value: t.name for t in FrameType}
 
 
@@ -757,7 +808,8 @@ class _ClientProtocol(asyncio.Protocol):
         self.conn: _Connection | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
         link = self.link
         refusal = link._refusal()
         if refusal is not None:
@@ -800,8 +852,7 @@ class _UpstreamProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if not self.conn.done:

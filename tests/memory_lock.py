@@ -1,4 +1,5 @@
-"""An in-memory resource lock for elector state-machine tests on a FakeClock.
+"""An in-memory resource lock, and candidates on it, for elector state-machine
+tests on a FakeClock.
 
 Several ``MemoryLock``s share one ``MemoryStore`` like candidates share an etcd
 key; each keeps its own last-seen revision, and each can be cut off (calls fail)
@@ -8,7 +9,11 @@ or hung (calls never return) on its own.
 from __future__ import annotations
 
 import asyncio
+import random
 
+from emulator.clock import FakeClock
+from emulator.election.config import LeaderElectionConfig
+from emulator.election.elector import LeaderCallbacks, LeaderElector
 from emulator.election.lock import LockConflictError, LockNotFoundError, ObservedRecord
 from emulator.election.record import LeaderElectionRecord
 
@@ -29,6 +34,7 @@ class MemoryStore:
 class MemoryLock:
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
+        self.key = b"/memory/lease"
         self._revision: int | None = None
         self.failing = False
         self.hanging = False
@@ -70,3 +76,44 @@ class MemoryLock:
         if self._revision is None or self._revision != self.store.revision:
             raise LockConflictError("stale revision")
         self._revision = self.store.put(record.to_lease("lease", "memory"))
+
+
+class Candidate:
+    def __init__(
+        self, name: str, store: MemoryStore, clock: FakeClock, *, release: bool = False
+    ) -> None:
+        self.clock = clock
+        self.lock = MemoryLock(store)
+        self.events: list[tuple[str, float]] = []
+        self.leaders_seen: list[str] = []
+        config = LeaderElectionConfig(identity=name, release_on_cancel=release)
+        self.elector = LeaderElector(
+            config,
+            self.lock,
+            LeaderCallbacks(self._work, self._stopped, self.leaders_seen.append),
+            clock=clock,
+            rng=random.Random(name),
+        )
+        self.task: asyncio.Task[None] | None = None
+
+    async def _work(self) -> None:
+        self.events.append(("started", self.clock.now()))
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.events.append(("work cancelled", self.clock.now()))
+            raise
+
+    def _stopped(self) -> None:
+        self.events.append(("stopped", self.clock.now()))
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.elector.run())
+
+    def time_of(self, event: str) -> float:
+        return next(at for name, at in self.events if name == event)
+
+    async def stop(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            await asyncio.wait((self.task,))

@@ -1,7 +1,9 @@
-"""client-go electors on a real cluster under member faults, time-scaled.
+"""client-go electors on a real cluster under member and link faults, time-scaled.
 
-Five candidates, each pinned to one member (candidate i to member i % 3). The
-leader's member is killed or paused; the leader must step down within
+Five candidates, each with its own client preferring member i % 3. With clients
+that know only that member (or reach it only through their own proxy link),
+killing or pausing the leader's member, or blackholing its link, forces a
+failover: the leader must step down within
 ``retry_period + renew_deadline`` of its last renewal (the renewal round that
 starts one period later gives up after ``renew_deadline``), a successor must
 take over within the failover bound, and no two candidates may ever believe
@@ -15,15 +17,21 @@ and acquires at its first attempt after that (another jittered wait).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import statistics
 import uuid
 
+import grpc
+import pytest
+
 from emulator.cluster import LocalCluster
 from emulator.election.config import LeaderElectionConfig
-from emulator.election.safety import Failover, SafetyReport
-from tests.election_harness import Candidate, Election, election
-from tests.waiting import eventually
+from emulator.election.safety import Failover, FencedWriter, SafetyReport
+from protos import rpc_pb2, rpc_pb2_grpc
+from proxy.faults import Blackhole, Loss
+from tests.election_harness import Candidate, Election, election, pinned, proxied, rotating
+from tests.waiting import eventually, wait_until
 
 TIME_SCALE = 0.2
 # Scheduling noise on a shared 2-core machine, added to every bound.
@@ -99,9 +107,21 @@ def check_failover(report: SafetyReport, config: LeaderElectionConfig, old: Cand
     return failover
 
 
+def check_no_overlap_and_bounded_failovers(
+    report: SafetyReport, config: LeaderElectionConfig
+) -> None:
+    """For every leadership that ended, the next one began within the bound."""
+    assert report.overlaps == (), f"two leaders at once: {report.overlaps}"
+    ordered = sorted(report.intervals, key=lambda i: i.start)
+    for ended, successor in itertools.pairwise(ordered):
+        assert ended.end is not None and ended.last_renewed is not None
+        assert ended.end - ended.last_renewed <= step_down_bound(config)
+        assert successor.start - ended.last_renewed <= failover_bound(config)
+
+
 async def test_kill_the_leaders_member(cluster: LocalCluster) -> None:
     config = scaled_config("kill")
-    async with election(cluster, config) as run:
+    async with election(cluster, config, time_scale=TIME_SCALE, connect=pinned) as run:
         old = await settled_leader(run)
         run.checker.mark_fault("kill")
         cluster.kill(old.member)
@@ -111,7 +131,7 @@ async def test_kill_the_leaders_member(cluster: LocalCluster) -> None:
 
 async def test_pause_the_leaders_member(cluster: LocalCluster) -> None:
     config = scaled_config("pause")
-    async with election(cluster, config) as run:
+    async with election(cluster, config, time_scale=TIME_SCALE, connect=pinned) as run:
         old = await settled_leader(run)
         run.checker.mark_fault("pause")
         cluster.pause(old.member)
@@ -122,9 +142,111 @@ async def test_pause_the_leaders_member(cluster: LocalCluster) -> None:
     check_failover(report, config, old)
 
 
+async def test_blackhole_only_the_leaders_connection(cluster: LocalCluster) -> None:
+    config = scaled_config("blackhole")
+    async with election(cluster, config, time_scale=TIME_SCALE, connect=proxied) as run:
+        old = await settled_leader(run)
+        assert old.connection.link is not None
+        stale_fence = old.elector.fence()
+        run.checker.mark_fault("blackhole")
+        blackhole = old.connection.link.add(Blackhole())
+        await await_failover(run, old)
+        new = run.leader()
+        assert new is not None
+        target = f"/fenced/{config.name}".encode()
+        # Back on the network, the deposed leader acts on its old belief: refused.
+        old.connection.link.remove(blackhole)
+        old_writer = FencedWriter(
+            old.connection.client, old.identity, checker=run.checker, timeout=5
+        )
+        assert not await old_writer.put(stale_fence, target, b"stale")
+        # The new leader's fence also lapses at its own next renewal: retry afresh.
+        new_writer = FencedWriter(
+            new.connection.client, new.identity, checker=run.checker, timeout=5
+        )
+        for _ in range(3):
+            if await new_writer.put(new.elector.fence(), target, b"current"):
+                break
+        else:
+            raise AssertionError("the leader's fenced write was refused three times")
+        report = run.checker.report()
+    check_failover(report, config, old)
+    assert (report.stale_writes_attempted, report.stale_writes_blocked) == (1, 1)
+    assert report.stale_writes_accepted == 0
+
+
+def move_raft_leader(cluster: LocalCluster, to: int) -> None:
+    """Make member ``to`` lead raft (etcd's MoveLeader, sent to the current leader)."""
+    current = cluster.wait_leader()
+    if current != to:
+        target = cluster.members[to].member_id
+        with grpc.insecure_channel(cluster.endpoints[current]) as channel:
+            rpc_pb2_grpc.MaintenanceStub(channel).MoveLeader(
+                rpc_pb2.MoveLeaderRequest(targetID=target), timeout=10
+            )
+    wait_until(lambda: cluster.leader() == to, 10, f"member {to} to lead raft")
+
+
+@pytest.mark.parametrize("raft_role", ["follower", "leader"])
+async def test_kill_with_clients_that_fail_over(cluster: LocalCluster, raft_role: str) -> None:
+    """With the apiserver-like client (all members, sticky, rotating on failure).
+
+    If the killed member is a raft follower the client's next member answers at
+    once and the leader keeps its lease. If it led raft, the retried renewal sits
+    on a proposal lost in the raft election until its deadline, and the leader may
+    step down. Either way there is never a second leader.
+    """
+    config = scaled_config(f"kill-rotating-{raft_role}")
+    async with election(cluster, config, time_scale=TIME_SCALE, connect=rotating) as run:
+        old = await settled_leader(run)
+        others = [m for m in range(len(cluster.members)) if m != old.member]
+        await asyncio.to_thread(
+            move_raft_leader, cluster, old.member if raft_role == "leader" else others[0]
+        )
+        old = await settled_leader(run)  # moving raft leadership may cost a renewal
+        fault_at = run.checker.mark_fault(f"kill raft {raft_role}")
+        cluster.kill(old.member)
+
+        def settled() -> bool:
+            renewed_elsewhere = (old.elector.last_renewed or 0) > fault_at
+            return renewed_elsewhere or run.leader() not in (None, old)
+
+        await eventually(settled, failover_bound(config) + 1, "a renewal or a new leader")
+        report = run.checker.report()
+        renewed_after_fault = (old.elector.last_renewed or 0) > fault_at
+        kept = old.elector.leading
+    check_no_overlap_and_bounded_failovers(report, config)
+    if raft_role == "follower":
+        assert kept and renewed_after_fault and report.transitions == 0
+    print(
+        f"\nkill raft {raft_role} under the leader, failover clients: leader "
+        f"{'kept' if kept else 'lost'} leadership ({report.transitions} transitions)"
+    )
+
+
+async def test_thirty_percent_loss_on_the_leaders_member(cluster: LocalCluster) -> None:
+    """The seed's scenario: every client connection to one member loses 30% of its
+    packets (TCP-faithful: retransmitted after a scaled RTO)."""
+    config = scaled_config("loss")
+    async with election(cluster, config, time_scale=TIME_SCALE, connect=proxied) as run:
+        old = await settled_leader(run)
+        run.checker.mark_fault("loss 30%")
+        for candidate in run.candidates:
+            if candidate.member == old.member and candidate.connection.link is not None:
+                candidate.connection.link.add(Loss(probability=0.3))
+        # An observation window, not a wait for a condition.
+        await asyncio.sleep(4 * config.lease_duration)
+        report = run.checker.report()
+    check_no_overlap_and_bounded_failovers(report, config)
+    print(
+        f"\n30% loss on the leader's member for {4 * config.lease_duration:.1f}s: "
+        f"{report.transitions} transitions, {report.leaderless_seconds:.2f}s without leader"
+    )
+
+
 async def test_jitter_spreads_acquire_attempts(cluster: LocalCluster) -> None:
     config = scaled_config("jitter")
-    async with election(cluster, config) as run:
+    async with election(cluster, config, time_scale=TIME_SCALE) as run:
         leader = await settled_leader(run)
         followers = [c for c in run.candidates if c is not leader]
         await eventually(
@@ -141,3 +263,19 @@ async def test_jitter_spreads_acquire_attempts(cluster: LocalCluster) -> None:
     # lockstep would have ~0. Loaded-machine noise only adds spread, so bound from below.
     assert statistics.stdev(gaps) > 0.2 * config.retry_period
     assert statistics.median(gaps) < jittered_max(config) + SLACK
+
+
+@pytest.mark.slow
+async def test_kill_the_leaders_member_at_real_timings() -> None:
+    """The seed's numbers unscaled (15/10/2 s, real etcd and client timings): one
+    failover, about half a minute."""
+    config = LeaderElectionConfig(identity="-", name=f"real-{uuid.uuid4().hex[:8]}")
+    async with (
+        LocalCluster(3) as cluster,
+        election(cluster, config, time_scale=1.0, connect=pinned) as run,
+    ):
+        old = await settled_leader(run)
+        run.checker.mark_fault("kill (real timings)")
+        cluster.kill(old.member)
+        report = await await_failover(run, old)
+    check_failover(report, config, old)

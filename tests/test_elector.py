@@ -5,62 +5,17 @@ Default timings (15/10/2 s, jitter 1.2): no test sleeps, the clock is advanced.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import random
 import statistics
 from collections.abc import AsyncIterator
 
 import pytest
 
 from emulator.clock import FakeClock
-from emulator.election.config import LeaderElectionConfig
-from emulator.election.elector import LeaderCallbacks, LeaderElector
 from emulator.election.record import LeaderElectionRecord
-from tests.memory_lock import MemoryLock, MemoryStore
+from tests.memory_lock import Candidate, MemoryStore
 
 LD, RD, RP, JITTER = 15.0, 10.0, 2.0, 1.2
-
-
-class Candidate:
-    def __init__(
-        self, name: str, store: MemoryStore, clock: FakeClock, *, release: bool = False
-    ) -> None:
-        self.clock = clock
-        self.lock = MemoryLock(store)
-        self.events: list[tuple[str, float]] = []
-        self.leaders_seen: list[str] = []
-        config = LeaderElectionConfig(identity=name, release_on_cancel=release)
-        self.elector = LeaderElector(
-            config,
-            self.lock,
-            LeaderCallbacks(self._work, self._stopped, self.leaders_seen.append),
-            clock=clock,
-            rng=random.Random(name),
-        )
-        self.task: asyncio.Task[None] | None = None
-
-    async def _work(self) -> None:
-        self.events.append(("started", self.clock.now()))
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            self.events.append(("work cancelled", self.clock.now()))
-            raise
-
-    def _stopped(self) -> None:
-        self.events.append(("stopped", self.clock.now()))
-
-    def start(self) -> None:
-        self.task = asyncio.create_task(self.elector.run())
-
-    def time_of(self, event: str) -> float:
-        return next(at for name, at in self.events if name == event)
-
-    async def stop(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-            await asyncio.wait((self.task,))
 
 
 @pytest.fixture
@@ -242,3 +197,17 @@ async def test_acquire_retries_are_jittered_between_one_and_one_plus_factor_peri
     # Candidates drift apart instead of retrying in lockstep.
     last_attempts = {round(follower.elector.attempts[-1], 3) for follower in followers}
     assert len(last_attempts) == len(followers)
+
+
+async def test_fence_follows_the_record_revision_and_needs_a_term(
+    world: tuple[FakeClock, MemoryStore, list[Candidate]],
+) -> None:
+    clock, store, _ = world
+    a = make(world, "a")
+    with pytest.raises(RuntimeError, match="never led"):
+        a.elector.fence()
+    a.start()
+    await clock.advance(0)
+    fence = a.elector.fence()
+    assert fence.key == a.lock.key and fence.revision == store.revision
+    assert fence.term == a.elector.term

@@ -5,16 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
-import grpc
 import pytest
 
+from emulator.client import EtcdClient
 from emulator.clock import MonotonicClock
 from emulator.cluster import LocalCluster
 from emulator.election.lock import EtcdLeaseLock, LockConflictError, LockNotFoundError
 from emulator.election.record import LeaderElectionRecord
 from emulator.election.safety import Fence, FencedWriter, SafetyChecker
-from protos import rpc_pb2, rpc_pb2_grpc
-from tests.etcd_kv import StubKV
 
 
 def record(holder: str, transitions: int = 0) -> LeaderElectionRecord:
@@ -22,12 +20,12 @@ def record(holder: str, transitions: int = 0) -> LeaderElectionRecord:
 
 
 @pytest.fixture
-async def kv(shared_cluster: LocalCluster) -> AsyncIterator[StubKV]:
-    async with grpc.aio.insecure_channel(shared_cluster.endpoints[1]) as channel:
-        yield StubKV(channel)
+async def kv(shared_cluster: LocalCluster) -> AsyncIterator[EtcdClient]:
+    async with EtcdClient(shared_cluster.endpoints) as client:
+        yield client
 
 
-async def test_create_get_update_swap_on_the_mod_revision(kv: StubKV) -> None:
+async def test_create_get_update_swap_on_the_mod_revision(kv: EtcdClient) -> None:
     name = f"lock-{uuid.uuid4().hex}"
     mine = EtcdLeaseLock(kv, name=name, timeout=5)
     theirs = EtcdLeaseLock(kv, name=name, timeout=5)
@@ -48,14 +46,14 @@ async def test_create_get_update_swap_on_the_mod_revision(kv: StubKV) -> None:
     assert stored.record.holder_identity == "b" and stored.revision == theirs.revision
 
 
-async def test_update_before_any_read_is_refused(kv: StubKV) -> None:
+async def test_update_before_any_read_is_refused(kv: EtcdClient) -> None:
     lock = EtcdLeaseLock(kv, name=f"lock-{uuid.uuid4().hex}")
     with pytest.raises(LockConflictError, match="before the record was read"):
         await lock.update(record("a"))
 
 
 async def test_fenced_writer_blocks_writes_from_a_superseded_leader(
-    kv: StubKV, shared_cluster: LocalCluster
+    kv: EtcdClient,
 ) -> None:
     name = f"lock-{uuid.uuid4().hex}"
     checker = SafetyChecker(MonotonicClock())
@@ -79,8 +77,7 @@ async def test_fenced_writer_blocks_writes_from_a_superseded_leader(
         Fence.on_record(new.key, new.revision, new.revision), target, b"new"
     )
 
-    async with grpc.aio.insecure_channel(shared_cluster.endpoints[0]) as channel:
-        got = await rpc_pb2_grpc.KVStub(channel).Range(rpc_pb2.RangeRequest(key=target), timeout=5)
+    got = await kv.get(target, timeout=5)
     assert got.kvs[0].value == b"new"
     report = checker.report()
     assert (report.writes, report.stale_writes_attempted, report.stale_writes_blocked) == (3, 1, 1)

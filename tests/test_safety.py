@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emulator.clock import FakeClock
 from emulator.election.safety import Fence, SafetyChecker
@@ -31,6 +37,15 @@ async def test_clean_handover_has_no_overlap_and_measures_failover() -> None:
     assert failover.since_last_renewal == pytest.approx(16.5)
     assert failover.step_down_after_fault == pytest.approx(11.0)
     assert checker.leaders() == ["b"]
+    summary = json.loads(json.dumps(report.as_dict()))
+    assert summary["failovers"][0]["since_fault"] == pytest.approx(15.5)
+    assert summary["intervals"][0] == {
+        "identity": "a",
+        "start": 0.0,
+        "term": 5,
+        "end": 16.0,
+        "last_renewed": 4.0,
+    }
 
 
 async def test_overlapping_beliefs_are_reported() -> None:
@@ -89,3 +104,48 @@ def test_fences_compare_the_right_revision() -> None:
     record = Fence.on_record(b"/r", 17, term=3)
     assert record.compare().target == rpc_pb2.Compare.MOD and record.compare().mod_revision == 17
     assert record.term == 3
+
+
+@st.composite
+def beliefs(draw: st.DrawFn) -> list[tuple[str, float, float]]:
+    """Per identity, disjoint intervals on a 0.1 s grid (what candidates report)."""
+    found = []
+    for identity in ("a", "b", "c"):
+        points = sorted(set(draw(st.lists(st.integers(0, 200), max_size=8))))
+        for start, end in zip(points[::2], points[1::2], strict=False):
+            found.append((identity, start / 10, end / 10))
+    return found
+
+
+@given(beliefs())
+@settings(max_examples=200, deadline=None)
+def test_overlaps_and_gaps_match_brute_force(intervals: list[tuple[str, float, float]]) -> None:
+    async def check() -> None:
+        clock = FakeClock()
+        checker = SafetyChecker(clock)
+        for at, kind, identity in sorted(
+            [(s, 1, i) for i, s, _ in intervals] + [(e, 0, i) for i, _, e in intervals]
+        ):
+            if kind:
+                checker.started_leading(identity, at, term=0)
+            else:
+                checker.stopped_leading(identity, at)
+        await clock.advance(25.0)
+        report = checker.report()
+        expected = {
+            (min(x, y, key=lambda v: (v[1], v[0])), max(y[1], x[1]), min(x[2], y[2]))
+            for x, y in itertools.combinations(intervals, 2)
+            if x[0] != y[0] and max(x[1], y[1]) < min(x[2], y[2])
+        }
+        got = {(o.first, o.start, o.end) for o in report.overlaps}
+        assert {(first[0], start, end) for first, start, end in expected} == got
+        if intervals:
+            covered = sum(
+                0.1
+                for tick in range(int(min(s for _, s, _ in intervals) * 10), 250)
+                if any(s <= tick / 10 < e for _, s, e in intervals)
+            )
+            window = 25.0 - min(s for _, s, _ in intervals)
+            assert report.leaderless_seconds == pytest.approx(window - covered, abs=1e-6)
+
+    asyncio.run(check())

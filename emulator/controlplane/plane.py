@@ -28,17 +28,14 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from emulator.client import EtcdClient, prefix_end
+from emulator.client import EtcdClient
 from emulator.client_config import ClientConfig
 from emulator.clock import Clock
 from emulator.controlplane.apiserver import (
-    REGISTRY,
     APIServer,
     CacheConfig,
     Conflict,
-    Object,
     WatchCache,
-    decode,
 )
 from emulator.controlplane.controllers import (
     CONTROLLER_TYPES,
@@ -144,6 +141,7 @@ class RecordingLock:
 
     def __init__(self, inner: ResourceLock, recorder: Recorder, identity: str, lease: str) -> None:
         self._inner = inner
+        self.key = inner.key
         self._recorder = recorder
         self._identity = identity
         self._lease = lease
@@ -303,6 +301,9 @@ class ControlPlane:
             clock=clock,
             name="observer",
         )
+        # Followed by watch: listing a thousand objects per sample would itself
+        # stall the event loop being measured.
+        self.truth = WatchCache(self.observer, clock, config.cache, None, "observer")
         self.managers: list[ControllerManager] = []
         self.components: list[ElectedComponent] = []
         leases = [KCM_LEASE, SCHEDULER_LEASE, *(f"component-{i}" for i in range(config.components))]
@@ -347,6 +348,7 @@ class ControlPlane:
 
     def start(self) -> None:
         spawn = self._spawn
+        spawn(self.truth.run())
         for cache in self.caches:
             spawn(cache.run())
         for checker in self.checkers:
@@ -381,15 +383,6 @@ class ControlPlane:
         ]
 
     # -- what it measures ---------------------------------------------------------
-
-    async def truth(self) -> list[Object] | None:
-        try:
-            reply = await self.observer.get(
-                REGISTRY, range_end=prefix_end(REGISTRY), serializable=True
-            )
-        except EtcdError:
-            return None
-        return [decode(kv) for kv in reply.kvs]
 
     def converged(self) -> bool:
         return bool(self.progress) and all(d == t for d, t in self.progress.values())
@@ -427,9 +420,8 @@ class ControlPlane:
             record.gauge(f"workqueue/{controller_type.name}", depths.get(controller_type.name, 0))
         for kind, size in caches.items():
             record.gauge(f"informer_cache/{kind}", size)
-        objects = await self.truth()
-        if objects is not None:
-            self.progress = workload_progress(objects)
+        if self.truth.ready.is_set():
+            self.progress = workload_progress(self.truth.objects.values())
             for name, (done, total) in self.progress.items():
                 if total:
                     record.gauge(f"progress/{name}", done / total)

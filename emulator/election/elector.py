@@ -5,6 +5,10 @@ jittered ``retry_period``; once leading, a renew loop that retries a failing
 renewal every ``retry_period`` and steps down when ``renew_deadline`` passes
 without success. Whether someone else's lease has expired is judged only by this
 candidate's clock, from the moment it last saw the stored record change.
+
+Like client-go, this is not fencing: a renewal whose answer takes longer than
+``lease_duration - renew_deadline - retry_period`` can keep a leader believing
+after a follower has taken over. Guard the leader's writes with :meth:`fence`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from emulator.clock import Clock, MonotonicClock
 from emulator.election.config import LeaderElectionConfig
 from emulator.election.lock import LockNotFoundError, ResourceLock
 from emulator.election.record import LeaderElectionRecord
+from emulator.election.safety import Fence
 from emulator.election.timing import jittered, within
 
 log = logging.getLogger(__name__)
@@ -100,6 +105,14 @@ class LeaderElector:
     def leading(self) -> bool:
         """Between a successful acquire and stepping down: the leader's belief."""
         return self._leading
+
+    def fence(self) -> Fence:
+        """What guards this leader's writes: the record unchanged since its last
+        write. Taken after stepping down it is stale, and etcd refuses it."""
+        revision = self._lock.revision
+        if self.term is None or revision is None:
+            raise RuntimeError(f"{self.config.identity} has never led")
+        return Fence.on_record(self._lock.key, revision, self.term)
 
     # -- the loops ----------------------------------------------------------
 

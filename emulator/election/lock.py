@@ -33,6 +33,9 @@ class ObservedRecord:
 
 
 class ResourceLock(Protocol):
+    key: bytes
+    """Where the record is stored (what a fenced write compares)."""
+
     def describe(self) -> str: ...
 
     @property
@@ -62,6 +65,7 @@ class TxnKV(Protocol):
         compare: Sequence[rpc_pb2.Compare],
         success: Sequence[rpc_pb2.RequestOp],
         failure: Sequence[rpc_pb2.RequestOp] = (),
+        *,
         timeout: float | None = None,
     ) -> rpc_pb2.TxnResponse: ...
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from emulator.clock import Clock
 from emulator.election.lock import TxnKV
@@ -85,6 +85,29 @@ class SafetyReport:
     stale_writes_attempted: int
     stale_writes_blocked: int
     stale_writes_accepted: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values, failover durations included, for reports."""
+        return {
+            "overlaps": [dataclasses.asdict(o) | {"seconds": o.seconds} for o in self.overlaps],
+            "transitions": self.transitions,
+            "leaderless_seconds": self.leaderless_seconds,
+            "longest_leaderless": self.longest_leaderless,
+            "intervals": [dataclasses.asdict(i) for i in self.intervals],
+            "failovers": [
+                dataclasses.asdict(f)
+                | {
+                    "since_fault": f.since_fault,
+                    "since_last_renewal": f.since_last_renewal,
+                    "step_down_after_fault": f.step_down_after_fault,
+                }
+                for f in self.failovers
+            ],
+            "writes": self.writes,
+            "stale_writes_attempted": self.stale_writes_attempted,
+            "stale_writes_blocked": self.stale_writes_blocked,
+            "stale_writes_accepted": self.stale_writes_accepted,
+        }
 
 
 class SafetyChecker:

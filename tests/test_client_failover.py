@@ -1,0 +1,241 @@
+"""Failover of the client on a real cluster whose members are killed or paused.
+
+Client timings run at TIME_SCALE (keepalive 3 s + 1 s, dial 2 s); the cluster
+fixture's etcd accepts pings that frequent. Bounds are derived from the
+configured timeouts plus an explicit allowance for a loaded 2-core machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+import grpc
+import pytest
+
+from emulator.client import EtcdClient
+from emulator.client_config import ClientConfig
+from emulator.cluster import LocalCluster
+from emulator.errors import ClusterUnavailableError, ContextError
+from emulator.health import HealthChecker
+from emulator.retry import FixedDelay, ThrottledRetry
+from tests.waiting import eventually
+
+TIME_SCALE = 0.1
+CONFIG = ClientConfig().scaled(TIME_SCALE)
+# Scheduling noise, an election and one retry backoff on a shared machine.
+SLACK = 2.0 + CONFIG.retry_backoff_cap
+KEEPALIVE_DETECTION = CONFIG.keepalive_time + CONFIG.keepalive_timeout
+
+
+async def test_failover_when_member_in_use_is_killed(cluster: LocalCluster) -> None:
+    async with EtcdClient(cluster.endpoints, CONFIG) as client:
+        await client.put(b"/failover/kill", b"1")
+        assert client.current_endpoint == cluster.endpoints[0]
+        cluster.kill(0)
+        started = time.monotonic()
+        got = await client.get(b"/failover/kill")
+        assert got.kvs[0].value == b"1"
+        assert time.monotonic() - started < CONFIG.dial_timeout + SLACK
+        state = client.endpoints_state
+        assert state.current != cluster.endpoints[0]
+        # More than one switch when the killed member led and a peer answered
+        # "no leader" during the election.
+        assert state.switches >= 1 and state.last_switch is not None
+        dead = state.endpoints[0]
+        assert dead.failing and dead.failures >= 1 and dead.last_error
+        assert sum(client.stats.retries.values()) >= 1
+
+
+async def test_failover_when_member_in_use_is_paused(cluster: LocalCluster) -> None:
+    async with EtcdClient(cluster.endpoints, CONFIG) as client:
+        await client.put(b"/failover/pause", b"1")
+        cluster.pause(0)
+        started = time.monotonic()
+        # No deadline: only keepalive can end the attempt on the paused member.
+        got = await client.get(b"/failover/pause")
+        elapsed = time.monotonic() - started
+        assert got.kvs[0].value == b"1"
+        assert elapsed < KEEPALIVE_DETECTION + SLACK
+        assert client.current_endpoint != cluster.endpoints[0]
+        assert client.stats.retries["keepalive"] == 1
+        cluster.resume(0)
+
+
+async def test_idle_connection_to_paused_member_is_dropped_by_keepalive(
+    cluster: LocalCluster,
+) -> None:
+    async with EtcdClient(cluster.endpoints, CONFIG) as client:
+        await client.put(b"/failover/idle", b"1")
+        assert client.endpoints_state.endpoints[0].connectivity == "READY"
+        cluster.pause(0)
+        # No call in flight: only pings without calls can notice.
+        await eventually(
+            lambda: client.endpoints_state.endpoints[0].connectivity != "READY",
+            KEEPALIVE_DETECTION + SLACK,
+            "keepalive to close the idle connection",
+        )
+        cluster.resume(0)
+
+
+async def test_unsafe_write_is_not_retried_after_keepalive_failure(
+    cluster: LocalCluster,
+) -> None:
+    async with EtcdClient(cluster.endpoints, CONFIG) as client:
+        await client.put(b"/failover/write", b"1")
+        cluster.pause(0)
+        with pytest.raises(ClusterUnavailableError) as error:
+            await client.put(b"/failover/write", b"2")
+        assert error.value.endpoint == cluster.endpoints[0]
+        assert client.stats.attempts == 2 and not client.stats.retries
+        cluster.resume(0)
+        # The failure moved the client off the member: sticky on the new one.
+        await client.put(b"/failover/write", b"3", idempotent=True)
+        assert client.current_endpoint != cluster.endpoints[0]
+
+
+async def test_deadline_and_cancellation_on_paused_member(cluster: LocalCluster) -> None:
+    async with EtcdClient(cluster.endpoints, CONFIG) as client:
+        await client.put(b"/failover/deadline", b"1")
+        cluster.pause(0)
+        deadline = CONFIG.keepalive_time / 4
+        started = time.monotonic()
+        with pytest.raises(ContextError) as error:
+            await client.get(b"/failover/deadline", timeout=deadline)
+        assert error.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert deadline <= time.monotonic() - started < deadline + 1.0
+        # A deadline is the caller's choice, not the endpoint's failure.
+        assert not client.endpoints_state.endpoints[0].failing
+
+        attempts = client.stats.attempts
+        call = asyncio.create_task(client.get(b"/failover/deadline"))
+        await eventually(lambda: client.stats.attempts > attempts, 5, "the attempt to start")
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(call, 1.0)
+        cluster.resume(0)
+
+
+async def test_all_members_down_raises_cluster_error_with_bounded_attempts(
+    cluster: LocalCluster,
+) -> None:
+    async with EtcdClient(cluster.endpoints, CONFIG) as client:
+        await client.put(b"/failover/all", b"1")
+        for index in range(3):
+            cluster.kill(index)
+        callers = 20
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(client.get(b"/failover/all") for _ in range(callers)), return_exceptions=True
+        )
+        elapsed = time.monotonic() - started
+        assert all(isinstance(result, ClusterUnavailableError) for result in results), results
+        attempts = [r.attempts for r in results if isinstance(r, ClusterUnavailableError)]
+        assert attempts == [CONFIG.retry_max_attempts] * callers
+        # Every attempt is followed by a backoff: the total attempt count is fixed
+        # by the policy, not by how fast endpoints fail.
+        assert client.stats.attempts == 1 + callers * CONFIG.retry_max_attempts
+        max_backoff = CONFIG.retry_backoff_cap * (CONFIG.retry_max_attempts - 1)
+        assert elapsed < max_backoff + SLACK
+        assert client.stats.errors == {"ClusterUnavailableError": callers}
+
+    # With gRFC A6 throttling, a client whose attempts keep failing stops retrying.
+    throttle = ThrottledRetry(FixedDelay(0.01, max_attempts=5), max_tokens=10, token_ratio=0.1)
+    async with EtcdClient(cluster.endpoints, CONFIG, retry=throttle) as throttled:
+        for _ in range(10):
+            with pytest.raises(ClusterUnavailableError):
+                await throttled.get(b"/failover/all")
+        # 5 failures drain the bucket to half: every later call makes 1 attempt.
+        assert throttled.stats.attempts == 5 + 9
+        assert throttle.throttled == 10 and throttle.tokens == 0
+
+
+async def test_lease_lost_while_member_paused(cluster: LocalCluster) -> None:
+    # Keepalive far slower than the TTL: the network reports nothing in time, so
+    # only the lease's local deadline can notice. (grpcio applies the ping timeout
+    # to its flow-control pings too, so that must be long as well.)
+    quiet = dataclasses.replace(CONFIG, keepalive_time=30.0, keepalive_timeout=10.0)
+    async with EtcdClient(cluster.endpoints, quiet) as client:
+        lost_at: list[float] = []
+        lease = await client.grant_lease(2, on_lost=lambda _: lost_at.append(time.monotonic()))
+        await eventually(lambda: lease.keepalives_answered > 0, 5, "a keep-alive answer")
+        cluster.pause(0)
+        paused_at = time.monotonic()
+        await asyncio.wait_for(lease.lost.wait(), lease.ttl + SLACK)
+        assert lost_at and lost_at[0] - paused_at <= lease.ttl + 0.5
+        assert client.endpoints_state.switches == 0
+        assert "deadline" in (lease.lost_reason or "")
+        cluster.resume(0)
+
+
+async def test_health_checker_flips_within_its_timeout(cluster: LocalCluster) -> None:
+    async with (
+        EtcdClient(cluster.endpoints, CONFIG) as client,
+        HealthChecker(client) as checker,
+    ):
+        checker_started = time.monotonic()
+        await eventually(lambda: checker.healthy is True, 5, "the first probe")
+        cluster.pause(0)
+        paused_at = time.monotonic()
+        flip_bound = CONFIG.health_check_interval + CONFIG.health_check_timeout
+        await eventually(lambda: checker.healthy is False, flip_bound + SLACK, "unhealthy")
+        assert checker.last_error and checker.last_change is not None
+        # The probe in flight at the pause, or the next one (at most one interval
+        # later), times out after health_check_timeout.
+        assert checker.last_change - paused_at <= flip_bound + 1.0
+        cluster.resume(0)
+        await eventually(lambda: checker.healthy is True, KEEPALIVE_DETECTION + SLACK, "healthy")
+        assert [t.healthy for t in checker.history] == [True, False, True]
+        assert checker.history[1].at < checker.history[2].at
+        # Rate limit: probes start at most once per interval.
+        elapsed = time.monotonic() - checker_started
+        assert checker.probes <= 2 + elapsed / CONFIG.health_check_interval
+
+
+async def test_health_probe_never_delays_requests(cluster: LocalCluster) -> None:
+    # A long probe deadline, so a request queued behind a probe would show.
+    config = dataclasses.replace(CONFIG, health_check_timeout=2.0)
+    async with (
+        EtcdClient(cluster.endpoints, config) as client,
+        HealthChecker(client) as checker,
+    ):
+        await eventually(lambda: checker.healthy is True, 5, "the first probe")
+        cluster.pause(0)
+        paused_at = time.monotonic()
+        await eventually(
+            lambda: checker.probing and (checker.last_probe or 0.0) > paused_at,
+            2 * config.health_check_interval + SLACK,
+            "a probe stuck on the paused member",
+        )
+        for _ in range(5):
+            started = time.monotonic()
+            await client.status(endpoint=cluster.endpoints[1], timeout=2)
+            assert time.monotonic() - started < config.health_check_timeout / 4
+        assert checker.probing
+        cluster.resume(0)
+
+
+async def test_failed_member_is_probed_in_background_and_readmitted(
+    cluster: LocalCluster,
+) -> None:
+    async with EtcdClient(cluster.endpoints, CONFIG) as client:
+        await client.put(b"/failover/probe", b"1")
+        cluster.pause(0)
+        await client.get(b"/failover/probe")
+        assert client.endpoints_state.endpoints[0].failing
+        # Requests never wait on the paused member's dial timeout: probes do.
+        for _ in range(10):
+            started = time.monotonic()
+            await client.get(b"/failover/probe")
+            assert time.monotonic() - started < CONFIG.dial_timeout / 2
+            await asyncio.sleep(CONFIG.endpoint_probe_interval)
+        assert client.endpoints_state.endpoints[0].failing
+        cluster.resume(0)
+        await eventually(
+            lambda: not client.endpoints_state.endpoints[0].failing,
+            CONFIG.endpoint_probe_interval + CONFIG.dial_timeout + SLACK,
+            "the resumed member to be readmitted",
+        )
+        # Sticky: readmission does not move the client back.
+        assert client.current_endpoint != cluster.endpoints[0]
