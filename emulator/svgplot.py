@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-WIDTH, LEFT, RIGHT, TOP, BOTTOM = 900, 70, 170, 28, 30
+# One left margin for every chart, wide enough for lane names, so time axes line up.
+WIDTH, LEFT, RIGHT, TOP, BOTTOM = 960, 130, 170, 28, 30
 PALETTE = (
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
@@ -206,7 +207,7 @@ def lane_chart(
         y = TOP + row * (lane_h + 4) + 2
         frame.parts.append(
             f'<text x="{LEFT - 4}" y="{y + 13}" font-size="10" text-anchor="end">'
-            f"{escape(name[:12])}</text>"
+            f"{escape(name[:22])}</text>"
         )
         for seg in segments:
             a, b = frame.x(max(seg.start, frame.x0)), frame.x(min(seg.end, frame.x1))

@@ -13,6 +13,7 @@ import pytest
 from emulator import engine, scenarios
 from emulator.claims import CLAIMS
 from emulator.cli import main
+from emulator.cluster import LocalCluster
 from emulator.controlplane.plane import PlaneConfig
 from emulator.scenarios import BUILTINS, FaultStep, Scenario, from_toml
 from proxy.control import ControlServer
@@ -208,3 +209,39 @@ def test_the_emulator_is_not_the_bottleneck_at_full_load(tmp_path: Path) -> None
     lag = json.loads((out / "report.json").read_text())["event_loop_lag"]
     assert lag["samples"] > 100
     assert not lag["exceeded"] and lag["p99"] < 0.020, lag
+
+
+async def test_run_against_an_existing_cluster_through_its_proxies(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """The compose shape: the engine gets client proxy addresses and a control URL."""
+    async with ProxyServer(seed=0, time_scale=0.1) as server:
+        endpoints = []
+        for member in cluster.members:
+            client = await server.add_link(
+                f"etcd-{member.index}-client", (member.host, member.client_port)
+            )
+            await server.add_link(
+                f"etcd-{member.index}-peer", (member.host, member.peer_port), http2=False
+            )
+            endpoints.append(f"{client.address[0]}:{client.address[1]}")
+        control = ControlServer(server)
+        await control.start()
+        try:
+            scenario = Scenario("remote", "loss via the control API", 40,
+                                (FaultStep(10, 20, "loss", "0"),))  # fmt: skip
+            options = engine.RunOptions(
+                time_scale=0.1,
+                out=tmp_path,
+                endpoints=tuple(endpoints),
+                proxy_control=f"http://127.0.0.1:{control.address[1]}",
+                plane=SMALL,
+            )
+            report, _ = await engine.run(scenario, options, lambda _: None)
+        finally:
+            await control.close()
+        assert not any(link.faults for link in server.links.values()), "the fault was healed"
+    assert [f["kind"] for f in report["faults"]] == ["loss"]
+    assert report["faults"][0]["target"] == "etcd-0"
+    assert report["settings"]["endpoints"] == endpoints
+    assert report["safety"]["overlapping_leaders"] == 0
