@@ -70,6 +70,8 @@ class RunOptions:
             raise ValueError("duration must be positive")
         if self.proxy_control and not self.endpoints:
             raise ValueError("proxy_control needs endpoints (the proxies' client addresses)")
+        if self.proxy_control and not self.proxy_control.startswith(("http://", "https://")):
+            raise ValueError(f"proxy_control must be an http:// URL, not {self.proxy_control!r}")
 
 
 class FaultDriver(Protocol):
@@ -303,7 +305,7 @@ async def run(
         outcomes: list[BaseException | None] = []
         stop_churn = asyncio.create_task(_stop_churn(plane, faults))
         try:
-            await _progress(recorder, plane, origin, duration, progress)
+            await _progress(recorder, plane, faults, origin, duration, progress)
         finally:
             # A fault still on when the run ends is healed (and recorded) now.
             for task in [*faults, stop_churn]:
@@ -382,7 +384,12 @@ async def _fault(
 
 
 async def _progress(
-    recorder: Recorder, plane: ControlPlane, origin: float, duration: float, progress: Progress
+    recorder: Recorder,
+    plane: ControlPlane,
+    faults: list[asyncio.Task[None]],
+    origin: float,
+    duration: float,
+    progress: Progress,
 ) -> None:
     tick = max(duration / 10, 0.5)
     end = origin + duration
@@ -391,6 +398,10 @@ async def _progress(
         failures = plane.failed_tasks()
         if failures:
             raise RuntimeError(f"a control-plane job failed: {failures[0]!r}")
+        for task in faults:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                # A fault that could not be applied ends the run now, not at its end.
+                await task
         done = ", ".join(f"{k} {d}/{t}" for k, (d, t) in plane.progress.items())
         leaders = plane.leaders()
         progress(f"  t+{recorder.now() - origin:6.1f} s  leaders {len(leaders)}  workloads {done}")

@@ -115,6 +115,8 @@ def test_cli_lists_scenarios_and_rejects_bad_input(
     assert exit_info.value.code == 2
     assert main(["run", "packet-loss-30", "--endpoints", "127.0.0.1:1"]) == 2
     assert "--proxy-control" in capsys.readouterr().err
+    assert main(["run", "packet-loss-30", "--endpoints", "a:1", "--proxy-control", "a:2"]) == 2
+    assert "must be an http:// URL" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", list(BUILTINS))
