@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -29,8 +28,6 @@ from types import TracebackType
 import grpc
 
 from protos import rpc_pb2, rpc_pb2_grpc
-
-_PR_SET_PDEATHSIG = 1
 
 
 def etcd_binary() -> Path:
@@ -178,11 +175,18 @@ def _close_all_at_exit() -> None:
 atexit.register(_close_all_at_exit)
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: ask the kernel to SIGKILL etcd
-    # when the thread that started it dies, so a SIGKILLed test run leaks nothing.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _die_with_parent_prefix() -> list[str]:
+    """Command prefix that makes the kernel SIGKILL etcd when its starter dies.
+
+    So a SIGKILLed test run leaks no etcd. ``setpriv`` (util-linux) sets the
+    parent-death signal and execs etcd, which keeps Python code out of the
+    forked child of a multithreaded (gRPC) process. PDEATHSIG fires when the
+    *thread* that forked exits, so only the main thread may ask for it.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or threading.current_thread() is not threading.main_thread():
+        return []
+    return [setpriv, "--pdeathsig", "KILL", "--"]
 
 
 class LocalCluster:
@@ -428,6 +432,7 @@ class LocalCluster:
     def _spawn(self, member: Member, state: str) -> None:
         member.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
+            *_die_with_parent_prefix(),
             str(etcd_binary()),
             f"--name={member.name}",
             f"--data-dir={member.data_dir}",
@@ -442,7 +447,6 @@ class LocalCluster:
             *self.flags.args(),
         ]
         log = member.log_path.open("ab")
-        in_main_thread = threading.current_thread() is threading.main_thread()
         try:
             member.process = subprocess.Popen(
                 args,
@@ -450,9 +454,6 @@ class LocalCluster:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                # PDEATHSIG fires when the *thread* that forked exits, so only
-                # the main thread may ask for it.
-                preexec_fn=_die_with_parent if in_main_thread else None,
             )
         finally:
             log.close()

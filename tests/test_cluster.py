@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -149,3 +150,31 @@ def test_cli_rejects_bad_input_with_one_line() -> None:
     assert result.returncode == 2
     assert "not an integer: 'zero'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_etcd_dies_with_a_sigkilled_parent() -> None:
+    # A SIGKILLed test run gets no cleanup code at all: only the parent-death
+    # signal stops its etcd members from leaking.
+    script = (
+        "import json, sys, threading\n"
+        "from emulator.cluster import LocalCluster\n"
+        "c = LocalCluster(1)\n"
+        "c.start()\n"
+        "print(json.dumps([c.pids(), str(c.base_dir)]), flush=True)\n"
+        "threading.Event().wait()\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        pids, base_dir = json.loads(process.stdout.readline())
+        assert len(pids) == 1 and alive(pids[0])
+        process.kill()
+        process.wait(timeout=10)
+        wait_until(lambda: not alive(pids[0]), 10, "etcd to die with its parent")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        # Nobody is left to delete the data dir the killed parent made.
+        if base_dir:
+            shutil.rmtree(base_dir, ignore_errors=True)

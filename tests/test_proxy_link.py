@@ -9,7 +9,17 @@ from collections.abc import AsyncIterator
 import pytest
 import uvloop
 
-from proxy.faults import DOWNSTREAM, UPSTREAM, Blackhole, Latency, Loss, Pause, Reject, Reset
+from proxy.faults import (
+    DOWNSTREAM,
+    UPSTREAM,
+    Bandwidth,
+    Blackhole,
+    Latency,
+    Loss,
+    Pause,
+    Reject,
+    Reset,
+)
 from proxy.h2frames import PREFACE
 from proxy.link import ProxyLink
 from tests.waiting import eventually
@@ -201,3 +211,12 @@ async def test_slow_reader_makes_the_proxy_push_back() -> None:
         assert conn.down.queued_bytes <= link.buffer_limit + 65536 * 4
         stop.set()
         writer.close()
+
+
+async def test_bandwidth_limits_the_rate(echo: Address) -> None:
+    async with ProxyLink("raw", echo, http2=False, time_scale=0.5) as link:
+        link.add(Bandwidth(40, direction=UPSTREAM))  # 40 KB/s, scaled: 20 KB takes 0.25 s
+        started = time.monotonic()
+        assert await roundtrip(link.address, b"z" * 20480) == b"z" * 20480
+        # uvloop's clock and timers have millisecond resolution.
+        assert time.monotonic() - started >= 0.25 - 0.002
