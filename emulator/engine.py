@@ -46,9 +46,9 @@ KINDS = {
 }
 
 PARTIAL_PARTITION = (
-    "partitions blackhole the member's client link and the peer connections dialled "
-    "to it; connections it dials to its peers are not cut (the proxy cannot yet tell "
-    "a peer connection's dialer), so the partition is partial"
+    "against an existing cluster, partitions blackhole the member's client link and "
+    "the peer connections dialled to it; connections it dials to its peers are not "
+    "cut (the engine does not know the member IDs there), so the partition is partial"
 )
 
 
@@ -116,11 +116,12 @@ class LocalFaults:
                     self.cluster.resume(member)
 
             return resume
-        targets = [self.links[(m, link)] for m in members for link in _links(step)]
+        placements = self._placements(step, members)
         if step.kind == "flapping":
-            return self._flap(targets, step.period * self.time_scale)
-        fault: Fault = Loss(step.probability) if step.kind == "loss" else Blackhole()
-        added = [(link, link.add(fault)) for link in targets]
+            return self._flap(placements, step.period * self.time_scale)
+        added = [
+            (link, link.add(_make_fault(step, name, dialer))) for link, name, dialer in placements
+        ]
 
         async def heal() -> None:
             for link, each in added:
@@ -128,10 +129,32 @@ class LocalFaults:
 
         return heal
 
-    def _flap(self, targets: list[ProxyLink], period: float) -> Heal:
+    def _placements(
+        self, step: FaultStep, members: list[int]
+    ) -> list[tuple[ProxyLink, str, str | None]]:
+        """Where "every link of these members" is: their own links (every
+        connection), and on the other members' peer links the connections these
+        members dialled (raft streams and pipelines they opened)."""
+        placements: list[tuple[ProxyLink, str, str | None]] = []
+        for member in members:
+            for kind in _links(step):
+                placements.append((self.links[(member, kind)], f"{step.kind}-{member}", None))
+            if "peer" not in _links(step):
+                continue
+            dialer = f"{self.cluster.members[member].member_id:x}"
+            for other in range(MEMBERS):
+                if other != member:
+                    link = self.links[(other, "peer")]
+                    placements.append((link, f"{step.kind}-from-{member}", dialer))
+        return placements
+
+    def _flap(self, placements: list[tuple[ProxyLink, str, str | None]], period: float) -> Heal:
         async def flap() -> None:
             while True:
-                added = [(link, link.add(Blackhole(name="flap"))) for link in targets]
+                added = [
+                    (link, link.add(Blackhole(name=name, dialer=dialer)))
+                    for link, name, dialer in placements
+                ]
                 try:
                     await asyncio.sleep(period / 2)
                 finally:
@@ -147,6 +170,12 @@ class LocalFaults:
                 await task
 
         return heal
+
+
+def _make_fault(step: FaultStep, name: str, dialer: str | None) -> Fault:
+    if step.kind == "loss":
+        return Loss(step.probability, name=name, dialer=dialer)
+    return Blackhole(name=name, dialer=dialer)
 
 
 class RemoteFaults:
@@ -244,7 +273,7 @@ async def run(
             "endpoints": list(options.endpoints) or "local cluster behind proxies",
         },
     )
-    if any(step.kind.startswith("partition") for step in scenario.faults):
+    if options.endpoints and any(step.kind.startswith("partition") for step in scenario.faults):
         timeline.settings["notes"] = [PARTIAL_PARTITION]
     recorder = Recorder(timeline, clock)
     async with contextlib.AsyncExitStack() as stack:

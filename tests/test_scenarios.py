@@ -247,3 +247,37 @@ async def test_run_against_an_existing_cluster_through_its_proxies(
     assert report["faults"][0]["target"] == "etcd-0"
     assert report["settings"]["endpoints"] == endpoints
     assert report["safety"]["overlapping_leaders"] == 0
+
+
+async def test_local_faults_cover_every_link_of_a_member_including_dialled_ones() -> None:
+    cluster = LocalCluster(3)  # never started: only its members' IDs are read
+    try:
+        for member in cluster.members:
+            member.member_id = 0x8E9E05C52164694D + member.index
+        async with ProxyServer(seed=0) as server:
+            links = {}
+            for member in cluster.members:
+                for kind in ("client", "peer"):
+                    links[(member.index, kind)] = await server.add_link(
+                        f"etcd-{member.index}-{kind}", ("127.0.0.1", 9), http2=kind == "client"
+                    )
+            driver = engine.LocalFaults(cluster, links, 1.0)
+            heal = await driver.apply(FaultStep(0, 1, "partition-majority", "0,1"), [0, 1])
+
+            def described(member: int, kind: str) -> set[tuple[str, str | None]]:
+                return {(f.kind, f.dialer) for f in links[(member, kind)].faults}
+
+            ids = [f"{m.member_id:x}" for m in cluster.members]
+            assert described(0, "client") == {("blackhole", None)}
+            assert described(0, "peer") == {("blackhole", None), ("blackhole", ids[1])}
+            assert described(1, "peer") == {("blackhole", None), ("blackhole", ids[0])}
+            assert described(2, "peer") == {("blackhole", ids[0]), ("blackhole", ids[1])}
+            assert described(2, "client") == set()
+            await heal()
+            assert not any(link.faults for link in links.values())
+            heal = await driver.apply(FaultStep(0, 1, "loss", "2", links="client"), [2])
+            assert [f.kind for f in links[(2, "client")].faults] == ["loss"]
+            assert not any(links[(m, "peer")].faults for m in range(3))
+            await heal()
+    finally:
+        cluster.close()
