@@ -24,9 +24,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from emulator.client import EtcdClient
 from emulator.clock import MonotonicClock
 from emulator.cluster import LocalCluster, ServerFlags
 from emulator.controlplane.plane import KCM_LEASE, ControlPlane, PlaneConfig
+from emulator.errors import EtcdError
 from emulator.report import ReportPaths, summary, write_report
 from emulator.scenarios import FaultStep, Scenario
 from emulator.timeline import FaultKind, Recorder, Timeline
@@ -46,9 +48,9 @@ KINDS = {
 }
 
 PARTIAL_PARTITION = (
-    "against an existing cluster, partitions blackhole the member's client link and "
-    "the peer connections dialled to it; connections it dials to its peers are not "
-    "cut (the engine does not know the member IDs there), so the partition is partial"
+    "the members' IDs could not be read, so partitions blackhole each member's client "
+    "link and the peer connections dialled to it, but not the connections it dials "
+    "to its peers: the partition is partial"
 )
 
 
@@ -84,6 +86,28 @@ def _links(step: FaultStep) -> tuple[str, ...]:
     return ("client", "peer") if step.links == "all" else (step.links,)
 
 
+Placement = tuple[int, str, str, str | None]  # link's member, link kind, fault name, dialer
+
+
+def placements_of(
+    step: FaultStep, members: list[int], member_ids: list[str] | None
+) -> list[Placement]:
+    """Where "every link of these members" is: their own links (every connection)
+    and, on the other members' peer links, the connections these members dialled
+    (raft streams and pipelines they opened), which the proxy tells apart by the
+    dialer's member ID. Without the IDs only the members' own links are faulted."""
+    placements: list[Placement] = []
+    for member in members:
+        for kind in _links(step):
+            placements.append((member, kind, f"{step.kind}-{member}", None))
+        if "peer" not in _links(step) or member_ids is None:
+            continue
+        for other in range(MEMBERS):
+            if other != member:
+                placements.append((other, "peer", f"{step.kind}-from-{member}", member_ids[member]))
+    return placements
+
+
 class LocalFaults:
     """Faults on a local cluster: proxy links for the network, signals for processes."""
 
@@ -116,7 +140,11 @@ class LocalFaults:
                     self.cluster.resume(member)
 
             return resume
-        placements = self._placements(step, members)
+        ids = [f"{m.member_id:x}" for m in self.cluster.members]
+        placements = [
+            (self.links[(member, kind)], name, dialer)
+            for member, kind, name, dialer in placements_of(step, members, ids)
+        ]
         if step.kind == "flapping":
             return self._flap(placements, step.period * self.time_scale)
         added = [
@@ -128,25 +156,6 @@ class LocalFaults:
                 link.remove(each)
 
         return heal
-
-    def _placements(
-        self, step: FaultStep, members: list[int]
-    ) -> list[tuple[ProxyLink, str, str | None]]:
-        """Where "every link of these members" is: their own links (every
-        connection), and on the other members' peer links the connections these
-        members dialled (raft streams and pipelines they opened)."""
-        placements: list[tuple[ProxyLink, str, str | None]] = []
-        for member in members:
-            for kind in _links(step):
-                placements.append((self.links[(member, kind)], f"{step.kind}-{member}", None))
-            if "peer" not in _links(step):
-                continue
-            dialer = f"{self.cluster.members[member].member_id:x}"
-            for other in range(MEMBERS):
-                if other != member:
-                    link = self.links[(other, "peer")]
-                    placements.append((link, f"{step.kind}-from-{member}", dialer))
-        return placements
 
     def _flap(self, placements: list[tuple[ProxyLink, str, str | None]], period: float) -> Heal:
         async def flap() -> None:
@@ -184,8 +193,9 @@ class RemoteFaults:
     The proxies are named ``etcd-<i>-client`` and ``etcd-<i>-peer`` (compose.yaml).
     """
 
-    def __init__(self, control: str) -> None:
+    def __init__(self, control: str, member_ids: list[str] | None = None) -> None:
         self.control = control.rstrip("/")
+        self.member_ids = member_ids
         self._count = 0
 
     def leader(self) -> int | None:
@@ -197,17 +207,25 @@ class RemoteFaults:
         self._count += 1
         name = f"etcdlab-{self._count}"
         if step.kind == "loss":
-            toxic = {"type": "loss", "attributes": {"probability": step.probability}}
+            toxic: dict[str, Any] = {
+                "type": "loss",
+                "attributes": {"probability": step.probability},
+            }
         else:
             toxic = {"type": "blackhole", "attributes": {}}
-        proxies = [f"etcd-{m}-{link}" for m in members for link in _links(step)]
-        for proxy in proxies:
-            body = {"name": name, "stream": "both", **toxic}
+        added: list[tuple[str, str]] = []
+        for member, kind, what, dialer in placements_of(step, members, self.member_ids):
+            proxy, toxic_name = f"etcd-{member}-{kind}", f"{name}-{what}"
+            attributes = {**toxic["attributes"], **({"dialer": dialer} if dialer else {})}
+            body = {"name": toxic_name, "stream": "both", **toxic, "attributes": attributes}
             await asyncio.to_thread(self._call, "POST", f"/proxies/{proxy}/toxics", body)
+            added.append((proxy, toxic_name))
 
         async def heal() -> None:
-            for proxy in proxies:
-                await asyncio.to_thread(self._call, "DELETE", f"/proxies/{proxy}/toxics/{name}")
+            for proxy, toxic_name in added:
+                await asyncio.to_thread(
+                    self._call, "DELETE", f"/proxies/{proxy}/toxics/{toxic_name}"
+                )
 
         return heal
 
@@ -224,6 +242,19 @@ class RemoteFaults:
             ) from None
         except OSError as error:
             raise RuntimeError(f"proxy control {self.control} unreachable: {error}") from None
+
+
+async def member_ids(endpoints: Sequence[str]) -> list[str] | None:
+    """The hex member ID behind each client endpoint (the proxies' dialer names)."""
+    ids = []
+    async with EtcdClient(endpoints, name="discovery") as client:
+        for endpoint in endpoints:
+            try:
+                status = await client.status(endpoint=endpoint, timeout=5.0)
+            except EtcdError:
+                return None
+            ids.append(f"{status.header.member_id:x}")
+    return ids
 
 
 def resolve(target: str, leader: int | None) -> list[int]:
@@ -273,16 +304,17 @@ async def run(
             "endpoints": list(options.endpoints) or "local cluster behind proxies",
         },
     )
-    if options.endpoints and any(step.kind.startswith("partition") for step in scenario.faults):
-        timeline.settings["notes"] = [PARTIAL_PARTITION]
     recorder = Recorder(timeline, clock)
     async with contextlib.AsyncExitStack() as stack:
         if options.endpoints:
             endpoints: Sequence[str] = options.endpoints
             truth: Sequence[str] | None = None
-            driver: FaultDriver | None = (
-                RemoteFaults(options.proxy_control) if options.proxy_control else None
-            )
+            driver: FaultDriver | None = None
+            if options.proxy_control:
+                ids = await member_ids(endpoints)
+                if ids is None and any(s.kind.startswith("partition") for s in scenario.faults):
+                    timeline.settings["notes"] = [PARTIAL_PARTITION]
+                driver = RemoteFaults(options.proxy_control, ids)
             progress(f"using the cluster at {', '.join(endpoints)}")
         else:
             cluster = LocalCluster(MEMBERS, flags=server_flags(ts))

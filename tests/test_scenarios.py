@@ -178,6 +178,16 @@ async def test_remote_faults_go_through_the_proxy_control_api() -> None:
             await heal()
             with pytest.raises(ValueError, match="local cluster"):
                 await driver.apply(FaultStep(0, 1, "kill", "0"), [0])
+            # Knowing the member IDs, the connections member 0 dialled are cut too.
+            ids = ["8e9e05c52164694d", "8e9e05c52164694e", "8e9e05c52164694f"]
+            driver = engine.RemoteFaults(f"http://127.0.0.1:{control.address[1]}", ids)
+            heal = await driver.apply(FaultStep(0, 1, "partition-minority", "0"), [0])
+            for other in (1, 2):
+                (fault,) = server.links[f"etcd-{other}-peer"].faults
+                assert (fault.kind, fault.dialer) == ("blackhole", ids[0])
+            assert {f.dialer for f in server.links["etcd-0-peer"].faults} == {None}
+            await heal()
+            assert not any(link.faults for link in server.links.values())
         finally:
             await control.close()
 
