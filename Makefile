@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/etcdlab demo
+	$(BIN)/etcdlab run packet-loss-30 --time-scale 0.5 --out reports/packet-loss-30
 
 test: lint typecheck pytest
 

@@ -1,0 +1,223 @@
+"""Small inline SVG charts for the self-contained report (no JavaScript, no libraries).
+
+Two shapes cover every plot of the report: :func:`line_chart` (series of
+points, optionally log-scaled) and :func:`lane_chart` (one row per name, coloured
+segments: health states, who leads a lease). Both shade the fault windows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+
+# One left margin for every chart, wide enough for lane names, so time axes line up.
+WIDTH, LEFT, RIGHT, TOP, BOTTOM = 960, 130, 170, 28, 30
+PALETTE = (
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    points: Sequence[tuple[float, float]]
+    color: str = ""
+    step: bool = False  # hold each value until the next point (gauges)
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    label: str
+    color: str
+
+
+@dataclass(frozen=True)
+class Shade:
+    start: float
+    end: float
+    label: str
+
+
+def color(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+def _ticks(low: float, high: float, count: int = 6) -> list[float]:
+    span = high - low
+    if span <= 0:
+        return [low]
+    raw = span / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = min((m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw), default=raw)
+    first = math.ceil(low / step) * step
+    return [first + i * step for i in range(int((high - first) / step) + 1)]
+
+
+def _fmt(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 100 or value == int(value):
+        return f"{value:.0f}"
+    return f"{value:.3g}"
+
+
+class _Frame:
+    def __init__(self, title: str, x_range: tuple[float, float], height: int) -> None:
+        self.title = title
+        self.x0, self.x1 = x_range
+        if self.x1 <= self.x0:
+            self.x1 = self.x0 + 1
+        self.height = height
+        self.plot_w = WIDTH - LEFT - RIGHT
+        self.plot_h = height - TOP - BOTTOM
+        self.parts: list[str] = []
+
+    def x(self, t: float) -> float:
+        return LEFT + (t - self.x0) / (self.x1 - self.x0) * self.plot_w
+
+    def shade(self, shades: Sequence[Shade]) -> None:
+        for s in shades:
+            a, b = self.x(max(s.start, self.x0)), self.x(min(s.end, self.x1))
+            self.parts.append(
+                f'<rect class="fault" x="{a:.1f}" y="{TOP}" width="{max(b - a, 1):.1f}" '
+                f'height="{self.plot_h}" fill="#f4c7c3" opacity="0.55">'
+                f"<title>{escape(s.label)}</title></rect>"
+            )
+
+    def x_axis(self, unit: str) -> None:
+        bottom = TOP + self.plot_h
+        self.parts.append(
+            f'<line x1="{LEFT}" y1="{bottom}" x2="{LEFT + self.plot_w}" y2="{bottom}" '
+            'stroke="#444"/>'
+        )
+        for tick in _ticks(self.x0, self.x1):
+            x = self.x(tick)
+            self.parts.append(
+                f'<text x="{x:.1f}" y="{bottom + 14}" font-size="10" text-anchor="middle">'
+                f"{_fmt(tick)}</text>"
+            )
+        self.parts.append(
+            f'<text x="{LEFT + self.plot_w}" y="{bottom + 26}" font-size="10" '
+            f'text-anchor="end">{escape(unit)}</text>'
+        )
+
+    def legend(self, entries: Sequence[tuple[str, str]]) -> None:
+        for i, (label, fill) in enumerate(entries[:20]):
+            y = TOP + 6 + i * 14
+            x = LEFT + self.plot_w + 10
+            self.parts.append(
+                f'<rect x="{x}" y="{y - 8}" width="10" height="10" fill="{fill}"/>'
+                f'<text x="{x + 14}" y="{y + 1}" font-size="10">{escape(label)}</text>'
+            )
+
+    def render(self) -> str:
+        title = (
+            f'<text x="{LEFT}" y="16" font-size="13" font-weight="bold">{escape(self.title)}</text>'
+        )
+        body = "".join(self.parts)
+        return (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{self.height}" '
+            f'viewBox="0 0 {WIDTH} {self.height}" role="img" aria-label="{escape(self.title)}">'
+            f"{title}{body}</svg>"
+        )
+
+
+def line_chart(
+    title: str,
+    series: Sequence[Series],
+    x_range: tuple[float, float],
+    shades: Sequence[Shade] = (),
+    y_label: str = "",
+    log_y: bool = False,
+    x_unit: str = "s",
+    height: int = 240,
+) -> str:
+    frame = _Frame(title, x_range, height)
+    frame.shade(shades)
+    values = [v for s in series for _, v in s.points if not log_y or v > 0]
+    y0: float
+    y1: float
+    if log_y:
+        low = min(values, default=1e-4)
+        high = max(values, default=1.0)
+        y0, y1 = math.floor(math.log10(low)), math.ceil(math.log10(high))
+        y1 = max(y1, y0 + 1)
+    else:
+        y0, y1 = 0.0, max(values, default=1.0) * 1.05 or 1.0
+
+    def y(value: float) -> float:
+        v = math.log10(max(value, 10**y0)) if log_y else value
+        return TOP + frame.plot_h - (v - y0) / (y1 - y0) * frame.plot_h
+
+    ticks = [10.0**e for e in range(int(y0), int(y1) + 1)] if log_y else _ticks(y0, y1, 4)
+    for tick in ticks:
+        yy = y(tick)
+        frame.parts.append(
+            f'<line x1="{LEFT}" y1="{yy:.1f}" x2="{LEFT + frame.plot_w}" y2="{yy:.1f}" '
+            f'stroke="#ddd"/><text x="{LEFT - 4}" y="{yy + 3:.1f}" font-size="10" '
+            f'text-anchor="end">{_fmt(tick)}</text>'
+        )
+    frame.parts.append(
+        f'<text x="12" y="{TOP + frame.plot_h / 2:.0f}" font-size="10" '
+        f'transform="rotate(-90 12 {TOP + frame.plot_h / 2:.0f})" text-anchor="middle">'
+        f"{escape(y_label)}</text>"
+    )
+    legend = []
+    for i, s in enumerate(series):
+        stroke = s.color or color(i)
+        legend.append((s.label, stroke))
+        coords: list[str] = []
+        previous: float | None = None
+        for t, v in s.points:
+            if log_y and v <= 0:
+                continue
+            if s.step and previous is not None:
+                coords.append(f"{frame.x(t):.1f},{y(previous):.1f}")
+            coords.append(f"{frame.x(t):.1f},{y(v):.1f}")
+            previous = v
+        if s.step and previous is not None:
+            coords.append(f"{frame.x(frame.x1):.1f},{y(previous):.1f}")
+        if coords:
+            frame.parts.append(
+                f'<polyline class="series" fill="none" stroke="{stroke}" stroke-width="1.5" '
+                f'points="{" ".join(coords)}"><title>{escape(s.label)}</title></polyline>'
+            )
+    frame.x_axis(x_unit)
+    frame.legend(legend)
+    return frame.render()
+
+
+def lane_chart(
+    title: str,
+    lanes: Sequence[tuple[str, Sequence[Segment]]],
+    x_range: tuple[float, float],
+    shades: Sequence[Shade] = (),
+    legend: Sequence[tuple[str, str]] = (),
+    x_unit: str = "s",
+) -> str:
+    lane_h = 18
+    height = TOP + BOTTOM + max(1, len(lanes)) * (lane_h + 4)
+    frame = _Frame(title, x_range, height)
+    for row, (name, segments) in enumerate(lanes):
+        y = TOP + row * (lane_h + 4) + 2
+        frame.parts.append(
+            f'<text x="{LEFT - 4}" y="{y + 13}" font-size="10" text-anchor="end">'
+            f"{escape(name[:22])}</text>"
+        )
+        for seg in segments:
+            a, b = frame.x(max(seg.start, frame.x0)), frame.x(min(seg.end, frame.x1))
+            frame.parts.append(
+                f'<rect class="segment" x="{a:.1f}" y="{y}" width="{max(b - a, 0.5):.1f}" '
+                f'height="{lane_h}" fill="{seg.color}"><title>{escape(name)}: '
+                f"{escape(seg.label)} {_fmt(seg.start)}-{_fmt(seg.end)}</title></rect>"
+            )
+    # Over the segments (translucent): the lanes fill the plot and would hide it.
+    frame.shade(shades)
+    frame.x_axis(x_unit)
+    frame.legend(legend)
+    return frame.render()
