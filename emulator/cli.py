@@ -11,11 +11,11 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from emulator import cluster_cli, demo
+from emulator import cluster_cli, demo, proxy_cli
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-REGISTRARS: tuple[Registrar, ...] = (cluster_cli.register, demo.register)
+REGISTRARS: tuple[Registrar, ...] = (cluster_cli.register, demo.register, proxy_cli.register)
 
 
 class UsageError(Exception):

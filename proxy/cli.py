@@ -1,0 +1,242 @@
+"""``etcdlab proxy``: run fault-injecting links in the foreground.
+
+Prints exactly one JSON line on stdout when every link listens, then logs to
+stderr until SIGINT/SIGTERM. This module only needs argparse; the ``etcdlab``
+command registers it from ``emulator/proxy_cli.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import signal
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from proxy.control import ControlServer, fault_from_toxic, format_address, parse_address
+from proxy.faults import BOTH, Fault, FrameLoss, Latency, Loss
+from proxy.link import Address
+from proxy.server import ProxyServer
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
+
+
+def duration(text: str) -> float:
+    """``50ms``, ``1.5s``, ``2m`` or plain seconds."""
+    number, scale = text, 1.0
+    for suffix, factor in sorted(_UNITS.items(), key=lambda item: -len(item[0])):
+        if text.endswith(suffix):
+            number, scale = text[: -len(suffix)], factor
+            break
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration (like 50ms, 1.5s): {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite duration >= 0: {text!r}")
+    return value
+
+
+def address(text: str) -> Address:
+    try:
+        return parse_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1): {text}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "proxy",
+        help="run the fault proxy",
+        description=(
+            "Proxy TCP connections to an etcd member and inject network faults: "
+            "TCP-faithful packet loss (bytes arrive late, as after kernel "
+            "retransmission), HTTP/2 frame loss, latency. Prints one JSON line "
+            '({"listen": ..., "links": {...}, "control": ...}) when ready, then '
+            "logs to stderr. Faults can be changed at runtime over the control API "
+            "(Toxiproxy-shaped HTTP/JSON, see docs/PROXY.md)."
+        ),
+        epilog=(
+            "example: etcdlab proxy --listen 127.0.0.1:0 --upstream 127.0.0.1:2379 "
+            "--loss 0.3 --seed 1 --control 127.0.0.1:0"
+        ),
+    )
+    parser.add_argument("--listen", type=address, help="HOST:PORT to listen on (port 0 = pick)")
+    parser.add_argument("--upstream", type=address, help="HOST:PORT of the etcd member")
+    parser.add_argument("--name", default="proxy", help="link name (seeds its randomness)")
+    parser.add_argument("--loss", type=probability, help="packet loss probability, both ways")
+    parser.add_argument(
+        "--loss-model",
+        choices=("tcp", "frames"),
+        default="tcp",
+        help="tcp: late delivery after retransmission timeouts (default); "
+        "frames: drop HTTP/2 PING frames",
+    )
+    parser.add_argument("--latency", type=duration, help="added one-way delay, e.g. 50ms")
+    parser.add_argument("--jitter", type=duration, default=0.0, help="uniform +/- jitter")
+    parser.add_argument("--raw", action="store_true", help="raw TCP (peer links): no HTTP/2")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiply every delay the proxy adds (default 1; 0.1 = 10x faster)",
+    )
+    parser.add_argument("--control", type=address, help="HOST:PORT of the control API")
+    parser.add_argument("--config", type=Path, help="TOML file with several links")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
+    parser.set_defaults(handler=run)
+
+
+@dataclass
+class LinkSpec:
+    name: str
+    upstream: Address
+    listen: Address
+    http2: bool = True
+    faults: list[Fault] = field(default_factory=list)
+
+
+@dataclass
+class Spec:
+    seed: int
+    time_scale: float
+    control: Address | None
+    links: list[LinkSpec]
+
+
+def spec_from_args(args: argparse.Namespace) -> Spec:
+    if args.config is not None:
+        if args.listen or args.upstream:
+            raise ValueError("--config and --listen/--upstream are exclusive")
+        return spec_from_toml(args.config.read_text(), args)
+    if args.listen is None or args.upstream is None:
+        raise ValueError("--listen and --upstream are required (or --config)")
+    faults: list[Fault] = []
+    if args.loss:
+        if args.loss_model == "tcp":
+            faults.append(Loss(args.loss))
+        else:
+            faults.append(FrameLoss(args.loss))
+    if args.latency is not None:
+        faults.append(Latency(args.latency, jitter=args.jitter))
+    link = LinkSpec(args.name, args.upstream, args.listen, not args.raw, faults)
+    return Spec(args.seed, _time_scale(args.time_scale), args.control, [link])
+
+
+def spec_from_toml(text: str, args: argparse.Namespace) -> Spec:
+    try:
+        config: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"config: {error}") from None
+    links = []
+    for index, entry in enumerate(config.get("links", [])):
+        where = f"config links[{index}]"
+        try:
+            faults = [
+                fault_from_toxic(
+                    {
+                        "type": f.get("type"),
+                        "stream": f.get("stream", BOTH),
+                        "name": f.get("name", ""),
+                        "attributes": {
+                            k: v for k, v in f.items() if k not in ("type", "stream", "name")
+                        },
+                    },
+                    default_stream=BOTH,
+                )
+                for f in entry.get("faults", [])
+            ]
+            links.append(
+                LinkSpec(
+                    str(entry["name"]),
+                    parse_address(str(entry["upstream"])),
+                    parse_address(str(entry.get("listen", "127.0.0.1:0"))),
+                    bool(entry.get("http2", True)),
+                    faults,
+                )
+            )
+        except KeyError as error:
+            raise ValueError(f"{where}: missing {error}") from None
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{where}: {error}") from None
+    if not links:
+        raise ValueError("config: no [[links]]")
+    control = config.get("control")
+    return Spec(
+        int(config.get("seed", args.seed)),
+        _time_scale(float(config.get("time_scale", args.time_scale))),
+        parse_address(str(control)) if control else args.control,
+        links,
+    )
+
+
+def _time_scale(value: float) -> float:
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError("time_scale must be a positive number")
+    return value
+
+
+async def serve(spec: Spec, ready: Any = print) -> None:
+    """Run the links of ``spec`` until cancelled or signalled."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with ProxyServer(seed=spec.seed, time_scale=spec.time_scale) as server:
+        for entry in spec.links:
+            link = await server.add_link(
+                entry.name, entry.upstream, entry.listen, http2=entry.http2
+            )
+            for fault in entry.faults:
+                link.add(fault)
+        control = None
+        if spec.control is not None:
+            control = ControlServer(server, spec.control)
+            await control.start()
+        try:
+            addresses = {name: format_address(link.address) for name, link in server.links.items()}
+            ready(
+                json.dumps(
+                    {
+                        "listen": addresses[spec.links[0].name],
+                        "links": addresses,
+                        "control": format_address(control.address) if control else None,
+                    }
+                ),
+                flush=True,
+            )
+            await stop.wait()
+        finally:
+            if control is not None:
+                await control.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(spec))
+    else:
+        uvloop.run(serve(spec))
+    return 0

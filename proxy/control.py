@@ -1,0 +1,234 @@
+"""Runtime control over HTTP/JSON, shaped like Toxiproxy's API.
+
+Routes: ``GET /version``, ``GET|POST /proxies``, ``GET|DELETE /proxies/{name}``,
+``GET|POST /proxies/{name}/toxics``, ``GET|POST|DELETE
+/proxies/{name}/toxics/{toxic}``, ``POST /reset`` (remove every toxic) and
+``GET /metrics`` (Prometheus text). A tiny HTTP/1.1 server on asyncio
+streams: one request per connection, no keep-alive, bodies up to 64 KiB.
+See docs/PROXY.md for what matches Toxiproxy and what does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from proxy.faults import DOWNSTREAM, KINDS, Bandwidth, Blackhole, Fault, Latency, Reset
+from proxy.link import Address, ProxyLink
+from proxy.metrics import render
+from proxy.server import ProxyServer
+
+log = logging.getLogger("etcdlab.proxy.control")
+
+_MAX_BODY = 64 * 1024
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def parse_address(text: str) -> Address:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"not HOST:PORT: {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def format_address(address: Address) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+def fault_from_toxic(body: dict[str, Any], default_stream: str = DOWNSTREAM) -> Fault:
+    """Build a fault from a Toxiproxy-style toxic: name, type, stream, attributes.
+
+    Toxiproxy's default stream is ``downstream``; config files pass ``both``.
+    """
+    kind = body.get("type")
+    attributes = dict(body.get("attributes") or {})
+    common = {"direction": body.get("stream", default_stream), "name": body.get("name") or ""}
+    if body.get("toxicity", 1.0) != 1.0:
+        raise ValueError("toxicity other than 1.0 is not supported")
+    if kind == "latency":
+        return Latency(
+            attributes.pop("latency", 0) / 1000, jitter=attributes.pop("jitter", 0) / 1000, **common
+        )
+    if kind == "timeout":
+        if attributes.get("timeout", 0) != 0:
+            raise ValueError("only timeout=0 (hold data forever) is supported")
+        return Blackhole(**common)
+    if kind == "reset_peer":
+        return Reset(**common)
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ValueError(f"unknown toxic type {kind!r}; known: {', '.join(sorted(KINDS))}")
+    return KINDS[kind].from_attributes(attributes, **common)
+
+
+def toxic_from_fault(fault: Fault) -> dict[str, Any]:
+    attributes = fault.attributes()
+    if isinstance(fault, Latency):
+        attributes = {"latency": fault.latency * 1000, "jitter": fault.jitter * 1000}
+    elif isinstance(fault, Bandwidth):
+        attributes = {"rate": fault.rate}
+    return {
+        "name": fault.name,
+        "type": fault.kind,
+        "stream": fault.direction,
+        "toxicity": 1.0,
+        "attributes": attributes,
+    }
+
+
+def proxy_json(link: ProxyLink) -> dict[str, Any]:
+    return {
+        "name": link.name,
+        "listen": format_address(link.address),
+        "upstream": format_address(link.upstream),
+        "enabled": True,
+        "http2": link.http2,
+        "toxics": [toxic_from_fault(f) for f in link.faults],
+    }
+
+
+class ControlServer:
+    """Serves the control API for ``server`` on ``listen`` (loopback by default)."""
+
+    def __init__(self, server: ProxyServer, listen: Address = ("127.0.0.1", 0)) -> None:
+        self.proxy = server
+        self.listen = listen
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, *self.listen)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    @property
+    def address(self) -> Address:
+        if self._server is None:
+            raise RuntimeError("control server is not started")
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        status, content_type, body = 500, "application/json", b""
+        try:
+            method, path, payload = await asyncio.wait_for(_read_request(reader), 10)
+            status, result = await self.dispatch(method, path, payload)
+            if isinstance(result, bytes):
+                content_type, body = "text/plain; version=0.0.4; charset=utf-8", result
+            else:
+                body = json.dumps(result).encode()
+        except HttpError as error:
+            status, body = error.status, json.dumps({"error": str(error)}).encode()
+        except (ValueError, KeyError, TypeError) as error:
+            status, body = 400, json.dumps({"error": str(error).strip("'\"")}).encode()
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+            writer.close()
+            return
+        reason = {200: "OK", 201: "Created", 204: "No Content"}.get(status, "Error")
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        with contextlib.suppress(ConnectionError):
+            writer.write(head.encode() + body)
+            await writer.drain()
+        writer.close()
+
+    async def dispatch(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        """Route one request; returns (status, JSON-able result or raw bytes)."""
+        parts = [p for p in path.split("?")[0].split("/") if p]
+        links = self.proxy.links
+        if parts == ["version"] and method == "GET":
+            return 200, {"version": "etcdlab-proxy"}
+        if parts == ["metrics"] and method == "GET":
+            return 200, render(self.proxy)
+        if parts == ["reset"] and method == "POST":
+            for each in links.values():
+                each.clear()
+            return 204, {}
+        if parts == ["proxies"]:
+            if method == "GET":
+                return 200, {name: proxy_json(each) for name, each in links.items()}
+            if method == "POST":
+                body = _object(body)
+                created = await self.proxy.add_link(
+                    str(body["name"]),
+                    parse_address(str(body["upstream"])),
+                    parse_address(str(body.get("listen", "127.0.0.1:0"))),
+                    http2=bool(body.get("http2", True)),
+                )
+                return 201, proxy_json(created)
+        if len(parts) >= 2 and parts[0] == "proxies":
+            link = links.get(parts[1])
+            if link is None:
+                raise HttpError(404, f"proxy not found: {parts[1]}")
+            if len(parts) == 2:
+                if method == "GET":
+                    return 200, proxy_json(link)
+                if method == "DELETE":
+                    await self.proxy.remove_link(link.name)
+                    return 204, {}
+            if len(parts) == 3 and parts[2] == "toxics":
+                if method == "GET":
+                    return 200, [toxic_from_fault(f) for f in link.faults]
+                if method == "POST":
+                    return 200, toxic_from_fault(link.add(fault_from_toxic(_object(body))))
+            if len(parts) == 4 and parts[2] == "toxics":
+                current = {f.name: f for f in link.faults}.get(parts[3])
+                if current is None:
+                    raise HttpError(404, f"toxic not found: {parts[3]}")
+                if method == "GET":
+                    return 200, toxic_from_fault(current)
+                if method == "DELETE":
+                    link.remove(current)
+                    return 204, {}
+                if method == "POST":
+                    merged = toxic_from_fault(current)
+                    update = _object(body)
+                    merged["attributes"].update(update.get("attributes") or {})
+                    merged["stream"] = update.get("stream", merged["stream"])
+                    if isinstance(current, Latency | Bandwidth):
+                        merged["type"] = current.kind
+                    return 200, toxic_from_fault(link.replace(fault_from_toxic(merged)))
+        raise HttpError(404, f"no route for {method} {path}")
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValueError("request body must be a JSON object")
+    return body
+
+
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, Any]:
+    request_line = (await reader.readline()).decode("latin-1").split()
+    if len(request_line) != 3:
+        raise HttpError(400, "bad request line")
+    method, path, _ = request_line
+    length = 0
+    while True:
+        line = (await reader.readline()).decode("latin-1")
+        if line in ("\r\n", "\n", ""):
+            break
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            if not value.strip().isdigit():
+                raise HttpError(400, "bad Content-Length")
+            length = int(value)
+    if length > _MAX_BODY:
+        raise HttpError(413, "request body too large")
+    raw = await reader.readexactly(length) if length else b""
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except json.JSONDecodeError as error:
+        raise HttpError(400, f"invalid JSON: {error}") from None
+    return method.upper(), path, body

@@ -1,0 +1,82 @@
+"""What every fault has: a direction, a name, JSON attributes, and validation.
+
+``upstream`` is client to server, ``downstream`` server to client (Toxiproxy's
+names). Durations are real seconds; the link multiplies them by its
+``time_scale`` when it applies them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+UPSTREAM = "upstream"
+DOWNSTREAM = "downstream"
+BOTH = "both"
+DIRECTIONS = (UPSTREAM, DOWNSTREAM, BOTH)
+
+# (bytes, release time on the event loop clock)
+Piece = tuple[int, float]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Fault:
+    """A fault applied to a link; instances compare by identity."""
+
+    kind: ClassVar[str] = ""
+    direction: str = BOTH
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
+
+    def applies_to(self, direction: str) -> bool:
+        return self.direction in (BOTH, direction)
+
+    def attributes(self) -> dict[str, Any]:
+        """The kind-specific parameters, as the control API shows them."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("direction", "name")
+        }
+
+    @classmethod
+    def from_attributes(cls, attributes: dict[str, Any], **common: Any) -> Fault:
+        names = {f.name for f in dataclasses.fields(cls)} - {"direction", "name"}
+        unknown = set(attributes) - names
+        if unknown:
+            raise ValueError(f"unknown attribute(s) for {cls.kind}: {', '.join(sorted(unknown))}")
+        return cls(**attributes, **common)
+
+
+@dataclass
+class ShapeContext:
+    """What a shaper may use: the loop time, this pipe's randomness and state."""
+
+    now: float
+    rng: random.Random
+    time_scale: float
+    state: dict[Fault, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Shaper(Fault):
+    """A fault that decides when bytes are delivered (never whether)."""
+
+    def shape(self, pieces: list[Piece], ctx: ShapeContext) -> list[Piece]:
+        raise NotImplementedError
+
+
+def check_probability(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1")
+
+
+def check_duration(name: str, value: float) -> None:
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number of seconds >= 0")

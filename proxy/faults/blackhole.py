@@ -1,0 +1,19 @@
+"""Nothing passes; connections stay open.
+
+The bytes are held, not discarded, as a partitioned kernel keeps them for
+retransmission: when the blackhole is removed they are delivered (if the
+endpoints have not given up on the connection by then). Reading from the
+sender stops once the held bytes reach the link's buffer limit, so TCP flow
+control pushes back on it like a real partition would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy.faults.base import Fault
+
+
+@dataclass(frozen=True, eq=False)
+class Blackhole(Fault):
+    kind = "blackhole"

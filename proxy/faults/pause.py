@@ -1,0 +1,15 @@
+"""Stop reading from the sender: its kernel buffers fill and TCP flow control stalls it.
+
+Unlike a blackhole nothing is even read, so the sender sees a zero window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy.faults.base import Fault
+
+
+@dataclass(frozen=True, eq=False)
+class Pause(Fault):
+    kind = "pause"

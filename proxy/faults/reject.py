@@ -1,0 +1,12 @@
+"""New connections are refused (accepted, then reset at once); existing ones live on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy.faults.base import Fault
+
+
+@dataclass(frozen=True, eq=False)
+class Reject(Fault):
+    kind = "reject"

@@ -1,0 +1,283 @@
+"""Sans-IO HTTP/2 frame reader (RFC 9113 section 4), built for a proxy.
+
+Bytes go in, and come out again in the same order: either as raw ``bytes`` the
+proxy forwards untouched, or as complete :class:`Frame` objects for the frame
+types the caller is interested in. Frames outside the interest set are never
+buffered or copied, only counted through, so following the frame boundaries of
+a busy connection costs a few integer operations per frame header. The interest
+set can change at any time; it applies from the next frame header on, so a
+frame that was half forwarded raw is finished raw.
+
+Nothing here does I/O or imports asyncio. Every malformed input raises
+:class:`ProtocolError` and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import IntEnum
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+HEADER_SIZE = 9
+MAX_FRAME_SIZE_LIMIT = (1 << 24) - 1
+
+FLAG_END_STREAM = 0x1
+FLAG_ACK = 0x1
+FLAG_END_HEADERS = 0x4
+FLAG_PADDED = 0x8
+FLAG_PRIORITY = 0x20
+
+
+class FrameType(IntEnum):
+    DATA = 0x0
+    HEADERS = 0x1
+    PRIORITY = 0x2
+    RST_STREAM = 0x3
+    SETTINGS = 0x4
+    PUSH_PROMISE = 0x5
+    PING = 0x6
+    GOAWAY = 0x7
+    WINDOW_UPDATE = 0x8
+    CONTINUATION = 0x9
+
+
+ALL_TYPES: frozenset[int] = frozenset(range(256))
+HEADER_TYPES: frozenset[int] = frozenset({FrameType.HEADERS, FrameType.CONTINUATION})
+
+# Per frame type (index): the payload length the protocol fixes (-1: any), and
+# where it may appear (0: anywhere, 1: stream 0 only, 2: never on stream 0).
+# A mismatch means the bytes are not HTTP/2 (or we lost track of them): stop
+# rather than guess.
+_RULES: tuple[tuple[int, int], ...] = (
+    (-1, 2),  # DATA
+    (-1, 2),  # HEADERS
+    (-1, 2),  # PRIORITY
+    (4, 2),  # RST_STREAM
+    (-1, 1),  # SETTINGS (length a multiple of 6, checked apart)
+    (-1, 2),  # PUSH_PROMISE
+    (8, 1),  # PING
+    (-1, 1),  # GOAWAY
+    (4, 0),  # WINDOW_UPDATE
+    (-1, 2),  # CONTINUATION
+)
+
+
+class ProtocolError(Exception):
+    """The bytes are not a valid HTTP/2 stream; the connection cannot be followed."""
+
+
+class Frame:
+    """One complete frame, kept as the exact bytes seen on the wire."""
+
+    __slots__ = ("flags", "raw", "stream_id", "type")
+
+    def __init__(self, frame_type: int, flags: int, stream_id: int, raw: bytes) -> None:
+        self.type = frame_type
+        self.flags = flags
+        self.stream_id = stream_id
+        self.raw = raw
+
+    @classmethod
+    def build(cls, frame_type: int, flags: int, stream_id: int, payload: bytes) -> Frame:
+        if len(payload) > MAX_FRAME_SIZE_LIMIT:
+            raise ValueError("payload longer than an HTTP/2 frame can carry")
+        header = (
+            len(payload).to_bytes(3, "big")
+            + bytes((frame_type, flags))
+            + (stream_id & 0x7FFFFFFF).to_bytes(4, "big")
+        )
+        return cls(frame_type, flags, stream_id, header + payload)
+
+    @property
+    def payload(self) -> bytes:
+        return self.raw[HEADER_SIZE:]
+
+    def data_without_padding(self) -> bytes:
+        """The payload of a DATA or HEADERS frame minus padding (and priority)."""
+        payload = self.payload
+        start, end = 0, len(payload)
+        if self.flags & FLAG_PADDED and self.type in (FrameType.DATA, FrameType.HEADERS):
+            if not payload:
+                raise ProtocolError("padded frame without a pad length")
+            start, end = 1, end - payload[0]
+        if self.type == FrameType.HEADERS and self.flags & FLAG_PRIORITY:
+            start += 5
+        if end < start:
+            raise ProtocolError("padding longer than the frame payload")
+        return payload[start:end]
+
+    def __repr__(self) -> str:
+        name = FrameType(self.type).name if self.type in FrameType._value2member_map_ else self.type
+        return (
+            f"Frame({name}, flags=0x{self.flags:02x}, stream={self.stream_id}, "
+            f"length={len(self.raw) - HEADER_SIZE})"
+        )
+
+
+class FrameReader:
+    """Follows the frames of one direction of one HTTP/2 connection.
+
+    ``preface`` is true for the client-to-server direction, which starts with the
+    connection preface. ``interest`` names the frame types returned as
+    :class:`Frame`; every other byte comes back as raw ``bytes``.
+    """
+
+    def __init__(
+        self,
+        *,
+        preface: bool,
+        interest: Iterable[int] = HEADER_TYPES,
+        max_frame_size: int = MAX_FRAME_SIZE_LIMIT,
+    ) -> None:
+        if not 1 <= max_frame_size <= MAX_FRAME_SIZE_LIMIT:
+            raise ValueError(f"max_frame_size must be in 1..{MAX_FRAME_SIZE_LIMIT}")
+        self.interest = frozenset(interest)
+        self.max_frame_size = max_frame_size
+        self._preface_left = len(PREFACE) if preface else 0
+        self._buffer = bytearray()
+        # Bytes still to pass raw for the frame being skipped.
+        self._skip = 0
+        # Bytes still missing from the frame being collected (0 when none).
+        self._collect = 0
+        self._header = bytearray()
+        # Stream id of a header block still waiting for its END_HEADERS.
+        self._open_block: int | None = None
+        self.frames_seen = 0
+
+    @property
+    def at_boundary(self) -> bool:
+        """True when everything fed so far was a whole number of frames."""
+        return (
+            self._preface_left == 0
+            and self._skip == 0
+            and self._collect == 0
+            and not self._header
+            and not self._buffer
+        )
+
+    @property
+    def output_at_boundary(self) -> bool:
+        """True when the bytes handed out so far end on a frame boundary.
+
+        A frame of interest still being collected has not been handed out, so
+        the output is at a boundary even though the input is not.
+        """
+        return self._preface_left == 0 and self._skip == 0
+
+    def feed(self, data: bytes) -> list[bytes | Frame]:
+        """Consume ``data``; return it as raw pieces and complete frames of interest.
+
+        Concatenating every returned piece (``Frame.raw`` for frames) over all
+        calls gives back exactly the bytes fed, minus a frame of interest that
+        is still incomplete at the end.
+        """
+        size = len(data)
+        if self._skip >= size and size:
+            self._skip -= size
+            return [data]
+        out: list[bytes | Frame] = []
+        view = memoryview(data)
+        pos = 0
+        raw_start = 0
+        if self._preface_left:
+            taken = min(self._preface_left, size)
+            expected = PREFACE[len(PREFACE) - self._preface_left :][:taken]
+            if view[:taken] != expected:
+                raise ProtocolError("bad HTTP/2 connection preface")
+            self._preface_left -= taken
+            pos = taken
+        while pos < size:
+            if self._skip:
+                step = min(self._skip, size - pos)
+                self._skip -= step
+                pos += step
+                continue
+            if self._collect:
+                step = min(self._collect, size - pos)
+                self._buffer += view[pos : pos + step]
+                self._collect -= step
+                pos += step
+                if not self._collect:
+                    out.append(self._finish_frame())
+                    raw_start = pos
+                continue
+            # At a frame header (possibly split over calls).
+            need = HEADER_SIZE - len(self._header)
+            if need > size - pos:
+                self._header += view[pos:]
+                pos = size
+                break
+            if self._header:
+                self._header += view[pos : pos + need]
+                header = bytes(self._header)
+                self._header.clear()
+                header_start = -1  # the header began in an earlier call
+                length, frame_type = self._check_header(header, 0)
+            else:
+                header_start = pos
+                length, frame_type = self._check_header(data, pos)
+            pos += need
+            self.frames_seen += 1
+            if frame_type in self.interest:
+                if header_start > raw_start:
+                    out.append(bytes(view[raw_start:header_start]))
+                elif header_start < 0 and pos - need > raw_start:
+                    out.append(bytes(view[raw_start : pos - need]))
+                if header_start >= 0:
+                    header = data[header_start:pos]
+                self._buffer = bytearray(header)
+                self._collect = length
+                if not length:
+                    out.append(self._finish_frame())
+                raw_start = pos
+            else:
+                if header_start < 0:
+                    # The first bytes of this header went out as part of the
+                    # previous call's pending header: emit them with it now.
+                    out.append(bytes(view[raw_start : pos - need]) + header)
+                    raw_start = pos
+                self._skip = length
+        if self._collect == 0 and raw_start < size and not self._header:
+            out.append(data if raw_start == 0 else bytes(view[raw_start:]))
+        elif self._header and raw_start < size - len(self._header):
+            out.append(bytes(view[raw_start : size - len(self._header)]))
+        return out
+
+    def _finish_frame(self) -> Frame:
+        raw = bytes(self._buffer)
+        self._buffer = bytearray()
+        return Frame(raw[3], raw[4], int.from_bytes(raw[5:9], "big") & 0x7FFFFFFF, raw)
+
+    def _check_header(self, buf: bytes | bytearray, off: int) -> tuple[int, int]:
+        length = (buf[off] << 16) | (buf[off + 1] << 8) | buf[off + 2]
+        frame_type = buf[off + 3]
+        if length > self.max_frame_size:
+            raise ProtocolError(f"frame length {length} exceeds {self.max_frame_size}")
+        if frame_type >= len(_RULES):
+            # Unknown types are allowed (and ignored), but not inside a header block.
+            if self._open_block is not None:
+                raise ProtocolError("header block interrupted before END_HEADERS")
+            return length, frame_type
+        stream_id = (
+            ((buf[off + 5] & 0x7F) << 24)
+            | (buf[off + 6] << 16)
+            | (buf[off + 7] << 8)
+            | buf[off + 8]
+        )
+        fixed, where = _RULES[frame_type]
+        if fixed >= 0 and length != fixed:
+            raise ProtocolError(f"{FrameType(frame_type).name} frame with length {length}")
+        if where == 1 and stream_id:
+            raise ProtocolError(f"{FrameType(frame_type).name} frame on stream {stream_id}")
+        if where == 2 and not stream_id:
+            raise ProtocolError(f"{FrameType(frame_type).name} frame on stream 0")
+        if frame_type == 4 and length % 6:
+            raise ProtocolError(f"SETTINGS frame with length {length}")
+        if self._open_block is not None:
+            if frame_type != 9 or stream_id != self._open_block:
+                raise ProtocolError("header block interrupted before END_HEADERS")
+        elif frame_type == 9:
+            raise ProtocolError("CONTINUATION without a preceding HEADERS")
+        if frame_type in (1, 5, 9):
+            self._open_block = None if buf[off + 4] & FLAG_END_HEADERS else stream_id
+        return length, frame_type

@@ -1,0 +1,174 @@
+"""Passive HPACK decoding of request header blocks: which stream calls which method.
+
+A proxy that reads ``:path`` has to decode every header block of the
+client-to-server direction in order, because HPACK's dynamic table
+(RFC 7541 section 2.3) is shared by all of them. This decoder does the least
+that keeps the table right: indexed fields (the steady state of a gRPC
+client, a byte each) are a table lookup; string literals are Huffman-decoded
+only when they enter the table or name ``:path``, and otherwise skipped by
+their length. The static table and the Huffman code come from the ``hpack``
+library. A passive reader follows whatever table size the encoder announces
+instead of enforcing a limit of its own.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from hpack.exceptions import HPACKDecodingError
+from hpack.huffman_table import decode_huffman
+from hpack.table import HeaderTable
+
+from proxy.h2frames import FLAG_END_HEADERS, Frame, FrameType, ProtocolError
+
+_STATIC: tuple[tuple[bytes, bytes], ...] = HeaderTable.STATIC_TABLE
+_PATH = b":path"
+_ENTRY_OVERHEAD = 32  # RFC 7541 section 4.1
+_DEFAULT_TABLE_SIZE = 4096
+# A size update above the largest SETTINGS_HEADER_TABLE_SIZE (32 bits) is nonsense.
+_MAX_TABLE_SIZE = 2**32 - 1
+# Bound on a reassembled block: a hostile client must not make us buffer forever.
+MAX_BLOCK_SIZE = 1 << 20
+
+
+class PathDecoder:
+    """HPACK decoder state for one direction of one connection, reading ``:path`` only."""
+
+    def __init__(self) -> None:
+        self._dynamic: deque[tuple[bytes, bytes]] = deque()
+        self._size = 0
+        self._max_size = _DEFAULT_TABLE_SIZE
+
+    def decode(self, block: bytes) -> bytes | None:
+        """Decode one complete header block; return its ``:path`` (if any)."""
+        path: bytes | None = None
+        pos, end = 0, len(block)
+        while pos < end:
+            first = block[pos]
+            if first & 0x80:  # indexed field
+                index, pos = _integer(block, pos, 7)
+                name, value = self._entry(index)
+                if name == _PATH:
+                    path = value
+            elif first & 0x40:  # literal with incremental indexing
+                name, value, pos = self._literal(block, pos, 6, need_value=True)
+                self._add(name, value)
+                if name == _PATH:
+                    path = value
+            elif first & 0x20:  # dynamic table size update
+                size, pos = _integer(block, pos, 5)
+                if size > _MAX_TABLE_SIZE:
+                    raise ProtocolError(f"HPACK table size update to {size}")
+                self._max_size = size
+                self._evict(0)
+            else:  # literal without indexing / never indexed: the table is untouched
+                name, literal, pos = self._literal(block, pos, 4, need_value=False)
+                if name == _PATH:
+                    path = literal
+        return path
+
+    def _literal(
+        self, block: bytes, pos: int, prefix: int, *, need_value: bool
+    ) -> tuple[bytes, bytes, int]:
+        index, pos = _integer(block, pos, prefix)
+        if index:
+            name = self._entry(index)[0]
+        else:
+            name, pos = _string(block, pos, decode=True)
+        value, pos = _string(block, pos, decode=need_value or name == _PATH)
+        return name, value, pos
+
+    def _entry(self, index: int) -> tuple[bytes, bytes]:
+        if 1 <= index <= len(_STATIC):
+            return _STATIC[index - 1]
+        dynamic = index - len(_STATIC) - 1
+        if 0 <= dynamic < len(self._dynamic):
+            return self._dynamic[dynamic]
+        raise ProtocolError(f"HPACK index {index} out of range")
+
+    def _add(self, name: bytes, value: bytes) -> None:
+        size = len(name) + len(value) + _ENTRY_OVERHEAD
+        if size > self._max_size:
+            # An entry larger than the table empties it and is not added (4.4).
+            self._dynamic.clear()
+            self._size = 0
+            return
+        self._evict(size)
+        self._dynamic.appendleft((name, value))
+        self._size += size
+
+    def _evict(self, room: int) -> None:
+        while self._dynamic and self._size + room > self._max_size:
+            name, value = self._dynamic.pop()
+            self._size -= len(name) + len(value) + _ENTRY_OVERHEAD
+
+
+def _integer(block: bytes, pos: int, prefix: int) -> tuple[int, int]:
+    """An HPACK integer with an N-bit prefix (RFC 7541 section 5.1)."""
+    mask = (1 << prefix) - 1
+    value = block[pos] & mask
+    pos += 1
+    if value < mask:
+        return value, pos
+    shift = 0
+    while True:
+        if pos >= len(block):
+            raise ProtocolError("truncated HPACK integer")
+        byte = block[pos]
+        pos += 1
+        value += (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+        if shift > 35:
+            raise ProtocolError("HPACK integer too large")
+
+
+def _string(block: bytes, pos: int, *, decode: bool) -> tuple[bytes, int]:
+    """A string literal; with ``decode`` false only its extent is read (b"" returned)."""
+    if pos >= len(block):
+        raise ProtocolError("truncated HPACK string")
+    huffman = block[pos] & 0x80
+    length, pos = _integer(block, pos, 7)
+    end = pos + length
+    if end > len(block):
+        raise ProtocolError("HPACK string runs past the header block")
+    if not decode:
+        return b"", end
+    raw = block[pos:end]
+    if not huffman:
+        return bytes(raw), end
+    try:
+        return decode_huffman(raw), end
+    except HPACKDecodingError as error:
+        raise ProtocolError(f"bad Huffman string: {error}") from None
+
+
+class RequestHeaders:
+    """Reassembles HEADERS + CONTINUATION of one direction and reads each block's path."""
+
+    def __init__(self) -> None:
+        self._decoder = PathDecoder()
+        self._block = bytearray()
+        self._stream_id = 0
+
+    def feed(self, frame: Frame) -> tuple[int, str | None] | None:
+        """Return ``(stream_id, path)`` once a header block is complete."""
+        if frame.type == FrameType.HEADERS:
+            self._stream_id = frame.stream_id
+            if frame.flags & FLAG_END_HEADERS:
+                # The common case: the whole block in one frame, no copy.
+                path = self._decoder.decode(frame.data_without_padding())
+                return self._stream_id, None if path is None else path.decode("latin-1")
+            self._block = bytearray(frame.data_without_padding())
+        elif frame.type == FrameType.CONTINUATION:
+            self._block += frame.payload
+        else:
+            return None
+        if len(self._block) > MAX_BLOCK_SIZE:
+            raise ProtocolError("header block too large")
+        if not frame.flags & FLAG_END_HEADERS:
+            return None
+        block, self._block = bytes(self._block), bytearray()
+        path = self._decoder.decode(block)
+        return self._stream_id, None if path is None else path.decode("latin-1")

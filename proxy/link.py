@@ -1,0 +1,833 @@
+"""One proxied link: a listening socket, an upstream address, faults, counters.
+
+Each accepted connection gets an upstream connection and two pipes, one per
+direction. With no fault active a pipe writes every chunk straight from
+``data_received`` to the other transport; the only per-chunk work on an
+HTTP/2 link is following frame headers (skipping payloads) and decoding
+request header blocks, which HPACK's shared state makes necessary from the
+first byte if a method filter is to work on streams opened before the filter.
+
+Bytes never overtake earlier bytes of the same direction: every shaped chunk
+is released no earlier than the chunk before it, which is what makes the
+TCP loss model's head-of-line blocking hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import struct
+from collections import deque
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from proxy.faults import (
+    DOWNSTREAM,
+    UPSTREAM,
+    Blackhole,
+    Fault,
+    FrameLoss,
+    Loss,
+    Pause,
+    Reject,
+    Reset,
+    Shaper,
+)
+from proxy.faults.base import Piece, ShapeContext
+from proxy.faults.frames import Action
+from proxy.grpcwire import (
+    GRPC_UNAVAILABLE,
+    MessageCursor,
+    rst_stream,
+    trailers_frame,
+    window_update,
+)
+from proxy.h2frames import (
+    ALL_TYPES,
+    FLAG_END_STREAM,
+    HEADER_TYPES,
+    Frame,
+    FrameReader,
+    FrameType,
+    ProtocolError,
+)
+from proxy.hpackpaths import RequestHeaders
+
+log = logging.getLogger("etcdlab.proxy")
+
+_V = TypeVar("_V")
+
+Address = tuple[str, int]
+
+# Upper bounds (seconds) of the added-delay histogram buckets.
+DELAY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# Streams remembered per connection (paths, answered, killed): oldest forgotten first.
+_MAX_STREAMS = 4096
+
+
+@dataclass
+class Counters:
+    """What a link has seen; plain integers, read by the metrics collector."""
+
+    connections_total: int = 0
+    connections_active: int = 0
+    connections_rejected: int = 0
+    connections_reset: int = 0
+    protocol_errors: int = 0
+    bytes: dict[str, int] = field(default_factory=lambda: {UPSTREAM: 0, DOWNSTREAM: 0})
+    # (direction, frame type name) -> count; only frames the link parsed in full
+    # (header blocks always, every frame while a frame-aware fault is active).
+    frames: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (fault name, what it did) -> count
+    faults_applied: dict[tuple[str, str], int] = field(default_factory=dict)
+    delay_buckets: list[int] = field(default_factory=lambda: [0] * (len(DELAY_BUCKETS) + 1))
+    delay_sum: float = 0.0
+    delay_count: int = 0
+
+    def applied(self, fault: Fault, what: str) -> None:
+        key = (fault.name, what)
+        self.faults_applied[key] = self.faults_applied.get(key, 0) + 1
+
+    def delay(self, seconds: float) -> None:
+        index = 0
+        while index < len(DELAY_BUCKETS) and seconds > DELAY_BUCKETS[index]:
+            index += 1
+        self.delay_buckets[index] += 1
+        self.delay_sum += seconds
+        self.delay_count += 1
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The faults acting on one direction, sorted by what the pipe must do."""
+
+    shapers: tuple[Shaper, ...] = ()
+    frame_faults: tuple[FrameLoss, ...] = ()
+    blackhole: Blackhole | None = None
+    pause: bool = False
+
+    @property
+    def idle(self) -> bool:
+        return not (self.shapers or self.frame_faults or self.blackhole)
+
+
+class ProxyLink:
+    """A fault-injecting TCP proxy for one upstream, usable as an async context manager.
+
+    ``listen`` port 0 lets the OS pick (read :attr:`address` after start).
+    ``http2`` makes the link follow HTTP/2 frames (gRPC links); peer links
+    speak HTTP/1.1 and run as raw TCP with ``http2=False`` (no frame faults,
+    no method filters). Randomness comes from ``seed`` and ``name`` only, per
+    connection and direction, so adding a link never changes another's
+    decisions. ``time_scale`` multiplies every duration a fault adds.
+    ``buffer_limit`` bounds the bytes a pipe holds (delayed or blackholed)
+    before it stops reading from the sender.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        upstream: Address,
+        listen: Address = ("127.0.0.1", 0),
+        *,
+        seed: int = 0,
+        time_scale: float = 1.0,
+        http2: bool = True,
+        buffer_limit: int = 1 << 20,
+    ) -> None:
+        if not name or "/" in name:
+            raise ValueError("name must be non-empty and contain no '/'")
+        if not time_scale > 0:
+            raise ValueError("time_scale must be positive")
+        if buffer_limit < 1:
+            raise ValueError("buffer_limit must be positive")
+        self.name = name
+        self.upstream = upstream
+        self.listen = listen
+        self.seed = seed
+        self.time_scale = time_scale
+        self.http2 = http2
+        self.buffer_limit = buffer_limit
+        self.counters = Counters()
+        self.plans: dict[str, _Plan] = {UPSTREAM: _Plan(), DOWNSTREAM: _Plan()}
+        self.frame_aware = False
+        self._faults: dict[str, Fault] = {}
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._connection_index = 0
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _ClientProtocol(self), self.listen[0], self.listen[1]
+        )
+        log.info("link %s listening on %s:%d -> %s:%d", self.name, *self.address, *self.upstream)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> ProxyLink:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def address(self) -> Address:
+        """The listening (host, port); the port is the real one after start."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError(f"link {self.name} is not started")
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    # -- faults --------------------------------------------------------------
+
+    @property
+    def faults(self) -> tuple[Fault, ...]:
+        return tuple(self._faults.values())
+
+    def add(self, fault: Fault) -> Fault:
+        """Apply ``fault`` now; returns it (named ``kind_direction`` if unnamed)."""
+        if isinstance(fault, FrameLoss) and not self.http2:
+            raise ValueError(f"link {self.name} is raw TCP: frame faults need http2=True")
+        if not fault.name:
+            fault = _renamed(fault, f"{fault.kind}_{fault.direction}")
+        if fault.name in self._faults:
+            raise ValueError(f"link {self.name} already has a fault named {fault.name!r}")
+        self._faults[fault.name] = fault
+        self._replan()
+        if isinstance(fault, Reset):
+            self.reset_connections(fault)
+        return fault
+
+    def remove(self, fault: Fault | str) -> Fault:
+        name = fault if isinstance(fault, str) else fault.name
+        try:
+            removed = self._faults.pop(name)
+        except KeyError:
+            raise KeyError(f"link {self.name} has no fault named {name!r}") from None
+        self._replan()
+        return removed
+
+    def replace(self, fault: Fault) -> Fault:
+        """Swap the fault of the same name for ``fault`` (the control API's update)."""
+        if fault.name not in self._faults:
+            raise KeyError(f"link {self.name} has no fault named {fault.name!r}")
+        self._faults[fault.name] = fault
+        self._replan()
+        return fault
+
+    def clear(self) -> None:
+        self._faults.clear()
+        self._replan()
+
+    def pause(self) -> None:
+        """Stop reading both directions of every connection (see :class:`Pause`)."""
+        if "pause" not in self._faults:
+            self.add(Pause(name="pause"))
+
+    def resume(self) -> None:
+        if "pause" in self._faults:
+            self.remove("pause")
+
+    def reset_connections(self, cause: Fault | None = None) -> None:
+        for conn in list(self._connections):
+            conn.reset()
+            self.counters.connections_reset += 1
+            if cause is not None:
+                self.counters.applied(cause, "reset")
+
+    def _replan(self) -> None:
+        for direction in (UPSTREAM, DOWNSTREAM):
+            active = [f for f in self._faults.values() if f.applies_to(direction)]
+            self.plans[direction] = _Plan(
+                shapers=tuple(f for f in active if isinstance(f, Shaper)),
+                frame_faults=tuple(f for f in active if isinstance(f, FrameLoss)),
+                blackhole=next((f for f in active if isinstance(f, Blackhole)), None),
+                pause=any(isinstance(f, Pause) for f in active),
+            )
+        self.frame_aware = any(isinstance(f, FrameLoss) for f in self._faults.values())
+        for conn in self._connections:
+            conn.replan()
+
+    def _refusal(self) -> Fault | None:
+        return next((f for f in self._faults.values() if isinstance(f, Reject | Reset)), None)
+
+    def _rng(self, index: int, direction: str) -> random.Random:
+        return random.Random(f"{self.seed}/{self.name}/{index}/{direction}")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _renamed(fault: Fault, name: str) -> Fault:
+    import dataclasses
+
+    return dataclasses.replace(fault, name=name)
+
+
+def _nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _rst(transport: asyncio.BaseTransport) -> None:
+    """Close with RST instead of FIN (SO_LINGER on, timeout 0)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    cast(asyncio.Transport, transport).abort()
+
+
+class _Pipe:
+    """One direction of one connection: read from ``source``, write to ``dest``."""
+
+    def __init__(self, conn: _Connection, direction: str, rng: random.Random) -> None:
+        self.conn = conn
+        self.link = conn.link
+        self.direction = direction
+        self.rng = rng
+        self.source: asyncio.Transport | None = None
+        self.dest: asyncio.Transport | None = None
+        self.reader: FrameReader | None = None
+        if self.link.http2:
+            self.reader = FrameReader(
+                preface=direction == UPSTREAM, interest=conn.interest(direction)
+            )
+        self.queue: deque[tuple[float, bytes]] = deque()
+        self.queued_bytes = 0
+        self.last_release = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.held: list[bytes] = []
+        self.held_bytes = 0
+        self.pending_inject: list[bytes] = []
+        self.pause_reasons: set[str] = set()
+        self.ctx = ShapeContext(now=0.0, rng=rng, time_scale=self.link.time_scale)
+        self.messages: dict[int, MessageCursor | None] = {}
+        # Streams up to this id were open before frame tracking began: their
+        # message boundaries are unknown, so their messages are never dropped.
+        self.synced_after = 0
+        self.eof = False
+        self.closed = False
+
+    # -- reading -------------------------------------------------------------
+
+    def on_data(self, data: bytes) -> None:
+        link = self.link
+        link.counters.bytes[self.direction] += len(data)
+        plan = link.plans[self.direction]
+        pieces: list[bytes]
+        if self.reader is None:
+            pieces = [data]
+        else:
+            try:
+                parsed = self.reader.feed(data)
+                if len(parsed) == 1 and type(parsed[0]) is bytes:
+                    pieces = cast(list[bytes], parsed)
+                else:
+                    pieces = self.conn.on_frames(self, parsed, plan)
+            except ProtocolError as error:
+                self.conn.protocol_error(self, error)
+                return
+        if plan.idle and not self.queue and not self.held and self.dest is not None:
+            if len(pieces) == 1:
+                self.dest.write(pieces[0])
+            elif pieces:
+                self.dest.writelines(pieces)
+        else:
+            self._emit(pieces, plan)
+        if self.pending_inject and self.reader is not None and self.reader.output_at_boundary:
+            injected, self.pending_inject = self.pending_inject, []
+            for raw in injected:
+                self._deliver(raw)
+
+    def on_eof(self) -> None:
+        self.eof = True
+        self._maybe_finish()
+
+    def _emit(self, pieces: list[bytes], plan: _Plan) -> None:
+        if not pieces:
+            return
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if plan.blackhole is not None:
+            self.link.counters.applied(plan.blackhole, "held")
+            self._hold(data)
+            return
+        now = asyncio.get_running_loop().time()
+        schedule: list[Piece] = [(len(data), now)]
+        if plan.shapers:
+            self.ctx.now = now
+            for shaper in plan.shapers:
+                schedule = shaper.shape(schedule, self.ctx)
+        offset = 0
+        counters = self.link.counters
+        for size, release in schedule:
+            release = max(release, self.last_release)
+            self.last_release = release
+            chunk = data if size == len(data) else data[offset : offset + size]
+            offset += size
+            if release > now:
+                counters.delay(release - now)
+            self.queue.append((release, chunk))
+        self.queued_bytes += len(data)
+        self.flush()
+
+    def _hold(self, data: bytes) -> None:
+        self.held.append(data)
+        self.held_bytes += len(data)
+        if self.held_bytes > self.link.buffer_limit:
+            self.pause("buffer")
+
+    # -- writing -------------------------------------------------------------
+
+    def flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.closed or self.dest is None:
+            return
+        now = asyncio.get_running_loop().time()
+        ready: list[bytes] = []
+        queue = self.queue
+        while queue and queue[0][0] <= now:
+            chunk = queue.popleft()[1]
+            self.queued_bytes -= len(chunk)
+            ready.append(chunk)
+        if ready:
+            self.dest.writelines(ready)
+        if queue:
+            self.timer = asyncio.get_running_loop().call_at(queue[0][0], self.flush)
+        if self.queued_bytes > self.link.buffer_limit:
+            self.pause("buffer")
+        elif self.held_bytes <= self.link.buffer_limit:
+            self.resume("buffer")
+        self._maybe_finish()
+
+    def inject(self, frame: Frame) -> None:
+        """Send a frame of our own, between the real frames of this direction."""
+        if self.reader is not None and not self.reader.output_at_boundary:
+            self.pending_inject.append(frame.raw)
+        else:
+            self._deliver(frame.raw)
+
+    def _deliver(self, raw: bytes) -> None:
+        if self.held:
+            self._hold(raw)
+        elif self.queue:
+            self.queue.append((self.last_release, raw))
+            self.queued_bytes += len(raw)
+        elif self.dest is not None and not self.closed:
+            self.dest.write(raw)
+
+    def release_held(self) -> None:
+        held, self.held, self.held_bytes = self.held, [], 0
+        for data in held:
+            self.queue.append((self.last_release, data))
+            self.queued_bytes += len(data)
+        self.flush()
+
+    def _maybe_finish(self) -> None:
+        if not self.eof or self.queue or self.held or self.dest is None or self.closed:
+            return
+        self.closed = True
+        reverse = self.conn.reverse(self)
+        if reverse.eof or not self.dest.can_write_eof():
+            # The destination has nothing more to say either: close it for good.
+            self.dest.close()
+        else:
+            self.dest.write_eof()
+        if reverse.closed and self.source is not None:
+            self.source.close()
+
+    # -- reading control -----------------------------------------------------
+
+    def pause(self, reason: str) -> None:
+        if reason in self.pause_reasons:
+            return
+        self.pause_reasons.add(reason)
+        if len(self.pause_reasons) == 1 and self.source is not None:
+            with contextlib.suppress(RuntimeError):
+                self.source.pause_reading()
+
+    def resume(self, reason: str) -> None:
+        if reason not in self.pause_reasons:
+            return
+        self.pause_reasons.discard(reason)
+        if not self.pause_reasons and self.source is not None:
+            with contextlib.suppress(RuntimeError):
+                self.source.resume_reading()
+
+    def attach(self, source: asyncio.Transport, dest: asyncio.Transport) -> None:
+        self.source, self.dest = source, dest
+        if self.pause_reasons:
+            source.pause_reading()
+
+    def stop(self) -> None:
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.queue.clear()
+        self.held.clear()
+
+
+class _Connection:
+    """A client connection, its upstream connection, and their HTTP/2 state."""
+
+    def __init__(self, link: ProxyLink, client: asyncio.Transport) -> None:
+        self.link = link
+        link._connection_index += 1
+        self.index = link._connection_index
+        self.client = client
+        self.server: asyncio.Transport | None = None
+        self.up = _Pipe(self, UPSTREAM, link._rng(self.index, UPSTREAM))
+        self.down = _Pipe(self, DOWNSTREAM, link._rng(self.index, DOWNSTREAM))
+        self.requests = RequestHeaders() if link.http2 else None
+        self.paths: dict[int, str] = {}
+        self.answered: dict[int, None] = {}
+        self.killed: dict[int, None] = {}
+        self.max_stream = 0
+        self.gone: set[asyncio.Transport] = set()
+        self.done = False
+        self.up.pause("connecting")
+        self.up.source = client
+        client.pause_reading()
+        self.replan()
+
+    async def connect(self) -> None:
+        link = self.link
+        delay = 0.0
+        for pipe in (self.up, self.down):
+            for shaper in link.plans[pipe.direction].shapers:
+                if isinstance(shaper, Loss):
+                    # SYN upstream, SYN-ACK downstream: either lost delays the connect.
+                    delay += shaper.connect_delay(pipe.rng, link.time_scale)
+        try:
+            if delay:
+                link.counters.delay(delay)
+                await asyncio.sleep(delay)
+            loop = asyncio.get_running_loop()
+            transport, _ = await loop.create_connection(
+                lambda: _UpstreamProtocol(self), link.upstream[0], link.upstream[1]
+            )
+        except OSError as error:
+            log.info("link %s: upstream connect failed: %s", link.name, error)
+            self.abort()
+            return
+        if self.done:
+            transport.abort()
+            return
+        _nodelay(transport)
+        self.server = transport
+        self.up.attach(self.client, transport)
+        self.down.attach(transport, self.client)
+        self.up.resume("connecting")
+        self.up.flush()
+
+    def replan(self) -> None:
+        link = self.link
+        for pipe in (self.up, self.down):
+            plan = link.plans[pipe.direction]
+            if plan.pause:
+                pipe.pause("fault")
+            else:
+                pipe.resume("fault")
+            if plan.blackhole is None and pipe.held:
+                pipe.release_held()
+            if pipe.reader is not None:
+                wanted = self.interest(pipe.direction)
+                if pipe.reader.interest != wanted and wanted is ALL_TYPES:
+                    pipe.synced_after = self.max_stream
+                    pipe.messages.clear()
+                pipe.reader.interest = wanted
+
+    # -- HTTP/2 --------------------------------------------------------------
+
+    def interest(self, direction: str) -> frozenset[int]:
+        """Frames a pipe must see whole: all of them while a frame fault is active;
+        otherwise request header blocks only (HPACK must never miss one), and
+        nothing at all server to client."""
+        if self.link.frame_aware:
+            return ALL_TYPES
+        return HEADER_TYPES if direction == UPSTREAM else _NO_TYPES
+
+    def on_frames(self, pipe: _Pipe, pieces: list[bytes | Frame], plan: _Plan) -> list[bytes]:
+        out: list[bytes] = []
+        counters = self.link.counters
+        frame_faults = plan.frame_faults
+        for piece in pieces:
+            if type(piece) is bytes:
+                out.append(piece)
+                continue
+            assert isinstance(piece, Frame)
+            frame = piece
+            kind = frame.type
+            key = (pipe.direction, _type_name(kind))
+            counters.frames[key] = counters.frames.get(key, 0) + 1
+            stream_id = frame.stream_id
+            if kind in HEADER_TYPES:
+                self._observe_headers(pipe, frame)
+            elif frame_faults and self._drops(pipe, frame, frame_faults):
+                continue
+            if kind == FrameType.RST_STREAM:
+                self._forget(stream_id)
+            out.append(frame.raw)
+        return out
+
+    def _observe_headers(self, pipe: _Pipe, frame: Frame) -> None:
+        if pipe.direction == UPSTREAM:
+            assert self.requests is not None
+            block = self.requests.feed(frame)
+            if block is not None:
+                stream_id, path = block
+                self.max_stream = max(self.max_stream, stream_id)
+                if path is not None:
+                    _remember(self.paths, stream_id, path)
+        else:
+            if frame.type == FrameType.HEADERS:
+                _remember(self.answered, frame.stream_id, None)
+            if frame.flags & FLAG_END_STREAM:
+                self._forget(frame.stream_id)
+
+    def _drops(self, pipe: _Pipe, frame: Frame, faults: tuple[FrameLoss, ...]) -> bool:
+        counters = self.link.counters
+        back = self.down if pipe is self.up else self.up
+        if frame.type == FrameType.PING:
+            for fault in faults:
+                if fault.on_ping(pipe.rng) is Action.DROP:
+                    counters.applied(fault, "ping_dropped")
+                    return True
+            return False
+        if frame.type != FrameType.DATA:
+            return False
+        stream_id = frame.stream_id
+        length = len(frame.raw) - 9
+        if stream_id in self.killed:
+            if length:
+                back.inject(window_update(0, length))
+            return True
+        cursor = pipe.messages.get(stream_id)
+        if cursor is None and stream_id not in pipe.messages:
+            cursor = MessageCursor() if stream_id > pipe.synced_after else None
+            _remember(pipe.messages, stream_id, cursor)
+        whole = False
+        if cursor is not None:
+            started, ended = cursor.feed(frame.data_without_padding())
+            whole = started and ended and length > 0 and not frame.flags & FLAG_END_STREAM
+        path = self.paths.get(stream_id)
+        for fault in faults:
+            action = fault.on_data(path, whole, pipe.rng)
+            if action is Action.DROP:
+                counters.applied(fault, "message_dropped")
+                back.inject(window_update(stream_id, length))
+                back.inject(window_update(0, length))
+                return True
+            if action is Action.KILL_STREAM:
+                counters.applied(fault, "stream_killed")
+                self._kill(stream_id)
+                if length:
+                    back.inject(window_update(0, length))
+                return True
+        return False
+
+    def _kill(self, stream_id: int) -> None:
+        _remember(self.killed, stream_id, None)
+        self.up.inject(rst_stream(stream_id))
+        self.down.inject(
+            trailers_frame(
+                stream_id,
+                GRPC_UNAVAILABLE,
+                "stream dropped by etcdlab proxy",
+                # Streams older than frame tracking were most likely answered.
+                with_response_headers=stream_id > self.down.synced_after
+                and stream_id not in self.answered,
+            )
+        )
+
+    def _forget(self, stream_id: int) -> None:
+        self.paths.pop(stream_id, None)
+        self.answered.pop(stream_id, None)
+        self.up.messages.pop(stream_id, None)
+        self.down.messages.pop(stream_id, None)
+
+    # -- teardown ------------------------------------------------------------
+
+    def protocol_error(self, pipe: _Pipe, error: ProtocolError) -> None:
+        side = "client" if pipe.direction == UPSTREAM else "server"
+        log.warning(
+            "link %s connection %d: closing, %s sent bad HTTP/2: %s",
+            self.link.name,
+            self.index,
+            side,
+            error,
+        )
+        self.link.counters.protocol_errors += 1
+        self.abort()
+
+    def reverse(self, pipe: _Pipe) -> _Pipe:
+        return self.down if pipe is self.up else self.up
+
+    def lost(self, side: asyncio.Transport, error: Exception | None) -> None:
+        """``side`` is gone: finish the other direction, then close the other side."""
+        if error is not None:
+            # An abortive close (RST, broken pipe): pass it on as one.
+            self.reset()
+            return
+        into, out_of = (self.down, self.up) if side is self.client else (self.up, self.down)
+        into.stop()
+        into.eof = True
+        self.gone.add(side)
+        other = self.server if side is self.client else self.client
+        if other is None:
+            self.abort()
+            return
+        if out_of.closed:
+            other.close()
+        else:
+            out_of.on_eof()
+        if len(self.gone) == 2:
+            self._finish()
+
+    def reset(self) -> None:
+        for transport in (self.client, self.server):
+            if transport is not None:
+                _rst(transport)
+        self._finish()
+
+    def abort(self) -> None:
+        for transport in (self.client, self.server):
+            if transport is not None:
+                transport.abort()
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.up.stop()
+        self.down.stop()
+        self.link._connections.discard(self)
+        self.link.counters.connections_active -= 1
+
+
+def _remember(store: dict[int, _V], key: int, value: _V) -> None:
+    store[key] = value
+    if len(store) > _MAX_STREAMS:
+        del store[next(iter(store))]
+
+
+_NO_TYPES: frozenset[int] = frozenset()
+_TYPE_NAMES = {t.value: t.name for t in FrameType}
+
+
+def _type_name(kind: int) -> str:
+    return _TYPE_NAMES.get(kind, "UNKNOWN")
+
+
+class _ClientProtocol(asyncio.Protocol):
+    def __init__(self, link: ProxyLink) -> None:
+        self.link = link
+        self.conn: _Connection | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        link = self.link
+        refusal = link._refusal()
+        if refusal is not None:
+            link.counters.applied(refusal, "refused")
+            link.counters.connections_rejected += 1
+            _rst(transport)
+            return
+        _nodelay(transport)
+        link.counters.connections_total += 1
+        link.counters.connections_active += 1
+        self.conn = _Connection(link, transport)
+        link._connections.add(self.conn)
+        link._spawn(self.conn.connect())
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn is not None and not self.conn.done:
+            self.conn.up.on_data(data)
+
+    def eof_received(self) -> bool:
+        if self.conn is not None and not self.conn.done:
+            self.conn.up.on_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.conn is not None and not self.conn.done:
+            self.conn.lost(self.conn.client, exc)
+
+    def pause_writing(self) -> None:
+        if self.conn is not None:
+            self.conn.down.pause("peer")
+
+    def resume_writing(self) -> None:
+        if self.conn is not None:
+            self.conn.down.resume("peer")
+
+
+class _UpstreamProtocol(asyncio.Protocol):
+    def __init__(self, conn: _Connection) -> None:
+        self.conn = conn
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.conn.done:
+            self.conn.down.on_data(data)
+
+    def eof_received(self) -> bool:
+        if not self.conn.done:
+            self.conn.down.on_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.conn.done and self.transport is not None:
+            self.conn.lost(self.transport, exc)
+
+    def pause_writing(self) -> None:
+        self.conn.up.pause("peer")
+
+    def resume_writing(self) -> None:
+        self.conn.up.resume("peer")
+
+
+def links_by_name(links: Iterable[ProxyLink]) -> dict[str, ProxyLink]:
+    return {link.name: link for link in links}

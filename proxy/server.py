@@ -1,0 +1,61 @@
+"""Several links in one process, sharing a seed and a time scale."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from proxy.link import Address, ProxyLink
+
+
+class ProxyServer:
+    """A named set of :class:`ProxyLink`, started and closed together.
+
+    Every link draws its randomness from ``(seed, link name)``, so links can be
+    added or removed without changing the decisions of the others.
+    """
+
+    def __init__(self, *, seed: int = 0, time_scale: float = 1.0) -> None:
+        if not time_scale > 0:
+            raise ValueError("time_scale must be positive")
+        self.seed = seed
+        self.time_scale = time_scale
+        self.links: dict[str, ProxyLink] = {}
+
+    async def add_link(
+        self,
+        name: str,
+        upstream: Address,
+        listen: Address = ("127.0.0.1", 0),
+        *,
+        http2: bool = True,
+    ) -> ProxyLink:
+        if name in self.links:
+            raise ValueError(f"a link named {name!r} already exists")
+        link = ProxyLink(
+            name, upstream, listen, seed=self.seed, time_scale=self.time_scale, http2=http2
+        )
+        await link.start()
+        self.links[name] = link
+        return link
+
+    async def remove_link(self, name: str) -> None:
+        link = self.links.pop(name, None)
+        if link is None:
+            raise KeyError(f"no link named {name!r}")
+        await link.close()
+
+    async def close(self) -> None:
+        links, self.links = list(self.links.values()), {}
+        for link in links:
+            await link.close()
+
+    async def __aenter__(self) -> ProxyServer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

