@@ -112,6 +112,7 @@ class _Endpoint:
         self.status = EndpointStatus(address)
         self.channel: grpc.aio.Channel | None = None
         self.prober: asyncio.Task[None] | None = None
+        self.channel_created = 0.0
 
     @property
     def address(self) -> str:
@@ -186,7 +187,7 @@ class EtcdClient:
             await keeper.close()
             for lease in leases:
                 with contextlib.suppress(EtcdError):
-                    await lease.revoke()
+                    await lease.revoke(timeout=self.config.close_timeout)
         self._closed = True
         for watch in list(self._watches):
             await watch.cancel()
@@ -375,6 +376,20 @@ class EtcdClient:
         self._lease_keeper().add(lease)
         return lease
 
+    async def lease_time_to_live(
+        self, lease_id: int, *, keys: bool = False, timeout: float | None = None
+    ) -> rpc_pb2.LeaseTimeToLiveResponse:
+        """The server's view of a lease (TTL -1 once expired or revoked).
+        Raises ContextError, ClusterUnavailableError, ResponseError."""
+        request = rpc_pb2.LeaseTimeToLiveRequest(ID=lease_id, keys=keys)
+
+        async def invoke(
+            channel: grpc.aio.Channel, left: float | None
+        ) -> rpc_pb2.LeaseTimeToLiveResponse:
+            return await rpc_pb2_grpc.LeaseStub(channel).LeaseTimeToLive(request, timeout=left)
+
+        return await self._call("lease_ttl", invoke, safe=True, timeout=timeout)
+
     def _lease_keeper(self) -> LeaseKeeper:
         if self._closed:
             raise RuntimeError("client is closed")
@@ -394,7 +409,7 @@ class EtcdClient:
             )
         return self._keeper
 
-    async def _revoke_lease(self, lease: Lease) -> None:
+    async def _revoke_lease(self, lease: Lease, timeout: float | None) -> None:
         if self._keeper is not None:
             self._keeper.discard(lease)
 
@@ -405,7 +420,6 @@ class EtcdClient:
                 rpc_pb2.LeaseRevokeRequest(ID=lease.id), timeout=left
             )
 
-        timeout = self.config.close_timeout if self._keeper is None else None
         try:
             await self._call("lease_revoke", invoke, safe=True, timeout=timeout)
         except ResponseError as error:
@@ -595,7 +609,7 @@ class EtcdClient:
                 if not endpoint.status.failing:
                     break
                 try:
-                    channel = await self._dial(endpoint, None)
+                    channel = await self._dial(endpoint, None, fresh=True)
                     await rpc_pb2_grpc.MaintenanceStub(channel).Status(
                         rpc_pb2.StatusRequest(), timeout=self.config.dial_timeout
                     )
@@ -607,11 +621,9 @@ class EtcdClient:
         finally:
             endpoint.prober = None
 
-    def _stream_failed(self, address: str, error: grpc.RpcError) -> None:
-        if isinstance(error, grpc.aio.AioRpcError):
-            classified = from_rpc_error(error, address)
-            if isinstance(classified, ClusterUnavailableError):
-                self._failed(self._endpoint(address), classified)
+    def _stream_failed(self, address: str, error: EtcdError) -> None:
+        if isinstance(error, ClusterUnavailableError):
+            self._failed(self._endpoint(address), error)
 
     def _stream_delay(self, failures: int) -> float:
         wait = self._stream_backoff.delay(failures, 0.0)
@@ -625,20 +637,29 @@ class EtcdClient:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _dial(self, endpoint: _Endpoint, left: float | None) -> grpc.aio.Channel:
-        """A READY channel to ``endpoint`` within the dial timeout (and ``left``)."""
+    async def _dial(
+        self, endpoint: _Endpoint, left: float | None, *, fresh: bool = False
+    ) -> grpc.aio.Channel:
+        """A READY channel to ``endpoint`` within the dial timeout (and ``left``).
+
+        A channel that is not READY is replaced when ``fresh`` or when the
+        endpoint failed since it was created.
+        """
         ready = grpc.ChannelConnectivity.READY
         channel = endpoint.channel
-        if channel is not None and endpoint.status.failing and channel.get_state() != ready:
-            # A fresh channel skips gRPC's reconnect backoff (up to 120 s), so an
-            # endpoint that is back answers the next probe.
-            old, channel = channel, None
-            self._spawn(old.close())
+        if channel is not None and channel.get_state() != ready:
+            failed_since = (endpoint.status.last_failure or 0.0) >= endpoint.channel_created
+            if fresh or (endpoint.status.failing and failed_since):
+                # A fresh channel skips gRPC's reconnect backoff (up to 120 s), so
+                # an endpoint that is back answers the next probe.
+                old, channel = channel, None
+                self._spawn(old.close())
         if channel is None:
             channel = grpc.aio.insecure_channel(
                 endpoint.address, options=self.config.channel_options()
             )
             endpoint.channel = channel
+            endpoint.channel_created = self.clock.now()
         state = channel.get_state(try_to_connect=True)
         if state == ready:
             return channel

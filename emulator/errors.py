@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 
 # Statuses that say "this endpoint could not serve the call right now": the
@@ -93,3 +95,8 @@ def from_rpc_error(error: grpc.aio.AioRpcError, endpoint: str) -> EtcdError:
     if code in UNAVAILABLE_CODES:
         return ClusterUnavailableError(message, code=code, details=details, endpoint=endpoint)
     return ResponseError(message, code=code, details=details, endpoint=endpoint)
+
+
+# How watches and the lease keeper tell the client that an endpoint's stream
+# failed (endpoint address, classified error), so it can rotate.
+StreamFailed = Callable[[str, EtcdError], None]

@@ -20,7 +20,7 @@ from typing import Protocol
 import grpc
 
 from emulator.clock import Clock
-from emulator.errors import EtcdError
+from emulator.errors import EtcdError, StreamFailed, from_rpc_error
 from protos import rpc_pb2
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,6 @@ class KeepAliveStream(Protocol):
 
 # Opens a stream on some endpoint; returns it with the endpoint's address.
 StreamOpener = Callable[[], Awaitable[tuple[KeepAliveStream, str]]]
-# Told which endpoint's stream failed, and how.
-StreamFailed = Callable[[str, grpc.RpcError], None]
 
 
 class Lease:
@@ -53,7 +51,7 @@ class Lease:
         ttl: int,
         granted_at: float,
         *,
-        revoke: Callable[[Lease], Awaitable[None]],
+        revoke: Callable[[Lease, float | None], Awaitable[None]],
         on_lost: LostCallback | None = None,
     ) -> None:
         self.id = lease_id
@@ -74,7 +72,7 @@ class Lease:
     def alive(self) -> bool:
         return not self.lost.is_set() and not self.revoked
 
-    async def revoke(self) -> None:
+    async def revoke(self, *, timeout: float | None = None) -> None:
         """Revoke the lease on the server and stop keeping it alive.
 
         Raises the client's errors (ContextError, ClusterUnavailableError,
@@ -84,7 +82,7 @@ class Lease:
         if self.revoked:
             return
         self.revoked = True
-        await self._revoke(self)
+        await self._revoke(self, timeout)
 
     def _mark_lost(self, reason: str) -> None:
         if self.lost.is_set() or self.revoked:
@@ -241,9 +239,9 @@ class LeaseKeeper:
                     if isinstance(response, rpc_pb2.LeaseKeepAliveResponse):
                         failures = 0
                         self.on_response(response)
-            except grpc.RpcError as error:
+            except grpc.aio.AioRpcError as error:
                 if self._stream_failed is not None:
-                    self._stream_failed(endpoint, error)
+                    self._stream_failed(endpoint, from_rpc_error(error, endpoint))
             finally:
                 self._stream = None
                 stream.cancel()

@@ -24,7 +24,13 @@ from typing import Protocol
 import grpc
 
 from emulator.clock import Clock
-from emulator.errors import CompactedError, EtcdError
+from emulator.errors import (
+    ClusterUnavailableError,
+    CompactedError,
+    EtcdError,
+    StreamFailed,
+    from_rpc_error,
+)
 from protos import kv_pb2, rpc_pb2
 
 log = logging.getLogger(__name__)
@@ -43,7 +49,6 @@ class WatchStream(Protocol):
 
 
 StreamOpener = Callable[[], Awaitable[tuple[WatchStream, str]]]
-StreamFailed = Callable[[str, grpc.RpcError], None]
 
 
 @dataclass(frozen=True)
@@ -143,19 +148,19 @@ class Watch:
         try:
             while True:
                 try:
-                    stream, self.endpoint = await self._open_stream()
+                    stream, endpoint = await self._open_stream()
                 except EtcdError as error:
                     failures += 1
                     log.debug("watch stream could not open: %s", error)
                     await self._clock.sleep(self._backoff(failures))
                     continue
+                self.endpoint = endpoint
                 try:
                     await stream.write(self._create_request())
                     if await self._consume(stream):
                         failures = 0
-                except grpc.RpcError as error:
-                    if self._stream_failed is not None and self.endpoint is not None:
-                        self._stream_failed(self.endpoint, error)
+                except grpc.aio.AioRpcError as error:
+                    self._report(from_rpc_error(error, endpoint))
                 finally:
                     stream.cancel()
                 failures += 1
@@ -163,6 +168,14 @@ class Watch:
                 await self._clock.sleep(self._backoff(failures))
         except CompactedError as error:
             self._queue.put_nowait(error)
+        except Exception as error:
+            # Whatever ends the watch must reach the consumer, not hang it.
+            log.exception("watch on %r failed", self.key)
+            self._queue.put_nowait(error)
+
+    def _report(self, error: EtcdError) -> None:
+        if self._stream_failed is not None and self.endpoint is not None:
+            self._stream_failed(self.endpoint, error)
 
     async def _consume(self, stream: WatchStream) -> bool:
         """Deliver responses until the stream ends; True if it delivered any."""
@@ -174,8 +187,16 @@ class Watch:
             if response.compact_revision:
                 raise CompactedError(response.compact_revision, endpoint=self.endpoint)
             if response.canceled:
-                # e.g. "etcdserver: no leader": resume elsewhere.
-                log.debug("watch canceled by %s: %s", self.endpoint, response.cancel_reason)
+                # e.g. "etcdserver: no leader" (the stream requires a leader):
+                # this endpoint cannot serve the watch, resume on another.
+                self._report(
+                    ClusterUnavailableError(
+                        f"watch canceled: {response.cancel_reason}",
+                        code=grpc.StatusCode.UNAVAILABLE,
+                        details=response.cancel_reason,
+                        endpoint=self.endpoint,
+                    )
+                )
                 return delivered
             if response.created:
                 if self.next_revision == 0:

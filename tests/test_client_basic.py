@@ -92,6 +92,10 @@ async def test_lease_grant_keepalive_revoke(shared_cluster: LocalCluster) -> Non
         assert (await client.get(key)).count == 1
         await lease.revoke()
         assert (await client.get(key)).count == 0
+        kept = await client.grant_lease(5)
+    # Closing the client revokes its live leases.
+    async with EtcdClient(shared_cluster.endpoints) as other:
+        assert (await other.lease_time_to_live(kept.id)).TTL == -1
 
 
 async def test_watch_delivers_in_order_and_compaction(shared_cluster: LocalCluster) -> None:

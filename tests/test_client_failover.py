@@ -11,12 +11,13 @@ import asyncio
 import dataclasses
 import time
 
+import grpc
 import pytest
 
 from emulator.client import EtcdClient
 from emulator.client_config import ClientConfig
 from emulator.cluster import LocalCluster
-from emulator.errors import ClusterUnavailableError
+from emulator.errors import ClusterUnavailableError, ContextError
 from emulator.health import HealthChecker
 from tests.waiting import eventually
 
@@ -77,6 +78,28 @@ async def test_unsafe_write_is_not_retried_after_keepalive_failure(
         assert client.current_endpoint != cluster.endpoints[0]
 
 
+async def test_deadline_and_cancellation_on_paused_member(cluster: LocalCluster) -> None:
+    async with EtcdClient(cluster.endpoints, CONFIG) as client:
+        await client.put(b"/failover/deadline", b"1")
+        cluster.pause(0)
+        deadline = CONFIG.keepalive_time / 4
+        started = time.monotonic()
+        with pytest.raises(ContextError) as error:
+            await client.get(b"/failover/deadline", timeout=deadline)
+        assert error.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert deadline <= time.monotonic() - started < deadline + 1.0
+        # A deadline is the caller's choice, not the endpoint's failure.
+        assert not client.endpoints_state.endpoints[0].failing
+
+        attempts = client.stats.attempts
+        call = asyncio.create_task(client.get(b"/failover/deadline"))
+        await eventually(lambda: client.stats.attempts > attempts, 5, "the attempt to start")
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(call, 1.0)
+        cluster.resume(0)
+
+
 async def test_all_members_down_raises_cluster_error_with_bounded_attempts(
     cluster: LocalCluster,
 ) -> None:
@@ -124,6 +147,7 @@ async def test_health_checker_flips_and_never_blocks_requests(cluster: LocalClus
         EtcdClient(cluster.endpoints, CONFIG) as client,
         HealthChecker(client) as checker,
     ):
+        checker_started = time.monotonic()
         await asyncio.wait_for(checker.changed.wait(), 5)
         assert checker.healthy is True
         cluster.pause(0)
@@ -144,4 +168,7 @@ async def test_health_checker_flips_and_never_blocks_requests(cluster: LocalClus
         await asyncio.wait_for(checker.changed.wait(), KEEPALIVE_DETECTION + SLACK)
         assert checker.healthy is True
         assert [t.healthy for t in checker.history] == [True, False, True]
+        # Rate limit: probes start at most once per interval.
+        elapsed = time.monotonic() - checker_started
+        assert checker.probes <= 2 + elapsed / CONFIG.health_check_interval
         assert checker.history[1].at < checker.history[2].at

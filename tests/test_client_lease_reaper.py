@@ -34,7 +34,7 @@ class FakeStream:
         return True
 
 
-async def _no_revoke(lease: Lease) -> None:
+async def _no_revoke(lease: Lease, timeout: float | None) -> None:
     return None
 
 
