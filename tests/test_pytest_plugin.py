@@ -57,3 +57,113 @@ def test_bad_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--etcdlab-endpoints=nohost")
     result.stderr.fnmatch_lines(["*--etcdlab-endpoints: 'nohost' is not HOST:PORT*"])
     assert result.ret != 0
+
+
+FAULT_SUITE = """
+import grpc
+import pytest
+
+from emulator.errors import ContextError
+from protos import rpc_pb2, rpc_pb2_grpc
+
+
+def read(address, timeout=5.0):
+    with grpc.insecure_channel(address) as channel:
+        return rpc_pb2_grpc.KVStub(channel).Range(rpc_pb2.RangeRequest(key=b"k"), timeout=timeout)
+
+
+def test_sync_blackhole_block(fault_proxy, faults):
+    first = fault_proxy.addresses[0]
+    read(first)
+    with faults.blackhole(0):
+        with pytest.raises(grpc.RpcError) as info:
+            read(first, timeout=0.5)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        read(fault_proxy.addresses[1])
+    read(first)
+
+
+@pytest.mark.etcdlab_fault("blackhole", member=0)
+def test_marker_applies_for_the_whole_test(fault_proxy):
+    with pytest.raises(grpc.RpcError):
+        read(fault_proxy.addresses[0], timeout=0.5)
+    read(fault_proxy.addresses[2])
+
+
+@pytest.mark.asyncio
+async def test_async_client_under_loss(etcd_client, faults):
+    await etcd_client.put(b"k", b"v")
+    async with faults.loss(0, 0.3):
+        for _ in range(5):
+            reply = await etcd_client.get(b"k", timeout=10)
+            assert reply.kvs[0].value == b"v"
+
+
+@pytest.mark.asyncio
+async def test_user_deadline_too_tight_under_blackhole(etcd_client, faults):
+    await etcd_client.put(b"k", b"v")
+    async with faults.blackhole(None):
+        try:
+            await etcd_client.get(b"k", timeout=0.3)
+        except ContextError:
+            raise AssertionError("read did not survive the outage")
+"""
+
+
+def test_user_suite_with_faults_passes_and_fails_for_the_right_reason(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(FAULT_SUITE)
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--etcdlab-session-cluster",
+        "--etcdlab-time-scale=0.2",
+        "--etcdlab-seed=7",
+    )
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*test_user_deadline_too_tight_under_blackhole*", "*read did not survive the outage*"]
+    )
+
+
+def test_anyio_suite_uses_the_client_factory(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.anyio
+
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+
+        async def test_put_get_under_latency(etcd_client_factory, faults):
+            async with etcd_client_factory() as client:
+                await client.put(b"a", b"1")
+                with faults.latency(None, 0.05):
+                    reply = await client.get(b"a", timeout=10)
+                assert reply.kvs[0].value == b"1"
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:asyncio", "--etcdlab-members=1"
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_bad_fault_marker_is_reported(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.etcdlab_fault("bogus", member=0)
+        def test_x(fault_proxy):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--etcdlab-members=1")
+    result.stdout.fnmatch_lines(["*unknown fault kind 'bogus'*"])
+    assert result.ret != 0
