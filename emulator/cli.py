@@ -11,11 +11,16 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from emulator import cluster_cli, demo, proxy_cli
+from emulator import cluster_cli, demo, proxy_cli, retry_bench
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-REGISTRARS: tuple[Registrar, ...] = (cluster_cli.register, demo.register, proxy_cli.register)
+REGISTRARS: tuple[Registrar, ...] = (
+    cluster_cli.register,
+    demo.register,
+    proxy_cli.register,
+    retry_bench.register,
+)
 
 
 class UsageError(Exception):
