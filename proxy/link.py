@@ -38,7 +38,7 @@ from proxy.faults import (
     Reset,
     Shaper,
 )
-from proxy.faults.base import Piece, ShapeContext
+from proxy.faults.base import Piece, Recovery, ShapeContext
 from proxy.faults.frames import Action
 from proxy.grpcwire import (
     GRPC_UNAVAILABLE,
@@ -312,6 +312,17 @@ def _rst(transport: asyncio.BaseTransport) -> None:
     cast(asyncio.Transport, transport).abort()
 
 
+class _Slot:
+    """Queued bytes: due at ``release`` (may move earlier), read at ``arrived``."""
+
+    __slots__ = ("arrived", "data", "release")
+
+    def __init__(self, release: float, arrived: float, data: bytes) -> None:
+        self.release = release
+        self.arrived = arrived
+        self.data = data
+
+
 class _Pipe:
     """One direction of one connection: read from ``source``, write to ``dest``."""
 
@@ -327,9 +338,10 @@ class _Pipe:
             self.reader = FrameReader(
                 preface=direction == UPSTREAM, interest=conn.interest(direction)
             )
-        self.queue: deque[tuple[float, bytes]] = deque()
+        self.queue: deque[_Slot] = deque()
         self.queued_bytes = 0
-        self.last_release = 0.0
+        # Lost segments still waiting on a timer that later bytes may cut short.
+        self.recoverable: list[tuple[_Slot, Recovery]] = []
         self.timer: asyncio.TimerHandle | None = None
         self.held: list[bytes] = []
         self.held_bytes = 0
@@ -387,23 +399,33 @@ class _Pipe:
             self._hold(data)
             return
         now = asyncio.get_running_loop().time()
-        schedule: list[Piece] = [(len(data), now)]
+        if self.recoverable:
+            self._recover(now)
+        pieces_out = [Piece(len(data), now)]
         if plan.shapers:
             self.ctx.now = now
             for shaper in plan.shapers:
-                schedule = shaper.shape(schedule, self.ctx)
+                pieces_out = shaper.shape(pieces_out, self.ctx)
         offset = 0
-        counters = self.link.counters
-        for size, release in schedule:
-            release = max(release, self.last_release)
-            self.last_release = release
+        for piece in pieces_out:
+            size = piece.size
             chunk = data if size == len(data) else data[offset : offset + size]
             offset += size
-            if release > now:
-                counters.delay(release - now)
-            self.queue.append((release, chunk))
+            slot = _Slot(piece.release, now, chunk)
+            self.queue.append(slot)
+            if piece.recovery is not None:
+                self.recoverable.append((slot, piece.recovery))
         self.queued_bytes += len(data)
         self.flush()
+
+    def _recover(self, now: float) -> None:
+        """New bytes are being sent: each earlier lost segment is SACK-revealed."""
+        for slot, lost in self.recoverable:
+            if slot.release > now and isinstance(lost.fault, Loss):
+                slot.release = min(
+                    slot.release, lost.fault.fast_release(lost, now, self.link.time_scale)
+                )
+        self.recoverable.clear()
 
     def _hold(self, data: bytes) -> None:
         self.held.append(data)
@@ -422,14 +444,19 @@ class _Pipe:
         now = asyncio.get_running_loop().time()
         ready: list[bytes] = []
         queue = self.queue
-        while queue and queue[0][0] <= now:
-            chunk = queue.popleft()[1]
-            self.queued_bytes -= len(chunk)
-            ready.append(chunk)
+        counters = self.link.counters
+        # A slot is due when its own release has passed and every slot before
+        # it has gone: that running order is the head-of-line blocking.
+        while queue and queue[0].release <= now:
+            slot = queue.popleft()
+            self.queued_bytes -= len(slot.data)
+            ready.append(slot.data)
+            if now > slot.arrived:
+                counters.delay(now - slot.arrived)
         if ready:
             self.dest.writelines(ready)
         if queue:
-            self.timer = asyncio.get_running_loop().call_at(queue[0][0], self.flush)
+            self.timer = asyncio.get_running_loop().call_at(queue[0].release, self.flush)
         if self.queued_bytes > self.link.buffer_limit:
             self.pause("buffer")
         elif self.held_bytes <= self.link.buffer_limit:
@@ -447,15 +474,16 @@ class _Pipe:
         if self.held:
             self._hold(raw)
         elif self.queue:
-            self.queue.append((self.last_release, raw))
+            self.queue.append(_Slot(0.0, asyncio.get_running_loop().time(), raw))
             self.queued_bytes += len(raw)
         elif self.dest is not None and not self.closed:
             self.dest.write(raw)
 
     def release_held(self) -> None:
         held, self.held, self.held_bytes = self.held, [], 0
+        now = asyncio.get_running_loop().time()
         for data in held:
-            self.queue.append((self.last_release, data))
+            self.queue.append(_Slot(0.0, now, data))
             self.queued_bytes += len(data)
         self.flush()
 
@@ -501,6 +529,7 @@ class _Pipe:
             self.timer.cancel()
             self.timer = None
         self.queue.clear()
+        self.recoverable.clear()
         self.held.clear()
 
 

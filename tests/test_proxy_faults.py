@@ -7,7 +7,7 @@ import random
 import pytest
 
 from proxy.faults import Bandwidth, FrameLoss, Latency, Loss
-from proxy.faults.base import ShapeContext
+from proxy.faults.base import Piece, ShapeContext
 from proxy.faults.frames import Action
 
 
@@ -15,8 +15,12 @@ def ctx(seed: int = 1, time_scale: float = 1.0) -> ShapeContext:
     return ShapeContext(now=0.0, rng=random.Random(seed), time_scale=time_scale)
 
 
+def plain(pieces: list[Piece]) -> list[tuple[int, float]]:
+    return [(p.size, p.release) for p in pieces]
+
+
 def test_no_loss_means_no_delay() -> None:
-    assert Loss(0.0).shape([(5000, 1.0)], ctx()) == [(5000, 1.0)]
+    assert plain(Loss(0.0).shape([Piece(5000, 1.0)], ctx())) == [(5000, 1.0)]
 
 
 def test_lost_segments_wait_a_doubling_rto() -> None:
@@ -58,31 +62,50 @@ def test_syn_loss_costs_one_then_three_seconds() -> None:
 
 
 def test_chunk_is_cut_into_segments() -> None:
-    loss = Loss(0.3, mss=1000)
-    pieces = loss.shape([(4500, 0.0)], ctx(seed=11))
-    assert sum(size for size, _ in pieces) == 4500
-    assert all(size % 1000 == 0 or size == 500 or size % 1000 == 500 for size, _ in pieces)
+    loss = Loss(0.5, mss=100)
+    pieces = loss.shape([Piece(1050, 0.0)], ctx(seed=11))
+    assert sum(p.size for p in pieces) == 1050
+    assert all(p.size % 100 in (0, 50) for p in pieces)
+    assert any(p.release > 0 for p in pieces), "seed 11 loses some of eleven segments"
+    # Lost segments followed by more of the same write are fast-retransmitted;
+    # only the last segment of a write waits for the timer, and may be cut short.
+    early = pieces[:-1]
+    assert all(p.recovery is None for p in early)
+    assert all(p.release < 0.2 or p.release >= 0.2 + 0.004 for p in early)
+
+
+def test_a_later_write_cuts_the_timer_short() -> None:
+    loss = Loss(0.3)
+    dice = ctx(seed=0)
+    while True:
+        (piece,) = loss.shape([Piece(100, 0.0)], dice)
+        if piece.release:
+            break
+    assert piece.recovery is not None and piece.release >= 0.2
+    fast = loss.fast_release(piece.recovery, 0.05, 1.0)
+    retransmissions_lost = piece.recovery.losses - 1
+    assert fast == pytest.approx(0.054 + loss.backoff(retransmissions_lost, 0.2, 1.0))
 
 
 def test_same_seed_same_decisions() -> None:
     loss = Loss(0.3)
-    first = loss.shape([(100_000, 0.0)], ctx(seed=5))
-    assert first == loss.shape([(100_000, 0.0)], ctx(seed=5))
-    assert first != loss.shape([(100_000, 0.0)], ctx(seed=6))
+    first = plain(loss.shape([Piece(100_000, 0.0)], ctx(seed=5)))
+    assert first == plain(loss.shape([Piece(100_000, 0.0)], ctx(seed=5)))
+    assert first != plain(loss.shape([Piece(100_000, 0.0)], ctx(seed=6)))
 
 
 def test_latency_with_jitter_stays_within_bounds() -> None:
-    pieces = Latency(0.05, jitter=0.01).shape([(1, 0.0)] * 200, ctx(time_scale=0.5))
-    assert all(0.02 - 1e-9 <= at <= 0.03 + 1e-9 for _, at in pieces)
+    pieces = Latency(0.05, jitter=0.01).shape([Piece(1, 0.0) for _ in range(200)], ctx(0, 0.5))
+    assert all(0.02 - 1e-9 <= p.release <= 0.03 + 1e-9 for p in pieces)
 
 
 def test_bandwidth_spaces_bytes_out() -> None:
     context = ctx()
     limit = Bandwidth(10)  # 10 KB/s
-    first = limit.shape([(10240, 0.0)], context)
-    second = limit.shape([(5120, 0.2)], context)
-    assert first == [(10240, 1.0)]
-    assert second == [(5120, 1.5)]
+    first = limit.shape([Piece(10240, 0.0)], context)
+    second = limit.shape([Piece(5120, 0.2)], context)
+    assert plain(first) == [(10240, 1.0)]
+    assert plain(second) == [(5120, 1.5)]
 
 
 def test_frame_loss_filter() -> None:

@@ -19,10 +19,9 @@ class Bandwidth(Shaper):
             raise ValueError("rate must be a positive number of KB/s")
 
     def shape(self, pieces: list[Piece], ctx: ShapeContext) -> list[Piece]:
-        out: list[Piece] = []
         free_at = ctx.state.get(self, 0.0)
-        for size, at in pieces:
-            free_at = max(free_at, at) + size / (self.rate * 1024) * ctx.time_scale
-            out.append((size, free_at))
+        for piece in pieces:
+            free_at = max(free_at, piece.release) + piece.size / (self.rate * 1024) * ctx.time_scale
+            piece.release = free_at
         ctx.state[self] = free_at
-        return out
+        return pieces

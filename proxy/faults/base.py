@@ -18,8 +18,33 @@ DOWNSTREAM = "downstream"
 BOTH = "both"
 DIRECTIONS = (UPSTREAM, DOWNSTREAM, BOTH)
 
-# (bytes, release time on the event loop clock)
-Piece = tuple[int, float]
+
+class Piece:
+    """``size`` bytes of a chunk, deliverable at ``release`` (event loop clock).
+
+    ``recovery`` is set when the release waits on a retransmission timeout that
+    a later segment on the same connection could cut short (see :mod:`loss`).
+    Bytes are never delivered before earlier ones, whatever their release.
+    """
+
+    __slots__ = ("recovery", "release", "size")
+
+    def __init__(self, size: int, release: float, recovery: Recovery | None = None) -> None:
+        self.size = size
+        self.release = release
+        self.recovery = recovery
+
+    def __repr__(self) -> str:
+        return f"Piece({self.size}, {self.release:.6f}, recovery={self.recovery})"
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """A lost segment, sent at ``sent_at``, whose transmissions were lost ``losses`` times."""
+
+    fault: Fault
+    sent_at: float
+    losses: int
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

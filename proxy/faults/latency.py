@@ -19,10 +19,9 @@ class Latency(Shaper):
         check_duration("jitter", self.jitter)
 
     def shape(self, pieces: list[Piece], ctx: ShapeContext) -> list[Piece]:
-        out: list[Piece] = []
-        for size, at in pieces:
+        for piece in pieces:
             delay = self.latency
             if self.jitter:
                 delay += ctx.rng.uniform(-self.jitter, self.jitter)
-            out.append((size, at + max(0.0, delay) * ctx.time_scale))
-        return out
+            piece.release += max(0.0, delay) * ctx.time_scale
+        return pieces

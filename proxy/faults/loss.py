@@ -1,12 +1,20 @@
 """TCP-faithful packet loss: bytes are never lost, they arrive late.
 
-The kernel retransmits a lost segment after a retransmission timeout (Linux:
-at least 200 ms plus the round trip), doubling the timeout each time the
-retransmission is lost again; everything sent behind it on the connection
-waits (head-of-line blocking, which the link enforces by never releasing
-bytes before earlier ones). A lost SYN costs 1 s, then 2 s more, and so on.
-Each chunk the proxy reads is cut into ``mss``-sized segments, one loss roll
-per transmission of each.
+What Linux does with a lost segment, reduced to its timing:
+
+- If nothing else is sent behind it, only the retransmission timer recovers
+  it: at least 200 ms (``min_rto``) plus the round trip, doubling each time
+  the retransmission is lost again (a lost SYN: 1 s, then 2 s more, ...).
+- If another segment follows (in the same write, or a later one before the
+  timer fires), the receiver's SACK of it reveals the hole and the sender
+  retransmits after about a round trip (``recovery``: RACK's reorder window
+  and timer granularity); a lost fast retransmission falls back to the timer.
+- Everything sent behind a lost segment waits for it (head-of-line blocking;
+  the link never releases bytes before earlier ones).
+
+Each chunk the proxy reads stands for one write by the sender and is cut into
+``mss``-sized segments, each transmission rolled against ``probability``.
+Every duration is multiplied by the link's ``time_scale``.
 """
 
 from __future__ import annotations
@@ -14,7 +22,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from proxy.faults.base import Piece, ShapeContext, Shaper, check_duration, check_probability
+from proxy.faults.base import (
+    Piece,
+    Recovery,
+    ShapeContext,
+    Shaper,
+    check_duration,
+    check_probability,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,6 +41,7 @@ class Loss(Shaper):
     min_rto: float = 0.2
     syn_rto: float = 1.0
     max_rto: float = 120.0
+    recovery: float = 0.004
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -34,39 +50,67 @@ class Loss(Shaper):
             raise ValueError("probability must be below 1 (use blackhole for total loss)")
         if self.mss < 1:
             raise ValueError("mss must be at least 1 byte")
-        for name in ("rtt", "min_rto", "syn_rto", "max_rto"):
+        for name in ("rtt", "min_rto", "syn_rto", "max_rto", "recovery"):
             check_duration(name, getattr(self, name))
         if self.max_rto < self.min_rto:
             raise ValueError("max_rto must be at least min_rto")
 
+    def losses(self, rng: random.Random) -> int:
+        """How many transmissions of one segment in a row are lost."""
+        count = 0
+        while rng.random() < self.probability:
+            count += 1
+        return count
+
+    def backoff(self, timeouts: int, first_rto: float, time_scale: float) -> float:
+        """Time spent in ``timeouts`` successive retransmission timeouts, doubling."""
+        total, rto = 0.0, first_rto
+        for _ in range(timeouts):
+            total += rto
+            rto = min(rto * 2, self.max_rto)
+        return total * time_scale
+
     def retransmission_delay(
         self, rng: random.Random, first_rto: float, time_scale: float
     ) -> float:
-        """Extra delivery time of one transmission: 0 unless the dice say it is lost."""
-        delay = 0.0
-        rto = first_rto * time_scale
-        cap = self.max_rto * time_scale
-        while rng.random() < self.probability:
-            delay += rto
-            rto = min(rto * 2, cap)
-        return delay
+        """Extra delivery time of a segment that only the timer can recover."""
+        return self.backoff(self.losses(rng), first_rto, time_scale)
 
     def connect_delay(self, rng: random.Random, time_scale: float) -> float:
         return self.retransmission_delay(rng, self.syn_rto, time_scale)
 
+    def fast_release(self, lost: Recovery, now: float, time_scale: float) -> float:
+        """When a segment lost at ``lost.sent_at`` arrives if a later one is sent at ``now``."""
+        return (
+            now
+            + (self.recovery + self.rtt) * time_scale
+            + self.backoff(lost.losses - 1, self.min_rto + self.rtt, time_scale)
+        )
+
     def shape(self, pieces: list[Piece], ctx: ShapeContext) -> list[Piece]:
+        if not self.probability:
+            return pieces
         first_rto = self.min_rto + self.rtt
         out: list[Piece] = []
-        for size, at in pieces:
-            pending, pending_at = 0, at
+        for piece in pieces:
+            at, size = piece.release, piece.size
+            clean = 0  # bytes of segments delivered on time, not yet emitted
             for offset in range(0, size, self.mss):
                 segment = min(self.mss, size - offset)
-                release = at + self.retransmission_delay(ctx.rng, first_rto, ctx.time_scale)
-                if release != pending_at and pending:
-                    out.append((pending, pending_at))
-                    pending = 0
-                pending += segment
-                pending_at = release
-            if pending:
-                out.append((pending, pending_at))
+                lost = self.losses(ctx.rng)
+                if not lost:
+                    clean += segment
+                    continue
+                if clean:
+                    out.append(Piece(clean, at, piece.recovery))
+                    clean = 0
+                if offset + segment < size:
+                    # A segment of the same write follows and gets SACKed.
+                    fast = Recovery(self, at, lost)
+                    out.append(Piece(segment, self.fast_release(fast, at, ctx.time_scale)))
+                else:
+                    timer = at + self.backoff(lost, first_rto, ctx.time_scale)
+                    out.append(Piece(segment, timer, Recovery(self, at, lost)))
+            if clean:
+                out.append(Piece(clean, at, piece.recovery))
         return out
