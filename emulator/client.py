@@ -48,12 +48,16 @@ from emulator.errors import (
 )
 from emulator.lease import KeepAliveStream, Lease, LeaseKeeper, LostCallback
 from emulator.retry import ExponentialFullJitter, RetryPolicy, retry_reason
-from emulator.watch import REQUIRE_LEADER, Watch, WatchStream
+from emulator.watch import Watch, WatchStream
 from protos import rpc_pb2, rpc_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# clientv3's WithRequireLeader: a member without a leader ends the stream with
+# an error instead of keeping it open and silent.
+REQUIRE_LEADER = (("hasleader", "true"),)
 Invoke = Callable[[grpc.aio.Channel, float | None], Awaitable[T]]
 
 
@@ -68,6 +72,43 @@ def prefix_end(key: bytes) -> bytes:
     return b"\0"
 
 
+def put_op(key: bytes, value: bytes, *, lease: int = 0) -> rpc_pb2.RequestOp:
+    return rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=value, lease=lease))
+
+
+def get_op(key: bytes, *, range_end: bytes = b"") -> rpc_pb2.RequestOp:
+    return rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key, range_end=range_end))
+
+
+def delete_op(key: bytes, *, range_end: bytes = b"") -> rpc_pb2.RequestOp:
+    return rpc_pb2.RequestOp(
+        request_delete_range=rpc_pb2.DeleteRangeRequest(key=key, range_end=range_end)
+    )
+
+
+def mod_revision_is(key: bytes, revision: int) -> rpc_pb2.Compare:
+    """Compare for compare-and-swap; revision 0 means "the key does not exist"."""
+    return rpc_pb2.Compare(
+        key=key, target=rpc_pb2.Compare.MOD, result=rpc_pb2.Compare.EQUAL, mod_revision=revision
+    )
+
+
+def create_revision_is(key: bytes, revision: int) -> rpc_pb2.Compare:
+    """Compare on the key's creation; revision 0 means "the key does not exist"."""
+    return rpc_pb2.Compare(
+        key=key,
+        target=rpc_pb2.Compare.CREATE,
+        result=rpc_pb2.Compare.EQUAL,
+        create_revision=revision,
+    )
+
+
+def value_is(key: bytes, value: bytes) -> rpc_pb2.Compare:
+    return rpc_pb2.Compare(
+        key=key, target=rpc_pb2.Compare.VALUE, result=rpc_pb2.Compare.EQUAL, value=value
+    )
+
+
 @dataclass
 class EndpointStatus:
     """What the client knows about one endpoint."""
@@ -78,8 +119,12 @@ class EndpointStatus:
     last_failure: float | None = None
     last_error: str = ""
     last_success: float | None = None
+    connectivity: str = "NONE"
+    """gRPC state of the endpoint's channel when the snapshot was taken
+    (IDLE, CONNECTING, READY, TRANSIENT_FAILURE, SHUTDOWN; NONE before first use)."""
     failing: bool = False
-    """Set on failure, cleared by the next success through this endpoint."""
+    """Set on failure; cleared when a call or the background probe succeeds here.
+    Failing endpoints are skipped while any other is not failing."""
 
 
 @dataclass(frozen=True)
@@ -117,10 +162,6 @@ class _Endpoint:
     @property
     def address(self) -> str:
         return self.status.address
-
-
-def _is_compare_guarded(compare: Sequence[rpc_pb2.Compare]) -> bool:
-    return len(compare) > 0
 
 
 class EtcdClient:
@@ -185,9 +226,14 @@ class EtcdClient:
             keeper, self._keeper = self._keeper, None
             leases = [lease for lease in keeper.leases if lease.alive]
             await keeper.close()
-            for lease in leases:
-                with contextlib.suppress(EtcdError):
-                    await lease.revoke(timeout=self.config.close_timeout)
+            results = await asyncio.gather(
+                *(lease.revoke(timeout=self.config.close_timeout) for lease in leases),
+                return_exceptions=True,
+            )
+            for result in results:
+                # Best effort: an unreachable cluster expires the leases itself.
+                if isinstance(result, BaseException) and not isinstance(result, EtcdError):
+                    raise result
         self._closed = True
         for watch in list(self._watches):
             await watch.cancel()
@@ -211,7 +257,13 @@ class EtcdClient:
             current=self._endpoints[self._current].address,
             switches=self._switches,
             last_switch=self._last_switch,
-            endpoints=tuple(dataclasses.replace(e.status) for e in self._endpoints),
+            endpoints=tuple(
+                dataclasses.replace(
+                    e.status,
+                    connectivity="NONE" if e.channel is None else e.channel.get_state().name,
+                )
+                for e in self._endpoints
+            ),
         )
 
     @property
@@ -300,7 +352,7 @@ class EtcdClient:
         of an applied txn fails its compare instead of applying twice) or
         ``idempotent``. Raises ContextError, ClusterUnavailableError, ResponseError."""
         request = rpc_pb2.TxnRequest(compare=compare, success=success, failure=failure)
-        safe = _is_compare_guarded(compare) if idempotent is None else idempotent
+        safe = len(compare) > 0 if idempotent is None else idempotent
 
         async def invoke(channel: grpc.aio.Channel, left: float | None) -> rpc_pb2.TxnResponse:
             return await rpc_pb2_grpc.KVStub(channel).Txn(request, timeout=left)
@@ -397,7 +449,9 @@ class EtcdClient:
 
             async def open_stream() -> tuple[KeepAliveStream, str]:
                 call, endpoint = await self._open_stream(
-                    lambda channel: rpc_pb2_grpc.LeaseStub(channel).LeaseKeepAlive()
+                    lambda channel: rpc_pb2_grpc.LeaseStub(channel).LeaseKeepAlive(
+                        metadata=REQUIRE_LEADER
+                    )
                 )
                 return call, endpoint
 

@@ -34,7 +34,10 @@ class ClientConfig:
     """How long a keepalive ping may go unanswered before the connection is closed
     and every call on it fails with UNAVAILABLE. Applied as both
     ``grpc.keepalive_timeout_ms`` and ``grpc.http2.ping_timeout_ms``: grpcio uses
-    the latter for calls in flight."""
+    the latter for calls in flight. grpcio also applies it to its flow-control
+    (BDP) pings, so a dead member is detected between ``keepalive_timeout`` and
+    ``keepalive_time + keepalive_timeout`` after it stops answering (measured:
+    2.0 s or 8.0 s with 6 s + 2 s)."""
 
     dial_timeout: float = 20.0
     """Longest wait for a connection (TCP and HTTP/2 handshake) to an endpoint."""

@@ -52,8 +52,10 @@ class HealthChecker:
         self.last_change: float | None = None
         self.last_probe: float | None = None
         self.probes = 0
+        self.probing = False
+        """True while a probe is in flight."""
         self.history: list[HealthTransition] = []
-        self.changed = asyncio.Event()
+        self._verdicts = {True: asyncio.Event(), False: asyncio.Event()}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -79,11 +81,16 @@ class HealthChecker:
     ) -> None:
         await self.close()
 
+    async def wait_until(self, healthy: bool) -> None:
+        """Return once the verdict is ``healthy`` (at once if it already is)."""
+        await self._verdicts[healthy].wait()
+
     async def probe(self) -> bool:
         """One probe; updates the verdict and returns it."""
         started = self.clock.now()
         self.last_probe = started
         self.probes += 1
+        self.probing = True
         try:
             await self.client.get(
                 self.config.health_key,
@@ -94,6 +101,8 @@ class HealthChecker:
             self._record(False, f"{type(error).__name__}: {error}")
         else:
             self._record(True, None)
+        finally:
+            self.probing = False
         return bool(self.healthy)
 
     def _record(self, healthy: bool, error: str | None) -> None:
@@ -111,8 +120,8 @@ class HealthChecker:
             "healthy" if healthy else "unhealthy",
             f" ({error})" if error else "",
         )
-        self.changed.set()
-        self.changed.clear()
+        self._verdicts[healthy].set()
+        self._verdicts[not healthy].clear()
 
     async def _run(self) -> None:
         while True:

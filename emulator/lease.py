@@ -212,6 +212,9 @@ class LeaseKeeper:
                 continue
 
     def _reset_schedule(self) -> None:
+        # Requests queued for the old stream would be answered without a send time.
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
         now = self.clock.now()
         for lease in self._leases.values():
             lease._pending.clear()

@@ -7,9 +7,10 @@ exactly that revision, so no event is lost or delivered twice. If that revision
 has been compacted meanwhile, iteration raises :class:`CompactedError`: the
 caller must re-list, as an informer does.
 
-Streams carry etcd's ``hasleader`` metadata (clientv3 ``WithRequireLeader``, as
-the apiserver uses it) so a member cut off from the leader cancels the watch
-instead of silently delivering nothing.
+The client opens watch streams with etcd's ``hasleader`` metadata (clientv3
+``WithRequireLeader``, as the apiserver uses it) so a member cut off from the
+leader cancels the watch instead of silently delivering nothing; that
+cancellation counts as an endpoint failure and the watch resumes elsewhere.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ from emulator.errors import (
 from protos import kv_pb2, rpc_pb2
 
 log = logging.getLogger(__name__)
-
-REQUIRE_LEADER = (("hasleader", "true"),)
 
 
 class WatchStream(Protocol):

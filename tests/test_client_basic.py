@@ -8,13 +8,20 @@ import uuid
 import grpc
 import pytest
 
-from emulator.client import EtcdClient, prefix_end
+from emulator.client import (
+    EtcdClient,
+    delete_op,
+    get_op,
+    mod_revision_is,
+    prefix_end,
+    put_op,
+    value_is,
+)
 from emulator.client_config import ClientConfig
 from emulator.cluster import LocalCluster
 from emulator.errors import CompactedError, ContextError, ResponseError
 from emulator.health import HealthChecker
 from emulator.watch import WatchBatch
-from protos import rpc_pb2
 
 
 def unique_key(prefix: str) -> bytes:
@@ -35,17 +42,13 @@ async def test_put_get_delete_txn_status(shared_cluster: LocalCluster) -> None:
         assert [(kv.key, kv.value) for kv in got.kvs] == [(key, b"one")]
         assert got.kvs[0].mod_revision == put.header.revision
         swap = await client.txn(
-            [
-                rpc_pb2.Compare(
-                    key=key,
-                    target=rpc_pb2.Compare.MOD,
-                    result=rpc_pb2.Compare.EQUAL,
-                    mod_revision=put.header.revision,
-                )
-            ],
-            [rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=b"two"))],
+            [mod_revision_is(key, put.header.revision), value_is(key, b"one")],
+            [put_op(key, b"two")],
+            [get_op(key)],
         )
         assert swap.succeeded
+        again = await client.txn([mod_revision_is(key, put.header.revision)], [delete_op(key)])
+        assert not again.succeeded
         listed = await client.get(key, range_end=prefix_end(key), serializable=True)
         assert listed.kvs[0].value in (b"one", b"two")
         deleted = await client.delete(key, prev_kv=True)
@@ -132,6 +135,6 @@ async def test_health_checker_reports_healthy(shared_cluster: LocalCluster) -> N
         EtcdClient(shared_cluster.endpoints, config) as client,
         HealthChecker(client) as checker,
     ):
-        await asyncio.wait_for(checker.changed.wait(), 5)
+        await asyncio.wait_for(checker.wait_until(True), 5)
         assert checker.healthy is True
         assert checker.history[0].healthy and checker.last_error is None

@@ -19,6 +19,7 @@ from emulator.client_config import ClientConfig
 from emulator.cluster import LocalCluster
 from emulator.errors import ClusterUnavailableError, ContextError
 from emulator.health import HealthChecker
+from emulator.retry import FixedDelay, ThrottledRetry
 from tests.waiting import eventually
 
 TIME_SCALE = 0.1
@@ -59,6 +60,22 @@ async def test_failover_when_member_in_use_is_paused(cluster: LocalCluster) -> N
         assert elapsed < KEEPALIVE_DETECTION + SLACK
         assert client.current_endpoint != cluster.endpoints[0]
         assert client.stats.retries["keepalive"] == 1
+        cluster.resume(0)
+
+
+async def test_idle_connection_to_paused_member_is_dropped_by_keepalive(
+    cluster: LocalCluster,
+) -> None:
+    async with EtcdClient(cluster.endpoints, CONFIG) as client:
+        await client.put(b"/failover/idle", b"1")
+        assert client.endpoints_state.endpoints[0].connectivity == "READY"
+        cluster.pause(0)
+        # No call in flight: only pings without calls can notice.
+        await eventually(
+            lambda: client.endpoints_state.endpoints[0].connectivity != "READY",
+            KEEPALIVE_DETECTION + SLACK,
+            "keepalive to close the idle connection",
+        )
         cluster.resume(0)
 
 
@@ -123,6 +140,16 @@ async def test_all_members_down_raises_cluster_error_with_bounded_attempts(
         assert elapsed < max_backoff + SLACK
         assert client.stats.errors == {"ClusterUnavailableError": callers}
 
+    # With gRFC A6 throttling, a client whose attempts keep failing stops retrying.
+    throttle = ThrottledRetry(FixedDelay(0.01, max_attempts=5), max_tokens=10, token_ratio=0.1)
+    async with EtcdClient(cluster.endpoints, CONFIG, retry=throttle) as throttled:
+        for _ in range(10):
+            with pytest.raises(ClusterUnavailableError):
+                await throttled.get(b"/failover/all")
+        # 5 failures drain the bucket to half: every later call makes 1 attempt.
+        assert throttled.stats.attempts == 5 + 9
+        assert throttle.throttled == 10 and throttle.tokens == 0
+
 
 async def test_lease_lost_while_member_paused(cluster: LocalCluster) -> None:
     # Keepalive far slower than the TTL: the network reports nothing in time, so
@@ -142,33 +169,73 @@ async def test_lease_lost_while_member_paused(cluster: LocalCluster) -> None:
         cluster.resume(0)
 
 
-async def test_health_checker_flips_and_never_blocks_requests(cluster: LocalCluster) -> None:
+async def test_health_checker_flips_within_its_timeout(cluster: LocalCluster) -> None:
     async with (
         EtcdClient(cluster.endpoints, CONFIG) as client,
         HealthChecker(client) as checker,
     ):
         checker_started = time.monotonic()
-        await asyncio.wait_for(checker.changed.wait(), 5)
-        assert checker.healthy is True
+        await eventually(lambda: checker.healthy is True, 5, "the first probe")
         cluster.pause(0)
         paused_at = time.monotonic()
-        await asyncio.wait_for(
-            checker.changed.wait(),
-            CONFIG.health_check_interval + CONFIG.health_check_timeout + SLACK,
-        )
-        assert checker.healthy is False and checker.last_error
-        flipped_after = time.monotonic() - paused_at
-        assert flipped_after <= CONFIG.health_check_interval + CONFIG.health_check_timeout + 1.0
-        # While probes keep timing out against the paused member, requests run.
-        for _ in range(5):
-            started = time.monotonic()
-            await client.status(endpoint=cluster.endpoints[1], timeout=2)
-            assert time.monotonic() - started < 0.5
+        flip_bound = CONFIG.health_check_interval + CONFIG.health_check_timeout
+        await eventually(lambda: checker.healthy is False, flip_bound + SLACK, "unhealthy")
+        assert checker.last_error and checker.last_change is not None
+        # The probe in flight at the pause, or the next one (at most one interval
+        # later), times out after health_check_timeout.
+        assert checker.last_change - paused_at <= flip_bound + 1.0
         cluster.resume(0)
-        await asyncio.wait_for(checker.changed.wait(), KEEPALIVE_DETECTION + SLACK)
-        assert checker.healthy is True
+        await eventually(lambda: checker.healthy is True, KEEPALIVE_DETECTION + SLACK, "healthy")
         assert [t.healthy for t in checker.history] == [True, False, True]
+        assert checker.history[1].at < checker.history[2].at
         # Rate limit: probes start at most once per interval.
         elapsed = time.monotonic() - checker_started
         assert checker.probes <= 2 + elapsed / CONFIG.health_check_interval
-        assert checker.history[1].at < checker.history[2].at
+
+
+async def test_health_probe_never_delays_requests(cluster: LocalCluster) -> None:
+    # A long probe deadline, so a request queued behind a probe would show.
+    config = dataclasses.replace(CONFIG, health_check_timeout=2.0)
+    async with (
+        EtcdClient(cluster.endpoints, config) as client,
+        HealthChecker(client) as checker,
+    ):
+        await eventually(lambda: checker.healthy is True, 5, "the first probe")
+        cluster.pause(0)
+        paused_at = time.monotonic()
+        await eventually(
+            lambda: checker.probing and (checker.last_probe or 0.0) > paused_at,
+            2 * config.health_check_interval + SLACK,
+            "a probe stuck on the paused member",
+        )
+        for _ in range(5):
+            started = time.monotonic()
+            await client.status(endpoint=cluster.endpoints[1], timeout=2)
+            assert time.monotonic() - started < config.health_check_timeout / 4
+        assert checker.probing
+        cluster.resume(0)
+
+
+async def test_failed_member_is_probed_in_background_and_readmitted(
+    cluster: LocalCluster,
+) -> None:
+    async with EtcdClient(cluster.endpoints, CONFIG) as client:
+        await client.put(b"/failover/probe", b"1")
+        cluster.pause(0)
+        await client.get(b"/failover/probe")
+        assert client.endpoints_state.endpoints[0].failing
+        # Requests never wait on the paused member's dial timeout: probes do.
+        for _ in range(10):
+            started = time.monotonic()
+            await client.get(b"/failover/probe")
+            assert time.monotonic() - started < CONFIG.dial_timeout / 2
+            await asyncio.sleep(CONFIG.endpoint_probe_interval)
+        assert client.endpoints_state.endpoints[0].failing
+        cluster.resume(0)
+        await eventually(
+            lambda: not client.endpoints_state.endpoints[0].failing,
+            CONFIG.endpoint_probe_interval + CONFIG.dial_timeout + SLACK,
+            "the resumed member to be readmitted",
+        )
+        # Sticky: readmission does not move the client back.
+        assert client.current_endpoint != cluster.endpoints[0]

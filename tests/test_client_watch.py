@@ -6,11 +6,12 @@ import asyncio
 
 import pytest
 
-from emulator.client import EtcdClient, prefix_end
+from emulator.client import EtcdClient, create_revision_is, prefix_end, put_op
 from emulator.client_config import ClientConfig
 from emulator.cluster import LocalCluster, ServerFlags
 from emulator.retry import ExponentialFullJitter
 from protos import kv_pb2, rpc_pb2
+from tests.waiting import eventually
 
 CONFIG = ClientConfig().scaled(0.1)
 WRITES = 150
@@ -18,11 +19,7 @@ WRITES = 150
 
 def create_once(key: bytes, value: bytes) -> tuple[list[rpc_pb2.Compare], list[rpc_pb2.RequestOp]]:
     """A put guarded by "key does not exist": safe to retry, never applied twice."""
-    compare = rpc_pb2.Compare(
-        key=key, target=rpc_pb2.Compare.CREATE, result=rpc_pb2.Compare.EQUAL, create_revision=0
-    )
-    put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=value))
-    return [compare], [put]
+    return [create_revision_is(key, 0)], [put_op(key, value)]
 
 
 @pytest.mark.parametrize("fault", ["kill", "pause"])
@@ -83,3 +80,41 @@ async def test_progress_notifications_are_bookmarks() -> None:
         assert bookmark.revision >= other.header.revision
         assert watch.next_revision == bookmark.revision + 1
         await watch.cancel()
+
+
+async def test_watch_survives_loss_of_quorum(cluster: LocalCluster) -> None:
+    prefix = b"/watch/quorum/"
+    patient = ExponentialFullJitter(0.01, 0.2, max_attempts=100, seed=2)
+    async with (
+        EtcdClient(cluster.endpoints, CONFIG, name="watcher") as watcher,
+        EtcdClient(cluster.endpoints, CONFIG, retry=patient, name="writer") as writer,
+    ):
+        watch = watcher.watch(prefix, range_end=prefix_end(prefix))
+        await asyncio.wait_for(watch.created.wait(), 5)
+        for index in range(10):
+            await writer.txn(*create_once(prefix + b"%02d" % index, b"x"))
+        cluster.kill(1)
+        cluster.kill(2)
+        # Member 0 loses its leader and cancels the leader-requiring stream.
+        await eventually(
+            lambda: watcher.endpoints_state.endpoints[0].failing,
+            10,
+            "the watch to be canceled for lack of a leader",
+        )
+        assert "leader" in watcher.endpoints_state.endpoints[0].last_error
+        await cluster.arestart(1)
+        await cluster.arestart(2)
+        for index in range(10, 20):
+            await writer.txn(*create_once(prefix + b"%02d" % index, b"x"))
+        seen: list[bytes] = []
+
+        async def read_all() -> None:
+            async for batch in watch:
+                seen.extend(event.kv.key for event in batch.events)
+                if len(seen) >= 20:
+                    return
+
+        await asyncio.wait_for(read_all(), 30)
+        await watch.cancel()
+        assert seen == [prefix + b"%02d" % index for index in range(20)]
+        assert watch.resumes >= 1
