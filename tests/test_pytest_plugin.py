@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -61,6 +63,8 @@ def test_bad_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
 
 FAULT_SUITE = """
 import grpc
+from pathlib import Path
+
 import pytest
 
 from emulator.errors import ContextError
@@ -167,3 +171,14 @@ def test_bad_fault_marker_is_reported(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--etcdlab-members=1")
     result.stdout.fnmatch_lines(["*unknown fault kind 'bogus'*"])
     assert result.ret != 0
+
+
+def test_docs_example_runs(pytester: pytest.Pytester) -> None:
+    guide = (Path(__file__).parent.parent / "docs" / "PYTEST.md").read_text()
+    section = guide.split("## Example: your code under 30% loss", 1)[1]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    pytester.makepyfile(test_flags=example)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--etcdlab-time-scale=0.2", "--etcdlab-session-cluster"
+    )
+    result.assert_outcomes(passed=2)
