@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,7 @@ def test_bad_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
 
 FAULT_SUITE = """
 import grpc
+import json
 from pathlib import Path
 
 import pytest
@@ -182,3 +184,49 @@ def test_docs_example_runs(pytester: pytest.Pytester) -> None:
         "-p", "no:cacheprovider", "--etcdlab-time-scale=0.2", "--etcdlab-session-cluster"
     )
     result.assert_outcomes(passed=2)
+
+
+def test_interrupted_run_leaves_no_etcd_and_no_proxy(pytester: pytest.Pytester) -> None:
+    record = pytester.path / "record.json"
+    after = pytester.path / "after.json"
+    pytester.makeconftest(
+        f"""
+        import json
+        import socket
+
+        def pytest_unconfigure(config):
+            # Still inside the pytest process: teardown must already have closed the links.
+            refused = []
+            for address in json.load(open({str(record)!r}))["proxies"]:
+                host, port = address.rsplit(":", 1)
+                try:
+                    socket.create_connection((host, int(port)), timeout=5).close()
+                    refused.append(False)
+                except ConnectionRefusedError:
+                    refused.append(True)
+            json.dump(refused, open({str(after)!r}, "w"))
+        """
+    )
+    pytester.makepyfile(
+        f"""
+        import json
+
+        def test_interrupted(etcd_cluster, fault_proxy, faults):
+            with open({str(record)!r}, "w") as out:
+                json.dump({{"pids": etcd_cluster.pids(), "proxies": fault_proxy.addresses}}, out)
+            with faults.blackhole(None):
+                raise KeyboardInterrupt
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--etcdlab-members=1")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert json.loads(after.read_text()) == [True]
+    for pid in json.loads(record.read_text())["pids"]:
+        assert not _is_etcd(pid), f"etcd {pid} outlived the run"
+
+
+def _is_etcd(pid: int) -> bool:
+    try:
+        return "etcd" in Path(f"/proc/{pid}/cmdline").read_text()
+    except FileNotFoundError:
+        return False
