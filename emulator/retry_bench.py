@@ -6,7 +6,8 @@ operations arrive at a fixed, seeded Poisson rate (so retries add load instead
 of slowing the arrivals, the way retry storms happen), 70% linearizable reads
 and 30% compare-guarded writes (a txn on the key's last known mod revision,
 safe to repeat), each with a per-attempt timeout and an overall deadline. The
-run is cut in thirds: before, during and after the fault.
+run starts clean; the fault begins after a third of it and lasts a third (the
+outages are short: ``SHORT_FAULTS``).
 
 The retry loop lives here, around a client configured not to retry, so every
 strategy is applied the same way and every RPC attempt is counted here.
@@ -46,7 +47,7 @@ from emulator.retry import (
     ThrottledRetry,
 )
 from protos import rpc_pb2
-from proxy.faults import Bandwidth, Latency, Loss, Reset
+from proxy.faults import Bandwidth, Blackhole, Latency, Loss, Reset
 
 # Retry timings in real seconds (multiplied by the time scale), AWS-blog shaped.
 MAX_ATTEMPTS = 6
@@ -55,6 +56,9 @@ BACKOFF_CAP = 2.0
 FIXED_DELAY = 0.2
 HEDGE_DELAY = 0.05
 BUDGET_WINDOW = 10.0
+# Outages last this long (real seconds, capped at a third of the run): shorter
+# than an operation's deadline, so a retry strategy can ride them out.
+SHORT_FAULTS = {"outage": 2.0, "partition": 2.0}
 # Resolution at which bunched retries are looked for (the first backoff step).
 DISPERSION_BUCKET = BACKOFF_BASE
 
@@ -139,7 +143,10 @@ STRATEGIES: dict[str, Strategy] = {
 FAULTS: dict[str, str] = {
     "kill": "the leader is SIGKILLed, restarted when the fault ends",
     "loss": "30% TCP-faithful packet loss on member 0's client link",
-    "outage": "every client link resets all connections (all members unreachable)",
+    "outage": "for 2 s every client link resets all connections, old and new (members "
+    "down: attempts fail fast)",
+    "partition": "for 2 s every client link is blackholed (nothing passes, connections "
+    "stay open: attempts hang until their timeout)",
     "overload": "every link slow (latency 0.4 +/- 0.3 s each way) and bandwidth-capped "
     "at 1.5x the load measured before the fault",
 }
@@ -153,7 +160,8 @@ class BenchConfig:
     time_scale: float = 1.0
     seed: int = 0
     duration: float = 30.0
-    """Length of one run (a third before, a third during, a third after the fault)."""
+    """Length of one run: the fault starts after a third of it and lasts a third
+    (outages: ``SHORT_FAULTS``)."""
     rate: float = 100.0
     clients: int = 16
     members: int = 3
@@ -251,6 +259,8 @@ class _Fault:
             self.applied = self.proxy.add(0, Loss(0.3))
         elif self.kind == "outage":
             self.applied = self.proxy.add(None, Reset())
+        elif self.kind == "partition":
+            self.applied = self.proxy.add(None, Blackhole())
         else:
             connections = max(1, sum(link.connections for link in self.proxy.links))
             per_connection = (self._downstream_bytes() - self.down_bytes_at_start) / elapsed
@@ -415,7 +425,11 @@ async def run_one(
     ]
     policies = [strategy.policy(seed * 1000 + i, cfg.time_scale) for i in range(cfg.clients)]
     duration = cfg.wall(cfg.duration)
-    fault_start, fault_end = duration / 3, 2 * duration / 3
+    fault_start = duration / 3
+    short = SHORT_FAULTS.get(fault.kind)
+    fault_end = (
+        2 * duration / 3 if short is None else fault_start + min(cfg.wall(short), duration / 3)
+    )
     loop = asyncio.get_running_loop()
     work = _Workload(cfg, strategy, clients, policies, rng, loop.time())
     keys = [f"/bench/key{k:03d}".encode() for k in range(cfg.keys)]
@@ -696,9 +710,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Start a local etcd cluster behind the fault proxy and, for each fault and "
             "each strategy, run the same open-loop workload (seeded Poisson arrivals over "
-            "many clients; reads and compare-guarded writes) for --duration: a third "
-            "before, a third during, a third after the fault. Prints a table and writes "
-            "bench.json and bench.svg to --out. "
+            "many clients; reads and compare-guarded writes) for --duration: the fault "
+            "starts after a third of it and lasts a third (outages: 2 s). Prints a "
+            "table and writes bench.json and bench.svg to --out. "
             f"Strategies: {strategies}. Faults: {faults}."
         ),
     )
