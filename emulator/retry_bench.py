@@ -23,7 +23,7 @@ import json
 import math
 import random
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,8 @@ BUDGET_WINDOW = 10.0
 # Outages last this long (real seconds, capped at a third of the run): shorter
 # than an operation's deadline, so a retry strategy can ride them out.
 SHORT_FAULTS = {"outage": 2.0, "partition": 2.0}
+# Faults at whose start every client also begins one contended write (HerdResult).
+HERD_FAULTS = frozenset({"outage"})
 # Resolution at which bunched retries are looked for (the first backoff step).
 DISPERSION_BUCKET = BACKOFF_BASE
 
@@ -67,14 +69,14 @@ DISPERSION_BUCKET = BACKOFF_BASE
 class Strategy:
     name: str
     description: str
-    policy: Callable[[int, float], RetryPolicy]
-    """``policy(seed, time_scale)``: a fresh policy for one client."""
+    policy: Callable[[int, float, int], RetryPolicy]
+    """``policy(seed, time_scale, max_attempts)``: a fresh policy for one client."""
     hedge: bool = False
 
 
-def _budget(seed: int, scale: float) -> RetryPolicy:
+def _budget(seed: int, scale: float, attempts: int) -> RetryPolicy:
     inner = ExponentialFullJitter(
-        BACKOFF_BASE * scale, BACKOFF_CAP * scale, max_attempts=MAX_ATTEMPTS, seed=seed
+        BACKOFF_BASE * scale, BACKOFF_CAP * scale, max_attempts=attempts, seed=seed
     )
     window = BUDGET_WINDOW * scale
     # Floor of one retry per window, so an idle client can still retry once.
@@ -84,44 +86,46 @@ def _budget(seed: int, scale: float) -> RetryPolicy:
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
-        Strategy("none", "no retry: the first failure is final", lambda seed, ts: NoRetry()),
+        Strategy(
+            "none", "no retry: the first failure is final", lambda seed, ts, attempts: NoRetry()
+        ),
         Strategy(
             "immediate",
             f"retry at once, up to {MAX_ATTEMPTS} attempts",
-            lambda seed, ts: FixedDelay(0.0, max_attempts=MAX_ATTEMPTS),
+            lambda seed, ts, attempts: FixedDelay(0.0, max_attempts=attempts),
         ),
         Strategy(
             "fixed",
             f"retry after {FIXED_DELAY * 1000:g} ms each time",
-            lambda seed, ts: FixedDelay(FIXED_DELAY * ts, max_attempts=MAX_ATTEMPTS),
+            lambda seed, ts, attempts: FixedDelay(FIXED_DELAY * ts, max_attempts=attempts),
         ),
         Strategy(
             "exponential",
             f"{BACKOFF_BASE * 1000:g} ms doubling, cap {BACKOFF_CAP:g} s, no jitter",
-            lambda seed, ts: Exponential(
-                BACKOFF_BASE * ts, BACKOFF_CAP * ts, max_attempts=MAX_ATTEMPTS
+            lambda seed, ts, attempts: Exponential(
+                BACKOFF_BASE * ts, BACKOFF_CAP * ts, max_attempts=attempts
             ),
         ),
         Strategy(
             "full-jitter",
             "exponential ceiling, wait uniform in [0, ceiling]",
-            lambda seed, ts: ExponentialFullJitter(
-                BACKOFF_BASE * ts, BACKOFF_CAP * ts, max_attempts=MAX_ATTEMPTS, seed=seed
+            lambda seed, ts, attempts: ExponentialFullJitter(
+                BACKOFF_BASE * ts, BACKOFF_CAP * ts, max_attempts=attempts, seed=seed
             ),
         ),
         Strategy(
             "decorrelated",
             "wait uniform in [base, 3 x previous wait], capped",
-            lambda seed, ts: DecorrelatedJitter(
-                BACKOFF_BASE * ts, BACKOFF_CAP * ts, max_attempts=MAX_ATTEMPTS, seed=seed
+            lambda seed, ts, attempts: DecorrelatedJitter(
+                BACKOFF_BASE * ts, BACKOFF_CAP * ts, max_attempts=attempts, seed=seed
             ),
         ),
         Strategy(
             "throttled",
             "full jitter behind a gRFC A6 token bucket (10 tokens, ratio 0.1)",
-            lambda seed, ts: ThrottledRetry(
+            lambda seed, ts, attempts: ThrottledRetry(
                 ExponentialFullJitter(
-                    BACKOFF_BASE * ts, BACKOFF_CAP * ts, max_attempts=MAX_ATTEMPTS, seed=seed
+                    BACKOFF_BASE * ts, BACKOFF_CAP * ts, max_attempts=attempts, seed=seed
                 )
             ),
         ),
@@ -134,7 +138,7 @@ STRATEGIES: dict[str, Strategy] = {
             "hedged",
             f"reads hedged to a second client after {HEDGE_DELAY * 1000:g} ms "
             "(or at once on a failure); no retries",
-            lambda seed, ts: NoRetry(),
+            lambda seed, ts, attempts: NoRetry(),
             hedge=True,
         ),
     )
@@ -207,9 +211,28 @@ class BenchConfig:
 
 
 @dataclass(frozen=True)
+class HerdResult:
+    """The AWS-style anchor: every client starts one contended write when the outage begins."""
+
+    clients: int
+    succeeded: int
+    calls: int
+    """RPCs sent by the herd (a read and a compare-guarded write per try)."""
+    finished_s: float | None
+    """From the outage's start until the last herd write succeeded (None: none did)."""
+    dispersion: float | None
+    """Of the herd's RPC send times, from the outage's start until the op deadline."""
+
+
+@dataclass(frozen=True)
 class RunResult:
     fault: str
     result: StrategyResult
+    """From :func:`summarize`, except ``fault_rpc_rate_ratio``: RPCs per arriving
+    operation during the fault over the same before it, so the noise of a short
+    fault's Poisson arrivals (the same for every strategy) is divided out."""
+    raw_rpc_rate_ratio: float | None
+    """:func:`summarize`'s RPC rate during the fault over the rate before it."""
     fault_start: float
     fault_end: float
     bucket: float
@@ -219,12 +242,15 @@ class RunResult:
     """Variance over mean of the attempts started per ``DISPERSION_BUCKET`` during
     the fault: about 1 for independent (Poisson) sends, well above 1 when
     retries bunch together."""
+    herd: HerdResult | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
             "fault": self.fault,
             **dataclasses.asdict(self.result),
+            "raw_rpc_rate_ratio": self.raw_rpc_rate_ratio,
             "storm": self.result.storm,
+            "herd": None if self.herd is None else dataclasses.asdict(self.herd),
             "fault_start_s": round(self.fault_start, 4),
             "fault_end_s": round(self.fault_end, 4),
             "dispersion": self.dispersion,
@@ -290,6 +316,8 @@ class _Workload:
     records: list[OperationRecord] = field(default_factory=list)
     sends: list[float] = field(default_factory=list)
     revisions: dict[bytes, int] = field(default_factory=dict)
+    herd_sends: list[float] = field(default_factory=list)
+    herd_done: list[float | None] = field(default_factory=list)
 
     def now(self) -> float:
         return asyncio.get_running_loop().time() - self.t0
@@ -334,6 +362,60 @@ class _Workload:
             ok = True
             break
         self.records.append(OperationRecord(start, self.now(), ok, attempts))
+
+    async def herd_write(self, index: int, policy: RetryPolicy) -> None:
+        """Increment one shared counter: read it, write it back if unchanged (optimistic
+        concurrency, as in AWS's backoff experiment); a conflict or failure retries
+        after the policy's wait, until the policy gives up or the deadline passes."""
+        client = self.clients[index]
+        key = b"/bench/herd"
+        deadline = self.now() + self.cfg.wall(self.cfg.op_timeout)
+        policy.record_call()
+        attempt = 0
+        previous = 0.0
+        while True:
+            attempt += 1
+            try:
+                timeout = min(self.cfg.wall(self.cfg.attempt_timeout), deadline - self.now())
+                if timeout <= 0:
+                    break
+                self.herd_sends.append(self.now())
+                reply = await client.get(key, timeout=timeout)
+                kv = reply.kvs[0] if reply.kvs else None
+                self.herd_sends.append(self.now())
+                txn = await client.txn(
+                    [
+                        rpc_pb2.Compare(
+                            key=key,
+                            result=rpc_pb2.Compare.EQUAL,
+                            target=rpc_pb2.Compare.MOD,
+                            mod_revision=kv.mod_revision if kv else 0,
+                        )
+                    ],
+                    [
+                        rpc_pb2.RequestOp(
+                            request_put=rpc_pb2.PutRequest(
+                                key=key, value=str(int(kv.value) + 1 if kv else 1).encode()
+                            )
+                        )
+                    ],
+                    timeout=timeout,
+                )
+                if txn.succeeded:
+                    policy.record_result(True)
+                    self.herd_done.append(self.now())
+                    return
+            except (ContextError, ClusterUnavailableError):
+                pass
+            except EtcdError:
+                break
+            policy.record_result(False)
+            wait = policy.delay(attempt, previous)
+            if wait is None or self.now() + wait >= deadline:
+                break
+            previous = wait
+            await asyncio.sleep(wait)
+        self.herd_done.append(None)
 
     async def _read(self, client: EtcdClient, key: bytes, timeout: float) -> None:
         self.sends.append(self.now())
@@ -423,7 +505,9 @@ async def run_one(
         )
         for i in range(cfg.clients)
     ]
-    policies = [strategy.policy(seed * 1000 + i, cfg.time_scale) for i in range(cfg.clients)]
+    policies = [
+        strategy.policy(seed * 1000 + i, cfg.time_scale, MAX_ATTEMPTS) for i in range(cfg.clients)
+    ]
     duration = cfg.wall(cfg.duration)
     fault_start = duration / 3
     short = SHORT_FAULTS.get(fault.kind)
@@ -440,10 +524,20 @@ async def run_one(
         await asyncio.sleep(max(0.0, fault_start - work.now()))
         started = work.now()
         await fault.start(started)
+        if fault.kind in HERD_FAULTS:
+            for index in range(cfg.clients):
+                # Bounded by the operation deadline, not an attempt count, as in AWS's runs.
+                herd_policy = strategy.policy(seed * 1000 + 500 + index, cfg.time_scale, 1000)
+                spawn(work.herd_write(index, herd_policy))
         await asyncio.sleep(max(0.0, fault_end - work.now()))
         ended = work.now()
         await fault.stop()
         return started, ended
+
+    def spawn(job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(job)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     faulting = asyncio.create_task(timeline())
     try:
@@ -453,13 +547,11 @@ async def run_one(
             if at >= duration:
                 break
             await asyncio.sleep(max(0.0, at - work.now()))
-            task = asyncio.create_task(
+            spawn(
                 work.operation(
                     rng.randrange(cfg.clients), rng.random() < cfg.write_ratio, rng.choice(keys)
                 )
             )
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
         started, ended = await faulting
         if tasks:
             await asyncio.gather(*tasks)
@@ -470,14 +562,36 @@ async def run_one(
         await asyncio.gather(faulting, *tasks, return_exceptions=True)
         for client in clients:
             await client.close()
+    records = [r for r in work.records if r.start < duration]
     result = summarize(
         strategy.name,
-        [r for r in work.records if r.start < duration],
+        records,
         duration=duration,
         fault_start=started,
         fault_end=ended,
         recovery_window=cfg.wall(cfg.recovery_window),
     )
+    arrivals_before = sum(1 for r in records if r.start < started) / started
+    arrivals_during = sum(1 for r in records if started <= r.start < ended) / (ended - started)
+    raw = result.fault_rpc_rate_ratio
+    per_op = None
+    if raw is not None and arrivals_during > 0:
+        per_op = raw / (arrivals_during / arrivals_before)
+    herd = None
+    if work.herd_done:
+        done = [at for at in work.herd_done if at is not None]
+        herd = HerdResult(
+            clients=len(work.herd_done),
+            succeeded=len(done),
+            calls=len(work.herd_sends),
+            finished_s=round(max(done) - started, 4) if done else None,
+            dispersion=dispersion(
+                work.herd_sends,
+                started,
+                started + cfg.wall(cfg.op_timeout),
+                cfg.wall(DISPERSION_BUCKET),
+            ),
+        )
     bucket = duration / 60
     sent = [0] * 60
     for at in work.sends:
@@ -485,12 +599,14 @@ async def run_one(
             sent[min(59, int(at / bucket))] += 1
     return RunResult(
         fault.kind,
-        result,
+        dataclasses.replace(result, fault_rpc_rate_ratio=per_op),
+        raw,
         started,
         ended,
         bucket,
         sent,
         dispersion(work.sends, started, ended, cfg.wall(DISPERSION_BUCKET)),
+        herd,
     )
 
 
@@ -565,6 +681,23 @@ def table(results: Sequence[RunResult]) -> str:
             f"{_fmt(r.recovery_s, 2):>7} {_fmt(r.fault_rpc_rate_ratio, 2):>6} "
             f"{_fmt(run.dispersion, 2):>6} {'YES' if r.storm else 'no'}"
         )
+    herds = [run for run in results if run.herd is not None]
+    if herds:
+        lines += [
+            "",
+            "herd at the outage's start: every client increments one shared counter "
+            "(read + compare-guarded write)",
+            f"{'strategy':<13} {'done':>7} {'RPCs':>6} {'RPCs/done':>9} {'finished s':>10} "
+            f"{'disp':>6}",
+        ]
+        for run in herds:
+            h = run.herd
+            assert h is not None
+            per = h.calls / h.succeeded if h.succeeded else None
+            lines.append(
+                f"{run.result.strategy:<13} {f'{h.succeeded}/{h.clients}':>7} {h.calls:6d} "
+                f"{_fmt(per, 1):>9} {_fmt(h.finished_s, 2):>10} {_fmt(h.dispersion, 2):>6}"
+            )
     return "\n".join(lines)
 
 

@@ -93,7 +93,11 @@ def test_tiny_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         assert run["operations"] > 0
         assert 0 < run["fault_start_s"] < run["fault_end_s"] < 2.0
         assert sum(run["timeline"]["attempts"]) >= run["operations"]
+        assert run["herd"]["clients"] == 4
+        assert run["herd"]["calls"] >= 4
     none, exponential = runs["none"], runs["exponential"]
+    # Without retries each herd member tries once: a read that fails in the outage.
+    assert none["herd"] == {**none["herd"], "succeeded": 0, "calls": 4}
     # Every member refuses during the outage: operations without retries fail.
     assert none["succeeded"] < none["operations"]
     # One RPC per operation without retries; retries during the outage add RPCs.
