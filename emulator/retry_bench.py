@@ -222,6 +222,9 @@ class HerdResult:
     """From the outage's start until the last herd write succeeded (None: none did)."""
     dispersion: float | None
     """Of the herd's RPC send times, from the outage's start until the op deadline."""
+    bucket: float
+    timeline: list[int]
+    """The herd's RPCs started per ``bucket`` seconds from the outage's start."""
 
 
 @dataclass(frozen=True)
@@ -580,17 +583,22 @@ async def run_one(
     herd = None
     if work.herd_done:
         done = [at for at in work.herd_done if at is not None]
+        herd_bucket = cfg.wall(DISPERSION_BUCKET)
+        herd_timeline = [0] * math.ceil(cfg.op_timeout / DISPERSION_BUCKET)
+        for at in work.herd_sends:
+            slot = math.floor((at - started) / herd_bucket)
+            if 0 <= slot < len(herd_timeline):
+                herd_timeline[slot] += 1
         herd = HerdResult(
             clients=len(work.herd_done),
             succeeded=len(done),
             calls=len(work.herd_sends),
             finished_s=round(max(done) - started, 4) if done else None,
             dispersion=dispersion(
-                work.herd_sends,
-                started,
-                started + cfg.wall(cfg.op_timeout),
-                cfg.wall(DISPERSION_BUCKET),
+                work.herd_sends, started, started + cfg.wall(cfg.op_timeout), herd_bucket
             ),
+            bucket=herd_bucket,
+            timeline=herd_timeline,
         )
     bucket = duration / 60
     sent = [0] * 60
@@ -721,7 +729,8 @@ def svg_plot(results: Sequence[RunResult]) -> str:
     colour = {name: _COLOURS[i % len(_COLOURS)] for i, name in enumerate(strategies)}
     panel_w, panel_h, pad = 300, 170, 40
     width = 3 * (panel_w + pad) + pad
-    height = len(faults) * (panel_h + 2 * pad) + 60
+    rows = len(faults) + any(run.herd is not None for run in results)
+    height = rows * (panel_h + 2 * pad) + 60
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'font-family="sans-serif" font-size="11">',
@@ -753,6 +762,45 @@ def svg_plot(results: Sequence[RunResult]) -> str:
                 f'text-anchor="middle" font-size="9">{label}</text>'
             )
 
+    def curves(
+        x0: float,
+        y0: float,
+        title: str,
+        series: list[tuple[str, list[int]]],
+        bucket: float,
+        shade: tuple[float, float] | None,
+    ) -> None:
+        out.append(f'<text x="{x0}" y="{y0 - 6}" font-weight="bold">{title}</text>')
+        if not series:
+            return
+        top = max((max(counts) / bucket for _, counts in series if counts), default=1.0) or 1.0
+        slots = len(series[0][1])
+        if shade is not None:
+            total = bucket * slots
+            out.append(
+                f'<rect x="{x0 + shade[0] / total * panel_w:.1f}" y="{y0}" '
+                f'width="{(shade[1] - shade[0]) / total * panel_w:.1f}" height="{panel_h}" '
+                'fill="#eee"/>'
+            )
+        out.append(
+            f'<text x="{x0 + panel_w}" y="{y0 + 10}" text-anchor="end" font-size="9">'
+            f"peak {top:.0f}/s</text>"
+        )
+        for name, counts in series:
+            points = " ".join(
+                f"{x0 + (k + 0.5) / slots * panel_w:.1f},"
+                f"{y0 + panel_h - count / bucket / top * panel_h:.1f}"
+                for k, count in enumerate(counts)
+            )
+            out.append(
+                f'<polyline points="{points}" fill="none" stroke="{colour[name]}" '
+                'stroke-width="1.2"/>'
+            )
+        out.append(
+            f'<line x1="{x0}" y1="{y0 + panel_h}" x2="{x0 + panel_w}" '
+            f'y2="{y0 + panel_h}" stroke="#333"/>'
+        )
+
     for row, kind in enumerate(faults):
         runs = [run for run in results if run.fault == kind]
         y0 = 60 + row * (panel_h + 2 * pad) + pad
@@ -768,34 +816,42 @@ def svg_plot(results: Sequence[RunResult]) -> str:
             f"{kind}: RPCs per successful op",
             [(r.result.strategy, r.result.amplification) for r in runs],
         )
-        x0 = 3 * pad + 2 * panel_w
-        out.append(
-            f'<text x="{x0}" y="{y0 - 6}" font-weight="bold">{kind}: RPCs/s over the run</text>'
-        )
-        top = max((max(r.sent) / r.bucket for r in runs if r.sent), default=1.0) or 1.0
-        total = runs[0].bucket * len(runs[0].sent)
         fs, fe = runs[0].fault_start, runs[0].fault_end
-        out.append(
-            f'<rect x="{x0 + fs / total * panel_w:.1f}" y="{y0}" '
-            f'width="{(fe - fs) / total * panel_w:.1f}" height="{panel_h}" fill="#eee"/>'
+        curves(
+            3 * pad + 2 * panel_w,
+            y0,
+            f"{kind}: RPCs/s over the run",
+            [(r.result.strategy, r.sent) for r in runs],
+            runs[0].bucket,
+            (fs, fe),
         )
-        out.append(
-            f'<text x="{x0 + panel_w}" y="{y0 + 10}" text-anchor="end" font-size="9">'
-            f"peak {top:.0f}/s</text>"
+    herds = [(r.result.strategy, r.herd) for r in results if r.herd is not None]
+    if herds:
+        y0 = 60 + len(faults) * (panel_h + 2 * pad) + pad
+        bars(
+            pad,
+            y0,
+            "outage herd: increments done (of each client's one)",
+            [(name, float(h.succeeded)) for name, h in herds],
         )
-        for r in runs:
-            points = " ".join(
-                f"{x0 + (k + 0.5) / len(r.sent) * panel_w:.1f},"
-                f"{y0 + panel_h - count / r.bucket / top * panel_h:.1f}"
-                for k, count in enumerate(r.sent)
-            )
-            out.append(
-                f'<polyline points="{points}" fill="none" stroke="{colour[r.result.strategy]}" '
-                f'stroke-width="1.2"/>'
-            )
-        out.append(
-            f'<line x1="{x0}" y1="{y0 + panel_h}" x2="{x0 + panel_w}" '
-            f'y2="{y0 + panel_h}" stroke="#333"/>'
+        bars(
+            2 * pad + panel_w,
+            y0,
+            "outage herd: RPCs per increment done",
+            [(name, h.calls / h.succeeded if h.succeeded else None) for name, h in herds],
+        )
+        curves(
+            3 * pad + 2 * panel_w,
+            y0,
+            "outage herd: RPCs/s from the outage's start",
+            # Immediate retry would flatten every other curve; it has its own bars.
+            [
+                (name, h.timeline)
+                for name, h in herds
+                if h.calls > h.clients and name != "immediate"
+            ],
+            herds[0][1].bucket,
+            None,
         )
     out.append("</svg>")
     return "\n".join(out) + "\n"
