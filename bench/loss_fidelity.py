@@ -30,9 +30,13 @@ import grpc
 from emulator.cluster import LocalCluster
 from protos import rpc_pb2, rpc_pb2_grpc
 
+# grpc shares one connection among channels with equal arguments unless each
+# channel keeps its own subchannel pool: one TCP connection per client.
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+
 
 async def workload(target: str, clients: int, seconds: float, arm: Any) -> dict[str, float]:
-    channels = [grpc.aio.insecure_channel(target) for _ in range(clients)]
+    channels = [grpc.aio.insecure_channel(target, options=OWN_CONNECTION) for _ in range(clients)]
     try:
         stubs = [rpc_pb2_grpc.KVStub(channel) for channel in channels]
         for stub in stubs:
@@ -64,6 +68,7 @@ async def workload(target: str, clients: int, seconds: float, arm: Any) -> dict[
         "p99": pct(0.99),
         "max": latencies[-1],
         "rate": len(latencies) / elapsed,
+        "slow": sum(latency > 0.1 for latency in latencies) / len(latencies),
         "calls": len(latencies),
     }
 
@@ -168,7 +173,8 @@ def show(name: str, loss: float, stats: dict[str, float]) -> None:
     print(
         f"{name:6} loss={loss:.2f} p50={stats['p50'] * 1000:7.1f}ms "
         f"p90={stats['p90'] * 1000:7.1f}ms p99={stats['p99'] * 1000:7.1f}ms "
-        f"max={stats['max'] * 1000:7.1f}ms rate={stats['rate']:7.1f}/s n={stats['calls']:.0f}",
+        f"max={stats['max'] * 1000:7.1f}ms >100ms={stats['slow']:6.1%} "
+        f"rate={stats['rate']:7.1f}/s n={stats['calls']:.0f}",
         flush=True,
     )
 

@@ -28,10 +28,14 @@ import grpc
 from emulator.cluster import LocalCluster, free_tcp_port
 from protos import rpc_pb2, rpc_pb2_grpc
 
+# grpc shares one connection among channels with equal arguments unless each
+# channel keeps its own subchannel pool: one TCP connection per client.
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+
 
 async def load(target: str, clients: int, op: str, seconds: float) -> float:
     """Calls per second of ``clients`` channels doing ``op`` back to back."""
-    channels = [grpc.aio.insecure_channel(target) for _ in range(clients)]
+    channels = [grpc.aio.insecure_channel(target, options=OWN_CONNECTION) for _ in range(clients)]
     try:
         stubs = [rpc_pb2_grpc.KVStub(channel) for channel in channels]
         for stub in stubs:

@@ -53,6 +53,7 @@ def fault_from_toxic(body: dict[str, Any], default_stream: str = DOWNSTREAM) -> 
     common = {"direction": body.get("stream", default_stream), "name": body.get("name") or ""}
     if body.get("toxicity", 1.0) != 1.0:
         raise ValueError("toxicity other than 1.0 is not supported")
+    common["dialer"] = attributes.pop("dialer", None)
     if kind == "latency":
         return Latency(
             attributes.pop("latency", 0) / 1000, jitter=attributes.pop("jitter", 0) / 1000, **common
@@ -74,6 +75,8 @@ def toxic_from_fault(fault: Fault) -> dict[str, Any]:
         attributes = {"latency": fault.latency * 1000, "jitter": fault.jitter * 1000}
     elif isinstance(fault, Bandwidth):
         attributes = {"rate": fault.rate}
+    if fault.dialer:
+        attributes["dialer"] = fault.dialer
     return {
         "name": fault.name,
         "type": fault.kind,

@@ -42,6 +42,23 @@ class MessageCursor:
         return started, self.at_boundary
 
 
+def exact_messages(data: bytes) -> bool:
+    """Is ``data`` exactly one or more whole messages (for a stream joined midway)?
+
+    A chunk from the middle of a message passes only if its first byte is 0 or 1
+    and the next four happen to equal the rest of its length: a proxy can live
+    with that chance.
+    """
+    pos, size = 0, len(data)
+    if not size:
+        return False
+    while pos < size:
+        if size - pos < _PREFIX or data[pos] > 1:
+            return False
+        pos += _PREFIX + int.from_bytes(data[pos + 1 : pos + _PREFIX], "big")
+    return pos == size
+
+
 def trailers_frame(
     stream_id: int, status: int, message: str, *, with_response_headers: bool
 ) -> Frame:

@@ -43,6 +43,7 @@ from proxy.faults.frames import Action
 from proxy.grpcwire import (
     GRPC_UNAVAILABLE,
     MessageCursor,
+    exact_messages,
     rst_stream,
     trailers_frame,
     window_update,
@@ -66,6 +67,8 @@ Address = tuple[str, int]
 
 # Upper bounds (seconds) of the added-delay histogram buckets.
 DELAY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# Bytes of a peer connection searched for its first request's headers.
+_SNIFF_LIMIT = 8192
 # Streams remembered per connection (paths, answered, killed): oldest forgotten first.
 _MAX_STREAMS = 4096
 
@@ -88,6 +91,8 @@ class Counters:
     delay_buckets: list[int] = field(default_factory=lambda: [0] * (len(DELAY_BUCKETS) + 1))
     delay_sum: float = 0.0
     delay_count: int = 0
+    # Peer links: connections attributed to each dialing member (X-Server-From).
+    dialers: dict[str, int] = field(default_factory=dict)
 
     def applied(self, fault: Fault, what: str) -> None:
         key = (fault.name, what)
@@ -110,6 +115,7 @@ class _Plan:
     frame_faults: tuple[FrameLoss, ...] = ()
     blackhole: Blackhole | None = None
     pause: bool = False
+    refusal: Fault | None = None  # Reject or Reset: no connection may live
 
     @property
     def idle(self) -> bool:
@@ -154,7 +160,11 @@ class ProxyLink:
         self.http2 = http2
         self.buffer_limit = buffer_limit
         self.counters = Counters()
-        self.plans: dict[str, _Plan] = {UPSTREAM: _Plan(), DOWNSTREAM: _Plan()}
+        # (direction, dialer or None) -> plan; see _replan.
+        self.plans: dict[tuple[str, str | None], _Plan] = {
+            (UPSTREAM, None): _Plan(),
+            (DOWNSTREAM, None): _Plan(),
+        }
         self.frame_aware = False
         self._faults: dict[str, Fault] = {}
         self._server: asyncio.Server | None = None
@@ -218,6 +228,8 @@ class ProxyLink:
         """Apply ``fault`` now; returns it (named ``kind_direction`` if unnamed)."""
         if isinstance(fault, FrameLoss) and not self.http2:
             raise ValueError(f"link {self.name} is raw TCP: frame faults need http2=True")
+        if fault.dialer is not None and self.http2:
+            raise ValueError(f"link {self.name} speaks HTTP/2: dialer filters need a raw link")
         if not fault.name:
             fault = _renamed(fault, f"{fault.kind}_{fault.direction}")
         if fault.name in self._faults:
@@ -260,26 +272,36 @@ class ProxyLink:
 
     def reset_connections(self, cause: Fault | None = None) -> None:
         for conn in list(self._connections):
+            if cause is not None and cause.dialer not in (None, conn.dialer):
+                continue
             conn.reset()
             self.counters.connections_reset += 1
             if cause is not None:
                 self.counters.applied(cause, "reset")
 
     def _replan(self) -> None:
-        for direction in (UPSTREAM, DOWNSTREAM):
-            active = [f for f in self._faults.values() if f.applies_to(direction)]
-            self.plans[direction] = _Plan(
-                shapers=tuple(f for f in active if isinstance(f, Shaper)),
-                frame_faults=tuple(f for f in active if isinstance(f, FrameLoss)),
-                blackhole=next((f for f in active if isinstance(f, Blackhole)), None),
-                pause=any(isinstance(f, Pause) for f in active),
-            )
+        # One plan per direction for connections of no particular dialer, and
+        # one per dialer some fault names (its faults plus the general ones).
+        faults = self._faults.values()
+        self.plans = {}
+        for dialer in {None, *(f.dialer for f in faults)}:
+            for direction in (UPSTREAM, DOWNSTREAM):
+                active = [
+                    f for f in faults if f.applies_to(direction) and f.dialer in (None, dialer)
+                ]
+                self.plans[direction, dialer] = _Plan(
+                    shapers=tuple(f for f in active if isinstance(f, Shaper)),
+                    frame_faults=tuple(f for f in active if isinstance(f, FrameLoss)),
+                    blackhole=next((f for f in active if isinstance(f, Blackhole)), None),
+                    pause=any(isinstance(f, Pause) for f in active),
+                    refusal=next((f for f in active if isinstance(f, Reject | Reset)), None),
+                )
         self.frame_aware = any(isinstance(f, FrameLoss) for f in self._faults.values())
         for conn in self._connections:
             conn.replan()
 
     def _refusal(self) -> Fault | None:
-        return next((f for f in self._faults.values() if isinstance(f, Reject | Reset)), None)
+        return self.plans[UPSTREAM, None].refusal
 
     def _rng(self, index: int, direction: str) -> random.Random:
         return random.Random(f"{self.seed}/{self.name}/{index}/{direction}")
@@ -347,6 +369,8 @@ class _Pipe:
         self.held_bytes = 0
         self.pending_inject: list[bytes] = []
         self.pause_reasons: set[str] = set()
+        self.stalled: list[bytes] = []
+        self.plan_key: tuple[str, str | None] = (direction, None)
         self.ctx = ShapeContext(now=0.0, rng=rng, time_scale=self.link.time_scale)
         self.messages: dict[int, MessageCursor | None] = {}
         # Streams up to this id were open before frame tracking began: their
@@ -358,11 +382,24 @@ class _Pipe:
     # -- reading -------------------------------------------------------------
 
     def on_data(self, data: bytes) -> None:
+        if self.pause_reasons and self.source is not None:
+            # Read although paused (uvloop starts reading after connection_made
+            # even if it paused): keep it for later and ask again.
+            self.stalled.append(data)
+            self.source.pause_reading()
+            return
         link = self.link
         link.counters.bytes[self.direction] += len(data)
-        plan = link.plans[self.direction]
+        if self.conn.sniff is not None and self.direction == UPSTREAM:
+            self.conn.sniff_dialer(data)
+            if self.conn.done:
+                return
+        plan = link.plans[self.plan_key]
         pieces: list[bytes]
         if self.reader is None:
+            if plan.idle and not self.queue and not self.held and self.dest is not None:
+                self.dest.write(data)
+                return
             pieces = [data]
         else:
             try:
@@ -515,8 +552,17 @@ class _Pipe:
             return
         self.pause_reasons.discard(reason)
         if not self.pause_reasons and self.source is not None:
-            with contextlib.suppress(RuntimeError):
-                self.source.resume_reading()
+            self._replay()
+            if not self.pause_reasons:
+                with contextlib.suppress(RuntimeError):
+                    self.source.resume_reading()
+
+    def _replay(self) -> None:
+        stalled, self.stalled = self.stalled, []
+        for data in stalled:
+            if self.closed:
+                return
+            self.on_data(data)
 
     def attach(self, source: asyncio.Transport, dest: asyncio.Transport) -> None:
         self.source, self.dest = source, dest
@@ -549,6 +595,9 @@ class _Connection:
         self.answered: dict[int, None] = {}
         self.killed: dict[int, None] = {}
         self.max_stream = 0
+        # Raw links read the dialing member from the first request's headers.
+        self.dialer: str | None = None
+        self.sniff: bytearray | None = None if link.http2 else bytearray()
         self.gone: set[asyncio.Transport] = set()
         self.done = False
         self.up.pause("connecting")
@@ -560,7 +609,7 @@ class _Connection:
         link = self.link
         delay = 0.0
         for pipe in (self.up, self.down):
-            for shaper in link.plans[pipe.direction].shapers:
+            for shaper in link.plans[pipe.plan_key].shapers:
                 if isinstance(shaper, Loss):
                     # SYN upstream, SYN-ACK downstream: either lost delays the connect.
                     delay += shaper.connect_delay(pipe.rng, link.time_scale)
@@ -589,7 +638,9 @@ class _Connection:
     def replan(self) -> None:
         link = self.link
         for pipe in (self.up, self.down):
-            plan = link.plans[pipe.direction]
+            key = self.dialer if (pipe.direction, self.dialer) in link.plans else None
+            pipe.plan_key = (pipe.direction, key)
+            plan = link.plans[pipe.plan_key]
             if plan.pause:
                 pipe.pause("fault")
             else:
@@ -602,6 +653,28 @@ class _Connection:
                     pipe.synced_after = self.max_stream
                     pipe.messages.clear()
                 pipe.reader.interest = wanted
+
+    def sniff_dialer(self, data: bytes) -> None:
+        """Look for X-Server-From in the first HTTP/1.1 request of a peer connection."""
+        assert self.sniff is not None
+        self.sniff += data[: _SNIFF_LIMIT - len(self.sniff)]
+        end = self.sniff.find(b"\r\n\r\n")
+        if end < 0 and len(self.sniff) < _SNIFF_LIMIT:
+            return
+        head, self.sniff = bytes(self.sniff[: max(end, 0)]), None
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"x-server-from":
+                self.dialer = value.strip().decode("ascii", "replace").lower()
+                counters = self.link.counters
+                counters.dialers[self.dialer] = counters.dialers.get(self.dialer, 0) + 1
+                self.replan()
+                refusal = self.link.plans[self.up.plan_key].refusal
+                if refusal is not None:
+                    counters.applied(refusal, "reset")
+                    counters.connections_reset += 1
+                    self.reset()
+                return
 
     # -- HTTP/2 --------------------------------------------------------------
 
@@ -672,10 +745,17 @@ class _Connection:
         if cursor is None and stream_id not in pipe.messages:
             cursor = MessageCursor() if stream_id > pipe.synced_after else None
             _remember(pipe.messages, stream_id, cursor)
-        whole = False
+        data = frame.data_without_padding()
         if cursor is not None:
-            started, ended = cursor.feed(frame.data_without_padding())
-            whole = started and ended and length > 0 and not frame.flags & FLAG_END_STREAM
+            started, ended = cursor.feed(data)
+        elif exact_messages(data):
+            # A stream older than frame tracking: a frame that is exactly whole
+            # messages (a keepalive, a watch request) puts us on its boundaries.
+            started = ended = True
+            pipe.messages[stream_id] = MessageCursor()
+        else:
+            started = ended = False
+        whole = started and ended and length > 0 and not frame.flags & FLAG_END_STREAM
         path = self.paths.get(stream_id)
         for fault in faults:
             action = fault.on_data(path, whole, pipe.rng)

@@ -134,3 +134,58 @@ async def test_same_seed_same_decisions(member: tuple[str, int]) -> None:
     assert 0 < sum(first) < len(first)
     assert await outcomes(member, seed=7) == first
     assert await outcomes(member, seed=8) != first
+
+
+async def test_losing_every_ping_lets_keepalive_kill_an_idle_watch(link: ProxyLink) -> None:
+    keepalive, timeout = 1.0, 0.5
+    options = [
+        ("grpc.keepalive_time_ms", int(keepalive * 1000)),
+        ("grpc.keepalive_timeout_ms", int(timeout * 1000)),
+        ("grpc.http2.ping_timeout_ms", int(timeout * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    async with grpc.aio.insecure_channel(target(link), options=options) as channel:
+        watch = rpc_pb2_grpc.WatchStub(channel).Watch()
+        create = rpc_pb2.WatchCreateRequest(key=b"proxy/watched")
+        await watch.write(rpc_pb2.WatchRequest(create_request=create))
+        created = await watch.read()
+        assert isinstance(created, rpc_pb2.WatchResponse) and created.created
+        link.add(FrameLoss(1.0, pings=True))
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await watch.read()
+        elapsed = time.monotonic() - started
+    assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert elapsed <= 2 * keepalive + timeout + 1.0
+    assert link.counters.faults_applied[("frames_both", "ping_dropped")] >= 1
+
+
+async def test_dropped_messages_keep_the_stream_and_connection_alive(link: ProxyLink) -> None:
+    async with grpc.aio.insecure_channel(target(link)) as channel:
+        lease = rpc_pb2_grpc.LeaseStub(channel)
+        kv = rpc_pb2_grpc.KVStub(channel)
+        granted = await lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60))
+        stream = lease.LeaseKeepAlive()
+        ping = rpc_pb2.LeaseKeepAliveRequest(ID=granted.ID)
+        await stream.write(ping)
+        first = await stream.read()
+        assert isinstance(first, rpc_pb2.LeaseKeepAliveResponse) and first.TTL > 0
+        fault = link.add(
+            FrameLoss(1.0, pings=False, messages=True, method="etcdserverpb.Lease/LeaseKeepAlive")
+        )
+        for _ in range(3):
+            await stream.write(ping)
+        # (Not wait_for: a cancelled read cancels the whole call in grpc.aio.)
+        pending = asyncio.ensure_future(stream.read())
+        done, _ = await asyncio.wait({pending}, timeout=0.5)
+        assert not done, "a dropped keepalive was answered"
+        # Other calls on the same connection are untouched.
+        await kv.Put(rpc_pb2.PutRequest(key=b"proxy/k", value=b"v" * 70000), timeout=10)
+        link.remove(fault)
+        # The stream itself survived: the next keepalive is answered.
+        await stream.write(ping)
+        again = await asyncio.wait_for(pending, 10)
+        assert isinstance(again, rpc_pb2.LeaseKeepAliveResponse) and again.TTL > 0
+        stream.cancel()
+    assert link.counters.faults_applied[("frames_both", "message_dropped")] == 3

@@ -23,26 +23,27 @@ def test_no_loss_means_no_delay() -> None:
     assert plain(Loss(0.0).shape([Piece(5000, 1.0)], ctx())) == [(5000, 1.0)]
 
 
-def test_lost_segments_wait_a_doubling_rto() -> None:
+def test_lost_segments_wait_for_probe_then_doubling_rto() -> None:
     loss = Loss(0.5)
     rng = random.Random(7)
-    delays = [loss.retransmission_delay(rng, 0.2, 1.0) for _ in range(20000)]
-    # 200 ms, then 200+400, then 200+400+800 ms: the RTO-shaped steps.
-    assert set(delays) <= {0.0, 0.2, 0.6000000000000001, 1.4000000000000001} | {
-        d for d in delays if d > 1.4
-    }
+    delays = [round(loss.timer_delay(rng, 1.0), 6) for _ in range(20000)]
+    # Tail loss probe at 200 ms, then RTO 200 ms, 400 ms, 800 ms...: 0.2, 0.4, 0.8, 1.6.
+    assert {d for d in delays if d < 60} <= {0.0, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2}
     share_lost = sum(d > 0 for d in delays) / len(delays)
     assert 0.48 < share_lost < 0.52
-    share_twice = sum(d > 0.5 for d in delays) / len(delays)
+    share_twice = sum(d > 0.3 for d in delays) / len(delays)
     assert 0.23 < share_twice < 0.27
+    no_probe = Loss(0.5, tail_loss_probe=False)
+    assert no_probe.backoff(3, 0.2, 1.0) == pytest.approx(1.4)
+    assert loss.backoff(3, 0.2, 1.0, probe=True) == pytest.approx(0.8)
 
 
 def test_time_scale_shrinks_every_delay() -> None:
     loss = Loss(0.5)
     rng = random.Random(3)
-    full = [loss.retransmission_delay(rng, 0.2, 1.0) for _ in range(50)]
+    full = [loss.timer_delay(rng, 1.0) for _ in range(50)]
     rng = random.Random(3)
-    scaled = [loss.retransmission_delay(rng, 0.2, 0.1) for _ in range(50)]
+    scaled = [loss.timer_delay(rng, 0.1) for _ in range(50)]
     assert scaled == pytest.approx([d * 0.1 for d in full])
 
 

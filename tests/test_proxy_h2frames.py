@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.grpcwire import MessageCursor, trailers_frame
+from proxy.grpcwire import MessageCursor, exact_messages, trailers_frame
 from proxy.h2frames import (
     ALL_TYPES,
     FLAG_END_HEADERS,
@@ -210,6 +210,15 @@ def test_message_cursor_finds_boundaries() -> None:
     assert cursor.feed(message[:2]) == (True, False)
     assert cursor.feed(message[2:6]) == (False, False)
     assert cursor.feed(message[6:]) == (False, True)
+
+
+def test_exact_messages() -> None:
+    message = b"\x00\x00\x00\x00\x03abc"
+    assert exact_messages(message)
+    assert exact_messages(message + b"\x01\x00\x00\x00\x00")
+    assert not exact_messages(message[:-1])
+    assert not exact_messages(b"\x07" + message[1:])
+    assert not exact_messages(b"")
 
 
 @settings(max_examples=300, deadline=None)

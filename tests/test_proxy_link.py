@@ -7,13 +7,35 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+import uvloop
 
-from proxy.faults import DOWNSTREAM, UPSTREAM, Blackhole, Latency, Pause, Reject, Reset
+from proxy.faults import (
+    DOWNSTREAM,
+    UPSTREAM,
+    Bandwidth,
+    Blackhole,
+    Latency,
+    Loss,
+    Pause,
+    Reject,
+    Reset,
+)
 from proxy.h2frames import PREFACE
 from proxy.link import ProxyLink
 from tests.waiting import eventually
 
 Address = tuple[str, int]
+
+pytestmark = pytest.mark.filterwarnings("ignore:Overriding the .event_loop_policy. fixture")
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    """Every test here runs on both loops: the CLI uses uvloop, tests default to asyncio."""
+    policy: asyncio.AbstractEventLoopPolicy = (
+        uvloop.EventLoopPolicy() if request.param == "uvloop" else asyncio.DefaultEventLoopPolicy()
+    )
+    return policy
 
 
 @pytest.fixture
@@ -142,3 +164,59 @@ async def test_names_are_unique_and_removable(echo: Address) -> None:
         link.remove("latency_both")
         with pytest.raises(KeyError):
             link.remove(fault)
+
+
+async def test_loss_delays_but_never_loses_or_reorders(echo: Address) -> None:
+    async with ProxyLink("raw", echo, http2=False, seed=2, time_scale=0.05) as link:
+        link.add(Loss(0.3, mss=100))
+        reader, writer = await asyncio.open_connection(*link.address)
+        payload = bytes(range(256)) * 400
+        for offset in range(0, len(payload), 1000):
+            writer.write(payload[offset : offset + 1000])
+        assert await asyncio.wait_for(reader.readexactly(len(payload)), 30) == payload
+        writer.close()
+    assert link.counters.delay_count > 0
+
+
+async def test_slow_reader_makes_the_proxy_push_back() -> None:
+    written = 0
+    stop = asyncio.Event()
+
+    async def firehose(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal written
+        chunk = b"x" * 65536
+        try:
+            while not stop.is_set():
+                writer.write(chunk)
+                await writer.drain()
+                written += len(chunk)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(firehose, "127.0.0.1", 0)
+    async with server, ProxyLink("raw", server.sockets[0].getsockname()[:2], http2=False) as link:
+        link.add(Latency(0.001))  # route every byte through the delay queue
+        _reader, writer = await asyncio.open_connection(*link.address)
+        # The client reads nothing: the server must end up blocked, having
+        # written no more than the socket buffers and the link's bounded queue.
+        await eventually(lambda: written > 0, 5, "server started writing")
+        previous = -1
+        while previous != written:
+            previous = written
+            await asyncio.sleep(0.3)
+        assert written < 64 * 1024 * 1024
+        (conn,) = link._connections
+        assert conn.down.queued_bytes <= link.buffer_limit + 65536 * 4
+        stop.set()
+        writer.close()
+
+
+async def test_bandwidth_limits_the_rate(echo: Address) -> None:
+    async with ProxyLink("raw", echo, http2=False, time_scale=0.5) as link:
+        link.add(Bandwidth(40, direction=UPSTREAM))  # 40 KB/s, scaled: 20 KB takes 0.25 s
+        started = time.monotonic()
+        assert await roundtrip(link.address, b"z" * 20480) == b"z" * 20480
+        # uvloop's clock and timers have millisecond resolution.
+        assert time.monotonic() - started >= 0.25 - 0.002

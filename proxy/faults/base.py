@@ -54,10 +54,15 @@ class Fault:
     kind: ClassVar[str] = ""
     direction: str = BOTH
     name: str = ""
+    # Raw (peer) links only: apply to connections dialed by this etcd member,
+    # named by the hex member ID its rafthttp requests carry in X-Server-From.
+    dialer: str | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
+        if self.dialer is not None and not _is_member_id(self.dialer):
+            raise ValueError("dialer must be an etcd member ID in hex, like 8e9e05c52164694d")
 
     def applies_to(self, direction: str) -> bool:
         return self.direction in (BOTH, direction)
@@ -67,7 +72,7 @@ class Fault:
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in ("direction", "name")
+            if f.name not in ("direction", "name") and (f.name != "dialer" or self.dialer)
         }
 
     @classmethod
@@ -77,6 +82,13 @@ class Fault:
         if unknown:
             raise ValueError(f"unknown attribute(s) for {cls.kind}: {', '.join(sorted(unknown))}")
         return cls(**attributes, **common)
+
+
+def _is_member_id(text: str) -> bool:
+    try:
+        return 0 < int(text, 16) < 2**64 and text == text.lower().lstrip("0")
+    except ValueError:
+        return False
 
 
 @dataclass

@@ -2,9 +2,12 @@
 
 What Linux does with a lost segment, reduced to its timing:
 
-- If nothing else is sent behind it, only the retransmission timer recovers
-  it: at least 200 ms (``min_rto``) plus the round trip, doubling each time
-  the retransmission is lost again (a lost SYN: 1 s, then 2 s more, ...).
+- If nothing else is sent behind it, timers recover it: the tail loss probe
+  (with one segment in flight: 2 round trips plus 200 ms, ``min_rto``) sends
+  it again; if that is lost, the retransmission timeout (``min_rto`` plus the
+  round trip) fires, doubling each time the retransmission is lost again. The
+  k-th loss in a row thus costs ``min_rto`` x 1, 1, 2, 4, ... (a lost SYN has
+  no probe: 1 s, then 2 s more, ...).
 - If another segment follows (in the same write, or a later one before the
   timer fires), the receiver's SACK of it reveals the hole and the sender
   retransmits after about a round trip (``recovery``: RACK's reorder window
@@ -41,7 +44,8 @@ class Loss(Shaper):
     min_rto: float = 0.2
     syn_rto: float = 1.0
     max_rto: float = 120.0
-    recovery: float = 0.004
+    recovery: float = 0.004  # one jiffy at HZ=250: RACK reorder timer granularity
+    tail_loss_probe: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -62,22 +66,26 @@ class Loss(Shaper):
             count += 1
         return count
 
-    def backoff(self, timeouts: int, first_rto: float, time_scale: float) -> float:
-        """Time spent in ``timeouts`` successive retransmission timeouts, doubling."""
+    def backoff(
+        self, timeouts: int, first_rto: float, time_scale: float, *, probe: bool = False
+    ) -> float:
+        """Time spent in ``timeouts`` successive timeouts, doubling after the first
+        (after the second when a tail loss probe comes first at the same delay)."""
         total, rto = 0.0, first_rto
-        for _ in range(timeouts):
+        for index in range(timeouts):
             total += rto
-            rto = min(rto * 2, self.max_rto)
+            if not (probe and index == 0):
+                rto = min(rto * 2, self.max_rto)
         return total * time_scale
 
-    def retransmission_delay(
-        self, rng: random.Random, first_rto: float, time_scale: float
-    ) -> float:
-        """Extra delivery time of a segment that only the timer can recover."""
-        return self.backoff(self.losses(rng), first_rto, time_scale)
+    def timer_delay(self, rng: random.Random, time_scale: float) -> float:
+        """Extra delivery time of a lone segment, which only the timers recover."""
+        first_rto = self.min_rto + self.rtt
+        return self.backoff(self.losses(rng), first_rto, time_scale, probe=self.tail_loss_probe)
 
     def connect_delay(self, rng: random.Random, time_scale: float) -> float:
-        return self.retransmission_delay(rng, self.syn_rto, time_scale)
+        """Extra connect time: SYN retransmissions have no probe and start at ``syn_rto``."""
+        return self.backoff(self.losses(rng), self.syn_rto, time_scale)
 
     def fast_release(self, lost: Recovery, now: float, time_scale: float) -> float:
         """When a segment lost at ``lost.sent_at`` arrives if a later one is sent at ``now``."""
@@ -109,7 +117,9 @@ class Loss(Shaper):
                     fast = Recovery(self, at, lost)
                     out.append(Piece(segment, self.fast_release(fast, at, ctx.time_scale)))
                 else:
-                    timer = at + self.backoff(lost, first_rto, ctx.time_scale)
+                    timer = at + self.backoff(
+                        lost, first_rto, ctx.time_scale, probe=self.tail_loss_probe
+                    )
                     out.append(Piece(segment, timer, Recovery(self, at, lost)))
             if clean:
                 out.append(Piece(clean, at, piece.recovery))

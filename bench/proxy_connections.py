@@ -1,0 +1,143 @@
+"""Many concurrent HTTP/2 connections through one proxy process: memory and lag.
+
+Opens N raw connections through ``etcdlab proxy`` to a real etcd member, each
+doing the HTTP/2 handshake (preface + SETTINGS, etcd's SETTINGS back), keeps
+them open while a gRPC client measures Range latency through the same proxy,
+then closes them all. Reports the proxy's RSS before, while open and after,
+and the active connection count the proxy reports when everything is closed.
+
+    .venv/bin/python -m bench.proxy_connections --connections 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+
+from emulator.cluster import LocalCluster
+from protos import rpc_pb2, rpc_pb2_grpc
+from proxy.h2frames import PREFACE
+
+SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def active_connections(control: str) -> float:
+    with urllib.request.urlopen(f"http://{control}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("etcdlab_proxy_connections_active{"):
+                return float(line.rsplit(" ", 1)[1])
+    raise RuntimeError("no connections_active metric")
+
+
+async def handshake(host: str, port: int) -> asyncio.StreamWriter:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(PREFACE + SETTINGS)
+    header = await asyncio.wait_for(reader.readexactly(9), 30)
+    if header[3] != 0x4:
+        raise RuntimeError(f"expected SETTINGS first, got frame type {header[3]}")
+    return writer
+
+
+async def range_latencies(target: str, calls: int) -> list[float]:
+    async with grpc.aio.insecure_channel(target) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        await kv.Put(rpc_pb2.PutRequest(key=b"conns", value=b"v"))
+        latencies = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            await kv.Range(rpc_pb2.RangeRequest(key=b"conns"))
+            latencies.append(time.perf_counter() - started)
+        return latencies
+
+
+async def run(listen: str, count: int) -> tuple[list[float], list[float], float]:
+    host, port = listen.rsplit(":", 1)
+    idle = await range_latencies(listen, 200)
+    writers = []
+    for start in range(0, count, 100):
+        batch = [handshake(host, int(port)) for _ in range(min(100, count - start))]
+        writers += await asyncio.gather(*batch)
+    loaded = await range_latencies(listen, 200)
+    opened_at = time.perf_counter()
+    for writer in writers:
+        writer.close()
+    return idle, loaded, opened_at
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--cycles", type=int, default=3, help="open/close rounds")
+    args = parser.parse_args()
+    with LocalCluster(1) as cluster:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "emulator",
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                cluster.endpoints[0],
+                "--control",
+                "127.0.0.1:0",
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert process.stdout is not None
+            ready = json.loads(process.stdout.readline())
+            before = rss_mib(process.pid)
+            peak_holder: list[float] = []
+
+            async def measured() -> tuple[list[float], list[float], float]:
+                result = await run(ready["listen"], args.connections)
+                peak_holder.append(rss_mib(process.pid))
+                return result
+
+            after: list[float] = []
+            for _ in range(args.cycles):
+                idle, loaded, _ = asyncio.run(measured())
+                deadline = time.monotonic() + 30
+                while active_connections(ready["control"]) > 0 and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                left = active_connections(ready["control"])
+                after.append(rss_mib(process.pid))
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    print(
+        f"connections={args.connections} rss_before={before:.1f}MiB "
+        f"rss_open_per_cycle={[round(r, 1) for r in peak_holder]}MiB "
+        f"rss_after_close_per_cycle={[round(r, 1) for r in after]}MiB "
+        f"active_after_close={left:.0f}"
+    )
+    for name, values in (("idle", idle), (f"with {args.connections} open", loaded)):
+        values.sort()
+        print(
+            f"Range through proxy {name}: p50={statistics.median(values) * 1000:.2f}ms "
+            f"p99={values[int(0.99 * len(values))] * 1000:.2f}ms max={values[-1] * 1000:.2f}ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
