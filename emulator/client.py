@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import logging
 import weakref
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -145,7 +146,10 @@ class ClientStats:
     retries: collections.Counter[str] = field(default_factory=collections.Counter)
     """Retries, by reason (``dial``, ``unavailable``, ``keepalive``, ``exhausted``)."""
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
-    """Errors raised to callers, by class name."""
+    """Failed calls, by error class (a hedged read whose primary failed while
+    the hedge answered counts too)."""
+    hedges: int = 0
+    """Hedged reads sent (second attempts on another endpoint)."""
 
 
 class _DialError(Exception):
@@ -183,11 +187,14 @@ class EtcdClient:
         self.config = config or ClientConfig()
         self.clock: Clock = clock or MonotonicClock()
         self.name = name
+        # Clients with the same config but different names must not jitter in
+        # lockstep, or their retries arrive together anyway.
+        seed = self.config.seed ^ zlib.crc32(name.encode())
         self.retry: RetryPolicy = retry or ExponentialFullJitter(
             self.config.retry_backoff_base,
             self.config.retry_backoff_cap,
             max_attempts=self.config.retry_max_attempts,
-            seed=self.config.seed,
+            seed=seed,
         )
         self.stats = ClientStats()
         self._endpoints = [_Endpoint(address) for address in endpoints]
@@ -198,7 +205,7 @@ class EtcdClient:
             self.config.retry_backoff_base,
             self.config.retry_backoff_cap,
             max_attempts=2**31,
-            seed=self.config.seed + 1,
+            seed=seed + 1,
         )
         self._keeper: LeaseKeeper | None = None
         self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
@@ -283,9 +290,17 @@ class EtcdClient:
         keys_only: bool = False,
         count_only: bool = False,
         timeout: float | None = None,
+        hedge_after: float | None = None,
     ) -> rpc_pb2.RangeResponse:
-        """Range read; retried on unavailability. Raises ContextError,
-        ClusterUnavailableError, ResponseError (e.g. compacted revision)."""
+        """Range read; retried on unavailability.
+
+        With ``hedge_after``, a read still unanswered after that many seconds is
+        sent once more to another endpoint that has not failed; the first answer
+        wins and the other attempt is cancelled (counted in ``stats.hedges``).
+        Raises ContextError, ClusterUnavailableError, ResponseError (e.g.
+        compacted revision)."""
+        if hedge_after is not None and not hedge_after >= 0:
+            raise ValueError("hedge_after must be a non-negative number of seconds")
         request = rpc_pb2.RangeRequest(
             key=key,
             range_end=range_end,
@@ -299,7 +314,9 @@ class EtcdClient:
         async def invoke(channel: grpc.aio.Channel, left: float | None) -> rpc_pb2.RangeResponse:
             return await rpc_pb2_grpc.KVStub(channel).Range(request, timeout=left)
 
-        return await self._call("range", invoke, safe=True, timeout=timeout)
+        if hedge_after is None:
+            return await self._call("range", invoke, safe=True, timeout=timeout)
+        return await self._hedged("range", invoke, timeout=timeout, hedge_after=hedge_after)
 
     async def put(
         self,
@@ -386,15 +403,11 @@ class EtcdClient:
 
         if endpoint is None:
             return await self._call("status", invoke, safe=True, timeout=timeout)
-        target = self._endpoint(endpoint)
-        left = timeout if timeout is not None else self.config.request_timeout
+        self.stats.calls["status"] += 1
         try:
-            channel = await self._dial(target, left)
-            return await invoke(channel, left)
-        except _DialError as error:
-            raise ClusterUnavailableError(str(error), endpoint=endpoint, attempts=1) from None
-        except grpc.aio.AioRpcError as error:
-            raise from_rpc_error(error, endpoint) from None
+            return await self._attempt_on(self._endpoint(endpoint), invoke, timeout)
+        except EtcdError as error:
+            raise self._raise(error) from None
 
     # -- leases --------------------------------------------------------------
 
@@ -569,10 +582,22 @@ class EtcdClient:
                 self._failed(endpoint, error)
             reason = retry_reason(error.code, error.details, sent=sent, safe=safe)
             if reason is None:
+                if isinstance(error, ClusterUnavailableError):
+                    raise self._raise(
+                        ClusterUnavailableError(
+                            f"{method}: not retried, the write may have been applied: {error}",
+                            code=error.code,
+                            details=error.details,
+                            endpoint=endpoint.address,
+                            attempts=attempt,
+                        )
+                    )
                 raise self._raise(error)
             self.retry.record_result(False)
             wait = self.retry.delay(attempt, previous)
             if wait is None:
+                if not isinstance(error, ClusterUnavailableError):
+                    raise self._raise(error)
                 raise self._raise(
                     ClusterUnavailableError(
                         f"{method}: gave up after {attempt} attempts; last: {error}",
@@ -593,6 +618,65 @@ class EtcdClient:
             self.stats.retries[reason] += 1
             previous = wait
             await self.clock.sleep(wait)
+
+    async def _attempt_on(self, endpoint: _Endpoint, invoke: Invoke[T], timeout: float | None) -> T:
+        """One attempt on a chosen endpoint: no failover, no retry, errors not counted."""
+        self.stats.attempts += 1
+        left = timeout if timeout is not None else self.config.request_timeout
+        try:
+            channel = await self._dial(endpoint, left)
+            result = await invoke(channel, left)
+        except _DialError as dial_error:
+            failure: EtcdError = ClusterUnavailableError(
+                str(dial_error), endpoint=endpoint.address, attempts=1
+            )
+        except grpc.aio.AioRpcError as rpc_error:
+            failure = from_rpc_error(rpc_error, endpoint.address)
+        else:
+            self._succeeded(endpoint)
+            return result
+        if isinstance(failure, ClusterUnavailableError):
+            self._failed(endpoint, failure)
+        raise failure
+
+    async def _hedged(
+        self, method: str, invoke: Invoke[T], *, timeout: float | None, hedge_after: float
+    ) -> T:
+        if timeout is None:
+            timeout = self.config.request_timeout
+        deadline = None if timeout is None else self.clock.now() + timeout
+        primary = asyncio.create_task(self._call(method, invoke, safe=True, timeout=timeout))
+        pending: set[asyncio.Task[T]] = {primary}
+        try:
+            await asyncio.wait(pending, timeout=hedge_after)
+            alternative = self._alternative()
+            if not primary.done() and alternative is not None:
+                self.stats.hedges += 1
+                left = None if deadline is None else max(0.0, deadline - self.clock.now())
+                pending.add(asyncio.create_task(self._attempt_on(alternative, invoke, left)))
+            first_error: BaseException | None = None
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    error = task.exception()
+                    if error is None:
+                        return task.result()
+                    if task is primary or first_error is None:
+                        first_error = error
+            assert first_error is not None
+            raise first_error
+        finally:
+            for task in pending:
+                task.cancel()
+
+    def _alternative(self) -> _Endpoint | None:
+        """The next endpoint after the current one that has not failed."""
+        count = len(self._endpoints)
+        for step in range(1, count):
+            endpoint = self._endpoints[(self._current + step) % count]
+            if not endpoint.status.failing:
+                return endpoint
+        return None
 
     def _raise(self, error: EtcdError) -> EtcdError:
         self.stats.errors[type(error).__name__] += 1

@@ -73,7 +73,8 @@ class ClientConfig:
     """Key the health checker reads (the apiserver reads ``<prefix>/health``)."""
 
     seed: int = 0
-    """Seed of the default retry policy's jitter."""
+    """Seed of the default retry policy's jitter (mixed with the client's name,
+    so differently named clients jitter differently but repeatably)."""
 
     def __post_init__(self) -> None:
         for name in _DURATIONS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 
 import grpc
@@ -79,6 +80,25 @@ async def test_idle_connection_to_paused_member_is_dropped_by_keepalive(
         cluster.resume(0)
 
 
+async def test_hedged_read_answers_while_member_in_use_hangs(cluster: LocalCluster) -> None:
+    # Pause a follower: a paused leader would stall every read for an election.
+    follower = (cluster.wait_leader() + 1) % 3
+    endpoints = cluster.endpoints[follower:] + cluster.endpoints[:follower]
+    async with EtcdClient(endpoints, CONFIG) as client:
+        await client.put(b"/failover/hedge", b"1")
+        got = await client.get(b"/failover/hedge", hedge_after=1.0)
+        assert got.kvs[0].value == b"1" and client.stats.hedges == 0
+        cluster.pause(follower)
+        started = time.monotonic()
+        got = await client.get(b"/failover/hedge", hedge_after=0.05)
+        # Keepalive cannot end the stuck attempt sooner than keepalive_timeout.
+        assert time.monotonic() - started < CONFIG.keepalive_timeout
+        assert got.kvs[0].value == b"1" and client.stats.hedges == 1
+        # The hedge does not move the sticky client: only failures do.
+        assert client.current_endpoint == endpoints[0]
+        cluster.resume(follower)
+
+
 async def test_unsafe_write_is_not_retried_after_keepalive_failure(
     cluster: LocalCluster,
 ) -> None:
@@ -87,7 +107,8 @@ async def test_unsafe_write_is_not_retried_after_keepalive_failure(
         cluster.pause(0)
         with pytest.raises(ClusterUnavailableError) as error:
             await client.put(b"/failover/write", b"2")
-        assert error.value.endpoint == cluster.endpoints[0]
+        assert error.value.endpoint == cluster.endpoints[0] and error.value.attempts == 1
+        assert "may have been applied" in str(error.value)
         assert client.stats.attempts == 2 and not client.stats.retries
         cluster.resume(0)
         # The failure moved the client off the member: sticky on the new one.
@@ -239,3 +260,26 @@ async def test_failed_member_is_probed_in_background_and_readmitted(
         )
         # Sticky: readmission does not move the client back.
         assert client.current_endpoint != cluster.endpoints[0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("ETCDLAB_SLOW"), reason="set ETCDLAB_SLOW=1 (real timings)")
+async def test_failover_on_pause_at_the_seeds_real_timings() -> None:
+    real = ClientConfig()
+    async with (
+        LocalCluster(3) as local,
+        EtcdClient(local.endpoints, real) as client,
+    ):
+        await client.put(b"/failover/real", b"1")
+        local.pause(0)
+        started = time.monotonic()
+        await client.get(b"/failover/real")
+        elapsed = time.monotonic() - started
+        # The seed's keepalive 30 s + 10 s bounds detection of a silent member.
+        assert (
+            real.keepalive_timeout - 0.5
+            <= elapsed
+            < real.keepalive_time + real.keepalive_timeout + 5
+        )
+        assert client.stats.retries["keepalive"] == 1
+        local.resume(0)
