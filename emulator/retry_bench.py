@@ -902,7 +902,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "many clients; reads and compare-guarded writes) for --duration: the fault "
             "starts after a third of it and lasts a third (outages: 2 s). Prints a "
             "table and writes bench.json and bench.svg to --out. "
-            f"Strategies: {strategies}. Faults: {faults}."
+            f"Strategies: {strategies}. Faults: {faults}. When the outage starts, every "
+            "client also begins one increment of a shared counter (read, then a "
+            "compare-guarded write, retried until the deadline): the 'herd', AWS's "
+            "backoff-and-jitter experiment."
+        ),
+        epilog=(
+            "Columns: goodput (ok ops/s), ok%, p50/p99 of successful ops, amp (RPCs per "
+            "success), recov (s after the fault until 2 s x scale pass without a failure), "
+            "rpc x (RPCs per arriving op during the fault over before), disp (variance/mean "
+            "of RPCs per 50 ms x scale: 1 = independent, more = bunched), storm (rpc x "
+            "> 1.2). Example: etcdlab bench retries --faults outage --strategies "
+            "exponential,full-jitter --duration 20"
         ),
     )
     retries.add_argument(
