@@ -47,7 +47,7 @@ from emulator.retry import (
     ThrottledRetry,
 )
 from protos import rpc_pb2
-from proxy.faults import Bandwidth, Blackhole, Latency, Loss, Reset
+from proxy.faults import Bandwidth, Blackhole, Fault, Latency, Loss, Reset
 
 # Retry timings in real seconds (multiplied by the time scale), AWS-blog shaped.
 MAX_ATTEMPTS = 6
@@ -270,7 +270,7 @@ class _Fault:
         self.proxy = proxy
         self.cfg = cfg
         self.killed: int | None = None
-        self.applied: list[tuple[int, Any]] = []
+        self.applied: list[tuple[int, Fault]] = []
         self.down_bytes_at_start = 0
 
     def mark_run_start(self) -> None:
@@ -292,9 +292,9 @@ class _Fault:
             self.applied = self.proxy.add(None, Blackhole())
         else:
             connections = max(1, sum(link.connections for link in self.proxy.links))
-            per_connection = (self._downstream_bytes() - self.down_bytes_at_start) / elapsed
+            bytes_per_s = (self._downstream_bytes() - self.down_bytes_at_start) / elapsed
             # Link bandwidth is scaled by time_scale like every duration, so undo it.
-            rate_kb = 1.5 * per_connection / connections / 1024 * self.cfg.time_scale
+            rate_kb = 1.5 * bytes_per_s / connections / 1024 * self.cfg.time_scale
             self.applied = self.proxy.add(None, Latency(0.4, 0.3))
             self.applied += self.proxy.add(None, Bandwidth(max(rate_kb, 0.1)))
 
