@@ -1,9 +1,10 @@
 """Throughput through the proxy against direct and socat, in the same run.
 
 Starts one real etcd member, the proxy (``etcdlab proxy``, a separate process,
-faults off, HTTP/2 parsing on) and ``socat`` (fork, nodelay) when installed,
-then drives back-to-back linearizable Range or Put from C clients, one gRPC
-channel (one TCP connection) each. Modes are interleaved round by round so
+faults off, HTTP/2 parsing on), the proxy as a raw TCP pump (``--raw``) and
+``socat`` (fork, nodelay) when installed, then drives back-to-back
+linearizable Range or Put from C clients, one gRPC channel (one TCP
+connection) each. Modes are interleaved round by round so
 machine noise hits them alike; the median of the rounds is reported, with
 each path's ratio to direct.
 
@@ -61,7 +62,7 @@ async def load(target: str, clients: int, op: str, seconds: float) -> float:
 
 
 @contextmanager
-def proxy_process(upstream: str) -> Iterator[str]:
+def proxy_process(upstream: str, *extra: str) -> Iterator[str]:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -74,6 +75,7 @@ def proxy_process(upstream: str) -> Iterator[str]:
             upstream,
             "--log-level",
             "WARNING",
+            *extra,
         ],
         stdout=subprocess.PIPE,
     )
@@ -115,8 +117,13 @@ def main() -> None:
     args = parser.parse_args()
     with LocalCluster(1) as cluster:
         direct = cluster.endpoints[0]
-        with proxy_process(direct) as proxied, socat_process(direct) as socat:
-            targets = {"direct": direct, "proxy": proxied}
+        with (
+            proxy_process(direct) as proxied,
+            proxy_process(direct, "--raw") as raw,
+            socat_process(direct) as socat,
+        ):
+            # proxy-raw: the same pump without HTTP/2 tracking, to show its cost.
+            targets = {"direct": direct, "proxy": proxied, "proxy-raw": raw}
             if socat is not None:
                 targets["socat"] = socat
             for op in args.ops:

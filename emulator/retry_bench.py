@@ -47,7 +47,7 @@ from emulator.retry import (
     ThrottledRetry,
 )
 from protos import rpc_pb2
-from proxy.faults import Bandwidth, Blackhole, Latency, Loss, Reset
+from proxy.faults import Bandwidth, Blackhole, Fault, Latency, Loss, Reset
 
 # Retry timings in real seconds (multiplied by the time scale), AWS-blog shaped.
 MAX_ATTEMPTS = 6
@@ -270,7 +270,7 @@ class _Fault:
         self.proxy = proxy
         self.cfg = cfg
         self.killed: int | None = None
-        self.applied: list[tuple[int, Any]] = []
+        self.applied: list[tuple[int, Fault]] = []
         self.down_bytes_at_start = 0
 
     def mark_run_start(self) -> None:
@@ -292,9 +292,9 @@ class _Fault:
             self.applied = self.proxy.add(None, Blackhole())
         else:
             connections = max(1, sum(link.connections for link in self.proxy.links))
-            per_connection = (self._downstream_bytes() - self.down_bytes_at_start) / elapsed
+            bytes_per_s = (self._downstream_bytes() - self.down_bytes_at_start) / elapsed
             # Link bandwidth is scaled by time_scale like every duration, so undo it.
-            rate_kb = 1.5 * per_connection / connections / 1024 * self.cfg.time_scale
+            rate_kb = 1.5 * bytes_per_s / connections / 1024 * self.cfg.time_scale
             self.applied = self.proxy.add(None, Latency(0.4, 0.3))
             self.applied += self.proxy.add(None, Bandwidth(max(rate_kb, 0.1)))
 
@@ -902,7 +902,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "many clients; reads and compare-guarded writes) for --duration: the fault "
             "starts after a third of it and lasts a third (outages: 2 s). Prints a "
             "table and writes bench.json and bench.svg to --out. "
-            f"Strategies: {strategies}. Faults: {faults}."
+            f"Strategies: {strategies}. Faults: {faults}. When the outage starts, every "
+            "client also begins one increment of a shared counter (read, then a "
+            "compare-guarded write, retried until the deadline): the 'herd', AWS's "
+            "backoff-and-jitter experiment."
+        ),
+        epilog=(
+            "Columns: goodput (ok ops/s), ok%, p50/p99 of successful ops, amp (RPCs per "
+            "success), recov (s after the fault until 2 s x scale pass without a failure), "
+            "rpc x (RPCs per arriving op during the fault over before), disp (variance/mean "
+            "of RPCs per 50 ms x scale: 1 = independent, more = bunched), storm (rpc x "
+            "> 1.2). Example: etcdlab bench retries --faults outage --strategies "
+            "exponential,full-jitter --duration 20"
         ),
     )
     retries.add_argument(

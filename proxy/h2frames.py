@@ -159,15 +159,6 @@ class FrameReader:
             and not self._buffer
         )
 
-    @property
-    def output_at_boundary(self) -> bool:
-        """True when the bytes handed out so far end on a frame boundary.
-
-        A frame of interest still being collected has not been handed out, so
-        the output is at a boundary even though the input is not.
-        """
-        return self._preface_left == 0 and self._skip == 0
-
     def feed(self, data: bytes) -> list[bytes | Frame]:
         """Consume ``data``; return it as raw pieces and complete frames of interest.
 

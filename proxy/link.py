@@ -355,11 +355,13 @@ class _Pipe:
         self.rng = rng
         self.source: asyncio.Transport | None = None
         self.dest: asyncio.Transport | None = None
+        # Frame mode: output is rebuilt frame by frame so frames can be dropped
+        # or injected. Otherwise the bytes read are written as they are and
+        # frames are only watched. Modes change only on a frame boundary.
+        self.frame_mode = False
         self.reader: FrameReader | None = None
         if self.link.http2:
-            self.reader = FrameReader(
-                preface=direction == UPSTREAM, interest=conn.interest(direction)
-            )
+            self.reader = FrameReader(preface=direction == UPSTREAM, interest=self._interest())
         self.queue: deque[_Slot] = deque()
         self.queued_bytes = 0
         # Lost segments still waiting on a timer that later bytes may cut short.
@@ -402,26 +404,53 @@ class _Pipe:
                 return
             pieces = [data]
         else:
+            reader = self.reader
             try:
-                parsed = self.reader.feed(data)
-                if len(parsed) == 1 and type(parsed[0]) is bytes:
+                parsed = reader.feed(data)
+                if not self.frame_mode:
+                    if len(parsed) != 1 or type(parsed[0]) is not bytes:
+                        self.conn.observe(self, parsed)
+                    pieces = [data]
+                elif len(parsed) == 1 and type(parsed[0]) is bytes:
                     pieces = cast(list[bytes], parsed)
                 else:
                     pieces = self.conn.on_frames(self, parsed, plan)
             except ProtocolError as error:
                 self.conn.protocol_error(self, error)
                 return
+            if self.frame_mode != link.frame_aware and reader.at_boundary:
+                self.switch_mode()
         if plan.idle and not self.queue and not self.held and self.dest is not None:
             if len(pieces) == 1:
                 self.dest.write(pieces[0])
             elif pieces:
-                self.dest.writelines(pieces)
+                self.dest.write(b"".join(pieces))
         else:
             self._emit(pieces, plan)
-        if self.pending_inject and self.reader is not None and self.reader.output_at_boundary:
+        if self.pending_inject and self.reader is not None and self.reader.at_boundary:
             injected, self.pending_inject = self.pending_inject, []
             for raw in injected:
                 self._deliver(raw)
+
+    def _interest(self) -> frozenset[int]:
+        """Frames to see whole: all in frame mode; otherwise request header
+        blocks (HPACK must never miss one) and nothing server to client."""
+        if self.frame_mode:
+            return ALL_TYPES
+        return HEADER_TYPES if self.direction == UPSTREAM else _NO_TYPES
+
+    def switch_mode(self) -> None:
+        """Enter or leave frame mode as the link wants, if on a frame boundary now
+        (else the next chunk that ends on one does it)."""
+        assert self.reader is not None
+        wanted = self.link.frame_aware
+        if wanted == self.frame_mode or not self.reader.at_boundary:
+            return
+        self.frame_mode = wanted
+        if wanted:
+            self.synced_after = self.conn.max_stream
+            self.messages.clear()
+        self.reader.interest = self._interest()
 
     def on_eof(self) -> None:
         self.eof = True
@@ -502,7 +531,7 @@ class _Pipe:
 
     def inject(self, frame: Frame) -> None:
         """Send a frame of our own, between the real frames of this direction."""
-        if self.reader is not None and not self.reader.output_at_boundary:
+        if self.reader is not None and not self.reader.at_boundary:
             self.pending_inject.append(frame.raw)
         else:
             self._deliver(frame.raw)
@@ -648,11 +677,7 @@ class _Connection:
             if plan.blackhole is None and pipe.held:
                 pipe.release_held()
             if pipe.reader is not None:
-                wanted = self.interest(pipe.direction)
-                if pipe.reader.interest != wanted and wanted is ALL_TYPES:
-                    pipe.synced_after = self.max_stream
-                    pipe.messages.clear()
-                pipe.reader.interest = wanted
+                pipe.switch_mode()
 
     def sniff_dialer(self, data: bytes) -> None:
         """Look for X-Server-From in the first HTTP/1.1 request of a peer connection."""
@@ -678,13 +703,15 @@ class _Connection:
 
     # -- HTTP/2 --------------------------------------------------------------
 
-    def interest(self, direction: str) -> frozenset[int]:
-        """Frames a pipe must see whole: all of them while a frame fault is active;
-        otherwise request header blocks only (HPACK must never miss one), and
-        nothing at all server to client."""
-        if self.link.frame_aware:
-            return ALL_TYPES
-        return HEADER_TYPES if direction == UPSTREAM else _NO_TYPES
+    def observe(self, pipe: _Pipe, pieces: list[bytes | Frame]) -> None:
+        """Frame-blind forwarding: only watch request header blocks go by."""
+        counters = self.link.counters
+        for piece in pieces:
+            if type(piece) is not bytes:
+                assert isinstance(piece, Frame)
+                key = (pipe.direction, _type_name(piece.type))
+                counters.frames[key] = counters.frames.get(key, 0) + 1
+                self._observe_headers(pipe, piece)
 
     def on_frames(self, pipe: _Pipe, pieces: list[bytes | Frame], plan: _Plan) -> list[bytes]:
         out: list[bytes] = []

@@ -89,6 +89,11 @@ def test_sync_blackhole_block(fault_proxy, faults):
     read(first)
 
 
+def test_links_follow_the_options(fault_proxy, etcdlab_settings):
+    assert [link.seed for link in fault_proxy.links] == [7, 7, 7]
+    assert [link.time_scale for link in fault_proxy.links] == [0.2, 0.2, 0.2]
+
+
 @pytest.mark.etcdlab_fault("blackhole", member=0)
 def test_marker_applies_for_the_whole_test(fault_proxy):
     with pytest.raises(grpc.RpcError):
@@ -127,7 +132,7 @@ def test_user_suite_with_faults_passes_and_fails_for_the_right_reason(
         "--etcdlab-time-scale=0.2",
         "--etcdlab-seed=7",
     )
-    result.assert_outcomes(passed=3, failed=1)
+    result.assert_outcomes(passed=4, failed=1)
     result.stdout.fnmatch_lines(
         ["*test_user_deadline_too_tight_under_blackhole*", "*read did not survive the outage*"]
     )
