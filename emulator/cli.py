@@ -11,7 +11,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from emulator import cluster_cli, demo, proxy_cli, run_cli
+from emulator import cluster_cli, demo, proxy_cli, retry_bench, run_cli
+from emulator.election import cli as election_cli
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -19,7 +20,9 @@ REGISTRARS: tuple[Registrar, ...] = (
     cluster_cli.register,
     demo.register,
     proxy_cli.register,
+    election_cli.register,
     run_cli.register,
+    retry_bench.register,
 )
 
 

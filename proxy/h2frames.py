@@ -114,6 +114,10 @@ class Frame:
         )
 
 
+def _stream_id(raw: bytes) -> int:
+    return ((raw[5] & 0x7F) << 24) | (raw[6] << 16) | (raw[7] << 8) | raw[8]
+
+
 class FrameReader:
     """Follows the frames of one direction of one HTTP/2 connection.
 
@@ -224,6 +228,13 @@ class FrameReader:
                 elif header_start < 0 and pos - need > raw_start:
                     out.append(bytes(view[raw_start : pos - need]))
                 if header_start >= 0:
+                    if size - pos >= length:
+                        # The whole frame is in this chunk: slice it, no buffer.
+                        end = pos + length
+                        raw = bytes(view[header_start:end])
+                        out.append(Frame(frame_type, raw[4], _stream_id(raw), raw))
+                        pos = raw_start = end
+                        continue
                     header = data[header_start:pos]
                 self._buffer = bytearray(header)
                 self._collect = length
@@ -236,7 +247,10 @@ class FrameReader:
                     # previous call's pending header: emit them with it now.
                     out.append(bytes(view[raw_start : pos - need]) + header)
                     raw_start = pos
-                self._skip = length
+                # Skip the payload now rather than in another turn of the loop.
+                take = min(length, size - pos)
+                pos += take
+                self._skip = length - take
         if self._collect == 0 and raw_start < size and not self._header:
             out.append(data if raw_start == 0 else bytes(view[raw_start:]))
         elif self._header and raw_start < size - len(self._header):
@@ -246,7 +260,7 @@ class FrameReader:
     def _finish_frame(self) -> Frame:
         raw = bytes(self._buffer)
         self._buffer = bytearray()
-        return Frame(raw[3], raw[4], int.from_bytes(raw[5:9], "big") & 0x7FFFFFFF, raw)
+        return Frame(raw[3], raw[4], _stream_id(raw), raw)
 
     def _check_header(self, buf: bytes | bytearray, off: int) -> tuple[int, int]:
         length = (buf[off] << 16) | (buf[off + 1] << 8) | buf[off + 2]

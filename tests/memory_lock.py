@@ -13,7 +13,7 @@ import random
 
 from emulator.clock import FakeClock
 from emulator.election.config import LeaderElectionConfig
-from emulator.election.elector import LeaderCallbacks, LeaderElector
+from emulator.election.elector import LeaderCallbacks, LeaderElector, LeadershipListener
 from emulator.election.lock import LockConflictError, LockNotFoundError, ObservedRecord
 from emulator.election.record import LeaderElectionRecord
 
@@ -32,12 +32,15 @@ class MemoryStore:
 
 
 class MemoryLock:
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(self, store: MemoryStore, clock: FakeClock) -> None:
         self.store = store
+        self.clock = clock
         self.key = b"/memory/lease"
         self._revision: int | None = None
         self.failing = False
         self.hanging = False
+        self.answer_delay = 0.0
+        """Seconds an applied update takes to be acknowledged (a slow response)."""
         self.gets = 0
         self.updates = 0
 
@@ -76,23 +79,35 @@ class MemoryLock:
         if self._revision is None or self._revision != self.store.revision:
             raise LockConflictError("stale revision")
         self._revision = self.store.put(record.to_lease("lease", "memory"))
+        if self.answer_delay:
+            await self.clock.sleep(self.answer_delay)
 
 
 class Candidate:
     def __init__(
-        self, name: str, store: MemoryStore, clock: FakeClock, *, release: bool = False
+        self,
+        name: str,
+        store: MemoryStore,
+        clock: FakeClock,
+        *,
+        release: bool = False,
+        listener: LeadershipListener | None = None,
+        renew_deadline: float = 10.0,
     ) -> None:
         self.clock = clock
-        self.lock = MemoryLock(store)
+        self.lock = MemoryLock(store, clock)
         self.events: list[tuple[str, float]] = []
         self.leaders_seen: list[str] = []
-        config = LeaderElectionConfig(identity=name, release_on_cancel=release)
+        config = LeaderElectionConfig(
+            identity=name, release_on_cancel=release, renew_deadline=renew_deadline
+        )
         self.elector = LeaderElector(
             config,
             self.lock,
             LeaderCallbacks(self._work, self._stopped, self.leaders_seen.append),
             clock=clock,
             rng=random.Random(name),
+            listener=listener,
         )
         self.task: asyncio.Task[None] | None = None
 

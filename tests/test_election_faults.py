@@ -26,11 +26,11 @@ import grpc
 import pytest
 
 from emulator.cluster import LocalCluster
+from emulator.election.candidates import Candidate, Contest, contest, pinned, proxied, rotating
 from emulator.election.config import LeaderElectionConfig
 from emulator.election.safety import Failover, FencedWriter, SafetyReport
 from protos import rpc_pb2, rpc_pb2_grpc
 from proxy.faults import Blackhole, Loss
-from tests.election_harness import Candidate, Election, election, pinned, proxied, rotating
 from tests.waiting import eventually, wait_until
 
 TIME_SCALE = 0.2
@@ -56,24 +56,11 @@ def step_down_bound(config: LeaderElectionConfig) -> float:
     return config.retry_period + config.renew_deadline + SLACK
 
 
-async def settled_leader(run: Election) -> Candidate:
-    def agreed() -> bool:
-        leader = run.leader()
-        return leader is not None and all(
-            c.leaders_seen[-1:] == [leader.identity] for c in run.candidates
-        )
-
-    await eventually(
-        agreed,
-        timeout=run.config.lease_duration + 10,
-        what="one leader seen by every candidate",
-    )
-    leader = run.leader()
-    assert leader is not None
-    return leader
+async def settled_leader(run: Contest) -> Candidate:
+    return await run.agreed_leader(timeout=run.config.lease_duration + 10)
 
 
-async def await_failover(run: Election, old: Candidate) -> SafetyReport:
+async def await_failover(run: Contest, old: Candidate) -> SafetyReport:
     config = run.config
     await eventually(
         lambda: not old.elector.leading, step_down_bound(config) + 1, "the old leader to step down"
@@ -86,22 +73,33 @@ async def await_failover(run: Election, old: Candidate) -> SafetyReport:
     return run.checker.report()
 
 
-def check_failover(report: SafetyReport, config: LeaderElectionConfig, old: Candidate) -> Failover:
+def check_failover(report: SafetyReport, run: Contest, old: Candidate) -> Failover:
+    config = run.config
     assert report.overlaps == (), f"two leaders at once: {report.overlaps}"
     (failover,) = report.failovers
     assert failover.old_leader == old.identity
-    assert failover.old_stepped_down is not None and failover.old_last_renewed is not None
-    step_down = failover.old_stepped_down - failover.old_last_renewed
+    last_renewed, stepped_down = failover.old_last_renewed, failover.old_stepped_down
+    assert stepped_down is not None and last_renewed is not None
+    step_down = stepped_down - last_renewed
     assert step_down <= step_down_bound(config)
-    assert failover.since_last_renewal is not None
+    assert failover.since_last_renewal is not None and failover.new_started is not None
     assert failover.since_last_renewal <= failover_bound(config)
-    # The successor waited out a full lease from (at latest) the last renewal.
-    assert failover.since_last_renewal >= config.lease_duration
+    # The successor waited a full lease from when it saw the last renewal, which
+    # etcd applied before the leader heard back (hence the slack).
+    assert failover.since_last_renewal >= config.lease_duration - SLACK
+    # Detection: the successor's first attempt after the last renewal. From then
+    # on it is one lease and at most one jittered retry period.
+    (new,) = [c for c in run.candidates if c.identity == failover.new_leader]
+    detected = min(t for t in new.elector.attempts if t > last_renewed)
+    after_detection = failover.new_started - detected
+    assert after_detection <= config.lease_duration + jittered_max(config) + SLACK
     print(
         f"\n{failover.fault}: step-down {step_down:.2f}s after last renewal "
-        f"(bound {step_down_bound(config):.2f}); failover {failover.since_last_renewal:.2f}s "
+        f"(bound {step_down_bound(config):.2f}); successor {failover.since_last_renewal:.2f}s "
         f"after last renewal (bound {failover_bound(config):.2f}, "
-        f"LD + 1.2 RP = {config.lease_duration + 1.2 * config.retry_period:.2f}); "
+        f"LD + 1.2 RP = {config.lease_duration + 1.2 * config.retry_period:.2f}), "
+        f"detection {detected - last_renewed:.2f}s + {after_detection:.2f}s "
+        f"(LD + (1 + J) RP = {config.lease_duration + jittered_max(config):.2f}); "
         f"{failover.since_fault:.2f}s after the fault"
     )
     return failover
@@ -121,17 +119,17 @@ def check_no_overlap_and_bounded_failovers(
 
 async def test_kill_the_leaders_member(cluster: LocalCluster) -> None:
     config = scaled_config("kill")
-    async with election(cluster, config, time_scale=TIME_SCALE, connect=pinned) as run:
+    async with contest(cluster, config, time_scale=TIME_SCALE, connect=pinned) as run:
         old = await settled_leader(run)
         run.checker.mark_fault("kill")
         cluster.kill(old.member)
         report = await await_failover(run, old)
-    check_failover(report, config, old)
+    check_failover(report, run, old)
 
 
 async def test_pause_the_leaders_member(cluster: LocalCluster) -> None:
     config = scaled_config("pause")
-    async with election(cluster, config, time_scale=TIME_SCALE, connect=pinned) as run:
+    async with contest(cluster, config, time_scale=TIME_SCALE, connect=pinned) as run:
         old = await settled_leader(run)
         run.checker.mark_fault("pause")
         cluster.pause(old.member)
@@ -139,12 +137,12 @@ async def test_pause_the_leaders_member(cluster: LocalCluster) -> None:
             report = await await_failover(run, old)
         finally:
             cluster.resume(old.member)
-    check_failover(report, config, old)
+    check_failover(report, run, old)
 
 
 async def test_blackhole_only_the_leaders_connection(cluster: LocalCluster) -> None:
     config = scaled_config("blackhole")
-    async with election(cluster, config, time_scale=TIME_SCALE, connect=proxied) as run:
+    async with contest(cluster, config, time_scale=TIME_SCALE, connect=proxied) as run:
         old = await settled_leader(run)
         assert old.connection.link is not None
         stale_fence = old.elector.fence()
@@ -170,7 +168,7 @@ async def test_blackhole_only_the_leaders_connection(cluster: LocalCluster) -> N
         else:
             raise AssertionError("the leader's fenced write was refused three times")
         report = run.checker.report()
-    check_failover(report, config, old)
+    check_failover(report, run, old)
     assert (report.stale_writes_attempted, report.stale_writes_blocked) == (1, 1)
     assert report.stale_writes_accepted == 0
 
@@ -197,7 +195,7 @@ async def test_kill_with_clients_that_fail_over(cluster: LocalCluster, raft_role
     step down. Either way there is never a second leader.
     """
     config = scaled_config(f"kill-rotating-{raft_role}")
-    async with election(cluster, config, time_scale=TIME_SCALE, connect=rotating) as run:
+    async with contest(cluster, config, time_scale=TIME_SCALE, connect=rotating) as run:
         old = await settled_leader(run)
         others = [m for m in range(len(cluster.members)) if m != old.member]
         await asyncio.to_thread(
@@ -228,7 +226,7 @@ async def test_thirty_percent_loss_on_the_leaders_member(cluster: LocalCluster) 
     """The seed's scenario: every client connection to one member loses 30% of its
     packets (TCP-faithful: retransmitted after a scaled RTO)."""
     config = scaled_config("loss")
-    async with election(cluster, config, time_scale=TIME_SCALE, connect=proxied) as run:
+    async with contest(cluster, config, time_scale=TIME_SCALE, connect=proxied) as run:
         old = await settled_leader(run)
         run.checker.mark_fault("loss 30%")
         for candidate in run.candidates:
@@ -246,7 +244,7 @@ async def test_thirty_percent_loss_on_the_leaders_member(cluster: LocalCluster) 
 
 async def test_jitter_spreads_acquire_attempts(cluster: LocalCluster) -> None:
     config = scaled_config("jitter")
-    async with election(cluster, config, time_scale=TIME_SCALE) as run:
+    async with contest(cluster, config, time_scale=TIME_SCALE) as run:
         leader = await settled_leader(run)
         followers = [c for c in run.candidates if c is not leader]
         await eventually(
@@ -272,10 +270,10 @@ async def test_kill_the_leaders_member_at_real_timings() -> None:
     config = LeaderElectionConfig(identity="-", name=f"real-{uuid.uuid4().hex[:8]}")
     async with (
         LocalCluster(3) as cluster,
-        election(cluster, config, time_scale=1.0, connect=pinned) as run,
+        contest(cluster, config, time_scale=1.0, connect=pinned) as run,
     ):
         old = await settled_leader(run)
         run.checker.mark_fault("kill (real timings)")
         cluster.kill(old.member)
         report = await await_failover(run, old)
-    check_failover(report, config, old)
+    check_failover(report, run, old)

@@ -10,18 +10,11 @@ key) can only finish after the old leader stopped believing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-from emulator.client import EtcdClient
-from emulator.clock import MonotonicClock
 from emulator.cluster import LocalCluster
-from emulator.election.concurrency import Election
-from emulator.election.safety import FencedWriter, SafetyChecker
+from emulator.election.candidates import campaign, proxied, rotating
+from emulator.election.safety import FencedWriter
 from proxy.faults import Blackhole, Fault, Loss
-from tests.election_harness import Connection, ConnectionFactory, proxied, rotating
 from tests.waiting import eventually
 
 TIME_SCALE = 0.2
@@ -30,59 +23,11 @@ TTL = 2
 SLACK = 1.0
 
 
-@dataclass
-class Campaigner:
-    identity: str
-    member: int
-    connection: Connection
-    election: Election
-    task: asyncio.Task[None]
-
-    @property
-    def client(self) -> EtcdClient:
-        return self.connection.client
-
-
-@contextlib.asynccontextmanager
-async def campaigners(
-    cluster: LocalCluster,
-    checker: SafetyChecker,
-    connect: ConnectionFactory,
-    count: int = 5,
-) -> AsyncIterator[list[Campaigner]]:
-    prefix = f"/election/{uuid.uuid4().hex}".encode()
-    made: list[Campaigner] = []
-    async with contextlib.AsyncExitStack() as stack:
-        for index in range(count):
-            member = index % len(cluster.members)
-            connection = await stack.enter_async_context(connect(cluster, member, TIME_SCALE))
-            lease = await connection.client.grant_lease(TTL, timeout=5)
-            identity = f"c{index}"
-            election = Election(
-                connection.client, prefix, lease, identity=identity, listener=checker
-            )
-            task = asyncio.create_task(election.campaign(identity.encode()))
-            made.append(Campaigner(identity, member, connection, election, task))
-        try:
-            yield made
-        finally:
-            for campaigner in made:
-                campaigner.task.cancel()
-            await asyncio.gather(*(c.task for c in made), return_exceptions=True)
-
-
-def leading(made: list[Campaigner]) -> Campaigner | None:
-    leaders = [c for c in made if c.election.leading]
-    return leaders[0] if len(leaders) == 1 else None
-
-
 async def run_fault(cluster: LocalCluster, fault: str) -> None:
-    checker = SafetyChecker(MonotonicClock())
     connect = proxied if fault == "blackhole" else rotating
-    async with campaigners(cluster, checker, connect) as made:
-        await eventually(lambda: leading(made) is not None, 10, "a first leader")
-        old = leading(made)
-        assert old is not None
+    async with campaign(cluster, ttl=TTL, time_scale=TIME_SCALE, connect=connect) as run:
+        checker = run.checker
+        old = await run.agreed_leader(timeout=10)
         old_fence = old.election.fence()
         fault_at = checker.mark_fault(fault)
         link = old.connection.link
@@ -105,16 +50,16 @@ async def run_fault(cluster: LocalCluster, fault: str) -> None:
             kept = old.election.leading
             if not kept:
                 await eventually(
-                    lambda: leading(made) not in (None, old), 3 * TTL + 10, "a new leader"
+                    lambda: run.leader() not in (None, old), 3 * TTL + 10, "a new leader"
                 )
-                new = leading(made)
+                new = run.leader()
                 assert new is not None
                 # The deposed leader's write arrives late: over its own connection
                 # once the blackhole lifts, else relayed by a live member.
-                writer_client = new.client
+                writer_client = new.connection.client
                 if link is not None and blackhole is not None:
                     link.remove(blackhole)
-                    writer_client = old.client
+                    writer_client = old.connection.client
                 writer = FencedWriter(writer_client, old.identity, checker=checker, timeout=5)
                 assert not await writer.put(old_fence, b"/fenced" + old_fence.key, b"stale")
         finally:
@@ -150,11 +95,9 @@ async def test_blackhole_only_the_leaders_connection(cluster: LocalCluster) -> N
 
 
 async def test_thirty_percent_loss_on_the_leaders_member(cluster: LocalCluster) -> None:
-    checker = SafetyChecker(MonotonicClock())
-    async with campaigners(cluster, checker, proxied) as made:
-        await eventually(lambda: leading(made) is not None, 10, "a first leader")
-        old = leading(made)
-        assert old is not None
+    async with campaign(cluster, ttl=TTL, time_scale=TIME_SCALE, connect=proxied) as run:
+        made, checker = run.campaigners, run.checker
+        old = await run.agreed_leader(timeout=10)
         checker.mark_fault("loss 30%")
         for campaigner in made:
             if campaigner.member == old.member and campaigner.connection.link is not None:

@@ -13,6 +13,7 @@ import pytest
 
 from emulator.clock import FakeClock
 from emulator.election.record import LeaderElectionRecord
+from emulator.election.safety import SafetyChecker
 from tests.memory_lock import Candidate, MemoryStore
 
 LD, RD, RP, JITTER = 15.0, 10.0, 2.0, 1.2
@@ -26,9 +27,11 @@ async def world() -> AsyncIterator[tuple[FakeClock, MemoryStore, list[Candidate]
         await candidate.stop()
 
 
-def make(world: tuple[FakeClock, MemoryStore, list[Candidate]], name: str, **kw: bool) -> Candidate:
+def make(
+    world: tuple[FakeClock, MemoryStore, list[Candidate]], name: str, *, release: bool = False
+) -> Candidate:
     clock, store, made = world
-    candidate = Candidate(name, store, clock, **kw)
+    candidate = Candidate(name, store, clock, release=release)
     made.append(candidate)
     return candidate
 
@@ -211,3 +214,31 @@ async def test_fence_follows_the_record_revision_and_needs_a_term(
     fence = a.elector.fence()
     assert fence.key == a.lock.key and fence.revision == store.revision
     assert fence.term == a.elector.term
+
+
+async def test_slow_acknowledgement_lets_two_believe_they_lead_and_the_checker_says_so(
+    world: tuple[FakeClock, MemoryStore, list[Candidate]],
+) -> None:
+    """client-go does not fence: a renewal applied at t_w but acknowledged d later
+    keeps the leader believing until t_w + d + RP + RD, while followers may take
+    over from t_w + LD. With RD = 14 s (a valid config: 15 > 14 > 2.4) and d = 13 s
+    the two beliefs overlap whatever the jitter."""
+    clock, store, made = world
+    checker = SafetyChecker(clock)
+    a = Candidate("a", store, clock, listener=checker, renew_deadline=14.0)
+    b = Candidate("b", store, clock, listener=checker, renew_deadline=14.0)
+    made.extend((a, b))
+    a.start()
+    await clock.advance(0)
+    b.start()
+    await clock.advance(5.0)  # renewed at 0, 2 and 4
+    a.lock.answer_delay = 13.0
+    await clock.advance(1.0)  # the renewal at 6 is applied, its answer comes at 19
+    a.lock.failing = True
+    await clock.advance(40.0)
+    assert a.elector.last_renewed == 19.0
+    assert a.time_of("stopped") == 19.0 + RP + 14.0
+    assert b.time_of("started") < 6.0 + 2 * RP * (1 + JITTER) + LD
+    (overlap,) = checker.report().overlaps
+    assert (overlap.first, overlap.second) == ("a", "b")
+    assert overlap.seconds > 35.0 - (6.0 + 2 * RP * (1 + JITTER) + LD)

@@ -95,20 +95,23 @@ class Election:
             key=key, target=rpc_pb2.Compare.CREATE, result=rpc_pb2.Compare.EQUAL, create_revision=0
         )
         put = rpc_pb2.PutRequest(key=key, value=value, lease=self._lease.id)
-        # Compare-guarded, so the client may repeat it after UNAVAILABLE: a repeat
-        # of an applied put lands in the failure branch and finds our own key.
-        reply = await self._client.txn(
-            [absent],
-            [rpc_pb2.RequestOp(request_put=put)],
-            [rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key))],
-        )
-        self.key, self.rev = key, reply.header.revision
-        if not reply.succeeded:
-            existing = reply.responses[0].response_range.kvs[0]
-            self.rev = existing.create_revision
-            if existing.value != value:
-                await self._put_value(value)
+        # Known before the txn: a campaign cancelled while the put is in flight
+        # cannot tell whether it was applied, and must still withdraw the key.
+        self.key = key
         try:
+            # Compare-guarded, so the client may repeat it after UNAVAILABLE: a
+            # repeat of an applied put lands in the failure branch and finds our key.
+            reply = await self._client.txn(
+                [absent],
+                [rpc_pb2.RequestOp(request_put=put)],
+                [rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key))],
+            )
+            self.rev = reply.header.revision
+            if not reply.succeeded:
+                existing = reply.responses[0].response_range.kvs[0]
+                self.rev = existing.create_revision
+                if existing.value != value:
+                    await self._put_value(value)
             await self._unless_lease_lost(self._wait_predecessors_deleted(self.rev - 1))
             mine = await self._first(descending=False, max_create_revision=self.rev, key=self.key)
             if mine is None or mine.create_revision != self.rev:
@@ -179,11 +182,14 @@ class Election:
             raise NotLeaderError(f"{self.identity}: key {self.key.decode()} is gone")
 
     async def _delete_own_key(self) -> None:
+        # Guarded by our lease rather than a create revision, which a campaign
+        # cancelled mid-put never learnt; the key's name is the lease ID, so only
+        # this candidate's lease can be attached to it.
         still_mine = rpc_pb2.Compare(
             key=self.key,
-            target=rpc_pb2.Compare.CREATE,
+            target=rpc_pb2.Compare.LEASE,
             result=rpc_pb2.Compare.EQUAL,
-            create_revision=self.rev,
+            lease=self._lease.id,
         )
         delete = rpc_pb2.DeleteRangeRequest(key=self.key)
         await self._client.txn(
