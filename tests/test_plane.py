@@ -36,7 +36,7 @@ async def lead_forever() -> None:
 def candidate(
     name: str, store: MemoryStore, clock: FakeClock, recorder: Recorder
 ) -> tuple[MemoryLock, LeaderElector]:
-    inner = MemoryLock(store)
+    inner = MemoryLock(store, clock)
     lock = RecordingLock(inner, recorder, name, "lease")
     elector = LeaderElector(
         LeaderElectionConfig(identity=name),
