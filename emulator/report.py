@@ -293,6 +293,7 @@ def render_html(report: dict[str, Any], timeline: Timeline) -> str:
         lag_plot(timeline),
     ]
     figures = "".join(f"<figure>{plot}</figure>" for plot in plots)
+    metrics = _metrics_tables(report)
     title = f"etcdlab: {escape(report['scenario'])}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -312,11 +313,41 @@ verdicts: {", ".join(f"{v} {n}" for v, n in report["verdicts"].items())}.</p>
 {notes}
 <h2>The seed's claims against the measurement</h2>
 <table><tr><th>section</th><th>claim</th><th>measured</th><th>verdict</th></tr>{rows}</table>
+{metrics}
 <h2>Timeline</h2>
 <p>Times on the run clock (seconds); fault windows shaded.</p>
 {figures}
 </body></html>
 """
+
+
+def _ms_cell(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds * 1000:.1f}"
+
+
+def _metrics_tables(report: dict[str, Any]) -> str:
+    components = "".join(
+        f"<tr><td>{escape(name)}</td><td>{c['requests']}</td><td>{_ms_cell(c['p50'])}</td>"
+        f"<td>{_ms_cell(c['p99'])}</td><td>{_ms_cell(c['max'])}</td>"
+        f"<td>{escape(', '.join(f'{k} {v}' for k, v in c['errors'].items()) or '-')}</td>"
+        f"<td>{c['from_cache']}</td></tr>"
+        for name, c in report["components"].items()
+    )
+    controllers = "".join(
+        f"<tr><td>{escape(name)}</td><td>{c['reconciles']}</td><td>{c['failed']}</td>"
+        f"<td>{c['ops_per_reconcile'] if c['ops_per_reconcile'] is not None else ''}</td>"
+        f"<td>{c['stalls']}</td><td>{c['stalled_seconds']}</td>"
+        f"<td>{'' if c['converge_seconds'] is None else c['converge_seconds']}</td></tr>"
+        for name, c in report["controllers"].items()
+    )
+    return (
+        "<h2>Components</h2><table><tr><th>component</th><th>requests</th><th>p50 ms</th>"
+        "<th>p99 ms</th><th>max ms</th><th>errors by class</th><th>from cache</th></tr>"
+        f"{components}</table>"
+        "<h2>Controllers</h2><table><tr><th>controller</th><th>reconciles</th><th>failed</th>"
+        "<th>etcd requests per reconcile</th><th>stalls</th><th>stalled s (unscaled)</th>"
+        f"<th>converged s after the fault (unscaled)</th></tr>{controllers}</table>"
+    )
 
 
 def summary(report: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ import yaml
 
 from emulator.cli import build_parser
 from emulator.scenarios import BUILTINS
+from proxy.cli import spec_from_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMBERS = ("etcd-0", "etcd-1", "etcd-2")
@@ -104,6 +105,11 @@ def test_proxy_service_runs_the_cli_with_the_mounted_config(
     mounts = {v.split(":")[1]: v.split(":")[0] for v in proxy["volumes"]}
     assert str(args.config) in mounts
     assert Path(mounts[str(args.config)]).resolve() == ROOT / "compose" / "proxy.toml"
+    # The proxy's own config reader accepts the file as compose mounts it.
+    spec = spec_from_toml((ROOT / "compose" / "proxy.toml").read_text(), args)
+    assert {link.name for link in spec.links} == {f"{m}-{k}" for m in MEMBERS
+                                                 for k in ("client", "peer")}  # fmt: skip
+    assert spec.control is not None and spec.time_scale == proxy_config["time_scale"]
     # docker-compose config writes ports in the long form.
     assert port(proxy_config["control"]) in {p["target"] for p in proxy["ports"]}
 
@@ -123,6 +129,7 @@ def test_demo_runs_a_scenario_through_the_proxies(
     assert set(demo["depends_on"]) >= {"proxy", *MEMBERS}
     assert any(v.endswith(":/reports:rw") for v in demo["volumes"])
     assert str(args.out).startswith("/reports")
+    assert proxy_config["time_scale"] == args.time_scale, "network delays scale with timeouts"
     # The scenario's faults must all be possible through the control API alone.
     assert {s.kind for s in BUILTINS[args.scenario].faults} <= {"loss", "partition-minority",
                                                                 "partition-majority"}  # fmt: skip

@@ -68,6 +68,8 @@ def test_html_is_self_contained_with_well_formed_plots(tmp_path: Path) -> None:
     assert sum('class="series"' in svg for svg in svgs) >= 4
     assert sum('class="segment"' in svg for svg in svgs) == 2
     assert html.count("<tr style=") == len(CLAIMS)
+    assert "<td>apiserver-0</td><td>1115</td>" in html
+    assert "<td>daemonset</td>" in html
 
 
 def test_lag_over_the_limit_is_flagged_everywhere() -> None:
