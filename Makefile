@@ -29,6 +29,10 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# Proxy overhead against a direct connection and socat (apt-get install socat).
+bench: $(STAMP)
+	$(BIN)/python -m bench.proxy_overhead --seconds 3 --rounds 3
+
 protos: $(STAMP)
 	$(BIN)/python -m protos.generate
 

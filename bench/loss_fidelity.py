@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ from typing import Any
 
 import grpc
 
-from emulator.cluster import LocalCluster
+from emulator.cluster import LocalCluster, ServerFlags
 from protos import rpc_pb2, rpc_pb2_grpc
 
 # grpc shares one connection among channels with equal arguments unless each
@@ -73,31 +74,86 @@ async def workload(target: str, clients: int, seconds: float, arm: Any) -> dict[
     }
 
 
+KEEPALIVE, KEEPALIVE_TIMEOUT = 2.0, 1.0
+
+
+async def keepalive_detection(target: str, trials: int, arm: Any, disarm: Any) -> dict[str, float]:
+    """Seconds from "everything is dropped" until keepalive fails an idle Watch."""
+    options = [
+        *OWN_CONNECTION,
+        ("grpc.keepalive_time_ms", int(KEEPALIVE * 1000)),
+        ("grpc.keepalive_timeout_ms", int(KEEPALIVE_TIMEOUT * 1000)),
+        ("grpc.http2.ping_timeout_ms", int(KEEPALIVE_TIMEOUT * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    times = []
+    for _ in range(trials):
+        async with grpc.aio.insecure_channel(target, options=options) as channel:
+            watch = rpc_pb2_grpc.WatchStub(channel).Watch()
+            create = rpc_pb2.WatchCreateRequest(key=b"fidelity")
+            await watch.write(rpc_pb2.WatchRequest(create_request=create))
+            await watch.read()
+            arm()
+            started = time.perf_counter()
+            try:
+                await watch.read()
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+            else:
+                raise RuntimeError("the watch got an answer through a partition")
+            times.append(time.perf_counter() - started)
+            disarm()
+    times.sort()
+    return {"min": times[0], "median": statistics.median(times), "max": times[-1]}
+
+
 def nft_drop(port: int, loss: float) -> None:
     percent = round(loss * 100)
+    # numgen's range is 0..99: "< 100" is rejected, so total loss is a plain drop.
+    odds = "" if percent >= 100 else f"numgen random mod 100 < {percent} "
     rules = f"""
 table inet etcdlab {{
   chain in {{
     type filter hook input priority 0; policy accept;
-    tcp dport {port} numgen random mod 100 < {percent} drop
-    tcp sport {port} numgen random mod 100 < {percent} drop
+    tcp dport {port} {odds}drop
+    tcp sport {port} {odds}drop
   }}
 }}
 """
     subprocess.run(["nft", "-f", "-"], input=rules.encode(), check=True)
 
 
-def run_kernel_inner(loss: float, clients: int, seconds: float) -> dict[str, float]:
+def nft_clear() -> None:
+    subprocess.run(["nft", "delete", "table", "inet", "etcdlab"], check=True)
+
+
+# etcd must tolerate the clients' 2 s keepalive pings (default minimum 5 s).
+SERVER_FLAGS = ServerFlags(grpc_keepalive_min_time_s=1.0)
+
+
+def run_kernel_inner(
+    loss: float, clients: int, seconds: float, keepalive_trials: int
+) -> dict[str, float]:
     """Runs inside the namespace: etcd, nftables loss, workload."""
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    with LocalCluster(1) as cluster:
+    with LocalCluster(1, flags=SERVER_FLAGS) as cluster:
         target = cluster.endpoints[0]
         port = int(target.rsplit(":", 1)[1])
+        if keepalive_trials:
+            return asyncio.run(
+                keepalive_detection(
+                    target, keepalive_trials, lambda: nft_drop(port, 1.0), nft_clear
+                )
+            )
         return asyncio.run(workload(target, clients, seconds, lambda: nft_drop(port, loss)))
 
 
-def run_proxy(loss: float, clients: int, seconds: float) -> dict[str, float]:
-    with LocalCluster(1) as cluster:
+def run_proxy(
+    loss: float, clients: int, seconds: float, keepalive_trials: int = 0
+) -> dict[str, float]:
+    with LocalCluster(1, flags=SERVER_FLAGS) as cluster:
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -121,22 +177,34 @@ def run_proxy(loss: float, clients: int, seconds: float) -> dict[str, float]:
             assert process.stdout is not None
             ready = json.loads(process.stdout.readline())
 
+            toxics = f"http://{ready['control']}/proxies/proxy/toxics"
+
             def arm() -> None:
                 toxic = {"type": "loss", "stream": "both", "attributes": {"probability": loss}}
+                if keepalive_trials:  # everything dropped: a partition
+                    toxic = {"name": "cut", "type": "blackhole", "stream": "both"}
                 request = urllib.request.Request(
-                    f"http://{ready['control']}/proxies/proxy/toxics",
-                    data=json.dumps(toxic).encode(),
-                    method="POST",
+                    toxics, data=json.dumps(toxic).encode(), method="POST"
                 )
                 urllib.request.urlopen(request, timeout=10).close()
 
+            def disarm() -> None:
+                request = urllib.request.Request(f"{toxics}/cut", method="DELETE")
+                urllib.request.urlopen(request, timeout=10).close()
+
+            if keepalive_trials:
+                return asyncio.run(
+                    keepalive_detection(ready["listen"], keepalive_trials, arm, disarm)
+                )
             return asyncio.run(workload(ready["listen"], clients, seconds, arm))
         finally:
             process.terminate()
             process.wait(timeout=10)
 
 
-def run_kernel(loss: float, clients: int, seconds: float) -> dict[str, float] | None:
+def run_kernel(
+    loss: float, clients: int, seconds: float, keepalive_trials: int = 0
+) -> dict[str, float] | None:
     if os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("ip"):
         print("kernel side skipped: needs root, ip and nft", file=sys.stderr)
         return None
@@ -159,6 +227,8 @@ def run_kernel(loss: float, clients: int, seconds: float) -> dict[str, float] | 
                 str(clients),
                 "--seconds",
                 str(seconds),
+                "--keepalive-trials",
+                str(keepalive_trials),
             ],
             check=True,
             capture_output=True,
@@ -184,10 +254,28 @@ def main() -> None:
     parser.add_argument("--loss", type=float, nargs="+", default=[0.1, 0.2, 0.3])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--keepalive-trials",
+        type=int,
+        default=0,
+        help="instead: drop everything N times and time keepalive's detection",
+    )
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
-        print(json.dumps(run_kernel_inner(args.loss[0], args.clients, args.seconds)))
+        result = run_kernel_inner(args.loss[0], args.clients, args.seconds, args.keepalive_trials)
+        print(json.dumps(result))
+        return
+    if args.keepalive_trials:
+        print(f"keepalive {KEEPALIVE:g}s + timeout {KEEPALIVE_TIMEOUT:g}s, idle Watch:")
+        for name, run in (("kernel", run_kernel), ("proxy", run_proxy)):
+            stats = run(1.0, 1, 0.0, args.keepalive_trials)
+            if stats is not None:
+                print(
+                    f"{name:6} detection min={stats['min']:.2f}s "
+                    f"median={stats['median']:.2f}s max={stats['max']:.2f}s",
+                    flush=True,
+                )
         return
     for loss in args.loss:
         kernel = run_kernel(loss, args.clients, args.seconds)

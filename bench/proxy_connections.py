@@ -37,12 +37,16 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def active_connections(control: str) -> float:
+def metric(control: str, prefix: str) -> float:
     with urllib.request.urlopen(f"http://{control}/metrics", timeout=10) as response:
         for line in response.read().decode().splitlines():
-            if line.startswith("etcdlab_proxy_connections_active{"):
+            if line.startswith(prefix):
                 return float(line.rsplit(" ", 1)[1])
-    raise RuntimeError("no connections_active metric")
+    raise RuntimeError(f"no metric {prefix}")
+
+
+def active_connections(control: str) -> float:
+    return metric(control, "etcdlab_proxy_connections_active{")
 
 
 async def handshake(host: str, port: int) -> asyncio.StreamWriter:
@@ -122,6 +126,7 @@ def main() -> None:
                     time.sleep(0.1)
                 left = active_connections(ready["control"])
                 after.append(rss_mib(process.pid))
+            lag = metric(ready["control"], 'etcdlab_proxy_loop_lag_seconds{which="max"}')
         finally:
             process.terminate()
             process.wait(timeout=10)
@@ -129,7 +134,7 @@ def main() -> None:
         f"connections={args.connections} rss_before={before:.1f}MiB "
         f"rss_open_per_cycle={[round(r, 1) for r in peak_holder]}MiB "
         f"rss_after_close_per_cycle={[round(r, 1) for r in after]}MiB "
-        f"active_after_close={left:.0f}"
+        f"active_after_close={left:.0f} max_loop_lag={lag * 1000:.1f}ms"
     )
     for name, values in (("idle", idle), (f"with {args.connections} open", loaded)):
         values.sort()

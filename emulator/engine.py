@@ -444,6 +444,9 @@ async def _fault(
         progress(f"fault healed: {target}")
 
 
+_TIMER_RESOLUTION = 0.002
+
+
 async def _progress(
     recorder: Recorder,
     plane: ControlPlane,
@@ -454,7 +457,9 @@ async def _progress(
 ) -> None:
     tick = max(duration / 10, 0.5)
     end = origin + duration
-    while (left := end - recorder.now()) > 0:
+    # uvloop's timers have millisecond resolution and may wake a hair early:
+    # a remainder under that is the end, not another (near-zero) tick.
+    while (left := end - recorder.now()) > _TIMER_RESOLUTION:
         await asyncio.sleep(min(tick, left))
         failures = plane.failed_tasks()
         if failures:

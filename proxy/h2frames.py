@@ -107,7 +107,7 @@ class Frame:
         return payload[start:end]
 
     def __repr__(self) -> str:
-        name = FrameType(self.type).name if self.type in FrameType._value2member_map_ else self.type
+        name = FrameType(self.type).name if self.type < len(FrameType) else self.type
         return (
             f"Frame({name}, flags=0x{self.flags:02x}, stream={self.stream_id}, "
             f"length={len(self.raw) - HEADER_SIZE})"
@@ -146,7 +146,6 @@ class FrameReader:
         self._header = bytearray()
         # Stream id of a header block still waiting for its END_HEADERS.
         self._open_block: int | None = None
-        self.frames_seen = 0
 
     @property
     def at_boundary(self) -> bool:
@@ -212,7 +211,6 @@ class FrameReader:
                 header_start = pos
                 length, frame_type = self._check_header(data, pos)
             pos += need
-            self.frames_seen += 1
             if frame_type in self.interest:
                 if header_start > raw_start:
                     out.append(bytes(view[raw_start:header_start]))

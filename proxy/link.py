@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import socket
 import struct
 from collections import deque
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -313,8 +314,6 @@ class ProxyLink:
 
 
 def _renamed(fault: Fault, name: str) -> Fault:
-    import dataclasses
-
     return dataclasses.replace(fault, name=name)
 
 
@@ -375,8 +374,8 @@ class _Pipe:
         self.plan_key: tuple[str, str | None] = (direction, None)
         self.ctx = ShapeContext(now=0.0, rng=rng, time_scale=self.link.time_scale)
         self.messages: dict[int, MessageCursor | None] = {}
-        # Streams up to this id were open before frame tracking began: their
-        # message boundaries are unknown, so their messages are never dropped.
+        # Streams up to this id were open before frame mode began: their message
+        # boundaries are unknown until a frame holding exactly whole messages.
         self.synced_after = 0
         self.eof = False
         self.closed = False
@@ -963,7 +962,3 @@ class _UpstreamProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.conn.up.resume("peer")
-
-
-def links_by_name(links: Iterable[ProxyLink]) -> dict[str, ProxyLink]:
-    return {link.name: link for link in links}

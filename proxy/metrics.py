@@ -76,7 +76,14 @@ class ProxyCollector(Collector):
                 cumulative += count
                 buckets.append((bound, float(cumulative)))
             delay.add_metric([name], buckets, counters.delay_sum)
-        yield from (data, frames, applied, accepted, refused, resets, errors, active, delay)
+        lag = GaugeMetricFamily(
+            f"{prefix}_loop_lag_seconds",
+            "How late the event loop ran a 50 ms timer",
+            labels=["which"],
+        )
+        lag.add_metric(["max"], self.server.loop_lag_max)
+        lag.add_metric(["last"], self.server.loop_lag_last)
+        yield from (data, frames, applied, accepted, refused, resets, errors, active, delay, lag)
 
 
 def render(server: ProxyServer, registry: CollectorRegistry | None = None) -> bytes:

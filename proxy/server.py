@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from types import TracebackType
 
 from proxy.link import Address, ProxyLink
+
+_LAG_PERIOD = 0.05
 
 
 class ProxyServer:
@@ -20,6 +24,10 @@ class ProxyServer:
         self.seed = seed
         self.time_scale = time_scale
         self.links: dict[str, ProxyLink] = {}
+        # How late the event loop ran a 50 ms timer: worst and latest, seconds.
+        self.loop_lag_max = 0.0
+        self.loop_lag_last = 0.0
+        self._lag_task: asyncio.Task[None] | None = None
 
     async def add_link(
         self,
@@ -36,7 +44,17 @@ class ProxyServer:
         )
         await link.start()
         self.links[name] = link
+        if self._lag_task is None:
+            self._lag_task = asyncio.create_task(self._watch_lag())
         return link
+
+    async def _watch_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(_LAG_PERIOD)
+            self.loop_lag_last = max(0.0, loop.time() - started - _LAG_PERIOD)
+            self.loop_lag_max = max(self.loop_lag_max, self.loop_lag_last)
 
     async def remove_link(self, name: str) -> None:
         link = self.links.pop(name, None)
@@ -45,6 +63,11 @@ class ProxyServer:
         await link.close()
 
     async def close(self) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag_task
+            self._lag_task = None
         links, self.links = list(self.links.values()), {}
         for link in links:
             await link.close()

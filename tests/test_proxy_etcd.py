@@ -15,7 +15,7 @@ import pytest
 
 from emulator.cluster import LocalCluster, ServerFlags
 from protos import rpc_pb2, rpc_pb2_grpc
-from proxy.faults import Blackhole, FrameLoss
+from proxy.faults import Blackhole, FrameLoss, Loss
 from proxy.link import ProxyLink
 
 TIME_SCALE = 0.1
@@ -189,3 +189,18 @@ async def test_dropped_messages_keep_the_stream_and_connection_alive(link: Proxy
         assert isinstance(again, rpc_pb2.LeaseKeepAliveResponse) and again.TTL > 0
         stream.cancel()
     assert link.counters.faults_applied[("frames_both", "message_dropped")] == 3
+
+
+async def test_tcp_loss_makes_calls_late_never_failed(link: ProxyLink) -> None:
+    link.add(Loss(0.3))
+    rto = 0.2 * TIME_SCALE
+    latencies = []
+    async with grpc.aio.insecure_channel(target(link)) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        for _ in range(100):
+            started = time.monotonic()
+            await kv.Range(rpc_pb2.RangeRequest(key=b"proxy/a"), timeout=30)
+            latencies.append(time.monotonic() - started)
+    # Some call waited out a (scaled) retransmission timeout; none failed.
+    assert max(latencies) >= rto
+    assert link.counters.delay_count > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 
@@ -220,3 +221,26 @@ async def test_bandwidth_limits_the_rate(echo: Address) -> None:
         assert await roundtrip(link.address, b"z" * 20480) == b"z" * 20480
         # uvloop's clock and timers have millisecond resolution.
         assert time.monotonic() - started >= 0.25 - 0.002
+
+
+async def test_lost_syn_delays_the_first_bytes_as_the_seed_says(echo: Address) -> None:
+    loss = Loss(0.5, syn_rto=1.0)
+    time_scale = 0.2
+
+    def expected(seed: int) -> float:
+        # The first draws of connection 1's two streams decide SYN and SYN-ACK.
+        return sum(
+            loss.connect_delay(random.Random(f"{seed}/raw/1/{direction}"), time_scale)
+            for direction in (UPSTREAM, DOWNSTREAM)
+        )
+
+    seed = next(s for s in range(100) if expected(s) > 0)
+    async with ProxyLink("raw", echo, http2=False, seed=seed, time_scale=time_scale) as link:
+        link.add(loss)
+        started = time.monotonic()
+        reader, writer = await asyncio.open_connection(*link.address)
+        writer.write(b"x")
+        await asyncio.wait_for(reader.readexactly(1), 30)
+        writer.close()
+    # At least the SYN delay; the one byte each way may add segment losses.
+    assert time.monotonic() - started >= expected(seed) - 0.002
