@@ -6,14 +6,22 @@ from __future__ import annotations
 import argparse
 
 
-def positive_int(text: str) -> int:
+def _integer(text: str, minimum: int, rule: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{rule}: {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _integer(text, 1, "must be at least 1")
+
+
+def non_negative_int(text: str) -> int:
+    return _integer(text, 0, "must not be negative")
 
 
 def positive_float(text: str) -> float:

@@ -47,6 +47,13 @@ def _check_attempts(max_attempts: int) -> None:
         raise ValueError("max_attempts must be at least 1")
 
 
+def _check_backoff(base: float, cap: float) -> None:
+    _check_positive("base", base)
+    _check_positive("cap", cap)
+    if cap < base:
+        raise ValueError("cap must be at least base")
+
+
 def _check_positive(name: str, value: float) -> None:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a non-negative finite number")
@@ -95,10 +102,7 @@ class Exponential(_Stateless):
         multiplier: float = 2.0,
         max_attempts: int = 5,
     ) -> None:
-        _check_positive("base", base)
-        _check_positive("cap", cap)
-        if cap < base:
-            raise ValueError("cap must be at least base")
+        _check_backoff(base, cap)
         if multiplier < 1:
             raise ValueError("multiplier must be at least 1")
         _check_attempts(max_attempts)
@@ -148,10 +152,7 @@ class DecorrelatedJitter(_Stateless):
         max_attempts: int = 5,
         seed: int = 0,
     ) -> None:
-        _check_positive("base", base)
-        _check_positive("cap", cap)
-        if cap < base:
-            raise ValueError("cap must be at least base")
+        _check_backoff(base, cap)
         _check_attempts(max_attempts)
         self.base = base
         self.cap = cap

@@ -9,18 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from emulator import engine, scenarios
-from emulator.argtypes import positive_float, positive_int
+from emulator.argtypes import non_negative_int, positive_float, positive_int
 from emulator.controlplane.plane import PlaneConfig
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
