@@ -142,9 +142,14 @@ def write_report(timeline: Timeline, out_dir: Path) -> tuple[dict[str, Any], Rep
 # Plots.
 
 
+def _x_range(timeline: Timeline) -> tuple[float, float]:
+    """Every chart's time axis, so they line up; an empty run still gets a unit axis."""
+    return 0.0, timeline.duration if timeline.duration > 0 else 1.0
+
+
 def _bins(timeline: Timeline) -> tuple[float, float, float]:
-    end = max(timeline.duration, 1e-9)
-    return 0.0, end, end / BINS
+    start, end = _x_range(timeline)
+    return start, end, (end - start) / BINS
 
 
 def _shades(timeline: Timeline) -> list[Shade]:
@@ -217,7 +222,7 @@ def health_plot(timeline: Timeline) -> str:
     return svgplot.lane_chart(
         "Health (apiserver probes, etcd members)",
         lanes,
-        (0.0, timeline.duration),
+        _x_range(timeline),
         _shades(timeline),
         legend=list(colors.items()),
     )
@@ -234,9 +239,9 @@ def leader_plot(timeline: Timeline) -> str:
             for i in intervals
         ]
         lanes.append((lease, sorted(segments, key=lambda s: s.start)))
-    legend = list(colors.items()) if len(colors) <= 20 else []
+    legend = list(colors.items()) if len(colors) <= svgplot.LEGEND_MAX else []
     return svgplot.lane_chart(
-        "Who leads each lease", lanes, (0.0, timeline.duration), _shades(timeline), legend
+        "Who leads each lease", lanes, _x_range(timeline), _shades(timeline), legend
     )
 
 
@@ -246,9 +251,7 @@ def gauge_plot(timeline: Timeline, prefix: str, title: str, y_label: str) -> str
                step=True)
         for name in timeline.gauge_names(prefix)
     ]  # fmt: skip
-    return svgplot.line_chart(
-        title, series, (0.0, timeline.duration), _shades(timeline), y_label=y_label
-    )
+    return svgplot.line_chart(title, series, _x_range(timeline), _shades(timeline), y_label=y_label)
 
 
 def lag_plot(timeline: Timeline) -> str:
@@ -256,7 +259,7 @@ def lag_plot(timeline: Timeline) -> str:
     return svgplot.line_chart(
         "Event-loop lag",
         [Series("lag", points), Series("limit", [(0.0, 20.0), (timeline.duration, 20.0)], "#aaa")],
-        (0.0, timeline.duration),
+        _x_range(timeline),
         _shades(timeline),
         y_label="ms",
     )

@@ -14,6 +14,7 @@ from html import escape
 
 # One left margin for every chart, wide enough for lane names, so time axes line up.
 WIDTH, LEFT, RIGHT, TOP, BOTTOM = 960, 130, 170, 28, 30
+LEGEND_ROW, LEGEND_MAX = 14, 20
 PALETTE = (
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
@@ -107,8 +108,8 @@ class _Frame:
         )
 
     def legend(self, entries: Sequence[tuple[str, str]]) -> None:
-        for i, (label, fill) in enumerate(entries[:20]):
-            y = TOP + 6 + i * 14
+        for i, (label, fill) in enumerate(entries[:LEGEND_MAX]):
+            y = TOP + 6 + i * LEGEND_ROW
             x = LEFT + self.plot_w + 10
             self.parts.append(
                 f'<rect x="{x}" y="{y - 8}" width="10" height="10" fill="{fill}"/>'
@@ -201,7 +202,9 @@ def lane_chart(
     x_unit: str = "s",
 ) -> str:
     lane_h = 18
-    height = TOP + BOTTOM + max(1, len(lanes)) * (lane_h + 4)
+    # Tall enough for the legend too: a lease or two with many candidates would clip it.
+    rows = max(1, len(lanes)) * (lane_h + 4)
+    height = TOP + BOTTOM + max(rows, len(legend[:LEGEND_MAX]) * LEGEND_ROW)
     frame = _Frame(title, x_range, height)
     for row, (name, segments) in enumerate(lanes):
         y = TOP + row * (lane_h + 4) + 2

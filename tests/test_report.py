@@ -93,3 +93,11 @@ def test_an_empty_run_still_renders(tmp_path: Path) -> None:
     assert {c["verdict"] for c in report["claims"]} == {"not observed"}
     assert report["event_loop_lag"]["p99"] is None
     assert paths.html.read_text().count("<svg") == 7
+
+
+def test_every_chart_of_an_empty_run_shares_one_time_axis(tmp_path: Path) -> None:
+    _, paths = write_report(Timeline("empty", seed=0, time_scale=1.0), tmp_path)
+    svgs = re.findall(r"<svg.*?</svg>", paths.html.read_text(), flags=re.S)
+    # The last x tick of each chart, drawn just before the axis unit.
+    ends = {re.findall(r'text-anchor="middle">([^<]*)</text>', svg)[-1] for svg in svgs}
+    assert ends == {"1"}
