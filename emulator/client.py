@@ -11,6 +11,14 @@
   ``endpoint_probe_interval``), so requests never pay a dial timeout to find out
   whether a dead member is back. Only when every endpoint failed do requests
   try them again themselves, paced by the retry policy.
+* A deadline that passes during an attempt is the caller's, not the endpoint's,
+  failure, but it makes the endpoint suspect: a background Status call checks
+  it (one at a time per endpoint), and an endpoint that does not answer within
+  ``keepalive_timeout`` counts as failed. Without that, a connection that
+  stays open but passes nothing (a blackholed or head-of-line blocked link) is
+  only noticed by keepalive, and callers with deadlines shorter than keepalive
+  keep sending into it; a member that is merely slower than the caller's
+  deadline answers the check and stays in use.
 * Retries follow a :class:`~emulator.retry.RetryPolicy`; :func:`retry_reason`
   decides which failures are retryable at all (writes that may have been
   applied are not, unless marked idempotent or compare-guarded).
@@ -126,6 +134,8 @@ class EndpointStatus:
     failing: bool = False
     """Set on failure; cleared when a call or the background probe succeeds here.
     Failing endpoints are skipped while any other is not failing."""
+    checking: bool = False
+    """True while the Status check that follows an attempt's passed deadline runs."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +171,7 @@ class _Endpoint:
         self.status = EndpointStatus(address)
         self.channel: grpc.aio.Channel | None = None
         self.prober: asyncio.Task[None] | None = None
+        self.checker: asyncio.Task[None] | None = None
         self.channel_created = 0.0
 
     @property
@@ -245,10 +256,11 @@ class EtcdClient:
         for watch in list(self._watches):
             await watch.cancel()
         for endpoint in self._endpoints:
-            if endpoint.prober is not None:
-                endpoint.prober.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await endpoint.prober
+            for task in (endpoint.prober, endpoint.checker):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         for endpoint in self._endpoints:
@@ -268,6 +280,7 @@ class EtcdClient:
                 dataclasses.replace(
                     e.status,
                     connectivity="NONE" if e.channel is None else e.channel.get_state().name,
+                    checking=e.checker is not None,
                 )
                 for e in self._endpoints
             ),
@@ -571,12 +584,14 @@ class EtcdClient:
             except grpc.aio.AioRpcError as rpc_error:
                 error = from_rpc_error(rpc_error, endpoint.address)
             except ContextError as context_error:
+                self._suspect(endpoint, context_error)
                 raise self._raise(context_error) from None
             else:
                 self.retry.record_result(True)
                 self._succeeded(endpoint)
                 return result
             if isinstance(error, ContextError):
+                self._suspect(endpoint, error)
                 raise self._raise(error)
             if isinstance(error, ClusterUnavailableError):
                 self._failed(endpoint, error)
@@ -632,11 +647,15 @@ class EtcdClient:
             )
         except grpc.aio.AioRpcError as rpc_error:
             failure = from_rpc_error(rpc_error, endpoint.address)
+        except ContextError as context_error:
+            failure = context_error
         else:
             self._succeeded(endpoint)
             return result
         if isinstance(failure, ClusterUnavailableError):
             self._failed(endpoint, failure)
+        elif isinstance(failure, ContextError):
+            self._suspect(endpoint, failure)
         raise failure
 
     async def _hedged(
@@ -738,6 +757,45 @@ class EtcdClient:
             endpoint.prober = asyncio.create_task(
                 self._probe_until_back(endpoint), name=f"{self.name} probe {endpoint.address}"
             )
+
+    def _suspect(self, endpoint: _Endpoint, error: ContextError) -> None:
+        """After an attempt's deadline passed: check the endpoint in the background."""
+        if error.code != grpc.StatusCode.DEADLINE_EXCEEDED:
+            return
+        if endpoint.status.failing or endpoint.checker is not None or self._closed:
+            return
+        endpoint.checker = asyncio.create_task(
+            self._check_suspect(endpoint), name=f"{self.name} check {endpoint.address}"
+        )
+
+    async def _check_suspect(self, endpoint: _Endpoint) -> None:
+        """Mark ``endpoint`` failed unless it answers Status within keepalive_timeout
+        (after a dial within the dial timeout, if its connection is down).
+
+        The bound is the one gRPC keepalive holds a connection to (a ping
+        unanswered for ``keepalive_timeout`` closes it), applied at once instead
+        of after ``keepalive_time`` of silence. The call goes over the endpoint's
+        current connection, the one the timed-out attempt used.
+        """
+        timeout = self.config.keepalive_timeout
+        try:
+            channel = await self._dial(endpoint, None)
+            await rpc_pb2_grpc.MaintenanceStub(channel).Status(
+                rpc_pb2.StatusRequest(), timeout=timeout
+            )
+        except (_DialError, grpc.aio.AioRpcError) as error:
+            if not endpoint.status.failing and not self._closed:
+                log.info("%s: endpoint %s fails its check: %s", self.name, endpoint.address, error)
+                self._failed(
+                    endpoint,
+                    ClusterUnavailableError(
+                        f"{endpoint.address}: no Status answer within {timeout:g}s "
+                        f"after an attempt's deadline passed ({error})",
+                        endpoint=endpoint.address,
+                    ),
+                )
+        finally:
+            endpoint.checker = None
 
     async def _probe_until_back(self, endpoint: _Endpoint) -> None:
         """Re-admit a failed endpoint once it answers a Status call again."""

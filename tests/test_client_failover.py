@@ -19,6 +19,7 @@ from emulator.client import EtcdClient
 from emulator.client_config import ClientConfig
 from emulator.cluster import LocalCluster
 from emulator.errors import ClusterUnavailableError, ContextError
+from emulator.fault_proxy import FaultProxy, Faults
 from emulator.health import HealthChecker
 from emulator.retry import FixedDelay, ThrottledRetry
 from tests.waiting import eventually
@@ -32,52 +33,57 @@ KEEPALIVE_DETECTION = CONFIG.keepalive_time + CONFIG.keepalive_timeout
 
 async def test_failover_when_member_in_use_is_killed(cluster: LocalCluster) -> None:
     async with EtcdClient(cluster.endpoints, CONFIG) as client:
-        await client.put(b"/failover/kill", b"1")
-        assert client.current_endpoint == cluster.endpoints[0]
-        cluster.kill(0)
+        # Idempotent: etcd answers "request timed out" (UNAVAILABLE, maybe
+        # applied) when a leader change drops the proposal, and only a write
+        # that says it may be repeated is retried after that.
+        await client.put(b"/failover/kill", b"1", idempotent=True)
+        in_use = cluster.endpoints.index(client.current_endpoint)
+        cluster.kill(in_use)
         started = time.monotonic()
         got = await client.get(b"/failover/kill")
         assert got.kvs[0].value == b"1"
         assert time.monotonic() - started < CONFIG.dial_timeout + SLACK
         state = client.endpoints_state
-        assert state.current != cluster.endpoints[0]
+        assert state.current != cluster.endpoints[in_use]
         # More than one switch when the killed member led and a peer answered
         # "no leader" during the election.
         assert state.switches >= 1 and state.last_switch is not None
-        dead = state.endpoints[0]
+        dead = state.endpoints[in_use]
         assert dead.failing and dead.failures >= 1 and dead.last_error
         assert sum(client.stats.retries.values()) >= 1
 
 
 async def test_failover_when_member_in_use_is_paused(cluster: LocalCluster) -> None:
     async with EtcdClient(cluster.endpoints, CONFIG) as client:
-        await client.put(b"/failover/pause", b"1")
-        cluster.pause(0)
+        await client.put(b"/failover/pause", b"1", idempotent=True)
+        in_use = cluster.endpoints.index(client.current_endpoint)
+        cluster.pause(in_use)
         started = time.monotonic()
         # No deadline: only keepalive can end the attempt on the paused member.
         got = await client.get(b"/failover/pause")
         elapsed = time.monotonic() - started
         assert got.kvs[0].value == b"1"
         assert elapsed < KEEPALIVE_DETECTION + SLACK
-        assert client.current_endpoint != cluster.endpoints[0]
+        assert client.current_endpoint != cluster.endpoints[in_use]
         assert client.stats.retries["keepalive"] == 1
-        cluster.resume(0)
+        cluster.resume(in_use)
 
 
 async def test_idle_connection_to_paused_member_is_dropped_by_keepalive(
     cluster: LocalCluster,
 ) -> None:
     async with EtcdClient(cluster.endpoints, CONFIG) as client:
-        await client.put(b"/failover/idle", b"1")
-        assert client.endpoints_state.endpoints[0].connectivity == "READY"
-        cluster.pause(0)
+        await client.put(b"/failover/idle", b"1", idempotent=True)
+        in_use = cluster.endpoints.index(client.current_endpoint)
+        assert client.endpoints_state.endpoints[in_use].connectivity == "READY"
+        cluster.pause(in_use)
         # No call in flight: only pings without calls can notice.
         await eventually(
-            lambda: client.endpoints_state.endpoints[0].connectivity != "READY",
+            lambda: client.endpoints_state.endpoints[in_use].connectivity != "READY",
             KEEPALIVE_DETECTION + SLACK,
             "keepalive to close the idle connection",
         )
-        cluster.resume(0)
+        cluster.resume(in_use)
 
 
 async def test_hedged_read_answers_while_member_in_use_hangs(cluster: LocalCluster) -> None:
@@ -85,7 +91,7 @@ async def test_hedged_read_answers_while_member_in_use_hangs(cluster: LocalClust
     follower = (cluster.wait_leader() + 1) % 3
     endpoints = cluster.endpoints[follower:] + cluster.endpoints[:follower]
     async with EtcdClient(endpoints, CONFIG) as client:
-        await client.put(b"/failover/hedge", b"1")
+        await client.put(b"/failover/hedge", b"1", idempotent=True)
         got = await client.get(b"/failover/hedge", hedge_after=1.0)
         assert got.kvs[0].value == b"1" and client.stats.hedges == 0
         cluster.pause(follower)
@@ -103,46 +109,116 @@ async def test_unsafe_write_is_not_retried_after_keepalive_failure(
     cluster: LocalCluster,
 ) -> None:
     async with EtcdClient(cluster.endpoints, CONFIG) as client:
-        await client.put(b"/failover/write", b"1")
-        cluster.pause(0)
+        await client.put(b"/failover/write", b"1", idempotent=True)
+        in_use = cluster.endpoints.index(client.current_endpoint)
+        attempts, retries = client.stats.attempts, client.stats.retries.total()
+        cluster.pause(in_use)
         with pytest.raises(ClusterUnavailableError) as error:
             await client.put(b"/failover/write", b"2")
-        assert error.value.endpoint == cluster.endpoints[0] and error.value.attempts == 1
+        assert error.value.endpoint == cluster.endpoints[in_use] and error.value.attempts == 1
         assert "may have been applied" in str(error.value)
-        assert client.stats.attempts == 2 and not client.stats.retries
-        cluster.resume(0)
+        assert client.stats.attempts == attempts + 1
+        assert client.stats.retries.total() == retries
+        cluster.resume(in_use)
         # The failure moved the client off the member: sticky on the new one.
         await client.put(b"/failover/write", b"3", idempotent=True)
-        assert client.current_endpoint != cluster.endpoints[0]
+        assert client.current_endpoint != cluster.endpoints[in_use]
 
 
 async def test_deadline_and_cancellation_on_paused_member(cluster: LocalCluster) -> None:
     async with EtcdClient(cluster.endpoints, CONFIG) as client:
-        await client.put(b"/failover/deadline", b"1")
+        await client.put(b"/failover/deadline", b"1", idempotent=True)
         cluster.pause(0)
-        deadline = CONFIG.keepalive_time / 4
-        started = time.monotonic()
-        with pytest.raises(ContextError) as error:
-            await client.get(b"/failover/deadline", timeout=deadline)
-        assert error.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
-        assert deadline <= time.monotonic() - started < deadline + 1.0
-        # A deadline is the caller's choice, not the endpoint's failure.
-        assert not client.endpoints_state.endpoints[0].failing
-
         attempts = client.stats.attempts
         call = asyncio.create_task(client.get(b"/failover/deadline"))
         await eventually(lambda: client.stats.attempts > attempts, 5, "the attempt to start")
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(call, 1.0)
+        # Cancelling is the caller's choice: it casts no doubt on the member.
+        assert not client.endpoints_state.endpoints[0].checking
+
+        deadline = CONFIG.keepalive_time / 4
+        started = time.monotonic()
+        with pytest.raises(ContextError) as error:
+            await client.get(b"/failover/deadline", timeout=deadline)
+        assert error.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert deadline <= time.monotonic() - started < deadline + 1.0
+        # A deadline is not the endpoint's failure by itself, but it is checked:
+        # a paused member answers no Status call (dial, then keepalive_timeout).
+        dead = client.endpoints_state.endpoints[0]
+        assert not dead.failing and dead.checking
+        await eventually(
+            lambda: client.endpoints_state.endpoints[0].failing,
+            CONFIG.dial_timeout + CONFIG.keepalive_timeout + SLACK,
+            "the check to fail the paused member",
+        )
+        assert "no Status answer" in client.endpoints_state.endpoints[0].last_error
+        got = await client.get(b"/failover/deadline", timeout=deadline + SLACK)
+        assert got.kvs[0].value == b"1" and client.current_endpoint != cluster.endpoints[0]
         cluster.resume(0)
+
+
+async def test_callers_with_deadlines_leave_a_blackholed_member(
+    shared_cluster: LocalCluster,
+) -> None:
+    # Keepalive far slower than the deadlines (and than the shared cluster's
+    # --grpc-keepalive-min-time): only the check after a timed-out attempt can
+    # move the client off a connection that passes nothing.
+    slow_keepalive = dataclasses.replace(CONFIG, keepalive_time=30.0)
+    deadline = 0.2
+    async with (
+        FaultProxy(shared_cluster.endpoints, seed=3) as proxy,
+        EtcdClient(proxy.addresses, slow_keepalive) as client,
+    ):
+        await client.get(b"/failover/blackhole")
+        with Faults(proxy).blackhole(0):
+            started = time.monotonic()
+            timeouts = 0
+            while True:
+                try:
+                    await client.get(b"/failover/blackhole", timeout=deadline)
+                    break
+                except ContextError:
+                    timeouts += 1
+            # Calls time out until the check (Status within keepalive_timeout) fails.
+            assert time.monotonic() - started < deadline + slow_keepalive.keepalive_timeout + SLACK
+            assert timeouts >= 1 and client.current_endpoint != proxy.addresses[0]
+            assert client.endpoints_state.endpoints[0].failing
+
+
+async def test_member_slower_than_the_deadline_stays_in_use(
+    shared_cluster: LocalCluster,
+) -> None:
+    # The round trip (twice the one-way latency) exceeds the caller's deadline
+    # but not keepalive_timeout, by 2.6 s to spare for a loaded machine.
+    latency = 0.2
+    patient = dataclasses.replace(CONFIG, keepalive_time=30.0, keepalive_timeout=3.0)
+    async with (
+        FaultProxy(shared_cluster.endpoints, seed=4) as proxy,
+        EtcdClient(proxy.addresses, patient) as client,
+    ):
+        await client.get(b"/failover/slow")
+        with Faults(proxy).latency(0, latency):
+            with pytest.raises(ContextError):
+                await client.get(b"/failover/slow", timeout=latency / 2)
+            assert client.endpoints_state.endpoints[0].checking
+            await eventually(
+                lambda: not client.endpoints_state.endpoints[0].checking,
+                patient.keepalive_timeout + SLACK,
+                "the check to finish",
+            )
+        status = client.endpoints_state.endpoints[0]
+        assert not status.failing and status.failures == 0
+        assert client.current_endpoint == proxy.addresses[0]
 
 
 async def test_all_members_down_raises_cluster_error_with_bounded_attempts(
     cluster: LocalCluster,
 ) -> None:
     async with EtcdClient(cluster.endpoints, CONFIG) as client:
-        await client.put(b"/failover/all", b"1")
+        await client.put(b"/failover/all", b"1", idempotent=True)
+        before = client.stats.attempts
         for index in range(3):
             cluster.kill(index)
         callers = 20
@@ -156,7 +232,7 @@ async def test_all_members_down_raises_cluster_error_with_bounded_attempts(
         assert attempts == [CONFIG.retry_max_attempts] * callers
         # Every attempt is followed by a backoff: the total attempt count is fixed
         # by the policy, not by how fast endpoints fail.
-        assert client.stats.attempts == 1 + callers * CONFIG.retry_max_attempts
+        assert client.stats.attempts == before + callers * CONFIG.retry_max_attempts
         max_backoff = CONFIG.retry_backoff_cap * (CONFIG.retry_max_attempts - 1)
         assert elapsed < max_backoff + SLACK
         assert client.stats.errors == {"ClusterUnavailableError": callers}
@@ -241,25 +317,26 @@ async def test_failed_member_is_probed_in_background_and_readmitted(
     cluster: LocalCluster,
 ) -> None:
     async with EtcdClient(cluster.endpoints, CONFIG) as client:
-        await client.put(b"/failover/probe", b"1")
-        cluster.pause(0)
+        await client.put(b"/failover/probe", b"1", idempotent=True)
+        in_use = cluster.endpoints.index(client.current_endpoint)
+        cluster.pause(in_use)
         await client.get(b"/failover/probe")
-        assert client.endpoints_state.endpoints[0].failing
+        assert client.endpoints_state.endpoints[in_use].failing
         # Requests never wait on the paused member's dial timeout: probes do.
         for _ in range(10):
             started = time.monotonic()
             await client.get(b"/failover/probe")
             assert time.monotonic() - started < CONFIG.dial_timeout / 2
             await asyncio.sleep(CONFIG.endpoint_probe_interval)
-        assert client.endpoints_state.endpoints[0].failing
-        cluster.resume(0)
+        assert client.endpoints_state.endpoints[in_use].failing
+        cluster.resume(in_use)
         await eventually(
-            lambda: not client.endpoints_state.endpoints[0].failing,
+            lambda: not client.endpoints_state.endpoints[in_use].failing,
             CONFIG.endpoint_probe_interval + CONFIG.dial_timeout + SLACK,
             "the resumed member to be readmitted",
         )
         # Sticky: readmission does not move the client back.
-        assert client.current_endpoint != cluster.endpoints[0]
+        assert client.current_endpoint != cluster.endpoints[in_use]
 
 
 @pytest.mark.slow
