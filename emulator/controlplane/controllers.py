@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -111,6 +111,12 @@ class Controller:
         informers[self.kind].add_handler(lambda obj: self.enqueue(obj.name))
         for kind in self.owned:
             informers[kind].add_handler(self._owned_changed)
+        for kind, handler in self._related_handlers().items():
+            informers[kind].add_handler(handler)
+
+    def _related_handlers(self) -> dict[str, Callable[[Object], None]]:
+        """Handlers for kinds that are neither this controller's nor owned by it."""
+        return {}
 
     @property
     def depth(self) -> int:
@@ -196,16 +202,10 @@ class DeploymentController(Controller):
     kind = DEPLOYMENTS
     owned = (REPLICASETS,)
 
-    def __init__(
-        self,
-        api: APIServer,
-        informers: Informers,
-        clock: Clock,
-        config: ControllerConfig | None = None,
-        recorder: Recorder | None = None,
-    ) -> None:
-        super().__init__(api, informers, clock, config, recorder)
-        informers[PODS].add_handler(self._pod_changed)
+    def _related_handlers(self) -> dict[str, Callable[[Object], None]]:
+        # A pod's owner is a ReplicaSet; its change concerns the Deployment
+        # that owns that ReplicaSet.
+        return {PODS: self._pod_changed}
 
     def _pod_changed(self, pod: Object) -> None:
         kind, _, rs_name = (pod.owner or "").partition("/")
@@ -279,16 +279,8 @@ class DaemonSetController(Controller):
     name = "daemonset"
     kind = DAEMONSETS
 
-    def __init__(
-        self,
-        api: APIServer,
-        informers: Informers,
-        clock: Clock,
-        config: ControllerConfig | None = None,
-        recorder: Recorder | None = None,
-    ) -> None:
-        super().__init__(api, informers, clock, config, recorder)
-        informers[NODES].add_handler(self._node_changed)
+    def _related_handlers(self) -> dict[str, Callable[[Object], None]]:
+        return {NODES: self._node_changed}
 
     def _node_changed(self, node: Object) -> None:
         for ds in self._store(DAEMONSETS):
