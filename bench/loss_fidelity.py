@@ -28,6 +28,7 @@ from typing import Any
 
 import grpc
 
+from bench.proxy_process import proxy_process
 from emulator.cluster import LocalCluster, ServerFlags
 from protos import rpc_pb2, rpc_pb2_grpc
 
@@ -153,53 +154,26 @@ def run_kernel_inner(
 def run_proxy(
     loss: float, clients: int, seconds: float, keepalive_trials: int = 0
 ) -> dict[str, float]:
-    with LocalCluster(1, flags=SERVER_FLAGS) as cluster:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "emulator",
-                "proxy",
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-                cluster.endpoints[0],
-                "--control",
-                "127.0.0.1:0",
-                "--seed",
-                "1",
-                "--log-level",
-                "WARNING",
-            ],
-            stdout=subprocess.PIPE,
-        )
-        try:
-            assert process.stdout is not None
-            ready = json.loads(process.stdout.readline())
+    with (
+        LocalCluster(1, flags=SERVER_FLAGS) as cluster,
+        proxy_process(cluster.endpoints[0], "--control", "127.0.0.1:0", "--seed", "1") as proxy,
+    ):
+        toxics = f"http://{proxy.control}/proxies/proxy/toxics"
 
-            toxics = f"http://{ready['control']}/proxies/proxy/toxics"
+        def arm() -> None:
+            toxic = {"type": "loss", "stream": "both", "attributes": {"probability": loss}}
+            if keepalive_trials:  # everything dropped: a partition
+                toxic = {"name": "cut", "type": "blackhole", "stream": "both"}
+            request = urllib.request.Request(toxics, data=json.dumps(toxic).encode(), method="POST")
+            urllib.request.urlopen(request, timeout=10).close()
 
-            def arm() -> None:
-                toxic = {"type": "loss", "stream": "both", "attributes": {"probability": loss}}
-                if keepalive_trials:  # everything dropped: a partition
-                    toxic = {"name": "cut", "type": "blackhole", "stream": "both"}
-                request = urllib.request.Request(
-                    toxics, data=json.dumps(toxic).encode(), method="POST"
-                )
-                urllib.request.urlopen(request, timeout=10).close()
+        def disarm() -> None:
+            request = urllib.request.Request(f"{toxics}/cut", method="DELETE")
+            urllib.request.urlopen(request, timeout=10).close()
 
-            def disarm() -> None:
-                request = urllib.request.Request(f"{toxics}/cut", method="DELETE")
-                urllib.request.urlopen(request, timeout=10).close()
-
-            if keepalive_trials:
-                return asyncio.run(
-                    keepalive_detection(ready["listen"], keepalive_trials, arm, disarm)
-                )
-            return asyncio.run(workload(ready["listen"], clients, seconds, arm))
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+        if keepalive_trials:
+            return asyncio.run(keepalive_detection(proxy.listen, keepalive_trials, arm, disarm))
+        return asyncio.run(workload(proxy.listen, clients, seconds, arm))
 
 
 def run_kernel(

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import grpc
 
+from bench.proxy_process import proxy_process
 from emulator.cluster import LocalCluster
 from protos import rpc_pb2, rpc_pb2_grpc
 from proxy.h2frames import PREFACE
@@ -89,47 +87,27 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--cycles", type=int, default=3, help="open/close rounds")
     args = parser.parse_args()
-    with LocalCluster(1) as cluster:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "emulator",
-                "proxy",
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-                cluster.endpoints[0],
-                "--control",
-                "127.0.0.1:0",
-                "--log-level",
-                "WARNING",
-            ],
-            stdout=subprocess.PIPE,
-        )
-        try:
-            assert process.stdout is not None
-            ready = json.loads(process.stdout.readline())
-            before = rss_mib(process.pid)
-            peak_holder: list[float] = []
+    with (
+        LocalCluster(1) as cluster,
+        proxy_process(cluster.endpoints[0], "--control", "127.0.0.1:0") as proxy,
+    ):
+        before = rss_mib(proxy.pid)
+        peak_holder: list[float] = []
 
-            async def measured() -> tuple[list[float], list[float], float]:
-                result = await run(ready["listen"], args.connections)
-                peak_holder.append(rss_mib(process.pid))
-                return result
+        async def measured() -> tuple[list[float], list[float], float]:
+            result = await run(proxy.listen, args.connections)
+            peak_holder.append(rss_mib(proxy.pid))
+            return result
 
-            after: list[float] = []
-            for _ in range(args.cycles):
-                idle, loaded, _ = asyncio.run(measured())
-                deadline = time.monotonic() + 30
-                while active_connections(ready["control"]) > 0 and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                left = active_connections(ready["control"])
-                after.append(rss_mib(process.pid))
-            lag = metric(ready["control"], 'etcdlab_proxy_loop_lag_seconds{which="max"}')
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+        after: list[float] = []
+        for _ in range(args.cycles):
+            idle, loaded, _ = asyncio.run(measured())
+            deadline = time.monotonic() + 30
+            while active_connections(proxy.control) > 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            left = active_connections(proxy.control)
+            after.append(rss_mib(proxy.pid))
+        lag = metric(proxy.control, 'etcdlab_proxy_loop_lag_seconds{which="max"}')
     print(
         f"connections={args.connections} rss_before={before:.1f}MiB "
         f"rss_open_per_cycle={[round(r, 1) for r in peak_holder]}MiB "

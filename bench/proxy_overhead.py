@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import grpc
 
+from bench.proxy_process import proxy_process
 from emulator.cluster import LocalCluster, free_tcp_port
 from protos import rpc_pb2, rpc_pb2_grpc
 
@@ -59,32 +58,6 @@ async def load(target: str, clients: int, op: str, seconds: float) -> float:
     finally:
         for channel in channels:
             await channel.close()
-
-
-@contextmanager
-def proxy_process(upstream: str, *extra: str) -> Iterator[str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "emulator",
-            "proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            upstream,
-            "--log-level",
-            "WARNING",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        yield str(json.loads(process.stdout.readline())["listen"])
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @contextmanager
@@ -123,7 +96,7 @@ def main() -> None:
             socat_process(direct) as socat,
         ):
             # proxy-raw: the same pump without HTTP/2 tracking, to show its cost.
-            targets = {"direct": direct, "proxy": proxied, "proxy-raw": raw}
+            targets = {"direct": direct, "proxy": proxied.listen, "proxy-raw": raw.listen}
             if socat is not None:
                 targets["socat"] = socat
             for op in args.ops:
