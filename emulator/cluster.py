@@ -42,12 +42,25 @@ def etcd_binary() -> Path:
     return path
 
 
+def free_tcp_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports the OS considers free right now.
+
+    Every socket stays bound until all are chosen: the OS may hand a just
+    released port out again at once, which gave one cluster the same peer port
+    twice.
+    """
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
 def free_tcp_port(host: str = "127.0.0.1") -> int:
     """A port the OS considers free right now (bind 0, read back, release)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_tcp_ports(1, host)[0]
 
 
 class ClusterError(RuntimeError):
@@ -216,6 +229,7 @@ class LocalCluster:
             Path(tempfile.mkdtemp(prefix="etcdlab-cluster-")) if base_dir is None else base_dir
         )
         self.members: list[Member] = []
+        ports = free_tcp_ports(2 * members, host)
         for index in range(members):
             name = f"etcd-{index}"
             self.members.append(
@@ -223,8 +237,8 @@ class LocalCluster:
                     index=index,
                     name=name,
                     host=host,
-                    client_port=free_tcp_port(host),
-                    peer_port=free_tcp_port(host),
+                    client_port=ports[2 * index],
+                    peer_port=ports[2 * index + 1],
                     data_dir=self.base_dir / name,
                     log_path=self.base_dir / f"{name}.log",
                 )

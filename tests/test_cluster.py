@@ -13,7 +13,7 @@ import time
 import grpc
 import pytest
 
-from emulator.cluster import ClusterError, LocalCluster, ServerFlags
+from emulator.cluster import ClusterError, LocalCluster, ServerFlags, free_tcp_ports
 from protos import rpc_pb2, rpc_pb2_grpc
 from tests.waiting import wait_until
 
@@ -178,3 +178,8 @@ def test_etcd_dies_with_a_sigkilled_parent() -> None:
         # Nobody is left to delete the data dir the killed parent made.
         if base_dir:
             shutil.rmtree(base_dir, ignore_errors=True)
+
+
+def test_free_ports_are_distinct_within_one_call() -> None:
+    ports = free_tcp_ports(64)
+    assert len(set(ports)) == 64 and all(0 < port < 65536 for port in ports)
