@@ -14,6 +14,7 @@ Nothing here does I/O or imports asyncio. Every malformed input raises
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 from enum import IntEnum
 
@@ -60,6 +61,11 @@ _RULES: tuple[tuple[int, int], ...] = (
     (4, 0),  # WINDOW_UPDATE
     (-1, 2),  # CONTINUATION
 )
+
+
+# A frame header in one unpack: length and type (the first 4 bytes as one
+# integer), flags, and the stream id with its reserved bit.
+_HEAD = struct.Struct(">IBI")
 
 
 class ProtocolError(Exception):
@@ -252,8 +258,10 @@ class FrameReader:
         return Frame(raw[3], raw[4], _stream_id(raw), raw)
 
     def _check_header(self, buf: bytes | bytearray, off: int) -> tuple[int, int]:
-        length = (buf[off] << 16) | (buf[off + 1] << 8) | buf[off + 2]
-        frame_type = buf[off + 3]
+        word, flags, stream_id = _HEAD.unpack_from(buf, off)
+        length = word >> 8
+        frame_type = word & 0xFF
+        stream_id &= 0x7FFFFFFF
         if length > self.max_frame_size:
             raise ProtocolError(f"frame length {length} exceeds {self.max_frame_size}")
         if frame_type >= len(_RULES):
@@ -261,18 +269,13 @@ class FrameReader:
             if self._open_block is not None:
                 raise ProtocolError("header block interrupted before END_HEADERS")
             return length, frame_type
-        stream_id = (
-            ((buf[off + 5] & 0x7F) << 24)
-            | (buf[off + 6] << 16)
-            | (buf[off + 7] << 8)
-            | buf[off + 8]
-        )
         fixed, where = _RULES[frame_type]
         if fixed >= 0 and length != fixed:
             raise ProtocolError(f"{FrameType(frame_type).name} frame with length {length}")
-        if where == 1 and stream_id:
-            raise ProtocolError(f"{FrameType(frame_type).name} frame on stream {stream_id}")
-        if where == 2 and not stream_id:
+        if where == 1:
+            if stream_id:
+                raise ProtocolError(f"{FrameType(frame_type).name} frame on stream {stream_id}")
+        elif where == 2 and not stream_id:
             raise ProtocolError(f"{FrameType(frame_type).name} frame on stream 0")
         if frame_type == 4 and length % 6:
             raise ProtocolError(f"SETTINGS frame with length {length}")
@@ -282,5 +285,5 @@ class FrameReader:
         elif frame_type == 9:
             raise ProtocolError("CONTINUATION without a preceding HEADERS")
         if frame_type in (1, 5, 9):
-            self._open_block = None if buf[off + 4] & FLAG_END_HEADERS else stream_id
+            self._open_block = None if flags & FLAG_END_HEADERS else stream_id
         return length, frame_type

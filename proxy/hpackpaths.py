@@ -29,6 +29,8 @@ _DEFAULT_TABLE_SIZE = 4096
 _MAX_TABLE_SIZE = 2**32 - 1
 # Bound on a reassembled block: a hostile client must not make us buffer forever.
 MAX_BLOCK_SIZE = 1 << 20
+# Blocks remembered with their path while the dynamic table stays unchanged.
+_CACHE_SIZE = 64
 
 
 class PathDecoder:
@@ -37,10 +39,27 @@ class PathDecoder:
     def __init__(self) -> None:
         self._dynamic: deque[tuple[bytes, bytes]] = deque()
         self._size = 0
+        self._changes = 0  # counts table changes (additions, size updates)
         self._max_size = _DEFAULT_TABLE_SIZE
+        # A gRPC client repeats the same block, byte for byte, for every call of
+        # a method once its headers are in the table. Such a block means the
+        # same thing until the table changes, which clears this cache.
+        self._cache: dict[bytes, bytes | None] = {}
 
     def decode(self, block: bytes) -> bytes | None:
         """Decode one complete header block; return its ``:path`` (if any)."""
+        cache = self._cache
+        if block in cache:
+            return cache[block]
+        changes = self._changes
+        path = self._decode(block)
+        if changes == self._changes:
+            if len(cache) >= _CACHE_SIZE:
+                cache.clear()
+            cache[block] = path
+        return path
+
+    def _decode(self, block: bytes) -> bytes | None:
         path: bytes | None = None
         pos, end = 0, len(block)
         while pos < end:
@@ -61,6 +80,7 @@ class PathDecoder:
                     raise ProtocolError(f"HPACK table size update to {size}")
                 self._max_size = size
                 self._evict(0)
+                self._changed()
             else:  # literal without indexing / never indexed: the table is untouched
                 name, literal, pos = self._literal(block, pos, 4, need_value=False)
                 if name == _PATH:
@@ -86,7 +106,12 @@ class PathDecoder:
             return self._dynamic[dynamic]
         raise ProtocolError(f"HPACK index {index} out of range")
 
+    def _changed(self) -> None:
+        self._changes += 1
+        self._cache.clear()
+
     def _add(self, name: bytes, value: bytes) -> None:
+        self._changed()
         size = len(name) + len(value) + _ENTRY_OVERHEAD
         if size > self._max_size:
             # An entry larger than the table empties it and is not added (4.4).

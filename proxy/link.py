@@ -396,30 +396,36 @@ class _Pipe:
             if self.conn.done:
                 return
         plan = link.plans[self.plan_key]
+        reader = self.reader
+        direct = plan.idle and not self.queue and not self.held and self.dest is not None
+        if direct and not self.frame_mode:
+            assert self.dest is not None
+            # Forward first and follow the frames afterwards: the parsing then
+            # runs while the receiver is already working, not on the round trip.
+            self.dest.write(data)
+            if reader is not None:
+                self._follow(reader, data)
+            return
         pieces: list[bytes]
-        if self.reader is None:
-            if plan.idle and not self.queue and not self.held and self.dest is not None:
-                self.dest.write(data)
+        if reader is None:
+            pieces = [data]
+        elif not self.frame_mode:
+            if not self._follow(reader, data):
                 return
             pieces = [data]
         else:
-            reader = self.reader
             try:
                 parsed = reader.feed(data)
-                if not self.frame_mode:
-                    if len(parsed) != 1 or type(parsed[0]) is not bytes:
-                        self.conn.observe(self, parsed)
-                    pieces = [data]
-                elif len(parsed) == 1 and type(parsed[0]) is bytes:
+                if len(parsed) == 1 and type(parsed[0]) is bytes:
                     pieces = cast(list[bytes], parsed)
                 else:
                     pieces = self.conn.on_frames(self, parsed, plan)
             except ProtocolError as error:
                 self.conn.protocol_error(self, error)
                 return
-            if self.frame_mode != link.frame_aware and reader.at_boundary:
+            if not link.frame_aware and reader.at_boundary:
                 self.switch_mode()
-        if plan.idle and not self.queue and not self.held and self.dest is not None:
+        if direct and self.dest is not None:
             if len(pieces) == 1:
                 self.dest.write(pieces[0])
             elif pieces:
@@ -430,6 +436,20 @@ class _Pipe:
             injected, self.pending_inject = self.pending_inject, []
             for raw in injected:
                 self._deliver(raw)
+
+    def _follow(self, reader: FrameReader, data: bytes) -> bool:
+        """Watch frames go by without changing them; False if the connection
+        was closed for bad HTTP/2."""
+        try:
+            parsed = reader.feed(data)
+            if len(parsed) != 1 or type(parsed[0]) is not bytes:
+                self.conn.observe(self, parsed)
+        except ProtocolError as error:
+            self.conn.protocol_error(self, error)
+            return False
+        if self.link.frame_aware and reader.at_boundary:
+            self.switch_mode()
+        return True
 
     def _interest(self) -> frozenset[int]:
         """Frames to see whole: all in frame mode; otherwise request header

@@ -136,6 +136,18 @@ def test_paths_follow_the_dynamic_table() -> None:
     assert second == (3, "/etcdserverpb.KV/Range")
 
 
+def test_a_repeated_block_means_what_the_table_says_now() -> None:
+    # The decoder remembers blocks it has decoded; once the dynamic table has
+    # changed, the same bytes must be decoded afresh.
+    encoder = hpack.Encoder()
+    decoder = RequestHeaders()
+    paths = ["/a", "/a", "/b", "/b", "/a"]
+    blocks = [encoder.encode([(":path", path)]) for path in paths]
+    assert blocks[1] == blocks[3]
+    decoded = [decoder.feed(headers_frame(2 * i + 1, b)) for i, b in enumerate(blocks)]
+    assert decoded == [(2 * i + 1, path) for i, path in enumerate(paths)]
+
+
 def test_continuation_completes_the_block() -> None:
     block = hpack.Encoder().encode([(":path", "/etcdserverpb.Lease/LeaseKeepAlive")])
     decoder = RequestHeaders()
