@@ -72,6 +72,11 @@ DELAY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 3
 _SNIFF_LIMIT = 8192
 # Streams remembered per connection (paths, answered, killed): oldest forgotten first.
 _MAX_STREAMS = 4096
+# Connections accepted per turn of the event loop: a burst of connects waits
+# in the kernel's queue instead of stalling traffic on open connections.
+ACCEPT_BATCH = 8
+# The kernel's queue of connections not yet accepted (capped by somaxconn).
+_BACKLOG = 1024
 
 
 @dataclass
@@ -168,7 +173,7 @@ class ProxyLink:
         }
         self.frame_aware = False
         self._faults: dict[str, Fault] = {}
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
         self._connections: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._connection_index = 0
@@ -177,23 +182,60 @@ class ProxyLink:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _ClientProtocol(self), self.listen[0], self.listen[1]
-        )
+        host, port = self.listen
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, address = infos[0]
+        listener = socket.create_server(address, family=family, backlog=_BACKLOG)
+        listener.setblocking(False)
+        loop.add_reader(listener.fileno(), self._accept, listener)
+        self._listener = listener
         log.info("link %s listening on %s:%d -> %s:%d", self.name, *self.address, *self.upstream)
 
+    def _accept(self, listener: socket.socket) -> None:
+        # The reader callback fires again on the next turn while more are queued.
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                # Out of file descriptors and the like: the connection waits.
+                log.warning("link %s: accept failed: %s", self.name, error)
+                return
+            refusal = self._refusal()
+            if refusal is not None:
+                self.counters.applied(refusal, "refused")
+                self.counters.connections_rejected += 1
+                _rst_socket(sock)
+                continue
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._spawn(self._serve(sock))
+
+    async def _serve(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await loop.connect_accepted_socket(lambda: _ClientProtocol(self), sock)
+        except OSError as error:
+            log.info("link %s: accepted connection lost at once: %s", self.name, error)
+            sock.close()
+            return
+        conn = protocol.conn
+        if conn is not None:
+            await conn.connect()
+
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            asyncio.get_running_loop().remove_reader(listener.fileno())
+            listener.close()
         for conn in list(self._connections):
             conn.abort()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
 
     async def __aenter__(self) -> ProxyLink:
         await self.start()
@@ -210,9 +252,9 @@ class ProxyLink:
     @property
     def address(self) -> Address:
         """The listening (host, port); the port is the real one after start."""
-        if self._server is None or not self._server.sockets:
+        if self._listener is None:
             raise RuntimeError(f"link {self.name} is not started")
-        host, port = self._server.sockets[0].getsockname()[:2]
+        host, port = self._listener.getsockname()[:2]
         return str(host), int(port)
 
     @property
@@ -324,12 +366,21 @@ def _nodelay(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def _linger_zero(sock: socket.socket) -> None:
+    """Make the next close send RST instead of FIN (SO_LINGER on, timeout 0)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def _rst_socket(sock: socket.socket) -> None:
+    _linger_zero(sock)
+    sock.close()
+
+
 def _rst(transport: asyncio.BaseTransport) -> None:
-    """Close with RST instead of FIN (SO_LINGER on, timeout 0)."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        _linger_zero(sock)
     cast(asyncio.Transport, transport).abort()
 
 
@@ -347,11 +398,12 @@ class _Slot:
 class _Pipe:
     """One direction of one connection: read from ``source``, write to ``dest``."""
 
-    def __init__(self, conn: _Connection, direction: str, rng: random.Random) -> None:
+    def __init__(self, conn: _Connection, direction: str) -> None:
         self.conn = conn
         self.link = conn.link
         self.direction = direction
-        self.rng = rng
+        self._rng: random.Random | None = None
+        self._ctx: ShapeContext | None = None
         self.source: asyncio.Transport | None = None
         self.dest: asyncio.Transport | None = None
         # Frame mode: output is rebuilt frame by frame so frames can be dropped
@@ -372,13 +424,26 @@ class _Pipe:
         self.pause_reasons: set[str] = set()
         self.stalled: list[bytes] = []
         self.plan_key: tuple[str, str | None] = (direction, None)
-        self.ctx = ShapeContext(now=0.0, rng=rng, time_scale=self.link.time_scale)
         self.messages: dict[int, MessageCursor | None] = {}
         # Streams up to this id were open before frame mode began: their message
         # boundaries are unknown until a frame holding exactly whole messages.
         self.synced_after = 0
         self.eof = False
         self.closed = False
+
+    @property
+    def rng(self) -> random.Random:
+        # Seeding costs more than the rest of a connection's set-up; most
+        # connections never meet a fault that draws from it.
+        if self._rng is None:
+            self._rng = self.link._rng(self.conn.index, self.direction)
+        return self._rng
+
+    @property
+    def ctx(self) -> ShapeContext:
+        if self._ctx is None:
+            self._ctx = ShapeContext(now=0.0, rng=self.rng, time_scale=self.link.time_scale)
+        return self._ctx
 
     # -- reading -------------------------------------------------------------
 
@@ -488,9 +553,10 @@ class _Pipe:
             self._recover(now)
         pieces_out = [Piece(len(data), now)]
         if plan.shapers:
-            self.ctx.now = now
+            ctx = self.ctx
+            ctx.now = now
             for shaper in plan.shapers:
-                pieces_out = shaper.shape(pieces_out, self.ctx)
+                pieces_out = shaper.shape(pieces_out, ctx)
         offset = 0
         for piece in pieces_out:
             size = piece.size
@@ -636,8 +702,8 @@ class _Connection:
         self.index = link._connection_index
         self.client = client
         self.server: asyncio.Transport | None = None
-        self.up = _Pipe(self, UPSTREAM, link._rng(self.index, UPSTREAM))
-        self.down = _Pipe(self, DOWNSTREAM, link._rng(self.index, DOWNSTREAM))
+        self.up = _Pipe(self, UPSTREAM)
+        self.down = _Pipe(self, DOWNSTREAM)
         self.requests = RequestHeaders() if link.http2 else None
         self.paths: dict[int, str] = {}
         self.answered: dict[int, None] = {}
@@ -919,20 +985,11 @@ class _ClientProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
-        transport = cast(asyncio.Transport, transport)
         link = self.link
-        refusal = link._refusal()
-        if refusal is not None:
-            link.counters.applied(refusal, "refused")
-            link.counters.connections_rejected += 1
-            _rst(transport)
-            return
-        _nodelay(transport)
         link.counters.connections_total += 1
         link.counters.connections_active += 1
-        self.conn = _Connection(link, transport)
+        self.conn = _Connection(link, cast(asyncio.Transport, transport))
         link._connections.add(self.conn)
-        link._spawn(self.conn.connect())
 
     def data_received(self, data: bytes) -> None:
         if self.conn is not None and not self.conn.done:

@@ -22,7 +22,7 @@ from proxy.faults import (
     Reset,
 )
 from proxy.h2frames import PREFACE
-from proxy.link import ProxyLink
+from proxy.link import ACCEPT_BATCH, ProxyLink
 from tests.waiting import eventually
 
 Address = tuple[str, int]
@@ -73,6 +73,18 @@ async def test_bytes_pass_both_ways(echo: Address) -> None:
         await eventually(lambda: link.connections == 0, 5, "connection closed")
         assert link.counters.bytes == {UPSTREAM: len(payload), DOWNSTREAM: len(payload)}
         assert link.counters.connections_active == 0
+
+
+async def test_a_burst_of_connects_larger_than_one_accept_batch_is_served(
+    echo: Address,
+) -> None:
+    # The link accepts a few connections per turn of the loop; the rest wait in
+    # the kernel's queue and must still be served, each with its own bytes.
+    async with ProxyLink("raw", echo, http2=False) as link:
+        payloads = [f"connection {i}".encode() * 100 for i in range(5 * ACCEPT_BATCH)]
+        echoed = await asyncio.gather(*(roundtrip(link.address, p) for p in payloads))
+        assert echoed == payloads
+        assert link.counters.connections_total == len(payloads)
 
 
 async def test_latency_delays_each_direction(echo: Address) -> None:
