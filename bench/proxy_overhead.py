@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import socket
 import statistics
 import subprocess
 import time
@@ -60,6 +61,21 @@ async def load(target: str, clients: int, op: str, seconds: float) -> float:
             await channel.close()
 
 
+def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """socat prints nothing when ready: poll until its port accepts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"socat exited with {process.returncode}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"socat did not listen on {port} within {timeout} s") from None
+            time.sleep(0.02)
+
+
 @contextmanager
 def socat_process(upstream: str) -> Iterator[str | None]:
     if shutil.which("socat") is None:
@@ -74,7 +90,7 @@ def socat_process(upstream: str) -> Iterator[str | None]:
         ]
     )
     try:
-        time.sleep(0.3)  # socat prints nothing when ready; a bench may wait
+        wait_listening(port, process)
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()
