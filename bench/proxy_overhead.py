@@ -6,7 +6,10 @@ faults off, HTTP/2 parsing on), the proxy as a raw TCP pump (``--raw``) and
 linearizable Range or Put from C clients, one gRPC channel (one TCP
 connection) each. Modes are interleaved round by round so
 machine noise hits them alike; the median of the rounds is reported, with
-each path's ratio to direct.
+each path's ratio to direct. A second line per load gives the CPU time
+(user + system, microseconds per call, from ``/proc/PID/stat``) of the
+client (this process), etcd and the proxy, so the cost of the extra hop can be
+seen where it lands.
 
     .venv/bin/python -m bench.proxy_overhead --seconds 3 --rounds 3
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import socket
 import statistics
@@ -22,6 +26,8 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
@@ -34,8 +40,8 @@ from protos import rpc_pb2, rpc_pb2_grpc
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 
-async def load(target: str, clients: int, op: str, seconds: float) -> float:
-    """Calls per second of ``clients`` channels doing ``op`` back to back."""
+async def load(target: str, clients: int, op: str, seconds: float) -> tuple[int, float]:
+    """Calls made by ``clients`` channels doing ``op`` back to back, and the seconds taken."""
     channels = [grpc.aio.insecure_channel(target, options=OWN_CONNECTION) for _ in range(clients)]
     try:
         stubs = [rpc_pb2_grpc.KVStub(channel) for channel in channels]
@@ -55,7 +61,7 @@ async def load(target: str, clients: int, op: str, seconds: float) -> float:
 
         started = time.perf_counter()
         await asyncio.gather(*(worker(i) for i in range(clients)))
-        return sum(counts) / (time.perf_counter() - started)
+        return sum(counts), time.perf_counter() - started
     finally:
         for channel in channels:
             await channel.close()
@@ -97,6 +103,21 @@ def socat_process(upstream: str) -> Iterator[str | None]:
         process.wait(timeout=10)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Measured:
+    """What one path (direct, proxy, ...) did over all rounds of one load."""
+
+    rates: list[float] = field(default_factory=list)
+    calls: int = 0
+    cpu: dict[str, float] = field(default_factory=dict)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -113,20 +134,43 @@ def main() -> None:
         ):
             # proxy-raw: the same pump without HTTP/2 tracking, to show its cost.
             targets = {"direct": direct, "proxy": proxied.listen, "proxy-raw": raw.listen}
+            proxy_pids = {"proxy": proxied.pid, "proxy-raw": raw.pid}
             if socat is not None:
                 targets["socat"] = socat
+            # socat forks a process per connection: its CPU is not counted.
+            etcd_pid = cluster.pids()[0]
             for op in args.ops:
                 for clients in args.clients:
-                    rates: dict[str, list[float]] = {name: [] for name in targets}
+                    measured = {name: Measured() for name in targets}
                     for _ in range(args.rounds):
                         for name, target in targets.items():
-                            rates[name].append(asyncio.run(load(target, clients, op, args.seconds)))
-                    medians = {name: statistics.median(r) for name, r in rates.items()}
-                    line = " ".join(
-                        f"{name}={rate:.0f}/s ({rate / medians['direct']:.2f}x)"
-                        for name, rate in medians.items()
-                    )
-                    print(f"{op} c{clients}: {line}", flush=True)
+                            pids = {"client": os.getpid(), "etcd": etcd_pid}
+                            if name in proxy_pids:
+                                pids["proxy"] = proxy_pids[name]
+                            before = {who: cpu_seconds(pid) for who, pid in pids.items()}
+                            calls, took = asyncio.run(load(target, clients, op, args.seconds))
+                            m = measured[name]
+                            m.rates.append(calls / took)
+                            m.calls += calls
+                            for who, pid in pids.items():
+                                used = cpu_seconds(pid) - before[who]
+                                m.cpu[who] = m.cpu.get(who, 0.0) + used
+                    report(f"{op} c{clients}", measured)
+
+
+def report(load_name: str, measured: dict[str, Measured]) -> None:
+    medians = {name: statistics.median(m.rates) for name, m in measured.items()}
+    line = " ".join(
+        f"{name}={rate:.0f}/s ({rate / medians['direct']:.2f}x)" for name, rate in medians.items()
+    )
+    print(f"{load_name}: {line}", flush=True)
+    cpu = " | ".join(
+        f"{name} "
+        + " ".join(f"{who} {seconds / m.calls * 1e6:.0f}" for who, seconds in m.cpu.items())
+        for name, m in measured.items()
+        if m.calls
+    )
+    print(f"{load_name} CPU us per call: {cpu}", flush=True)
 
 
 if __name__ == "__main__":
