@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import random
 import socket
 import struct
@@ -183,9 +184,18 @@ class ProxyLink:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         host, port = self.listen
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, _, _, _, address = infos[0]
-        listener = socket.create_server(address, family=family, backlog=_BACKLOG)
+        try:
+            infos = await loop.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, _, _, _, address = infos[0]
+            listener = socket.create_server(address, family=family, backlog=_BACKLOG)
+        except OSError as error:
+            # create_server's strerror names the address again; a resolver
+            # error (negative errno) has only its strerror.
+            positive = error.errno is not None and error.errno > 0
+            reason = os.strerror(error.errno) if positive else error.strerror or str(error)
+            raise OSError(f"link {self.name} cannot listen on {host}:{port}: {reason}") from None
         listener.setblocking(False)
         loop.add_reader(listener.fileno(), self._accept, listener)
         self._listener = listener

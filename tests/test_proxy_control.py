@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -184,3 +185,30 @@ def test_cli_bad_input_is_one_line(args: list[str], message: str) -> None:
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cli_port_in_use_is_one_line() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        listen = f"127.0.0.1:{port}"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "emulator",
+                "proxy",
+                "--listen",
+                listen,
+                "--upstream",
+                "127.0.0.1:1",
+            ],
+            capture_output=True,
+            timeout=30,
+            text=True,
+        )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        f"etcdlab proxy: error: link proxy cannot listen on 127.0.0.1:{port}: "
+        "Address already in use"
+    ]
