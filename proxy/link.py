@@ -193,8 +193,8 @@ class ProxyLink:
         except OSError as error:
             # create_server's strerror names the address again; a resolver
             # error (negative errno) has only its strerror.
-            positive = error.errno is not None and error.errno > 0
-            reason = os.strerror(error.errno) if positive else error.strerror or str(error)
+            code = error.errno
+            reason = os.strerror(code) if code is not None and code > 0 else error.strerror or error
             raise OSError(f"link {self.name} cannot listen on {host}:{port}: {reason}") from None
         listener.setblocking(False)
         loop.add_reader(listener.fileno(), self._accept, listener)
