@@ -24,6 +24,8 @@ from proxy.faults import BOTH, Fault, FrameLoss, Latency, Loss
 from proxy.link import Address
 from proxy.server import ProxyServer
 
+# Keys of a [[links.faults]] table that are not the fault's attributes.
+_TOXIC_FIELDS = ("type", "stream", "name", "toxicity")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
 
 
@@ -155,9 +157,8 @@ def spec_from_toml(text: str, args: argparse.Namespace) -> Spec:
                         "type": f.get("type"),
                         "stream": f.get("stream", BOTH),
                         "name": f.get("name", ""),
-                        "attributes": {
-                            k: v for k, v in f.items() if k not in ("type", "stream", "name")
-                        },
+                        "toxicity": f.get("toxicity", 1.0),
+                        "attributes": {k: v for k, v in f.items() if k not in _TOXIC_FIELDS},
                     },
                     default_stream=BOTH,
                 )

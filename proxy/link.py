@@ -65,6 +65,8 @@ log = logging.getLogger("etcdlab.proxy")
 _V = TypeVar("_V")
 
 Address = tuple[str, int]
+# A plan's variant: a dialer (or None), or (dialer, names of faults skipped).
+_Variant = str | tuple[str | None, frozenset[str]] | None
 
 # Upper bounds (seconds) of the added-delay histogram buckets.
 DELAY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -161,14 +163,16 @@ class ProxyLink:
         self.http2 = http2
         self.buffer_limit = buffer_limit
         self.counters = Counters()
-        # (direction, dialer or None) -> plan; see _replan.
-        self.plans: dict[tuple[str, str | None], _Plan] = {
+        # (direction, variant) -> plan, see _replan; the variant is a dialer or
+        # None, or (dialer, faults skipped) for connections a toxicity spared.
+        self.plans: dict[tuple[str, _Variant], _Plan] = {
             (UPSTREAM, None): _Plan(),
             (DOWNSTREAM, None): _Plan(),
         }
         self.frame_aware = False
         self._faults: dict[str, Fault] = {}
         self._server: asyncio.Server | None = None
+        self._bound: Address | None = None
         self._connections: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._connection_index = 0
@@ -176,24 +180,44 @@ class ProxyLink:
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
+        """Listen (again, on the address it had, once it has listened)."""
+        if self._server is not None:
+            return
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _ClientProtocol(self), self.listen[0], self.listen[1]
-        )
+        host, port = self._bound or self.listen
+        self._server = await loop.create_server(lambda: _ClientProtocol(self), host, port)
+        bound = self._server.sockets[0].getsockname()[:2]
+        self._bound = str(bound[0]), int(bound[1])
         log.info("link %s listening on %s:%d -> %s:%d", self.name, *self.address, *self.upstream)
 
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+    async def disable(self) -> None:
+        """Stop listening and close every connection (Toxiproxy's ``enabled: false``);
+        faults and counters stay, and :meth:`start` listens on the same address."""
+        server = self._stop_listening()
+        if server is not None:
+            await server.wait_closed()
+            log.info("link %s disabled", self.name)
+
+    @property
+    def enabled(self) -> bool:
+        return self._server is not None
+
+    def _stop_listening(self) -> asyncio.Server | None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         for conn in list(self._connections):
             conn.abort()
+        return server
+
+    async def close(self) -> None:
+        server = self._stop_listening()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        if server is not None:
+            await server.wait_closed()
 
     async def __aenter__(self) -> ProxyLink:
         await self.start()
@@ -209,11 +233,11 @@ class ProxyLink:
 
     @property
     def address(self) -> Address:
-        """The listening (host, port); the port is the real one after start."""
-        if self._server is None or not self._server.sockets:
+        """The listening (host, port); the port is the real one once started
+        (kept while the link is disabled)."""
+        if self._bound is None:
             raise RuntimeError(f"link {self.name} is not started")
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return str(host), int(port)
+        return self._bound
 
     @property
     def connections(self) -> int:
@@ -273,7 +297,9 @@ class ProxyLink:
 
     def reset_connections(self, cause: Fault | None = None) -> None:
         for conn in list(self._connections):
-            if cause is not None and cause.dialer not in (None, conn.dialer):
+            if cause is not None and (
+                cause.dialer not in (None, conn.dialer) or not self.applies(cause, conn.index)
+            ):
                 continue
             conn.reset()
             self.counters.connections_reset += 1
@@ -283,26 +309,62 @@ class ProxyLink:
     def _replan(self) -> None:
         # One plan per direction for connections of no particular dialer, and
         # one per dialer some fault names (its faults plus the general ones).
+        # Connections that a toxicity below 1 spares get variants (see variant).
         faults = self._faults.values()
         self.plans = {}
         for dialer in {None, *(f.dialer for f in faults)}:
             for direction in (UPSTREAM, DOWNSTREAM):
-                active = [
-                    f for f in faults if f.applies_to(direction) and f.dialer in (None, dialer)
-                ]
-                self.plans[direction, dialer] = _Plan(
-                    shapers=tuple(f for f in active if isinstance(f, Shaper)),
-                    frame_faults=tuple(f for f in active if isinstance(f, FrameLoss)),
-                    blackhole=next((f for f in active if isinstance(f, Blackhole)), None),
-                    pause=any(isinstance(f, Pause) for f in active),
-                    refusal=next((f for f in active if isinstance(f, Reject | Reset)), None),
-                )
+                self.plans[direction, dialer] = self._plan(direction, dialer, frozenset())
         self.frame_aware = any(isinstance(f, FrameLoss) for f in self._faults.values())
         for conn in self._connections:
             conn.replan()
 
-    def _refusal(self) -> Fault | None:
-        return self.plans[UPSTREAM, None].refusal
+    def _plan(self, direction: str, dialer: str | None, skipped: frozenset[str]) -> _Plan:
+        mine = [
+            f for f in self._faults.values() if f.dialer in (None, dialer) and f.name not in skipped
+        ]
+        active = [f for f in mine if f.applies_to(direction)]
+        return _Plan(
+            shapers=tuple(f for f in active if isinstance(f, Shaper)),
+            frame_faults=tuple(f for f in active if isinstance(f, FrameLoss)),
+            blackhole=next((f for f in active if isinstance(f, Blackhole)), None),
+            pause=any(isinstance(f, Pause) for f in active),
+            # A connection is refused whatever direction the fault names.
+            refusal=next((f for f in mine if isinstance(f, Reject | Reset)), None),
+        )
+
+    def applies(self, fault: Fault, index: int) -> bool:
+        """Does ``fault`` act on connection number ``index``? With a toxicity below 1
+        a draw decides, the same for the same seed, link, connection and fault."""
+        if fault.toxicity >= 1.0:
+            return True
+        draw = random.Random(f"{self.seed}/{self.name}/{index}/toxicity/{fault.name}").random()
+        return draw < fault.toxicity
+
+    def variant(self, direction: str, dialer: str | None, index: int) -> _Variant:
+        """The plan variant of connection ``index``: its dialer's, minus the faults
+        whose toxicity spares it."""
+        skipped = frozenset(
+            f.name for f in self._faults.values() if f.toxicity < 1.0 and not self.applies(f, index)
+        )
+        if not skipped:
+            return dialer
+        variant = (dialer, skipped)
+        if (direction, variant) not in self.plans:
+            self.plans[direction, variant] = self._plan(direction, dialer, skipped)
+        return variant
+
+    def _refusal(self, index: int) -> Fault | None:
+        if self.plans[UPSTREAM, None].refusal is None:
+            return None
+        return next(
+            (
+                f
+                for f in self._faults.values()
+                if isinstance(f, Reject | Reset) and f.dialer is None and self.applies(f, index)
+            ),
+            None,
+        )
 
     def _rng(self, index: int, direction: str) -> random.Random:
         return random.Random(f"{self.seed}/{self.name}/{index}/{direction}")
@@ -371,7 +433,7 @@ class _Pipe:
         self.pending_inject: list[bytes] = []
         self.pause_reasons: set[str] = set()
         self.stalled: list[bytes] = []
-        self.plan_key: tuple[str, str | None] = (direction, None)
+        self.plan_key: tuple[str, _Variant] = (direction, None)
         self.ctx = ShapeContext(now=0.0, rng=rng, time_scale=self.link.time_scale)
         self.messages: dict[int, MessageCursor | None] = {}
         # Streams up to this id were open before frame mode began: their message
@@ -610,10 +672,9 @@ class _Pipe:
 class _Connection:
     """A client connection, its upstream connection, and their HTTP/2 state."""
 
-    def __init__(self, link: ProxyLink, client: asyncio.Transport) -> None:
+    def __init__(self, link: ProxyLink, client: asyncio.Transport, index: int) -> None:
         self.link = link
-        link._connection_index += 1
-        self.index = link._connection_index
+        self.index = index
         self.client = client
         self.server: asyncio.Transport | None = None
         self.up = _Pipe(self, UPSTREAM, link._rng(self.index, UPSTREAM))
@@ -667,7 +728,7 @@ class _Connection:
         link = self.link
         for pipe in (self.up, self.down):
             key = self.dialer if (pipe.direction, self.dialer) in link.plans else None
-            pipe.plan_key = (pipe.direction, key)
+            pipe.plan_key = (pipe.direction, link.variant(pipe.direction, key, self.index))
             plan = link.plans[pipe.plan_key]
             if plan.pause:
                 pipe.pause("fault")
@@ -901,7 +962,10 @@ class _ClientProtocol(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
         link = self.link
-        refusal = link._refusal()
+        # Refused connections take a number too: each draws its own toxicity.
+        link._connection_index += 1
+        index = link._connection_index
+        refusal = link._refusal(index)
         if refusal is not None:
             link.counters.applied(refusal, "refused")
             link.counters.connections_rejected += 1
@@ -910,7 +974,7 @@ class _ClientProtocol(asyncio.Protocol):
         _nodelay(transport)
         link.counters.connections_total += 1
         link.counters.connections_active += 1
-        self.conn = _Connection(link, transport)
+        self.conn = _Connection(link, transport, index)
         link._connections.add(self.conn)
         link._spawn(self.conn.connect())
 
