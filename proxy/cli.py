@@ -92,6 +92,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--latency", type=duration, help="added one-way delay, e.g. 50ms")
     parser.add_argument("--jitter", type=duration, default=0.0, help="uniform +/- jitter")
+    parser.add_argument(
+        "--method",
+        help="apply --loss and --latency to one gRPC method or service only, e.g. "
+        "etcdserverpb.Lease/LeaseKeepAlive or etcdserverpb.KV (not with --raw)",
+    )
     parser.add_argument("--raw", action="store_true", help="raw TCP (peer links): no HTTP/2")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
@@ -130,14 +135,16 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
         return spec_from_toml(args.config.read_text(), args)
     if args.listen is None or args.upstream is None:
         raise ValueError("--listen and --upstream are required (or --config)")
+    if args.method is not None and args.raw:
+        raise ValueError("--method needs HTTP/2: it cannot go with --raw")
     faults: list[Fault] = []
     if args.loss:
         if args.loss_model == "tcp":
-            faults.append(Loss(args.loss))
+            faults.append(Loss(args.loss, method=args.method))
         else:
-            faults.append(FrameLoss(args.loss))
+            faults.append(FrameLoss(args.loss, method=args.method))
     if args.latency is not None:
-        faults.append(Latency(args.latency, jitter=args.jitter))
+        faults.append(Latency(args.latency, jitter=args.jitter, method=args.method))
     link = LinkSpec(args.name, args.upstream, args.listen, not args.raw, faults)
     return Spec(args.seed, _time_scale(args.time_scale), args.control, [link])
 

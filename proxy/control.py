@@ -59,9 +59,12 @@ def fault_from_toxic(body: dict[str, Any], default_stream: str = DOWNSTREAM) -> 
     }
     common["dialer"] = attributes.pop("dialer", None)
     if kind == "latency":
-        return Latency(
-            attributes.pop("latency", 0) / 1000, jitter=attributes.pop("jitter", 0) / 1000, **common
-        )
+        latency = attributes.pop("latency", 0) / 1000
+        jitter = attributes.pop("jitter", 0) / 1000
+        method = attributes.pop("method", None)
+        if attributes:
+            raise ValueError(f"unknown attribute(s) for latency: {', '.join(sorted(attributes))}")
+        return Latency(latency, jitter=jitter, method=method, **common)
     if kind == "timeout":
         if attributes.get("timeout", 0) != 0:
             raise ValueError("only timeout=0 (hold data forever) is supported")
@@ -77,6 +80,8 @@ def toxic_from_fault(fault: Fault) -> dict[str, Any]:
     attributes = fault.attributes()
     if isinstance(fault, Latency):
         attributes = {"latency": fault.latency * 1000, "jitter": fault.jitter * 1000}
+        if fault.method is not None:
+            attributes["method"] = fault.method
     elif isinstance(fault, Bandwidth):
         attributes = {"rate": fault.rate}
     if fault.dialer:

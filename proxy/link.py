@@ -33,6 +33,7 @@ from proxy.faults import (
     Blackhole,
     Fault,
     FrameLoss,
+    Latency,
     Loss,
     Pause,
     Reject,
@@ -51,6 +52,7 @@ from proxy.grpcwire import (
 )
 from proxy.h2frames import (
     ALL_TYPES,
+    FLAG_END_HEADERS,
     FLAG_END_STREAM,
     HEADER_TYPES,
     Frame,
@@ -59,6 +61,7 @@ from proxy.h2frames import (
     ProtocolError,
 )
 from proxy.hpackpaths import RequestHeaders
+from proxy.streamlanes import CONNECTION, FrameSpans, FrameTag, StreamLanes, delay_for
 
 log = logging.getLogger("etcdlab.proxy")
 
@@ -97,9 +100,9 @@ class Counters:
     # Peer links: connections attributed to each dialing member (X-Server-From).
     dialers: dict[str, int] = field(default_factory=dict)
 
-    def applied(self, fault: Fault, what: str) -> None:
+    def applied(self, fault: Fault, what: str, count: int = 1) -> None:
         key = (fault.name, what)
-        self.faults_applied[key] = self.faults_applied.get(key, 0) + 1
+        self.faults_applied[key] = self.faults_applied.get(key, 0) + count
 
     def delay(self, seconds: float) -> None:
         index = 0
@@ -115,6 +118,12 @@ class _Plan:
     """The faults acting on one direction, sorted by what the pipe must do."""
 
     shapers: tuple[Shaper, ...] = ()
+    # Of the shapers: latencies filtered by method, which delay frames per
+    # stream (proxy.streamlanes), and the others, which act on the byte stream.
+    lanes: tuple[Latency, ...] = ()
+    fifo: tuple[Shaper, ...] = ()
+    # Some shaper filters by method: frames must be tagged with their stream.
+    tagged: bool = False
     frame_faults: tuple[FrameLoss, ...] = ()
     blackhole: Blackhole | None = None
     pause: bool = False
@@ -253,6 +262,8 @@ class ProxyLink:
         """Apply ``fault`` now; returns it (named ``kind_direction`` if unnamed)."""
         if isinstance(fault, FrameLoss) and not self.http2:
             raise ValueError(f"link {self.name} is raw TCP: frame faults need http2=True")
+        if _filtered(fault) and not self.http2:
+            raise ValueError(f"method: link {self.name} is raw TCP, method filters need http2=True")
         if fault.dialer is not None and self.http2:
             raise ValueError(f"link {self.name} speaks HTTP/2: dialer filters need a raw link")
         if not fault.name:
@@ -315,7 +326,9 @@ class ProxyLink:
         for dialer in {None, *(f.dialer for f in faults)}:
             for direction in (UPSTREAM, DOWNSTREAM):
                 self.plans[direction, dialer] = self._plan(direction, dialer, frozenset())
-        self.frame_aware = any(isinstance(f, FrameLoss) for f in self._faults.values())
+        self.frame_aware = any(
+            isinstance(f, FrameLoss) or _filtered(f) for f in self._faults.values()
+        )
         for conn in self._connections:
             conn.replan()
 
@@ -324,8 +337,13 @@ class ProxyLink:
             f for f in self._faults.values() if f.dialer in (None, dialer) and f.name not in skipped
         ]
         active = [f for f in mine if f.applies_to(direction)]
+        shapers = tuple(f for f in active if isinstance(f, Shaper))
+        lanes = tuple(f for f in shapers if isinstance(f, Latency) and f.method is not None)
         return _Plan(
-            shapers=tuple(f for f in active if isinstance(f, Shaper)),
+            shapers=shapers,
+            lanes=lanes,
+            fifo=tuple(f for f in shapers if f not in lanes),
+            tagged=any(_filtered(f) for f in shapers),
             frame_faults=tuple(f for f in active if isinstance(f, FrameLoss)),
             blackhole=next((f for f in active if isinstance(f, Blackhole)), None),
             pause=any(isinstance(f, Pause) for f in active),
@@ -373,6 +391,11 @@ class ProxyLink:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _filtered(fault: Fault) -> bool:
+    """Does the fault act on some gRPC methods only (a shaper with ``method``)?"""
+    return isinstance(fault, Latency | Loss) and fault.method is not None
 
 
 def _renamed(fault: Fault, name: str) -> Fault:
@@ -428,6 +451,11 @@ class _Pipe:
         # Lost segments still waiting on a timer that later bytes may cut short.
         self.recoverable: list[tuple[_Slot, Recovery]] = []
         self.timer: asyncio.TimerHandle | None = None
+        # Frames held per stream by method-filtered latency, and their timer.
+        self.lanes: StreamLanes | None = None
+        self.lane_timer: asyncio.TimerHandle | None = None
+        # The stream of each piece on its way to _emit, when the plan is tagged.
+        self.tags: list[FrameTag] | None = None
         self.held: list[bytes] = []
         self.held_bytes = 0
         self.pending_inject: list[bytes] = []
@@ -474,6 +502,10 @@ class _Pipe:
                     pieces = [data]
                 elif len(parsed) == 1 and type(parsed[0]) is bytes:
                     pieces = cast(list[bytes], parsed)
+                elif plan.tagged:
+                    # A tagged plan is never idle: _emit takes the tags.
+                    self.tags = []
+                    pieces = self.conn.on_frames(self, parsed, plan, self.tags)
                 else:
                     pieces = self.conn.on_frames(self, parsed, plan)
             except ProtocolError as error:
@@ -518,8 +550,57 @@ class _Pipe:
         self._maybe_finish()
 
     def _emit(self, pieces: list[bytes], plan: _Plan) -> None:
+        tags, self.tags = self.tags, None
         if not pieces:
             return
+        if plan.lanes:
+            self._to_lanes(pieces, plan, tags)
+        else:
+            self._shape(pieces, plan, tags)
+
+    def _to_lanes(self, pieces: list[bytes], plan: _Plan, tags: list[FrameTag] | None) -> None:
+        """Queue frames per stream, those of matched streams delayed (proxy.streamlanes)."""
+        if self.lanes is None:
+            self.lanes = StreamLanes()
+        lanes = self.lanes
+        now = asyncio.get_running_loop().time()
+        self.ctx.now = now
+        counters = self.link.counters
+        for index, raw in enumerate(pieces):
+            # Untagged bytes (the preface) belong to no stream.
+            tag = CONNECTION if tags is None else tags[index]
+            release = now
+            for latency in plan.lanes:
+                if delay_for(latency.method, tag):
+                    release = latency.shape([Piece(len(raw), release)], self.ctx)[0].release
+                    counters.applied(latency, "frame_delayed")
+            lanes.push(raw, tag, release)
+        self.queued_bytes += sum(len(raw) for raw in pieces)
+        self._drain_lanes()
+
+    def _drain_lanes(self, everything: bool = False) -> None:
+        if self.lane_timer is not None:
+            self.lane_timer.cancel()
+            self.lane_timer = None
+        lanes = self.lanes
+        if lanes is None or self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        frames, tags = lanes.pop_all() if everything else lanes.pop_due(loop.time())
+        if frames:
+            self.queued_bytes -= sum(len(raw) for raw in frames)
+            self._shape(frames, self.link.plans[self.plan_key], tags)
+        elif self.queued_bytes > self.link.buffer_limit:
+            self.pause("buffer")
+        release = lanes.next_release
+        if release is not None:
+            self.lane_timer = loop.call_at(release, self._drain_lanes)
+        elif not lanes:
+            self.lanes = None
+            self._maybe_finish()
+
+    def _shape(self, pieces: list[bytes], plan: _Plan, tags: list[FrameTag] | None) -> None:
+        """Pass bytes through the shapers that act on the byte stream, then queue them."""
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         if plan.blackhole is not None:
             self.link.counters.applied(plan.blackhole, "held")
@@ -529,10 +610,16 @@ class _Pipe:
         if self.recoverable:
             self._recover(now)
         pieces_out = [Piece(len(data), now)]
-        if plan.shapers:
-            self.ctx.now = now
-            for shaper in plan.shapers:
-                pieces_out = shaper.shape(pieces_out, self.ctx)
+        if plan.fifo:
+            ctx = self.ctx
+            ctx.now = now
+            ctx.spans = FrameSpans(pieces, tags) if plan.tagged and tags is not None else None
+            for shaper in plan.fifo:
+                pieces_out = shaper.shape(pieces_out, ctx)
+            if ctx.applied:
+                for (fault, what), count in ctx.applied.items():
+                    self.link.counters.applied(fault, what, count)
+                ctx.applied.clear()
         offset = 0
         for piece in pieces_out:
             size = piece.size
@@ -615,7 +702,14 @@ class _Pipe:
         self.flush()
 
     def _maybe_finish(self) -> None:
-        if not self.eof or self.queue or self.held or self.dest is None or self.closed:
+        if (
+            not self.eof
+            or self.queue
+            or self.held
+            or self.lanes
+            or self.dest is None
+            or self.closed
+        ):
             return
         self.closed = True
         reverse = self.conn.reverse(self)
@@ -664,6 +758,10 @@ class _Pipe:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.lane_timer is not None:
+            self.lane_timer.cancel()
+            self.lane_timer = None
+        self.lanes = None
         self.queue.clear()
         self.recoverable.clear()
         self.held.clear()
@@ -699,7 +797,7 @@ class _Connection:
         delay = 0.0
         for pipe in (self.up, self.down):
             for shaper in link.plans[pipe.plan_key].shapers:
-                if isinstance(shaper, Loss):
+                if isinstance(shaper, Loss) and shaper.method is None:
                     # SYN upstream, SYN-ACK downstream: either lost delays the connect.
                     delay += shaper.connect_delay(pipe.rng, link.time_scale)
         try:
@@ -736,6 +834,9 @@ class _Connection:
                 pipe.resume("fault")
             if plan.blackhole is None and pipe.held:
                 pipe.release_held()
+            if pipe.lanes and not plan.lanes:
+                # The delay is gone: what it held leaves now, in order.
+                pipe._drain_lanes(everything=True)
             if pipe.reader is not None:
                 pipe.switch_mode()
 
@@ -773,13 +874,22 @@ class _Connection:
                 counters.frames[key] = counters.frames.get(key, 0) + 1
                 self._observe_headers(pipe, piece)
 
-    def on_frames(self, pipe: _Pipe, pieces: list[bytes | Frame], plan: _Plan) -> list[bytes]:
+    def on_frames(
+        self,
+        pipe: _Pipe,
+        pieces: list[bytes | Frame],
+        plan: _Plan,
+        tags: list[FrameTag] | None = None,
+    ) -> list[bytes]:
+        """The frames to send on; with ``tags``, also what stream each belongs to."""
         out: list[bytes] = []
         counters = self.link.counters
         frame_faults = plan.frame_faults
         for piece in pieces:
             if type(piece) is bytes:
                 out.append(piece)
+                if tags is not None:
+                    tags.append(CONNECTION)
                 continue
             assert isinstance(piece, Frame)
             frame = piece
@@ -787,13 +897,21 @@ class _Connection:
             key = (pipe.direction, _type_name(kind))
             counters.frames[key] = counters.frames.get(key, 0) + 1
             stream_id = frame.stream_id
+            # Read before a stream's last frame makes us forget its path.
+            path = self.paths.get(stream_id) if tags is not None else None
             if kind in HEADER_TYPES:
                 self._observe_headers(pipe, frame)
+                if tags is not None:
+                    path = self.paths.get(stream_id, path)
             elif frame_faults and self._drops(pipe, frame, frame_faults):
                 continue
             if kind == FrameType.RST_STREAM:
                 self._forget(stream_id)
             out.append(frame.raw)
+            if tags is not None:
+                header = kind in HEADER_TYPES
+                ends = header and bool(frame.flags & FLAG_END_HEADERS)
+                tags.append(FrameTag(stream_id, path, header, ends))
         return out
 
     def _observe_headers(self, pipe: _Pipe, frame: Frame) -> None:

@@ -91,8 +91,26 @@ async def test_proxies_and_toxics_round_trip(control: tuple[ProxyServer, str]) -
     assert status == 200 and loss["name"] == "loss_both"
     assert isinstance(server.links["m0"].faults[1], Loss)
 
+    status, keepalive = await http(
+        "POST",
+        "/proxies/m0/toxics",
+        {
+            "name": "slow_keepalive",
+            "type": "latency",
+            "attributes": {"latency": 100, "method": "etcdserverpb.Lease/LeaseKeepAlive"},
+        },
+    )
+    assert status == 200
+    assert keepalive["attributes"]["method"] == "etcdserverpb.Lease/LeaseKeepAlive"
+    filtered = server.links["m0"].faults[2]
+    assert isinstance(filtered, Latency) and filtered.method == "etcdserverpb.Lease/LeaseKeepAlive"
+    status, error = await http(
+        "POST", "/proxies/m0/toxics", {"type": "latency", "attributes": {"methd": "x"}}
+    )
+    assert status == 400 and "methd" in error["error"]
+
     status, listed = await http("GET", "/proxies")
-    assert [t["name"] for t in listed["m0"]["toxics"]] == ["slow", "loss_both"]
+    assert [t["name"] for t in listed["m0"]["toxics"]] == ["slow", "loss_both", "slow_keepalive"]
 
     assert (await http("DELETE", "/proxies/m0/toxics/slow"))[0] == 204
     assert (await http("POST", "/reset"))[0] == 204
@@ -317,6 +335,8 @@ def cli_process(tmp_path: Path) -> Iterator[dict[str, Any]]:
         'seed = 5\ncontrol = "127.0.0.1:0"\n'
         '[[links]]\nname = "a"\nupstream = "127.0.0.1:1"\n'
         '[[links.faults]]\ntype = "loss"\nprobability = 0.2\ntoxicity = 0.5\n'
+        '[[links.faults]]\ntype = "loss"\nname = "lossy_lease"\nprobability = 0.2\n'
+        'method = "etcdserverpb.Lease"\n'
         '[[links]]\nname = "b"\nupstream = "127.0.0.1:2"\nhttp2 = false\n'
     )
     process = subprocess.Popen(
@@ -344,6 +364,7 @@ def test_cli_prints_one_json_line_and_serves_control(cli_process: dict[str, Any]
     assert proxies["a"]["toxics"][0]["type"] == "loss"
     assert proxies["a"]["toxics"][0]["stream"] == "both"
     assert proxies["a"]["toxics"][0]["toxicity"] == 0.5
+    assert proxies["a"]["toxics"][1]["attributes"]["method"] == "etcdserverpb.Lease"
     assert proxies["b"]["http2"] is False
 
 
@@ -354,6 +375,23 @@ def test_cli_prints_one_json_line_and_serves_control(cli_process: dict[str, Any]
         (["--listen", "nope", "--upstream", "127.0.0.1:1"], "not HOST:PORT"),
         (["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--loss", "1.5"], "[0, 1)"),
         (["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--latency", "x"], "duration"),
+        (
+            ["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--raw", "--method", "a.B"],
+            "--method needs HTTP/2",
+        ),
+        (
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "127.0.0.1:1",
+                "--loss",
+                "0.1",
+                "--method",
+                "/a.B/C",
+            ],
+            "method must look like",
+        ),
     ],
 )
 def test_cli_bad_input_is_one_line(args: list[str], message: str) -> None:

@@ -11,7 +11,10 @@ import dataclasses
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from proxy.streamlanes import FrameSpans
 
 UPSTREAM = "upstream"
 DOWNSTREAM = "downstream"
@@ -101,12 +104,29 @@ def _is_member_id(text: str) -> bool:
 
 @dataclass
 class ShapeContext:
-    """What a shaper may use: the loop time, this pipe's randomness and state."""
+    """What a shaper may use: the loop time, this pipe's randomness and state.
+
+    ``spans`` tells which bytes of the chunk belong to which gRPC method, set
+    on HTTP/2 links while a shaper filters by method. A shaper reports what it
+    did in ``applied`` (fault -> (what, count)); the link counts it.
+    """
 
     now: float
     rng: random.Random
     time_scale: float
     state: dict[Fault, float] = field(default_factory=dict)
+    spans: FrameSpans | None = None
+    applied: dict[tuple[Fault, str], int] = field(default_factory=dict)
+
+    def carries(self, method: str | None, start: int, end: int) -> bool:
+        """May a shaper filtered to ``method`` act on bytes ``start:end`` of the chunk?"""
+        if method is None:
+            return True
+        return self.spans is not None and self.spans.carries(method, start, end)
+
+    def count(self, fault: Fault, what: str) -> None:
+        key = (fault, what)
+        self.applied[key] = self.applied.get(key, 0) + 1
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
