@@ -445,6 +445,10 @@ class _Pipe:
         self.frame_mode = False
         self.reader: FrameReader | None = None
         if self.link.http2:
+            # A connection made while frame faults are on starts in frame mode:
+            # its first chunk may already hold requests (a boundary to switch
+            # on comes only after the preface).
+            self.frame_mode = self.link.frame_aware
             self.reader = FrameReader(preface=direction == UPSTREAM, interest=self._interest())
         self.queue: deque[_Slot] = deque()
         self.queued_bytes = 0

@@ -79,10 +79,11 @@ class StreamLanes:
             self._block = None
             raw = frames[0] if len(frames) == 1 else b"".join(frames)
             release = max(release, self._header_release)
-            self._header_release = release
         stream = tag.stream_id
         release = max(release, self._stream_release.get(stream, release))
         self._stream_release[stream] = release
+        if tag.header:
+            self._header_release = release
         heapq.heappush(self._heap, (release, self._arrivals, raw, tag))
         self._arrivals += 1
 

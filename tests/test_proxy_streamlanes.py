@@ -48,6 +48,15 @@ def test_header_blocks_never_pass_each_other_and_go_out_whole() -> None:
     assert lanes.pop_due(0.5)[0] == [b"H1", b"H3C3", b"D3"]
 
 
+def test_a_block_held_by_its_stream_still_holds_later_blocks() -> None:
+    lanes = StreamLanes()
+    lanes.push(b"D1", FrameTag(1, KEEPALIVE), release=1.0)
+    lanes.push(b"T1", FrameTag(1, KEEPALIVE, header=True, ends_block=True), release=0.0)
+    lanes.push(b"H3", FrameTag(3, RANGE, header=True, ends_block=True), release=0.0)
+    assert lanes.pop_due(0.5)[0] == []
+    assert lanes.pop_due(1.0)[0] == [b"D1", b"T1", b"H3"]
+
+
 def test_pop_all_lets_an_open_block_go_last() -> None:
     lanes = StreamLanes()
     lanes.push(b"D1", FrameTag(1, KEEPALIVE), release=9.0)
@@ -68,7 +77,7 @@ frames_strategy = st.lists(
     st.tuples(
         st.integers(0, 4),  # stream (0: connection)
         st.floats(0, 1, allow_nan=False),  # release
-        st.booleans(),  # header frame
+        st.integers(0, 3),  # frames in its header block (0: not a header frame)
         st.floats(0, 1, allow_nan=False),  # pop time step
     ),
     max_size=40,
@@ -76,34 +85,48 @@ frames_strategy = st.lists(
 
 
 def numbered(frames: list[bytes], tags: list[FrameTag]) -> list[tuple[int, int, bool]]:
+    """Each 2-byte label sent, with its stream and whether it was a header frame
+    (a header block comes out as one piece of several labels)."""
     return [
-        (int.from_bytes(f, "big"), t.stream_id, t.header) for f, t in zip(frames, tags, strict=True)
+        (int.from_bytes(piece[i : i + 2], "big"), tag.stream_id, tag.header)
+        for piece, tag in zip(frames, tags, strict=True)
+        for i in range(0, len(piece), 2)
     ]
 
 
 @given(frames_strategy)
 def test_any_schedule_keeps_every_order_that_matters(
-    frames: list[tuple[int, float, bool, float]],
+    frames: list[tuple[int, float, int, float]],
 ) -> None:
     lanes = StreamLanes()
     out: list[tuple[int, int, bool]] = []
     now = 0.0
-    for number, (stream, release, header, step) in enumerate(frames):
-        header = header and stream != 0
-        lanes.push(
-            number.to_bytes(2, "big"),
-            FrameTag(stream, None, header=header, ends_block=header),
-            release=now + release,
-        )
+    label = 0
+    sent_blocks: list[list[int]] = []
+    for stream, release, block, step in frames:
+        if stream == 0 or block == 0:
+            lanes.push(label.to_bytes(2, "big"), FrameTag(stream, None), release=now + release)
+            label += 1
+        else:
+            sent_blocks.append(list(range(label, label + block)))
+            for part in range(block):
+                tag = FrameTag(stream, None, header=True, ends_block=part == block - 1)
+                lanes.push(label.to_bytes(2, "big"), tag, release=now + release)
+                label += 1
         now += step
         out += numbered(*lanes.pop_due(now))
     out += numbered(*lanes.pop_all())
-    assert sorted(n for n, _, _ in out) == list(range(len(frames)))
+    assert sorted(n for n, _, _ in out) == list(range(label))
     for stream in range(5):
-        numbers = [n for n, s, _ in out if s == stream]
-        assert numbers == sorted(numbers)
+        labels = [n for n, s, _ in out if s == stream]
+        assert labels == sorted(labels)
     blocks = [n for n, _, header in out if header]
     assert blocks == sorted(blocks)
+    # A header block leaves whole: its labels are consecutive in the output.
+    position = {n: index for index, (n, _, _) in enumerate(out)}
+    for labels in sent_blocks:
+        spots = [position[n] for n in labels]
+        assert spots == list(range(spots[0], spots[0] + len(spots)))
     assert lanes.bytes == 0
 
 
