@@ -146,6 +146,9 @@ class ControlServer:
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             writer.close()
             return
+        except OSError as error:
+            # A listen address in use (create, enable, reset): Toxiproxy answers 500.
+            status, body = 500, json.dumps({"error": str(error)}).encode()
         reason = {200: "OK", 201: "Created", 204: "No Content"}.get(status, "Error")
         head = (
             f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"

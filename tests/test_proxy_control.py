@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -223,6 +224,20 @@ async def test_disabled_proxy_stops_listening_and_comes_back_on_its_address(
     assert status == 200 and enabled["enabled"] is True
     assert enabled["listen"] == created["listen"]
     assert await echoes(link.address)
+
+    # Enabling fails cleanly while another socket holds the address.
+    await http("POST", "/proxies/e", {"enabled": False})
+    squatter = socket.socket()
+    try:
+        # (Our own connections left TIME_WAIT entries on the port.)
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(link.address)
+        squatter.listen()
+        status, error = await http("POST", "/proxies/e", {"enabled": True})
+        assert status == 500 and error["error"]
+        assert not link.enabled
+    finally:
+        squatter.close()
 
     # Toxiproxy's reset enables every proxy again.
     await http("POST", "/proxies/e", {"enabled": False})
