@@ -24,6 +24,8 @@ from proxy.faults import BOTH, Fault, FrameLoss, Latency, Loss
 from proxy.link import Address
 from proxy.server import ProxyServer
 
+# Keys of a [[links.faults]] table that are not the fault's attributes.
+_TOXIC_FIELDS = ("type", "stream", "name", "toxicity")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
 
 
@@ -90,6 +92,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--latency", type=duration, help="added one-way delay, e.g. 50ms")
     parser.add_argument("--jitter", type=duration, default=0.0, help="uniform +/- jitter")
+    parser.add_argument(
+        "--method",
+        help="apply --loss and --latency to one gRPC method or service only, e.g. "
+        "etcdserverpb.Lease/LeaseKeepAlive or etcdserverpb.KV (not with --raw)",
+    )
     parser.add_argument("--raw", action="store_true", help="raw TCP (peer links): no HTTP/2")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
@@ -128,14 +135,16 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
         return spec_from_toml(args.config.read_text(), args)
     if args.listen is None or args.upstream is None:
         raise ValueError("--listen and --upstream are required (or --config)")
+    if args.method is not None and args.raw:
+        raise ValueError("--method needs HTTP/2: it cannot go with --raw")
     faults: list[Fault] = []
     if args.loss:
         if args.loss_model == "tcp":
-            faults.append(Loss(args.loss))
+            faults.append(Loss(args.loss, method=args.method))
         else:
-            faults.append(FrameLoss(args.loss))
+            faults.append(FrameLoss(args.loss, method=args.method))
     if args.latency is not None:
-        faults.append(Latency(args.latency, jitter=args.jitter))
+        faults.append(Latency(args.latency, jitter=args.jitter, method=args.method))
     link = LinkSpec(args.name, args.upstream, args.listen, not args.raw, faults)
     return Spec(args.seed, _time_scale(args.time_scale), args.control, [link])
 
@@ -155,9 +164,8 @@ def spec_from_toml(text: str, args: argparse.Namespace) -> Spec:
                         "type": f.get("type"),
                         "stream": f.get("stream", BOTH),
                         "name": f.get("name", ""),
-                        "attributes": {
-                            k: v for k, v in f.items() if k not in ("type", "stream", "name")
-                        },
+                        "toxicity": f.get("toxicity", 1.0),
+                        "attributes": {k: v for k, v in f.items() if k not in _TOXIC_FIELDS},
                     },
                     default_stream=BOTH,
                 )

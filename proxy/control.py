@@ -1,10 +1,11 @@
 """Runtime control over HTTP/JSON, shaped like Toxiproxy's API.
 
-Routes: ``GET /version``, ``GET|POST /proxies``, ``GET|DELETE /proxies/{name}``,
-``GET|POST /proxies/{name}/toxics``, ``GET|POST|DELETE
-/proxies/{name}/toxics/{toxic}``, ``POST /reset`` (remove every toxic) and
-``GET /metrics`` (Prometheus text). A tiny HTTP/1.1 server on asyncio
-streams: one request per connection, no keep-alive, bodies up to 64 KiB.
+Routes: ``GET /version``, ``GET|POST /proxies``, ``POST /populate``,
+``GET|POST|DELETE /proxies/{name}``, ``GET|POST /proxies/{name}/toxics``,
+``GET|POST|DELETE /proxies/{name}/toxics/{toxic}``, ``POST /reset`` (enable
+every proxy, remove every toxic) and ``GET /metrics`` (Prometheus text). A
+tiny HTTP/1.1 server on asyncio streams: one request per connection, no
+keep-alive, bodies up to 64 KiB.
 See docs/PROXY.md for what matches Toxiproxy and what does not.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -50,14 +52,19 @@ def fault_from_toxic(body: dict[str, Any], default_stream: str = DOWNSTREAM) -> 
     """
     kind = body.get("type")
     attributes = dict(body.get("attributes") or {})
-    common = {"direction": body.get("stream", default_stream), "name": body.get("name") or ""}
-    if body.get("toxicity", 1.0) != 1.0:
-        raise ValueError("toxicity other than 1.0 is not supported")
+    common = {
+        "direction": body.get("stream", default_stream),
+        "name": body.get("name") or "",
+        "toxicity": _number("toxicity", body.get("toxicity", 1.0)),
+    }
     common["dialer"] = attributes.pop("dialer", None)
     if kind == "latency":
-        return Latency(
-            attributes.pop("latency", 0) / 1000, jitter=attributes.pop("jitter", 0) / 1000, **common
-        )
+        latency = attributes.pop("latency", 0) / 1000
+        jitter = attributes.pop("jitter", 0) / 1000
+        method = attributes.pop("method", None)
+        if attributes:
+            raise ValueError(f"unknown attribute(s) for latency: {', '.join(sorted(attributes))}")
+        return Latency(latency, jitter=jitter, method=method, **common)
     if kind == "timeout":
         if attributes.get("timeout", 0) != 0:
             raise ValueError("only timeout=0 (hold data forever) is supported")
@@ -73,6 +80,8 @@ def toxic_from_fault(fault: Fault) -> dict[str, Any]:
     attributes = fault.attributes()
     if isinstance(fault, Latency):
         attributes = {"latency": fault.latency * 1000, "jitter": fault.jitter * 1000}
+        if fault.method is not None:
+            attributes["method"] = fault.method
     elif isinstance(fault, Bandwidth):
         attributes = {"rate": fault.rate}
     if fault.dialer:
@@ -81,7 +90,7 @@ def toxic_from_fault(fault: Fault) -> dict[str, Any]:
         "name": fault.name,
         "type": fault.kind,
         "stream": fault.direction,
-        "toxicity": 1.0,
+        "toxicity": fault.toxicity,
         "attributes": attributes,
     }
 
@@ -91,7 +100,7 @@ def proxy_json(link: ProxyLink) -> dict[str, Any]:
         "name": link.name,
         "listen": format_address(link.address),
         "upstream": format_address(link.upstream),
-        "enabled": True,
+        "enabled": link.enabled,
         "http2": link.http2,
         "toxics": [toxic_from_fault(f) for f in link.faults],
     }
@@ -137,6 +146,9 @@ class ControlServer:
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             writer.close()
             return
+        except OSError as error:
+            # A listen address in use (create, enable, reset): Toxiproxy answers 500.
+            status, body = 500, json.dumps({"error": str(error)}).encode()
         reason = {200: "OK", 201: "Created", 204: "No Content"}.get(status, "Error")
         head = (
             f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
@@ -158,19 +170,18 @@ class ControlServer:
         if parts == ["reset"] and method == "POST":
             for each in links.values():
                 each.clear()
+                await each.start()
             return 204, {}
+        if parts == ["populate"] and method == "POST":
+            return await self.populate(body)
         if parts == ["proxies"]:
             if method == "GET":
                 return 200, {name: proxy_json(each) for name, each in links.items()}
             if method == "POST":
-                body = _object(body)
-                created = await self.proxy.add_link(
-                    str(body["name"]),
-                    parse_address(str(body["upstream"])),
-                    parse_address(str(body.get("listen", "127.0.0.1:0"))),
-                    http2=bool(body.get("http2", True)),
-                )
-                return 201, proxy_json(created)
+                wanted = _ProxySpec.parse(_object(body))
+                if wanted.name in links:
+                    raise HttpError(409, f"proxy already exists: {wanted.name}")
+                return 201, proxy_json(await wanted.create(self.proxy))
         if len(parts) >= 2 and parts[0] == "proxies":
             link = links.get(parts[1])
             if link is None:
@@ -181,11 +192,17 @@ class ControlServer:
                 if method == "DELETE":
                     await self.proxy.remove_link(link.name)
                     return 204, {}
+                if method in ("POST", "PATCH"):
+                    await _update(link, _object(body))
+                    return 200, proxy_json(link)
             if len(parts) == 3 and parts[2] == "toxics":
                 if method == "GET":
                     return 200, [toxic_from_fault(f) for f in link.faults]
                 if method == "POST":
-                    return 200, toxic_from_fault(link.add(fault_from_toxic(_object(body))))
+                    fault = fault_from_toxic(_object(body))
+                    if fault.name in {f.name for f in link.faults}:
+                        raise HttpError(409, f"toxic already exists: {fault.name}")
+                    return 200, toxic_from_fault(link.add(fault))
             if len(parts) == 4 and parts[2] == "toxics":
                 current = {f.name: f for f in link.faults}.get(parts[3])
                 if current is None:
@@ -195,15 +212,110 @@ class ControlServer:
                 if method == "DELETE":
                     link.remove(current)
                     return 204, {}
-                if method == "POST":
+                if method in ("POST", "PATCH"):
                     merged = toxic_from_fault(current)
                     update = _object(body)
                     merged["attributes"].update(update.get("attributes") or {})
                     merged["stream"] = update.get("stream", merged["stream"])
+                    merged["toxicity"] = update.get("toxicity", merged["toxicity"])
                     if isinstance(current, Latency | Bandwidth):
                         merged["type"] = current.kind
                     return 200, toxic_from_fault(link.replace(fault_from_toxic(merged)))
         raise HttpError(404, f"no route for {method} {path}")
+
+    async def populate(self, body: Any) -> tuple[int, Any]:
+        """Create or replace many proxies (Toxiproxy's ``POST /populate``).
+
+        Every entry is checked before anything changes. A proxy that exists with
+        the same listen and upstream addresses is kept as it is (toxics too);
+        one that differs is closed and created anew. The answer lists the
+        proxies; on a failure midway it carries the error, its status and the
+        proxies done so far, as Toxiproxy's does.
+        """
+        if not isinstance(body, list):
+            raise ValueError("request body must be a JSON list of proxies")
+        wanted = [
+            _ProxySpec.parse(_object(entry), f" at proxy {i + 1}") for i, entry in enumerate(body)
+        ]
+        names = [spec.name for spec in wanted]
+        if len(set(names)) != len(names):
+            raise ValueError("duplicate proxy names in the list")
+        done: list[dict[str, Any]] = []
+        for spec in wanted:
+            try:
+                existing = self.proxy.links.get(spec.name)
+                if existing is not None and spec.same_as(existing):
+                    link = existing
+                else:
+                    if existing is not None:
+                        await self.proxy.remove_link(spec.name)
+                    link = await spec.create(self.proxy)
+            except OSError as error:
+                return 500, {"error": str(error), "status": 500, "proxies": done}
+            done.append(proxy_json(link))
+        return 201, {"proxies": done}
+
+
+@dataclasses.dataclass(frozen=True)
+class _ProxySpec:
+    """A proxy as the API describes it: ``name``, ``upstream``, ``listen``, ``enabled``."""
+
+    name: str
+    upstream: Address
+    listen: Address
+    enabled: bool
+    http2: bool
+
+    @classmethod
+    def parse(cls, body: dict[str, Any], where: str = "") -> _ProxySpec:
+        for required in ("name", "upstream"):
+            if not body.get(required):
+                raise ValueError(f"missing required field: {required}{where}")
+        return cls(
+            str(body["name"]),
+            parse_address(str(body["upstream"])),
+            parse_address(str(body.get("listen") or "127.0.0.1:0")),
+            _flag("enabled", body.get("enabled", True)),
+            _flag("http2", body.get("http2", True)),
+        )
+
+    async def create(self, server: ProxyServer) -> ProxyLink:
+        link = await server.add_link(self.name, self.upstream, self.listen, http2=self.http2)
+        if not self.enabled:
+            await link.disable()
+        return link
+
+    def same_as(self, link: ProxyLink) -> bool:
+        return (
+            self.upstream == link.upstream
+            and self.listen in (link.listen, link.address)
+            and self.http2 == link.http2
+        )
+
+
+async def _update(link: ProxyLink, body: dict[str, Any]) -> None:
+    """``POST /proxies/{name}``: change ``upstream`` (for new connections) and
+    ``enabled``; a different ``listen`` is refused (delete and create instead)."""
+    if "listen" in body and parse_address(str(body["listen"])) not in (link.listen, link.address):
+        raise ValueError("listen cannot change; delete the proxy and create it again")
+    if "upstream" in body:
+        link.upstream = parse_address(str(body["upstream"]))
+    if _flag("enabled", body.get("enabled", link.enabled)):
+        await link.start()
+    else:
+        await link.disable()
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false")
+    return value
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number")
+    return float(value)
 
 
 def _object(body: Any) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from proxy.faults import (
     Blackhole,
     Fault,
     FrameLoss,
+    Latency,
     Loss,
     Pause,
     Reject,
@@ -52,6 +53,7 @@ from proxy.grpcwire import (
 )
 from proxy.h2frames import (
     ALL_TYPES,
+    FLAG_END_HEADERS,
     FLAG_END_STREAM,
     HEADER_TYPES,
     Frame,
@@ -60,12 +62,15 @@ from proxy.h2frames import (
     ProtocolError,
 )
 from proxy.hpackpaths import RequestHeaders
+from proxy.streamlanes import CONNECTION, FrameSpans, FrameTag, StreamLanes, delay_for
 
 log = logging.getLogger("etcdlab.proxy")
 
 _V = TypeVar("_V")
 
 Address = tuple[str, int]
+# A plan's variant: a dialer (or None), or (dialer, names of faults skipped).
+_Variant = str | tuple[str | None, frozenset[str]] | None
 
 # Upper bounds (seconds) of the added-delay histogram buckets.
 DELAY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -101,9 +106,9 @@ class Counters:
     # Peer links: connections attributed to each dialing member (X-Server-From).
     dialers: dict[str, int] = field(default_factory=dict)
 
-    def applied(self, fault: Fault, what: str) -> None:
+    def applied(self, fault: Fault, what: str, count: int = 1) -> None:
         key = (fault.name, what)
-        self.faults_applied[key] = self.faults_applied.get(key, 0) + 1
+        self.faults_applied[key] = self.faults_applied.get(key, 0) + count
 
     def delay(self, seconds: float) -> None:
         index = 0
@@ -119,6 +124,12 @@ class _Plan:
     """The faults acting on one direction, sorted by what the pipe must do."""
 
     shapers: tuple[Shaper, ...] = ()
+    # Of the shapers: latencies filtered by method, which delay frames per
+    # stream (proxy.streamlanes), and the others, which act on the byte stream.
+    lanes: tuple[Latency, ...] = ()
+    fifo: tuple[Shaper, ...] = ()
+    # Some shaper filters by method: frames must be tagged with their stream.
+    tagged: bool = False
     frame_faults: tuple[FrameLoss, ...] = ()
     blackhole: Blackhole | None = None
     pause: bool = False
@@ -167,14 +178,16 @@ class ProxyLink:
         self.http2 = http2
         self.buffer_limit = buffer_limit
         self.counters = Counters()
-        # (direction, dialer or None) -> plan; see _replan.
-        self.plans: dict[tuple[str, str | None], _Plan] = {
+        # (direction, variant) -> plan, see _replan; the variant is a dialer or
+        # None, or (dialer, faults skipped) for connections a toxicity spared.
+        self.plans: dict[tuple[str, _Variant], _Plan] = {
             (UPSTREAM, None): _Plan(),
             (DOWNSTREAM, None): _Plan(),
         }
         self.frame_aware = False
         self._faults: dict[str, Fault] = {}
         self._listener: socket.socket | None = None
+        self._bound: Address | None = None
         self._connections: set[_Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._connection_index = 0
@@ -182,8 +195,11 @@ class ProxyLink:
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
+        """Listen (again, on the address it had, once it has listened)."""
+        if self._listener is not None:
+            return
         loop = asyncio.get_running_loop()
-        host, port = self.listen
+        host, port = self._bound or self.listen
         try:
             infos = await loop.getaddrinfo(
                 host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -199,6 +215,8 @@ class ProxyLink:
         listener.setblocking(False)
         loop.add_reader(listener.fileno(), self._accept, listener)
         self._listener = listener
+        bound = listener.getsockname()[:2]
+        self._bound = str(bound[0]), int(bound[1])
         log.info("link %s listening on %s:%d -> %s:%d", self.name, *self.address, *self.upstream)
 
     def _accept(self, listener: socket.socket) -> None:
@@ -212,7 +230,10 @@ class ProxyLink:
                 # Out of file descriptors and the like: the connection waits.
                 log.warning("link %s: accept failed: %s", self.name, error)
                 return
-            refusal = self._refusal()
+            # Refused connections take a number too: each draws its own toxicity.
+            self._connection_index += 1
+            index = self._connection_index
+            refusal = self._refusal(index)
             if refusal is not None:
                 self.counters.applied(refusal, "refused")
                 self.counters.connections_rejected += 1
@@ -221,12 +242,14 @@ class ProxyLink:
             sock.setblocking(False)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._spawn(self._serve(sock))
+            self._spawn(self._serve(sock, index))
 
-    async def _serve(self, sock: socket.socket) -> None:
+    async def _serve(self, sock: socket.socket, index: int) -> None:
         loop = asyncio.get_running_loop()
         try:
-            _, protocol = await loop.connect_accepted_socket(lambda: _ClientProtocol(self), sock)
+            _, protocol = await loop.connect_accepted_socket(
+                lambda: _ClientProtocol(self, index), sock
+            )
         except OSError as error:
             log.info("link %s: accepted connection lost at once: %s", self.name, error)
             sock.close()
@@ -235,13 +258,28 @@ class ProxyLink:
         if conn is not None:
             await conn.connect()
 
-    async def close(self) -> None:
+    async def disable(self) -> None:
+        """Stop listening and close every connection (Toxiproxy's ``enabled: false``);
+        faults and counters stay, and :meth:`start` listens on the same address."""
+        if self._stop_listening():
+            log.info("link %s disabled", self.name)
+
+    @property
+    def enabled(self) -> bool:
+        return self._listener is not None
+
+    def _stop_listening(self) -> bool:
+        """Close the listening socket and every connection; False if not listening."""
         listener, self._listener = self._listener, None
         if listener is not None:
             asyncio.get_running_loop().remove_reader(listener.fileno())
             listener.close()
         for conn in list(self._connections):
             conn.abort()
+        return listener is not None
+
+    async def close(self) -> None:
+        self._stop_listening()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -261,11 +299,11 @@ class ProxyLink:
 
     @property
     def address(self) -> Address:
-        """The listening (host, port); the port is the real one after start."""
-        if self._listener is None:
+        """The listening (host, port); the port is the real one once started
+        (kept while the link is disabled)."""
+        if self._bound is None:
             raise RuntimeError(f"link {self.name} is not started")
-        host, port = self._listener.getsockname()[:2]
-        return str(host), int(port)
+        return self._bound
 
     @property
     def connections(self) -> int:
@@ -281,6 +319,8 @@ class ProxyLink:
         """Apply ``fault`` now; returns it (named ``kind_direction`` if unnamed)."""
         if isinstance(fault, FrameLoss) and not self.http2:
             raise ValueError(f"link {self.name} is raw TCP: frame faults need http2=True")
+        if _filtered(fault) and not self.http2:
+            raise ValueError(f"method: link {self.name} is raw TCP, method filters need http2=True")
         if fault.dialer is not None and self.http2:
             raise ValueError(f"link {self.name} speaks HTTP/2: dialer filters need a raw link")
         if not fault.name:
@@ -325,7 +365,9 @@ class ProxyLink:
 
     def reset_connections(self, cause: Fault | None = None) -> None:
         for conn in list(self._connections):
-            if cause is not None and cause.dialer not in (None, conn.dialer):
+            if cause is not None and (
+                cause.dialer not in (None, conn.dialer) or not self.applies(cause, conn.index)
+            ):
                 continue
             conn.reset()
             self.counters.connections_reset += 1
@@ -335,26 +377,69 @@ class ProxyLink:
     def _replan(self) -> None:
         # One plan per direction for connections of no particular dialer, and
         # one per dialer some fault names (its faults plus the general ones).
+        # Connections that a toxicity below 1 spares get variants (see variant).
         faults = self._faults.values()
         self.plans = {}
         for dialer in {None, *(f.dialer for f in faults)}:
             for direction in (UPSTREAM, DOWNSTREAM):
-                active = [
-                    f for f in faults if f.applies_to(direction) and f.dialer in (None, dialer)
-                ]
-                self.plans[direction, dialer] = _Plan(
-                    shapers=tuple(f for f in active if isinstance(f, Shaper)),
-                    frame_faults=tuple(f for f in active if isinstance(f, FrameLoss)),
-                    blackhole=next((f for f in active if isinstance(f, Blackhole)), None),
-                    pause=any(isinstance(f, Pause) for f in active),
-                    refusal=next((f for f in active if isinstance(f, Reject | Reset)), None),
-                )
-        self.frame_aware = any(isinstance(f, FrameLoss) for f in self._faults.values())
+                self.plans[direction, dialer] = self._plan(direction, dialer, frozenset())
+        self.frame_aware = any(
+            isinstance(f, FrameLoss) or _filtered(f) for f in self._faults.values()
+        )
         for conn in self._connections:
             conn.replan()
 
-    def _refusal(self) -> Fault | None:
-        return self.plans[UPSTREAM, None].refusal
+    def _plan(self, direction: str, dialer: str | None, skipped: frozenset[str]) -> _Plan:
+        mine = [
+            f for f in self._faults.values() if f.dialer in (None, dialer) and f.name not in skipped
+        ]
+        active = [f for f in mine if f.applies_to(direction)]
+        shapers = tuple(f for f in active if isinstance(f, Shaper))
+        lanes = tuple(f for f in shapers if isinstance(f, Latency) and f.method is not None)
+        return _Plan(
+            shapers=shapers,
+            lanes=lanes,
+            fifo=tuple(f for f in shapers if f not in lanes),
+            tagged=any(_filtered(f) for f in shapers),
+            frame_faults=tuple(f for f in active if isinstance(f, FrameLoss)),
+            blackhole=next((f for f in active if isinstance(f, Blackhole)), None),
+            pause=any(isinstance(f, Pause) for f in active),
+            # A connection is refused whatever direction the fault names.
+            refusal=next((f for f in mine if isinstance(f, Reject | Reset)), None),
+        )
+
+    def applies(self, fault: Fault, index: int) -> bool:
+        """Does ``fault`` act on connection number ``index``? With a toxicity below 1
+        a draw decides, the same for the same seed, link, connection and fault."""
+        if fault.toxicity >= 1.0:
+            return True
+        draw = random.Random(f"{self.seed}/{self.name}/{index}/toxicity/{fault.name}").random()
+        return draw < fault.toxicity
+
+    def variant(self, direction: str, dialer: str | None, index: int) -> _Variant:
+        """The plan variant of connection ``index``: its dialer's, minus the faults
+        whose toxicity spares it."""
+        skipped = frozenset(
+            f.name for f in self._faults.values() if f.toxicity < 1.0 and not self.applies(f, index)
+        )
+        if not skipped:
+            return dialer
+        variant = (dialer, skipped)
+        if (direction, variant) not in self.plans:
+            self.plans[direction, variant] = self._plan(direction, dialer, skipped)
+        return variant
+
+    def _refusal(self, index: int) -> Fault | None:
+        if self.plans[UPSTREAM, None].refusal is None:
+            return None
+        return next(
+            (
+                f
+                for f in self._faults.values()
+                if isinstance(f, Reject | Reset) and f.dialer is None and self.applies(f, index)
+            ),
+            None,
+        )
 
     def _rng(self, index: int, direction: str) -> random.Random:
         return random.Random(f"{self.seed}/{self.name}/{index}/{direction}")
@@ -363,6 +448,11 @@ class ProxyLink:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _filtered(fault: Fault) -> bool:
+    """Does the fault act on some gRPC methods only (a shaper with ``method``)?"""
+    return isinstance(fault, Latency | Loss) and fault.method is not None
 
 
 def _renamed(fault: Fault, name: str) -> Fault:
@@ -422,18 +512,27 @@ class _Pipe:
         self.frame_mode = False
         self.reader: FrameReader | None = None
         if self.link.http2:
+            # A connection made while frame faults are on starts in frame mode:
+            # its first chunk may already hold requests (a boundary to switch
+            # on comes only after the preface).
+            self.frame_mode = self.link.frame_aware
             self.reader = FrameReader(preface=direction == UPSTREAM, interest=self._interest())
         self.queue: deque[_Slot] = deque()
         self.queued_bytes = 0
         # Lost segments still waiting on a timer that later bytes may cut short.
         self.recoverable: list[tuple[_Slot, Recovery]] = []
         self.timer: asyncio.TimerHandle | None = None
+        # Frames held per stream by method-filtered latency, and their timer.
+        self.lanes: StreamLanes | None = None
+        self.lane_timer: asyncio.TimerHandle | None = None
+        # The stream of each piece on its way to _emit, when the plan is tagged.
+        self.tags: list[FrameTag] | None = None
         self.held: list[bytes] = []
         self.held_bytes = 0
         self.pending_inject: list[bytes] = []
         self.pause_reasons: set[str] = set()
         self.stalled: list[bytes] = []
-        self.plan_key: tuple[str, str | None] = (direction, None)
+        self.plan_key: tuple[str, _Variant] = (direction, None)
         self.messages: dict[int, MessageCursor | None] = {}
         # Streams up to this id were open before frame mode began: their message
         # boundaries are unknown until a frame holding exactly whole messages.
@@ -493,6 +592,10 @@ class _Pipe:
                 parsed = reader.feed(data)
                 if len(parsed) == 1 and type(parsed[0]) is bytes:
                     pieces = cast(list[bytes], parsed)
+                elif plan.tagged:
+                    # A tagged plan is never idle: _emit takes the tags.
+                    self.tags = []
+                    pieces = self.conn.on_frames(self, parsed, plan, self.tags)
                 else:
                     pieces = self.conn.on_frames(self, parsed, plan)
             except ProtocolError as error:
@@ -551,8 +654,57 @@ class _Pipe:
         self._maybe_finish()
 
     def _emit(self, pieces: list[bytes], plan: _Plan) -> None:
+        tags, self.tags = self.tags, None
         if not pieces:
             return
+        if plan.lanes:
+            self._to_lanes(pieces, plan, tags)
+        else:
+            self._shape(pieces, plan, tags)
+
+    def _to_lanes(self, pieces: list[bytes], plan: _Plan, tags: list[FrameTag] | None) -> None:
+        """Queue frames per stream, those of matched streams delayed (proxy.streamlanes)."""
+        if self.lanes is None:
+            self.lanes = StreamLanes()
+        lanes = self.lanes
+        now = asyncio.get_running_loop().time()
+        self.ctx.now = now
+        counters = self.link.counters
+        for index, raw in enumerate(pieces):
+            # Untagged bytes (the preface) belong to no stream.
+            tag = CONNECTION if tags is None else tags[index]
+            release = now
+            for latency in plan.lanes:
+                if delay_for(latency.method, tag):
+                    release = latency.shape([Piece(len(raw), release)], self.ctx)[0].release
+                    counters.applied(latency, "frame_delayed")
+            lanes.push(raw, tag, release)
+        self.queued_bytes += sum(len(raw) for raw in pieces)
+        self._drain_lanes()
+
+    def _drain_lanes(self, everything: bool = False) -> None:
+        if self.lane_timer is not None:
+            self.lane_timer.cancel()
+            self.lane_timer = None
+        lanes = self.lanes
+        if lanes is None or self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        frames, tags = lanes.pop_all() if everything else lanes.pop_due(loop.time())
+        if frames:
+            self.queued_bytes -= sum(len(raw) for raw in frames)
+            self._shape(frames, self.link.plans[self.plan_key], tags)
+        elif self.queued_bytes > self.link.buffer_limit:
+            self.pause("buffer")
+        release = lanes.next_release
+        if release is not None:
+            self.lane_timer = loop.call_at(release, self._drain_lanes)
+        elif not lanes:
+            self.lanes = None
+            self._maybe_finish()
+
+    def _shape(self, pieces: list[bytes], plan: _Plan, tags: list[FrameTag] | None) -> None:
+        """Pass bytes through the shapers that act on the byte stream, then queue them."""
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         if plan.blackhole is not None:
             self.link.counters.applied(plan.blackhole, "held")
@@ -562,11 +714,16 @@ class _Pipe:
         if self.recoverable:
             self._recover(now)
         pieces_out = [Piece(len(data), now)]
-        if plan.shapers:
+        if plan.fifo:
             ctx = self.ctx
             ctx.now = now
-            for shaper in plan.shapers:
+            ctx.spans = FrameSpans(pieces, tags) if plan.tagged and tags is not None else None
+            for shaper in plan.fifo:
                 pieces_out = shaper.shape(pieces_out, ctx)
+            if ctx.applied:
+                for (fault, what), count in ctx.applied.items():
+                    self.link.counters.applied(fault, what, count)
+                ctx.applied.clear()
         offset = 0
         for piece in pieces_out:
             size = piece.size
@@ -649,7 +806,14 @@ class _Pipe:
         self.flush()
 
     def _maybe_finish(self) -> None:
-        if not self.eof or self.queue or self.held or self.dest is None or self.closed:
+        if (
+            not self.eof
+            or self.queue
+            or self.held
+            or self.lanes
+            or self.dest is None
+            or self.closed
+        ):
             return
         self.closed = True
         reverse = self.conn.reverse(self)
@@ -698,6 +862,10 @@ class _Pipe:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.lane_timer is not None:
+            self.lane_timer.cancel()
+            self.lane_timer = None
+        self.lanes = None
         self.queue.clear()
         self.recoverable.clear()
         self.held.clear()
@@ -706,10 +874,9 @@ class _Pipe:
 class _Connection:
     """A client connection, its upstream connection, and their HTTP/2 state."""
 
-    def __init__(self, link: ProxyLink, client: asyncio.Transport) -> None:
+    def __init__(self, link: ProxyLink, client: asyncio.Transport, index: int) -> None:
         self.link = link
-        link._connection_index += 1
-        self.index = link._connection_index
+        self.index = index
         self.client = client
         self.server: asyncio.Transport | None = None
         self.up = _Pipe(self, UPSTREAM)
@@ -734,7 +901,7 @@ class _Connection:
         delay = 0.0
         for pipe in (self.up, self.down):
             for shaper in link.plans[pipe.plan_key].shapers:
-                if isinstance(shaper, Loss):
+                if isinstance(shaper, Loss) and shaper.method is None:
                     # SYN upstream, SYN-ACK downstream: either lost delays the connect.
                     delay += shaper.connect_delay(pipe.rng, link.time_scale)
         try:
@@ -763,7 +930,7 @@ class _Connection:
         link = self.link
         for pipe in (self.up, self.down):
             key = self.dialer if (pipe.direction, self.dialer) in link.plans else None
-            pipe.plan_key = (pipe.direction, key)
+            pipe.plan_key = (pipe.direction, link.variant(pipe.direction, key, self.index))
             plan = link.plans[pipe.plan_key]
             if plan.pause:
                 pipe.pause("fault")
@@ -771,6 +938,9 @@ class _Connection:
                 pipe.resume("fault")
             if plan.blackhole is None and pipe.held:
                 pipe.release_held()
+            if pipe.lanes and not plan.lanes:
+                # The delay is gone: what it held leaves now, in order.
+                pipe._drain_lanes(everything=True)
             if pipe.reader is not None:
                 pipe.switch_mode()
 
@@ -808,13 +978,22 @@ class _Connection:
                 counters.frames[key] = counters.frames.get(key, 0) + 1
                 self._observe_headers(pipe, piece)
 
-    def on_frames(self, pipe: _Pipe, pieces: list[bytes | Frame], plan: _Plan) -> list[bytes]:
+    def on_frames(
+        self,
+        pipe: _Pipe,
+        pieces: list[bytes | Frame],
+        plan: _Plan,
+        tags: list[FrameTag] | None = None,
+    ) -> list[bytes]:
+        """The frames to send on; with ``tags``, also what stream each belongs to."""
         out: list[bytes] = []
         counters = self.link.counters
         frame_faults = plan.frame_faults
         for piece in pieces:
             if type(piece) is bytes:
                 out.append(piece)
+                if tags is not None:
+                    tags.append(CONNECTION)
                 continue
             assert isinstance(piece, Frame)
             frame = piece
@@ -822,13 +1001,21 @@ class _Connection:
             key = (pipe.direction, _type_name(kind))
             counters.frames[key] = counters.frames.get(key, 0) + 1
             stream_id = frame.stream_id
+            # Read before a stream's last frame makes us forget its path.
+            path = self.paths.get(stream_id) if tags is not None else None
             if kind in HEADER_TYPES:
                 self._observe_headers(pipe, frame)
+                if tags is not None:
+                    path = self.paths.get(stream_id, path)
             elif frame_faults and self._drops(pipe, frame, frame_faults):
                 continue
             if kind == FrameType.RST_STREAM:
                 self._forget(stream_id)
             out.append(frame.raw)
+            if tags is not None:
+                header = kind in HEADER_TYPES
+                ends = header and bool(frame.flags & FLAG_END_HEADERS)
+                tags.append(FrameTag(stream_id, path, header, ends))
         return out
 
     def _observe_headers(self, pipe: _Pipe, frame: Frame) -> None:
@@ -989,8 +1176,9 @@ def _type_name(kind: int) -> str:
 
 
 class _ClientProtocol(asyncio.Protocol):
-    def __init__(self, link: ProxyLink) -> None:
+    def __init__(self, link: ProxyLink, index: int) -> None:
         self.link = link
+        self.index = index
         self.conn: _Connection | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -998,7 +1186,7 @@ class _ClientProtocol(asyncio.Protocol):
         link = self.link
         link.counters.connections_total += 1
         link.counters.connections_active += 1
-        self.conn = _Connection(link, cast(asyncio.Transport, transport))
+        self.conn = _Connection(link, cast(asyncio.Transport, transport), self.index)
         link._connections.add(self.conn)
 
     def data_received(self, data: bytes) -> None:

@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 
+import hpack
 import pytest
 import uvloop
 
@@ -21,7 +22,7 @@ from proxy.faults import (
     Reject,
     Reset,
 )
-from proxy.h2frames import PREFACE
+from proxy.h2frames import FLAG_END_HEADERS, PREFACE, Frame, FrameType
 from proxy.link import ACCEPT_BATCH, ProxyLink
 from tests.waiting import eventually
 
@@ -256,3 +257,43 @@ async def test_lost_syn_delays_the_first_bytes_as_the_seed_says(echo: Address) -
         writer.close()
     # At least the SYN delay; the one byte each way may add segment losses.
     assert time.monotonic() - started >= expected(seed) - 0.002
+
+
+async def test_method_latency_holds_only_its_streams_and_releases_them_on_removal() -> None:
+    received = bytearray()
+
+    async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            received.extend(data)
+        writer.close()
+
+    encoder = hpack.Encoder()
+
+    def headers(stream: int, path: str) -> bytes:
+        block = encoder.encode([(":method", "POST"), (":path", path), (":scheme", "http")])
+        return Frame.build(FrameType.HEADERS, FLAG_END_HEADERS, stream, block).raw
+
+    def data(stream: int, payload: bytes) -> bytes:
+        return Frame.build(FrameType.DATA, 0, stream, payload).raw
+
+    settings = Frame.build(FrameType.SETTINGS, 0, 0, b"").raw
+    range1 = headers(1, "/etcdserverpb.KV/Range")
+    lease3 = headers(3, "/etcdserverpb.Lease/LeaseKeepAlive")
+    range5 = headers(5, "/etcdserverpb.KV/Range")
+    server = await asyncio.start_server(sink, "127.0.0.1", 0)
+    async with server, ProxyLink("h2", server.sockets[0].getsockname()[:2]) as link:
+        fault = link.add(Latency(3600, method="etcdserverpb.Lease", direction=UPSTREAM))
+        _reader, writer = await asyncio.open_connection(*link.address)
+        # Stream 3 (a lease call) is held; stream 1's DATA overtakes it, and
+        # stream 5's header block waits behind stream 3's (HPACK order).
+        writer.write(PREFACE + settings + range1 + lease3 + data(1, b"r1") + range5)
+        writer.write(data(3, b"k3") + data(5, b"r5"))
+        passed = PREFACE + settings + range1 + data(1, b"r1")
+        await eventually(lambda: len(received) >= len(passed), 5, "unheld frames")
+        assert bytes(received) == passed
+        assert link.counters.faults_applied[(fault.name, "frame_delayed")] == 2
+        link.remove(fault)
+        held = lease3 + range5 + data(3, b"k3") + data(5, b"r5")
+        await eventually(lambda: len(received) >= len(passed + held), 5, "held frames")
+        assert bytes(received) == passed + held
+        writer.close()

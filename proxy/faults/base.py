@@ -11,7 +11,10 @@ import dataclasses
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from proxy.streamlanes import FrameSpans
 
 UPSTREAM = "upstream"
 DOWNSTREAM = "downstream"
@@ -57,10 +60,14 @@ class Fault:
     # Raw (peer) links only: apply to connections dialed by this etcd member,
     # named by the hex member ID its rafthttp requests carry in X-Server-From.
     dialer: str | None = None
+    # Probability that the fault acts on a given connection (Toxiproxy's
+    # toxicity), decided once per connection from the link's seed.
+    toxicity: float = 1.0
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
+        check_probability("toxicity", self.toxicity)
         if self.dialer is not None and not _is_member_id(self.dialer):
             raise ValueError("dialer must be an etcd member ID in hex, like 8e9e05c52164694d")
 
@@ -72,16 +79,20 @@ class Fault:
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in ("direction", "name") and (f.name != "dialer" or self.dialer)
+            if f.name not in _COMMON and (f.name != "dialer" or self.dialer)
         }
 
     @classmethod
     def from_attributes(cls, attributes: dict[str, Any], **common: Any) -> Fault:
-        names = {f.name for f in dataclasses.fields(cls)} - {"direction", "name"}
+        names = {f.name for f in dataclasses.fields(cls)} - _COMMON
         unknown = set(attributes) - names
         if unknown:
             raise ValueError(f"unknown attribute(s) for {cls.kind}: {', '.join(sorted(unknown))}")
         return cls(**attributes, **common)
+
+
+# Fields every toxic carries outside its attributes (the control API's JSON).
+_COMMON = frozenset({"direction", "name", "toxicity"})
 
 
 def _is_member_id(text: str) -> bool:
@@ -93,12 +104,29 @@ def _is_member_id(text: str) -> bool:
 
 @dataclass
 class ShapeContext:
-    """What a shaper may use: the loop time, this pipe's randomness and state."""
+    """What a shaper may use: the loop time, this pipe's randomness and state.
+
+    ``spans`` tells which bytes of the chunk belong to which gRPC method, set
+    on HTTP/2 links while a shaper filters by method. A shaper reports what it
+    did in ``applied`` (fault -> (what, count)); the link counts it.
+    """
 
     now: float
     rng: random.Random
     time_scale: float
     state: dict[Fault, float] = field(default_factory=dict)
+    spans: FrameSpans | None = None
+    applied: dict[tuple[Fault, str], int] = field(default_factory=dict)
+
+    def carries(self, method: str | None, start: int, end: int) -> bool:
+        """May a shaper filtered to ``method`` act on bytes ``start:end`` of the chunk?"""
+        if method is None:
+            return True
+        return self.spans is not None and self.spans.carries(method, start, end)
+
+    def count(self, fault: Fault, what: str) -> None:
+        key = (fault, what)
+        self.applied[key] = self.applied.get(key, 0) + 1
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -112,6 +140,22 @@ class Shaper(Fault):
 def check_probability(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be between 0 and 1")
+
+
+def check_method(method: str | None) -> None:
+    if method is not None and (not method or method.startswith("/")):
+        raise ValueError("method must look like 'package.Service' or 'package.Service/Method'")
+
+
+def method_matches(method: str | None, path: str | None) -> bool:
+    """Does a stream calling ``path`` (``/pkg.Service/Method``) fall under ``method``
+    (a full method, a service, or None for every stream)?"""
+    if method is None:
+        return True
+    if path is None:
+        return False
+    name = path[1:]
+    return name == method or name.startswith(method + "/")
 
 
 def check_duration(name: str, value: float) -> None:

@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass
 from enum import Enum
 
-from proxy.faults.base import Fault, check_probability
+from proxy.faults.base import Fault, check_method, check_probability, method_matches
 
 
 class Action(Enum):
@@ -41,17 +41,7 @@ class FrameLoss(Fault):
         check_probability("probability", self.probability)
         if not (self.pings or self.messages or self.streams):
             raise ValueError("at least one of pings, messages, streams must be true")
-        if self.method is not None and (not self.method or self.method.startswith("/")):
-            raise ValueError("method must look like 'package.Service' or 'package.Service/Method'")
-
-    def matches(self, path: str | None) -> bool:
-        """Does the stream with this ``:path`` fall under the filter?"""
-        if self.method is None:
-            return True
-        if path is None:
-            return False
-        name = path[1:]
-        return name == self.method or name.startswith(self.method + "/")
+        check_method(self.method)
 
     def on_ping(self, rng: random.Random) -> Action:
         if self.pings and self.method is None and rng.random() < self.probability:
@@ -60,7 +50,7 @@ class FrameLoss(Fault):
 
     def on_data(self, path: str | None, whole_messages: bool, rng: random.Random) -> Action:
         """Decide for one DATA frame of a stream calling ``path``."""
-        if not self.matches(path) or not (self.messages or self.streams):
+        if not method_matches(self.method, path) or not (self.messages or self.streams):
             return Action.PASS
         if rng.random() >= self.probability:
             return Action.PASS

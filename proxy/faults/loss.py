@@ -18,6 +18,11 @@ What Linux does with a lost segment, reduced to its timing:
 Each chunk the proxy reads stands for one write by the sender and is cut into
 ``mss``-sized segments, each transmission rolled against ``probability``.
 Every duration is multiplied by the link's ``time_scale``.
+
+With ``method`` (HTTP/2 links) only segments that carry bytes of streams
+calling that gRPC method or service can be lost; everything behind a late
+segment still waits for it, whatever its stream, as TCP makes it. SYNs carry
+no stream, so a filtered loss never delays the connect.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from proxy.faults.base import (
     ShapeContext,
     Shaper,
     check_duration,
+    check_method,
     check_probability,
 )
 
@@ -46,9 +52,11 @@ class Loss(Shaper):
     max_rto: float = 120.0
     recovery: float = 0.004  # one jiffy at HZ=250: RACK reorder timer granularity
     tail_loss_probe: bool = True
+    method: str | None = None  # "etcdserverpb.Lease/LeaseKeepAlive" or a service
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_method(self.method)
         check_probability("probability", self.probability)
         if self.probability >= 1.0:
             raise ValueError("probability must be below 1 (use blackhole for total loss)")
@@ -100,15 +108,21 @@ class Loss(Shaper):
             return pieces
         first_rto = self.min_rto + self.rtt
         out: list[Piece] = []
+        start = 0  # offset of the piece in the chunk
         for piece in pieces:
             at, size = piece.release, piece.size
             clean = 0  # bytes of segments delivered on time, not yet emitted
             for offset in range(0, size, self.mss):
                 segment = min(self.mss, size - offset)
+                here = start + offset
+                if not ctx.carries(self.method, here, here + segment):
+                    clean += segment
+                    continue
                 lost = self.losses(ctx.rng)
                 if not lost:
                     clean += segment
                     continue
+                ctx.count(self, "segment_lost")
                 if clean:
                     out.append(Piece(clean, at, piece.recovery))
                     clean = 0
@@ -123,4 +137,5 @@ class Loss(Shaper):
                     out.append(Piece(segment, timer, Recovery(self, at, lost)))
             if clean:
                 out.append(Piece(clean, at, piece.recovery))
+            start += size
         return out
