@@ -298,9 +298,10 @@ async def _update(link: ProxyLink, body: dict[str, Any]) -> None:
     ``enabled``; a different ``listen`` is refused (delete and create instead)."""
     if "listen" in body and parse_address(str(body["listen"])) not in (link.listen, link.address):
         raise ValueError("listen cannot change; delete the proxy and create it again")
+    enabled = _flag("enabled", body.get("enabled", link.enabled))
     if "upstream" in body:
         link.upstream = parse_address(str(body["upstream"]))
-    if _flag("enabled", body.get("enabled", link.enabled)):
+    if enabled:
         await link.start()
     else:
         await link.disable()
