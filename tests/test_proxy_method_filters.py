@@ -4,35 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
 
-from emulator.cluster import LocalCluster, ServerFlags
 from protos import rpc_pb2, rpc_pb2_grpc
+from proxy.control import format_address
 from proxy.faults import Latency, Loss
 from proxy.link import ProxyLink
+from tests.conftest import PROXY_TIME_SCALE as TIME_SCALE
 
-TIME_SCALE = 0.1
 KEEPALIVE = "etcdserverpb.Lease/LeaseKeepAlive"
-
-
-@pytest.fixture(scope="module")
-def member() -> Iterator[tuple[str, int]]:
-    with LocalCluster(1, flags=ServerFlags.scaled(TIME_SCALE)) as cluster:
-        host, port = cluster.endpoints[0].rsplit(":", 1)
-        yield host, int(port)
-
-
-@pytest.fixture
-async def link(member: tuple[str, int]) -> AsyncIterator[ProxyLink]:
-    async with ProxyLink("member0", member, seed=1, time_scale=TIME_SCALE) as proxied:
-        yield proxied
-
-
-def target(link: ProxyLink) -> str:
-    return "{}:{}".format(*link.address)
 
 
 async def test_latency_on_keepalive_leaves_range_on_the_same_connection_alone(
@@ -41,7 +23,7 @@ async def test_latency_on_keepalive_leaves_range_on_the_same_connection_alone(
     latency = 5.0
     fault = link.add(Latency(latency, method=KEEPALIVE))  # both ways
     delay = latency * TIME_SCALE  # 0.5 s each way
-    async with grpc.aio.insecure_channel(target(link)) as channel:
+    async with grpc.aio.insecure_channel(format_address(link.address)) as channel:
         lease = rpc_pb2_grpc.LeaseStub(channel)
         kv = rpc_pb2_grpc.KVStub(channel)
         granted = await lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60))
@@ -75,7 +57,7 @@ async def test_latency_on_keepalive_leaves_range_on_the_same_connection_alone(
 async def test_loss_filtered_to_keepalive_hits_only_its_segments(link: ProxyLink) -> None:
     fault = link.add(Loss(0.4, method=KEEPALIVE))
     key = (fault.name, "segment_lost")
-    async with grpc.aio.insecure_channel(target(link)) as channel:
+    async with grpc.aio.insecure_channel(format_address(link.address)) as channel:
         lease = rpc_pb2_grpc.LeaseStub(channel)
         kv = rpc_pb2_grpc.KVStub(channel)
         granted = await lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60))
