@@ -68,6 +68,15 @@ _RULES: tuple[tuple[int, int], ...] = (
 _HEAD = struct.Struct(">IBI")
 
 
+# Per frame type, the rule FrameReader._skip_whole checks before passing over
+# a frame by itself (None: leave it to the general path). Unknown types are
+# allowed anywhere outside a header block.
+_SKIP_TABLE: tuple[tuple[int, int] | None, ...] = tuple(
+    (_RULES[t] if t < len(_RULES) else (-1, 0)) if t != FrameType.CONTINUATION else None
+    for t in range(256)
+)
+
+
 class ProtocolError(Exception):
     """The bytes are not a valid HTTP/2 stream; the connection cannot be followed."""
 
@@ -202,6 +211,10 @@ class FrameReader:
                     raw_start = pos
                 continue
             # At a frame header (possibly split over calls).
+            if not self._header and self._open_block is None:
+                pos = self._skip_whole(data, pos, size)
+                if pos >= size:
+                    break
             need = HEADER_SIZE - len(self._header)
             if need > size - pos:
                 self._header += view[pos:]
@@ -251,6 +264,39 @@ class FrameReader:
         elif self._header and raw_start < size - len(self._header):
             out.append(bytes(view[raw_start : size - len(self._header)]))
         return out
+
+    def _skip_whole(self, data: bytes, pos: int, size: int) -> int:
+        """Pass over frames outside the interest set whose headers are in
+        ``data`` and break no rule; return where the general path takes over
+        (a frame of interest, a header block, a rule broken, or the end)."""
+        interest = self.interest
+        max_size = self.max_frame_size
+        unpack = _HEAD.unpack_from
+        while size - pos >= HEADER_SIZE:
+            word, flags, stream_id = unpack(data, pos)
+            frame_type = word & 0xFF
+            length = word >> 8
+            rule = _SKIP_TABLE[frame_type]
+            if frame_type in interest or length > max_size or rule is None:
+                return pos
+            fixed, where = rule
+            if fixed >= 0 and length != fixed:
+                return pos
+            if where == 1:
+                if stream_id & 0x7FFFFFFF:
+                    return pos
+            elif where == 2 and not stream_id & 0x7FFFFFFF:
+                return pos
+            if frame_type == 4 and length % 6:
+                return pos
+            # A header block that goes on in CONTINUATION frames needs the
+            # general path's bookkeeping.
+            if frame_type in (1, 5) and not flags & FLAG_END_HEADERS:
+                return pos
+            pos += HEADER_SIZE + length
+        if pos > size:
+            self._skip = pos - size
+        return pos
 
     def _finish_frame(self) -> Frame:
         raw = bytes(self._buffer)
