@@ -7,7 +7,7 @@ import random
 import pytest
 
 from proxy.faults import Bandwidth, FrameLoss, Latency, Loss
-from proxy.faults.base import Piece, ShapeContext
+from proxy.faults.base import Piece, Recovery, ShapeContext
 from proxy.faults.frames import Action
 
 
@@ -85,7 +85,20 @@ def test_a_later_write_cuts_the_timer_short() -> None:
     assert piece.recovery is not None and piece.release >= 0.2
     fast = loss.fast_release(piece.recovery, 0.05, 1.0)
     retransmissions_lost = piece.recovery.losses - 1
-    assert fast == pytest.approx(0.054 + loss.backoff(retransmissions_lost, 0.2, 1.0))
+    # Sent well after the hole: its SACK marks the hole lost at once.
+    assert fast == pytest.approx(0.05 + loss.backoff(retransmissions_lost, 0.2, 1.0))
+
+
+def test_only_a_segment_right_behind_the_hole_waits_for_the_reorder_timer() -> None:
+    loss = Loss(0.3, rtt=0.02, recovery=0.002)
+    lost = Recovery(loss, sent_at=1.0, losses=1)
+    # Within the reorder window (a quarter of the round trip): the reorder timer.
+    assert loss.fast_release(lost, 1.004, 1.0) == pytest.approx(1.004 + 0.002 + 0.02)
+    # Beyond it: one round trip after the later segment is sent.
+    assert loss.fast_release(lost, 1.006, 1.0) == pytest.approx(1.006 + 0.02)
+    # The window scales with time too.
+    assert loss.fast_release(lost, 1.0004, 0.1) == pytest.approx(1.0004 + 0.0022)
+    assert loss.fast_release(lost, 1.0006, 0.1) == pytest.approx(1.0006 + 0.002)
 
 
 def test_same_seed_same_decisions() -> None:

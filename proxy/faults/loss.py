@@ -88,10 +88,18 @@ class Loss(Shaper):
         return self.backoff(self.losses(rng), self.syn_rto, time_scale)
 
     def fast_release(self, lost: Recovery, now: float, time_scale: float) -> float:
-        """When a segment lost at ``lost.sent_at`` arrives if a later one is sent at ``now``."""
+        """When a segment lost at ``lost.sent_at`` arrives if a later one is sent at ``now``.
+
+        RACK marks the hole lost when the later segment's SACK arrives, if that
+        segment was sent more than the reorder window (a quarter of the round
+        trip) after the lost one; a segment sent right behind it (the same
+        write) leaves the decision to the reorder timer, ``recovery`` later."""
+        settle = (
+            self.rtt if now - lost.sent_at > self.rtt / 4 * time_scale else self.recovery + self.rtt
+        )
         return (
             now
-            + (self.recovery + self.rtt) * time_scale
+            + settle * time_scale
             + self.backoff(lost.losses - 1, self.min_rto + self.rtt, time_scale)
         )
 
