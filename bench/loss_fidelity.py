@@ -1,14 +1,36 @@
 """The proxy's TCP-faithful loss against real kernel packet loss, same workload.
 
-Kernel: the workload runs in a fresh network namespace where nftables drops
-every packet to or from the etcd client port with probability p (``numgen
-random``), both directions. Proxy: the same workload through ``etcdlab proxy``
-with ``loss`` p. Workload: C gRPC channels (one TCP connection each) doing
-back-to-back linearizable Range for S seconds after a warm-up without loss.
-Prints p50/p90/p99/max latency and calls/s per mode and loss level. Needs
-root, ``ip`` and ``nft`` for the kernel side; skips it (and says so) otherwise.
+Both sides run the same path, client -> etcdlab proxy -> etcd, so both pay the
+proxy's hop and only the loss differs:
 
-    sudo .venv/bin/python -m bench.loss_fidelity --loss 0.1 0.2 0.3 --seconds 20
+- kernel: in a fresh network namespace, the proxy has no fault and nftables
+  drops each packet to or from the etcd client port (the proxy-etcd leg) with
+  probability p, on the input hook (a drop on the output hook is reported to
+  the sending socket as local congestion, which is not wire loss);
+- proxy: the same proxy with its ``loss`` fault p in both directions.
+
+Latency mode (default): C gRPC channels (one TCP connection each) do
+back-to-back linearizable Range for S seconds after a loss-free warm-up, R
+runs per side and loss level. Prints p50/p90/p99 of all runs pooled and, in
+brackets, the lowest and highest value of single runs (the run-to-run spread
+the target has to be judged against).
+
+Keepalive mode (``--keepalive-trials N``): an idle Watch on a channel with
+keepalive K and timeout K/2; loss p is switched on and the seconds until the
+Watch fails with UNAVAILABLE are timed, N trials per side. ``--time-scale``
+shrinks everything together: the keepalive timings, the proxy's loss model
+(``--time-scale`` of etcdlab proxy) and the kernel's RTO floor (``rto_min`` on
+the namespace's loopback routes, with ``quickack`` so the 40 ms delayed ACK,
+which does not scale, stays out of the way). p = 1 is a partition (proxy:
+``blackhole``).
+
+Needs root, ``ip`` and ``nft`` for the kernel side; skips it (and says so)
+otherwise. Results: docs/BENCHMARKS.md, "Loss fidelity".
+
+examples:
+  sudo .venv/bin/python -m bench.loss_fidelity --loss 0.1 0.2 0.3 --seconds 20 --runs 3
+  sudo .venv/bin/python -m bench.loss_fidelity --keepalive-trials 20 --loss 0.5 0.7 1 \\
+      --time-scale 0.1
 """
 
 from __future__ import annotations
@@ -24,72 +46,86 @@ import sys
 import time
 import urllib.request
 import uuid
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import grpc
 
-from bench.proxy_process import proxy_process
+from bench.proxy_process import RunningProxy, proxy_process
 from emulator.cluster import LocalCluster, ServerFlags
 from protos import rpc_pb2, rpc_pb2_grpc
 
 # grpc shares one connection among channels with equal arguments unless each
 # channel keeps its own subchannel pool: one TCP connection per client.
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+KEEPALIVE = 2.0  # client keepalive time at time scale 1; the timeout is half of it
+MIN_RTO = 0.2  # Linux's default RTO floor, scaled by --time-scale on the kernel side
+TRIAL_LIMIT = 300.0  # a keepalive trial gives up after this many keepalive periods
 
 
-async def workload(target: str, clients: int, seconds: float, arm: Any) -> dict[str, float]:
-    channels = [grpc.aio.insecure_channel(target, options=OWN_CONNECTION) for _ in range(clients)]
+@dataclass(frozen=True)
+class Job:
+    loss: float
+    clients: int
+    seconds: float
+    runs: int
+    keepalive_trials: int
+    time_scale: float
+    direct: bool  # kernel side only: no proxy hop (the comparison before 2026-11-25)
+
+
+async def workload(
+    target: str, job: Job, arm: Callable[[], None], disarm: Callable[[], None]
+) -> list[list[float]]:
+    """Latencies of every Range call, one list per run."""
+    return [await one_run(target, job, arm, disarm) for _ in range(job.runs)]
+
+
+async def one_run(
+    target: str, job: Job, arm: Callable[[], None], disarm: Callable[[], None]
+) -> list[float]:
+    channels = [
+        grpc.aio.insecure_channel(target, options=OWN_CONNECTION) for _ in range(job.clients)
+    ]
+    latencies: list[float] = []
     try:
         stubs = [rpc_pb2_grpc.KVStub(channel) for channel in channels]
         for stub in stubs:
             await stub.Put(rpc_pb2.PutRequest(key=b"fidelity", value=b"v"))
         arm()
-        latencies: list[float] = []
-        deadline = time.perf_counter() + seconds
+        deadline = time.perf_counter() + job.seconds
 
         async def worker(stub: rpc_pb2_grpc.KVAsyncStub) -> None:
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                await stub.Range(rpc_pb2.RangeRequest(key=b"fidelity"), timeout=60)
+                await stub.Range(rpc_pb2.RangeRequest(key=b"fidelity"), timeout=120)
                 latencies.append(time.perf_counter() - started)
 
-        begun = time.perf_counter()
         await asyncio.gather(*(worker(stub) for stub in stubs))
-        elapsed = time.perf_counter() - begun
     finally:
+        disarm()
         for channel in channels:
             await channel.close()
-    latencies.sort()
-
-    def pct(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
-
-    return {
-        "p50": pct(0.5),
-        "p90": pct(0.9),
-        "p99": pct(0.99),
-        "max": latencies[-1],
-        "rate": len(latencies) / elapsed,
-        "slow": sum(latency > 0.1 for latency in latencies) / len(latencies),
-        "calls": len(latencies),
-    }
+    return latencies
 
 
-KEEPALIVE, KEEPALIVE_TIMEOUT = 2.0, 1.0
-
-
-async def keepalive_detection(target: str, trials: int, arm: Any, disarm: Any) -> dict[str, float]:
-    """Seconds from "everything is dropped" until keepalive fails an idle Watch."""
+async def keepalive_detection(
+    target: str, job: Job, arm: Callable[[], None], disarm: Callable[[], None]
+) -> list[float]:
+    """Seconds from "loss on" until keepalive fails an idle Watch, one per trial;
+    a trial that outlasts TRIAL_LIMIT keepalive periods counts as infinity."""
+    keepalive = KEEPALIVE * job.time_scale
     options = [
         *OWN_CONNECTION,
-        ("grpc.keepalive_time_ms", int(KEEPALIVE * 1000)),
-        ("grpc.keepalive_timeout_ms", int(KEEPALIVE_TIMEOUT * 1000)),
-        ("grpc.http2.ping_timeout_ms", int(KEEPALIVE_TIMEOUT * 1000)),
+        ("grpc.keepalive_time_ms", round(keepalive * 1000)),
+        ("grpc.keepalive_timeout_ms", round(keepalive * 500)),
+        ("grpc.http2.ping_timeout_ms", round(keepalive * 500)),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
     ]
     times = []
-    for _ in range(trials):
+    for _ in range(job.keepalive_trials):
         async with grpc.aio.insecure_channel(target, options=options) as channel:
             watch = rpc_pb2_grpc.WatchStub(channel).Watch()
             create = rpc_pb2.WatchCreateRequest(key=b"fidelity")
@@ -98,16 +134,18 @@ async def keepalive_detection(target: str, trials: int, arm: Any, disarm: Any) -
             arm()
             started = time.perf_counter()
             try:
-                await watch.read()
+                await asyncio.wait_for(watch.read(), TRIAL_LIMIT * keepalive)
             except grpc.aio.AioRpcError as error:
                 if error.code() != grpc.StatusCode.UNAVAILABLE:
                     raise
+                times.append(time.perf_counter() - started)
+            except TimeoutError:
+                times.append(float("inf"))
             else:
-                raise RuntimeError("the watch got an answer through a partition")
-            times.append(time.perf_counter() - started)
-            disarm()
-    times.sort()
-    return {"min": times[0], "median": statistics.median(times), "max": times[-1]}
+                raise RuntimeError("the idle watch got an event nobody wrote")
+            finally:
+                disarm()
+    return times
 
 
 def nft_drop(port: int, loss: float) -> None:
@@ -130,39 +168,67 @@ def nft_clear() -> None:
     subprocess.run(["nft", "delete", "table", "inet", "etcdlab"], check=True)
 
 
-# etcd must tolerate the clients' 2 s keepalive pings (default minimum 5 s).
-SERVER_FLAGS = ServerFlags(grpc_keepalive_min_time_s=1.0)
+def server_flags(job: Job) -> ServerFlags:
+    # etcd must tolerate the clients' keepalive pings (default minimum 5 s).
+    return ServerFlags(grpc_keepalive_min_time_s=KEEPALIVE * job.time_scale / 2)
 
 
-def run_kernel_inner(
-    loss: float, clients: int, seconds: float, keepalive_trials: int
-) -> dict[str, float]:
-    """Runs inside the namespace: etcd, nftables loss, workload."""
+def scale_loopback_rto(time_scale: float) -> None:
+    """Scale the namespace's RTO floor (and TLP, which adds it) like the proxy's model."""
+    rto_min = f"{max(1, round(MIN_RTO * time_scale * 1000))}ms"
+    for prefix in ("127.0.0.0/8", "127.0.0.1"):
+        route = f"local {prefix} dev lo table local proto kernel scope host src 127.0.0.1"
+        tuning = f"rto_min {rto_min} quickack 1"
+        subprocess.run(["ip", "route", "change", *route.split(), *tuning.split()], check=True)
+
+
+@contextmanager
+def hop(job: Job, upstream: str, *extra: str) -> Iterator[RunningProxy]:
+    with proxy_process(
+        upstream, "--control", "127.0.0.1:0", "--time-scale", str(job.time_scale), *extra
+    ) as proxy:
+        yield proxy
+
+
+def run_kernel_inner(job: Job) -> object:
+    """Runs inside the namespace: etcd, a fault-free proxy, nftables loss, workload."""
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    with LocalCluster(1, flags=SERVER_FLAGS) as cluster:
-        target = cluster.endpoints[0]
-        port = int(target.rsplit(":", 1)[1])
-        if keepalive_trials:
-            return asyncio.run(
-                keepalive_detection(
-                    target, keepalive_trials, lambda: nft_drop(port, 1.0), nft_clear
-                )
-            )
-        return asyncio.run(workload(target, clients, seconds, lambda: nft_drop(port, loss)))
+    if job.time_scale != 1:
+        scale_loopback_rto(job.time_scale)
+    with LocalCluster(1, flags=server_flags(job)) as cluster:
+        upstream = cluster.endpoints[0]
+        port = int(upstream.rsplit(":", 1)[1])
+
+        def arm() -> None:
+            nft_drop(port, job.loss)
+
+        if job.direct:
+            return measure(upstream, job, arm, nft_clear)
+        with hop(job, upstream) as proxy:
+            return measure(proxy.listen, job, arm, nft_clear)
 
 
-def run_proxy(
-    loss: float, clients: int, seconds: float, keepalive_trials: int = 0
-) -> dict[str, float]:
+def measure(target: str, job: Job, arm: Callable[[], None], disarm: Callable[[], None]) -> object:
+    if job.keepalive_trials:
+        return asyncio.run(keepalive_detection(target, job, arm, disarm))
+    return asyncio.run(workload(target, job, arm, disarm))
+
+
+def run_proxy(job: Job) -> object:
     with (
-        LocalCluster(1, flags=SERVER_FLAGS) as cluster,
-        proxy_process(cluster.endpoints[0], "--control", "127.0.0.1:0", "--seed", "1") as proxy,
+        LocalCluster(1, flags=server_flags(job)) as cluster,
+        hop(job, cluster.endpoints[0], "--seed", "1") as proxy,
     ):
         toxics = f"http://{proxy.control}/proxies/proxy/toxics"
 
         def arm() -> None:
-            toxic = {"type": "loss", "stream": "both", "attributes": {"probability": loss}}
-            if keepalive_trials:  # everything dropped: a partition
+            toxic: dict[str, object] = {
+                "name": "cut",
+                "type": "loss",
+                "stream": "both",
+                "attributes": {"probability": job.loss},
+            }
+            if job.loss >= 1:
                 toxic = {"name": "cut", "type": "blackhole", "stream": "both"}
             request = urllib.request.Request(toxics, data=json.dumps(toxic).encode(), method="POST")
             urllib.request.urlopen(request, timeout=10).close()
@@ -171,91 +237,139 @@ def run_proxy(
             request = urllib.request.Request(f"{toxics}/cut", method="DELETE")
             urllib.request.urlopen(request, timeout=10).close()
 
-        if keepalive_trials:
-            return asyncio.run(keepalive_detection(proxy.listen, keepalive_trials, arm, disarm))
-        return asyncio.run(workload(proxy.listen, clients, seconds, arm))
+        return measure(proxy.listen, job, arm, disarm)
 
 
-def run_kernel(
-    loss: float, clients: int, seconds: float, keepalive_trials: int = 0
-) -> dict[str, float] | None:
+def can_run_kernel() -> bool:
     if os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("ip"):
         print("kernel side skipped: needs root, ip and nft", file=sys.stderr)
-        return None
+        return False
+    return True
+
+
+def run_kernel(job: Job) -> object:
     namespace = f"etcdlab-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", namespace], check=True)
     try:
-        done = subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                namespace,
-                sys.executable,
-                "-m",
-                "bench.loss_fidelity",
-                "--inner",
-                "--loss",
-                str(loss),
-                "--clients",
-                str(clients),
-                "--seconds",
-                str(seconds),
-                "--keepalive-trials",
-                str(keepalive_trials),
-            ],
-            check=True,
-            capture_output=True,
+        inner = (
+            f"--inner --loss {job.loss} --clients {job.clients} --seconds {job.seconds} "
+            f"--runs {job.runs} --keepalive-trials {job.keepalive_trials} "
+            f"--time-scale {job.time_scale}" + (" --direct" if job.direct else "")
         )
-        result: dict[str, float] = json.loads(done.stdout.decode().strip().splitlines()[-1])
-        return result
+        exec_in = ["ip", "netns", "exec", namespace, sys.executable, "-m", "bench.loss_fidelity"]
+        done = subprocess.run(
+            [*exec_in, *inner.split()],
+            check=True,
+            stdout=subprocess.PIPE,
+        )
+        return json.loads(done.stdout.decode().strip().splitlines()[-1])
     finally:
         subprocess.run(["ip", "netns", "del", namespace], check=False)
 
 
-def show(name: str, loss: float, stats: dict[str, float]) -> None:
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def show_latency(name: str, loss: float, runs: list[list[float]], seconds: float) -> None:
+    pooled = [latency for run in runs for latency in run]
+    cells = []
+    for label, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        each = [percentile(run, q) for run in runs]
+        cells.append(
+            f"{label}={percentile(pooled, q) * 1000:7.1f}ms "
+            f"[{min(each) * 1000:.1f}-{max(each) * 1000:.1f}]"
+        )
+    slow = sum(latency > 0.1 for latency in pooled) / len(pooled)
     print(
-        f"{name:6} loss={loss:.2f} p50={stats['p50'] * 1000:7.1f}ms "
-        f"p90={stats['p90'] * 1000:7.1f}ms p99={stats['p99'] * 1000:7.1f}ms "
-        f"max={stats['max'] * 1000:7.1f}ms >100ms={stats['slow']:6.1%} "
-        f"rate={stats['rate']:7.1f}/s n={stats['calls']:.0f}",
+        f"{name:6} loss={loss:.2f} {' '.join(cells)} max={max(pooled):6.2f}s "
+        f">100ms={slow:6.1%} rate={len(pooled) / (seconds * len(runs)):6.1f}/s "
+        f"n={len(pooled)} load={os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+
+
+def show_keepalive(name: str, loss: float, times: list[float]) -> None:
+    done = sorted(t for t in times if t != float("inf"))
+    summary = "none detected"
+    if done:
+        summary = (
+            f"p10={percentile(done, 0.1):.2f}s median={statistics.median(done):.2f}s "
+            f"p90={percentile(done, 0.9):.2f}s mean={statistics.fmean(done):.2f}s"
+        )
+    print(
+        f"{name:6} loss={loss:.2f} detected {len(done)}/{len(times)}: {summary} "
+        f"load={os.getloadavg()[0]:.2f}",
         flush=True,
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--loss", type=float, nargs="+", default=[0.1, 0.2, 0.3])
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.loss_fidelity",
+        description=__doc__.split("\n\n", 1)[1].split("\n\nNeeds root")[0],
+        epilog=__doc__.split("\n\nNeeds root", 1)[1].join(("Needs root", "")),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--loss",
+        type=float,
+        nargs="+",
+        default=[0.1, 0.2, 0.3],
+        help="loss probabilities to compare, each in (0, 1] (default 0.1 0.2 0.3)",
+    )
+    parser.add_argument("--clients", type=int, default=8, help="concurrent channels (default 8)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="per run (default 20)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per side and loss (default 3)")
     parser.add_argument(
         "--keepalive-trials",
         type=int,
         default=0,
-        help="instead: drop everything N times and time keepalive's detection",
+        help="instead of latency: time keepalive's detection N times per side and loss",
     )
+    parser.add_argument(
+        "--time-scale", type=float, default=1.0, help="shrink every timing, both sides (default 1)"
+    )
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="kernel side without the proxy hop (compares the hop as well as the loss)",
+    )
+    parser.add_argument("--save", metavar="PATH", help="also write every raw measurement as JSON")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.inner:
-        result = run_kernel_inner(args.loss[0], args.clients, args.seconds, args.keepalive_trials)
-        print(json.dumps(result))
-        return
-    if args.keepalive_trials:
-        print(f"keepalive {KEEPALIVE:g}s + timeout {KEEPALIVE_TIMEOUT:g}s, idle Watch:")
-        for name, run in (("kernel", run_kernel), ("proxy", run_proxy)):
-            stats = run(1.0, 1, 0.0, args.keepalive_trials)
-            if stats is not None:
-                print(
-                    f"{name:6} detection min={stats['min']:.2f}s "
-                    f"median={stats['median']:.2f}s max={stats['max']:.2f}s",
-                    flush=True,
-                )
-        return
+    if min(args.loss) <= 0 or max(args.loss) > 1:
+        parser.error("--loss values must be in (0, 1]")
+    if args.runs < 1 or args.clients < 1 or args.seconds <= 0 or not 0 < args.time_scale <= 1:
+        parser.error("--runs, --clients, --seconds must be positive, --time-scale in (0, 1]")
+    saved: dict[str, dict[str, object]] = {}
     for loss in args.loss:
-        kernel = run_kernel(loss, args.clients, args.seconds)
-        if kernel is not None:
-            show("kernel", loss, kernel)
-        show("proxy", loss, run_proxy(loss, args.clients, args.seconds))
+        job = Job(
+            loss,
+            args.clients,
+            args.seconds,
+            args.runs,
+            args.keepalive_trials,
+            args.time_scale,
+            args.direct,
+        )
+        if args.inner:
+            print(json.dumps(run_kernel_inner(job)))
+            return
+        sides = [("proxy", run_proxy)]
+        if can_run_kernel():
+            sides.insert(0, ("kernel", run_kernel))
+        for name, run in sides:
+            result = run(job)
+            saved.setdefault(name, {})[str(loss)] = result
+            if job.keepalive_trials:
+                show_keepalive(name, loss, result)  # type: ignore[arg-type]
+            else:
+                show_latency(name, loss, result, job.seconds)  # type: ignore[arg-type]
+        if args.save:
+            with open(args.save, "w") as file:
+                json.dump(saved, file)
 
 
 if __name__ == "__main__":

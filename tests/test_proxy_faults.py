@@ -7,7 +7,7 @@ import random
 import pytest
 
 from proxy.faults import Bandwidth, FrameLoss, Latency, Loss
-from proxy.faults.base import Piece, ShapeContext
+from proxy.faults.base import Piece, Recovery, ShapeContext
 from proxy.faults.frames import Action
 
 
@@ -47,15 +47,18 @@ def test_time_scale_shrinks_every_delay() -> None:
     assert scaled == pytest.approx([d * 0.1 for d in full])
 
 
+class Dice(random.Random):
+    """Randomness that returns the given rolls, in order."""
+
+    def __init__(self, rolls: list[float]) -> None:
+        super().__init__(0)
+        self.rolls = rolls
+
+    def random(self) -> float:
+        return self.rolls.pop(0)
+
+
 def test_syn_loss_costs_one_then_three_seconds() -> None:
-    class Dice(random.Random):
-        def __init__(self, rolls: list[float]) -> None:
-            super().__init__(0)
-            self.rolls = rolls
-
-        def random(self) -> float:
-            return self.rolls.pop(0)
-
     loss = Loss(0.3)
     assert loss.connect_delay(Dice([0.9]), 1.0) == 0.0
     assert loss.connect_delay(Dice([0.1, 0.9]), 1.0) == 1.0
@@ -85,7 +88,27 @@ def test_a_later_write_cuts_the_timer_short() -> None:
     assert piece.recovery is not None and piece.release >= 0.2
     fast = loss.fast_release(piece.recovery, 0.05, 1.0)
     retransmissions_lost = piece.recovery.losses - 1
-    assert fast == pytest.approx(0.054 + loss.backoff(retransmissions_lost, 0.2, 1.0))
+    # Sent well after the hole: its SACK marks the hole lost at once.
+    assert fast == pytest.approx(0.05 + loss.backoff(retransmissions_lost, 0.2, 1.0))
+
+
+def test_only_a_segment_right_behind_the_hole_waits_for_the_reorder_timer() -> None:
+    loss = Loss(0.3, rtt=0.02, recovery=0.002)
+    lost = Recovery(loss, sent_at=1.0, losses=1)
+    # The same write: the reorder timer, whatever the clock says.
+    assert loss.fast_release(lost, 1.0, 1.0, same_write=True) == pytest.approx(1.0 + 0.022)
+    # A later write within the reorder window (a quarter of the round trip):
+    # the window's rest, then the timer's tick.
+    assert loss.fast_release(lost, 1.004, 1.0) == pytest.approx(1.004 + 0.02 + 0.001 + 0.002)
+    # Beyond it: one round trip after the later segment is sent.
+    assert loss.fast_release(lost, 1.006, 1.0) == pytest.approx(1.006 + 0.02)
+    # The window scales with time too.
+    assert loss.fast_release(lost, 1.0006, 0.1) == pytest.approx(1.0006 + 0.002)
+    # Without a round trip a later write is always beyond the window.
+    loopback = Loss(0.3)
+    hole = Recovery(loopback, sent_at=1.0, losses=1)
+    assert loopback.fast_release(hole, 1.0, 1.0) == 1.0
+    assert loopback.fast_release(hole, 1.0, 1.0, same_write=True) == pytest.approx(1.004)
 
 
 def test_same_seed_same_decisions() -> None:

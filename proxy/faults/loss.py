@@ -9,9 +9,10 @@ What Linux does with a lost segment, reduced to its timing:
   k-th loss in a row thus costs ``min_rto`` x 1, 1, 2, 4, ... (a lost SYN has
   no probe: 1 s, then 2 s more, ...).
 - If another segment follows (in the same write, or a later one before the
-  timer fires), the receiver's SACK of it reveals the hole and the sender
-  retransmits after about a round trip (``recovery``: RACK's reorder window
-  and timer granularity); a lost fast retransmission falls back to the timer.
+  timer fires), the receiver's SACK of it reveals the hole and RACK marks it
+  lost: at once if the later segment was sent more than a quarter of a round
+  trip after it, otherwise when the reorder timer fires (``recovery``, one
+  jiffy). A lost fast retransmission falls back to the timer.
 - Everything sent behind a lost segment waits for it (head-of-line blocking;
   the link never releases bytes before earlier ones).
 
@@ -95,13 +96,27 @@ class Loss(Shaper):
         """Extra connect time: SYN retransmissions have no probe and start at ``syn_rto``."""
         return self.backoff(self.losses(rng), self.syn_rto, time_scale)
 
-    def fast_release(self, lost: Recovery, now: float, time_scale: float) -> float:
-        """When a segment lost at ``lost.sent_at`` arrives if a later one is sent at ``now``."""
-        return (
-            now
-            + (self.recovery + self.rtt) * time_scale
-            + self.backoff(lost.losses - 1, self.min_rto + self.rtt, time_scale)
-        )
+    def fast_release(
+        self, lost: Recovery, now: float, time_scale: float, *, same_write: bool = False
+    ) -> float:
+        """When a segment lost at ``lost.sent_at`` arrives if a later one is sent at ``now``.
+
+        RACK marks the hole lost when the later segment's SACK arrives if that
+        segment was sent more than the reorder window (a quarter of the round
+        trip) after the hole, else once the window has passed, on a timer that
+        fires on the next jiffy (``recovery``). A segment of the same write is
+        sent right behind the hole: always the timer. Later writes are told
+        apart by the caller, not by time: the loop clock may tick in whole
+        milliseconds (uvloop)."""
+        window = self.rtt / 4 * time_scale
+        if same_write:
+            settle = (self.recovery + self.rtt) * time_scale
+        else:
+            early = window - (now - lost.sent_at)
+            settle = self.rtt * time_scale + (
+                early + self.recovery * time_scale if early > 0 else 0
+            )
+        return now + settle + self.backoff(lost.losses - 1, self.min_rto + self.rtt, time_scale)
 
     def shape(self, pieces: list[Piece], ctx: ShapeContext) -> list[Piece]:
         if not self.probability:
@@ -129,12 +144,13 @@ class Loss(Shaper):
                 if offset + segment < size:
                     # A segment of the same write follows and gets SACKed.
                     fast = Recovery(self, at, lost)
-                    out.append(Piece(segment, self.fast_release(fast, at, ctx.time_scale)))
-                else:
-                    timer = at + self.backoff(
-                        lost, first_rto, ctx.time_scale, probe=self.tail_loss_probe
-                    )
-                    out.append(Piece(segment, timer, Recovery(self, at, lost)))
+                    release = self.fast_release(fast, at, ctx.time_scale, same_write=True)
+                    out.append(Piece(segment, release))
+                    continue
+                timer = at + self.backoff(
+                    lost, first_rto, ctx.time_scale, probe=self.tail_loss_probe
+                )
+                out.append(Piece(segment, timer, Recovery(self, at, lost)))
             if clean:
                 out.append(Piece(clean, at, piece.recovery))
             start += size
