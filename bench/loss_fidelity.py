@@ -73,6 +73,7 @@ class Job:
     keepalive_trials: int
     time_scale: float
     direct: bool  # kernel side only: no proxy hop (the comparison before 2026-11-25)
+    attributes: tuple[tuple[str, object], ...] = ()  # extra attributes of the proxy's loss
 
 
 async def workload(
@@ -226,7 +227,7 @@ def run_proxy(job: Job) -> object:
                 "name": "cut",
                 "type": "loss",
                 "stream": "both",
-                "attributes": {"probability": job.loss},
+                "attributes": {"probability": job.loss, **dict(job.attributes)},
             }
             if job.loss >= 1:
                 toxic = {"name": "cut", "type": "blackhole", "stream": "both"}
@@ -336,9 +337,21 @@ def main() -> None:
         action="store_true",
         help="kernel side without the proxy hop (compares the hop as well as the loss)",
     )
+    parser.add_argument(
+        "--proxy-only", action="store_true", help="skip the kernel side (to try model variants)"
+    )
+    parser.add_argument(
+        "--attributes",
+        type=json.loads,
+        default={},
+        metavar="JSON",
+        help="extra attributes of the proxy's loss, e.g. '{\"ack_loss\": false}'",
+    )
     parser.add_argument("--save", metavar="PATH", help="also write every raw measurement as JSON")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not isinstance(args.attributes, dict):
+        parser.error("--attributes must be a JSON object")
     if min(args.loss) <= 0 or max(args.loss) > 1:
         parser.error("--loss values must be in (0, 1]")
     if args.runs < 1 or args.clients < 1 or args.seconds <= 0 or not 0 < args.time_scale <= 1:
@@ -353,12 +366,13 @@ def main() -> None:
             args.keepalive_trials,
             args.time_scale,
             args.direct,
+            tuple(args.attributes.items()),
         )
         if args.inner:
             print(json.dumps(run_kernel_inner(job)))
             return
         sides = [("proxy", run_proxy)]
-        if can_run_kernel():
+        if not args.proxy_only and can_run_kernel():
             sides.insert(0, ("kernel", run_kernel))
         for name, run in sides:
             result = run(job)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from proxy.faults.loss import TcpState
     from proxy.streamlanes import FrameSpans
 
 UPSTREAM = "upstream"
@@ -43,11 +44,13 @@ class Piece:
 
 @dataclass(frozen=True)
 class Recovery:
-    """A lost segment, sent at ``sent_at``, whose transmissions were lost ``losses`` times."""
+    """A lost segment, sent at ``sent_at``, whose transmissions were lost ``losses`` times;
+    ``rto`` (unscaled seconds) is the sender's retransmission timeout when it was lost."""
 
     fault: Fault
     sent_at: float
     losses: int
+    rto: float
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -115,6 +118,8 @@ class ShapeContext:
     rng: random.Random
     time_scale: float
     state: dict[Fault, float] = field(default_factory=dict)
+    # The sending TCP's timer state per loss fault (proxy.faults.loss).
+    tcp: dict[Fault, TcpState] = field(default_factory=dict)
     spans: FrameSpans | None = None
     applied: dict[tuple[Fault, str], int] = field(default_factory=dict)
 

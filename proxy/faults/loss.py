@@ -15,6 +15,17 @@ What Linux does with a lost segment, reduced to its timing:
   jiffy). A lost fast retransmission falls back to the timer.
 - Everything sent behind a lost segment waits for it (head-of-line blocking;
   the link never releases bytes before earlier ones).
+- The timers follow the sender's view of its connection (:class:`TcpState`,
+  one per pipe): the retransmission timeout is the smoothed round trip plus
+  ``min_rto``; the probe two smoothed round trips plus ``min_rto``, but no
+  later than the RTO. A write with a segment that got through at once gives
+  a round-trip sample (its ACK or SACK; Karn's rule: none from retransmitted
+  data) and clears the backoff; until then the RTO stays doubled for the
+  segments that follow. Loss makes some samples long: the ACK of a write is
+  lost with the same probability (it rides on the reply, or is a pure ACK),
+  and if the peer's probe brings it, the sample lasts that timeout
+  (``ack_loss``). Linux also adds the round trip's deviation to the RTO; here
+  that overshot the kernel's tail, so the model leaves it out.
 
 Each chunk the proxy reads stands for one write by the sender and is cut into
 ``mss``-sized segments, each transmission rolled against ``probability``.
@@ -42,6 +53,22 @@ from proxy.faults.base import (
 )
 
 
+@dataclass
+class TcpState:
+    """What one sending TCP has learnt about its connection, in unscaled seconds:
+    its smoothed round trip, and how many retransmission timeouts fired since
+    the last round-trip sample."""
+
+    srtt: float
+    backoff: int = 0
+
+    def sample(self, rtt: float) -> None:
+        """A round-trip sample: ``srtt`` moves 1/8 of the way (Linux's
+        ``tcp_rtt_estimator``), and a valid sample ends the backoff (RFC 6298)."""
+        self.srtt += (rtt - self.srtt) / 8
+        self.backoff = 0
+
+
 @dataclass(frozen=True, eq=False)
 class Loss(Shaper):
     kind = "loss"
@@ -53,6 +80,7 @@ class Loss(Shaper):
     max_rto: float = 120.0
     recovery: float = 0.004  # one jiffy at HZ=250: RACK reorder timer granularity
     tail_loss_probe: bool = True
+    ack_loss: bool = True
     method: str | None = None  # "etcdserverpb.Lease/LeaseKeepAlive" or a service
 
     def __post_init__(self) -> None:
@@ -76,21 +104,59 @@ class Loss(Shaper):
         return count
 
     def backoff(
-        self, timeouts: int, first_rto: float, time_scale: float, *, probe: bool = False
+        self, timeouts: int, rto: float, time_scale: float, *, probe: float | None = None
     ) -> float:
-        """Time spent in ``timeouts`` successive timeouts, doubling after the first
-        (after the second when a tail loss probe comes first at the same delay)."""
-        total, rto = 0.0, first_rto
-        for index in range(timeouts):
+        """Time spent in ``timeouts`` successive timeouts: the tail loss probe's
+        ``probe`` first when given, then ``rto`` doubling each time up to ``max_rto``."""
+        total = 0.0
+        if probe is not None and timeouts:
+            total, timeouts = probe, timeouts - 1
+        for _ in range(timeouts):
             total += rto
-            if not (probe and index == 0):
-                rto = min(rto * 2, self.max_rto)
+            rto = min(rto * 2, self.max_rto)
         return total * time_scale
 
-    def timer_delay(self, rng: random.Random, time_scale: float) -> float:
-        """Extra delivery time of a lone segment, which only the timers recover."""
-        first_rto = self.min_rto + self.rtt
-        return self.backoff(self.losses(rng), first_rto, time_scale, probe=self.tail_loss_probe)
+    def state(self, ctx: ShapeContext) -> TcpState:
+        """This pipe's sender, which starts knowing only the link's round trip."""
+        state = ctx.tcp.get(self)
+        if state is None:
+            state = ctx.tcp[self] = TcpState(self.rtt)
+        return state
+
+    def rto(self, state: TcpState) -> float:
+        """The retransmission timeout now (unscaled): srtt plus ``min_rto``, doubled
+        per timeout since the last sample. Linux adds the round trip's deviation
+        where it exceeds ``min_rto``; that overshoots here (docs/BENCHMARKS.md)."""
+        base = state.srtt + self.min_rto
+        return min(base * 2.0 ** min(state.backoff, 32), self.max_rto)
+
+    def probe_timeout(self, state: TcpState) -> float | None:
+        """The tail loss probe's timeout with one segment in flight (unscaled):
+        two smoothed round trips plus ``min_rto``, never later than the RTO."""
+        if not self.tail_loss_probe:
+            return None
+        return min(2 * state.srtt + self.min_rto, self.rto(state))
+
+    def timer_delay(self, lost: int, state: TcpState) -> float:
+        """Extra delivery time (unscaled) of a lone segment lost ``lost`` times in a
+        row, which only the timers recover; the timeouts it meets stay in the backoff."""
+        delay = self.backoff(lost, self.rto(state), 1.0, probe=self.probe_timeout(state))
+        state.backoff += lost - 1 if self.tail_loss_probe else lost
+        return delay
+
+    def acknowledged(self, state: TcpState, rng: random.Random) -> None:
+        """A write got through at its first transmission: its ACK is a round-trip
+        sample. With ``ack_loss`` the ACK is lost as often as data (a lost reply
+        takes the ACK of its request with it). If the peer's probe then brings
+        it, the sample lasts that timeout; if the probe is lost too, this
+        sender's RTO resends the write first, and the peer's immediate ACK of
+        the duplicate echoes the duplicate's timestamp: a short sample."""
+        rtt = self.rtt
+        lost = self.ack_loss and self.method is None and rng.random() < self.probability
+        if lost and rng.random() >= self.probability:
+            probe = self.probe_timeout(state)
+            rtt += self.rto(state) if probe is None else probe
+        state.sample(rtt)
 
     def connect_delay(self, rng: random.Random, time_scale: float) -> float:
         """Extra connect time: SYN retransmissions have no probe and start at ``syn_rto``."""
@@ -107,7 +173,7 @@ class Loss(Shaper):
         fires on the next jiffy (``recovery``). A segment of the same write is
         sent right behind the hole: always the timer. Later writes are told
         apart by the caller, not by time: the loop clock may tick in whole
-        milliseconds (uvloop)."""
+        milliseconds (uvloop). A lost fast retransmission waits for the RTO."""
         window = self.rtt / 4 * time_scale
         if same_write:
             settle = (self.recovery + self.rtt) * time_scale
@@ -116,14 +182,15 @@ class Loss(Shaper):
             settle = self.rtt * time_scale + (
                 early + self.recovery * time_scale if early > 0 else 0
             )
-        return now + settle + self.backoff(lost.losses - 1, self.min_rto + self.rtt, time_scale)
+        return now + settle + self.backoff(lost.losses - 1, lost.rto, time_scale)
 
     def shape(self, pieces: list[Piece], ctx: ShapeContext) -> list[Piece]:
         if not self.probability:
             return pieces
-        first_rto = self.min_rto + self.rtt
+        state = self.state(ctx)
         out: list[Piece] = []
         start = 0  # offset of the piece in the chunk
+        sampled = False  # a segment got through at once: its (S)ACK is a sample
         for piece in pieces:
             at, size = piece.release, piece.size
             clean = 0  # bytes of segments delivered on time, not yet emitted
@@ -135,23 +202,26 @@ class Loss(Shaper):
                     continue
                 lost = self.losses(ctx.rng)
                 if not lost:
+                    sampled = True
                     clean += segment
                     continue
                 ctx.count(self, "segment_lost")
                 if clean:
                     out.append(Piece(clean, at, piece.recovery))
                     clean = 0
+                hole = Recovery(self, at, lost, self.rto(state))
                 if offset + segment < size:
                     # A segment of the same write follows and gets SACKed.
-                    fast = Recovery(self, at, lost)
-                    release = self.fast_release(fast, at, ctx.time_scale, same_write=True)
+                    # Its lost retransmissions wait for the RTO; one RTO resends
+                    # every hole of the write, so they add nothing to the backoff.
+                    release = self.fast_release(hole, at, ctx.time_scale, same_write=True)
                     out.append(Piece(segment, release))
                     continue
-                timer = at + self.backoff(
-                    lost, first_rto, ctx.time_scale, probe=self.tail_loss_probe
-                )
-                out.append(Piece(segment, timer, Recovery(self, at, lost)))
+                timer = at + self.timer_delay(lost, state) * ctx.time_scale
+                out.append(Piece(segment, timer, hole))
             if clean:
                 out.append(Piece(clean, at, piece.recovery))
             start += size
+        if sampled:
+            self.acknowledged(state, ctx.rng)
         return out
