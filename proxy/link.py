@@ -240,8 +240,7 @@ class ProxyLink:
                 _rst_socket(sock)
                 continue
             sock.setblocking(False)
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _nodelay(sock)
             self._spawn(self._serve(sock, index))
 
     async def _serve(self, sock: socket.socket, index: int) -> None:
@@ -459,8 +458,7 @@ def _renamed(fault: Fault, name: str) -> Fault:
     return dataclasses.replace(fault, name=name)
 
 
-def _nodelay(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
+def _nodelay(sock: socket.socket | None) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -919,7 +917,7 @@ class _Connection:
         if self.done:
             transport.abort()
             return
-        _nodelay(transport)
+        _nodelay(transport.get_extra_info("socket"))
         self.server = transport
         self.up.attach(self.client, transport)
         self.down.attach(transport, self.client)

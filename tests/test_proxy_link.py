@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
 
 import hpack
@@ -55,6 +56,22 @@ async def test_bytes_pass_both_ways(echo: Address) -> None:
         await eventually(lambda: link.connections == 0, 5, "connection closed")
         assert link.counters.bytes == {UPSTREAM: len(payload), DOWNSTREAM: len(payload)}
         assert link.counters.connections_active == 0
+
+
+async def test_both_sides_of_a_connection_send_without_delay(echo: Address) -> None:
+    # Nagle's algorithm with delayed ACKs costs about 40 ms per small write.
+    async with ProxyLink("raw", echo, http2=False) as link:
+        reader, writer = await asyncio.open_connection(*link.address)
+        try:
+            writer.write(b"ping")
+            assert await asyncio.wait_for(reader.readexactly(4), 5) == b"ping"
+            (conn,) = link._connections
+            for transport in (conn.client, conn.server):
+                assert transport is not None
+                sock = transport.get_extra_info("socket")
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        finally:
+            writer.close()
 
 
 async def test_a_burst_of_connects_larger_than_one_accept_batch_is_served(
