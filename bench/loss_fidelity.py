@@ -53,6 +53,7 @@ from dataclasses import dataclass
 import grpc
 
 from bench.proxy_process import RunningProxy, proxy_process
+from emulator.client_config import keepalive_options
 from emulator.cluster import LocalCluster, ServerFlags
 from protos import rpc_pb2, rpc_pb2_grpc
 
@@ -117,14 +118,7 @@ async def keepalive_detection(
     """Seconds from "loss on" until keepalive fails an idle Watch, one per trial;
     a trial that outlasts TRIAL_LIMIT keepalive periods counts as infinity."""
     keepalive = KEEPALIVE * job.time_scale
-    options = [
-        *OWN_CONNECTION,
-        ("grpc.keepalive_time_ms", round(keepalive * 1000)),
-        ("grpc.keepalive_timeout_ms", round(keepalive * 500)),
-        ("grpc.http2.ping_timeout_ms", round(keepalive * 500)),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
-    ]
+    options = [*OWN_CONNECTION, *keepalive_options(keepalive, keepalive / 2)]
     times = []
     for _ in range(job.keepalive_trials):
         async with grpc.aio.insecure_channel(target, options=options) as channel:

