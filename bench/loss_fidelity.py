@@ -31,6 +31,8 @@ examples:
   sudo .venv/bin/python -m bench.loss_fidelity --loss 0.1 0.2 0.3 --seconds 20 --runs 3
   sudo .venv/bin/python -m bench.loss_fidelity --keepalive-trials 20 --loss 0.5 0.7 1 \\
       --time-scale 0.1
+  sudo .venv/bin/python -m bench.loss_fidelity --loss 0.3 --runs 1 --capture /tmp/kernel
+      (also writes /tmp/kernel-0.3.pcap: how the kernel recovered each loss)
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class Job:
     time_scale: float
     direct: bool  # kernel side only: no proxy hop (the comparison before 2026-11-25)
     attributes: tuple[tuple[str, object], ...] = ()  # extra attributes of the proxy's loss
+    capture: str | None = None  # kernel side: tcpdump of the proxy-etcd leg to this file
 
 
 async def workload(
@@ -197,10 +200,33 @@ def run_kernel_inner(job: Job) -> object:
         def arm() -> None:
             nft_drop(port, job.loss)
 
-        if job.direct:
-            return measure(upstream, job, arm, nft_clear)
-        with hop(job, upstream) as proxy:
-            return measure(proxy.listen, job, arm, nft_clear)
+        with capture(job.capture, port):
+            if job.direct:
+                return measure(upstream, job, arm, nft_clear)
+            with hop(job, upstream) as proxy:
+                return measure(proxy.listen, job, arm, nft_clear)
+
+
+@contextmanager
+def capture(path: str | None, port: int) -> Iterator[None]:
+    """Record every packet to or from etcd's port (dropped ones too: the capture
+    sees them before the input hook drops them) while the workload runs."""
+    if path is None:
+        yield
+        return
+    command = ["tcpdump", "-i", "lo", "-s", "200", "-U", "-Z", "root", "-w", path]
+    tcpdump = subprocess.Popen(
+        [*command, "tcp", "port", str(port)], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert tcpdump.stderr is not None
+        # tcpdump says "listening on lo" once it captures; it exits on bad input.
+        if "listening" not in tcpdump.stderr.readline():
+            raise RuntimeError(f"tcpdump did not start: {tcpdump.stderr.read().strip()}")
+        yield
+    finally:
+        tcpdump.terminate()
+        tcpdump.wait(timeout=10)
 
 
 def measure(target: str, job: Job, arm: Callable[[], None], disarm: Callable[[], None]) -> object:
@@ -249,7 +275,9 @@ def run_kernel(job: Job) -> object:
         inner = (
             f"--inner --loss {job.loss} --clients {job.clients} --seconds {job.seconds} "
             f"--runs {job.runs} --keepalive-trials {job.keepalive_trials} "
-            f"--time-scale {job.time_scale}" + (" --direct" if job.direct else "")
+            f"--time-scale {job.time_scale}"
+            + (" --direct" if job.direct else "")
+            + (f" --capture {job.capture}" if job.capture else "")
         )
         exec_in = ["ip", "netns", "exec", namespace, sys.executable, "-m", "bench.loss_fidelity"]
         done = subprocess.run(
@@ -260,6 +288,13 @@ def run_kernel(job: Job) -> object:
         return json.loads(done.stdout.decode().strip().splitlines()[-1])
     finally:
         subprocess.run(["ip", "netns", "del", namespace], check=False)
+
+
+def capture_file(prefix: str | None, loss: float, inner: bool) -> str | None:
+    """The capture's file: the inner run is handed the full path."""
+    if prefix is None or inner:
+        return prefix
+    return os.path.abspath(f"{prefix}-{loss:g}.pcap")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -342,12 +377,19 @@ def main() -> None:
         help="extra attributes of the proxy's loss, e.g. '{\"ack_loss\": false}'",
     )
     parser.add_argument("--save", metavar="PATH", help="also write every raw measurement as JSON")
+    parser.add_argument(
+        "--capture",
+        metavar="PREFIX",
+        help="kernel side: tcpdump the proxy-etcd leg to PREFIX-<loss>.pcap (needs tcpdump)",
+    )
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not isinstance(args.attributes, dict):
         parser.error("--attributes must be a JSON object")
     if min(args.loss) <= 0 or max(args.loss) > 1:
         parser.error("--loss values must be in (0, 1]")
+    if args.capture and not shutil.which("tcpdump"):
+        parser.error("--capture needs tcpdump (apt-get install tcpdump)")
     if args.runs < 1 or args.clients < 1 or args.seconds <= 0 or not 0 < args.time_scale <= 1:
         parser.error("--runs, --clients, --seconds must be positive, --time-scale in (0, 1]")
     saved: dict[str, dict[str, object]] = {}
@@ -361,6 +403,7 @@ def main() -> None:
             args.time_scale,
             args.direct,
             tuple(args.attributes.items()),
+            capture_file(args.capture, loss, args.inner),
         )
         if args.inner:
             print(json.dumps(run_kernel_inner(job)))

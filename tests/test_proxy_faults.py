@@ -180,11 +180,14 @@ def test_lost_acks_stretch_the_timers() -> None:
     assert write(loss, context) == 0.0
     assert state.srtt == pytest.approx(0.025 * 7 / 8 * 7 / 8)
     assert not context.rng.rolls  # type: ignore[attr-defined]
-    # A method-filtered loss loses no ACKs: no roll is spent on them.
-    filtered = Loss(0.5, method="etcdserverpb.KV")
-    dice = Dice([])
-    filtered.acknowledged(TcpState(0.0), dice)
-    assert not dice.rolls
+    # A method-filtered loss loses no ACKs, nor does a loss in one direction
+    # (the ACKs cross the clean one): no roll is spent on them.
+    for clean_acks in (Loss(0.5, method="etcdserverpb.KV"), Loss(0.5, direction="upstream")):
+        dice = Dice([0.1])
+        state = TcpState(0.0)
+        clean_acks.acknowledged(state, dice)
+        assert dice.rolls == [0.1]
+        assert state.srtt == 0.0
 
 
 def test_same_seed_same_decisions() -> None:

@@ -43,6 +43,7 @@ import random
 from dataclasses import dataclass
 
 from proxy.faults.base import (
+    BOTH,
     Piece,
     Recovery,
     ShapeContext,
@@ -150,9 +151,12 @@ class Loss(Shaper):
         takes the ACK of its request with it). If the peer's probe then brings
         it, the sample lasts that timeout; if the probe is lost too, this
         sender's RTO resends the write first, and the peer's immediate ACK of
-        the duplicate echoes the duplicate's timestamp: a short sample."""
+        the duplicate echoes the duplicate's timestamp: a short sample. ACKs
+        travel the other way, so a loss in one direction only loses none; nor
+        does a method filter (an ACK belongs to no stream)."""
         rtt = self.rtt
-        lost = self.ack_loss and self.method is None and rng.random() < self.probability
+        acks_cross = self.ack_loss and self.method is None and self.direction == BOTH
+        lost = acks_cross and rng.random() < self.probability
         if lost and rng.random() >= self.probability:
             probe = self.probe_timeout(state)
             rtt += self.rto(state) if probe is None else probe
