@@ -43,6 +43,7 @@ from proxy.faults import (
 )
 from proxy.faults.base import Piece, Recovery, ShapeContext
 from proxy.faults.frames import Action
+from proxy.faults.loss import TcpState
 from proxy.grpcwire import (
     GRPC_UNAVAILABLE,
     MessageCursor,
@@ -502,6 +503,9 @@ class _Pipe:
         self.direction = direction
         self._rng: random.Random | None = None
         self._ctx: ShapeContext | None = None
+        # Each direction's TCP sender state (proxy.faults.loss), kept here so
+        # the other direction's context can reach it before this one's exists.
+        self.tcp: dict[Fault, TcpState] = {}
         self.source: asyncio.Transport | None = None
         self.dest: asyncio.Transport | None = None
         # Frame mode: output is rebuilt frame by frame so frames can be dropped
@@ -549,7 +553,13 @@ class _Pipe:
     @property
     def ctx(self) -> ShapeContext:
         if self._ctx is None:
-            self._ctx = ShapeContext(now=0.0, rng=self.rng, time_scale=self.link.time_scale)
+            self._ctx = ShapeContext(
+                now=0.0,
+                rng=self.rng,
+                time_scale=self.link.time_scale,
+                tcp=self.tcp,
+                peer_tcp=self.conn.reverse(self).tcp,
+            )
         return self._ctx
 
     # -- reading -------------------------------------------------------------
@@ -709,8 +719,6 @@ class _Pipe:
             self._hold(data)
             return
         now = asyncio.get_running_loop().time()
-        if self.recoverable:
-            self._recover(now)
         pieces_out = [Piece(len(data), now)]
         if plan.fifo:
             ctx = self.ctx
@@ -722,6 +730,14 @@ class _Pipe:
                 for (fault, what), count in ctx.applied.items():
                     self.link.counters.applied(fault, what, count)
                 ctx.applied.clear()
+        first = min(piece.release for piece in pieces_out)
+        if self.recoverable:
+            # The earlier holes show when the first of these bytes arrives.
+            self._recover(first)
+        reverse = self.conn.reverse(self)
+        if reverse.recoverable:
+            # These bytes carry the ACK of what the other direction delivered.
+            reverse._rearm(first)
         offset = 0
         for piece in pieces_out:
             size = piece.size
@@ -734,14 +750,25 @@ class _Pipe:
         self.queued_bytes += len(data)
         self.flush()
 
-    def _recover(self, now: float) -> None:
-        """New bytes are being sent: each earlier lost segment is SACK-revealed."""
+    def _recover(self, arrival: float) -> None:
+        """New bytes reach the receiver at ``arrival``: their SACK reveals each
+        earlier lost segment (if they are lost too, only once they arrive)."""
         for slot, lost in self.recoverable:
-            if slot.release > now and isinstance(lost.fault, Loss):
-                slot.release = min(
-                    slot.release, lost.fault.fast_release(lost, now, self.link.time_scale)
+            if slot.release > arrival and isinstance(lost.fault, Loss):
+                slot.release = lost.fault.revealed(
+                    lost, slot.release, arrival, self.link.time_scale
                 )
         self.recoverable.clear()
+
+    def _rearm(self, acked_at: float) -> None:
+        """An ACK of this direction's data arrives at ``acked_at``: each tail hole
+        whose fast probe has not fired yet waits for the slow one instead."""
+        for index, (slot, lost) in enumerate(self.recoverable):
+            if lost.fast_probe_at is not None and isinstance(lost.fault, Loss):
+                slot.release = lost.fault.rearmed(
+                    lost, slot.release, acked_at, self.link.time_scale
+                )
+                self.recoverable[index] = (slot, dataclasses.replace(lost, fast_probe_at=None))
 
     def _hold(self, data: bytes) -> None:
         self.held.append(data)

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from proxy.faults import Bandwidth, FrameLoss, Latency, Loss
-from proxy.faults.base import Piece, Recovery, ShapeContext
+from proxy.faults.base import Fault, Piece, Recovery, ShapeContext
 from proxy.faults.frames import Action
 from proxy.faults.loss import TcpState
 
@@ -44,12 +44,13 @@ def test_lost_segments_wait_for_probe_then_doubling_rto() -> None:
 def test_time_scale_shrinks_every_delay() -> None:
     loss = Loss(0.3)
     full, scaled = ctx(seed=3), ctx(seed=3, time_scale=0.1)
-    for _ in range(200):
-        (*_, a) = loss.shape([Piece(100, 0.0)], full)
-        (*_, b) = loss.shape([Piece(100, 0.0)], scaled)
+    for index in range(200):
+        # One write per (scaled) second, so ACKs come back between writes.
+        (*_, a) = loss.shape([Piece(100, float(index))], full)
+        (*_, b) = loss.shape([Piece(100, index * 0.1)], scaled)
         assert b.release == pytest.approx(a.release * 0.1)
-    # The sender's state is kept unscaled, so both learnt the same round trip.
-    assert scaled.tcp[loss] == full.tcp[loss]
+    # The sender learns round trips in unscaled seconds: both learnt the same.
+    assert scaled.tcp[loss].srtt == pytest.approx(full.tcp[loss].srtt)
     assert full.tcp[loss].srtt > 0, "lost ACKs made some samples long"
 
 
@@ -139,55 +140,113 @@ def test_rto_is_srtt_plus_min_rto_backed_off() -> None:
     assert Loss(0.3, tail_loss_probe=False).probe_timeout(TcpState(0.1)) is None
 
 
-def write(loss: Loss, context: ShapeContext, at: float = 0.0) -> float:
+def write(loss: Loss, context: ShapeContext, at: float = 0.0, size: int = 100) -> float:
     """Delay of a one-segment write."""
-    (piece,) = loss.shape([Piece(100, at)], context)
+    (piece,) = loss.shape([Piece(size, at)], context)
     return round(piece.release - at, 6)
 
 
-def test_backoff_lasts_until_a_write_gets_through_whole() -> None:
-    loss = Loss(0.5, ack_loss=False)
-    # Writes lost three times, twice, not at all, twice.
-    rolls = [0.1, 0.1, 0.1, 0.9, 0.1, 0.1, 0.9, 0.9, 0.1, 0.1, 0.9]
+def pair(loss: Loss, rolls: list[float]) -> tuple[ShapeContext, ShapeContext]:
+    """The two directions of one connection: each one's data carries the other's ACKs."""
+    up: dict[Fault, TcpState] = {}
+    down: dict[Fault, TcpState] = {}
+    there = ShapeContext(now=0.0, rng=Dice(rolls), time_scale=1.0, tcp=up, peer_tcp=down)
+    back = ShapeContext(now=0.0, rng=Dice([0.9] * 10), time_scale=1.0, tcp=down, peer_tcp=up)
+    return there, back
+
+
+def test_backoff_lasts_until_an_ack_brings_a_sample() -> None:
+    loss = Loss(0.5, ack_loss=False, mss=100)
+    # Full-sized writes (acked at once) lost three times, twice, not at all;
+    # no ACK roll without ack_loss.
+    rolls = [0.1, 0.1, 0.1, 0.9, 0.1, 0.1, 0.9, 0.9]
     context = ShapeContext(now=0.0, rng=Dice(rolls), time_scale=1.0)
     # Lost three times: probe, RTO, doubled RTO; two timeouts stay in the backoff.
     assert write(loss, context) == 0.8
     assert context.tcp[loss].backoff == 2
-    # Retransmitted data gives no sample (Karn): the next loss starts backed off.
-    assert write(loss, context) == pytest.approx(0.2 + 0.8)
+    # Sent before that write's ACK is back: the RTO is still doubled, and the
+    # probe is the fast one (the first write is in flight): 2 ms, then 0.8 s.
+    assert write(loss, context, at=0.5) == pytest.approx(0.002 + 0.8)
     assert context.tcp[loss].backoff == 3
-    # A write that gets through clears it.
-    assert write(loss, context) == 0.0
+    # Once the ACKs are back their samples (timestamps: retransmitted data
+    # too) end the backoff.
+    assert write(loss, context, at=5.0) == 0.0
     assert context.tcp[loss].backoff == 0
-    assert write(loss, context) == pytest.approx(0.4)
+    assert context.tcp[loss].srtt == pytest.approx(0.0)
 
 
-def test_lost_acks_stretch_the_timers() -> None:
+def test_a_lone_small_write_is_acked_late_unless_more_follows() -> None:
     loss = Loss(0.5)
-    # Each write's rolls, then its ACK's when it got through: the first ACK is
-    # lost and the peer's probe (200 ms) brings it; the fourth is lost twice,
-    # so this sender's RTO resends and the duplicate's ACK is a short sample.
-    rolls = [0.9, 0.1, 0.9, 0.1, 0.9, 0.1, 0.1, 0.9, 0.9, 0.1, 0.1, 0.9, 0.9]
-    context = ShapeContext(now=0.0, rng=Dice(rolls), time_scale=1.0)
-    assert write(loss, context) == 0.0
+    # Three writes get through; their ACKs (one roll each) are not lost.
+    there, _ = pair(loss, [0.9, 0.9] * 3)
+    assert write(loss, there, at=0.0) == 0.0
+    (first,) = there.tcp[loss].unacked
+    assert first.ack_at == pytest.approx(0.04), "the receiver delays a lone small write's ACK"
+    # A second small write right behind it is acked at once, with the first.
+    assert write(loss, there, at=0.001) == 0.0
+    assert [w.ack_at for w in there.tcp[loss].unacked] == pytest.approx([0.001, 0.001])
+    # Both ACKs were back by the next write: two short samples.
+    assert write(loss, there, at=1.0) == 0.0
+    assert there.tcp[loss].srtt == pytest.approx(0.001 / 8 * 7 / 8)
+
+
+def test_a_tail_loss_behind_unacked_data_gets_the_fast_probe() -> None:
+    loss = Loss(0.5)
+    # A write gets through (its ACK held back: a lone small write); the next
+    # one is lost once, then its ACK is lost too.
+    there, back = pair(loss, [0.9, 0.9, 0.1, 0.9, 0.1])
+    assert write(loss, there, at=0.0) == 0.0
+    # Linux's probe with two segments in flight: two round trips plus 2 ms.
+    assert write(loss, there, at=0.001) == pytest.approx(0.002)
+    # Its ACK was lost: the sender's own probe draws a duplicate ACK ...
+    late = there.tcp[loss].unacked[-1]
+    assert late.ack_at == pytest.approx(0.003 + 0.2)
+    # ... unless the peer's data carries the ACK first.
+    (reply,) = loss.shape([Piece(50, 0.010)], back)
+    assert late.ack_at == reply.release == 0.010
+
+
+def test_an_ack_before_the_fast_probe_rearms_it_for_one_segment() -> None:
+    loss = Loss(0.3)
+    fast = Recovery(loss, sent_at=1.0, losses=2, rto=0.21, fast_probe_at=1.002, slow_probe=0.2)
+    # The other data's ACK arrives at 1.001: probe at 1.001 + 0.2, then the RTO.
+    assert loss.rearmed(fast, 1.212, 1.001, 1.0) == pytest.approx(1.001 + 0.2 + 0.21)
+    # After the probe has gone out the ACK changes nothing.
+    assert loss.rearmed(fast, 1.212, 1.003, 1.0) == 1.212
+    slow = Recovery(loss, sent_at=1.0, losses=1, rto=0.21)
+    assert loss.rearmed(slow, 1.2, 1.001, 1.0) == 1.2
+
+
+def test_a_revealed_hole_moves_the_writes_behind_it() -> None:
+    loss = Loss(0.5, ack_loss=False)
+    # A lone write lost once waits for the probe (200 ms); two writes behind it
+    # get through but wait for it (head-of-line).
+    context = ShapeContext(now=0.0, rng=Dice([0.1, 0.9, 0.9, 0.9]), time_scale=1.0)
+    (hole,) = loss.shape([Piece(100, 0.0)], context)
+    loss.shape([Piece(100, 0.001)], context)
     state = context.tcp[loss]
-    assert state.srtt == pytest.approx(0.025)
-    # The probe and the RTO now come 25 ms later ...
-    assert write(loss, context) == pytest.approx(0.225)
-    assert write(loss, context) == pytest.approx(0.225 + 0.225)
-    # ... until short samples bring srtt back down.
-    assert write(loss, context) == 0.0
-    assert write(loss, context) == 0.0
-    assert state.srtt == pytest.approx(0.025 * 7 / 8 * 7 / 8)
-    assert not context.rng.rolls  # type: ignore[attr-defined]
-    # A method-filtered loss loses no ACKs, nor does a loss in one direction
-    # (the ACKs cross the clean one): no roll is spent on them.
-    for clean_acks in (Loss(0.5, method="etcdserverpb.KV"), Loss(0.5, direction="upstream")):
-        dice = Dice([0.1])
-        state = TcpState(0.0)
-        clean_acks.acknowledged(state, dice)
-        assert dice.rolls == [0.1]
-        assert state.srtt == 0.0
+    assert hole.recovery is not None and state.delivered_at == pytest.approx(0.2)
+    # The later write's SACK reveals the hole at once: the writes behind it
+    # now arrive, in order, when they were sent.
+    assert loss.revealed(hole.recovery, hole.release, 0.001, 1.0) == pytest.approx(0.001)
+    assert [w.delivered for w in state.unacked] == pytest.approx([0.001, 0.001])
+    assert state.delivered_at == pytest.approx(0.001)
+
+
+def test_one_way_or_filtered_loss_loses_no_acks_and_delays_none() -> None:
+    # The ACKs cross the clean direction (or belong to no stream): no roll is
+    # spent on them, and no delayed ACK is modelled (no reply would end it).
+    # (A filtered loss rolls nothing here: no bytes of the method's streams.)
+    cases: tuple[tuple[Loss, list[float]], ...] = (
+        (Loss(0.5, method="etcdserverpb.KV"), []),
+        (Loss(0.5, direction="upstream"), [0.9]),
+    )
+    for clean_acks, segment_rolls in cases:
+        context = ShapeContext(now=0.0, rng=Dice(segment_rolls), time_scale=1.0)
+        assert write(clean_acks, context) == 0.0
+        (only,) = context.tcp[clean_acks].unacked
+        assert only.ack_at == 0.0
+        assert not context.rng.rolls  # type: ignore[attr-defined]
 
 
 def test_same_seed_same_decisions() -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from proxy.faults.loss import TcpState
+    from proxy.faults.loss import TcpState, Unacked
     from proxy.streamlanes import FrameSpans
 
 UPSTREAM = "upstream"
@@ -45,12 +45,21 @@ class Piece:
 @dataclass(frozen=True)
 class Recovery:
     """A lost segment, sent at ``sent_at``, whose transmissions were lost ``losses`` times;
-    ``rto`` (unscaled seconds) is the sender's retransmission timeout when it was lost."""
+    ``rto`` (unscaled seconds) is the sender's retransmission timeout when it was lost.
+
+    ``fast_probe_at`` (loop time) is set when its tail loss probe is the fast
+    one, which other data in flight allows: an ACK of that data arriving
+    earlier re-arms the probe as for a lone segment, ``slow_probe`` (unscaled)."""
 
     fault: Fault
     sent_at: float
     losses: int
     rto: float
+    fast_probe_at: float | None = None
+    slow_probe: float = 0.0
+    # The write it ends and its sender, whose view of it follows it when it moves.
+    write: Unacked | None = None
+    sender: TcpState | None = None
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -120,6 +129,9 @@ class ShapeContext:
     state: dict[Fault, float] = field(default_factory=dict)
     # The sending TCP's timer state per loss fault (proxy.faults.loss).
     tcp: dict[Fault, TcpState] = field(default_factory=dict)
+    # The same for the connection's other direction, whose data carries the
+    # ACKs of this one's.
+    peer_tcp: dict[Fault, TcpState] | None = None
     spans: FrameSpans | None = None
     applied: dict[tuple[Fault, str], int] = field(default_factory=dict)
 

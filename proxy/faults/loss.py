@@ -3,11 +3,13 @@
 What Linux does with a lost segment, reduced to its timing:
 
 - If nothing else is sent behind it, timers recover it: the tail loss probe
-  (with one segment in flight: 2 round trips plus 200 ms, ``min_rto``) sends
-  it again; if that is lost, the retransmission timeout (``min_rto`` plus the
-  round trip) fires, doubling each time the retransmission is lost again. The
-  k-th loss in a row thus costs ``min_rto`` x 1, 1, 2, 4, ... (a lost SYN has
-  no probe: 1 s, then 2 s more, ...).
+  sends it again; if that is lost, the retransmission timeout (``min_rto``
+  plus the round trip) fires, doubling each time the retransmission is lost
+  again (a lost SYN has no probe: 1 s, then 2 s more, ...). The probe waits
+  two round trips plus ``min_rto`` when the lost segment is the only one in
+  flight (its ACK may be delayed), but two round trips plus 2 ms when other
+  data is still unacknowledged, unless that data's ACK arrives first, which
+  re-arms it as for one segment (``tcp_schedule_loss_probe``).
 - If another segment follows (in the same write, or a later one before the
   timer fires), the receiver's SACK of it reveals the hole and RACK marks it
   lost: at once if the later segment was sent more than a quarter of a round
@@ -16,16 +18,18 @@ What Linux does with a lost segment, reduced to its timing:
 - Everything sent behind a lost segment waits for it (head-of-line blocking;
   the link never releases bytes before earlier ones).
 - The timers follow the sender's view of its connection (:class:`TcpState`,
-  one per pipe): the retransmission timeout is the smoothed round trip plus
-  ``min_rto``; the probe two smoothed round trips plus ``min_rto``, but no
-  later than the RTO. A write with a segment that got through at once gives
-  a round-trip sample (its ACK or SACK; Karn's rule: none from retransmitted
-  data) and clears the backoff; until then the RTO stays doubled for the
-  segments that follow. Loss makes some samples long: the ACK of a write is
-  lost with the same probability (it rides on the reply, or is a pure ACK),
-  and if the peer's probe brings it, the sample lasts that timeout
-  (``ack_loss``). Linux also adds the round trip's deviation to the RTO; here
-  that overshot the kernel's tail, so the model leaves it out.
+  one per direction of a connection): its smoothed round trip, the RTO
+  backoff, and its writes whose ACK is not back yet (:class:`Unacked`). The
+  receiver acks a lone small write late (``delayed_ack``) unless more data
+  or its own reply comes first; it acks a second small write, a full
+  segment, or data around a hole at once. An ACK is lost as often as data
+  (``ack_loss``); the data each way carries the ACK of the other way's.
+  Every ACK gives a round-trip sample (timestamps) and ends the backoff.
+  Linux also adds the round trip's deviation to the RTO; here that overshot
+  the kernel's tail, so the model leaves it out.
+
+The ACKs are part of the model only when the loss runs both ways and for
+every stream: otherwise they cross a clean path and come back at once.
 
 Each chunk the proxy reads stands for one write by the sender and is cut into
 ``mss``-sized segments, each transmission rolled against ``probability``.
@@ -39,8 +43,9 @@ no stream, so a filtered loss never delays the connect.
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proxy.faults.base import (
     BOTH,
@@ -54,20 +59,80 @@ from proxy.faults.base import (
 )
 
 
+@dataclass(eq=False)
+class Unacked:
+    """A write whose ACK has not reached its sender (loop times): when it was
+    sent, when its last byte reaches the receiver, when everything up to it
+    has, and when the ACK comes back."""
+
+    sent: float
+    arrived: float
+    delivered: float
+    ack_at: float
+    repaired: bool  # some segment of it was lost and sent again
+
+    @property
+    def sample_from(self) -> float:
+        """Where the round-trip sample of its ACK starts: its send time, or the
+        arrival of its retransmission, whose timestamp the ACK echoes (Linux
+        takes no sample from the send time of retransmitted data)."""
+        return self.arrived if self.repaired else self.sent
+
+
 @dataclass
 class TcpState:
-    """What one sending TCP has learnt about its connection, in unscaled seconds:
-    its smoothed round trip, and how many retransmission timeouts fired since
-    the last round-trip sample."""
+    """What one sending TCP has learnt about its connection: its smoothed round
+    trip and how many retransmission timeouts fired since the last round-trip
+    sample (unscaled seconds), and its writes not acknowledged yet."""
 
     srtt: float
     backoff: int = 0
+    unacked: list[Unacked] = field(default_factory=list)
+    # When everything written so far has reached the receiver (loop time).
+    delivered_at: float = 0.0
+    # The same for the writes acknowledged so far.
+    acked_through: float = 0.0
+    # Until when the receiver holds back the ACK of one small write (loop time).
+    ack_owed_until: float = 0.0
 
     def sample(self, rtt: float) -> None:
         """A round-trip sample: ``srtt`` moves 1/8 of the way (Linux's
         ``tcp_rtt_estimator``), and a valid sample ends the backoff (RFC 6298)."""
         self.srtt += (rtt - self.srtt) / 8
         self.backoff = 0
+
+    def settle(self, now: float, time_scale: float) -> None:
+        """Take the round-trip samples of the ACKs that have arrived by ``now``."""
+        while self.unacked and self.unacked[0].ack_at <= now:
+            write = self.unacked.pop(0)
+            self.acked_through = write.delivered
+            self.sample((write.ack_at - write.sample_from) / time_scale)
+
+    def acked_by(self, at: float, sent: float) -> None:
+        """An ACK arriving at ``at`` covers every write that had reached the
+        receiver, in order, by ``sent``, when it was sent (ACKs are cumulative)."""
+        for write in self.unacked:
+            if write.delivered <= sent and write.ack_at > at:
+                write.ack_at = at
+
+    def moved(self, write: Unacked, arrived: float) -> None:
+        """The last segment of ``write`` arrives at ``arrived`` after all (a later
+        segment's SACK revealed it, or its probe was re-armed): its ACK moves
+        with it, and the writes behind it wait for it."""
+        if write not in self.unacked:
+            return
+        write.ack_at = max(write.ack_at + arrived - write.arrived, arrived)
+        write.arrived = arrived
+        index = self.unacked.index(write)
+        delivered = self.unacked[index - 1].delivered if index else self.acked_through
+        for later in self.unacked[index:]:
+            delivered = later.delivered = max(delivered, later.arrived)
+        self.delivered_at = delivered
+
+
+# Linux's tail loss probe waits this long beyond two round trips when more than
+# one segment is in flight (TCP_TIMEOUT_MIN_US): their ACKs are not delayed.
+FAST_PROBE = 0.002
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +145,7 @@ class Loss(Shaper):
     syn_rto: float = 1.0
     max_rto: float = 120.0
     recovery: float = 0.004  # one jiffy at HZ=250: RACK reorder timer granularity
+    delayed_ack: float = 0.04  # Linux's shortest delayed ACK (TCP_DELACK_MIN)
     tail_loss_probe: bool = True
     ack_loss: bool = True
     method: str | None = None  # "etcdserverpb.Lease/LeaseKeepAlive" or a service
@@ -92,7 +158,7 @@ class Loss(Shaper):
             raise ValueError("probability must be below 1 (use blackhole for total loss)")
         if self.mss < 1:
             raise ValueError("mss must be at least 1 byte")
-        for name in ("rtt", "min_rto", "syn_rto", "max_rto", "recovery"):
+        for name in ("rtt", "min_rto", "syn_rto", "max_rto", "recovery", "delayed_ack"):
             check_duration(name, getattr(self, name))
         if self.max_rto < self.min_rto:
             raise ValueError("max_rto must be at least min_rto")
@@ -131,36 +197,79 @@ class Loss(Shaper):
         base = state.srtt + self.min_rto
         return min(base * 2.0 ** min(state.backoff, 32), self.max_rto)
 
-    def probe_timeout(self, state: TcpState) -> float | None:
-        """The tail loss probe's timeout with one segment in flight (unscaled):
-        two smoothed round trips plus ``min_rto``, never later than the RTO."""
+    def probe_timeout(self, state: TcpState, *, in_flight: int = 1) -> float | None:
+        """The tail loss probe's timeout (unscaled): two smoothed round trips plus
+        ``min_rto`` with one segment in flight (its ACK may be delayed), plus
+        :data:`FAST_PROBE` with more; never later than the RTO."""
         if not self.tail_loss_probe:
             return None
-        return min(2 * state.srtt + self.min_rto, self.rto(state))
+        extra = self.min_rto if in_flight == 1 else FAST_PROBE
+        return min(2 * state.srtt + extra, self.rto(state))
 
-    def timer_delay(self, lost: int, state: TcpState) -> float:
-        """Extra delivery time (unscaled) of a lone segment lost ``lost`` times in a
+    def timer_delay(self, lost: int, state: TcpState, *, in_flight: int = 1) -> float:
+        """Extra delivery time (unscaled) of a tail segment lost ``lost`` times in a
         row, which only the timers recover; the timeouts it meets stay in the backoff."""
-        delay = self.backoff(lost, self.rto(state), 1.0, probe=self.probe_timeout(state))
+        probe = self.probe_timeout(state, in_flight=in_flight)
+        delay = self.backoff(lost, self.rto(state), 1.0, probe=probe)
         state.backoff += lost - 1 if self.tail_loss_probe else lost
         return delay
 
-    def acknowledged(self, state: TcpState, rng: random.Random) -> None:
-        """A write got through at its first transmission: its ACK is a round-trip
-        sample. With ``ack_loss`` the ACK is lost as often as data (a lost reply
-        takes the ACK of its request with it). If the peer's probe then brings
-        it, the sample lasts that timeout; if the probe is lost too, this
-        sender's RTO resends the write first, and the peer's immediate ACK of
-        the duplicate echoes the duplicate's timestamp: a short sample. ACKs
-        travel the other way, so a loss in one direction only loses none; nor
-        does a method filter (an ACK belongs to no stream)."""
-        rtt = self.rtt
-        acks_cross = self.ack_loss and self.method is None and self.direction == BOTH
-        lost = acks_cross and rng.random() < self.probability
-        if lost and rng.random() >= self.probability:
-            probe = self.probe_timeout(state)
-            rtt += self.rto(state) if probe is None else probe
-        state.sample(rtt)
+    @property
+    def acks_modelled(self) -> bool:
+        """Are the receiver's ACKs part of the model? Only when the loss runs both
+        ways (ACKs cross the same lossy path, and data each way carries them)
+        and for every stream (an ACK belongs to no stream)."""
+        return self.direction == BOTH and self.method is None
+
+    def acknowledge(
+        self,
+        state: TcpState,
+        sent: float,
+        arrived: float,
+        size: int,
+        repaired: bool,
+        ctx: ShapeContext,
+    ) -> Unacked:
+        """When the (S)ACK of a write sent at ``sent``, whose last segment reaches
+        the receiver at ``arrived``, gets back to its sender.
+
+        The receiver acks at once a write that fills a hole or lies beyond one
+        (``repaired``, or ``arrived`` before the bytes ahead of it), a full
+        segment or more, or a second small write since its last ACK (Linux:
+        ``ICSK_ACK_PUSHED2``); a lone small write it holds back until it sends
+        data of its own (:meth:`piggyback`) or ``delayed_ack`` passes. An ACK is
+        lost as often as data; the sender's own probe then draws a duplicate
+        ACK. Every ACK gives a round-trip sample (:attr:`Unacked.sample_from`)."""
+        scale = ctx.time_scale
+        ack = arrived + self.rtt * scale
+        if self.acks_modelled:
+            in_order = arrived >= state.delivered_at
+            if repaired or not in_order or size >= self.mss or state.ack_owed_until > sent:
+                state.ack_owed_until = 0.0
+            else:
+                ack += self.delayed_ack * scale
+                state.ack_owed_until = ack
+            if self.ack_loss and ctx.rng.random() < self.probability:
+                probe = self.probe_timeout(state)
+                ack = arrived + (self.rto(state) if probe is None else probe) * scale
+        # Cumulative only over what had reached the receiver in order by then.
+        state.acked_by(ack, arrived)
+        state.delivered_at = max(state.delivered_at, arrived)
+        write = Unacked(sent, arrived, state.delivered_at, ack, repaired)
+        state.unacked.append(write)
+        return write
+
+    def piggyback(self, pieces: list[Piece], sent: float, ctx: ShapeContext) -> None:
+        """A write carries its sender's ACK of the peer's data: the peer's sender
+        learns it when the first of the write's segments arrives."""
+        if not self.acks_modelled or ctx.peer_tcp is None:
+            return
+        peer = ctx.peer_tcp.get(self)
+        if peer is None:
+            return
+        peer.acked_by(min(piece.release for piece in pieces), sent)
+        if peer.delivered_at <= sent:
+            peer.ack_owed_until = 0.0
 
     def connect_delay(self, rng: random.Random, time_scale: float) -> float:
         """Extra connect time: SYN retransmissions have no probe and start at ``syn_rto``."""
@@ -188,13 +297,39 @@ class Loss(Shaper):
             )
         return now + settle + self.backoff(lost.losses - 1, lost.rto, time_scale)
 
+    def revealed(self, lost: Recovery, release: float, arrival: float, time_scale: float) -> float:
+        """When a tail segment due at ``release`` arrives if a later write's first
+        segment reaches the receiver at ``arrival`` (its SACK reveals the hole)."""
+        revealed = min(release, self.fast_release(lost, arrival, time_scale))
+        self._moved(lost, revealed)
+        return revealed
+
+    def rearmed(self, lost: Recovery, release: float, acked_at: float, time_scale: float) -> float:
+        """When a tail segment due at ``release`` arrives if the ACK of the other
+        data in flight comes at ``acked_at``: if that is before its fast probe,
+        Linux re-arms the probe then, for one segment in flight
+        (``tcp_set_xmit_timer``)."""
+        if lost.fast_probe_at is None or acked_at >= lost.fast_probe_at:
+            return release
+        rearmed = acked_at + self.backoff(lost.losses, lost.rto, time_scale, probe=lost.slow_probe)
+        self._moved(lost, rearmed)
+        return rearmed
+
+    def _moved(self, lost: Recovery, release: float) -> None:
+        if lost.sender is not None and lost.write is not None:
+            lost.sender.moved(lost.write, release)
+
     def shape(self, pieces: list[Piece], ctx: ShapeContext) -> list[Piece]:
         if not self.probability:
             return pieces
         state = self.state(ctx)
+        sent = pieces[0].release
+        state.settle(sent, ctx.time_scale)
+        busy = bool(state.unacked)  # earlier data still in flight
         out: list[Piece] = []
         start = 0  # offset of the piece in the chunk
-        sampled = False  # a segment got through at once: its (S)ACK is a sample
+        repaired = False  # some segment of the write was lost
+        tail: Piece | None = None  # its last segment, if lost, waits for the timers
         for piece in pieces:
             at, size = piece.release, piece.size
             clean = 0  # bytes of segments delivered on time, not yet emitted
@@ -206,14 +341,15 @@ class Loss(Shaper):
                     continue
                 lost = self.losses(ctx.rng)
                 if not lost:
-                    sampled = True
                     clean += segment
                     continue
                 ctx.count(self, "segment_lost")
+                repaired = True
                 if clean:
                     out.append(Piece(clean, at, piece.recovery))
                     clean = 0
-                hole = Recovery(self, at, lost, self.rto(state))
+                rto = self.rto(state)
+                hole = Recovery(self, at, lost, rto)
                 if offset + segment < size:
                     # A segment of the same write follows and gets SACKed.
                     # Its lost retransmissions wait for the RTO; one RTO resends
@@ -221,11 +357,23 @@ class Loss(Shaper):
                     release = self.fast_release(hole, at, ctx.time_scale, same_write=True)
                     out.append(Piece(segment, release))
                     continue
-                timer = at + self.timer_delay(lost, state) * ctx.time_scale
-                out.append(Piece(segment, timer, hole))
+                in_flight = 2 if busy or here else 1
+                if in_flight > 1:
+                    # The fast probe, unless an ACK of the rest comes first.
+                    slow = self.probe_timeout(state)
+                    fast = self.probe_timeout(state, in_flight=in_flight)
+                    if slow is not None and fast is not None and fast < slow:
+                        probe_at = at + fast * ctx.time_scale
+                        hole = Recovery(self, at, lost, rto, probe_at, slow)
+                delay = self.timer_delay(lost, state, in_flight=in_flight)
+                tail = Piece(segment, at + delay * ctx.time_scale, hole)
+                out.append(tail)
             if clean:
                 out.append(Piece(clean, at, piece.recovery))
             start += size
-        if sampled:
-            self.acknowledged(state, ctx.rng)
+        arrived = max(piece.release for piece in out)
+        write = self.acknowledge(state, sent, arrived, start, repaired, ctx)
+        if tail is not None and tail.recovery is not None:
+            tail.recovery = dataclasses.replace(tail.recovery, write=write, sender=state)
+        self.piggyback(out, sent, ctx)
         return out
