@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import grpc
 
 from bench.proxy_process import RunningProxy, proxy_process
+from emulator.childproc import first_line
 from emulator.client_config import keepalive_options
 from emulator.cluster import LocalCluster, ServerFlags
 from protos import rpc_pb2, rpc_pb2_grpc
@@ -221,7 +222,7 @@ def capture(path: str | None, port: int) -> Iterator[None]:
     try:
         assert tcpdump.stderr is not None
         # tcpdump says "listening on lo" once it captures; it exits on bad input.
-        if "listening" not in tcpdump.stderr.readline():
+        if "listening" not in first_line(tcpdump.stderr, 10, "tcpdump"):
             raise RuntimeError(f"tcpdump did not start: {tcpdump.stderr.read().strip()}")
         yield
     finally:

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from emulator.childproc import first_line
+
 
 @dataclass(frozen=True)
 class RunningProxy:
@@ -45,7 +47,7 @@ def proxy_process(upstream: str, *extra: str) -> Iterator[RunningProxy]:
     try:
         if process.stdout is None:
             raise RuntimeError("proxy started without a stdout pipe")
-        ready = json.loads(process.stdout.readline())
+        ready = json.loads(first_line(process.stdout, 30, "etcdlab proxy"))
         yield RunningProxy(ready["listen"], ready.get("control"), process.pid)
     finally:
         process.terminate()

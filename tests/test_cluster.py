@@ -13,6 +13,7 @@ import time
 import grpc
 import pytest
 
+from emulator.childproc import first_line
 from emulator.cluster import ClusterError, LocalCluster, ServerFlags, free_tcp_ports
 from protos import rpc_pb2, rpc_pb2_grpc
 from tests.waiting import wait_until
@@ -126,8 +127,7 @@ def test_cli_cluster_up_prints_endpoints_and_cleans_up_on_sigint() -> None:
     )
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()
-        info = json.loads(line)
+        info = json.loads(first_line(process.stdout, 60, "etcdlab cluster up"))
         assert len(info["endpoints"]) == 1
         assert put(info["endpoints"][0], b"/cli", b"ok") > 0
         process.send_signal(signal.SIGINT)
@@ -166,7 +166,7 @@ def test_etcd_dies_with_a_sigkilled_parent() -> None:
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        pids, base_dir = json.loads(process.stdout.readline())
+        pids, base_dir = json.loads(first_line(process.stdout, 60, "the cluster script"))
         assert len(pids) == 1 and alive(pids[0])
         process.kill()
         process.wait(timeout=10)

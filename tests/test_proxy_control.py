@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from emulator.childproc import first_line
 from proxy.control import ControlServer
 from proxy.faults import Latency, Loss
 from proxy.link import ProxyLink
@@ -345,8 +346,7 @@ def cli_process(tmp_path: Path) -> Iterator[dict[str, Any]]:
     )
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()
-        yield json.loads(line)
+        yield json.loads(first_line(process.stdout, 30, "etcdlab proxy"))
     finally:
         process.terminate()
         try:
