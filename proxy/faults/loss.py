@@ -88,9 +88,7 @@ class TcpState:
     srtt: float
     backoff: int = 0
     unacked: list[Unacked] = field(default_factory=list)
-    # When everything written so far has reached the receiver (loop time).
-    delivered_at: float = 0.0
-    # The same for the writes acknowledged so far.
+    # When the writes acknowledged so far had all reached the receiver (loop time).
     acked_through: float = 0.0
     # Until when the receiver holds back the ACK of one small write (loop time).
     ack_owed_until: float = 0.0
@@ -100,6 +98,11 @@ class TcpState:
         ``tcp_rtt_estimator``), and a valid sample ends the backoff (RFC 6298)."""
         self.srtt += (rtt - self.srtt) / 8
         self.backoff = 0
+
+    @property
+    def delivered_at(self) -> float:
+        """When everything written so far has reached the receiver (loop time)."""
+        return self.unacked[-1].delivered if self.unacked else self.acked_through
 
     def settle(self, now: float, time_scale: float) -> None:
         """Take the round-trip samples of the ACKs that have arrived by ``now``."""
@@ -127,7 +130,6 @@ class TcpState:
         delivered = self.unacked[index - 1].delivered if index else self.acked_through
         for later in self.unacked[index:]:
             delivered = later.delivered = max(delivered, later.arrived)
-        self.delivered_at = delivered
 
 
 # Linux's tail loss probe waits this long beyond two round trips when more than
@@ -254,8 +256,8 @@ class Loss(Shaper):
                 ack = arrived + (self.rto(state) if probe is None else probe) * scale
         # Cumulative only over what had reached the receiver in order by then.
         state.acked_by(ack, arrived)
-        state.delivered_at = max(state.delivered_at, arrived)
-        write = Unacked(sent, arrived, state.delivered_at, ack, repaired)
+        delivered = max(state.delivered_at, arrived)
+        write = Unacked(sent, arrived, delivered, ack, repaired)
         state.unacked.append(write)
         return write
 
