@@ -216,14 +216,19 @@ def capture(path: str | None, port: int) -> Iterator[None]:
         yield
         return
     command = ["tcpdump", "-i", "lo", "-s", "200", "-U", "-Z", "root", "-w", path]
+    # Unbuffered: each line is read as it comes, so the deadline sees every one.
     tcpdump = subprocess.Popen(
-        [*command, "tcp", "port", str(port)], stderr=subprocess.PIPE, text=True
+        [*command, "tcp", "port", str(port)], stderr=subprocess.PIPE, bufsize=0
     )
     try:
         assert tcpdump.stderr is not None
-        # tcpdump says "listening on lo" once it captures; it exits on bad input.
-        if "listening" not in first_line(tcpdump.stderr, 10, "tcpdump"):
-            raise RuntimeError(f"tcpdump did not start: {tcpdump.stderr.read().strip()}")
+        # tcpdump says "listening on lo" once it captures, maybe after warnings;
+        # it exits on bad input.
+        said: list[bytes] = []
+        while b"listening" not in (line := first_line(tcpdump.stderr, 10, "tcpdump")):
+            if not line:
+                raise RuntimeError(f"tcpdump did not start: {b''.join(said).decode().strip()}")
+            said.append(line)
         yield
     finally:
         tcpdump.terminate()
