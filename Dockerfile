@@ -6,6 +6,7 @@ COPY pyproject.toml README.md ./
 COPY protos protos
 COPY proxy proxy
 COPY emulator emulator
+COPY bench bench
 RUN pip install --no-cache-dir . && useradd --create-home etcdlab
 USER etcdlab
 ENTRYPOINT ["etcdlab"]

@@ -23,7 +23,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy reads the package as installed (etcdlab.*), so it gets the folders linked
+# under that name; the editable install's import hook is invisible to it.
 typecheck: $(STAMP)
+	rm -rf .typecheck && mkdir -p .typecheck/etcdlab
+	ln -s $(CURDIR)/emulator/* $(CURDIR)/proxy $(CURDIR)/protos $(CURDIR)/bench .typecheck/etcdlab/
 	$(BIN)/mypy
 
 pytest: $(STAMP)
@@ -31,10 +35,10 @@ pytest: $(STAMP)
 
 # Proxy overhead against a direct connection and socat (apt-get install socat).
 bench: $(STAMP)
-	$(BIN)/python -m bench.proxy_overhead --seconds 3 --rounds 3
+	$(BIN)/python -m etcdlab.bench.proxy_overhead --seconds 3 --rounds 3
 
 protos: $(STAMP)
-	$(BIN)/python -m protos.generate
+	$(BIN)/python -m etcdlab.protos.generate
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .typecheck

@@ -28,10 +28,10 @@ Needs root, ``ip`` and ``nft`` for the kernel side; skips it (and says so)
 otherwise. Results: docs/BENCHMARKS.md, "Loss fidelity".
 
 examples:
-  sudo .venv/bin/python -m bench.loss_fidelity --loss 0.1 0.2 0.3 --seconds 20 --runs 3
-  sudo .venv/bin/python -m bench.loss_fidelity --keepalive-trials 20 --loss 0.5 0.7 1 \\
+  sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --loss 0.1 0.2 0.3 --seconds 20 --runs 3
+  sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --keepalive-trials 20 --loss 0.5 0.7 1 \\
       --time-scale 0.1
-  sudo .venv/bin/python -m bench.loss_fidelity --loss 0.3 --runs 1 --capture /tmp/kernel
+  sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --loss 0.3 --runs 1 --capture /tmp/kernel
       (also writes /tmp/kernel-0.3.pcap: how the kernel recovered each loss)
 """
 
@@ -54,11 +54,11 @@ from dataclasses import dataclass
 
 import grpc
 
-from bench.proxy_process import RunningProxy, proxy_process
-from emulator.childproc import first_line
-from emulator.client_config import keepalive_options
-from emulator.cluster import LocalCluster, ServerFlags
-from protos import rpc_pb2, rpc_pb2_grpc
+from etcdlab.bench.proxy_process import RunningProxy, proxy_process
+from etcdlab.client.config import keepalive_options
+from etcdlab.cluster.childproc import first_line
+from etcdlab.cluster.local import LocalCluster, ServerFlags
+from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
 
 # grpc shares one connection among channels with equal arguments unless each
 # channel keeps its own subchannel pool: one TCP connection per client.
@@ -285,7 +285,15 @@ def run_kernel(job: Job) -> object:
             + (" --direct" if job.direct else "")
             + (f" --capture {job.capture}" if job.capture else "")
         )
-        exec_in = ["ip", "netns", "exec", namespace, sys.executable, "-m", "bench.loss_fidelity"]
+        exec_in = [
+            "ip",
+            "netns",
+            "exec",
+            namespace,
+            sys.executable,
+            "-m",
+            "etcdlab.bench.loss_fidelity",
+        ]
         done = subprocess.run(
             [*exec_in, *inner.split()],
             check=True,
@@ -343,7 +351,7 @@ def show_keepalive(name: str, loss: float, times: list[float]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.loss_fidelity",
+        prog="python -m etcdlab.bench.loss_fidelity",
         description=__doc__.split("\n\n", 1)[1].split("\n\nNeeds root")[0],
         epilog=__doc__.split("\n\nNeeds root", 1)[1].join(("Needs root", "")),
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -6,7 +6,7 @@ them open while a gRPC client measures Range latency through the same proxy,
 then closes them all. Reports the proxy's RSS before, while open and after,
 and the active connection count the proxy reports when everything is closed.
 
-    .venv/bin/python -m bench.proxy_connections --connections 1000
+    .venv/bin/python -m etcdlab.bench.proxy_connections --connections 1000
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import grpc
 
-from bench.proxy_process import proxy_process
-from emulator.cluster import LocalCluster
-from protos import rpc_pb2, rpc_pb2_grpc
-from proxy.h2frames import PREFACE
+from etcdlab.bench.proxy_process import proxy_process
+from etcdlab.cluster.local import LocalCluster
+from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
+from etcdlab.proxy.h2frames import PREFACE
 
 SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 

@@ -11,7 +11,7 @@ each path's ratio to direct. A second line per load gives the CPU time
 client (this process), etcd and the proxy, so the cost of the extra hop can be
 seen where it lands.
 
-    .venv/bin/python -m bench.proxy_overhead --seconds 3 --rounds 3
+    .venv/bin/python -m etcdlab.bench.proxy_overhead --seconds 3 --rounds 3
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import grpc
 
-from bench.proxy_process import proxy_process
-from emulator.cluster import LocalCluster, free_tcp_port
-from protos import rpc_pb2, rpc_pb2_grpc
+from etcdlab.bench.proxy_process import proxy_process
+from etcdlab.cluster.local import LocalCluster, free_tcp_port
+from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
 
 # grpc shares one connection among channels with equal arguments unless each
 # channel keeps its own subchannel pool: one TCP connection per client.

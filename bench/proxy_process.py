@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from emulator.childproc import first_line
+from etcdlab.cluster.childproc import first_line
 
 
 @dataclass(frozen=True)

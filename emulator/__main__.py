@@ -1,5 +1,5 @@
 import sys
 
-from emulator.cli import main
+from etcdlab.cli.main import main
 
 sys.exit(main())

@@ -8,12 +8,12 @@ annotations are left out: etcdlab does not use them.
 """
 
 from collections import abc as _abc
+from etcdlab.protos import auth_pb2 as _auth_pb2
+from etcdlab.protos import kv_pb2 as _kv_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
-from protos import auth_pb2 as _auth_pb2
-from protos import kv_pb2 as _kv_pb2
 import builtins as _builtins
 import sys
 import typing as _typing

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from protos import rpc_pb2 as protos_dot_rpc__pb2
+from etcdlab.protos import rpc_pb2 as etcdlab_dot_protos_dot_rpc__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in protos/rpc_pb2_grpc.py depends on'
+        + ' but the generated code in etcdlab/protos/rpc_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,28 +36,28 @@ class KVStub:
         """
         self.Range = channel.unary_unary(
                 '/etcdserverpb.KV/Range',
-                request_serializer=protos_dot_rpc__pb2.RangeRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.RangeResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.RangeRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.RangeResponse.FromString,
                 _registered_method=True)
         self.Put = channel.unary_unary(
                 '/etcdserverpb.KV/Put',
-                request_serializer=protos_dot_rpc__pb2.PutRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.PutResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.PutRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.PutResponse.FromString,
                 _registered_method=True)
         self.DeleteRange = channel.unary_unary(
                 '/etcdserverpb.KV/DeleteRange',
-                request_serializer=protos_dot_rpc__pb2.DeleteRangeRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.DeleteRangeResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.DeleteRangeRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.DeleteRangeResponse.FromString,
                 _registered_method=True)
         self.Txn = channel.unary_unary(
                 '/etcdserverpb.KV/Txn',
-                request_serializer=protos_dot_rpc__pb2.TxnRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.TxnResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.TxnRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.TxnResponse.FromString,
                 _registered_method=True)
         self.Compact = channel.unary_unary(
                 '/etcdserverpb.KV/Compact',
-                request_serializer=protos_dot_rpc__pb2.CompactionRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.CompactionResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.CompactionRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.CompactionResponse.FromString,
                 _registered_method=True)
 
 
@@ -99,28 +99,28 @@ def add_KVServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Range': grpc.unary_unary_rpc_method_handler(
                     servicer.Range,
-                    request_deserializer=protos_dot_rpc__pb2.RangeRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.RangeResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.RangeRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.RangeResponse.SerializeToString,
             ),
             'Put': grpc.unary_unary_rpc_method_handler(
                     servicer.Put,
-                    request_deserializer=protos_dot_rpc__pb2.PutRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.PutResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.PutRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.PutResponse.SerializeToString,
             ),
             'DeleteRange': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteRange,
-                    request_deserializer=protos_dot_rpc__pb2.DeleteRangeRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.DeleteRangeResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.DeleteRangeRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.DeleteRangeResponse.SerializeToString,
             ),
             'Txn': grpc.unary_unary_rpc_method_handler(
                     servicer.Txn,
-                    request_deserializer=protos_dot_rpc__pb2.TxnRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.TxnResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.TxnRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.TxnResponse.SerializeToString,
             ),
             'Compact': grpc.unary_unary_rpc_method_handler(
                     servicer.Compact,
-                    request_deserializer=protos_dot_rpc__pb2.CompactionRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.CompactionResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.CompactionRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.CompactionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -148,8 +148,8 @@ class KV:
             request,
             target,
             '/etcdserverpb.KV/Range',
-            protos_dot_rpc__pb2.RangeRequest.SerializeToString,
-            protos_dot_rpc__pb2.RangeResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.RangeRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.RangeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -175,8 +175,8 @@ class KV:
             request,
             target,
             '/etcdserverpb.KV/Put',
-            protos_dot_rpc__pb2.PutRequest.SerializeToString,
-            protos_dot_rpc__pb2.PutResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.PutRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.PutResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -202,8 +202,8 @@ class KV:
             request,
             target,
             '/etcdserverpb.KV/DeleteRange',
-            protos_dot_rpc__pb2.DeleteRangeRequest.SerializeToString,
-            protos_dot_rpc__pb2.DeleteRangeResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.DeleteRangeRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.DeleteRangeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -229,8 +229,8 @@ class KV:
             request,
             target,
             '/etcdserverpb.KV/Txn',
-            protos_dot_rpc__pb2.TxnRequest.SerializeToString,
-            protos_dot_rpc__pb2.TxnResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.TxnRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.TxnResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -256,8 +256,8 @@ class KV:
             request,
             target,
             '/etcdserverpb.KV/Compact',
-            protos_dot_rpc__pb2.CompactionRequest.SerializeToString,
-            protos_dot_rpc__pb2.CompactionResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.CompactionRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.CompactionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -280,8 +280,8 @@ class WatchStub:
         """
         self.Watch = channel.stream_stream(
                 '/etcdserverpb.Watch/Watch',
-                request_serializer=protos_dot_rpc__pb2.WatchRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.WatchResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.WatchRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.WatchResponse.FromString,
                 _registered_method=True)
 
 
@@ -299,8 +299,8 @@ def add_WatchServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Watch': grpc.stream_stream_rpc_method_handler(
                     servicer.Watch,
-                    request_deserializer=protos_dot_rpc__pb2.WatchRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.WatchResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.WatchRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.WatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -328,8 +328,8 @@ class Watch:
             request_iterator,
             target,
             '/etcdserverpb.Watch/Watch',
-            protos_dot_rpc__pb2.WatchRequest.SerializeToString,
-            protos_dot_rpc__pb2.WatchResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.WatchRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.WatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -352,28 +352,28 @@ class LeaseStub:
         """
         self.LeaseGrant = channel.unary_unary(
                 '/etcdserverpb.Lease/LeaseGrant',
-                request_serializer=protos_dot_rpc__pb2.LeaseGrantRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.LeaseGrantResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseGrantRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseGrantResponse.FromString,
                 _registered_method=True)
         self.LeaseRevoke = channel.unary_unary(
                 '/etcdserverpb.Lease/LeaseRevoke',
-                request_serializer=protos_dot_rpc__pb2.LeaseRevokeRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.LeaseRevokeResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseRevokeRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseRevokeResponse.FromString,
                 _registered_method=True)
         self.LeaseKeepAlive = channel.stream_stream(
                 '/etcdserverpb.Lease/LeaseKeepAlive',
-                request_serializer=protos_dot_rpc__pb2.LeaseKeepAliveRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.LeaseKeepAliveResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseKeepAliveRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseKeepAliveResponse.FromString,
                 _registered_method=True)
         self.LeaseTimeToLive = channel.unary_unary(
                 '/etcdserverpb.Lease/LeaseTimeToLive',
-                request_serializer=protos_dot_rpc__pb2.LeaseTimeToLiveRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.LeaseTimeToLiveResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseTimeToLiveRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseTimeToLiveResponse.FromString,
                 _registered_method=True)
         self.LeaseLeases = channel.unary_unary(
                 '/etcdserverpb.Lease/LeaseLeases',
-                request_serializer=protos_dot_rpc__pb2.LeaseLeasesRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.LeaseLeasesResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseLeasesRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseLeasesResponse.FromString,
                 _registered_method=True)
 
 
@@ -415,28 +415,28 @@ def add_LeaseServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'LeaseGrant': grpc.unary_unary_rpc_method_handler(
                     servicer.LeaseGrant,
-                    request_deserializer=protos_dot_rpc__pb2.LeaseGrantRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.LeaseGrantResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseGrantRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseGrantResponse.SerializeToString,
             ),
             'LeaseRevoke': grpc.unary_unary_rpc_method_handler(
                     servicer.LeaseRevoke,
-                    request_deserializer=protos_dot_rpc__pb2.LeaseRevokeRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.LeaseRevokeResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseRevokeRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseRevokeResponse.SerializeToString,
             ),
             'LeaseKeepAlive': grpc.stream_stream_rpc_method_handler(
                     servicer.LeaseKeepAlive,
-                    request_deserializer=protos_dot_rpc__pb2.LeaseKeepAliveRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.LeaseKeepAliveResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseKeepAliveRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseKeepAliveResponse.SerializeToString,
             ),
             'LeaseTimeToLive': grpc.unary_unary_rpc_method_handler(
                     servicer.LeaseTimeToLive,
-                    request_deserializer=protos_dot_rpc__pb2.LeaseTimeToLiveRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.LeaseTimeToLiveResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseTimeToLiveRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseTimeToLiveResponse.SerializeToString,
             ),
             'LeaseLeases': grpc.unary_unary_rpc_method_handler(
                     servicer.LeaseLeases,
-                    request_deserializer=protos_dot_rpc__pb2.LeaseLeasesRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.LeaseLeasesResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseLeasesRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.LeaseLeasesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -464,8 +464,8 @@ class Lease:
             request,
             target,
             '/etcdserverpb.Lease/LeaseGrant',
-            protos_dot_rpc__pb2.LeaseGrantRequest.SerializeToString,
-            protos_dot_rpc__pb2.LeaseGrantResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.LeaseGrantRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.LeaseGrantResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -491,8 +491,8 @@ class Lease:
             request,
             target,
             '/etcdserverpb.Lease/LeaseRevoke',
-            protos_dot_rpc__pb2.LeaseRevokeRequest.SerializeToString,
-            protos_dot_rpc__pb2.LeaseRevokeResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.LeaseRevokeRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.LeaseRevokeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -518,8 +518,8 @@ class Lease:
             request_iterator,
             target,
             '/etcdserverpb.Lease/LeaseKeepAlive',
-            protos_dot_rpc__pb2.LeaseKeepAliveRequest.SerializeToString,
-            protos_dot_rpc__pb2.LeaseKeepAliveResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.LeaseKeepAliveRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.LeaseKeepAliveResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -545,8 +545,8 @@ class Lease:
             request,
             target,
             '/etcdserverpb.Lease/LeaseTimeToLive',
-            protos_dot_rpc__pb2.LeaseTimeToLiveRequest.SerializeToString,
-            protos_dot_rpc__pb2.LeaseTimeToLiveResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.LeaseTimeToLiveRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.LeaseTimeToLiveResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -572,8 +572,8 @@ class Lease:
             request,
             target,
             '/etcdserverpb.Lease/LeaseLeases',
-            protos_dot_rpc__pb2.LeaseLeasesRequest.SerializeToString,
-            protos_dot_rpc__pb2.LeaseLeasesResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.LeaseLeasesRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.LeaseLeasesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -596,28 +596,28 @@ class ClusterStub:
         """
         self.MemberAdd = channel.unary_unary(
                 '/etcdserverpb.Cluster/MemberAdd',
-                request_serializer=protos_dot_rpc__pb2.MemberAddRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.MemberAddResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.MemberAddRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.MemberAddResponse.FromString,
                 _registered_method=True)
         self.MemberRemove = channel.unary_unary(
                 '/etcdserverpb.Cluster/MemberRemove',
-                request_serializer=protos_dot_rpc__pb2.MemberRemoveRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.MemberRemoveResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.MemberRemoveRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.MemberRemoveResponse.FromString,
                 _registered_method=True)
         self.MemberUpdate = channel.unary_unary(
                 '/etcdserverpb.Cluster/MemberUpdate',
-                request_serializer=protos_dot_rpc__pb2.MemberUpdateRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.MemberUpdateResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.MemberUpdateRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.MemberUpdateResponse.FromString,
                 _registered_method=True)
         self.MemberList = channel.unary_unary(
                 '/etcdserverpb.Cluster/MemberList',
-                request_serializer=protos_dot_rpc__pb2.MemberListRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.MemberListResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.MemberListRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.MemberListResponse.FromString,
                 _registered_method=True)
         self.MemberPromote = channel.unary_unary(
                 '/etcdserverpb.Cluster/MemberPromote',
-                request_serializer=protos_dot_rpc__pb2.MemberPromoteRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.MemberPromoteResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.MemberPromoteRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.MemberPromoteResponse.FromString,
                 _registered_method=True)
 
 
@@ -659,28 +659,28 @@ def add_ClusterServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'MemberAdd': grpc.unary_unary_rpc_method_handler(
                     servicer.MemberAdd,
-                    request_deserializer=protos_dot_rpc__pb2.MemberAddRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.MemberAddResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.MemberAddRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.MemberAddResponse.SerializeToString,
             ),
             'MemberRemove': grpc.unary_unary_rpc_method_handler(
                     servicer.MemberRemove,
-                    request_deserializer=protos_dot_rpc__pb2.MemberRemoveRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.MemberRemoveResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.MemberRemoveRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.MemberRemoveResponse.SerializeToString,
             ),
             'MemberUpdate': grpc.unary_unary_rpc_method_handler(
                     servicer.MemberUpdate,
-                    request_deserializer=protos_dot_rpc__pb2.MemberUpdateRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.MemberUpdateResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.MemberUpdateRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.MemberUpdateResponse.SerializeToString,
             ),
             'MemberList': grpc.unary_unary_rpc_method_handler(
                     servicer.MemberList,
-                    request_deserializer=protos_dot_rpc__pb2.MemberListRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.MemberListResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.MemberListRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.MemberListResponse.SerializeToString,
             ),
             'MemberPromote': grpc.unary_unary_rpc_method_handler(
                     servicer.MemberPromote,
-                    request_deserializer=protos_dot_rpc__pb2.MemberPromoteRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.MemberPromoteResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.MemberPromoteRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.MemberPromoteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -708,8 +708,8 @@ class Cluster:
             request,
             target,
             '/etcdserverpb.Cluster/MemberAdd',
-            protos_dot_rpc__pb2.MemberAddRequest.SerializeToString,
-            protos_dot_rpc__pb2.MemberAddResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.MemberAddRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.MemberAddResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -735,8 +735,8 @@ class Cluster:
             request,
             target,
             '/etcdserverpb.Cluster/MemberRemove',
-            protos_dot_rpc__pb2.MemberRemoveRequest.SerializeToString,
-            protos_dot_rpc__pb2.MemberRemoveResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.MemberRemoveRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.MemberRemoveResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -762,8 +762,8 @@ class Cluster:
             request,
             target,
             '/etcdserverpb.Cluster/MemberUpdate',
-            protos_dot_rpc__pb2.MemberUpdateRequest.SerializeToString,
-            protos_dot_rpc__pb2.MemberUpdateResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.MemberUpdateRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.MemberUpdateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -789,8 +789,8 @@ class Cluster:
             request,
             target,
             '/etcdserverpb.Cluster/MemberList',
-            protos_dot_rpc__pb2.MemberListRequest.SerializeToString,
-            protos_dot_rpc__pb2.MemberListResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.MemberListRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.MemberListResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -816,8 +816,8 @@ class Cluster:
             request,
             target,
             '/etcdserverpb.Cluster/MemberPromote',
-            protos_dot_rpc__pb2.MemberPromoteRequest.SerializeToString,
-            protos_dot_rpc__pb2.MemberPromoteResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.MemberPromoteRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.MemberPromoteResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -840,43 +840,43 @@ class MaintenanceStub:
         """
         self.Alarm = channel.unary_unary(
                 '/etcdserverpb.Maintenance/Alarm',
-                request_serializer=protos_dot_rpc__pb2.AlarmRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.AlarmResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.AlarmRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.AlarmResponse.FromString,
                 _registered_method=True)
         self.Status = channel.unary_unary(
                 '/etcdserverpb.Maintenance/Status',
-                request_serializer=protos_dot_rpc__pb2.StatusRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.StatusResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.StatusRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.StatusResponse.FromString,
                 _registered_method=True)
         self.Defragment = channel.unary_unary(
                 '/etcdserverpb.Maintenance/Defragment',
-                request_serializer=protos_dot_rpc__pb2.DefragmentRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.DefragmentResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.DefragmentRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.DefragmentResponse.FromString,
                 _registered_method=True)
         self.Hash = channel.unary_unary(
                 '/etcdserverpb.Maintenance/Hash',
-                request_serializer=protos_dot_rpc__pb2.HashRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.HashResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.HashRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.HashResponse.FromString,
                 _registered_method=True)
         self.HashKV = channel.unary_unary(
                 '/etcdserverpb.Maintenance/HashKV',
-                request_serializer=protos_dot_rpc__pb2.HashKVRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.HashKVResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.HashKVRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.HashKVResponse.FromString,
                 _registered_method=True)
         self.Snapshot = channel.unary_stream(
                 '/etcdserverpb.Maintenance/Snapshot',
-                request_serializer=protos_dot_rpc__pb2.SnapshotRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.SnapshotResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.SnapshotResponse.FromString,
                 _registered_method=True)
         self.MoveLeader = channel.unary_unary(
                 '/etcdserverpb.Maintenance/MoveLeader',
-                request_serializer=protos_dot_rpc__pb2.MoveLeaderRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.MoveLeaderResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.MoveLeaderRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.MoveLeaderResponse.FromString,
                 _registered_method=True)
         self.Downgrade = channel.unary_unary(
                 '/etcdserverpb.Maintenance/Downgrade',
-                request_serializer=protos_dot_rpc__pb2.DowngradeRequest.SerializeToString,
-                response_deserializer=protos_dot_rpc__pb2.DowngradeResponse.FromString,
+                request_serializer=etcdlab_dot_protos_dot_rpc__pb2.DowngradeRequest.SerializeToString,
+                response_deserializer=etcdlab_dot_protos_dot_rpc__pb2.DowngradeResponse.FromString,
                 _registered_method=True)
 
 
@@ -936,43 +936,43 @@ def add_MaintenanceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Alarm': grpc.unary_unary_rpc_method_handler(
                     servicer.Alarm,
-                    request_deserializer=protos_dot_rpc__pb2.AlarmRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.AlarmResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.AlarmRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.AlarmResponse.SerializeToString,
             ),
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
-                    request_deserializer=protos_dot_rpc__pb2.StatusRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.StatusResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.StatusRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.StatusResponse.SerializeToString,
             ),
             'Defragment': grpc.unary_unary_rpc_method_handler(
                     servicer.Defragment,
-                    request_deserializer=protos_dot_rpc__pb2.DefragmentRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.DefragmentResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.DefragmentRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.DefragmentResponse.SerializeToString,
             ),
             'Hash': grpc.unary_unary_rpc_method_handler(
                     servicer.Hash,
-                    request_deserializer=protos_dot_rpc__pb2.HashRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.HashResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.HashRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.HashResponse.SerializeToString,
             ),
             'HashKV': grpc.unary_unary_rpc_method_handler(
                     servicer.HashKV,
-                    request_deserializer=protos_dot_rpc__pb2.HashKVRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.HashKVResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.HashKVRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.HashKVResponse.SerializeToString,
             ),
             'Snapshot': grpc.unary_stream_rpc_method_handler(
                     servicer.Snapshot,
-                    request_deserializer=protos_dot_rpc__pb2.SnapshotRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.SnapshotResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.SnapshotRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.SnapshotResponse.SerializeToString,
             ),
             'MoveLeader': grpc.unary_unary_rpc_method_handler(
                     servicer.MoveLeader,
-                    request_deserializer=protos_dot_rpc__pb2.MoveLeaderRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.MoveLeaderResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.MoveLeaderRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.MoveLeaderResponse.SerializeToString,
             ),
             'Downgrade': grpc.unary_unary_rpc_method_handler(
                     servicer.Downgrade,
-                    request_deserializer=protos_dot_rpc__pb2.DowngradeRequest.FromString,
-                    response_serializer=protos_dot_rpc__pb2.DowngradeResponse.SerializeToString,
+                    request_deserializer=etcdlab_dot_protos_dot_rpc__pb2.DowngradeRequest.FromString,
+                    response_serializer=etcdlab_dot_protos_dot_rpc__pb2.DowngradeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1000,8 +1000,8 @@ class Maintenance:
             request,
             target,
             '/etcdserverpb.Maintenance/Alarm',
-            protos_dot_rpc__pb2.AlarmRequest.SerializeToString,
-            protos_dot_rpc__pb2.AlarmResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.AlarmRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.AlarmResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1027,8 +1027,8 @@ class Maintenance:
             request,
             target,
             '/etcdserverpb.Maintenance/Status',
-            protos_dot_rpc__pb2.StatusRequest.SerializeToString,
-            protos_dot_rpc__pb2.StatusResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.StatusRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.StatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1054,8 +1054,8 @@ class Maintenance:
             request,
             target,
             '/etcdserverpb.Maintenance/Defragment',
-            protos_dot_rpc__pb2.DefragmentRequest.SerializeToString,
-            protos_dot_rpc__pb2.DefragmentResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.DefragmentRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.DefragmentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1081,8 +1081,8 @@ class Maintenance:
             request,
             target,
             '/etcdserverpb.Maintenance/Hash',
-            protos_dot_rpc__pb2.HashRequest.SerializeToString,
-            protos_dot_rpc__pb2.HashResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.HashRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.HashResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1108,8 +1108,8 @@ class Maintenance:
             request,
             target,
             '/etcdserverpb.Maintenance/HashKV',
-            protos_dot_rpc__pb2.HashKVRequest.SerializeToString,
-            protos_dot_rpc__pb2.HashKVResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.HashKVRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.HashKVResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1135,8 +1135,8 @@ class Maintenance:
             request,
             target,
             '/etcdserverpb.Maintenance/Snapshot',
-            protos_dot_rpc__pb2.SnapshotRequest.SerializeToString,
-            protos_dot_rpc__pb2.SnapshotResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.SnapshotRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.SnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1162,8 +1162,8 @@ class Maintenance:
             request,
             target,
             '/etcdserverpb.Maintenance/MoveLeader',
-            protos_dot_rpc__pb2.MoveLeaderRequest.SerializeToString,
-            protos_dot_rpc__pb2.MoveLeaderResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.MoveLeaderRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.MoveLeaderResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1189,8 +1189,8 @@ class Maintenance:
             request,
             target,
             '/etcdserverpb.Maintenance/Downgrade',
-            protos_dot_rpc__pb2.DowngradeRequest.SerializeToString,
-            protos_dot_rpc__pb2.DowngradeResponse.FromString,
+            etcdlab_dot_protos_dot_rpc__pb2.DowngradeRequest.SerializeToString,
+            etcdlab_dot_protos_dot_rpc__pb2.DowngradeResponse.FromString,
             options,
             channel_credentials,
             insecure,

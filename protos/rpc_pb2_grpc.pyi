@@ -8,8 +8,8 @@ annotations are left out: etcdlab does not use them.
 """
 
 from collections import abc as _abc
+from etcdlab.protos import rpc_pb2 as _rpc_pb2
 from grpc import aio as _aio
-from protos import rpc_pb2 as _rpc_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

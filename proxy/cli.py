@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from proxy.control import ControlServer, fault_from_toxic, format_address, parse_address
-from proxy.faults import BOTH, Fault, FrameLoss, Latency, Loss
-from proxy.link import Address
-from proxy.server import ProxyServer
+from etcdlab.proxy.control import ControlServer, fault_from_toxic, format_address, parse_address
+from etcdlab.proxy.faults import BOTH, Fault, FrameLoss, Latency, Loss
+from etcdlab.proxy.link import Address
+from etcdlab.proxy.server import ProxyServer
 
 # Keys of a [[links.faults]] table that are not the fault's attributes.
 _TOXIC_FIELDS = ("type", "stream", "name", "toxicity")

@@ -18,10 +18,10 @@ import json
 import logging
 from typing import Any
 
-from proxy.faults import DOWNSTREAM, KINDS, Bandwidth, Blackhole, Fault, Latency, Reset
-from proxy.link import Address, ProxyLink
-from proxy.metrics import render
-from proxy.server import ProxyServer
+from etcdlab.proxy.faults import DOWNSTREAM, KINDS, Bandwidth, Blackhole, Fault, Latency, Reset
+from etcdlab.proxy.link import Address, ProxyLink
+from etcdlab.proxy.metrics import render
+from etcdlab.proxy.server import ProxyServer
 
 log = logging.getLogger("etcdlab.proxy.control")
 

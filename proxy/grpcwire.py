@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hpack
 
-from proxy.h2frames import FLAG_END_HEADERS, FLAG_END_STREAM, Frame, FrameType
+from etcdlab.proxy.h2frames import FLAG_END_HEADERS, FLAG_END_STREAM, Frame, FrameType
 
 GRPC_UNAVAILABLE = 14
 _PREFIX = 5  # compressed flag (1 byte) + message length (4 bytes, big endian)

@@ -19,7 +19,7 @@ from hpack.exceptions import HPACKDecodingError
 from hpack.huffman_table import decode_huffman
 from hpack.table import HeaderTable
 
-from proxy.h2frames import FLAG_END_HEADERS, Frame, FrameType, ProtocolError
+from etcdlab.proxy.h2frames import FLAG_END_HEADERS, Frame, FrameType, ProtocolError
 
 _STATIC: tuple[tuple[bytes, bytes], ...] = HeaderTable.STATIC_TABLE
 _PATH = b":path"

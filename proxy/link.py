@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from proxy.faults import (
+from etcdlab.proxy.faults import (
     DOWNSTREAM,
     UPSTREAM,
     Blackhole,
@@ -41,10 +41,10 @@ from proxy.faults import (
     Reset,
     Shaper,
 )
-from proxy.faults.base import Piece, Recovery, ShapeContext
-from proxy.faults.frames import Action
-from proxy.faults.loss import TcpState
-from proxy.grpcwire import (
+from etcdlab.proxy.faults.base import Piece, Recovery, ShapeContext
+from etcdlab.proxy.faults.frames import Action
+from etcdlab.proxy.faults.loss import TcpState
+from etcdlab.proxy.grpcwire import (
     GRPC_UNAVAILABLE,
     MessageCursor,
     exact_messages,
@@ -52,7 +52,7 @@ from proxy.grpcwire import (
     trailers_frame,
     window_update,
 )
-from proxy.h2frames import (
+from etcdlab.proxy.h2frames import (
     ALL_TYPES,
     FLAG_END_HEADERS,
     FLAG_END_STREAM,
@@ -62,8 +62,8 @@ from proxy.h2frames import (
     FrameType,
     ProtocolError,
 )
-from proxy.hpackpaths import RequestHeaders
-from proxy.streamlanes import CONNECTION, FrameSpans, FrameTag, StreamLanes, delay_for
+from etcdlab.proxy.hpackpaths import RequestHeaders
+from etcdlab.proxy.streamlanes import CONNECTION, FrameSpans, FrameTag, StreamLanes, delay_for
 
 log = logging.getLogger("etcdlab.proxy")
 
@@ -126,7 +126,7 @@ class _Plan:
 
     shapers: tuple[Shaper, ...] = ()
     # Of the shapers: latencies filtered by method, which delay frames per
-    # stream (proxy.streamlanes), and the others, which act on the byte stream.
+    # stream (etcdlab.proxy.streamlanes), and the others, which act on the byte stream.
     lanes: tuple[Latency, ...] = ()
     fifo: tuple[Shaper, ...] = ()
     # Some shaper filters by method: frames must be tagged with their stream.
@@ -503,7 +503,7 @@ class _Pipe:
         self.direction = direction
         self._rng: random.Random | None = None
         self._ctx: ShapeContext | None = None
-        # Each direction's TCP sender state (proxy.faults.loss), kept here so
+        # Each direction's TCP sender state (etcdlab.proxy.faults.loss), kept here so
         # the other direction's context can reach it before this one's exists.
         self.tcp: dict[Fault, TcpState] = {}
         self.source: asyncio.Transport | None = None
@@ -671,7 +671,7 @@ class _Pipe:
             self._shape(pieces, plan, tags)
 
     def _to_lanes(self, pieces: list[bytes], plan: _Plan, tags: list[FrameTag] | None) -> None:
-        """Queue frames per stream, those of matched streams delayed (proxy.streamlanes)."""
+        """Queue frames per stream, those of matched streams delayed (etcdlab.proxy.streamlanes)."""
         if self.lanes is None:
             self.lanes = StreamLanes()
         lanes = self.lanes

@@ -17,8 +17,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from proxy.link import DELAY_BUCKETS
-from proxy.server import ProxyServer
+from etcdlab.proxy.link import DELAY_BUCKETS
+from etcdlab.proxy.server import ProxyServer
 
 
 class ProxyCollector(Collector):

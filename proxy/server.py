@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from types import TracebackType
 
-from proxy.link import Address, ProxyLink
+from etcdlab.proxy.link import Address, ProxyLink
 
 _LAG_PERIOD = 0.05
 

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import pytest
 
-from emulator.cluster import LocalCluster, ServerFlags
-from proxy.link import Address, ProxyLink
+from etcdlab.cluster.local import LocalCluster, ServerFlags
+from etcdlab.proxy.link import Address, ProxyLink
 
 # The time scale of the single member the proxy tests put a link in front of.
 PROXY_TIME_SCALE = 0.1

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import random
 
-from emulator.clock import FakeClock
-from emulator.election.config import LeaderElectionConfig
-from emulator.election.elector import LeaderCallbacks, LeaderElector, LeadershipListener
-from emulator.election.lock import LockConflictError, LockNotFoundError, ObservedRecord
-from emulator.election.record import LeaderElectionRecord
+from etcdlab.common.clock import FakeClock
+from etcdlab.election.config import LeaderElectionConfig
+from etcdlab.election.elector import LeaderCallbacks, LeaderElector, LeadershipListener
+from etcdlab.election.lock import LockConflictError, LockNotFoundError, ObservedRecord
+from etcdlab.election.record import LeaderElectionRecord
 
 
 class MemoryStore:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from emulator.claims import Verdict
-from emulator.timeline import (
+from etcdlab.common.timeline import (
     ErrorClass,
     Event,
     EventKind,
@@ -16,6 +15,7 @@ from emulator.timeline import (
     Request,
     Timeline,
 )
+from etcdlab.report.claims import Verdict
 
 A, D, N = Verdict.AGREES, Verdict.DIFFERS, Verdict.NOT_OBSERVED
 FAULT = (100.0, 400.0)

@@ -25,17 +25,17 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from emulator.client import EtcdClient, prefix_end
-from emulator.clock import Clock
-from emulator.errors import (
+from etcdlab.client.errors import (
     ClusterUnavailableError,
     CompactedError,
     ContextError,
     EtcdError,
     ResponseError,
 )
-from emulator.timeline import ErrorClass, EventKind, Recorder
-from protos import kv_pb2, rpc_pb2
+from etcdlab.client.etcd import EtcdClient, prefix_end
+from etcdlab.common.clock import Clock
+from etcdlab.common.timeline import ErrorClass, EventKind, Recorder
+from etcdlab.protos import kv_pb2, rpc_pb2
 
 REGISTRY = b"/registry/"
 

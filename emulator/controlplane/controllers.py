@@ -24,13 +24,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from emulator.clock import Clock
-from emulator.controlplane.apiserver import APIServer, Conflict, Object, count_ops
-from emulator.controlplane.informer import Informer, InformerConfig
-from emulator.errors import EtcdError
-from emulator.ratelimit import RateLimitConfig, default_controller_rate_limiter
-from emulator.timeline import Recorder
-from emulator.workqueue import RateLimitingQueue, ShutDown
+from etcdlab.client.errors import EtcdError
+from etcdlab.common.clock import Clock
+from etcdlab.common.timeline import Recorder
+from etcdlab.controlplane.apiserver import APIServer, Conflict, Object, count_ops
+from etcdlab.controlplane.informer import Informer, InformerConfig
+from etcdlab.controlplane.ratelimit import RateLimitConfig, default_controller_rate_limiter
+from etcdlab.controlplane.workqueue import RateLimitingQueue, ShutDown
 
 PODS, NODES = "pods", "nodes"
 DEPLOYMENTS, REPLICASETS = "deployments", "replicasets"

@@ -15,10 +15,10 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from emulator.clock import Clock
-from emulator.controlplane.apiserver import APIServer, Gone, Object, WatchEvent
-from emulator.errors import EtcdError
-from emulator.timeline import EventKind, Recorder
+from etcdlab.client.errors import EtcdError
+from etcdlab.common.clock import Clock
+from etcdlab.common.timeline import EventKind, Recorder
+from etcdlab.controlplane.apiserver import APIServer, Gone, Object, WatchEvent
 
 Handler = Callable[[Object], None]
 

@@ -1,8 +1,8 @@
 """The whole emulated control plane in one event loop, recording into a Timeline.
 
-* ``apiservers`` apiservers, each an :class:`~emulator.client.EtcdClient` with the
+* ``apiservers`` apiservers, each an :class:`~etcdlab.client.etcd.EtcdClient` with the
   seed's settings (its endpoint list rotated so each starts on a different
-  member), a :class:`~emulator.health.HealthChecker` and a watch cache;
+  member), a :class:`~etcdlab.client.health.HealthChecker` and a watch cache;
 * leader-elected components: two kube-controller-manager candidates (the leader
   runs the Deployment, StatefulSet and DaemonSet controllers), two scheduler
   candidates, and ``components`` more leases to load etcd, each contested by
@@ -28,16 +28,19 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from emulator.client import EtcdClient
-from emulator.client_config import ClientConfig
-from emulator.clock import Clock
-from emulator.controlplane.apiserver import (
+from etcdlab.client.config import ClientConfig
+from etcdlab.client.errors import EtcdError
+from etcdlab.client.etcd import EtcdClient
+from etcdlab.client.health import HealthChecker
+from etcdlab.common.clock import Clock
+from etcdlab.common.timeline import EventKind, Recorder
+from etcdlab.controlplane.apiserver import (
     APIServer,
     CacheConfig,
     Conflict,
     WatchCache,
 )
-from emulator.controlplane.controllers import (
+from etcdlab.controlplane.controllers import (
     CONTROLLER_TYPES,
     DAEMONSETS,
     DEPLOYMENTS,
@@ -48,13 +51,10 @@ from emulator.controlplane.controllers import (
     Informers,
     workload_progress,
 )
-from emulator.election.config import LeaderElectionConfig
-from emulator.election.elector import LeaderCallbacks, LeaderElector
-from emulator.election.lock import EtcdLeaseLock, ObservedRecord, ResourceLock
-from emulator.election.record import LeaderElectionRecord
-from emulator.errors import EtcdError
-from emulator.health import HealthChecker
-from emulator.timeline import EventKind, Recorder
+from etcdlab.election.config import LeaderElectionConfig
+from etcdlab.election.elector import LeaderCallbacks, LeaderElector
+from etcdlab.election.lock import EtcdLeaseLock, ObservedRecord, ResourceLock
+from etcdlab.election.record import LeaderElectionRecord
 
 KCM_LEASE = "kube-controller-manager"
 SCHEDULER_LEASE = "kube-scheduler"

@@ -1,4 +1,5 @@
-"""Leader election, both kinds a Kubernetes user meets.
+"""Leader election, both kinds a Kubernetes user meets. Imports ``common``,
+``protos`` and ``client`` only.
 
 ``elector`` is client-go's ``tools/leaderelection`` (a lease record updated by
 compare-and-swap, expiry judged on the local clock); ``concurrency`` is etcd's

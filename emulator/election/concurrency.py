@@ -15,12 +15,12 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any
 
-from emulator.client import EtcdClient, prefix_end
-from emulator.clock import Clock, MonotonicClock
-from emulator.election.elector import LeadershipListener
-from emulator.election.safety import Fence
-from emulator.lease import Lease
-from protos import kv_pb2, rpc_pb2
+from etcdlab.client.etcd import EtcdClient, prefix_end
+from etcdlab.client.lease import Lease
+from etcdlab.common.clock import Clock, MonotonicClock
+from etcdlab.election.elector import LeadershipListener
+from etcdlab.election.safety import Fence
+from etcdlab.protos import kv_pb2, rpc_pb2
 
 log = logging.getLogger(__name__)
 

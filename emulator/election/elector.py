@@ -22,12 +22,12 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from emulator.clock import Clock, MonotonicClock
-from emulator.election.config import LeaderElectionConfig
-from emulator.election.lock import LockNotFoundError, ResourceLock
-from emulator.election.record import LeaderElectionRecord
-from emulator.election.safety import Fence
-from emulator.election.timing import jittered, within
+from etcdlab.common.clock import Clock, MonotonicClock
+from etcdlab.election.config import LeaderElectionConfig
+from etcdlab.election.lock import LockNotFoundError, ResourceLock
+from etcdlab.election.record import LeaderElectionRecord
+from etcdlab.election.safety import Fence
+from etcdlab.election.timing import jittered, within
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from emulator.election.record import LeaderElectionRecord
-from protos import rpc_pb2
+from etcdlab.election.record import LeaderElectionRecord
+from etcdlab.protos import rpc_pb2
 
 
 class LockNotFoundError(LookupError):

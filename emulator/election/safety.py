@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from emulator.clock import Clock
-from emulator.election.lock import TxnKV
-from protos import rpc_pb2
+from etcdlab.common.clock import Clock
+from etcdlab.election.lock import TxnKV
+from etcdlab.protos import rpc_pb2
 
 
 @dataclass

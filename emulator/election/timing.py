@@ -11,7 +11,7 @@ import random
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from emulator.clock import Clock
+from etcdlab.common.clock import Clock
 
 T = TypeVar("T")
 

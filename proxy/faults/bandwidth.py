@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from proxy.faults.base import Piece, ShapeContext, Shaper
+from etcdlab.proxy.faults.base import Piece, ShapeContext, Shaper
 
 
 @dataclass(frozen=True, eq=False)

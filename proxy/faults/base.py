@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from proxy.faults.loss import TcpState, Unacked
-    from proxy.streamlanes import FrameSpans
+    from etcdlab.proxy.faults.loss import TcpState, Unacked
+    from etcdlab.proxy.streamlanes import FrameSpans
 
 UPSTREAM = "upstream"
 DOWNSTREAM = "downstream"
@@ -127,7 +127,7 @@ class ShapeContext:
     rng: random.Random
     time_scale: float
     state: dict[Fault, float] = field(default_factory=dict)
-    # The sending TCP's timer state per loss fault (proxy.faults.loss).
+    # The sending TCP's timer state per loss fault (etcdlab.proxy.faults.loss).
     tcp: dict[Fault, TcpState] = field(default_factory=dict)
     # The same for the connection's other direction, whose data carries the
     # ACKs of this one's.

@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass
 from enum import Enum
 
-from proxy.faults.base import Fault, check_method, check_probability, method_matches
+from etcdlab.proxy.faults.base import Fault, check_method, check_probability, method_matches
 
 
 class Action(Enum):

@@ -2,14 +2,14 @@
 
 Without ``method`` bytes never overtake each other. With ``method`` (HTTP/2
 links) only the frames of streams calling that gRPC method or service are
-delayed, and the other streams' frames overtake them (see :mod:`proxy.streamlanes`).
+delayed, and the other streams' frames overtake them (see :mod:`etcdlab.proxy.streamlanes`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxy.faults.base import Piece, ShapeContext, Shaper, check_duration, check_method
+from etcdlab.proxy.faults.base import Piece, ShapeContext, Shaper, check_duration, check_method
 
 
 @dataclass(frozen=True, eq=False)

@@ -47,7 +47,7 @@ import dataclasses
 import random
 from dataclasses import dataclass, field
 
-from proxy.faults.base import (
+from etcdlab.proxy.faults.base import (
     BOTH,
     Piece,
     Recovery,

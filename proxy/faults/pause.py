@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxy.faults.base import Fault
+from etcdlab.proxy.faults.base import Fault
 
 
 @dataclass(frozen=True, eq=False)

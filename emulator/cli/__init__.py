@@ -1,0 +1,1 @@
+"""The ``etcdlab`` command: one module per subcommand, wired in ``main``."""

@@ -1,0 +1,63 @@
+"""The ``etcdlab`` command line: one entry point, a subcommand per job.
+
+Each subcommand lives in its own module with ``register(subparsers)``; this
+module only wires them together and turns expected failures into one-line
+errors with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from etcdlab.bench import retries as retry_bench
+from etcdlab.cli import cluster as cluster_cli
+from etcdlab.cli import election as election_cli
+from etcdlab.cli import proxy as proxy_cli
+from etcdlab.cli import run as run_cli
+
+Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+REGISTRARS: tuple[Registrar, ...] = (
+    cluster_cli.register,
+    proxy_cli.register,
+    election_cli.register,
+    run_cli.register,
+    retry_bench.register,
+)
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="etcdlab",
+        description=(
+            "etcdlab: run real etcd under network faults and watch what happens to "
+            "etcd clients, leader election and a Kubernetes-style control plane."
+        ),
+        epilog="Run 'etcdlab COMMAND --help' for the options of each command.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in REGISTRARS:
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except (UsageError, ValueError, RuntimeError, OSError) as error:
+        print(f"etcdlab {args.command}: error: {error}", file=sys.stderr)
+        return 2 if isinstance(error, UsageError | ValueError) else 1

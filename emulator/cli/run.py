@@ -1,0 +1,124 @@
+"""``etcdlab run SCENARIO`` and ``etcdlab scenarios``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from etcdlab.common.argtypes import non_negative_int, positive_float, positive_int
+from etcdlab.controlplane.plane import PlaneConfig
+from etcdlab.scenario import engine
+from etcdlab.scenario import spec as scenarios
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    listing = subparsers.add_parser(
+        "scenarios",
+        help="list the built-in scenarios",
+        description="List the built-in scenarios, one line each.",
+    )
+    listing.set_defaults(handler=list_scenarios)
+
+    run = subparsers.add_parser(
+        "run",
+        help="run a scenario against real etcd and write a report",
+        description=(
+            "Start 3 etcd members behind fault proxies (or use --endpoints), run the "
+            "emulated control plane (apiservers, leader-elected components, controllers), "
+            "inject the scenario's faults, and write report.json and report.html comparing "
+            "each claim of the seed with what was measured."
+        ),
+        epilog=(
+            "Example: etcdlab run packet-loss-30 --time-scale 0.2 --out /tmp/report. "
+            "SCENARIO is a built-in name (see 'etcdlab scenarios') or a TOML file."
+        ),
+    )
+    run.add_argument("scenario", metavar="SCENARIO", help="built-in name or path to a .toml")
+    run.add_argument(
+        "--time-scale",
+        type=positive_float,
+        default=1.0,
+        help="multiply every timeout and the scenario's times by this (0.1 = 10x faster)",
+    )
+    run.add_argument(
+        "--duration",
+        type=positive_float,
+        help="seconds after the warm-up (unscaled; default: the scenario's)",
+    )
+    run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    run.add_argument("--out", type=Path, default=Path("etcdlab-report"), help="report directory")
+    run.add_argument(
+        "--endpoints",
+        help="comma-separated HOST:PORT of an existing cluster's client proxies "
+        "(instead of starting a local cluster)",
+    )
+    run.add_argument(
+        "--proxy-control",
+        help="http://HOST:PORT of the proxies' control API (needed with --endpoints "
+        "for link faults)",
+    )
+    defaults = PlaneConfig()
+    run.add_argument(
+        "--components",
+        type=non_negative_int,
+        default=defaults.components,
+        help=f"extra leader-elected leases besides controller-manager and scheduler "
+        f"(default {defaults.components})",
+    )
+    run.add_argument(
+        "--workloads",
+        type=non_negative_int,
+        default=defaults.deployments,
+        help=f"Deployments and StatefulSets each (default {defaults.deployments})",
+    )
+    run.add_argument("--nodes", type=positive_int, default=defaults.nodes, help="simulated nodes")
+    run.add_argument("--quiet", action="store_true", help="print only the summary")
+    run.set_defaults(handler=run_scenario)
+
+
+def list_scenarios(args: argparse.Namespace) -> int:
+    width = max(len(name) for name in scenarios.BUILTINS)
+    for name, scenario in scenarios.BUILTINS.items():
+        print(f"{name:<{width}}  {scenario.duration:>4g} s  {scenario.description}")
+    return 0
+
+
+def run_scenario(args: argparse.Namespace) -> int:
+    scenario = scenarios.load(args.scenario)
+    endpoints = tuple(e.strip() for e in (args.endpoints or "").split(",") if e.strip())
+    plane = replace(
+        PlaneConfig(),
+        components=args.components,
+        deployments=args.workloads,
+        statefulsets=args.workloads,
+        nodes=args.nodes,
+    )
+    options = engine.RunOptions(
+        time_scale=args.time_scale,
+        seed=args.seed,
+        out=args.out,
+        duration=args.duration,
+        endpoints=endpoints,
+        proxy_control=args.proxy_control,
+        plane=plane,
+    )
+    quiet = args.quiet
+
+    def progress(line: str) -> None:
+        if not quiet or line.startswith(("scenario ", "  [", "  safety", "  event-loop", "report")):
+            print(line, flush=True)
+
+    job = engine.run(scenario, options, progress)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(job)
+    else:
+        # The emulator must not be the bottleneck: uvloop's loop has less overhead.
+        uvloop.run(job)
+    if not quiet:
+        print(f"wrote {args.out / 'report.json'}", file=sys.stderr)
+    return 0

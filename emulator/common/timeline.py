@@ -1,0 +1,300 @@
+"""What a scenario run measured: timestamped records the report and the verdicts read.
+
+The scenario engine and the components it runs write into one :class:`Timeline`
+through a :class:`Recorder` (which stamps records with its clock); the claims
+(:mod:`etcdlab.report.claims`) and the report (:mod:`etcdlab.report.render`) only read it.
+Times are seconds since the run started, on the run's (possibly scaled) clock;
+:meth:`Timeline.seed_seconds` converts them to the seed's unscaled seconds
+after the fault began, which is how every claim is phrased.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from etcdlab.common.clock import Clock
+
+
+class ErrorClass(StrEnum):
+    """The seed's error classification, plus what fits none of it."""
+
+    CONTEXT = "context"  # cancelled or deadline exceeded
+    CLUSTER = "cluster"  # every endpoint failed
+    RESPONSE = "response"  # the server answered with an error or garbage
+    OTHER = "other"
+
+
+class EventKind(StrEnum):
+    KEEPALIVE_FAILURE = "keepalive_failure"  # transport closed by a keepalive timeout
+    ENDPOINT_SWITCH = "endpoint_switch"  # the client moved to another member
+    RENEW_FAILED = "renew_failed"  # a leader's renew attempt failed (detail: lease)
+    SLOW_PATH = "slow_path"  # optimistic renew failed, fell back to read-then-update
+    ACQUIRE_FAILED = "acquire_failed"  # a candidate tried to take a lease and could not
+    RELIST = "relist"  # an informer listed again after its watch broke
+    MEMBER_DOWN = "member_down"
+    MEMBER_UP = "member_up"
+    NOTE = "note"
+
+
+class FaultKind(StrEnum):
+    LOSS = "loss"
+    PARTITION_MINORITY = "partition-minority"  # one member cut off, quorum kept
+    PARTITION_MAJORITY = "partition-majority"  # quorum lost
+    KILL = "kill"
+    PAUSE = "pause"
+    FLAPPING = "flapping"  # links down and up again, repeatedly
+
+
+PARTITIONS = frozenset({FaultKind.PARTITION_MINORITY, FaultKind.PARTITION_MAJORITY})
+NODE_FAILURES = frozenset({FaultKind.KILL, FaultKind.PAUSE})
+WRITE_OPS = frozenset({"put", "delete", "txn", "create", "update"})
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request an emulated component made (through its etcd client or cache)."""
+
+    t: float
+    component: str
+    op: str
+    latency: float
+    error: ErrorClass | None = None
+    source: str = "etcd"  # "cache" when the apiserver's watch cache answered
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Health:
+    t: float
+    component: str  # "apiserver-0" for the apiserver's probe, "etcd-1" for a member
+    healthy: bool
+
+
+@dataclass(frozen=True)
+class Event:
+    t: float
+    component: str
+    kind: EventKind
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class LeaderChange:
+    """``candidate`` started (``leading``) or stopped believing it leads ``lease``."""
+
+    t: float
+    lease: str
+    candidate: str
+    leading: bool
+
+
+@dataclass(frozen=True)
+class Gauge:
+    t: float
+    name: str  # "workqueue/deployment", "progress/statefulset", "event_loop_lag", ...
+    value: float
+
+
+@dataclass(frozen=True)
+class Reconcile:
+    t: float  # when the reconcile finished
+    controller: str
+    key: str
+    duration: float
+    ops: int  # etcd operations it made
+    ok: bool
+
+
+@dataclass(frozen=True)
+class FaultWindow:
+    start: float
+    end: float
+    kind: FaultKind
+    target: str  # "etcd-0", "etcd-0,etcd-1", ...
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Interval:
+    start: float
+    end: float
+
+    @property
+    def length(self) -> float:
+        return self.end - self.start
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.start < other.end and other.start < self.end
+
+
+@dataclass
+class Timeline:
+    scenario: str
+    seed: int
+    time_scale: float
+    duration: float = 0.0  # run length on the run's clock, set when the run ends
+    requests: list[Request] = field(default_factory=list)
+    health: list[Health] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    leaders: list[LeaderChange] = field(default_factory=list)
+    gauges: list[Gauge] = field(default_factory=list)
+    reconciles: list[Reconcile] = field(default_factory=list)
+    faults: list[FaultWindow] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    # Time helpers: every claim speaks in the seed's seconds after the fault began.
+
+    @property
+    def fault_start(self) -> float | None:
+        return min((w.start for w in self.faults), default=None)
+
+    @property
+    def fault_end(self) -> float | None:
+        return max((w.end for w in self.faults), default=None)
+
+    def seed_seconds(self, t: float) -> float:
+        """``t`` as unscaled seconds after the first fault began."""
+        start = self.fault_start or 0.0
+        return (t - start) / self.time_scale
+
+    def at_seed_seconds(self, seconds: float, since: float | None = None) -> float:
+        """The run time ``seconds`` seed-seconds after ``since`` (default: fault start)."""
+        origin = self.fault_start if since is None else since
+        return (origin or 0.0) + seconds * self.time_scale
+
+    def in_fault(self, t: float) -> bool:
+        return any(w.start <= t < w.end for w in self.faults)
+
+    # Derived views used by the claims and the plots.
+
+    def gauge_series(self, name: str) -> list[Gauge]:
+        return [g for g in self.gauges if g.name == name]
+
+    def gauge_names(self, prefix: str) -> list[str]:
+        return sorted({g.name for g in self.gauges if g.name.startswith(prefix)})
+
+    def components(self, prefix: str = "") -> list[str]:
+        return sorted({r.component for r in self.requests if r.component.startswith(prefix)})
+
+    def leadership(self) -> dict[str, dict[str, list[Interval]]]:
+        """Per lease, per candidate: the intervals it believed it was the leader."""
+        result: dict[str, dict[str, list[Interval]]] = {}
+        since: dict[tuple[str, str], float] = {}
+        for change in sorted(self.leaders, key=lambda c: c.t):
+            key = (change.lease, change.candidate)
+            if change.leading:
+                since.setdefault(key, change.t)
+            elif key in since:
+                start = since.pop(key)
+                result.setdefault(change.lease, {}).setdefault(change.candidate, []).append(
+                    Interval(start, change.t)
+                )
+        end = max(self.duration, max((c.t for c in self.leaders), default=0.0))
+        for (lease, candidate), start in since.items():
+            result.setdefault(lease, {}).setdefault(candidate, []).append(Interval(start, end))
+        return result
+
+    def overlapping_leaders(self) -> list[tuple[str, str, str, Interval]]:
+        """(lease, candidate, candidate, overlap) for every two leaders at once."""
+        found: list[tuple[str, str, str, Interval]] = []
+        for lease, by_candidate in sorted(self.leadership().items()):
+            names = sorted(by_candidate)
+            for i, first in enumerate(names):
+                for second in names[i + 1 :]:
+                    for a in by_candidate[first]:
+                        for b in by_candidate[second]:
+                            if a.overlaps(b):
+                                overlap = Interval(max(a.start, b.start), min(a.end, b.end))
+                                found.append((lease, first, second, overlap))
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def quantile(values: Iterable[float], q: float) -> float | None:
+    """Nearest-rank quantile; None for no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
+
+
+def value_at(series: list[Gauge], t: float) -> float | None:
+    """The gauge's last sampled value at or before ``t``."""
+    times = [g.t for g in series]
+    index = bisect.bisect_right(times, t) - 1
+    return series[index].value if index >= 0 else None
+
+
+def between(records: Iterable[Any], start: float, end: float) -> Iterator[Any]:
+    """Records (anything with ``.t``) with ``start <= t < end``."""
+    return (r for r in records if start <= r.t < end)
+
+
+class Recorder:
+    """Stamps records with the time since the run began and appends them."""
+
+    def __init__(self, timeline: Timeline, clock: Clock) -> None:
+        self.timeline = timeline
+        self._clock = clock
+        self._origin = clock.now()
+        self.finished = False
+
+    def now(self) -> float:
+        return self._clock.now() - self._origin
+
+    def request(
+        self,
+        component: str,
+        op: str,
+        latency: float,
+        error: ErrorClass | None = None,
+        source: str = "etcd",
+    ) -> None:
+        self._add(
+            self.timeline.requests, Request(self.now(), component, op, latency, error, source)
+        )
+
+    def health(self, component: str, healthy: bool) -> None:
+        self._add(self.timeline.health, Health(self.now(), component, healthy))
+
+    def event(self, component: str, kind: EventKind, detail: str = "") -> None:
+        self._add(self.timeline.events, Event(self.now(), component, kind, detail))
+
+    def leader(self, lease: str, candidate: str, leading: bool) -> None:
+        self._add(self.timeline.leaders, LeaderChange(self.now(), lease, candidate, leading))
+
+    def gauge(self, name: str, value: float) -> None:
+        self._add(self.timeline.gauges, Gauge(self.now(), name, value))
+
+    def reconcile(self, controller: str, key: str, duration: float, ops: int, ok: bool) -> None:
+        self._add(
+            self.timeline.reconciles, Reconcile(self.now(), controller, key, duration, ops, ok)
+        )
+
+    def fault(self, start: float, kind: FaultKind, target: str, detail: str = "") -> None:
+        """A fault that began at ``start`` (a :meth:`now` value) and ends now."""
+        self._add(self.timeline.faults, FaultWindow(start, self.now(), kind, target, detail))
+
+    def _add(self, records: list[Any], record: Any) -> None:
+        # Shutting the run down (leaders stepping down, calls cancelled) is not
+        # part of what was measured.
+        if not self.finished:
+            records.append(record)
+
+    def finish(self) -> Timeline:
+        """End the run: its duration is now, and later records are dropped."""
+        if not self.finished:
+            self.timeline.duration = self.now()
+            self.finished = True
+        return self.timeline

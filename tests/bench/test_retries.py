@@ -1,0 +1,106 @@
+"""The retry benchmark: config validation, its clustering measure, the plot, and a
+tiny end-to-end run against a real cluster."""
+
+from __future__ import annotations
+
+import json
+import random
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+from etcdlab.bench.retries import BenchConfig, dispersion
+from etcdlab.cli.main import main
+
+
+def test_config_names_the_bad_field() -> None:
+    with pytest.raises(ValueError, match="attempt_timeout"):
+        BenchConfig(attempt_timeout=0)
+    with pytest.raises(ValueError, match="unknown strategy 'fastest'"):
+        BenchConfig(strategies=("none", "fastest"))
+    with pytest.raises(ValueError, match="members must be at least 3"):
+        BenchConfig(members=1)
+    assert BenchConfig(time_scale=0.5).wall(4.0) == 2.0
+
+
+def test_dispersion_tells_independent_sends_from_bunched_ones() -> None:
+    rng = random.Random(1)
+    poisson: list[float] = []
+    at = 0.0
+    while at < 100:
+        at += rng.expovariate(10)
+        poisson.append(at)
+    # The same number of sends, but in bursts of 20 at the same instant.
+    bunched = [float(t) for t in range(0, 100, 2) for _ in range(20)]
+    independent = dispersion(poisson, 0, 100, 0.1)
+    clustered = dispersion(bunched, 0, 100, 0.1)
+    assert independent is not None and clustered is not None
+    assert 0.7 < independent < 1.3
+    assert clustered > 10
+    assert dispersion([], 0, 100, 0.1) is None
+    assert dispersion(poisson, 0, 0.1, 0.1) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--strategies", "none,bogus"], "unknown strategy 'bogus'"),
+        (["--faults", ""], "no faults given"),
+        (["--time-scale", "0"], "must be a positive finite number"),
+        (["--clients", "1"], "clients must be at least 2"),
+    ],
+)
+def test_bad_input_is_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    try:
+        code = main(["bench", "retries", "--out", str(tmp_path), *args])
+    except SystemExit as exit:  # argparse's own errors
+        code = int(str(exit.code))
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert message in lines[-1]
+    assert lines[-1].startswith("etcdlab bench")
+    assert not any("Traceback" in line for line in lines)
+
+
+def test_tiny_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code = main(
+        [
+            "bench",
+            "retries",
+            "--time-scale=0.1",
+            "--duration=20",
+            "--rate=60",
+            "--clients=4",
+            "--seed=3",
+            "--strategies=none,exponential",
+            "--faults=outage",
+            f"--out={out}",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "outage    none" in printed and "outage    exponential" in printed
+    document = json.loads((out / "bench.json").read_text())
+    assert document["config"]["seed"] == 3
+    runs = {run["strategy"]: run for run in document["runs"]}
+    assert set(runs) == {"none", "exponential"}
+    for run in runs.values():
+        assert run["fault"] == "outage"
+        assert run["operations"] > 0
+        assert 0 < run["fault_start_s"] < run["fault_end_s"] < 2.0
+        assert sum(run["timeline"]["attempts"]) >= run["operations"]
+        assert run["herd"]["clients"] == 4
+        assert run["herd"]["calls"] >= 4
+    none, exponential = runs["none"], runs["exponential"]
+    # Without retries each herd member tries once: a read that fails in the outage.
+    assert none["herd"] == {**none["herd"], "succeeded": 0, "calls": 4}
+    # Every member refuses during the outage: operations without retries fail.
+    assert none["succeeded"] < none["operations"]
+    # One RPC per operation without retries; retries during the outage add RPCs.
+    assert sum(none["timeline"]["attempts"]) == none["operations"]
+    assert exponential["fault_rpc_rate_ratio"] > none["fault_rpc_rate_ratio"]
+    ElementTree.fromstring((out / "bench.svg").read_text())

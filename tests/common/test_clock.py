@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from etcdlab.common.clock import FakeClock, MonotonicClock
+
+
+async def test_fake_clock_wakes_sleepers_in_deadline_order() -> None:
+    clock = FakeClock()
+    woke: list[tuple[str, float]] = []
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await clock.sleep(seconds)
+        woke.append((name, clock.now()))
+
+    tasks = [asyncio.create_task(sleeper(n, s)) for n, s in (("late", 3), ("early", 1))]
+    await clock.advance(2)
+    assert woke == [("early", 1)]
+    await clock.advance(5)
+    assert woke == [("early", 1), ("late", 3)]
+    assert clock.now() == 7
+    await asyncio.gather(*tasks)
+
+
+async def test_fake_clock_wakes_chained_sleeps_within_one_advance() -> None:
+    clock = FakeClock()
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        for _ in range(3):
+            await clock.sleep(1)
+            ticks.append(clock.now())
+
+    task = asyncio.create_task(ticker())
+    await clock.advance(10)
+    assert ticks == [1, 2, 3]
+    await task
+
+
+async def test_fake_clock_rejects_going_back() -> None:
+    with pytest.raises(ValueError, match="seconds"):
+        await FakeClock().advance(-1)
+
+
+async def test_monotonic_clock_moves_forward() -> None:
+    clock = MonotonicClock()
+    before = clock.now()
+    await clock.sleep(0.01)
+    assert clock.now() > before

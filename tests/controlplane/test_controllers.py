@@ -1,0 +1,194 @@
+"""The emulated apiserver, watch cache, informers and controllers on real etcd."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from etcdlab.client.etcd import EtcdClient
+from etcdlab.cluster.local import LocalCluster
+from etcdlab.common.clock import MonotonicClock
+from etcdlab.common.timeline import Recorder, Timeline
+from etcdlab.controlplane.apiserver import (
+    APIServer,
+    CacheConfig,
+    Conflict,
+    Gone,
+    WatchCache,
+    count_ops,
+)
+from etcdlab.controlplane.controllers import (
+    CONTROLLER_TYPES,
+    DAEMONSETS,
+    DEPLOYMENTS,
+    NODES,
+    PODS,
+    STATEFULSETS,
+    ControllerConfig,
+    Informers,
+    workload_progress,
+)
+from etcdlab.controlplane.informer import Informer, InformerConfig
+from tests.waiting import eventually
+
+CLOCK = MonotonicClock()
+
+
+@contextlib.asynccontextmanager
+async def running(*jobs: Awaitable[None]) -> AsyncIterator[None]:
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            # A job that died early would make the test wait for nothing.
+        assert all(t.cancelled() or t.exception() is None for t in tasks)
+
+
+def recorder() -> Recorder:
+    return Recorder(Timeline("test", seed=0, time_scale=1.0), CLOCK)
+
+
+async def all_done(direct: APIServer) -> bool:
+    objects = []
+    for kind in (NODES, PODS, DEPLOYMENTS, "replicasets", STATEFULSETS, DAEMONSETS):
+        objects.extend((await direct.list(kind))[0])
+    progress = workload_progress(objects)
+    return all(done == total for done, total in progress.values())
+
+
+def waiter(direct: APIServer) -> Callable[[], Awaitable[bool]]:
+    return lambda: all_done(direct)
+
+
+async def test_controllers_converge_and_follow_spec_changes(cluster: LocalCluster) -> None:
+    record = recorder()
+    async with EtcdClient(cluster.endpoints) as client:
+        cache = WatchCache(client, CLOCK, CacheConfig(freshness=2.0), record)
+        api = APIServer("apiserver-0", client, CLOCK, record, cache)
+        direct = APIServer("direct", client, CLOCK)
+        for i in range(3):
+            await direct.create(NODES, f"node-{i}", {})
+        await direct.create(DEPLOYMENTS, "web", {"replicas": 3, "template": "v1"})
+        await direct.create(STATEFULSETS, "db", {"replicas": 3})
+        await direct.create(DAEMONSETS, "agent", {})
+        informers = Informers(api, CLOCK, InformerConfig(resync_period=0), record)
+        controllers = [
+            kind(api, informers, CLOCK, ControllerConfig(), record) for kind in CONTROLLER_TYPES
+        ]
+        jobs = [cache.run(), *(i.run() for i in list(informers.by_kind.values()))]
+        async with running(*jobs, *(c.run() for c in controllers)):
+            await eventually(waiter(direct), 30, "the workloads to converge")
+            assert cache.watchers == len(informers.by_kind), "informers watch via the cache"
+            pods = {p.name for p in (await direct.list(PODS))[0]}
+            assert pods == {
+                "web-v1-0", "web-v1-1", "web-v1-2", "db-0", "db-1", "db-2",
+                "agent-node-0", "agent-node-1", "agent-node-2",
+            }  # fmt: skip
+            web = await direct.get(DEPLOYMENTS, "web")
+            db = await direct.get(STATEFULSETS, "db")
+            assert web is not None and db is not None
+            await direct.update(web, {"replicas": 2, "template": "v2"})
+            await direct.update(db, {"replicas": 1})
+            await direct.create(NODES, "node-3", {})
+            await eventually(waiter(direct), 30, "the workloads to follow the changes")
+            pods = {p.name for p in (await direct.list(PODS))[0]}
+            assert {p for p in pods if p.startswith("web")} == {"web-v2-0", "web-v2-1"}
+            assert {p for p in pods if p.startswith("db")} == {"db-0"}
+            assert "agent-node-3" in pods
+            assert {rs.name for rs in (await direct.list("replicasets"))[0]} == {"web-v2"}
+    reconciles = record.timeline.reconciles
+    assert {r.controller for r in reconciles} == {"deployment", "statefulset", "daemonset"}
+    # The first DaemonSet reconcile creates a pod on each of the three nodes.
+    first_ds = next(r for r in reconciles if r.controller == "daemonset" and r.ops)
+    assert first_ds.ops >= 3
+    # StatefulSet pods come one per reconcile.
+    assert max(r.ops for r in reconciles if r.controller == "statefulset") <= 2
+
+
+async def test_cache_serves_fresh_reads_and_falls_through_when_stale(
+    cluster: LocalCluster,
+) -> None:
+    record = recorder()
+    async with EtcdClient(cluster.endpoints) as client:
+        cache = WatchCache(client, CLOCK, CacheConfig(freshness=0.3), record)
+        api = APIServer("apiserver-0", client, CLOCK, record, cache)
+        await api.create(NODES, "n1", {"zone": "a"})
+        async with running(cache.run()):
+            await eventually(lambda: cache.get(NODES, "n1") is not None, 10, "the cache to fill")
+            node = await api.get(NODES, "n1")
+            assert node is not None and node.spec == {"zone": "a"}
+            assert record.timeline.requests[-1].source == "cache"
+        # Nothing feeds the cache any more: once stale, reads go to etcd.
+        await eventually(lambda: not cache.fresh, 5, "the cache to go stale")
+        node = await api.get(NODES, "n1")
+        assert node is not None and record.timeline.requests[-1].source == "etcd"
+
+
+async def test_updates_are_compare_and_swap_and_counted(cluster: LocalCluster) -> None:
+    async with EtcdClient(cluster.endpoints) as client:
+        api = APIServer("apiserver-0", client, CLOCK)
+        with count_ops() as ops:
+            first = await api.create(DEPLOYMENTS, "d", {"replicas": 1})
+            await api.update(first, {"replicas": 2})
+            with pytest.raises(Conflict):
+                await api.update(first, {"replicas": 3})
+            with pytest.raises(Conflict):
+                await api.create(DEPLOYMENTS, "d", {})
+        assert ops[0] == 4
+        current = await api.get(DEPLOYMENTS, "d")
+        assert current is not None and current.spec == {"replicas": 2}
+
+
+async def test_watcher_behind_the_cache_history_gets_gone(cluster: LocalCluster) -> None:
+    async with EtcdClient(cluster.endpoints) as client:
+        cache = WatchCache(client, CLOCK, CacheConfig(history=3))
+        api = APIServer("apiserver-0", client, CLOCK, cache=cache)
+        async with running(cache.run()):
+            await asyncio.wait_for(cache.ready.wait(), 10)
+            start = cache.revision
+            for i in range(6):
+                await api.create(NODES, f"n{i}", {})
+            await eventually(lambda: len(cache.list(NODES)[0]) == 6, 10, "six nodes cached")
+            with pytest.raises(Gone):
+                async for _ in api.watch(NODES, start + 1):
+                    pass
+            recent = api.watch(NODES, cache.revision)
+            change = await asyncio.wait_for(anext(recent), 5)
+            assert change.object.name == "n5"
+            await recent.aclose()
+
+
+async def test_informer_keeps_its_cache_through_an_outage(cluster: LocalCluster) -> None:
+    record = recorder()
+    async with EtcdClient(cluster.endpoints) as client:
+        api = APIServer("apiserver-0", client, CLOCK, record)
+        for i in range(5):
+            await api.create(PODS, f"p{i}", {"owner": "statefulsets/s"})
+        informer = Informer(api, PODS, CLOCK, InformerConfig(relist_backoff=0.1), record)
+        seen: list[str] = []
+        informer.add_handler(lambda obj: seen.append(obj.name))
+        async with running(informer.run()):
+            await asyncio.wait_for(informer.synced.wait(), 10)
+            assert len(informer.store) == 5
+            assert [p.name for p in informer.owned_by("statefulsets/s")] == [
+                f"p{i}" for i in range(5)
+            ]
+            for member in range(3):
+                cluster.pause(member)
+            try:
+                await asyncio.sleep(1.0)  # an outage, not a synchronisation
+                assert len(informer.store) == 5, "the cache must survive the outage"
+            finally:
+                for member in range(3):
+                    cluster.resume(member)
+            await api.create(PODS, "late", {"owner": "statefulsets/s"})
+            await eventually(lambda: "late" in informer.store, 30, "the informer to catch up")
+            assert "late" in seen

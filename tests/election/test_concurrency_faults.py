@@ -1,0 +1,112 @@
+"""etcd-native Election under member faults: five candidates, each with its own
+client preferring member i % 3 and able to fail over (the apiserver-like client).
+
+A leader's belief ends when its lease's local deadline passes without an answered
+keep-alive; etcd deletes its key only when the server-side lease expires, which
+is never earlier, so the successor's campaign (a watch on the predecessor's
+key) can only finish after the old leader stopped believing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from etcdlab.cluster.local import LocalCluster
+from etcdlab.election.safety import FencedWriter
+from etcdlab.proxy.faults import Blackhole, Fault, Loss
+from etcdlab.scenario.candidates import campaign, proxied, rotating
+from tests.waiting import eventually
+
+TIME_SCALE = 0.2
+# etcd leases are whole seconds; 2 s is the shortest that survives a loaded machine.
+TTL = 2
+SLACK = 1.0
+
+
+async def run_fault(cluster: LocalCluster, fault: str) -> None:
+    connect = proxied if fault == "blackhole" else rotating
+    async with campaign(cluster, ttl=TTL, time_scale=TIME_SCALE, connect=connect) as run:
+        checker = run.checker
+        old = await run.agreed_leader(timeout=10)
+        old_fence = old.election.fence()
+        fault_at = checker.mark_fault(fault)
+        link = old.connection.link
+        blackhole: Fault | None = None
+        if fault == "kill":
+            cluster.kill(old.member)
+        elif fault == "pause":
+            cluster.pause(old.member)
+        else:
+            assert link is not None
+            blackhole = link.add(Blackhole())
+        try:
+            lease = old.election.lease
+
+            def decided() -> bool:
+                # Kept: a keep-alive sent after the fault was answered.
+                return not old.election.leading or lease.deadline > fault_at + TTL
+
+            await eventually(decided, 3 * TTL + 10, "the old leader to lose or keep its lease")
+            kept = old.election.leading
+            if not kept:
+                await eventually(
+                    lambda: run.leader() not in (None, old), 3 * TTL + 10, "a new leader"
+                )
+                new = run.leader()
+                assert new is not None
+                # The deposed leader's write arrives late: over its own connection
+                # once the blackhole lifts, else relayed by a live member.
+                writer_client = new.connection.client
+                if link is not None and blackhole is not None:
+                    link.remove(blackhole)
+                    writer_client = old.connection.client
+                writer = FencedWriter(writer_client, old.identity, checker=checker, timeout=5)
+                assert not await writer.put(old_fence, b"/fenced" + old_fence.key, b"stale")
+        finally:
+            if fault == "pause":
+                cluster.resume(old.member)
+        report = checker.report()
+    assert report.overlaps == (), f"two leaders at once: {report.overlaps}"
+    (failover,) = report.failovers
+    print(f"\nnative election, {fault}: old leader {'kept' if kept else 'lost'} its lease", end="")
+    if not kept:
+        assert failover.since_fault is not None
+        # The server forgets the lease at most TTL after the last keep-alive it saw
+        # (before the fault), plus a raft election if the member led raft.
+        assert failover.since_fault <= TTL + SLACK + 1
+        assert report.stale_writes_blocked == 1 and report.stale_writes_accepted == 0
+        print(
+            f"; stepped down {failover.step_down_after_fault:.2f}s and successor elected "
+            f"{failover.since_fault:.2f}s after the fault (TTL {TTL}s)",
+            end="",
+        )
+
+
+async def test_kill_the_leaders_member(cluster: LocalCluster) -> None:
+    await run_fault(cluster, "kill")
+
+
+async def test_pause_the_leaders_member(cluster: LocalCluster) -> None:
+    await run_fault(cluster, "pause")
+
+
+async def test_blackhole_only_the_leaders_connection(cluster: LocalCluster) -> None:
+    await run_fault(cluster, "blackhole")
+
+
+async def test_thirty_percent_loss_on_the_leaders_member(cluster: LocalCluster) -> None:
+    async with campaign(cluster, ttl=TTL, time_scale=TIME_SCALE, connect=proxied) as run:
+        made, checker = run.campaigners, run.checker
+        old = await run.agreed_leader(timeout=10)
+        checker.mark_fault("loss 30%")
+        for campaigner in made:
+            if campaigner.member == old.member and campaigner.connection.link is not None:
+                campaigner.connection.link.add(Loss(probability=0.3))
+        # An observation window, not a wait for a condition.
+        await asyncio.sleep(4 * TTL)
+        report = checker.report()
+    assert report.overlaps == (), f"two leaders at once: {report.overlaps}"
+    print(
+        f"\nnative election, 30% loss on the leader's member for {4 * TTL}s: "
+        f"{report.transitions} transitions, {report.leaderless_seconds:.2f}s without leader"
+    )

@@ -1,0 +1,432 @@
+"""The control API (Toxiproxy-shaped HTTP/JSON), metrics, and the CLI process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etcdlab.cluster.childproc import first_line
+from etcdlab.proxy.control import ControlServer
+from etcdlab.proxy.faults import Latency, Loss
+from etcdlab.proxy.link import ProxyLink
+from etcdlab.proxy.server import ProxyServer
+from tests.waiting import eventually
+
+Address = tuple[str, int]
+
+
+def call(base: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+            status = response.status
+    except urllib.error.HTTPError as error:
+        raw, status = error.read(), error.code
+    if response_is_text(raw):
+        return status, raw.decode()
+    return status, json.loads(raw) if raw else None
+
+
+class Api:
+    """The control API at ``base``, called from a thread so the loop under test runs."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    async def __call__(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        return await asyncio.to_thread(call, self.base, method, path, body)
+
+
+def response_is_text(raw: bytes) -> bool:
+    return raw.startswith(b"#")
+
+
+@pytest.fixture
+async def control() -> AsyncIterator[tuple[ProxyServer, str]]:
+    async with ProxyServer(seed=3, time_scale=0.5) as server:
+        api = ControlServer(server)
+        await api.start()
+        host, port = api.address
+        try:
+            yield server, f"http://{host}:{port}"
+        finally:
+            await api.close()
+
+
+async def test_proxies_and_toxics_round_trip(control: tuple[ProxyServer, str]) -> None:
+    server, base = control
+    http = Api(base)
+
+    status, created = await http("POST", "/proxies", {"name": "m0", "upstream": "127.0.0.1:1"})
+    assert status == 201 and created["name"] == "m0" and created["toxics"] == []
+    host, port = server.links["m0"].address
+    assert created["listen"] == f"{host}:{port}"
+
+    status, toxic = await http(
+        "POST",
+        "/proxies/m0/toxics",
+        {"name": "slow", "type": "latency", "stream": "upstream", "attributes": {"latency": 50}},
+    )
+    assert status == 200
+    assert toxic == {
+        "name": "slow",
+        "type": "latency",
+        "stream": "upstream",
+        "toxicity": 1.0,
+        "attributes": {"latency": 50.0, "jitter": 0.0},
+    }
+    fault = server.links["m0"].faults[0]
+    assert isinstance(fault, Latency) and fault.latency == 0.05
+
+    status, updated = await http("POST", "/proxies/m0/toxics/slow", {"attributes": {"jitter": 10}})
+    assert status == 200 and updated["attributes"] == {"latency": 50.0, "jitter": 10.0}
+
+    status, loss = await http(
+        "POST",
+        "/proxies/m0/toxics",
+        {"type": "loss", "stream": "both", "attributes": {"probability": 0.3}},
+    )
+    assert status == 200 and loss["name"] == "loss_both"
+    assert isinstance(server.links["m0"].faults[1], Loss)
+
+    status, keepalive = await http(
+        "POST",
+        "/proxies/m0/toxics",
+        {
+            "name": "slow_keepalive",
+            "type": "latency",
+            "attributes": {"latency": 100, "method": "etcdserverpb.Lease/LeaseKeepAlive"},
+        },
+    )
+    assert status == 200
+    assert keepalive["attributes"]["method"] == "etcdserverpb.Lease/LeaseKeepAlive"
+    filtered = server.links["m0"].faults[2]
+    assert isinstance(filtered, Latency) and filtered.method == "etcdserverpb.Lease/LeaseKeepAlive"
+    status, error = await http(
+        "POST", "/proxies/m0/toxics", {"type": "latency", "attributes": {"methd": "x"}}
+    )
+    assert status == 400 and "methd" in error["error"]
+
+    status, listed = await http("GET", "/proxies")
+    assert [t["name"] for t in listed["m0"]["toxics"]] == ["slow", "loss_both", "slow_keepalive"]
+
+    assert (await http("DELETE", "/proxies/m0/toxics/slow"))[0] == 204
+    assert (await http("POST", "/reset"))[0] == 204
+    assert server.links["m0"].faults == ()
+    assert (await http("DELETE", "/proxies/m0"))[0] == 204
+    assert server.links == {}
+
+
+async def test_bad_requests_get_errors_not_crashes(control: tuple[ProxyServer, str]) -> None:
+    _, base = control
+    http = Api(base)
+
+    await http("POST", "/proxies", {"name": "m0", "upstream": "127.0.0.1:1"})
+    status, error = await http("POST", "/proxies/m0/toxics", {"type": "loss", "attributes": {}})
+    assert status == 400 and "probability" in error["error"]
+    status, error = await http("POST", "/proxies/m0/toxics", {"type": "nope"})
+    assert status == 400 and "unknown toxic type" in error["error"]
+    status, error = await http(
+        "POST", "/proxies/m0/toxics", {"type": "loss", "attributes": {"probability": 2}}
+    )
+    assert status == 400 and "probability" in error["error"]
+    assert (await http("GET", "/proxies/nope"))[0] == 404
+    assert (await http("GET", "/nowhere"))[0] == 404
+    status, _ = await http("POST", "/proxies", {"name": "m0", "upstream": "127.0.0.1:1"})
+    assert status == 409  # Toxiproxy's "proxy already exists"
+    await http("POST", "/proxies/m0/toxics", {"name": "t", "type": "reset_peer"})
+    status, _ = await http("POST", "/proxies/m0/toxics", {"name": "t", "type": "reset_peer"})
+    assert status == 409
+    status, error = await http("POST", "/proxies/m0", {"enabled": "no"})
+    assert status == 400 and "enabled" in error["error"]
+    status, error = await http("POST", "/proxies/m0/toxics", {"type": "reject", "toxicity": 2})
+    assert status == 400 and "toxicity" in error["error"]
+
+
+async def test_metrics_are_prometheus_text(control: tuple[ProxyServer, str]) -> None:
+    server, base = control
+    await server.add_link("m1", ("127.0.0.1", 1))
+    server.links["m1"].add(Loss(0.1))
+    status, text = await asyncio.to_thread(call, base, "GET", "/metrics")
+    assert status == 200
+    assert 'etcdlab_proxy_bytes_total{direction="upstream",link="m1"} 0.0' in text
+    assert 'etcdlab_proxy_added_delay_seconds_count{link="m1"} 0.0' in text
+    assert 'etcdlab_proxy_loop_lag_seconds{which="max"}' in text
+
+
+async def echoes(address: Address) -> bool:
+    """Does a connection to ``address`` carry a byte there and back?"""
+    try:
+        reader, writer = await asyncio.open_connection(*address)
+    except ConnectionError:
+        return False
+    try:
+        writer.write(b"x")
+        return await asyncio.wait_for(reader.read(1), 5) == b"x"
+    except ConnectionError:
+        return False
+    finally:
+        writer.close()
+
+
+async def test_disabled_proxy_stops_listening_and_comes_back_on_its_address(
+    control: tuple[ProxyServer, str], echo: Address
+) -> None:
+    server, base = control
+    http = Api(base)
+
+    upstream = f"{echo[0]}:{echo[1]}"
+    status, created = await http(
+        "POST", "/proxies", {"name": "e", "upstream": upstream, "http2": False}
+    )
+    assert status == 201 and created["enabled"] is True
+    link = server.links["e"]
+    reader, writer = await asyncio.open_connection(*link.address)
+    writer.write(b"a")
+    assert await reader.readexactly(1) == b"a"
+
+    status, disabled = await http("POST", "/proxies/e", {"enabled": False})
+    assert status == 200 and disabled["enabled"] is False
+    assert disabled["listen"] == created["listen"]
+    # The open connection is closed and nobody listens any more.
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection(*link.address)
+    assert (await http("GET", "/proxies/e"))[1]["enabled"] is False
+
+    status, enabled = await http("PATCH", "/proxies/e", {"enabled": True})
+    assert status == 200 and enabled["enabled"] is True
+    assert enabled["listen"] == created["listen"]
+    assert await echoes(link.address)
+
+    # Enabling fails cleanly while another socket holds the address.
+    await http("POST", "/proxies/e", {"enabled": False})
+    squatter = socket.socket()
+    try:
+        # (Our own connections left TIME_WAIT entries on the port.)
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(link.address)
+        squatter.listen()
+        status, error = await http("POST", "/proxies/e", {"enabled": True})
+        assert status == 500 and error["error"]
+        assert not link.enabled
+    finally:
+        squatter.close()
+
+    # Toxiproxy's reset enables every proxy again.
+    await http("POST", "/proxies/e", {"enabled": False})
+    assert (await http("POST", "/reset"))[0] == 204
+    assert link.enabled and await echoes(link.address)
+
+
+async def test_populate_creates_keeps_and_replaces(
+    control: tuple[ProxyServer, str], echo: Address
+) -> None:
+    server, base = control
+    http = Api(base)
+
+    upstream = f"{echo[0]}:{echo[1]}"
+    status, body = await http(
+        "POST",
+        "/populate",
+        [
+            {"name": "a", "upstream": upstream, "http2": False},
+            {"name": "b", "upstream": "127.0.0.1:1", "enabled": False},
+        ],
+    )
+    assert status == 201
+    assert [(p["name"], p["enabled"]) for p in body["proxies"]] == [("a", True), ("b", False)]
+    assert await echoes(server.links["a"].address)
+    await http("POST", "/proxies/a/toxics", {"name": "slow", "type": "latency"})
+    await http("POST", "/proxies/b/toxics", {"name": "slow", "type": "latency"})
+
+    # "a" is unchanged, so it keeps its toxic; "b" has a new upstream: replaced.
+    status, body = await http(
+        "POST",
+        "/populate",
+        [
+            {"name": "a", "upstream": upstream, "http2": False},
+            {"name": "b", "upstream": "127.0.0.1:2"},
+        ],
+    )
+    assert status == 201
+    assert [len(p["toxics"]) for p in body["proxies"]] == [1, 0]
+    assert body["proxies"][1]["upstream"] == "127.0.0.1:2" and body["proxies"][1]["enabled"]
+
+    # A bad entry anywhere changes nothing.
+    status, error = await http(
+        "POST", "/populate", [{"name": "c", "upstream": upstream}, {"name": "d"}]
+    )
+    assert status == 400 and "upstream at proxy 2" in error["error"]
+    assert set(server.links) == {"a", "b"}
+
+
+async def refused_connections(echo: Address, seed: int, count: int) -> list[int]:
+    """Which of ``count`` connections a reject toxic of toxicity 0.5 refuses."""
+    refused = []
+    async with ProxyServer(seed=seed) as server:
+        api = ControlServer(server)
+        await api.start()
+        try:
+            base = "http://{}:{}".format(*api.address)
+            await asyncio.to_thread(
+                call,
+                base,
+                "POST",
+                "/proxies",
+                {"name": "t", "upstream": "{}:{}".format(*echo), "http2": False},
+            )
+            status, toxic = await asyncio.to_thread(
+                call, base, "POST", "/proxies/t/toxics", {"type": "reject", "toxicity": 0.5}
+            )
+            assert status == 200 and toxic["toxicity"] == 0.5
+            link = server.links["t"]
+            for index in range(1, count + 1):
+                if not await echoes(link.address):
+                    refused.append(index)
+            await eventually(lambda: link.connections == 0, 5, "connections closed")
+            assert link.counters.connections_rejected == len(refused)
+        finally:
+            await api.close()
+    return refused
+
+
+async def test_toxicity_decides_per_connection_from_the_seed(echo: Address) -> None:
+    first = await refused_connections(echo, seed=3, count=16)
+    assert 0 < len(first) < 16
+    assert await refused_connections(echo, seed=3, count=16) == first
+    assert await refused_connections(echo, seed=4, count=16) != first
+
+
+async def test_toxicity_spares_some_connections_of_a_shaping_fault(echo: Address) -> None:
+    async with ProxyLink("raw", echo, http2=False, seed=1) as link:
+        fault = link.add(Latency(0.001, toxicity=0.5, direction="upstream"))
+        writers = []
+        for _ in range(12):
+            _, writer = await asyncio.open_connection(*link.address)
+            writers.append(writer)
+        await eventually(lambda: link.connections == 12, 5, "connections open")
+        shaped = {
+            conn.index: bool(link.plans[conn.up.plan_key].shapers) for conn in link._connections
+        }
+        assert shaped == {index: link.applies(fault, index) for index in shaped}
+        assert 0 < sum(shaped.values()) < 12
+        for writer in writers:
+            writer.close()
+
+
+@pytest.fixture
+def cli_process(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    config = tmp_path / "links.toml"
+    config.write_text(
+        'seed = 5\ncontrol = "127.0.0.1:0"\n'
+        '[[links]]\nname = "a"\nupstream = "127.0.0.1:1"\n'
+        '[[links.faults]]\ntype = "loss"\nprobability = 0.2\ntoxicity = 0.5\n'
+        '[[links.faults]]\ntype = "loss"\nname = "lossy_lease"\nprobability = 0.2\n'
+        'method = "etcdserverpb.Lease"\n'
+        '[[links]]\nname = "b"\nupstream = "127.0.0.1:2"\nhttp2 = false\n'
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "etcdlab", "proxy", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        yield json.loads(first_line(process.stdout, 30, "etcdlab proxy"))
+    finally:
+        process.terminate()
+        try:
+            assert process.wait(timeout=10) == 0
+        finally:
+            process.kill()
+
+
+def test_cli_prints_one_json_line_and_serves_control(cli_process: dict[str, Any]) -> None:
+    assert set(cli_process["links"]) == {"a", "b"}
+    assert cli_process["listen"] == cli_process["links"]["a"]
+    status, proxies = call(f"http://{cli_process['control']}", "GET", "/proxies")
+    assert status == 200
+    assert proxies["a"]["toxics"][0]["type"] == "loss"
+    assert proxies["a"]["toxics"][0]["stream"] == "both"
+    assert proxies["a"]["toxics"][0]["toxicity"] == 0.5
+    assert proxies["a"]["toxics"][1]["attributes"]["method"] == "etcdserverpb.Lease"
+    assert proxies["b"]["http2"] is False
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--listen", "127.0.0.1:0"], "--upstream are required"),
+        (["--listen", "nope", "--upstream", "127.0.0.1:1"], "not HOST:PORT"),
+        (["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--loss", "1.5"], "[0, 1)"),
+        (["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--latency", "x"], "duration"),
+        (
+            ["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--raw", "--method", "a.B"],
+            "--method needs HTTP/2",
+        ),
+        (
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "127.0.0.1:1",
+                "--loss",
+                "0.1",
+                "--method",
+                "/a.B/C",
+            ],
+            "method must look like",
+        ),
+    ],
+)
+def test_cli_bad_input_is_one_line(args: list[str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "etcdlab", "proxy", *args],
+        capture_output=True,
+        timeout=30,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_cli_port_in_use_is_one_line() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        listen = f"127.0.0.1:{port}"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "emulator",
+                "proxy",
+                "--listen",
+                listen,
+                "--upstream",
+                "127.0.0.1:1",
+            ],
+            capture_output=True,
+            timeout=30,
+            text=True,
+        )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        f"etcdlab proxy: error: link proxy cannot listen on 127.0.0.1:{port}: "
+        "Address already in use"
+    ]

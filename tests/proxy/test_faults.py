@@ -1,0 +1,299 @@
+"""Fault models on their own: pure functions of (bytes, time, seeded randomness)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from etcdlab.proxy.faults import Bandwidth, FrameLoss, Latency, Loss
+from etcdlab.proxy.faults.base import Fault, Piece, Recovery, ShapeContext
+from etcdlab.proxy.faults.frames import Action
+from etcdlab.proxy.faults.loss import TcpState
+
+
+def ctx(seed: int = 1, time_scale: float = 1.0) -> ShapeContext:
+    return ShapeContext(now=0.0, rng=random.Random(seed), time_scale=time_scale)
+
+
+def plain(pieces: list[Piece]) -> list[tuple[int, float]]:
+    return [(p.size, p.release) for p in pieces]
+
+
+def test_no_loss_means_no_delay() -> None:
+    assert plain(Loss(0.0).shape([Piece(5000, 1.0)], ctx())) == [(5000, 1.0)]
+
+
+def test_lost_segments_wait_for_probe_then_doubling_rto() -> None:
+    loss = Loss(0.5)
+    rng = random.Random(7)
+    # A fresh sender each time: no round trip learnt, no backoff yet.
+    delays = [round(loss.timer_delay(loss.losses(rng), TcpState(0.0)), 6) for _ in range(20000)]
+    # Tail loss probe at 200 ms, then RTO 200 ms, 400 ms, 800 ms...: 0.2, 0.4, 0.8, 1.6.
+    assert {d for d in delays if d < 60} <= {0.0, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2}
+    share_lost = sum(d > 0 for d in delays) / len(delays)
+    assert 0.48 < share_lost < 0.52
+    share_twice = sum(d > 0.3 for d in delays) / len(delays)
+    assert 0.23 < share_twice < 0.27
+    no_probe = Loss(0.5, tail_loss_probe=False)
+    assert no_probe.backoff(3, 0.2, 1.0) == pytest.approx(1.4)
+    assert loss.backoff(3, 0.2, 1.0, probe=0.2) == pytest.approx(0.8)
+    assert loss.backoff(3, 0.2, 1.0, probe=0.25) == pytest.approx(0.85)
+
+
+def test_time_scale_shrinks_every_delay() -> None:
+    loss = Loss(0.3)
+    full, scaled = ctx(seed=3), ctx(seed=3, time_scale=0.1)
+    for index in range(200):
+        # One write per (scaled) second, so ACKs come back between writes.
+        (*_, a) = loss.shape([Piece(100, float(index))], full)
+        (*_, b) = loss.shape([Piece(100, index * 0.1)], scaled)
+        assert b.release == pytest.approx(a.release * 0.1)
+    # The sender learns round trips in unscaled seconds: both learnt the same.
+    assert scaled.tcp[loss].srtt == pytest.approx(full.tcp[loss].srtt)
+    assert full.tcp[loss].srtt > 0, "lost ACKs made some samples long"
+
+
+class Dice(random.Random):
+    """Randomness that returns the given rolls, in order."""
+
+    def __init__(self, rolls: list[float]) -> None:
+        super().__init__(0)
+        self.rolls = rolls
+
+    def random(self) -> float:
+        return self.rolls.pop(0)
+
+
+def test_syn_loss_costs_one_then_three_seconds() -> None:
+    loss = Loss(0.3)
+    assert loss.connect_delay(Dice([0.9]), 1.0) == 0.0
+    assert loss.connect_delay(Dice([0.1, 0.9]), 1.0) == 1.0
+    assert loss.connect_delay(Dice([0.1, 0.1, 0.9]), 1.0) == 3.0
+
+
+def test_chunk_is_cut_into_segments() -> None:
+    loss = Loss(0.5, mss=100)
+    pieces = loss.shape([Piece(1050, 0.0)], ctx(seed=11))
+    assert sum(p.size for p in pieces) == 1050
+    assert all(p.size % 100 in (0, 50) for p in pieces)
+    assert any(p.release > 0 for p in pieces), "seed 11 loses some of eleven segments"
+    # Lost segments followed by more of the same write are fast-retransmitted;
+    # only the last segment of a write waits for the timer, and may be cut short.
+    early = pieces[:-1]
+    assert all(p.recovery is None for p in early)
+    assert all(p.release < 0.2 or p.release >= 0.2 + 0.004 for p in early)
+
+
+def test_a_later_write_cuts_the_timer_short() -> None:
+    loss = Loss(0.3)
+    dice = ctx(seed=0)
+    while True:
+        (piece,) = loss.shape([Piece(100, 0.0)], dice)
+        if piece.release:
+            break
+    assert piece.recovery is not None and piece.release >= 0.2
+    fast = loss.fast_release(piece.recovery, 0.05, 1.0)
+    retransmissions_lost = piece.recovery.losses - 1
+    # Sent well after the hole: its SACK marks the hole lost at once.
+    rto = piece.recovery.rto
+    assert fast == pytest.approx(0.05 + loss.backoff(retransmissions_lost, rto, 1.0))
+
+
+def test_only_a_segment_right_behind_the_hole_waits_for_the_reorder_timer() -> None:
+    loss = Loss(0.3, rtt=0.02, recovery=0.002)
+    lost = Recovery(loss, sent_at=1.0, losses=1, rto=0.22)
+    # The same write: the reorder timer, whatever the clock says.
+    assert loss.fast_release(lost, 1.0, 1.0, same_write=True) == pytest.approx(1.0 + 0.022)
+    # A later write within the reorder window (a quarter of the round trip):
+    # the window's rest, then the timer's tick.
+    assert loss.fast_release(lost, 1.004, 1.0) == pytest.approx(1.004 + 0.02 + 0.001 + 0.002)
+    # Beyond it: one round trip after the later segment is sent.
+    assert loss.fast_release(lost, 1.006, 1.0) == pytest.approx(1.006 + 0.02)
+    # The window scales with time too.
+    assert loss.fast_release(lost, 1.0006, 0.1) == pytest.approx(1.0006 + 0.002)
+    # Without a round trip a later write is always beyond the window.
+    loopback = Loss(0.3)
+    hole = Recovery(loopback, sent_at=1.0, losses=1, rto=0.2)
+    assert loopback.fast_release(hole, 1.0, 1.0) == 1.0
+    assert loopback.fast_release(hole, 1.0, 1.0, same_write=True) == pytest.approx(1.004)
+
+
+def test_round_trip_estimator_follows_linux() -> None:
+    state = TcpState(0.0, backoff=3)
+    state.sample(0.2)
+    # srtt moves 1/8 of the way; a sample ends the backoff.
+    assert (state.srtt, state.backoff) == pytest.approx((0.025, 0))
+    state.sample(0.0)
+    assert state.srtt == pytest.approx(0.021875)
+
+
+def test_rto_is_srtt_plus_min_rto_backed_off() -> None:
+    loss = Loss(0.3, max_rto=1.0)
+    assert loss.rto(TcpState(0.01)) == pytest.approx(0.21)
+    assert loss.rto(TcpState(0.01, backoff=2)) == pytest.approx(0.84)
+    assert loss.rto(TcpState(0.01, backoff=40)) == 1.0
+    # The probe: two round trips plus min_rto, but never after the RTO (which
+    # comes first unless backed off); the probe itself is not backed off.
+    assert loss.probe_timeout(TcpState(0.01)) == pytest.approx(0.21)
+    assert loss.probe_timeout(TcpState(0.1, backoff=1)) == pytest.approx(0.4)
+    assert Loss(0.3, tail_loss_probe=False).probe_timeout(TcpState(0.1)) is None
+
+
+def write(loss: Loss, context: ShapeContext, at: float = 0.0, size: int = 100) -> float:
+    """Delay of a one-segment write."""
+    (piece,) = loss.shape([Piece(size, at)], context)
+    return round(piece.release - at, 6)
+
+
+def pair(loss: Loss, rolls: list[float]) -> tuple[ShapeContext, ShapeContext]:
+    """The two directions of one connection: each one's data carries the other's ACKs."""
+    up: dict[Fault, TcpState] = {}
+    down: dict[Fault, TcpState] = {}
+    there = ShapeContext(now=0.0, rng=Dice(rolls), time_scale=1.0, tcp=up, peer_tcp=down)
+    back = ShapeContext(now=0.0, rng=Dice([0.9] * 10), time_scale=1.0, tcp=down, peer_tcp=up)
+    return there, back
+
+
+def test_backoff_lasts_until_an_ack_brings_a_sample() -> None:
+    loss = Loss(0.5, ack_loss=False, mss=100)
+    # Full-sized writes (acked at once) lost three times, twice, not at all;
+    # no ACK roll without ack_loss.
+    rolls = [0.1, 0.1, 0.1, 0.9, 0.1, 0.1, 0.9, 0.9]
+    context = ShapeContext(now=0.0, rng=Dice(rolls), time_scale=1.0)
+    # Lost three times: probe, RTO, doubled RTO; two timeouts stay in the backoff.
+    assert write(loss, context) == 0.8
+    assert context.tcp[loss].backoff == 2
+    # Sent before that write's ACK is back: the RTO is still doubled, and the
+    # probe is the fast one (the first write is in flight): 2 ms, then 0.8 s.
+    assert write(loss, context, at=0.5) == pytest.approx(0.002 + 0.8)
+    assert context.tcp[loss].backoff == 3
+    # Once the ACKs are back their samples (timestamps: retransmitted data
+    # too) end the backoff.
+    assert write(loss, context, at=5.0) == 0.0
+    assert context.tcp[loss].backoff == 0
+    assert context.tcp[loss].srtt == pytest.approx(0.0)
+
+
+def test_a_lone_small_write_is_acked_late_unless_more_follows() -> None:
+    loss = Loss(0.5)
+    # Three writes get through; their ACKs (one roll each) are not lost.
+    there, _ = pair(loss, [0.9, 0.9] * 3)
+    assert write(loss, there, at=0.0) == 0.0
+    (first,) = there.tcp[loss].unacked
+    assert first.ack_at == pytest.approx(0.04), "the receiver delays a lone small write's ACK"
+    # A second small write right behind it is acked at once, with the first.
+    assert write(loss, there, at=0.001) == 0.0
+    assert [w.ack_at for w in there.tcp[loss].unacked] == pytest.approx([0.001, 0.001])
+    # Both ACKs were back by the next write: two short samples.
+    assert write(loss, there, at=1.0) == 0.0
+    assert there.tcp[loss].srtt == pytest.approx(0.001 / 8 * 7 / 8)
+
+
+def test_a_tail_loss_behind_unacked_data_gets_the_fast_probe() -> None:
+    loss = Loss(0.5)
+    # A write gets through (its ACK held back: a lone small write); the next
+    # one is lost once, then its ACK is lost too.
+    there, back = pair(loss, [0.9, 0.9, 0.1, 0.9, 0.1])
+    assert write(loss, there, at=0.0) == 0.0
+    # Linux's probe with two segments in flight: two round trips plus 2 ms.
+    assert write(loss, there, at=0.001) == pytest.approx(0.002)
+    # Its ACK was lost: the sender's own probe draws a duplicate ACK ...
+    late = there.tcp[loss].unacked[-1]
+    assert late.ack_at == pytest.approx(0.003 + 0.2)
+    # ... unless the peer's data carries the ACK first.
+    (reply,) = loss.shape([Piece(50, 0.010)], back)
+    assert late.ack_at == reply.release == 0.010
+
+
+def test_an_ack_before_the_fast_probe_rearms_it_for_one_segment() -> None:
+    loss = Loss(0.3)
+    fast = Recovery(loss, sent_at=1.0, losses=2, rto=0.21, fast_probe_at=1.002, slow_probe=0.2)
+    # The other data's ACK arrives at 1.001: probe at 1.001 + 0.2, then the RTO.
+    assert loss.rearmed(fast, 1.212, 1.001, 1.0) == pytest.approx(1.001 + 0.2 + 0.21)
+    # After the probe has gone out the ACK changes nothing.
+    assert loss.rearmed(fast, 1.212, 1.003, 1.0) == 1.212
+    slow = Recovery(loss, sent_at=1.0, losses=1, rto=0.21)
+    assert loss.rearmed(slow, 1.2, 1.001, 1.0) == 1.2
+
+
+def test_a_revealed_hole_moves_the_writes_behind_it() -> None:
+    loss = Loss(0.5, ack_loss=False)
+    # A lone write lost once waits for the probe (200 ms); two writes behind it
+    # get through but wait for it (head-of-line).
+    context = ShapeContext(now=0.0, rng=Dice([0.1, 0.9, 0.9, 0.9]), time_scale=1.0)
+    (hole,) = loss.shape([Piece(100, 0.0)], context)
+    loss.shape([Piece(100, 0.001)], context)
+    state = context.tcp[loss]
+    assert hole.recovery is not None and state.delivered_at == pytest.approx(0.2)
+    # The later write's SACK reveals the hole at once: the writes behind it
+    # now arrive, in order, when they were sent.
+    assert loss.revealed(hole.recovery, hole.release, 0.001, 1.0) == pytest.approx(0.001)
+    assert [w.delivered for w in state.unacked] == pytest.approx([0.001, 0.001])
+    assert state.delivered_at == pytest.approx(0.001)
+
+
+def test_one_way_or_filtered_loss_loses_no_acks_and_delays_none() -> None:
+    # The ACKs cross the clean direction (or belong to no stream): no roll is
+    # spent on them, and no delayed ACK is modelled (no reply would end it).
+    # (A filtered loss rolls nothing here: no bytes of the method's streams.)
+    cases: tuple[tuple[Loss, list[float]], ...] = (
+        (Loss(0.5, method="etcdserverpb.KV"), []),
+        (Loss(0.5, direction="upstream"), [0.9]),
+    )
+    for clean_acks, segment_rolls in cases:
+        context = ShapeContext(now=0.0, rng=Dice(segment_rolls), time_scale=1.0)
+        assert write(clean_acks, context) == 0.0
+        (only,) = context.tcp[clean_acks].unacked
+        assert only.ack_at == 0.0
+        assert not context.rng.rolls  # type: ignore[attr-defined]
+
+
+def test_same_seed_same_decisions() -> None:
+    loss = Loss(0.3)
+    first = plain(loss.shape([Piece(100_000, 0.0)], ctx(seed=5)))
+    assert first == plain(loss.shape([Piece(100_000, 0.0)], ctx(seed=5)))
+    assert first != plain(loss.shape([Piece(100_000, 0.0)], ctx(seed=6)))
+
+
+def test_latency_with_jitter_stays_within_bounds() -> None:
+    pieces = Latency(0.05, jitter=0.01).shape([Piece(1, 0.0) for _ in range(200)], ctx(0, 0.5))
+    assert all(0.02 - 1e-9 <= p.release <= 0.03 + 1e-9 for p in pieces)
+
+
+def test_bandwidth_spaces_bytes_out() -> None:
+    context = ctx()
+    limit = Bandwidth(10)  # 10 KB/s
+    first = limit.shape([Piece(10240, 0.0)], context)
+    second = limit.shape([Piece(5120, 0.2)], context)
+    assert plain(first) == [(10240, 1.0)]
+    assert plain(second) == [(5120, 1.5)]
+
+
+def test_frame_loss_filter() -> None:
+    lease = FrameLoss(1.0, pings=False, messages=True, method="etcdserverpb.Lease")
+    rng = random.Random(0)
+    assert lease.on_data("/etcdserverpb.Lease/LeaseKeepAlive", True, rng) is Action.DROP
+    assert lease.on_data("/etcdserverpb.KV/Range", True, rng) is Action.PASS
+    assert lease.on_data(None, True, rng) is Action.PASS
+    # Filtered faults never drop connection-level PINGs.
+    assert FrameLoss(1.0, method="etcdserverpb.KV").on_ping(rng) is Action.PASS
+    assert FrameLoss(1.0).on_ping(rng) is Action.DROP
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Loss(1.5), "probability"),
+        (lambda: Loss(1.0), "blackhole"),
+        (lambda: Loss(0.1, mss=0), "mss"),
+        (lambda: Loss(0.1, min_rto=-1), "min_rto"),
+        (lambda: Latency(0.1, direction="sideways"), "direction"),
+        (lambda: Bandwidth(0), "rate"),
+        (lambda: FrameLoss(0.1, pings=False), "at least one"),
+        (lambda: FrameLoss(0.1, method="/x"), "method"),
+    ],
+)
+def test_validation_names_the_field(make: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()  # type: ignore[operator]

@@ -1,0 +1,303 @@
+"""The sans-IO frame reader and the passive HPACK decoder, on byte literals."""
+
+from __future__ import annotations
+
+import hpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from etcdlab.proxy.grpcwire import MessageCursor, exact_messages, trailers_frame
+from etcdlab.proxy.h2frames import (
+    ALL_TYPES,
+    FLAG_END_HEADERS,
+    FLAG_END_STREAM,
+    FLAG_PADDED,
+    PREFACE,
+    Frame,
+    FrameReader,
+    FrameType,
+    ProtocolError,
+)
+from etcdlab.proxy.hpackpaths import RequestHeaders
+
+PING = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"12345678"
+SETTINGS_EMPTY = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+DATA_STREAM_1 = b"\x00\x00\x03\x00\x01\x00\x00\x00\x01abc"
+
+
+def joined(pieces: list[bytes | Frame]) -> bytes:
+    return b"".join(p.raw if isinstance(p, Frame) else p for p in pieces)
+
+
+def test_preface_then_frames_of_interest() -> None:
+    reader = FrameReader(preface=True, interest={FrameType.PING})
+    out = reader.feed(PREFACE + SETTINGS_EMPTY + PING + DATA_STREAM_1)
+    assert out[0] == PREFACE + SETTINGS_EMPTY
+    ping = out[1]
+    assert isinstance(ping, Frame)
+    assert (ping.type, ping.flags, ping.stream_id, ping.payload) == (6, 0, 0, b"12345678")
+    assert out[2] == DATA_STREAM_1
+    assert reader.at_boundary
+
+
+def test_bad_preface_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match="preface"):
+        FrameReader(preface=True).feed(b"GET / HTTP/1.1\r\n")
+
+
+def test_byte_by_byte_gives_the_same_frames() -> None:
+    stream = PREFACE + SETTINGS_EMPTY + PING + DATA_STREAM_1 + PING
+    reader = FrameReader(preface=True, interest=ALL_TYPES)
+    pieces: list[bytes | Frame] = []
+    for i in range(len(stream)):
+        pieces += reader.feed(stream[i : i + 1])
+    assert joined(pieces) == stream
+    frames = [p for p in pieces if isinstance(p, Frame)]
+    assert [f.type for f in frames] == [4, 6, 0, 6]
+    assert frames[2].payload == b"abc"
+
+
+def test_skipped_frames_pass_through_untouched() -> None:
+    big = (16384).to_bytes(3, "big") + b"\x00\x00\x00\x00\x00\x03" + b"x" * 16384
+    reader = FrameReader(preface=False)
+    first = reader.feed(big[:100])
+    assert first == [big[:100]]
+    assert not reader.at_boundary
+    assert reader.feed(big[100:]) == [big[100:]]
+    assert reader.at_boundary
+
+
+def test_interest_changes_apply_from_the_next_frame() -> None:
+    reader = FrameReader(preface=False, interest=())
+    assert reader.feed(PING[:4]) == []
+    reader.interest = frozenset({FrameType.PING})
+    out = reader.feed(PING[4:] + PING)
+    # The held header completes in the second call, so both PINGs are frames.
+    assert [type(p) for p in out] == [Frame, Frame]
+    assert joined(out) == PING + PING
+
+
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        (b"\x00\x00\x07\x06\x00\x00\x00\x00\x00" + b"1234567", "PING frame with length 7"),
+        (b"\x00\x00\x05\x04\x00\x00\x00\x00\x00" + b"12345", "SETTINGS frame with length 5"),
+        (b"\x00\x00\x00\x01\x04\x00\x00\x00\x00", "HEADERS frame on stream 0"),
+        (b"\x00\x00\x08\x06\x00\x00\x00\x00\x03" + b"12345678", "PING frame on stream 3"),
+        (b"\x00\x00\x00\x09\x04\x00\x00\x00\x01", "CONTINUATION without"),
+    ],
+)
+def test_malformed_frames(frame: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        FrameReader(preface=False).feed(frame)
+
+
+def test_header_block_must_not_be_interrupted() -> None:
+    headers_open = b"\x00\x00\x01\x01\x00\x00\x00\x00\x01\x82"
+    with pytest.raises(ProtocolError, match="interrupted"):
+        FrameReader(preface=False).feed(headers_open + PING)
+
+
+def test_huge_length_is_rejected_before_buffering() -> None:
+    reader = FrameReader(preface=False, interest=ALL_TYPES, max_frame_size=16384)
+    with pytest.raises(ProtocolError, match="exceeds"):
+        reader.feed(b"\xff\xff\xff\x00\x00\x00\x00\x00\x01")
+
+
+def test_padding_is_stripped() -> None:
+    frame = Frame.build(FrameType.DATA, FLAG_PADDED, 1, b"\x02abc\x00\x00")
+    assert frame.data_without_padding() == b"abc"
+    bad = Frame.build(FrameType.DATA, FLAG_PADDED, 1, b"\x09abc")
+    with pytest.raises(ProtocolError):
+        bad.data_without_padding()
+
+
+def headers_frame(stream_id: int, block: bytes, flags: int = FLAG_END_HEADERS) -> Frame:
+    return Frame.build(FrameType.HEADERS, flags, stream_id, block)
+
+
+def test_paths_follow_the_dynamic_table() -> None:
+    encoder = hpack.Encoder()
+    decoder = RequestHeaders()
+    request = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/etcdserverpb.KV/Range"),
+        (":authority", "127.0.0.1:2379"),
+        ("content-type", "application/grpc"),
+    ]
+    first = decoder.feed(headers_frame(1, encoder.encode(request, huffman=True)))
+    assert first == (1, "/etcdserverpb.KV/Range")
+    # The second block refers to the first one's entries in the dynamic table.
+    second_block = encoder.encode(request, huffman=True)
+    assert len(second_block) < 10
+    second = decoder.feed(headers_frame(3, second_block))
+    assert second == (3, "/etcdserverpb.KV/Range")
+
+
+def test_a_repeated_block_means_what_the_table_says_now() -> None:
+    # The decoder remembers blocks it has decoded; once the dynamic table has
+    # changed, the same bytes must be decoded afresh.
+    encoder = hpack.Encoder()
+    decoder = RequestHeaders()
+    paths = ["/a", "/a", "/b", "/b", "/a"]
+    blocks = [encoder.encode([(":path", path)]) for path in paths]
+    assert blocks[1] == blocks[3]
+    decoded = [decoder.feed(headers_frame(2 * i + 1, b)) for i, b in enumerate(blocks)]
+    assert decoded == [(2 * i + 1, path) for i, path in enumerate(paths)]
+
+
+def test_continuation_completes_the_block() -> None:
+    block = hpack.Encoder().encode([(":path", "/etcdserverpb.Lease/LeaseKeepAlive")])
+    decoder = RequestHeaders()
+    assert decoder.feed(headers_frame(5, block[:3], flags=FLAG_END_STREAM)) is None
+    done = decoder.feed(Frame.build(FrameType.CONTINUATION, FLAG_END_HEADERS, 5, block[3:]))
+    assert done == (5, "/etcdserverpb.Lease/LeaseKeepAlive")
+
+
+def test_table_size_update_is_followed() -> None:
+    encoder = hpack.Encoder()
+    decoder = RequestHeaders()
+    decoder.feed(headers_frame(1, encoder.encode([("x-big", "v" * 100)])))
+    encoder.header_table_size = 8192
+    block = encoder.encode([("x-big", "v" * 100), (":path", "/a/b")])
+    assert decoder.feed(headers_frame(3, block)) == (3, "/a/b")
+
+
+header_names = st.sampled_from([":path", ":authority", "content-type", "x-a", "grpc-timeout"])
+header_values = st.text(alphabet="abcdefghijklmnopqrstuvwxyz/._-0123456789", max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    blocks=st.lists(
+        st.lists(st.tuples(header_names, header_values), min_size=1, max_size=6),
+        min_size=1,
+        max_size=12,
+    ),
+    huffman=st.booleans(),
+    table_sizes=st.lists(st.sampled_from([0, 64, 256, 4096]), max_size=12),
+)
+def test_paths_agree_with_a_reference_encoder(
+    blocks: list[list[tuple[str, str]]], huffman: bool, table_sizes: list[int]
+) -> None:
+    encoder = hpack.Encoder()
+    decoder = RequestHeaders()
+    for index, headers in enumerate(blocks):
+        if index < len(table_sizes):
+            encoder.header_table_size = table_sizes[index]
+        sensitive = [(n, v, n == "grpc-timeout") for n, v in headers]
+        block = encoder.encode(sensitive, huffman=huffman)
+        paths = [v for n, v in headers if n == ":path"]
+        stream_id = 2 * index + 1
+        expected = paths[-1] if paths else None
+        assert decoder.feed(headers_frame(stream_id, block)) == (stream_id, expected)
+
+
+def test_garbage_block_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError):
+        RequestHeaders().feed(headers_frame(1, b"\xff\xff\xff\xff\xff\xff\xff"))
+
+
+def test_injected_trailers_leave_the_table_alone() -> None:
+    frame = trailers_frame(3, 14, "dropped by proxy", with_response_headers=True)
+    assert (frame.type, frame.flags, frame.stream_id) == (FrameType.HEADERS, 0x5, 3)
+    block = frame.payload
+    decoder = hpack.Decoder()
+    assert [(str(n), str(v)) for n, v in decoder.decode(block)] == [
+        (":status", "200"),
+        ("content-type", "application/grpc"),
+        ("grpc-status", "14"),
+        ("grpc-message", "dropped by proxy"),
+    ]
+    assert len(decoder.header_table.dynamic_entries) == 0
+
+
+def test_message_cursor_finds_boundaries() -> None:
+    cursor = MessageCursor()
+    message = b"\x00\x00\x00\x00\x03abc"
+    assert cursor.feed(message + message) == (True, True)
+    assert cursor.feed(message[:2]) == (True, False)
+    assert cursor.feed(message[2:6]) == (False, False)
+    assert cursor.feed(message[6:]) == (False, True)
+
+
+def test_exact_messages() -> None:
+    message = b"\x00\x00\x00\x00\x03abc"
+    assert exact_messages(message)
+    assert exact_messages(message + b"\x01\x00\x00\x00\x00")
+    assert not exact_messages(message[:-1])
+    assert not exact_messages(b"\x07" + message[1:])
+    assert not exact_messages(b"")
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=400), preface=st.booleans(), cut=st.integers(0, 400))
+def test_arbitrary_bytes_only_raise_protocol_error(data: bytes, preface: bool, cut: int) -> None:
+    reader = FrameReader(preface=preface, interest=ALL_TYPES, max_frame_size=1024)
+    decoder = RequestHeaders()
+    try:
+        pieces = reader.feed(data[:cut]) + reader.feed(data[cut:])
+        for piece in pieces:
+            if isinstance(piece, Frame):
+                decoder.feed(piece)
+    except ProtocolError:
+        pass
+
+
+any_frame = st.builds(
+    lambda t, f, s, p: Frame.build(t, f, s, p).raw,
+    st.integers(0, 12),
+    st.sampled_from([0, FLAG_END_HEADERS, FLAG_END_STREAM, 0xFF]),
+    st.sampled_from([0, 1, 3]),
+    st.binary(max_size=20),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(frames=st.lists(any_frame, max_size=10), cut=st.integers(0, 300))
+def test_skipping_frames_checks_them_as_collecting_them_does(frames: list[bytes], cut: int) -> None:
+    # Frames outside the interest set are passed over by a shortcut; it must
+    # find exactly the errors the full path finds, at the same place.
+    stream = b"".join(frames)
+    outcomes: list[str] = []
+    for interest in (frozenset[int](), ALL_TYPES):
+        reader = FrameReader(preface=False, interest=interest)
+        try:
+            reader.feed(stream[:cut])
+            reader.feed(stream[cut:])
+            outcomes.append(f"fed whole, at a boundary: {reader.at_boundary}")
+        except ProtocolError as error:
+            outcomes.append(f"error: {error}")
+    assert outcomes[0] == outcomes[1]
+
+
+frame_strategy = st.builds(
+    lambda t, f, s, p: Frame.build(t, f, s, p).raw,
+    st.sampled_from([FrameType.DATA, FrameType.PRIORITY, 0x20]),
+    st.integers(0, 255),
+    st.integers(1, 2**31 - 1),
+    st.binary(max_size=64),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    frames=st.lists(frame_strategy, max_size=8),
+    cuts=st.lists(st.integers(0, 600), max_size=6),
+    interest=st.sets(st.sampled_from([0, 2, 0x20])),
+)
+def test_valid_streams_come_back_byte_for_byte(
+    frames: list[bytes], cuts: list[int], interest: set[int]
+) -> None:
+    stream = PREFACE + b"".join(frames)
+    reader = FrameReader(preface=True, interest=interest)
+    pieces: list[bytes | Frame] = []
+    start = 0
+    for cut in [*sorted(cuts), len(stream)]:
+        pieces += reader.feed(stream[start : max(start, cut)])
+        start = max(start, cut)
+    assert joined(pieces) == stream
+    assert reader.at_boundary
+    assert sum(isinstance(p, Frame) for p in pieces) == sum(f[3] in interest for f in frames)

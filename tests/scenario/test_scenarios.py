@@ -1,0 +1,294 @@
+"""Scenarios: parsing and validation, the CLI, and every built-in end to end on real etcd."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from etcdlab.cli.main import main
+from etcdlab.cluster.local import LocalCluster
+from etcdlab.controlplane.plane import PlaneConfig
+from etcdlab.proxy.control import ControlServer
+from etcdlab.proxy.faults import Loss
+from etcdlab.proxy.server import ProxyServer
+from etcdlab.report.claims import CLAIMS
+from etcdlab.scenario import engine
+from etcdlab.scenario import spec as scenarios
+from etcdlab.scenario.spec import BUILTINS, FaultStep, Scenario, from_toml
+
+SMALL = PlaneConfig(
+    apiservers=2,
+    components=1,
+    nodes=2,
+    deployments=2,
+    statefulsets=2,
+    daemonsets=1,
+    replicas=2,
+    churn_period=5.0,
+)
+
+
+def test_builtins_are_valid_and_named_after_themselves() -> None:
+    assert set(BUILTINS) == {
+        "packet-loss-30",
+        "partition-minority",
+        "partition-majority",
+        "member-kill",
+        "member-pause",
+        "flapping",
+    }
+    for name, scenario in BUILTINS.items():
+        assert scenario.name == name and scenario.faults and scenario.description
+    seed = BUILTINS["packet-loss-30"].faults[0]
+    assert (seed.kind, seed.probability, seed.links) == ("loss", 0.3, "all")
+
+
+def test_toml_scenario_round_trip() -> None:
+    scenario = from_toml(
+        """
+        name = "two"
+        description = "loss on two members"
+        duration = 100
+        [[fault]]
+        at = 10
+        duration = 20
+        kind = "loss"
+        target = "0,1"
+        probability = 0.1
+        links = "client"
+        """
+    )
+    assert scenario == Scenario(
+        "two",
+        "loss on two members",
+        100,
+        (FaultStep(10, 20, "loss", "0,1", probability=0.1, links="client"),),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("duration = 10\n[[fault]]\nat = 1\nduration = 2\nkind = 'melt'", "kind must be one of"),
+        ("duration = 10\n[[fault]]\nat = 5\nduration = 20\nkind = 'kill'", "after the scenario"),
+        ("[[fault]]\nat = 5\nduration = 1\nkind = 'kill'", "missing 'duration'"),
+        ("duration = 10\n[[fault]]\nat = 1\nduration = 2\nkind = 'loss'\nbogus = 1", "bogus"),
+        ("duration = 10\n[[fault]]\nat = 1\nduration = 2\nkind = 'loss'\ntarget = 'x'", "target"),
+        ("duration = 10\n[[fault]]\nat = 1\nduration = 2\nkind = 'loss'\nprobability = 2", "prob"),
+        ("duration = ", "not valid TOML"),
+    ],
+)
+def test_bad_toml_is_rejected_with_the_field_named(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        from_toml(text, "bad.toml")
+
+
+def test_targets_resolve_against_the_leader() -> None:
+    assert engine.resolve("leader", 2) == [2]
+    assert engine.resolve("follower", 2) == [0]
+    assert engine.resolve("1,0", None) == [0, 1]
+    with pytest.raises(ValueError, match=r"members are 0\.\.2"):
+        engine.resolve("3", None)
+    with pytest.raises(ValueError, match="local cluster"):
+        engine.resolve("leader", None)
+
+
+def test_cli_lists_scenarios_and_rejects_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scenarios"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == list(BUILTINS)
+    assert main(["run", "no-such-scenario"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "unknown scenario 'no-such-scenario'" in error
+    bad = tmp_path / "bad.toml"
+    bad.write_text("duration = -1\n")
+    assert main(["run", str(bad)]) == 2
+    assert "duration must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "packet-loss-30", "--time-scale", "0"])
+    assert exit_info.value.code == 2
+    assert main(["run", "packet-loss-30", "--endpoints", "127.0.0.1:1"]) == 2
+    assert "--proxy-control" in capsys.readouterr().err
+    assert main(["run", "packet-loss-30", "--endpoints", "a:1", "--proxy-control", "a:2"]) == 2
+    assert "must be an http:// URL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", list(BUILTINS))
+async def test_builtin_scenario_runs_end_to_end(name: str, tmp_path: Path) -> None:
+    scenario = scenarios.load(name)
+    # Keep the faults, cut the quiet tail: 10 s (unscaled) after the last heal.
+    duration = max(step.end for step in scenario.faults) + 10
+    options = engine.RunOptions(
+        time_scale=0.1, seed=7, out=tmp_path, duration=duration, plane=SMALL
+    )
+    lines: list[str] = []
+    report, paths = await engine.run(scenario, options, lines.append)
+    loaded = json.loads(paths.json.read_text())
+    assert loaded == json.loads(json.dumps(report))
+    assert loaded["scenario"] == name and loaded["seed"] == 7 and loaded["time_scale"] == 0.1
+    assert [c["id"] for c in loaded["claims"]] == [c.id for c in CLAIMS]
+    assert {c["verdict"] for c in loaded["claims"]} <= {"agrees", "differs", "not observed"}
+    assert loaded["safety"]["overlapping_leaders"] == 0, loaded["safety"]
+    assert loaded["event_loop_lag"]["samples"] > 0
+    kinds = [f["kind"] for f in loaded["faults"]]
+    assert kinds == [engine.KINDS[step.kind].value for step in scenario.faults]
+    for fault in loaded["faults"]:
+        # The window lasted the scaled duration (plus the time healing took).
+        assert fault["end"] - fault["start"] >= scenario.faults[0].duration * 0.1 * 0.95
+    assert loaded["controllers"].keys() == {"statefulset", "deployment", "daemonset"}
+    assert "<svg" in paths.html.read_text()
+    assert any(line.startswith("fault on:") for line in lines)
+    assert any(line.startswith(f"scenario {name}") for line in lines)
+
+
+async def test_remote_faults_go_through_the_proxy_control_api() -> None:
+    async with ProxyServer(seed=0) as server:
+        for member in range(3):
+            for link in ("client", "peer"):
+                # Nothing connects during this test: the upstream is never dialled.
+                await server.add_link(
+                    f"etcd-{member}-{link}", ("127.0.0.1", 9), http2=link == "client"
+                )
+        control = ControlServer(server)
+        await control.start()
+        try:
+            driver = engine.RemoteFaults(f"http://127.0.0.1:{control.address[1]}")
+            heal = await driver.apply(FaultStep(0, 1, "loss", "1", probability=0.25), [1])
+            for link in ("client", "peer"):
+                (fault,) = server.links[f"etcd-1-{link}"].faults
+                assert isinstance(fault, Loss) and fault.probability == 0.25
+            assert not server.links["etcd-0-client"].faults
+            await heal()
+            assert not any(link.faults for link in server.links.values())
+            heal = await driver.apply(
+                FaultStep(0, 1, "partition-majority", "0,1", links="client"), [0, 1]
+            )
+            assert [bool(server.links[f"etcd-{m}-client"].faults) for m in range(3)] == [
+                True,
+                True,
+                False,
+            ]
+            assert not any(server.links[f"etcd-{m}-peer"].faults for m in range(3))
+            await heal()
+            with pytest.raises(ValueError, match="local cluster"):
+                await driver.apply(FaultStep(0, 1, "kill", "0"), [0])
+            # Knowing the member IDs, the connections member 0 dialled are cut too.
+            ids = ["8e9e05c52164694d", "8e9e05c52164694e", "8e9e05c52164694f"]
+            driver = engine.RemoteFaults(f"http://127.0.0.1:{control.address[1]}", ids)
+            heal = await driver.apply(FaultStep(0, 1, "partition-minority", "0"), [0])
+            for other in (1, 2):
+                (fault,) = server.links[f"etcd-{other}-peer"].faults
+                assert (fault.kind, fault.dialer) == ("blackhole", ids[0])
+            assert {f.dialer for f in server.links["etcd-0-peer"].faults} == {None}
+            await heal()
+            assert not any(link.faults for link in server.links.values())
+        finally:
+            await control.close()
+
+
+@pytest.mark.slow
+def test_the_emulator_is_not_the_bottleneck_at_full_load(tmp_path: Path) -> None:
+    """50 leader-elected candidates and 1000 workload objects at time scale 1:
+    the event loop's lag p99 stays under 20 ms (through the CLI, as users run it)."""
+    scenario = tmp_path / "load.toml"
+    scenario.write_text(
+        'name = "load"\nduration = 20\n'
+        '[[fault]]\nat = 5\nduration = 10\nkind = "loss"\ntarget = "0"\n'
+    )
+    components, workloads, nodes = 23, 105, 20
+    plane = replace(PlaneConfig(), components=components, deployments=workloads,
+                    statefulsets=workloads, nodes=nodes)  # fmt: skip
+    assert plane.objects >= 1000 and (plane.components + 2) * plane.candidates >= 50
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "etcdlab", "run", str(scenario), "--quiet",
+            "--components", str(components), "--workloads", str(workloads),
+            "--nodes", str(nodes), "--out", str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    lag = json.loads((out / "report.json").read_text())["event_loop_lag"]
+    assert lag["samples"] > 100
+    assert not lag["exceeded"] and lag["p99"] < 0.020, lag
+
+
+async def test_run_against_an_existing_cluster_through_its_proxies(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """The compose shape: the engine gets client proxy addresses and a control URL."""
+    async with ProxyServer(seed=0, time_scale=0.1) as server:
+        endpoints = []
+        for member in cluster.members:
+            client = await server.add_link(
+                f"etcd-{member.index}-client", (member.host, member.client_port)
+            )
+            await server.add_link(
+                f"etcd-{member.index}-peer", (member.host, member.peer_port), http2=False
+            )
+            endpoints.append(f"{client.address[0]}:{client.address[1]}")
+        control = ControlServer(server)
+        await control.start()
+        try:
+            scenario = Scenario("remote", "loss via the control API", 40,
+                                (FaultStep(10, 20, "loss", "0"),))  # fmt: skip
+            options = engine.RunOptions(
+                time_scale=0.1,
+                out=tmp_path,
+                endpoints=tuple(endpoints),
+                proxy_control=f"http://127.0.0.1:{control.address[1]}",
+                plane=SMALL,
+            )
+            report, _ = await engine.run(scenario, options, lambda _: None)
+        finally:
+            await control.close()
+        assert not any(link.faults for link in server.links.values()), "the fault was healed"
+    assert [f["kind"] for f in report["faults"]] == ["loss"]
+    assert report["faults"][0]["target"] == "etcd-0"
+    assert report["settings"]["endpoints"] == endpoints
+    assert report["safety"]["overlapping_leaders"] == 0
+
+
+async def test_local_faults_cover_every_link_of_a_member_including_dialled_ones() -> None:
+    cluster = LocalCluster(3)  # never started: only its members' IDs are read
+    try:
+        for member in cluster.members:
+            member.member_id = 0x8E9E05C52164694D + member.index
+        async with ProxyServer(seed=0) as server:
+            links = {}
+            for member in cluster.members:
+                for kind in ("client", "peer"):
+                    links[(member.index, kind)] = await server.add_link(
+                        f"etcd-{member.index}-{kind}", ("127.0.0.1", 9), http2=kind == "client"
+                    )
+            driver = engine.LocalFaults(cluster, links, 1.0)
+            heal = await driver.apply(FaultStep(0, 1, "partition-majority", "0,1"), [0, 1])
+
+            def described(member: int, kind: str) -> set[tuple[str, str | None]]:
+                return {(f.kind, f.dialer) for f in links[(member, kind)].faults}
+
+            ids = [f"{m.member_id:x}" for m in cluster.members]
+            assert described(0, "client") == {("blackhole", None)}
+            assert described(0, "peer") == {("blackhole", None), ("blackhole", ids[1])}
+            assert described(1, "peer") == {("blackhole", None), ("blackhole", ids[0])}
+            assert described(2, "peer") == {("blackhole", ids[0]), ("blackhole", ids[1])}
+            assert described(2, "client") == set()
+            await heal()
+            assert not any(link.faults for link in links.values())
+            heal = await driver.apply(FaultStep(0, 1, "loss", "2", links="client"), [2])
+            assert [f.kind for f in links[(2, "client")].faults] == ["loss"]
+            assert not any(links[(m, "peer")].faults for m in range(3))
+            await heal()
+    finally:
+        cluster.close()
