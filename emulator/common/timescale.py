@@ -4,7 +4,7 @@ Tests and demos shrink every timeout of a run by the same factor so that the
 ratio of network delay to client timeout stays the real one (DESIGN.md, "Time
 scaling must scale the network too"). The factor is checked here, in one
 place, and each component receives its configuration already scaled at the
-edge; the report turns run seconds back into real ones with :meth:`real`.
+edge; the report turns run seconds back into real ones with :meth:`unscaled`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class TimeScale(float):
         """Real seconds -> seconds on the scaled run's clock."""
         return seconds * self
 
-    def real(self, seconds: float) -> float:
+    def unscaled(self, seconds: float) -> float:
         """Seconds on the scaled run's clock -> the real seconds they stand for."""
         return seconds / self
 

@@ -13,8 +13,8 @@ def test_a_factor_outside_zero_to_infinity_is_refused_naming_the_field(bad: obje
         TimeScale(bad, "--time-scale")  # type: ignore[arg-type]
 
 
-def test_scaled_and_real_are_inverse() -> None:
+def test_scaled_and_unscaled_are_inverse() -> None:
     scale = TimeScale("0.2")
     assert scale.scaled(10.0) == pytest.approx(2.0)
-    assert scale.real(scale.scaled(7.5)) == pytest.approx(7.5)
+    assert scale.unscaled(scale.scaled(7.5)) == pytest.approx(7.5)
     assert isinstance(scale, float) and scale == 0.2
