@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Start 3 etcd members behind fault proxies (or use --endpoints), run the "
             "emulated control plane (apiservers, leader-elected components, controllers), "
             "inject the scenario's faults, and write report.json and report.html comparing "
-            "each claim of the seed with what was measured."
+            "each claim of the failure analysis with what was measured."
         ),
         epilog=(
             "Example: etcdlab run packet-loss-30 --time-scale 0.2 --out /tmp/report. "

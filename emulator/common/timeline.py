@@ -4,8 +4,8 @@ The scenario engine and the components it runs write into one :class:`Timeline`
 through a :class:`Recorder` (which stamps records with its clock); the claims
 (:mod:`etcdlab.report.claims`) and the report (:mod:`etcdlab.report.render`) only read it.
 Times are seconds since the run started, on the run's (possibly scaled) clock;
-:meth:`Timeline.seed_seconds` converts them to the seed's unscaled seconds
-after the fault began, which is how every claim is phrased.
+:meth:`Timeline.unscaled_since_fault` converts them to unscaled seconds after
+the fault began, which is how the failure analysis phrases every claim.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from etcdlab.common.clock import Clock
 
 
 class ErrorClass(StrEnum):
-    """The seed's error classification, plus what fits none of it."""
+    """The analysis's error classification, plus what fits none of it."""
 
     CONTEXT = "context"  # cancelled or deadline exceeded
     CLUSTER = "cluster"  # every endpoint failed
@@ -150,7 +150,7 @@ class Timeline:
     faults: list[FaultWindow] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
-    # Time helpers: every claim speaks in the seed's seconds after the fault began.
+    # Time helpers: every claim speaks in unscaled seconds after the fault began.
 
     @property
     def fault_start(self) -> float | None:
@@ -160,15 +160,15 @@ class Timeline:
     def fault_end(self) -> float | None:
         return max((w.end for w in self.faults), default=None)
 
-    def seed_seconds(self, t: float) -> float:
+    def unscaled_since_fault(self, t: float) -> float:
         """``t`` as unscaled seconds after the first fault began."""
         start = self.fault_start or 0.0
         return (t - start) / self.time_scale
 
-    def at_seed_seconds(self, seconds: float, since: float | None = None) -> float:
-        """The run time ``seconds`` seed-seconds after ``since`` (default: fault start)."""
+    def run_time_at(self, unscaled: float, since: float | None = None) -> float:
+        """The run time ``unscaled`` real seconds after ``since`` (default: fault start)."""
         origin = self.fault_start if since is None else since
-        return (origin or 0.0) + seconds * self.time_scale
+        return (origin or 0.0) + unscaled * self.time_scale
 
     def in_fault(self, t: float) -> bool:
         return any(w.start <= t < w.end for w in self.faults)

@@ -347,7 +347,7 @@ async def run(
             raise ValueError("this scenario injects faults: give --proxy-control with --endpoints")
         plane = ControlPlane(endpoints, clock, recorder, plane_config, truth)
         stack.push_async_callback(plane.close)
-        await plane.seed_objects()
+        await plane.create_objects()
         plane.start()
         progress(
             f"control plane: {plane_config.apiservers} apiservers, {len(plane.components)} "

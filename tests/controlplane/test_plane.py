@@ -50,7 +50,7 @@ def candidate(
     return inner, elector
 
 
-async def test_recording_lock_records_the_seeds_election_steps() -> None:
+async def test_recording_lock_records_the_analysis_election_steps() -> None:
     clock, store = FakeClock(), MemoryStore()
     recorder = Recorder(Timeline("t", seed=0, time_scale=1.0), clock)
     a_lock, a = candidate("a", store, clock, recorder)
