@@ -36,9 +36,6 @@ class EventKind(StrEnum):
     SLOW_PATH = "slow_path"  # optimistic renew failed, fell back to read-then-update
     ACQUIRE_FAILED = "acquire_failed"  # a candidate tried to take a lease and could not
     RELIST = "relist"  # an informer listed again after its watch broke
-    MEMBER_DOWN = "member_down"
-    MEMBER_UP = "member_up"
-    NOTE = "note"
 
 
 class FaultKind(StrEnum):

@@ -67,7 +67,6 @@ class Informer:
         self._by_owner: dict[str, set[str]] = {}
         self._handlers: list[Handler] = []
         self.synced = asyncio.Event()
-        self.relists = 0
 
     def add_handler(self, handler: Handler) -> None:
         """``handler(obj)`` on every add, update, delete and resync of an object."""
@@ -87,7 +86,6 @@ class Informer:
                 except (EtcdError, Gone):
                     pass
                 # The watch ended or failed: relist (the cache stays meanwhile).
-                self.relists += 1
                 if self._recorder is not None:
                     self._recorder.event(self.name, EventKind.RELIST)
                 await self._clock.sleep(self.config.relist_backoff)
