@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from etcdlab.common.clock import Clock
+from etcdlab.common.timescale import TimeScale
 
 
 class ErrorClass(StrEnum):
@@ -136,7 +137,7 @@ class Interval:
 class Timeline:
     scenario: str
     seed: int
-    time_scale: float
+    time_scale: TimeScale
     duration: float = 0.0  # run length on the run's clock, set when the run ends
     requests: list[Request] = field(default_factory=list)
     health: list[Health] = field(default_factory=list)
@@ -146,6 +147,9 @@ class Timeline:
     reconciles: list[Reconcile] = field(default_factory=list)
     faults: list[FaultWindow] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.time_scale = TimeScale(self.time_scale)
 
     # Time helpers: every claim speaks in unscaled seconds after the fault began.
 
@@ -157,15 +161,22 @@ class Timeline:
     def fault_end(self) -> float | None:
         return max((w.end for w in self.faults), default=None)
 
+    def unscaled(self, duration: float) -> float:
+        """A duration on the run's clock as the real seconds it stands for."""
+        return self.time_scale.unscaled(duration)
+
+    def scaled(self, unscaled: float) -> float:
+        """Real seconds as a duration on the run's clock."""
+        return self.time_scale.scaled(unscaled)
+
     def unscaled_since_fault(self, t: float) -> float:
         """``t`` as unscaled seconds after the first fault began."""
-        start = self.fault_start or 0.0
-        return (t - start) / self.time_scale
+        return self.unscaled(t - (self.fault_start or 0.0))
 
     def run_time_at(self, unscaled: float, since: float | None = None) -> float:
         """The run time ``unscaled`` real seconds after ``since`` (default: fault start)."""
         origin = self.fault_start if since is None else since
-        return (origin or 0.0) + unscaled * self.time_scale
+        return (origin or 0.0) + self.scaled(unscaled)
 
     def in_fault(self, t: float) -> bool:
         return any(w.start <= t < w.end for w in self.faults)

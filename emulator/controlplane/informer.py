@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from etcdlab.client.errors import EtcdError
 from etcdlab.common.clock import Clock
 from etcdlab.common.timeline import EventKind, Recorder
+from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.apiserver import APIServer, Gone, Object, WatchEvent
 
 Handler = Callable[[Object], None]
@@ -38,12 +39,11 @@ class InformerConfig:
             raise ValueError("relist_backoff must be positive")
 
     def scaled(self, time_scale: float) -> InformerConfig:
-        if not time_scale > 0:
-            raise ValueError("time_scale must be positive")
+        scale = TimeScale(time_scale)
         return replace(
             self,
-            resync_period=self.resync_period * time_scale,
-            relist_backoff=self.relist_backoff * time_scale,
+            resync_period=scale.scaled(self.resync_period),
+            relist_backoff=scale.scaled(self.relist_backoff),
         )
 
 

@@ -34,6 +34,7 @@ from etcdlab.client.etcd import EtcdClient
 from etcdlab.client.health import HealthChecker
 from etcdlab.common.clock import Clock
 from etcdlab.common.timeline import EventKind, Recorder
+from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.apiserver import (
     APIServer,
     CacheConfig,
@@ -106,18 +107,17 @@ class PlaneConfig:
             raise ValueError("churn_period must not be negative")
 
     def scaled(self, time_scale: float) -> PlaneConfig:
-        if not time_scale > 0:
-            raise ValueError("time_scale must be positive")
+        scale = TimeScale(time_scale)
         return replace(
             self,
-            churn_period=self.churn_period * time_scale,
-            sample_period=self.sample_period * time_scale,
-            restart_delay=self.restart_delay * time_scale,
-            request_timeout=self.request_timeout * time_scale,
-            client=self.client.scaled(time_scale),
-            election=self.election.scaled(time_scale),
-            controllers=self.controllers.scaled(time_scale),
-            cache=self.cache.scaled(time_scale),
+            churn_period=scale.scaled(self.churn_period),
+            sample_period=scale.scaled(self.sample_period),
+            restart_delay=scale.scaled(self.restart_delay),
+            request_timeout=scale.scaled(self.request_timeout),
+            client=self.client.scaled(scale),
+            election=self.election.scaled(scale),
+            controllers=self.controllers.scaled(scale),
+            cache=self.cache.scaled(scale),
         )
 
     @property

@@ -10,8 +10,8 @@ measured numbers in words. Verdicts:
 * ``not observed``: the run did not exercise it (no fault of that kind, no
   component of that kind, nothing to measure).
 
-Windows are unscaled seconds after the fault began; a scaled run's times are
-divided by its ``time_scale`` first.
+Windows are unscaled seconds after the fault began; a scaled run's times go
+through :meth:`Timeline.unscaled` (the one conversion) first.
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def stall_intervals(timeline: Timeline, controller: str) -> list[tuple[float, fl
     :data:`STALL_AFTER` unscaled seconds (sampled at its progress gauge)."""
     progress = timeline.gauge_series(f"progress/{controller}")
     successes = sorted(r.t for r in timeline.reconciles if r.controller == controller and r.ok)
-    limit = STALL_AFTER * timeline.time_scale
+    limit = timeline.scaled(STALL_AFTER)
     stalls: list[tuple[float, float]] = []
     for sample, following in itertools.pairwise(progress):
         if sample.value >= 1.0:
@@ -228,7 +228,7 @@ def converge_time(timeline: Timeline, controller: str) -> float | None:
     if last_incomplete is None:
         return 0.0
     done_at = min(g.t for g in progress if g.t > last_incomplete and g.value >= 1.0)
-    return max(0.0, done_at - end) / timeline.time_scale
+    return timeline.unscaled(max(0.0, done_at - end))
 
 
 def re_election(timeline: Timeline) -> Finding:
@@ -342,7 +342,7 @@ def health_nonblocking(timeline: Timeline) -> Finding:
         return Finding(Verdict.NOT_OBSERVED, "the health check never failed")
     served = [r for r in _api_requests(timeline) if any(lo <= r.t < hi for lo, hi in unhealthy)]
     ok = sum(r.ok for r in served)
-    unhealthy_time = sum(hi - lo for lo, hi in unhealthy) / timeline.time_scale
+    unhealthy_time = timeline.unscaled(sum(hi - lo for lo, hi in unhealthy))
     verdict = Verdict.AGREES if ok else Verdict.DIFFERS
     return Finding(
         verdict,
@@ -457,7 +457,7 @@ def single_leader(timeline: Timeline) -> Finding:
             Verdict.AGREES,
             f"{len(timeline.leadership())} leases, never two leaders of one lease at once",
         )
-    worst = max(o[3].length for o in overlaps) / timeline.time_scale
+    worst = timeline.unscaled(max(o[3].length for o in overlaps))
     return Finding(
         Verdict.DIFFERS,
         f"{len(overlaps)} overlaps of two leaders of one lease, the longest {_s(worst)}",
@@ -473,7 +473,7 @@ def impact(timeline: Timeline, controller: str) -> float | None:
     if converge is None:
         return None
     stalled = sum(b - a for a, b in stall_intervals(timeline, controller))
-    return stalled / timeline.time_scale + converge
+    return timeline.unscaled(stalled) + converge
 
 
 def workload_ranking(timeline: Timeline) -> Finding:
@@ -525,7 +525,7 @@ def majority_continues(timeline: Timeline) -> Finding:
         return Finding(Verdict.NOT_OBSERVED, "no apiserver requests during the partition")
     ok = sorted(r.t for r in requests if r.ok)
     edges = [windows[0][0], *ok, windows[-1][1]]
-    gap = max(b - a for a, b in itertools.pairwise(edges)) / timeline.time_scale
+    gap = timeline.unscaled(max(b - a for a, b in itertools.pairwise(edges)))
     share = len(ok) / len(requests)
     verdict = Verdict.AGREES if share >= 0.9 and gap <= STALL_AFTER else Verdict.DIFFERS
     return Finding(
@@ -568,7 +568,7 @@ def rejoin(timeline: Timeline) -> Finding:
         later_down = [h.t for h in samples if back and h.t > back[0] and not h.healthy]
         if not back or later_down:
             return Finding(Verdict.DIFFERS, f"{member} was not healthy for good after the heal")
-        slowest = max(slowest, (back[0] - heal) / timeline.time_scale)
+        slowest = max(slowest, timeline.unscaled(back[0] - heal))
     verdict = Verdict.AGREES if slowest <= REJOIN_WITHIN else Verdict.DIFFERS
     return Finding(verdict, f"all members healthy {_s(slowest)} after the partition healed")
 
@@ -584,14 +584,14 @@ def node_failure_detection(timeline: Timeline) -> Finding:
         e.t for e in timeline.events if e.kind is EventKind.ENDPOINT_SWITCH and e.t >= start
     ]
     switch_words = (
-        f"first endpoint switch {_s((switches[0] - start) / timeline.time_scale)} after the failure"
+        f"first endpoint switch {_s(timeline.unscaled(switches[0] - start))} after the failure"
         if switches
         else "no endpoint switch"
     )
     if losses and any(t <= losses[0] for t in renew_failed if t >= start):
         return Finding(
             Verdict.AGREES,
-            f"leadership lost {_s((losses[0] - start) / timeline.time_scale)} after the failure, "
+            f"leadership lost {_s(timeline.unscaled(losses[0] - start))} after the failure, "
             f"after failed renewals; {switch_words}",
         )
     return Finding(
@@ -650,7 +650,7 @@ def latency_normalizes(timeline: Timeline) -> Finding:
     baseline = _baseline_p99(timeline)
     if end is None or baseline is None:
         return Finding(Verdict.NOT_OBSERVED, "no fault or no baseline latency")
-    bucket = 5.0 * timeline.time_scale
+    bucket = timeline.scaled(5.0)
     after = sorted((r for r in _api_requests(timeline) if r.t >= end), key=lambda r: r.t)
     if not after:
         return Finding(Verdict.NOT_OBSERVED, "no apiserver requests after the fault")
@@ -665,7 +665,7 @@ def latency_normalizes(timeline: Timeline) -> Finding:
         t += bucket
     if normal_since is None:
         return Finding(Verdict.DIFFERS, "latency had not returned to baseline by the end")
-    seconds = (normal_since - end) / timeline.time_scale
+    seconds = timeline.unscaled(normal_since - end)
     verdict = Verdict.AGREES if seconds >= 600 else Verdict.DIFFERS
     return Finding(
         verdict,

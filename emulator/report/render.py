@@ -87,7 +87,7 @@ def component_metrics(timeline: Timeline) -> dict[str, Any]:
             if mine_r
             else None,
             "stalls": len(stalls),
-            "stalled_seconds": _round(sum(b - a for a, b in stalls) / timeline.time_scale, 3),
+            "stalled_seconds": _round(timeline.unscaled(sum(b - a for a, b in stalls)), 3),
             "converge_seconds": _round(converge_time(timeline, name), 3),
         }
     return {"components": components, "controllers": controllers}
