@@ -180,8 +180,11 @@ type keepaliveLogger struct{ k *keepaliveWatch }
 
 const keepaliveMessage = "keepalive ping failed to receive ACK within timeout"
 
+// look counts the transport's own "Closing: <reason>" line (the reason is
+// repeated in other components' lines, which would count it twice).
 func (l *keepaliveLogger) look(args ...any) {
-	if strings.Contains(fmt.Sprint(args...), keepaliveMessage) {
+	text := fmt.Sprint(args...)
+	if strings.Contains(text, "Closing: ") && strings.Contains(text, keepaliveMessage) {
 		l.k.closed()
 	}
 }
