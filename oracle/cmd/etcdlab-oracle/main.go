@@ -148,23 +148,31 @@ func (c *common) start(stdout io.Writer) (ctx context.Context, rec *timeline.Rec
 		origin = float64(started.UnixNano()) / 1e9
 	}
 	rec = timeline.NewRecorder(out, origin)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// The run ends at the signal (or --duration): the recorder is finished
+	// first, so what the clients do while shutting down (leaders stepping
+	// down, calls cancelled) is not recorded, and only then is the run's
+	// context cancelled. A shutdown that hangs is cut short.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	var timeUp <-chan time.Time
 	if c.duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.duration)
-		_ = cancel // released by stop's context when the process ends
+		timeUp = time.After(c.duration)
 	}
-	// The run ends the moment ctx is done: records made while shutting down
-	// are dropped, and a shutdown that hangs is cut short.
+	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-signals:
+		case <-timeUp:
+		}
 		_ = rec.Finish()
+		cancel()
 		time.Sleep(15 * time.Second)
 		fmt.Fprintln(os.Stderr, "etcdlab-oracle: shutdown took over 15 s; exiting")
 		os.Exit(1)
 	}()
 	finish = func() error {
-		stop()
+		signal.Stop(signals)
+		cancel()
 		err := rec.Finish()
 		if file != nil {
 			if cerr := file.Close(); err == nil {
