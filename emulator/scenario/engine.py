@@ -30,14 +30,16 @@ from etcdlab.cluster.local import LocalCluster, ServerFlags
 from etcdlab.common.clock import MonotonicClock
 from etcdlab.common.timeline import FaultKind, Recorder, Timeline
 from etcdlab.common.timescale import UNSCALED, TimeScale
-from etcdlab.controlplane.plane import KCM_LEASE, ControlPlane, PlaneConfig
+from etcdlab.controlplane.plane import KCM_LEASE, PlaneConfig
 from etcdlab.proxy.faults import Blackhole, Fault, Loss
 from etcdlab.proxy.link import ProxyLink
 from etcdlab.proxy.server import ProxyServer
 from etcdlab.report.render import ReportPaths, summary, write_report
+from etcdlab.scenario import components, goclients
 from etcdlab.scenario.spec import FaultStep, Scenario
 
 MEMBERS = 3
+CLIENTS = ("python", "go")  # the emulated control plane, or the Go reference's clients
 Heal = Callable[[], Awaitable[None]]
 KINDS = {
     "loss": FaultKind.LOSS,
@@ -65,10 +67,19 @@ class RunOptions:
     proxy_control: str | None = None  # http://host:port of the proxies' control API
     warmup_timeout: float = 120.0  # real seconds, not scaled: cluster start is not
     plane: PlaneConfig = field(default_factory=PlaneConfig)
+    clients: str = "python"
+    etcd: Path | None = None  # etcd server binary of the local cluster; None: the default
 
     def __post_init__(self) -> None:
         # The edge of a run: every component below gets configs scaled by this.
         object.__setattr__(self, "time_scale", TimeScale(self.time_scale))
+        if self.clients not in CLIENTS:
+            raise ValueError(f"clients must be one of {', '.join(CLIENTS)}, not {self.clients!r}")
+        if self.clients == "go" and self.time_scale != UNSCALED:
+            raise ValueError(
+                "clients 'go' runs the real Go code, whose keepalive and dial timeouts "
+                "are the apiserver's constants: time_scale must be 1"
+            )
         if self.duration is not None and self.duration <= 0:
             raise ValueError("duration must be positive")
         if self.proxy_control and not self.endpoints:
@@ -306,6 +317,8 @@ async def run(
         },
     )
     recorder = Recorder(timeline, clock)
+    # Found before anything starts, so a missing build is one line, not a cleanup.
+    oracle = goclients.oracle_binary() if options.clients == "go" else None
     async with contextlib.AsyncExitStack() as stack:
         if options.endpoints:
             endpoints: Sequence[str] = options.endpoints
@@ -318,7 +331,7 @@ async def run(
                 driver = RemoteFaults(options.proxy_control, ids)
             progress(f"using the cluster at {', '.join(endpoints)}")
         else:
-            cluster = LocalCluster(MEMBERS, flags=server_flags(ts))
+            cluster = LocalCluster(MEMBERS, flags=server_flags(ts), etcd=options.etcd)
             stack.callback(cluster.close)
             proxies = ProxyServer(seed=options.seed, time_scale=ts)
             stack.push_async_callback(proxies.close)
@@ -346,13 +359,8 @@ async def run(
             stack.callback(member_sampler.cancel)
         if scenario.faults and driver is None:
             raise ValueError("this scenario injects faults: give --proxy-control with --endpoints")
-        plane = ControlPlane(endpoints, clock, recorder, plane_config, truth)
-        stack.push_async_callback(plane.close)
-        await plane.create_objects()
-        plane.start()
-        progress(
-            f"control plane: {plane_config.apiservers} apiservers, {len(plane.components)} "
-            f"leader-elected candidates, {options.plane.objects} workload objects; warming up"
+        plane = await components.start(
+            stack, oracle, endpoints, truth, clock, recorder, plane_config, options, progress
         )
         await _warm_up(plane, options.warmup_timeout)
         origin = recorder.now()
@@ -399,13 +407,13 @@ async def _sample_members(cluster: LocalCluster, recorder: Recorder, period: flo
         await asyncio.sleep(period)
 
 
-async def _stop_churn(plane: ControlPlane, faults: list[asyncio.Task[None]]) -> None:
+async def _stop_churn(plane: components.Components, faults: list[asyncio.Task[None]]) -> None:
     if faults:
         await asyncio.wait(faults)
         plane.churning = False
 
 
-async def _warm_up(plane: ControlPlane, timeout: float) -> None:
+async def _warm_up(plane: components.Components, timeout: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not (plane.converged() and KCM_LEASE in plane.leaders()):
@@ -450,7 +458,7 @@ _TIMER_RESOLUTION = 0.002
 
 async def _progress(
     recorder: Recorder,
-    plane: ControlPlane,
+    plane: components.Components,
     faults: list[asyncio.Task[None]],
     origin: float,
     duration: float,
