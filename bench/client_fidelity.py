@@ -143,14 +143,13 @@ def _percentiles(latencies: Sequence[float]) -> dict[str, float | None]:
 
 
 def _health_figures(records: Sequence[Health], fault: FaultWindow) -> dict[str, float | None]:
+    """Seconds to the first failed record and the failed records. The Go reference
+    records every check call; the emulated plane samples its checker's verdict."""
     during = sorted((h for h in records if fault.start <= h.t < fault.end), key=lambda h: h.t)
     failed = [h for h in during if not h.healthy]
-    ends = [h.t for h in during[1:]] + [fault.end] if during else []
-    unhealthy = sum(end - h.t for h, end in zip(during, ends, strict=True) if not h.healthy)
     return {
         "first_failed": failed[0].t - fault.start if failed else None,
         "failed": float(len(failed)),
-        "unhealthy_s": unhealthy,
     }
 
 
@@ -249,11 +248,11 @@ def flatten(run: dict[str, Any]) -> dict[str, float | None]:
     return flat
 
 
-COUNTS = ("requests", "errors.", "failed", "dead_closes", "transitions")
+COUNTS = (".requests", ".failed", ".dead_closes", ".transitions")
 
 
 def is_count(figure: str) -> bool:
-    return any(part in figure for part in COUNTS)
+    return figure.endswith(COUNTS) or ".errors." in figure
 
 
 def agrees(figure: str, python: float | None, go: float | None) -> bool | None:
@@ -308,18 +307,80 @@ def _fmt(value: float | None, figure: str) -> str:
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
+    """Every figure, one row each: both means, their spreads, the verdict."""
     lines = ["| case | figure | python mean [spread] | go mean [spread] | within target |"]
     lines.append("| --- | --- | --- | --- | --- |")
     for row in rows:
         name = row["figure"]
-        cells = []
-        for side in SIDES:
-            mean, low, high = row[side]
-            spread = "" if low == high else f" [{_fmt(low, name)} to {_fmt(high, name)}]"
-            cells.append(_fmt(mean, name) + spread)
+        cells = [_cell(row[side], name) for side in SIDES]
         verdict = {True: "yes", False: "**no**", None: "n/a"}[row["agrees"]]
         lines.append(f"| {row['case']} | {name} | {cells[0]} | {cells[1]} | {verdict} |")
     return "\n".join(lines)
+
+
+def _cell(summary: tuple[float | None, float | None, float | None], figure: str) -> str:
+    mean, low, high = summary
+    spread = "" if low == high else f" [{_fmt(low, figure)} to {_fmt(high, figure)}]"
+    return _fmt(mean, figure) + spread
+
+
+# Columns of the compact table: heading, figure below the apiserver.
+COLUMNS = (
+    ("p50", "latency.p50"),
+    ("p90", "latency.p90"),
+    ("p99", "latency.p99"),
+    ("context errors", "errors.context"),
+    ("cluster errors", "errors.cluster"),
+    ("livez 1st fail", "livez.first_failed"),
+    ("livez fails", "livez.failed"),
+    ("readyz 1st fail", "readyz.first_failed"),
+    ("readyz fails", "readyz.failed"),
+    ("dead conn closed", "dead_closed"),
+)
+
+
+def compact(rows: Sequence[dict[str, Any]]) -> str:
+    """Per case and apiserver, each figure as "python / go" (means; a figure off
+    the target in bold), then the members' shares and the leader figures."""
+    by_key = {(row["case"], row["figure"]): row for row in rows}
+    cases = list(dict.fromkeys(row["case"] for row in rows))
+    apis = sorted({row["figure"].split(".")[0] for row in rows} - {"leaders"})
+    headings = " | ".join(h for h, _ in COLUMNS)
+    lines = [f"| case | apiserver | {headings} | members served |"]
+    lines.append("| --- " * (len(COLUMNS) + 3) + "|")
+    for case in cases:
+        for api in apis:
+            cells = []
+            for _, figure in COLUMNS:
+                row = by_key.get((case, f"{api}.{figure}"))
+                cells.append("" if row is None else _pair(row))
+            served = []
+            for side in SIDES:
+                shares = [
+                    f"{key[1].rsplit('.', 1)[1]} {_fmt(by_key[key][side][0], key[1])}"
+                    for key in sorted(by_key)
+                    if key[0] == case and key[1].startswith(f"{api}.served.")
+                    and by_key[key][side][0] is not None
+                ]  # fmt: skip
+                served.append(f"{side}: {', '.join(shares) or 'n/a'}")
+            lines.append(f"| {case} | {api} | " + " | ".join(cells) + f" | {'; '.join(served)} |")
+    lines.append("")
+    lines.append("| case | leader transitions | longest failover |")
+    lines.append("| --- | --- | --- |")
+    for case in cases:
+        cells = [
+            _pair(by_key[(case, f"leaders.{figure}")])
+            if (case, f"leaders.{figure}") in by_key
+            else ""
+            for figure in ("transitions", "failover_max")
+        ]
+        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _pair(row: dict[str, Any]) -> str:
+    text = " / ".join(_cell(row[side], row["figure"]) for side in SIDES)
+    return f"**{text}**" if row["agrees"] is False else text
 
 
 # -- running ---------------------------------------------------------------------------
@@ -451,6 +512,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="run nothing: compare the runs in --out"
     )
+    parser.add_argument(
+        "--long", action="store_true", help="one row per figure instead of the compact tables"
+    )
     args = parser.parse_args(argv)
     cases = tuple(c.strip() for c in args.cases.split(",") if c.strip())
     unknown = [c for c in cases if c not in CASES]
@@ -471,7 +535,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not runs:
         print(f"client_fidelity: no runs of {', '.join(cases)} in {args.out}", file=sys.stderr)
         return 1
-    print(table(compare(runs)))
+    rows = compare(runs)
+    print(table(rows) if args.long else compact(rows))
     return 0
 
 

@@ -20,13 +20,14 @@ from etcdlab.common.timeline import (
     Request,
     Timeline,
 )
+from etcdlab.common.timescale import UNSCALED
 
 E0, E1, E2 = "127.0.0.1:1000", "127.0.0.1:1001", "127.0.0.1:1002"
 
 
 def run() -> Timeline:
     """Member 0 blackholed from 10 s to 70 s of a 100 s run."""
-    timeline = Timeline("t", 0, 1.0, duration=100.0)
+    timeline = Timeline("t", 0, UNSCALED, duration=100.0)
     timeline.settings["client_endpoints"] = [E0, E1, E2]
     timeline.faults.append(FaultWindow(10.0, 70.0, FaultKind.PARTITION_MINORITY, "etcd-0"))
     return timeline
@@ -51,15 +52,14 @@ def test_requests_are_counted_for_their_apiserver_inside_the_fault() -> None:
     assert api1["requests"] == 1 and api1["served"] == {"etcd-1": 1.0}
 
 
-def test_checks_first_failure_count_and_unhealthy_time() -> None:
+def test_checks_first_failure_and_failed_records() -> None:
     timeline = run()
     for t, healthy in ((9.0, True), (12.0, True), (14.0, False), (15.0, False), (18.0, True)):
         timeline.health.append(Health(t, "apiserver-0", healthy))
     timeline.health.append(Health(69.0, "apiserver-0/etcd-readiness", False))
     api0 = fidelity.figures(timeline)["apiservers"]["apiserver-0"]
-    assert api0["livez"] == {"first_failed": 4.0, "failed": 2.0, "unhealthy_s": 4.0}
-    # The last record counts until the fault ends.
-    assert api0["readyz"] == {"first_failed": 59.0, "failed": 1.0, "unhealthy_s": 1.0}
+    assert api0["livez"] == {"first_failed": 4.0, "failed": 2.0}
+    assert api0["readyz"] == {"first_failed": 59.0, "failed": 1.0}
 
 
 def test_a_dead_members_connection_closes_on_keepalive_or_leaving_ready() -> None:
@@ -110,6 +110,9 @@ def test_the_table_shows_means_spreads_and_verdicts(tmp_path: Path) -> None:
     assert p50["python"] == pytest.approx((0.02, 0.01, 0.03)) and p50["agrees"]
     text = fidelity.table(rows)
     assert "| blackhole | apiserver-0.latency.p50 | 20 ms [10 ms to 30 ms] | 20 ms | yes |" in text
+    compact = fidelity.compact(rows)
+    assert "| blackhole | apiserver-0 | 20 ms [10 ms to 30 ms] / 20 ms |" in compact
+    assert "python: etcd-1 100%; go: etcd-1 100% |" in compact
 
 
 def test_the_command_line_rejects_unknown_cases(capsys: pytest.CaptureFixture[str]) -> None:

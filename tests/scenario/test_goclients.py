@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from etcdlab.common.timeline import ErrorClass, Event, EventKind, Health, LeaderChange, Request
+from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.plane import PlaneConfig
 from etcdlab.scenario import engine, goclients
 
@@ -18,12 +19,13 @@ from etcdlab.scenario import engine, goclients
 def test_each_record_kind_of_the_oracle_parses() -> None:
     parse = goclients.parse_record
     request = parse('{"type":"Request","t":17.1,"component":"apiserver-0","op":"create",'
-                    '"latency":7.0,"error":"cluster","source":"etcd","member":"127.0.0.1:9"}')  # fmt: skip
+                    '"latency":7.0,"error":"cluster","source":"etcd",'
+                    '"member":"127.0.0.1:9"}')  # fmt: skip
     assert request == Request(17.1, "apiserver-0", "create", 7.0, ErrorClass.CLUSTER, "etcd",
                               "127.0.0.1:9")  # fmt: skip
     ok = parse('{"type":"Request","t":1,"component":"c-0","op":"txn","latency":0.002,'
                '"error":null,"source":"etcd","member":null}')  # fmt: skip
-    assert ok.ok and isinstance(ok, Request) and ok.member is None
+    assert isinstance(ok, Request) and ok.ok and ok.member is None
     assert parse('{"type":"Health","t":2,"component":"apiserver-0/etcd-readiness",'
                  '"healthy":false}') == Health(2, "apiserver-0/etcd-readiness", False)  # fmt: skip
     state = '{"type":"Event","t":3,"component":"a","kind":"transport_state","detail":"e READY p"}'
@@ -71,7 +73,7 @@ def test_a_missing_oracle_named_in_the_environment_is_one_error(
 
 def test_go_clients_need_real_timings() -> None:
     with pytest.raises(ValueError, match="time_scale must be 1"):
-        engine.RunOptions(clients="go", time_scale=0.5)
+        engine.RunOptions(clients="go", time_scale=TimeScale(0.5))
     with pytest.raises(ValueError, match="clients must be one of python, go"):
         engine.RunOptions(clients="java")
 
