@@ -47,7 +47,7 @@ def test_requests_are_counted_for_their_apiserver_inside_the_fault() -> None:
     api0, api1 = result["apiservers"]["apiserver-0"], result["apiservers"]["apiserver-1"]
     assert api0["requests"] == 3
     assert api0["latency"] == {"p50": 0.004, "p90": 9.0, "p99": 9.0}
-    assert api0["errors"]["context"] == 1 and api0["errors"]["cluster"] == 0
+    assert api0["errors"]["context"] == pytest.approx(1 / 3) and api0["errors"]["cluster"] == 0
     assert api0["served"] == {"etcd-1": 0.5, "etcd-2": 0.5}  # successes only
     assert api1["requests"] == 1 and api1["served"] == {"etcd-1": 1.0}
 
@@ -87,12 +87,14 @@ def test_leader_transitions_and_the_longest_failover() -> None:
     assert leaders == {"transitions": 1.0, "failover_max": 17.0}
 
 
-def test_verdicts_allow_25_percent_or_2_for_counts() -> None:
+def test_verdicts_allow_25_percent_or_2_for_counts_or_5_points_for_shares() -> None:
     assert fidelity.agrees("apiserver-0.latency.p99", 1.2, 1.0)
     assert not fidelity.agrees("apiserver-0.latency.p99", 1.3, 1.0)
-    assert fidelity.agrees("apiserver-0.errors.context", 3.0, 1.0)  # within 2
-    assert not fidelity.agrees("apiserver-0.errors.context", 4.0, 1.0)
-    assert fidelity.agrees("apiserver-0.served.etcd-0", 0.08, 0.04)  # a share: 5 points
+    assert fidelity.agrees("apiserver-0.livez.failed", 3.0, 1.0)  # within 2
+    assert not fidelity.agrees("apiserver-0.livez.failed", 4.0, 1.0)
+    assert fidelity.agrees("apiserver-0.served.etcd-0", 0.08, 0.04)  # 5 points
+    assert not fidelity.agrees("apiserver-0.errors.context", 0.20, 0.10)
+    assert fidelity.agrees("apiserver-0.requests", 10.0, 1000.0) is None  # load, not judged
     assert fidelity.agrees("apiserver-0.dead_closed", None, None) is None
     assert fidelity.agrees("apiserver-0.dead_closed", None, 40.0) is False
 
