@@ -45,8 +45,14 @@ from etcdlab.client.retry import (
 from etcdlab.cluster.local import LocalCluster, ServerFlags
 from etcdlab.common.argtypes import positive_float, positive_int
 from etcdlab.common.clock import MonotonicClock
+from etcdlab.common.timescale import TimeScale
 from etcdlab.protos import rpc_pb2
-from etcdlab.proxy.faults import Bandwidth, Blackhole, Fault, Latency, Loss, Reset
+from etcdlab.proxy.faults import Fault
+from etcdlab.proxy.faults.bandwidth import Bandwidth
+from etcdlab.proxy.faults.blackhole import Blackhole
+from etcdlab.proxy.faults.latency import Latency
+from etcdlab.proxy.faults.loss import Loss
+from etcdlab.proxy.faults.reset import Reset
 from etcdlab.testing.fault_proxy import FaultProxy
 
 # Retry timings in real seconds (multiplied by the time scale), AWS-blog shaped.
@@ -292,9 +298,11 @@ class _Fault:
             self.applied = self.proxy.add(None, Blackhole())
         else:
             connections = max(1, sum(link.connections for link in self.proxy.links))
-            bytes_per_s = (self._downstream_bytes() - self.down_bytes_at_start) / elapsed
-            # Link bandwidth is scaled by time_scale like every duration, so undo it.
-            rate_kb = 1.5 * bytes_per_s / connections / 1024 * self.cfg.time_scale
+            # Faults are written in real seconds: the load measured over
+            # ``elapsed`` run seconds stands for that many unscaled ones.
+            real = TimeScale(self.cfg.time_scale).unscaled(elapsed)
+            bytes_per_s = (self._downstream_bytes() - self.down_bytes_at_start) / real
+            rate_kb = 1.5 * bytes_per_s / connections / 1024
             self.applied = self.proxy.add(None, Latency(0.4, 0.3))
             self.applied += self.proxy.add(None, Bandwidth(max(rate_kb, 0.1)))
 

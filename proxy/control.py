@@ -18,7 +18,8 @@ import json
 import logging
 from typing import Any
 
-from etcdlab.proxy.faults import DOWNSTREAM, KINDS, Bandwidth, Blackhole, Fault, Latency, Reset
+from etcdlab.common.timescale import UNSCALED, TimeScale
+from etcdlab.proxy.faults.registry import from_toxic, to_toxic
 from etcdlab.proxy.link import Address, ProxyLink
 from etcdlab.proxy.metrics import render
 from etcdlab.proxy.server import ProxyServer
@@ -45,56 +46,6 @@ def format_address(address: Address) -> str:
     return f"{address[0]}:{address[1]}"
 
 
-def fault_from_toxic(body: dict[str, Any], default_stream: str = DOWNSTREAM) -> Fault:
-    """Build a fault from a Toxiproxy-style toxic: name, type, stream, attributes.
-
-    Toxiproxy's default stream is ``downstream``; config files pass ``both``.
-    """
-    kind = body.get("type")
-    attributes = dict(body.get("attributes") or {})
-    common = {
-        "direction": body.get("stream", default_stream),
-        "name": body.get("name") or "",
-        "toxicity": _number("toxicity", body.get("toxicity", 1.0)),
-    }
-    common["dialer"] = attributes.pop("dialer", None)
-    if kind == "latency":
-        latency = attributes.pop("latency", 0) / 1000
-        jitter = attributes.pop("jitter", 0) / 1000
-        method = attributes.pop("method", None)
-        if attributes:
-            raise ValueError(f"unknown attribute(s) for latency: {', '.join(sorted(attributes))}")
-        return Latency(latency, jitter=jitter, method=method, **common)
-    if kind == "timeout":
-        if attributes.get("timeout", 0) != 0:
-            raise ValueError("only timeout=0 (hold data forever) is supported")
-        return Blackhole(**common)
-    if kind == "reset_peer":
-        return Reset(**common)
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise ValueError(f"unknown toxic type {kind!r}; known: {', '.join(sorted(KINDS))}")
-    return KINDS[kind].from_attributes(attributes, **common)
-
-
-def toxic_from_fault(fault: Fault) -> dict[str, Any]:
-    attributes = fault.attributes()
-    if isinstance(fault, Latency):
-        attributes = {"latency": fault.latency * 1000, "jitter": fault.jitter * 1000}
-        if fault.method is not None:
-            attributes["method"] = fault.method
-    elif isinstance(fault, Bandwidth):
-        attributes = {"rate": fault.rate}
-    if fault.dialer:
-        attributes["dialer"] = fault.dialer
-    return {
-        "name": fault.name,
-        "type": fault.kind,
-        "stream": fault.direction,
-        "toxicity": fault.toxicity,
-        "attributes": attributes,
-    }
-
-
 def proxy_json(link: ProxyLink) -> dict[str, Any]:
     return {
         "name": link.name,
@@ -102,16 +53,28 @@ def proxy_json(link: ProxyLink) -> dict[str, Any]:
         "upstream": format_address(link.upstream),
         "enabled": link.enabled,
         "http2": link.http2,
-        "toxics": [toxic_from_fault(f) for f in link.faults],
+        "toxics": [to_toxic(f) for f in link.faults],
     }
 
 
 class ControlServer:
-    """Serves the control API for ``server`` on ``listen`` (loopback by default)."""
+    """Serves the control API for ``server`` on ``listen`` (loopback by default).
 
-    def __init__(self, server: ProxyServer, listen: Address = ("127.0.0.1", 0)) -> None:
+    Toxics arrive in real time (as Toxiproxy's: milliseconds); ``scale`` puts
+    them on the run's clock as they enter a link, and the API shows them as
+    they were written.
+    """
+
+    def __init__(
+        self,
+        server: ProxyServer,
+        listen: Address = ("127.0.0.1", 0),
+        *,
+        scale: TimeScale = UNSCALED,
+    ) -> None:
         self.proxy = server
         self.listen = listen
+        self.scale = scale
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -137,7 +100,7 @@ class ControlServer:
             status, result = await self.dispatch(method, path, payload)
             if isinstance(result, bytes):
                 content_type, body = "text/plain; version=0.0.4; charset=utf-8", result
-            else:
+            elif status != 204:
                 body = json.dumps(result).encode()
         except HttpError as error:
             status, body = error.status, json.dumps({"error": str(error)}).encode()
@@ -197,30 +160,29 @@ class ControlServer:
                     return 200, proxy_json(link)
             if len(parts) == 3 and parts[2] == "toxics":
                 if method == "GET":
-                    return 200, [toxic_from_fault(f) for f in link.faults]
+                    return 200, [to_toxic(f) for f in link.faults]
                 if method == "POST":
-                    fault = fault_from_toxic(_object(body))
+                    fault = from_toxic(_object(body))
                     if fault.name in {f.name for f in link.faults}:
                         raise HttpError(409, f"toxic already exists: {fault.name}")
-                    return 200, toxic_from_fault(link.add(fault))
+                    return 200, to_toxic(link.add(fault.scaled(self.scale)))
             if len(parts) == 4 and parts[2] == "toxics":
                 current = {f.name: f for f in link.faults}.get(parts[3])
                 if current is None:
                     raise HttpError(404, f"toxic not found: {parts[3]}")
                 if method == "GET":
-                    return 200, toxic_from_fault(current)
+                    return 200, to_toxic(current)
                 if method == "DELETE":
                     link.remove(current)
                     return 204, {}
                 if method in ("POST", "PATCH"):
-                    merged = toxic_from_fault(current)
+                    merged = to_toxic(current)
                     update = _object(body)
                     merged["attributes"].update(update.get("attributes") or {})
                     merged["stream"] = update.get("stream", merged["stream"])
                     merged["toxicity"] = update.get("toxicity", merged["toxicity"])
-                    if isinstance(current, Latency | Bandwidth):
-                        merged["type"] = current.kind
-                    return 200, toxic_from_fault(link.replace(fault_from_toxic(merged)))
+                    fault = from_toxic(merged).scaled(self.scale)
+                    return 200, to_toxic(link.replace(fault))
         raise HttpError(404, f"no route for {method} {path}")
 
     async def populate(self, body: Any) -> tuple[int, Any]:

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from etcdlab.cluster.childproc import first_line
+from etcdlab.common.timescale import TimeScale
 from etcdlab.proxy.control import ControlServer
-from etcdlab.proxy.faults import Latency, Loss
+from etcdlab.proxy.faults.latency import Latency
+from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.link import ProxyLink
 from etcdlab.proxy.server import ProxyServer
 from tests.waiting import eventually
@@ -55,8 +57,8 @@ def response_is_text(raw: bytes) -> bool:
 
 @pytest.fixture
 async def control() -> AsyncIterator[tuple[ProxyServer, str]]:
-    async with ProxyServer(seed=3, time_scale=0.5) as server:
-        api = ControlServer(server)
+    async with ProxyServer(seed=3) as server:
+        api = ControlServer(server, scale=TimeScale(0.5))
         await api.start()
         host, port = api.address
         try:
@@ -87,8 +89,9 @@ async def test_proxies_and_toxics_round_trip(control: tuple[ProxyServer, str]) -
         "toxicity": 1.0,
         "attributes": {"latency": 50.0, "jitter": 0.0},
     }
+    # Written in real milliseconds; on the link, scaled by the server's 0.5.
     fault = server.links["m0"].faults[0]
-    assert isinstance(fault, Latency) and fault.latency == 0.05
+    assert isinstance(fault, Latency) and fault.latency == 0.025
 
     status, updated = await http("POST", "/proxies/m0/toxics/slow", {"attributes": {"jitter": 10}})
     assert status == 200 and updated["attributes"] == {"latency": 50.0, "jitter": 10.0}
@@ -137,7 +140,7 @@ async def test_bad_requests_get_errors_not_crashes(control: tuple[ProxyServer, s
     status, error = await http("POST", "/proxies/m0/toxics", {"type": "loss", "attributes": {}})
     assert status == 400 and "probability" in error["error"]
     status, error = await http("POST", "/proxies/m0/toxics", {"type": "nope"})
-    assert status == 400 and "unknown toxic type" in error["error"]
+    assert status == 400 and "unknown fault kind" in error["error"]
     status, error = await http(
         "POST", "/proxies/m0/toxics", {"type": "loss", "attributes": {"probability": 2}}
     )
@@ -372,7 +375,7 @@ def test_cli_prints_one_json_line_and_serves_control(cli_process: dict[str, Any]
     [
         (["--listen", "127.0.0.1:0"], "--upstream are required"),
         (["--listen", "nope", "--upstream", "127.0.0.1:1"], "not HOST:PORT"),
-        (["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--loss", "1.5"], "[0, 1)"),
+        (["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--loss", "1.5"], "--loss: "),
         (["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--latency", "x"], "duration"),
         (
             ["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--raw", "--method", "a.B"],
