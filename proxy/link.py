@@ -96,13 +96,17 @@ class ProxyLink:
             infos = await loop.getaddrinfo(
                 host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )
-            family, _, _, _, address = infos[0]
+        except (OSError, UnicodeError) as error:
+            # A name that does not resolve is bad input, not a failure here.
+            reason = getattr(error, "strerror", None) or error
+            message = f"listen: link {self.name} cannot resolve {host!r}: {reason}"
+            raise ValueError(message) from None
+        family, _, _, _, address = infos[0]
+        try:
             listener = socket.create_server(address, family=family, backlog=_BACKLOG)
         except OSError as error:
-            # create_server's strerror names the address again; a resolver
-            # error (negative errno) has only its strerror.
-            code = error.errno
-            reason = os.strerror(code) if code is not None and code > 0 else error.strerror or error
+            # create_server's strerror names the address again.
+            reason = os.strerror(error.errno) if error.errno else error
             raise OSError(f"link {self.name} cannot listen on {host}:{port}: {reason}") from None
         listener.setblocking(False)
         loop.add_reader(listener.fileno(), self._accept, listener)
