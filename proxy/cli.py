@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from etcdlab.common.argtypes import time_scale
 from etcdlab.common.timescale import TimeScale
 from etcdlab.proxy.control import ControlServer, format_address, parse_address
 from etcdlab.proxy.faults import Fault
@@ -34,13 +35,6 @@ from etcdlab.proxy.server import ProxyServer
 def address(text: str) -> Address:
     try:
         return parse_address(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def time_scale(text: str) -> TimeScale:
-    try:
-        return TimeScale(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from etcdlab.cluster.local import LocalCluster, ServerFlags
-from etcdlab.common.argtypes import positive_float, positive_int
+from etcdlab.common.argtypes import positive_float, positive_int, time_scale
 from etcdlab.election.config import LeaderElectionConfig
 from etcdlab.election.safety import SafetyChecker
 from etcdlab.proxy.driver import LinkFaults
@@ -81,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--candidates", type=positive_int, default=5, help="candidates (default 5)")
     parser.add_argument(
         "--time-scale",
-        type=positive_float,
+        type=time_scale,
         default=1.0,
         help="multiply every election, client, raft and proxy timing (default 1: real)",
     )

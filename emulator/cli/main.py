@@ -28,10 +28,6 @@ REGISTRARS: tuple[Registrar, ...] = (
 )
 
 
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="etcdlab",
@@ -58,6 +54,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
-    except (UsageError, ValueError, RuntimeError, OSError) as error:
+    except (ValueError, RuntimeError, OSError) as error:
         print(f"etcdlab {args.command}: error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, UsageError | ValueError) else 1
+        return 2 if isinstance(error, ValueError) else 1

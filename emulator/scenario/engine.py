@@ -26,7 +26,7 @@ from etcdlab.client.etcd import EtcdClient
 from etcdlab.cluster.local import LocalCluster, ServerFlags
 from etcdlab.common.clock import MonotonicClock
 from etcdlab.common.timeline import FaultKind, Recorder, Timeline
-from etcdlab.common.timescale import TimeScale
+from etcdlab.common.timescale import UNSCALED, TimeScale
 from etcdlab.controlplane.plane import KCM_LEASE, ControlPlane, PlaneConfig
 from etcdlab.proxy.driver import ControlFaults, FaultDriver, LinkFaults
 from etcdlab.proxy.faults import Fault
@@ -57,7 +57,7 @@ PARTIAL_PARTITION = (
 
 @dataclass(frozen=True)
 class RunOptions:
-    time_scale: float = 1.0
+    time_scale: TimeScale = UNSCALED
     seed: int = 0
     out: Path = Path("etcdlab-report")
     duration: float | None = None  # real seconds after the warm-up; None: the scenario's
@@ -67,8 +67,8 @@ class RunOptions:
     plane: PlaneConfig = field(default_factory=PlaneConfig)
 
     def __post_init__(self) -> None:
-        if not self.time_scale > 0:
-            raise ValueError("time_scale must be positive")
+        # The edge of a run: every component below gets configs scaled by this.
+        object.__setattr__(self, "time_scale", TimeScale(self.time_scale))
         if self.duration is not None and self.duration <= 0:
             raise ValueError("duration must be positive")
         if self.proxy_control and not self.endpoints:
@@ -265,9 +265,7 @@ async def run(
                 ids = await member_ids(endpoints)
                 if ids is None and any(s.kind.startswith("partition") for s in scenario.faults):
                     timeline.settings["notes"] = [PARTIAL_PARTITION]
-                driver = ScenarioFaults(
-                    ControlFaults(options.proxy_control), TimeScale(ts), member_ids=ids
-                )
+                driver = ScenarioFaults(ControlFaults(options.proxy_control), ts, member_ids=ids)
             progress(f"using the cluster at {', '.join(endpoints)}")
         else:
             cluster = LocalCluster(MEMBERS, flags=server_flags(ts))
@@ -291,8 +289,7 @@ async def run(
                 for i in range(MEMBERS)
             ]
             truth = cluster.endpoints
-            scale = TimeScale(ts)
-            driver = ScenarioFaults(LinkFaults(proxies.links, scale), scale, cluster)
+            driver = ScenarioFaults(LinkFaults(proxies.links, ts), ts, cluster)
             member_sampler = asyncio.create_task(
                 _sample_members(cluster, recorder, max(0.25, plane_config.sample_period))
             )
@@ -301,7 +298,7 @@ async def run(
             raise ValueError("this scenario injects faults: give --proxy-control with --endpoints")
         plane = ControlPlane(endpoints, clock, recorder, plane_config, truth)
         stack.push_async_callback(plane.close)
-        await plane.seed_objects()
+        await plane.create_objects()
         plane.start()
         progress(
             f"control plane: {plane_config.apiservers} apiservers, {len(plane.components)} "

@@ -46,8 +46,8 @@ def test_builtins_are_valid_and_named_after_themselves() -> None:
     }
     for name, scenario in BUILTINS.items():
         assert scenario.name == name and scenario.faults and scenario.description
-    seed = BUILTINS["packet-loss-30"].faults[0]
-    assert (seed.kind, seed.probability, seed.links) == ("loss", 0.3, "all")
+    fault = BUILTINS["packet-loss-30"].faults[0]
+    assert (fault.kind, fault.probability, fault.links) == ("loss", 0.3, "all")
 
 
 def test_toml_scenario_round_trip() -> None:
@@ -113,9 +113,11 @@ def test_cli_lists_scenarios_and_rejects_bad_input(
     bad.write_text("duration = -1\n")
     assert main(["run", str(bad)]) == 2
     assert "duration must be positive" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:
-        main(["run", "packet-loss-30", "--time-scale", "0"])
-    assert exit_info.value.code == 2
+    for scale in ("0", "nan", "inf"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["run", "packet-loss-30", "--time-scale", scale])
+        assert exit_info.value.code == 2
+        assert "--time-scale: must be a positive finite number" in capsys.readouterr().err
     assert main(["run", "packet-loss-30", "--endpoints", "127.0.0.1:1"]) == 2
     assert "--proxy-control" in capsys.readouterr().err
     assert main(["run", "packet-loss-30", "--endpoints", "a:1", "--proxy-control", "a:2"]) == 2
@@ -128,7 +130,7 @@ async def test_builtin_scenario_runs_end_to_end(name: str, tmp_path: Path) -> No
     # Keep the faults, cut the quiet tail: 10 s (unscaled) after the last heal.
     duration = max(step.end for step in scenario.faults) + 10
     options = engine.RunOptions(
-        time_scale=0.1, seed=7, out=tmp_path, duration=duration, plane=SMALL
+        time_scale=TimeScale(0.1), seed=7, out=tmp_path, duration=duration, plane=SMALL
     )
     lines: list[str] = []
     report, paths = await engine.run(scenario, options, lines.append)
@@ -247,7 +249,7 @@ async def test_run_against_an_existing_cluster_through_its_proxies(
             scenario = Scenario("remote", "loss via the control API", 40,
                                 (FaultStep(10, 20, "loss", "0"),))  # fmt: skip
             options = engine.RunOptions(
-                time_scale=0.1,
+                time_scale=TimeScale(0.1),
                 out=tmp_path,
                 endpoints=tuple(endpoints),
                 proxy_control=f"http://127.0.0.1:{control.address[1]}",
