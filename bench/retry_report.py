@@ -70,6 +70,8 @@ def plot(results: Sequence[RunResult]) -> str:
     faults = list(dict.fromkeys(run.fault for run in results))
     strategies = list(dict.fromkeys(run.result.strategy for run in results))
     by = {(run.fault, run.result.strategy): run for run in results}
+    # A strategy keeps its colour in every chart, whichever others a chart leaves out.
+    colour = {s: svgplot.color(i) for i, s in enumerate(strategies)}
 
     def per_strategy(value: str) -> list[tuple[str, list[float | None]]]:
         return [
@@ -86,7 +88,10 @@ def plot(results: Sequence[RunResult]) -> str:
         charts.append(
             svgplot.line_chart(
                 f"{fault}: RPCs/s over the run",
-                [Series(r.result.strategy, _rates(r.sent, r.bucket)) for r in runs],
+                [
+                    Series(r.result.strategy, _rates(r.sent, r.bucket), colour[r.result.strategy])
+                    for r in runs
+                ],
                 (0.0, runs[0].bucket * len(runs[0].sent)),
                 shades=[Shade(runs[0].fault_start, runs[0].fault_end, fault)],
                 y_label="RPCs/s",
@@ -113,7 +118,7 @@ def plot(results: Sequence[RunResult]) -> str:
                 "outage herd: RPCs/s from the outage's start",
                 # Immediate retry would flatten every other curve; it has its own bars.
                 [
-                    Series(name, _rates(h.timeline, h.bucket))
+                    Series(name, _rates(h.timeline, h.bucket), colour[name])
                     for name, h in herds
                     if h.calls > h.clients and name != "immediate"
                 ],
