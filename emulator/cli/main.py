@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from etcdlab.bench import retries as retry_bench
+from etcdlab.cli import bench as bench_cli
 from etcdlab.cli import cluster as cluster_cli
 from etcdlab.cli import election as election_cli
 from etcdlab.cli import proxy as proxy_cli
@@ -24,7 +24,7 @@ REGISTRARS: tuple[Registrar, ...] = (
     proxy_cli.register,
     election_cli.register,
     run_cli.register,
-    retry_bench.register,
+    bench_cli.register,
 )
 
 
