@@ -32,15 +32,15 @@ class ErrorClass(StrEnum):
 
 class EventKind(StrEnum):
     KEEPALIVE_FAILURE = "keepalive_failure"  # transport closed by a keepalive timeout
+    # A client's connection to a member changed state; detail
+    # "<endpoint> <STATE> <client>" (+ ": <why>" for TRANSIENT_FAILURE), as the
+    # Go reference writes it.
+    TRANSPORT_STATE = "transport_state"
     ENDPOINT_SWITCH = "endpoint_switch"  # the client moved to another member
     RENEW_FAILED = "renew_failed"  # a leader's renew attempt failed (detail: lease)
     SLOW_PATH = "slow_path"  # optimistic renew failed, fell back to read-then-update
     ACQUIRE_FAILED = "acquire_failed"  # a candidate tried to take a lease and could not
     RELIST = "relist"  # an informer listed again after its watch broke
-    # A connection (gRPC subchannel) changed state. Detail: "<endpoint> <STATE>
-    # <client>", STATE one of gRPC's IDLE, CONNECTING, READY, TRANSIENT_FAILURE,
-    # SHUTDOWN, then ": <error>" after a failed attempt (the Go reference's format).
-    TRANSPORT_STATE = "transport_state"
     NOTE = "note"  # why a check turned unhealthy, in the client's own words
 
 
@@ -68,7 +68,7 @@ class Request:
     latency: float
     error: ErrorClass | None = None
     source: str = "etcd"  # "cache" when the apiserver's watch cache answered
-    member: str | None = None  # endpoint that served the last attempt; None: none did or unknown
+    member: str | None = None  # the endpoint of the last attempt (None: no attempt reached one)
 
     @property
     def ok(self) -> bool:
