@@ -38,6 +38,8 @@ examples:
   .venv/bin/python -m etcdlab.bench.client_fidelity --runs 3 --out reports/fidelity-3.6 \\
       --etcd-binary .build/etcd-3.6.16
   .venv/bin/python -m etcdlab.bench.client_fidelity --out reports/fidelity-3.5 --report-only
+  .venv/bin/python -m etcdlab.bench.client_fidelity --sides go --first-run 3 --runs 2 \\
+      --out reports/fidelity-3.5   (two more Go runs, numbered 3 and 4)
 
 Every run's report, timeline.json, the Go processes' logs and the load average
 at its end stay in --out/<case>-<side>-<n>/; the table is computed from every
@@ -60,7 +62,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from etcdlab.common.argtypes import executable, positive_float, positive_int
+from etcdlab.common.argtypes import executable, non_negative_int, positive_float, positive_int
 from etcdlab.common.timeline import (
     ErrorClass,
     Event,
@@ -409,6 +411,7 @@ class Job:
     cases: tuple[str, ...]
     sides: tuple[str, ...]
     runs: int
+    first_run: int
     at: float
     fault: float
     after: float
@@ -455,10 +458,10 @@ async def bench(job: Job, out: Path) -> None:
     """Run every case, sides interleaved run by run, into ``out/<case>-<side>-<n>/``."""
     for case_name in job.cases:
         case = CASES[case_name]
-        for n in range(job.runs):
+        for n in range(job.first_run, job.first_run + job.runs):
             # Interleaved, so a change in the machine's load hits both sides.
             for side in job.sides:
-                print(f"{case_name} {side} run {n + 1}/{job.runs}", file=sys.stderr, flush=True)
+                print(f"{case_name} {side} run {n}", file=sys.stderr, flush=True)
                 run_dir = out / f"{case_name}-{side}-{n}"
                 await run_case(case, side, job, run_dir)
                 loadavg = _loadavg()
@@ -504,6 +507,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=positive_int, default=3, help="runs per side (default 3)")
     parser.add_argument(
+        "--first-run",
+        type=non_negative_int,
+        default=0,
+        help="number of the first run (to add runs to those already in --out)",
+    )
+    parser.add_argument(
         "--at", type=positive_float, default=10.0, help="fault starts this long after warm-up"
     )
     parser.add_argument(
@@ -542,8 +551,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not sides or any(s not in SIDES for s in sides):
         parser.error(f"--sides: python, go or python,go, not {args.sides!r}")
     if not args.report_only:
-        job = Job(cases, sides, args.runs, args.at, args.fault, args.after, args.seed,
-                  args.etcd_binary)  # fmt: skip
+        job = Job(cases, sides, args.runs, args.first_run, args.at, args.fault, args.after,
+                  args.seed, args.etcd_binary)  # fmt: skip
         try:
             _run(job, args.out)
         except (RuntimeError, ValueError, OSError) as error:
