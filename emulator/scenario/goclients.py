@@ -6,7 +6,8 @@ one ``apiserver`` process per apiserver of the plane's config (kube-apiserver's
 own storage factory: an etcd client per resource balancing over every endpoint,
 its livez and readyz etcd checks, a list+watch per resource and a write load)
 and one ``elect`` process for the plane's leases (client-go's LeaderElector, the
-plane's candidates per lease, named ``<lease>-<i>`` like the emulated ones).
+plane's candidates per lease, named ``<lease>-<i>`` like the emulated ones,
+candidate ``i`` writing through the client of apiserver ``i mod apiservers``).
 They dial the same proxied endpoints, so the run's seeded faults meet them as
 they meet the emulation, and their records (JSON lines in the timeline's
 schema, ``oracle/README.md``) are merged into the run's Timeline as they come.
@@ -122,6 +123,10 @@ def commands(
         f"--renew-deadline={_seconds(election.renew_deadline)}",
         f"--retry-period={_seconds(election.retry_period)}",
         f"--restart-delay={_seconds(config.restart_delay)}",
+        # Candidate k writes through apiserver k's client in the emulated plane,
+        # as every Lease write reaching a kube-apiserver goes through its one
+        # client for leases: the candidates share clients the same way.
+        f"--shared-clients={config.apiservers}",
         *common,
     ]
     return result

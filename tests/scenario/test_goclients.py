@@ -60,7 +60,7 @@ def test_the_processes_get_the_planes_leases_candidates_and_timings() -> None:
     assert elect[:2] == ["/bin/oracle", "elect"]
     assert "--lease=kube-controller-manager,kube-scheduler,component-0" in elect
     assert {"--candidates=3", "--lease-duration=15", "--renew-deadline=10",
-            "--retry-period=2"} <= set(elect)  # fmt: skip
+            "--retry-period=2", "--shared-clients=2"} <= set(elect)  # fmt: skip
 
 
 def test_a_missing_oracle_named_in_the_environment_is_one_error(
