@@ -15,10 +15,11 @@ emulated plane), during the fault:
 - request latency p50/p90/p99, and errors by class as a share of the requests
   (the two sides' loads differ in size: the emulated plane's controllers and
   churn, the Go reference's steady write load; see oracle/README.md);
-- the share of successful requests each member served (needs the member per
-  request: the Go reference records it, the emulated client once it balances);
+- the share of successful requests each member served, as ``faulted``,
+  ``other-1``, ``other-2`` (needs the member per request: the Go reference
+  records it, the emulated client once it balances);
 - livez (``apiserver-N``) and readyz (``apiserver-N/etcd-readiness``): seconds
-  from the fault to the first failed check, failed records, unhealthy seconds;
+  from the fault to the first failed check, and the failed records;
 - seconds from the fault until a connection to the faulted member is closed
   (a keepalive close, or the connection leaving READY);
 
@@ -137,6 +138,16 @@ def member_names(timeline: Timeline) -> dict[str, str]:
     return {endpoint: f"etcd-{i}" for i, endpoint in enumerate(endpoints)}
 
 
+def member_roles(timeline: Timeline, faulted: set[str]) -> dict[str, str]:
+    """Client endpoint -> ``faulted`` or ``other-1``, ``other-2`` (by member index):
+    "leader" and "follower" resolve to different members from run to run."""
+    others = [e for e in member_names(timeline) if e not in faulted]
+    return {
+        **{endpoint: "faulted" for endpoint in faulted},
+        **{endpoint: f"other-{i}" for i, endpoint in enumerate(others, 1)},
+    }
+
+
 def _faulted_endpoints(timeline: Timeline, fault: FaultWindow) -> set[str]:
     names = member_names(timeline)
     targets = set(fault.target.split(","))
@@ -163,8 +174,8 @@ def figures(timeline: Timeline, apiservers: int = 2) -> dict[str, Any]:
     if not timeline.faults:
         raise ValueError(f"run {timeline.scenario} recorded no fault")
     fault = timeline.faults[0]
-    names = member_names(timeline)
     dead = _faulted_endpoints(timeline, fault)
+    roles = member_roles(timeline, dead)
     result: dict[str, Any] = {"apiservers": {}}
     for index in range(apiservers):
         api = f"apiserver-{index}"
@@ -176,7 +187,7 @@ def figures(timeline: Timeline, apiservers: int = 2) -> dict[str, Any]:
             and apiserver_of(r.component, apiservers) == api
         ]
         served = Counter(
-            names.get(r.member, r.member) for r in requests if r.ok and r.member is not None
+            roles.get(r.member, r.member) for r in requests if r.ok and r.member is not None
         )
         total = sum(served.values())
         closes = [

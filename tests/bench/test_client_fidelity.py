@@ -48,8 +48,9 @@ def test_requests_are_counted_for_their_apiserver_inside_the_fault() -> None:
     assert api0["requests"] == 3
     assert api0["latency"] == {"p50": 0.004, "p90": 9.0, "p99": 9.0}
     assert api0["errors"]["context"] == pytest.approx(1 / 3) and api0["errors"]["cluster"] == 0
-    assert api0["served"] == {"etcd-1": 0.5, "etcd-2": 0.5}  # successes only
-    assert api1["requests"] == 1 and api1["served"] == {"etcd-1": 1.0}
+    # Successes only, by the member's role in the fault.
+    assert api0["served"] == {"other-1": 0.5, "other-2": 0.5}
+    assert api1["requests"] == 1 and api1["served"] == {"other-1": 1.0}
 
 
 def test_checks_first_failure_and_failed_records() -> None:
@@ -92,7 +93,7 @@ def test_verdicts_allow_25_percent_or_2_for_counts_or_5_points_for_shares() -> N
     assert not fidelity.agrees("apiserver-0.latency.p99", 1.3, 1.0)
     assert fidelity.agrees("apiserver-0.livez.failed", 3.0, 1.0)  # within 2
     assert not fidelity.agrees("apiserver-0.livez.failed", 4.0, 1.0)
-    assert fidelity.agrees("apiserver-0.served.etcd-0", 0.08, 0.04)  # 5 points
+    assert fidelity.agrees("apiserver-0.served.faulted", 0.08, 0.04)  # 5 points
     assert not fidelity.agrees("apiserver-0.errors.context", 0.20, 0.10)
     assert fidelity.agrees("apiserver-0.requests", 10.0, 1000.0) is None  # load, not judged
     assert fidelity.agrees("apiserver-0.dead_closed", None, None) is None
@@ -114,7 +115,7 @@ def test_the_table_shows_means_spreads_and_verdicts(tmp_path: Path) -> None:
     assert "| blackhole | apiserver-0.latency.p50 | 20 ms [10 ms to 30 ms] | 20 ms | yes |" in text
     compact = fidelity.compact(rows)
     assert "| blackhole | apiserver-0 | 20 ms [10 ms to 30 ms] / 20 ms |" in compact
-    assert "python: etcd-1 100%; go: etcd-1 100% |" in compact
+    assert "python: other-1 100%; go: other-1 100% |" in compact
 
 
 def test_the_command_line_rejects_unknown_cases(capsys: pytest.CaptureFixture[str]) -> None:
