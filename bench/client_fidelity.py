@@ -476,7 +476,7 @@ async def bench(job: Job, out: Path) -> None:
                 run_dir = out / f"{case_name}-{side}-{n}"
                 await run_case(case, side, job, run_dir)
                 loadavg = _loadavg()
-                await asyncio.to_thread((run_dir / "loadavg").write_text, loadavg)
+                await asyncio.to_thread((run_dir / "loadavg").write_text, loadavg + "\n")
                 print(f"    load average {loadavg}", file=sys.stderr, flush=True)
 
 
@@ -489,7 +489,7 @@ def collect(out: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
             continue
         result = figures(load_timeline(path))
         loadavg = path.parent / "loadavg"
-        result["loadavg"] = loadavg.read_text() if loadavg.exists() else "?"
+        result["loadavg"] = loadavg.read_text().strip() if loadavg.exists() else "?"
         runs.setdefault(match.group(1), {}).setdefault(match.group(2), []).append(result)
     return runs
 
@@ -576,7 +576,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     rows = compare(runs)
     print(table(rows) if args.long else compact(rows))
+    print(f"\n{load_summary(runs)}")
     return 0
+
+
+def load_summary(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
+    """The machine's 1-minute load average at the end of the runs (it is shared)."""
+    loads = [
+        float(run["loadavg"].split()[0])
+        for sides in runs.values()
+        for side in sides.values()
+        for run in side
+        if run.get("loadavg", "?") != "?"
+    ]
+    if not loads:
+        return "load average: not recorded"
+    return (
+        f"{sum(len(s) for sides in runs.values() for s in sides.values())} runs; 1-minute load "
+        f"average at their ends {min(loads):.1f} to {max(loads):.1f} (median "
+        f"{statistics.median(loads):.1f})"
+    )
 
 
 def _run(job: Job, out: Path) -> None:
