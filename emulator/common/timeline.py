@@ -31,7 +31,10 @@ class ErrorClass(StrEnum):
 
 class EventKind(StrEnum):
     KEEPALIVE_FAILURE = "keepalive_failure"  # transport closed by a keepalive timeout
-    ENDPOINT_SWITCH = "endpoint_switch"  # the client moved to another member
+    # A client's connection to a member changed state; detail
+    # "<endpoint> <STATE> <client>" (+ ": <why>" for TRANSIENT_FAILURE), as the
+    # Go reference writes it.
+    TRANSPORT_STATE = "transport_state"
     RENEW_FAILED = "renew_failed"  # a leader's renew attempt failed (detail: lease)
     SLOW_PATH = "slow_path"  # optimistic renew failed, fell back to read-then-update
     ACQUIRE_FAILED = "acquire_failed"  # a candidate tried to take a lease and could not
@@ -65,6 +68,7 @@ class Request:
     latency: float
     error: ErrorClass | None = None
     source: str = "etcd"  # "cache" when the apiserver's watch cache answered
+    member: str | None = None  # the endpoint of the last attempt (None: no attempt reached one)
 
     @property
     def ok(self) -> bool:
@@ -260,9 +264,11 @@ class Recorder:
         latency: float,
         error: ErrorClass | None = None,
         source: str = "etcd",
+        member: str | None = None,
     ) -> None:
         self._add(
-            self.timeline.requests, Request(self.now(), component, op, latency, error, source)
+            self.timeline.requests,
+            Request(self.now(), component, op, latency, error, source, member),
         )
 
     def health(self, component: str, healthy: bool) -> None:

@@ -313,16 +313,24 @@ def latency_but_processing(timeline: Timeline) -> Finding:
     )
 
 
+def _connections_left(timeline: Timeline, component: str = "") -> list[float]:
+    """When a client's connection to a member stopped taking calls (it left READY,
+    or an attempt to connect failed): the balancer rotates past that member."""
+    return [
+        e.t
+        for e in timeline.events
+        if e.kind is EventKind.TRANSPORT_STATE
+        and e.component.startswith(component)
+        and e.detail.split()[1:2] in (["IDLE"], ["TRANSIENT_FAILURE"])
+    ]
+
+
 def rotation(window: tuple[float, float]) -> Callable[[Timeline], Finding]:
     def evaluate(timeline: Timeline) -> Finding:
         return _onset(
             timeline,
-            "endpoint switch",
-            [
-                e.t
-                for e in timeline.events
-                if e.kind is EventKind.ENDPOINT_SWITCH and e.component.startswith(APISERVER)
-            ],
+            "lost connection",
+            _connections_left(timeline, APISERVER),
             window,
             bool(_api_requests(timeline)),
         )
@@ -579,13 +587,11 @@ def node_failure_detection(timeline: Timeline) -> Finding:
     start = windows[0][0]
     losses = [t for t in _leadership_losses(timeline) if start <= t]
     renew_failed = _event_times(timeline, EventKind.RENEW_FAILED)
-    switches = [
-        e.t for e in timeline.events if e.kind is EventKind.ENDPOINT_SWITCH and e.t >= start
-    ]
+    switches = [t for t in _connections_left(timeline) if t >= start]
     switch_words = (
-        f"first endpoint switch {_s((switches[0] - start) / timeline.time_scale)} after the failure"
+        f"first lost connection {_s((switches[0] - start) / timeline.time_scale)} after the failure"
         if switches
-        else "no endpoint switch"
+        else "no connection lost"
     )
     if losses and any(t <= losses[0] for t in renew_failed if t >= start):
         return Finding(
