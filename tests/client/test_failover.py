@@ -64,6 +64,24 @@ async def test_calls_spread_round_robin_over_the_members(shared_cluster: LocalCl
         assert all(95 <= n <= 105 for n in client.stats.served.values()), client.stats.served
 
 
+async def test_idle_connections_are_not_pinged_into_a_goaway(shared_cluster: LocalCluster) -> None:
+    # etcd (its enforcement policy permits no pings without streams) answers an
+    # idle connection's third ping within two hours with GOAWAY too_many_pings; a
+    # client pinging idle connections every keepalive_time (grpcio with
+    # keepalive_permit_without_calls) lost them after 4 periods. Go clients,
+    # the apiserver's included, do not ping without calls, and neither does this.
+    heard = Transitions()
+    async with EtcdClient(shared_cluster.endpoints, CONFIG, listener=heard) as client:
+        await client.connect()
+        await eventually(
+            lambda: all(c.state is READY for c in client.connections), 5, "every connection"
+        )
+        # An observation window of five keepalive periods, not a wait for a condition.
+        await asyncio.sleep(5 * CONFIG.keepalive_time)
+        assert all(c.state is READY and c.connected == 1 for c in client.connections)
+        assert not any(heard.left_ready(e) for e in shared_cluster.endpoints)
+
+
 async def test_blackholed_member_is_closed_by_keepalive_while_calls_go_on_elsewhere(
     shared_cluster: LocalCluster,
 ) -> None:
