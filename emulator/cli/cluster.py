@@ -10,7 +10,7 @@ import threading
 from types import FrameType
 
 from etcdlab.cluster.local import LocalCluster, ServerFlags
-from etcdlab.common.argtypes import positive_float, positive_int
+from etcdlab.common.argtypes import positive_int, time_scale
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     up.add_argument(
         "--time-scale",
-        type=positive_float,
+        type=time_scale,
         default=1.0,
         help="shrink raft and keepalive timings by this factor (default 1)",
     )

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from etcdlab.bench import retries as retry_bench
+from etcdlab.cli import bench as bench_cli
 from etcdlab.cli import cluster as cluster_cli
 from etcdlab.cli import election as election_cli
 from etcdlab.cli import proxy as proxy_cli
@@ -24,12 +24,8 @@ REGISTRARS: tuple[Registrar, ...] = (
     proxy_cli.register,
     election_cli.register,
     run_cli.register,
-    retry_bench.register,
+    bench_cli.register,
 )
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +54,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
-    except (UsageError, ValueError, RuntimeError, OSError) as error:
+    except (ValueError, RuntimeError, OSError) as error:
         print(f"etcdlab {args.command}: error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, UsageError | ValueError) else 1
+        return 2 if isinstance(error, ValueError) else 1

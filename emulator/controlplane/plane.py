@@ -1,7 +1,7 @@
 """The whole emulated control plane in one event loop, recording into a Timeline.
 
 * ``apiservers`` apiservers, each an :class:`~etcdlab.client.etcd.EtcdClient` with the
-  seed's settings, a watch cache, and the livez ``etcd`` and readyz
+  analysis's settings, a watch cache, and the livez ``etcd`` and readyz
   ``etcd-readiness`` checks (:mod:`etcdlab.client.health`), each over its own
   client like the real apiserver's, asked every ``health_check_interval``;
 * leader-elected components: two kube-controller-manager candidates (the leader
@@ -12,7 +12,7 @@
   work while the fault is on (the engine stops it when the faults end, so the
   time to converge afterwards is measurable);
 * records of every check answer (livez as ``apiserver-N``, readyz as
-  ``apiserver-N/etcd-readiness``, a note when one turns unhealthy) and of every
+  ``apiserver-N/etcd-readiness``) and of every
   connection change of the apiservers' clients (``transport_state``,
   ``keepalive_failure``);
 * samplers: workqueue depths, informer cache sizes, the ground-truth reconcile
@@ -39,6 +39,7 @@ from etcdlab.client.etcd import EtcdClient
 from etcdlab.client.health import LIVEZ, READYZ, EtcdCheck, poll
 from etcdlab.common.clock import Clock
 from etcdlab.common.timeline import EventKind, Recorder
+from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.apiserver import (
     APIServer,
     CacheConfig,
@@ -69,7 +70,7 @@ SCHEDULER_LEASE = "kube-scheduler"
 class PlaneConfig:
     """Sizes and timings of the emulated control plane (timings in seconds).
 
-    ``client`` is the apiserver's etcd client (the seed's keepalive 30 s / 10 s,
+    ``client`` is the apiserver's etcd client (the analysis's keepalive 30 s / 10 s,
     dial 20 s, checks 2 s); ``election`` holds client-go's default
     LeaseDuration 15 s, RenewDeadline 10 s, RetryPeriod 2 s (identity and lease
     name are filled in per candidate). ``request_timeout`` is the apiserver's
@@ -111,18 +112,17 @@ class PlaneConfig:
             raise ValueError("churn_period must not be negative")
 
     def scaled(self, time_scale: float) -> PlaneConfig:
-        if not time_scale > 0:
-            raise ValueError("time_scale must be positive")
+        scale = TimeScale(time_scale)
         return replace(
             self,
-            churn_period=self.churn_period * time_scale,
-            sample_period=self.sample_period * time_scale,
-            restart_delay=self.restart_delay * time_scale,
-            request_timeout=self.request_timeout * time_scale,
-            client=self.client.scaled(time_scale),
-            election=self.election.scaled(time_scale),
-            controllers=self.controllers.scaled(time_scale),
-            cache=self.cache.scaled(time_scale),
+            churn_period=scale.scaled(self.churn_period),
+            sample_period=scale.scaled(self.sample_period),
+            restart_delay=scale.scaled(self.restart_delay),
+            request_timeout=scale.scaled(self.request_timeout),
+            client=self.client.scaled(scale),
+            election=self.election.scaled(scale),
+            controllers=self.controllers.scaled(scale),
+            cache=self.cache.scaled(scale),
         )
 
     @property
@@ -137,7 +137,7 @@ class PlaneConfig:
 
 
 class RecordingLock:
-    """A :class:`ResourceLock` that records the election steps the seed names.
+    """A :class:`ResourceLock` that records the election steps the analysis names.
 
     A write failing while its candidate leads is a failed renewal; a leader
     reading the record is on the slow path (its optimistic update failed); a
@@ -342,7 +342,7 @@ class ControlPlane:
 
     # -- lifecycle --------------------------------------------------------------
 
-    async def seed_objects(self) -> None:
+    async def create_objects(self) -> None:
         """Create the nodes and workloads (skipping any that exist)."""
         api = APIServer("setup", self.observer, self._clock)
         wanted: list[tuple[str, str, dict[str, Any]]] = [
@@ -430,14 +430,9 @@ class ControlPlane:
 
     async def _probe(self, component: str, check: EtcdCheck) -> None:
         """Ask ``check`` like a prober would, recording every answer."""
-        healthy = True
 
         def report(error: str | None) -> None:
-            nonlocal healthy
             self._recorder.health(component, error is None)
-            if error is not None and healthy:
-                self._recorder.event(component, EventKind.NOTE, f"etcd check failed: {error}")
-            healthy = error is None
 
         await poll(check, self.config.client.health_check_interval, self._clock, report)
 

@@ -19,7 +19,7 @@ from etcdlab.client.calls import Caller, served_by
 from etcdlab.client.config import ClientConfig
 from etcdlab.client.connection import ConnectivityState
 from etcdlab.client.errors import ClusterUnavailableError, ContextError
-from etcdlab.client.retry import ClientV3Retry
+from etcdlab.client.retry import ClientV3Retry, NoRetry
 from etcdlab.common.clock import FakeClock
 from tests.client.fake_network import (
     HANG,
@@ -221,15 +221,26 @@ async def test_a_pick_waits_for_a_ready_connection_up_to_its_deadline(
 
 
 class Members:
-    """Fake RPCs: each endpoint answers, or fails as unavailable, as the test says."""
+    """Fake RPCs: each endpoint answers, fails as unavailable, or never answers
+    (until the call's deadline), as the test says."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
         self.failing: dict[str, str] = {}
+        self.hanging: set[str] = set()
         self.sent: list[str] = []
 
     async def invoke(self, channel: grpc.aio.Channel, left: float | None) -> str:
         address = cast(FakeChannel, channel).address
         self.sent.append(address)
+        if address in self.hanging:
+            await (self.clock.sleep(left) if left is not None else asyncio.Event().wait())
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                "Deadline Exceeded",
+            )
         if address in self.failing:
             raise unavailable(self.failing[address])
         return address
@@ -244,7 +255,7 @@ async def test_a_read_that_meets_unavailable_goes_on_to_the_next_connection(
     clock: FakeClock, network: FakeNetwork, round_robin: tuple[Balancer, StateLog]
 ) -> None:
     balancer, _ = round_robin
-    members = Members()
+    members = Members(clock)
     members.failing["m1:2379"] = "etcdserver: no leader"
     calls = caller(balancer, clock)
     for _ in range(30):
@@ -260,7 +271,7 @@ async def test_a_write_that_meets_unavailable_is_not_retried(
     clock: FakeClock, network: FakeNetwork, round_robin: tuple[Balancer, StateLog]
 ) -> None:
     balancer, _ = round_robin
-    members = Members()
+    members = Members(clock)
     members.failing = {address: "keepalive watchdog timeout" for address in ENDPOINTS}
     calls = caller(balancer, clock)
     with served_by() as served, pytest.raises(ClusterUnavailableError) as error:
@@ -274,7 +285,7 @@ async def test_a_read_gives_up_after_100_attempts_with_a_wait_per_quorum_round(
     clock: FakeClock, network: FakeNetwork, round_robin: tuple[Balancer, StateLog]
 ) -> None:
     balancer, _ = round_robin
-    members = Members()
+    members = Members(clock)
     members.failing = {address: "etcdserver: request timed out" for address in ENDPOINTS}
     calls = caller(balancer, clock)
     call = asyncio.create_task(calls.call("range", members.invoke, safe=True, timeout=None))
@@ -295,7 +306,7 @@ async def test_a_call_waits_for_a_ready_connection_until_its_deadline(
         network.behaviour[address] = HANG
     balancer, _ = make_balancer(ENDPOINTS, RoundRobin(random.Random(1)), clock, network)
     balancer.start()
-    members = Members()
+    members = Members(clock)
     calls = caller(balancer, clock)
     call = asyncio.create_task(calls.call("range", members.invoke, safe=True, timeout=5.0))
     await clock.advance(5.0)
@@ -303,3 +314,41 @@ async def test_a_call_waits_for_a_ready_connection_until_its_deadline(
         await call
     assert error.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and members.sent == []
     await balancer.close()
+
+
+async def test_a_hedge_goes_at_once_when_the_primary_already_failed(
+    clock: FakeClock, network: FakeNetwork, round_robin: tuple[Balancer, StateLog]
+) -> None:
+    balancer, _ = round_robin
+    members = Members(clock)
+    first = (await balancer.pick(None)).address  # the next pick is the one after it
+    members.failing[ENDPOINTS[(ENDPOINTS.index(first) + 1) % 3]] = "etcdserver: no leader"
+    calls = Caller(balancer, NoRetry(), ClientConfig(), clock)
+    # No retries: the primary fails at once, and the hedge does not wait 30 s.
+    answer = await calls.hedged("range", members.invoke, timeout=None, hedge_after=30.0)
+    assert answer not in members.failing and len(members.sent) == 2
+    assert calls.stats.hedges == 1 and clock.now() == 0.0
+
+
+async def test_attempt_timeout_retries_a_read_but_not_a_write(
+    clock: FakeClock, network: FakeNetwork, round_robin: tuple[Balancer, StateLog]
+) -> None:
+    balancer, _ = round_robin
+    members = Members(clock)
+    members.hanging = set(ENDPOINTS[:1])
+    calls = caller(balancer, clock, attempt_timeout=0.3)
+    answers = []
+    for _ in range(3):
+        call = asyncio.create_task(calls.call("range", members.invoke, safe=True, timeout=30.0))
+        await clock.advance(0.3)
+        answers.append(await call)
+    assert "m0:2379" not in answers and calls.stats.retries == {"attempt_timeout": 1}
+    writes = []
+    for _ in range(3):
+        call = asyncio.create_task(calls.call("put", members.invoke, safe=False, timeout=30.0))
+        await clock.advance(0.3)
+        writes.append(call)
+    outcomes = await asyncio.gather(*writes, return_exceptions=True)
+    (cut,) = [o for o in outcomes if isinstance(o, ContextError)]
+    assert cut.code == grpc.StatusCode.DEADLINE_EXCEEDED and cut.endpoint == "m0:2379"
+    assert calls.stats.retries == {"attempt_timeout": 1}

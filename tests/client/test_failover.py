@@ -154,6 +154,42 @@ async def test_a_write_is_not_retried_after_unavailable_but_a_read_is(
         cluster.resume(follower)
 
 
+async def test_attempt_timeout_retries_safe_calls_and_not_unsafe_writes(
+    cluster: LocalCluster,
+) -> None:
+    follower = (cluster.wait_leader() + 1) % 3
+    paused = cluster.endpoints[follower]
+    config = dataclasses.replace(CONFIG, attempt_timeout=0.3)
+    methods: list[str] = []
+    async with EtcdClient(cluster.endpoints, config, on_attempt=methods.append) as client:
+        await client.connect()
+        await eventually(
+            lambda: all(c.state is READY for c in client.connections), 5, "every connection"
+        )
+        cluster.pause(follower)
+        cut: list[float] = []
+        for index in range(3):
+            # Round-robin: one of three consecutive puts meets the paused member,
+            # where the attempt's deadline, long before the call's, cuts it. It
+            # is not retried: it may have been applied.
+            started = time.monotonic()
+            try:
+                await client.put(b"/failover/per-try", b"%d" % index, timeout=30.0)
+            except ContextError as error:
+                assert error.endpoint == paused
+                cut.append(time.monotonic() - started)
+        assert len(cut) == 1 and cut[0] < 0.3 + SLACK
+        assert methods == ["put"] * 3 and not client.stats.retries
+        # A read is safe to repeat: each attempt that meets the paused member is
+        # retried on the next after its attempt deadline.
+        for _ in range(3):
+            got = await client.get(b"/failover/per-try", timeout=30.0)
+            assert got.kvs[0].value == b"2"
+        assert set(client.stats.retries) == {"attempt_timeout"}
+        assert methods.count("range") == 3 + client.stats.retries["attempt_timeout"]
+        cluster.resume(follower)
+
+
 async def test_reads_pass_a_killed_member_by(cluster: LocalCluster) -> None:
     follower = (cluster.wait_leader() + 1) % 3
     async with EtcdClient(cluster.endpoints, CONFIG) as client:

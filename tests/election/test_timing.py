@@ -22,7 +22,7 @@ def test_jittered_stays_within_one_to_one_plus_factor_periods() -> None:
 async def test_failover_distribution_against_the_claimed_bound() -> None:
     """Many seeded runs of five candidates on a FakeClock, leader cut off: the
     successor always waits a full lease from when it saw the last renewal and
-    never comes later than LD + 2 (1 + J) RP after it; the seed's
+    never comes later than LD + 2 (1 + J) RP after it; the analysis's
     LD + 1.2 RP is exceeded in a measurable share of runs."""
     ld, rp, jitter = 15.0, 2.0, 1.2
     results = []

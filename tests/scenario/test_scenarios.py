@@ -12,9 +12,11 @@ import pytest
 
 from etcdlab.cli.main import main
 from etcdlab.cluster.local import LocalCluster
+from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.plane import PlaneConfig
 from etcdlab.proxy.control import ControlServer
-from etcdlab.proxy.faults import Loss
+from etcdlab.proxy.driver import ControlFaults, LinkFaults
+from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.server import ProxyServer
 from etcdlab.report.claims import CLAIMS
 from etcdlab.scenario import engine
@@ -44,8 +46,8 @@ def test_builtins_are_valid_and_named_after_themselves() -> None:
     }
     for name, scenario in BUILTINS.items():
         assert scenario.name == name and scenario.faults and scenario.description
-    seed = BUILTINS["packet-loss-30"].faults[0]
-    assert (seed.kind, seed.probability, seed.links) == ("loss", 0.3, "all")
+    fault = BUILTINS["packet-loss-30"].faults[0]
+    assert (fault.kind, fault.probability, fault.links) == ("loss", 0.3, "all")
 
 
 def test_toml_scenario_round_trip() -> None:
@@ -111,9 +113,11 @@ def test_cli_lists_scenarios_and_rejects_bad_input(
     bad.write_text("duration = -1\n")
     assert main(["run", str(bad)]) == 2
     assert "duration must be positive" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:
-        main(["run", "packet-loss-30", "--time-scale", "0"])
-    assert exit_info.value.code == 2
+    for scale in ("0", "nan", "inf"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["run", "packet-loss-30", "--time-scale", scale])
+        assert exit_info.value.code == 2
+        assert "--time-scale: must be a positive finite number" in capsys.readouterr().err
     assert main(["run", "packet-loss-30", "--endpoints", "127.0.0.1:1"]) == 2
     assert "--proxy-control" in capsys.readouterr().err
     assert main(["run", "packet-loss-30", "--endpoints", "a:1", "--proxy-control", "a:2"]) == 2
@@ -126,7 +130,7 @@ async def test_builtin_scenario_runs_end_to_end(name: str, tmp_path: Path) -> No
     # Keep the faults, cut the quiet tail: 10 s (unscaled) after the last heal.
     duration = max(step.end for step in scenario.faults) + 10
     options = engine.RunOptions(
-        time_scale=0.1, seed=7, out=tmp_path, duration=duration, plane=SMALL
+        time_scale=TimeScale(0.1), seed=7, out=tmp_path, duration=duration, plane=SMALL
     )
     lines: list[str] = []
     report, paths = await engine.run(scenario, options, lines.append)
@@ -170,7 +174,8 @@ async def test_remote_faults_go_through_the_proxy_control_api() -> None:
         control = ControlServer(server)
         await control.start()
         try:
-            driver = engine.RemoteFaults(f"http://127.0.0.1:{control.address[1]}")
+            url = f"http://127.0.0.1:{control.address[1]}"
+            driver = engine.ScenarioFaults(ControlFaults(url), TimeScale(1.0))
             heal = await driver.apply(FaultStep(0, 1, "loss", "1", probability=0.25), [1])
             for link in ("client", "peer"):
                 (fault,) = server.links[f"etcd-1-{link}"].faults
@@ -192,7 +197,7 @@ async def test_remote_faults_go_through_the_proxy_control_api() -> None:
                 await driver.apply(FaultStep(0, 1, "kill", "0"), [0])
             # Knowing the member IDs, the connections member 0 dialled are cut too.
             ids = ["8e9e05c52164694d", "8e9e05c52164694e", "8e9e05c52164694f"]
-            driver = engine.RemoteFaults(f"http://127.0.0.1:{control.address[1]}", ids)
+            driver = engine.ScenarioFaults(ControlFaults(url), TimeScale(1.0), member_ids=ids)
             heal = await driver.apply(FaultStep(0, 1, "partition-minority", "0"), [0])
             for other in (1, 2):
                 (fault,) = server.links[f"etcd-{other}-peer"].faults
@@ -239,7 +244,7 @@ async def test_run_against_an_existing_cluster_through_its_proxies(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
     """The compose shape: the engine gets client proxy addresses and a control URL."""
-    async with ProxyServer(seed=0, time_scale=0.1) as server:
+    async with ProxyServer(seed=0) as server:
         endpoints = []
         for member in cluster.members:
             client = await server.add_link(
@@ -249,13 +254,13 @@ async def test_run_against_an_existing_cluster_through_its_proxies(
                 f"etcd-{member.index}-peer", (member.host, member.peer_port), http2=False
             )
             endpoints.append(f"{client.address[0]}:{client.address[1]}")
-        control = ControlServer(server)
+        control = ControlServer(server, scale=TimeScale(0.1))
         await control.start()
         try:
             scenario = Scenario("remote", "loss via the control API", 40,
                                 (FaultStep(10, 20, "loss", "0"),))  # fmt: skip
             options = engine.RunOptions(
-                time_scale=0.1,
+                time_scale=TimeScale(0.1),
                 out=tmp_path,
                 endpoints=tuple(endpoints),
                 proxy_control=f"http://127.0.0.1:{control.address[1]}",
@@ -283,7 +288,7 @@ async def test_local_faults_cover_every_link_of_a_member_including_dialled_ones(
                     links[(member.index, kind)] = await server.add_link(
                         f"etcd-{member.index}-{kind}", ("127.0.0.1", 9), http2=kind == "client"
                     )
-            driver = engine.LocalFaults(cluster, links, 1.0)
+            driver = engine.ScenarioFaults(LinkFaults(server.links), TimeScale(1.0), cluster)
             heal = await driver.apply(FaultStep(0, 1, "partition-majority", "0,1"), [0, 1])
 
             def described(member: int, kind: str) -> set[tuple[str, str | None]]:

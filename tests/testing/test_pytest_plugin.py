@@ -60,6 +60,9 @@ def test_bad_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--etcdlab-endpoints=nohost")
     result.stderr.fnmatch_lines(["*--etcdlab-endpoints: 'nohost' is not HOST:PORT*"])
     assert result.ret != 0
+    result = pytester.runpytest_subprocess("--etcdlab-time-scale=nan")
+    result.stderr.fnmatch_lines(["*--etcdlab-time-scale must be a positive finite number*"])
+    assert result.ret != 0
 
 
 FAULT_SUITE = """
@@ -91,7 +94,7 @@ def test_sync_blackhole_block(fault_proxy, faults):
 
 def test_links_follow_the_options(fault_proxy, etcdlab_settings):
     assert [link.seed for link in fault_proxy.links] == [7, 7, 7]
-    assert [link.time_scale for link in fault_proxy.links] == [0.2, 0.2, 0.2]
+    assert fault_proxy.driver.scale == 0.2
 
 
 @pytest.mark.etcdlab_fault("blackhole", member=0)
