@@ -9,8 +9,8 @@ import sys
 import threading
 from types import FrameType
 
-from etcdlab.cluster.local import LocalCluster, ServerFlags
-from etcdlab.common.argtypes import positive_float, positive_int
+from etcdlab.cluster.local import MAX_MEMBERS, MEMBERS_BOUND, LocalCluster, ServerFlags
+from etcdlab.common.argtypes import int_between, positive_float
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,7 +29,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "or SIGTERM; then every member is stopped and its data deleted."
         ),
     )
-    up.add_argument("--members", type=positive_int, default=3, help="members (default 3)")
+    up.add_argument(
+        "--members",
+        type=int_between(1, MAX_MEMBERS, MEMBERS_BOUND),
+        default=3,
+        help=f"members, 1 to {MAX_MEMBERS} (default 3)",
+    )
     up.add_argument(
         "--json",
         action="store_true",

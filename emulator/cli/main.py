@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import version
 
 from etcdlab.bench import retries as retry_bench
 from etcdlab.cli import cluster as cluster_cli
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Run 'etcdlab COMMAND --help' for the options of each command.",
     )
+    parser.add_argument("--version", action="version", version=f"etcdlab {version('etcdlab')}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in REGISTRARS:
         register(subparsers)
