@@ -43,6 +43,7 @@ from etcdlab.client.retry import (
     ThrottledRetry,
 )
 from etcdlab.cluster.local import LocalCluster, ServerFlags
+from etcdlab.common import stopping
 from etcdlab.common.argtypes import positive_float, positive_int
 from etcdlab.common.clock import MonotonicClock
 from etcdlab.protos import rpc_pb2
@@ -975,7 +976,7 @@ def run_retries(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    results = asyncio.run(run_bench(cfg, progress))
+    results = stopping.run(run_bench(cfg, progress))
     print(table(results))
     write_outputs(cfg, results, args.out)
     print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.svg'}")

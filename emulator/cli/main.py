@@ -15,8 +15,11 @@ from importlib.metadata import version
 from etcdlab.bench import retries as retry_bench
 from etcdlab.cli import cluster as cluster_cli
 from etcdlab.cli import election as election_cli
+from etcdlab.cli import exits
 from etcdlab.cli import proxy as proxy_cli
 from etcdlab.cli import run as run_cli
+from etcdlab.client.errors import EtcdError
+from etcdlab.common.stopping import Stopped
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -30,7 +33,7 @@ REGISTRARS: tuple[Registrar, ...] = (
 
 
 class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
+    """Bad input from the user: printed as one line, exit status 2 (exits.USAGE)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,11 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
-        return 2
+        return exits.USAGE
     try:
         return handler(args)
+    except Stopped as stop:
+        print(f"etcdlab {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         return 130
-    except (UsageError, ValueError, RuntimeError, OSError) as error:
+    except (UsageError, ValueError, RuntimeError, OSError, EtcdError) as error:
         print(f"etcdlab {args.command}: error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, UsageError | ValueError) else 1
+        return exits.USAGE if isinstance(error, UsageError | ValueError) else exits.FAILED

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from etcdlab.cli import exits
+from etcdlab.common import stopping
 from etcdlab.common.argtypes import non_negative_int, positive_float, positive_int
 from etcdlab.controlplane.plane import PlaneConfig
 from etcdlab.scenario import engine
@@ -33,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
         epilog=(
             "Example: etcdlab run packet-loss-30 --time-scale 0.2 --out /tmp/report. "
-            "SCENARIO is a built-in name (see 'etcdlab scenarios') or a TOML file."
+            "SCENARIO is a built-in name (see 'etcdlab scenarios') or a TOML file "
+            f"(format: docs/SCENARIOS.md), checked whole before anything starts. {exits.RUN}"
         ),
     )
     run.add_argument("scenario", metavar="SCENARIO", help="built-in name or path to a .toml")
@@ -75,6 +79,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"Deployments and StatefulSets each (default {defaults.deployments})",
     )
     run.add_argument("--nodes", type=positive_int, default=defaults.nodes, help="simulated nodes")
+    run.add_argument(
+        "--fail-on",
+        choices=("differs",),
+        help=f"differs: exit {exits.DIFFERS} when a claim differs from the measurement",
+    )
     run.add_argument("--quiet", action="store_true", help="print only the summary")
     run.set_defaults(handler=run_scenario)
 
@@ -111,14 +120,22 @@ def run_scenario(args: argparse.Namespace) -> int:
         if not quiet or line.startswith(("scenario ", "  [", "  safety", "  event-loop", "report")):
             print(line, flush=True)
 
-    job = engine.run(scenario, options, progress)
+    # The emulator must not be the bottleneck: uvloop's loop has less overhead.
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
     try:
         import uvloop
     except ImportError:
-        asyncio.run(job)
+        loop_factory = None
     else:
-        # The emulator must not be the bottleneck: uvloop's loop has less overhead.
-        uvloop.run(job)
-    if not quiet:
-        print(f"wrote {args.out / 'report.json'}", file=sys.stderr)
-    return 0
+        loop_factory = uvloop.new_event_loop
+    report, _ = stopping.run(engine.run(scenario, options, progress), loop_factory)
+    return exit_status(report, args.fail_on)
+
+
+def exit_status(report: dict[str, Any], fail_on: str | None) -> int:
+    """The exit status of a run that completed (see :data:`etcdlab.cli.exits.RUN`)."""
+    if report["safety"]["overlapping_leaders"]:
+        return exits.UNSAFE
+    if fail_on == "differs" and report["verdicts"]["differs"]:
+        return exits.DIFFERS
+    return exits.COMPLETED

@@ -25,6 +25,19 @@ BINS = 200
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """How the run ended: ``completed``, ``interrupted`` (a signal stopped it; the report
+    holds what was measured until then) or ``failed`` (an error ended it, ``reason``)."""
+
+    state: str = "completed"
+    reason: str = ""
+
+    @property
+    def completed(self) -> bool:
+        return self.state == "completed"
+
+
+@dataclass(frozen=True)
 class ReportPaths:
     json: Path
     html: Path
@@ -93,11 +106,12 @@ def component_metrics(timeline: Timeline) -> dict[str, Any]:
     return {"components": components, "controllers": controllers}
 
 
-def build_report(timeline: Timeline) -> dict[str, Any]:
+def build_report(timeline: Timeline, outcome: Outcome = Outcome()) -> dict[str, Any]:
     findings = evaluate(timeline)
     counts = {v.value: sum(f.verdict is v for _, f in findings) for v in Verdict}
     return {
         "scenario": timeline.scenario,
+        "outcome": {"state": outcome.state, "reason": outcome.reason},
         "seed": timeline.seed,
         "time_scale": timeline.time_scale,
         "duration": _round(timeline.duration, 3),
@@ -129,9 +143,11 @@ def build_report(timeline: Timeline) -> dict[str, Any]:
     }
 
 
-def write_report(timeline: Timeline, out_dir: Path) -> tuple[dict[str, Any], ReportPaths]:
+def write_report(
+    timeline: Timeline, out_dir: Path, outcome: Outcome = Outcome()
+) -> tuple[dict[str, Any], ReportPaths]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = build_report(timeline)
+    report = build_report(timeline, outcome)
     paths = ReportPaths(out_dir / "report.json", out_dir / "report.html", out_dir / "timeline.json")
     paths.json.write_text(json.dumps(report, indent=2) + "\n")
     paths.timeline.write_text(json.dumps(timeline.to_dict()) + "\n")
@@ -307,6 +323,7 @@ td, th {{ border: 1px solid #ccc; padding: 4px 6px; vertical-align: top; text-al
 figure {{ margin: 1em 0; }}
 </style></head><body>
 <h1>{title}</h1>
+{f'<p class="outcome"><b>{escape(ended)}.</b></p>' if (ended := _outcome_words(report)) else ""}
 <p>seed {report["seed"]}, time scale {report["time_scale"]:g}
 (every timeout multiplied by it; claim windows are in unscaled seconds after the fault began),
 run length {report["duration"]:.1f} s on the run clock;
@@ -353,6 +370,17 @@ def _metrics_tables(report: dict[str, Any]) -> str:
     )
 
 
+def _outcome_words(report: dict[str, Any]) -> str:
+    """ "" for a completed run; what ended it otherwise."""
+    outcome = report["outcome"]
+    if outcome["state"] == "completed":
+        return ""
+    return (
+        f"{outcome['state'].upper()} ({outcome['reason']}) after {report['duration']:.1f} s "
+        "on the run clock: what follows is what was measured until then"
+    )
+
+
 def summary(report: dict[str, Any]) -> str:
     marks = {"agrees": "ok ", "differs": "DIF", "not observed": " - "}
     lines = [
@@ -360,6 +388,8 @@ def summary(report: dict[str, Any]) -> str:
         f"{report['time_scale']:g}): "
         + ", ".join(f"{v} {n}" for v, n in report["verdicts"].items())
     ]
+    if ended := _outcome_words(report):
+        lines.append(f"  {ended}")
     for claim in report["claims"]:
         lines.append(f"  [{marks[claim['verdict']]}] {claim['id']}: {claim['measured']}")
     lines.append(f"  safety: {report['safety']['overlapping_leaders']} overlapping leaders")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from importlib.metadata import version
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from etcdlab.cli import exits
 from etcdlab.cli.main import main
+from etcdlab.cli.run import exit_status
 from etcdlab.cluster.local import MAX_MEMBERS, LocalCluster
 
 
@@ -33,3 +38,43 @@ def test_member_count_is_bounded_before_anything_starts(
 def test_a_cluster_too_big_is_refused_before_any_port_is_taken() -> None:
     with pytest.raises(ValueError, match=f"between 1 and {MAX_MEMBERS}"):
         LocalCluster(MAX_MEMBERS + 1)
+
+
+def test_a_failed_run_exits_1_with_a_report_that_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = tmp_path / "quiet.toml"
+    scenario.write_text("duration = 10\n")
+    out = tmp_path / "report"
+    # Nothing listens on port 1: the control plane cannot seed its objects.
+    assert main(["run", str(scenario), "--endpoints", "127.0.0.1:1", "--out", str(out)]) == 1
+    (error,) = capsys.readouterr().err.splitlines()
+    assert error.startswith("etcdlab run: error: ") and "127.0.0.1:1" in error
+    outcome = json.loads((out / "report.json").read_text())["outcome"]
+    assert outcome["state"] == "failed" and "127.0.0.1:1" in outcome["reason"]
+
+
+def report(overlaps: int, differs: int) -> dict[str, Any]:
+    return {"safety": {"overlapping_leaders": overlaps}, "verdicts": {"differs": differs}}
+
+
+def test_exit_status_of_a_completed_run() -> None:
+    assert exit_status(report(0, 0), None) == exits.COMPLETED == 0
+    assert exit_status(report(0, 3), None) == exits.COMPLETED
+    assert exit_status(report(0, 3), "differs") == exits.DIFFERS == 4
+    assert exit_status(report(0, 0), "differs") == exits.COMPLETED
+    # Safety first: it is what a CI job must never miss.
+    assert exit_status(report(1, 3), "differs") == exits.UNSAFE == 3
+    assert exit_status(report(1, 0), None) == exits.UNSAFE
+    assert len({exits.COMPLETED, exits.FAILED, exits.USAGE, exits.UNSAFE, exits.DIFFERS}) == 5
+
+
+def test_exit_statuses_are_documented(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert exits.RUN in help_text and "--fail-on {differs}" in help_text
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("| exit status | meaning |", 1)[1].split("\n\n", 1)[0]
+    codes = [row.split("|")[1].strip() for row in table.strip().splitlines()[1:]]
+    assert codes == ["0", "1", "2", "3", "4", "130, 143"]
