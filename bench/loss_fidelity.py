@@ -58,6 +58,7 @@ from etcdlab.bench.proxy_process import RunningProxy, proxy_process
 from etcdlab.client.config import keepalive_options
 from etcdlab.cluster.childproc import first_line
 from etcdlab.cluster.local import LocalCluster, ServerFlags
+from etcdlab.common.argtypes import time_scale
 from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
 
 # grpc shares one connection among channels with equal arguments unless each
@@ -373,7 +374,10 @@ def main() -> None:
         help="instead of latency: time keepalive's detection N times per side and loss",
     )
     parser.add_argument(
-        "--time-scale", type=float, default=1.0, help="shrink every timing, both sides (default 1)"
+        "--time-scale",
+        type=time_scale,
+        default=1.0,
+        help="shrink every timing, both sides (default 1)",
     )
     parser.add_argument(
         "--direct",
@@ -404,7 +408,7 @@ def main() -> None:
         parser.error("--loss values must be in (0, 1]")
     if args.capture and not shutil.which("tcpdump"):
         parser.error("--capture needs tcpdump (apt-get install tcpdump)")
-    if args.runs < 1 or args.clients < 1 or args.seconds <= 0 or not 0 < args.time_scale <= 1:
+    if args.runs < 1 or args.clients < 1 or args.seconds <= 0 or args.time_scale > 1:
         parser.error("--runs, --clients, --seconds must be positive, --time-scale in (0, 1]")
     saved: dict[str, dict[str, object]] = {}
     for loss in args.loss:

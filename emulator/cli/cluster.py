@@ -9,7 +9,7 @@ import sys
 
 from etcdlab.cluster.local import MAX_MEMBERS, MEMBERS_BOUND, LocalCluster, ServerFlags
 from etcdlab.common import stopping
-from etcdlab.common.argtypes import int_between, positive_float
+from etcdlab.common.argtypes import int_between, time_scale
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     up.add_argument(
         "--time-scale",
-        type=positive_float,
+        type=time_scale,
         default=1.0,
         help="shrink raft and keepalive timings by this factor (default 1)",
     )

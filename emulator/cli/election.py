@@ -12,7 +12,7 @@ from typing import Any
 from etcdlab.cli import exits
 from etcdlab.cluster.local import LocalCluster, ServerFlags
 from etcdlab.common import stopping
-from etcdlab.common.argtypes import positive_float, positive_int
+from etcdlab.common.argtypes import positive_float, positive_int, time_scale
 from etcdlab.election.config import LeaderElectionConfig
 from etcdlab.election.safety import SafetyChecker
 from etcdlab.proxy.faults import Blackhole, Loss
@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--candidates", type=positive_int, default=5, help="candidates (default 5)")
     parser.add_argument(
         "--time-scale",
-        type=positive_float,
+        type=time_scale,
         default=1.0,
         help="multiply every election, client, raft and proxy timing (default 1: real)",
     )

@@ -32,10 +32,6 @@ REGISTRARS: tuple[Registrar, ...] = (
 )
 
 
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2 (exits.USAGE)."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="etcdlab",
@@ -66,6 +62,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop.exit_code
     except KeyboardInterrupt:
         return 130
-    except (UsageError, ValueError, RuntimeError, OSError, EtcdError) as error:
+    except (ValueError, RuntimeError, OSError, EtcdError) as error:
         print(f"etcdlab {args.command}: error: {error}", file=sys.stderr)
-        return exits.USAGE if isinstance(error, UsageError | ValueError) else exits.FAILED
+        return exits.USAGE if isinstance(error, ValueError) else exits.FAILED

@@ -11,7 +11,7 @@ from typing import Any
 
 from etcdlab.cli import exits
 from etcdlab.common import stopping
-from etcdlab.common.argtypes import non_negative_int, positive_float, positive_int
+from etcdlab.common.argtypes import non_negative_int, positive_float, positive_int, time_scale
 from etcdlab.controlplane.plane import PlaneConfig
 from etcdlab.scenario import engine
 from etcdlab.scenario import spec as scenarios
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Start 3 etcd members behind fault proxies (or use --endpoints), run the "
             "emulated control plane (apiservers, leader-elected components, controllers), "
             "inject the scenario's faults, and write report.json and report.html comparing "
-            "each claim of the seed with what was measured."
+            "each claim of the failure analysis with what was measured."
         ),
         epilog=(
             "Example: etcdlab run packet-loss-30 --time-scale 0.2 --out /tmp/report. "
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("scenario", metavar="SCENARIO", help="built-in name or path to a .toml")
     run.add_argument(
         "--time-scale",
-        type=positive_float,
+        type=time_scale,
         default=1.0,
         help="multiply every timeout and the scenario's times by this (0.1 = 10x faster)",
     )

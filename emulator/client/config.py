@@ -11,6 +11,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from etcdlab.common.timescale import TimeScale
+
 _DURATIONS = (
     "keepalive_time",
     "keepalive_timeout",
@@ -92,12 +94,11 @@ class ClientConfig:
 
     def scaled(self, time_scale: float) -> ClientConfig:
         """This config with every duration multiplied by ``time_scale``."""
-        if not math.isfinite(time_scale) or time_scale <= 0:
-            raise ValueError("time_scale must be a positive finite number")
+        scale = TimeScale(time_scale)
         changes: dict[str, float | None] = {}
         for name in _DURATIONS:
             value = getattr(self, name)
-            changes[name] = None if value is None else value * time_scale
+            changes[name] = None if value is None else scale.scaled(value)
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     def channel_options(self) -> list[tuple[str, int]]:

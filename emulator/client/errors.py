@@ -1,4 +1,4 @@
-"""The etcd client's error classes: the seed's three kinds, each keeping the gRPC status.
+"""The etcd client's error classes: the analysis's three kinds, each keeping the gRPC status.
 
 * :class:`ContextError`: the caller's deadline passed or the call was cancelled.
 * :class:`ClusterUnavailableError`: no endpoint could serve the call (every

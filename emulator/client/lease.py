@@ -122,7 +122,6 @@ class LeaseKeeper:
         self._stream: KeepAliveStream | None = None
         self._outbox: asyncio.Queue[int] = asyncio.Queue()
         self._changed = asyncio.Event()
-        self.streams_opened = 0
         self._tasks = [
             asyncio.create_task(self._timer_loop(), name="lease-timer"),
             asyncio.create_task(self._stream_loop(), name="lease-stream"),
@@ -231,7 +230,6 @@ class LeaseKeeper:
                 log.debug("lease keep-alive stream could not open: %s", error)
                 await self.clock.sleep(self._backoff(failures))
                 continue
-            self.streams_opened += 1
             self._stream = stream
             self._reset_schedule()
             try:

@@ -27,6 +27,7 @@ from types import TracebackType
 
 import grpc
 
+from etcdlab.common.timescale import TimeScale
 from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
 
 
@@ -111,8 +112,7 @@ class ServerFlags:
         Raft timings are clamped at 10 ms heartbeat: below that, a loaded
         2-core machine cannot keep a leader at all.
         """
-        if time_scale <= 0:
-            raise ValueError("time_scale must be positive")
+        TimeScale(time_scale)  # validates
         heartbeat = max(10, round(100 * time_scale))
         return cls(
             heartbeat_ms=heartbeat,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from etcdlab.common.timescale import MESSAGE, TimeScale
+
 
 def _integer(text: str, minimum: int, rule: str) -> int:
     try:
@@ -46,3 +48,11 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive finite number: {text}")
     return value
+
+
+def time_scale(text: str) -> TimeScale:
+    """``--time-scale``: validated by the one rule, :class:`TimeScale`."""
+    try:
+        return TimeScale(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{MESSAGE}, got {text!r}") from None

@@ -35,6 +35,7 @@ from etcdlab.client.errors import (
 from etcdlab.client.etcd import EtcdClient, prefix_end
 from etcdlab.common.clock import Clock
 from etcdlab.common.timeline import ErrorClass, EventKind, Recorder
+from etcdlab.common.timescale import TimeScale
 from etcdlab.protos import kv_pb2, rpc_pb2
 
 REGISTRY = b"/registry/"
@@ -134,12 +135,11 @@ class CacheConfig:
             raise ValueError("relist_backoff must be positive")
 
     def scaled(self, time_scale: float) -> CacheConfig:
-        if not time_scale > 0:
-            raise ValueError("time_scale must be positive")
+        scale = TimeScale(time_scale)
         return replace(
             self,
-            freshness=self.freshness * time_scale,
-            relist_backoff=self.relist_backoff * time_scale,
+            freshness=scale.scaled(self.freshness),
+            relist_backoff=scale.scaled(self.relist_backoff),
         )
 
 

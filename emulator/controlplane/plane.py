@@ -1,7 +1,7 @@
 """The whole emulated control plane in one event loop, recording into a Timeline.
 
 * ``apiservers`` apiservers, each an :class:`~etcdlab.client.etcd.EtcdClient` with the
-  seed's settings (its endpoint list rotated so each starts on a different
+  analysis's settings (its endpoint list rotated so each starts on a different
   member), a :class:`~etcdlab.client.health.HealthChecker` and a watch cache;
 * leader-elected components: two kube-controller-manager candidates (the leader
   runs the Deployment, StatefulSet and DaemonSet controllers), two scheduler
@@ -34,6 +34,7 @@ from etcdlab.client.etcd import EtcdClient
 from etcdlab.client.health import HealthChecker
 from etcdlab.common.clock import Clock
 from etcdlab.common.timeline import EventKind, Recorder
+from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.apiserver import (
     APIServer,
     CacheConfig,
@@ -64,7 +65,7 @@ SCHEDULER_LEASE = "kube-scheduler"
 class PlaneConfig:
     """Sizes and timings of the emulated control plane (timings in seconds).
 
-    ``client`` is the apiserver's etcd client (the seed's keepalive 30 s / 10 s,
+    ``client`` is the apiserver's etcd client (the analysis's keepalive 30 s / 10 s,
     dial 20 s, health check 2 s); ``election`` holds client-go's default
     LeaseDuration 15 s, RenewDeadline 10 s, RetryPeriod 2 s (identity and lease
     name are filled in per candidate). ``request_timeout`` is the apiserver's
@@ -106,18 +107,17 @@ class PlaneConfig:
             raise ValueError("churn_period must not be negative")
 
     def scaled(self, time_scale: float) -> PlaneConfig:
-        if not time_scale > 0:
-            raise ValueError("time_scale must be positive")
+        scale = TimeScale(time_scale)
         return replace(
             self,
-            churn_period=self.churn_period * time_scale,
-            sample_period=self.sample_period * time_scale,
-            restart_delay=self.restart_delay * time_scale,
-            request_timeout=self.request_timeout * time_scale,
-            client=self.client.scaled(time_scale),
-            election=self.election.scaled(time_scale),
-            controllers=self.controllers.scaled(time_scale),
-            cache=self.cache.scaled(time_scale),
+            churn_period=scale.scaled(self.churn_period),
+            sample_period=scale.scaled(self.sample_period),
+            restart_delay=scale.scaled(self.restart_delay),
+            request_timeout=scale.scaled(self.request_timeout),
+            client=self.client.scaled(scale),
+            election=self.election.scaled(scale),
+            controllers=self.controllers.scaled(scale),
+            cache=self.cache.scaled(scale),
         )
 
     @property
@@ -132,7 +132,7 @@ class PlaneConfig:
 
 
 class RecordingLock:
-    """A :class:`ResourceLock` that records the election steps the seed names.
+    """A :class:`ResourceLock` that records the election steps the analysis names.
 
     A write failing while its candidate leads is a failed renewal; a leader
     reading the record is on the slow path (its optimistic update failed); a
@@ -327,7 +327,7 @@ class ControlPlane:
 
     # -- lifecycle --------------------------------------------------------------
 
-    async def seed_objects(self) -> None:
+    async def create_objects(self) -> None:
         """Create the nodes and workloads (skipping any that exist)."""
         api = APIServer("setup", self.observer, self._clock)
         wanted: list[tuple[str, str, dict[str, Any]]] = [

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from etcdlab.common.timescale import TimeScale
+
 
 @dataclass(frozen=True)
 class LeaderElectionConfig:
@@ -64,11 +66,10 @@ class LeaderElectionConfig:
 
     def scaled(self, time_scale: float) -> LeaderElectionConfig:
         """The same config with every duration multiplied by ``time_scale``."""
-        if time_scale <= 0:
-            raise ValueError("time_scale must be positive")
+        scale = TimeScale(time_scale)
         return dataclasses.replace(
             self,
-            lease_duration=self.lease_duration * time_scale,
-            renew_deadline=self.renew_deadline * time_scale,
-            retry_period=self.retry_period * time_scale,
+            lease_duration=scale.scaled(self.lease_duration),
+            renew_deadline=scale.scaled(self.renew_deadline),
+            retry_period=scale.scaled(self.retry_period),
         )

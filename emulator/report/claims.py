@@ -1,17 +1,17 @@
-"""The seed's claims as data, each with the measurement that checks it.
+"""The failure analysis's claims as data, each with the measurement that checks it.
 
-Every claim quotes the seed (``seed/000_bd9b93acf091881a.txt``) and evaluates a
+Every claim quotes the analysis (``seed/000_bd9b93acf091881a.txt``) and evaluates a
 :class:`~etcdlab.common.timeline.Timeline` to a :class:`Finding`: a verdict and the
 measured numbers in words. Verdicts:
 
-* ``agrees``: the run showed what the seed says, in the window it names;
+* ``agrees``: the run showed what the analysis says, in the window it names;
 * ``differs``: the run exercised the situation and showed something else (the
   measured text says what, with numbers);
 * ``not observed``: the run did not exercise it (no fault of that kind, no
   component of that kind, nothing to measure).
 
-Windows are the seed's seconds after the fault began; a scaled run's times are
-divided by its ``time_scale`` first.
+Windows are unscaled seconds after the fault began; a scaled run's times go
+through :meth:`Timeline.unscaled` (the one conversion) first.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ CONTROLLERS = ("statefulset", "deployment", "daemonset")
 DRAMATIC = 10.0
 # "Increased latency": at least twice the baseline p99.
 INCREASED = 2.0
-# A controller with work pending and no successful reconcile for this long (seed
+# A controller with work pending and no successful reconcile for this long (unscaled
 # seconds) is stalled.
 STALL_AFTER = 5.0
 # Partitioned members "rejoin seamlessly" if healthy again this soon after the heal.
@@ -97,15 +97,15 @@ def _onset(
     start = timeline.fault_start or 0.0
     after = sorted(t for t in times if t >= start)
     low, high = window
-    seed_window = f"seed: {low:g}-{high:g} s" if high != float("inf") else f"seed: {low:g} s+"
+    claimed = f"claimed: {low:g}-{high:g} s" if high != float("inf") else f"claimed: {low:g} s+"
     if not after:
-        fault_length = timeline.seed_seconds(timeline.fault_end or start)
-        return Finding(Verdict.DIFFERS, f"no {what} in {_s(fault_length)} of fault ({seed_window})")
-    first = timeline.seed_seconds(after[0])
+        fault_length = timeline.unscaled_since_fault(timeline.fault_end or start)
+        return Finding(Verdict.DIFFERS, f"no {what} in {_s(fault_length)} of fault ({claimed})")
+    first = timeline.unscaled_since_fault(after[0])
     verdict = Verdict.AGREES if low <= first <= high else Verdict.DIFFERS
     return Finding(
         verdict,
-        f"first {what} {_s(first)} after the fault began ({seed_window}); {len(after)} in all",
+        f"first {what} {_s(first)} after the fault began ({claimed}); {len(after)} in all",
     )
 
 
@@ -114,7 +114,7 @@ def _api_requests(timeline: Timeline) -> list[Request]:
 
 
 def _window(timeline: Timeline, low: float, high: float) -> tuple[float, float]:
-    return timeline.at_seed_seconds(low), timeline.at_seed_seconds(high)
+    return timeline.run_time_at(low), timeline.run_time_at(high)
 
 
 def _baseline_p99(timeline: Timeline) -> float | None:
@@ -194,10 +194,10 @@ def latency_dramatic(timeline: Timeline) -> Finding:
 
 def stall_intervals(timeline: Timeline, controller: str) -> list[tuple[float, float]]:
     """Periods the controller had unfinished work and no successful reconcile for
-    :data:`STALL_AFTER` seed seconds (sampled at its progress gauge)."""
+    :data:`STALL_AFTER` unscaled seconds (sampled at its progress gauge)."""
     progress = timeline.gauge_series(f"progress/{controller}")
     successes = sorted(r.t for r in timeline.reconciles if r.controller == controller and r.ok)
-    limit = STALL_AFTER * timeline.time_scale
+    limit = timeline.scaled(STALL_AFTER)
     stalls: list[tuple[float, float]] = []
     for sample, following in itertools.pairwise(progress):
         if sample.value >= 1.0:
@@ -219,7 +219,7 @@ def reconcile_pauses(timeline: Timeline) -> Finding:
 
 
 def converge_time(timeline: Timeline, controller: str) -> float | None:
-    """Seed seconds after the last fault ended until the controller was done for good."""
+    """Unscaled seconds after the last fault ended until the controller was done for good."""
     progress = timeline.gauge_series(f"progress/{controller}")
     end = timeline.fault_end
     if end is None or not progress or progress[-1].value < 1.0:
@@ -228,7 +228,7 @@ def converge_time(timeline: Timeline, controller: str) -> float | None:
     if last_incomplete is None:
         return 0.0
     done_at = min(g.t for g in progress if g.t > last_incomplete and g.value >= 1.0)
-    return max(0.0, done_at - end) / timeline.time_scale
+    return timeline.unscaled(max(0.0, done_at - end))
 
 
 def re_election(timeline: Timeline) -> Finding:
@@ -243,11 +243,12 @@ def re_election(timeline: Timeline) -> Finding:
         return Finding(Verdict.DIFFERS, "no leader lost its lease, so nothing was re-elected")
     if not gains:
         return Finding(Verdict.DIFFERS, "leases were lost and no new leader was elected")
-    last = timeline.seed_seconds(gains[-1])
+    last = timeline.unscaled_since_fault(gains[-1])
     verdict = Verdict.AGREES if 60 <= last <= 300 else Verdict.DIFFERS
     return Finding(
         verdict,
-        f"{len(gains)} acquisitions after the fault began, the last {_s(last)} in (seed: 60-300 s)",
+        f"{len(gains)} acquisitions after the fault began, the last {_s(last)} in "
+        "(claimed: 60-300 s)",
     )
 
 
@@ -266,7 +267,7 @@ def full_reconciliation(timeline: Timeline) -> Finding:
     slowest = max(times[c] or 0.0 for c in present)
     words = ", ".join(f"{c} {_s(times[c] or 0.0)}" for c in present)
     verdict = Verdict.AGREES if 120 <= slowest <= 600 else Verdict.DIFFERS
-    return Finding(verdict, f"converged after the fault ended: {words} (seed: 120-600 s)")
+    return Finding(verdict, f"converged after the fault ended: {words} (claimed: 120-600 s)")
 
 
 # API server failure sequence.
@@ -341,7 +342,7 @@ def health_nonblocking(timeline: Timeline) -> Finding:
         return Finding(Verdict.NOT_OBSERVED, "the health check never failed")
     served = [r for r in _api_requests(timeline) if any(lo <= r.t < hi for lo, hi in unhealthy)]
     ok = sum(r.ok for r in served)
-    unhealthy_time = sum(hi - lo for lo, hi in unhealthy) / timeline.time_scale
+    unhealthy_time = timeline.unscaled(sum(hi - lo for lo, hi in unhealthy))
     verdict = Verdict.AGREES if ok else Verdict.DIFFERS
     return Finding(
         verdict,
@@ -439,11 +440,11 @@ def stabilization(timeline: Timeline) -> Finding:
         return Finding(
             Verdict.DIFFERS, f"{len(lost) - len(regained)} of {len(lost)} lost leases got no leader"
         )
-    last = timeline.seed_seconds(max(regained.values()))
+    last = timeline.unscaled_since_fault(max(regained.values()))
     verdict = Verdict.AGREES if 30 <= last <= 45 else Verdict.DIFFERS
     return Finding(
         verdict,
-        f"every lost lease ({len(lost)}) had a leader again by {_s(last)} (seed: 30-45 s)",
+        f"every lost lease ({len(lost)}) had a leader again by {_s(last)} (claimed: 30-45 s)",
     )
 
 
@@ -456,7 +457,7 @@ def single_leader(timeline: Timeline) -> Finding:
             Verdict.AGREES,
             f"{len(timeline.leadership())} leases, never two leaders of one lease at once",
         )
-    worst = max(o[3].length for o in overlaps) / timeline.time_scale
+    worst = timeline.unscaled(max(o[3].length for o in overlaps))
     return Finding(
         Verdict.DIFFERS,
         f"{len(overlaps)} overlaps of two leaders of one lease, the longest {_s(worst)}",
@@ -467,12 +468,12 @@ def single_leader(timeline: Timeline) -> Finding:
 
 
 def impact(timeline: Timeline, controller: str) -> float | None:
-    """Seed seconds stalled plus seed seconds to converge after the fault."""
+    """Unscaled seconds stalled plus unscaled seconds to converge after the fault."""
     converge = converge_time(timeline, controller)
     if converge is None:
         return None
     stalled = sum(b - a for a, b in stall_intervals(timeline, controller))
-    return stalled / timeline.time_scale + converge
+    return timeline.unscaled(stalled) + converge
 
 
 def workload_ranking(timeline: Timeline) -> Finding:
@@ -488,7 +489,7 @@ def workload_ranking(timeline: Timeline) -> Finding:
     ranked = scored[0] < scored[1] < scored[2]
     return Finding(
         Verdict.AGREES if ranked else Verdict.DIFFERS,
-        f"stalled + time to converge: {words} (seed: statefulset < deployment < daemonset)",
+        f"stalled + time to converge: {words} (claimed: statefulset < deployment < daemonset)",
     )
 
 
@@ -524,7 +525,7 @@ def majority_continues(timeline: Timeline) -> Finding:
         return Finding(Verdict.NOT_OBSERVED, "no apiserver requests during the partition")
     ok = sorted(r.t for r in requests if r.ok)
     edges = [windows[0][0], *ok, windows[-1][1]]
-    gap = max(b - a for a, b in itertools.pairwise(edges)) / timeline.time_scale
+    gap = timeline.unscaled(max(b - a for a, b in itertools.pairwise(edges)))
     share = len(ok) / len(requests)
     verdict = Verdict.AGREES if share >= 0.9 and gap <= STALL_AFTER else Verdict.DIFFERS
     return Finding(
@@ -567,7 +568,7 @@ def rejoin(timeline: Timeline) -> Finding:
         later_down = [h.t for h in samples if back and h.t > back[0] and not h.healthy]
         if not back or later_down:
             return Finding(Verdict.DIFFERS, f"{member} was not healthy for good after the heal")
-        slowest = max(slowest, (back[0] - heal) / timeline.time_scale)
+        slowest = max(slowest, timeline.unscaled(back[0] - heal))
     verdict = Verdict.AGREES if slowest <= REJOIN_WITHIN else Verdict.DIFFERS
     return Finding(verdict, f"all members healthy {_s(slowest)} after the partition healed")
 
@@ -583,14 +584,14 @@ def node_failure_detection(timeline: Timeline) -> Finding:
         e.t for e in timeline.events if e.kind is EventKind.ENDPOINT_SWITCH and e.t >= start
     ]
     switch_words = (
-        f"first endpoint switch {_s((switches[0] - start) / timeline.time_scale)} after the failure"
+        f"first endpoint switch {_s(timeline.unscaled(switches[0] - start))} after the failure"
         if switches
         else "no endpoint switch"
     )
     if losses and any(t <= losses[0] for t in renew_failed if t >= start):
         return Finding(
             Verdict.AGREES,
-            f"leadership lost {_s((losses[0] - start) / timeline.time_scale)} after the failure, "
+            f"leadership lost {_s(timeline.unscaled(losses[0] - start))} after the failure, "
             f"after failed renewals; {switch_words}",
         )
     return Finding(
@@ -649,7 +650,7 @@ def latency_normalizes(timeline: Timeline) -> Finding:
     baseline = _baseline_p99(timeline)
     if end is None or baseline is None:
         return Finding(Verdict.NOT_OBSERVED, "no fault or no baseline latency")
-    bucket = 5.0 * timeline.time_scale
+    bucket = timeline.scaled(5.0)
     after = sorted((r for r in _api_requests(timeline) if r.t >= end), key=lambda r: r.t)
     if not after:
         return Finding(Verdict.NOT_OBSERVED, "no apiserver requests after the fault")
@@ -664,12 +665,12 @@ def latency_normalizes(timeline: Timeline) -> Finding:
         t += bucket
     if normal_since is None:
         return Finding(Verdict.DIFFERS, "latency had not returned to baseline by the end")
-    seconds = (normal_since - end) / timeline.time_scale
+    seconds = timeline.unscaled(normal_since - end)
     verdict = Verdict.AGREES if seconds >= 600 else Verdict.DIFFERS
     return Finding(
         verdict,
         f"p99 back within {INCREASED:g}x of the baseline {_ms(baseline)} "
-        f"{_s(seconds)} after the fault ended (seed: 600 s+)",
+        f"{_s(seconds)} after the fault ended (claimed: 600 s+)",
     )
 
 

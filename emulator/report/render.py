@@ -100,7 +100,7 @@ def component_metrics(timeline: Timeline) -> dict[str, Any]:
             if mine_r
             else None,
             "stalls": len(stalls),
-            "stalled_seconds": _round(sum(b - a for a, b in stalls) / timeline.time_scale, 3),
+            "stalled_seconds": _round(timeline.unscaled(sum(b - a for a, b in stalls)), 3),
             "converge_seconds": _round(converge_time(timeline, name), 3),
         }
     return {"components": components, "controllers": controllers}
@@ -331,7 +331,7 @@ verdicts: {", ".join(f"{v} {n}" for v, n in report["verdicts"].items())}.</p>
 <p>Safety: {safety_info["overlapping_leaders"]} overlapping leaders over
 {safety_info["leases"]} leases. {escape(lag_line)}.</p>
 {notes}
-<h2>The seed's claims against the measurement</h2>
+<h2>The failure analysis's claims against the measurement</h2>
 <table><tr><th>section</th><th>claim</th><th>measured</th><th>verdict</th></tr>{rows}</table>
 {metrics}
 <h2>Timeline</h2>

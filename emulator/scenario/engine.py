@@ -29,6 +29,7 @@ from etcdlab.client.etcd import EtcdClient
 from etcdlab.cluster.local import LocalCluster, ServerFlags
 from etcdlab.common.clock import MonotonicClock
 from etcdlab.common.timeline import FaultKind, Recorder, Timeline
+from etcdlab.common.timescale import UNSCALED, TimeScale
 from etcdlab.controlplane.plane import KCM_LEASE, ControlPlane, PlaneConfig
 from etcdlab.proxy.faults import Blackhole, Fault, Loss
 from etcdlab.proxy.link import ProxyLink
@@ -65,7 +66,7 @@ PARTIAL_PARTITION = (
 
 @dataclass(frozen=True)
 class RunOptions:
-    time_scale: float = 1.0
+    time_scale: TimeScale = UNSCALED
     seed: int = 0
     out: Path = Path("etcdlab-report")
     duration: float | None = None  # real seconds after the warm-up; None: the scenario's
@@ -75,8 +76,8 @@ class RunOptions:
     plane: PlaneConfig = field(default_factory=PlaneConfig)
 
     def __post_init__(self) -> None:
-        if not self.time_scale > 0:
-            raise ValueError("time_scale must be positive")
+        # The edge of a run: every component below gets configs scaled by this.
+        object.__setattr__(self, "time_scale", TimeScale(self.time_scale))
         if self.duration is not None and self.duration <= 0:
             raise ValueError("duration must be positive")
         if self.proxy_control and not self.endpoints:
@@ -422,7 +423,7 @@ async def _start_and_inject(
         stack.callback(member_sampler.cancel)
     plane = ControlPlane(endpoints, clock, recorder, plane_config, truth)
     stack.push_async_callback(plane.close)
-    await plane.seed_objects()
+    await plane.create_objects()
     plane.start()
     progress(
         f"control plane: {plane_config.apiservers} apiservers, {len(plane.components)} "

@@ -160,7 +160,7 @@ BUILTINS: dict[str, Scenario] = {
     for s in (
         Scenario(
             "packet-loss-30",
-            "the seed: 30% packet loss on every link (client and peer) of one member "
+            "the analysis: 30% packet loss on every link (client and peer) of one member "
             "for 2 minutes, then healing",
             300,
             (FaultStep(30, 120, "loss", "0", probability=0.3),),

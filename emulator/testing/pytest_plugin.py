@@ -44,6 +44,7 @@ from etcdlab.client.config import ClientConfig
 from etcdlab.client.etcd import EtcdClient
 from etcdlab.client.retry import RetryPolicy
 from etcdlab.cluster.local import MAX_MEMBERS, MEMBERS_BOUND, LocalCluster, ServerFlags
+from etcdlab.common.timescale import TimeScale
 from etcdlab.proxy.faults import Fault
 from etcdlab.testing.fault_proxy import FaultProxy, Faults, Members, make_fault
 
@@ -51,7 +52,7 @@ from etcdlab.testing.fault_proxy import FaultProxy, Faults, Members, make_fault
 @dataclass(frozen=True)
 class EtcdlabSettings:
     members: int
-    time_scale: float
+    time_scale: TimeScale
     endpoints: tuple[str, ...]
     session_cluster: bool
     seed: int = 0
@@ -62,8 +63,6 @@ class EtcdlabSettings:
                 f"--etcdlab-members must be between 1 and {MAX_MEMBERS} ({MEMBERS_BOUND}): "
                 f"{self.members}"
             )
-        if not self.time_scale > 0:
-            raise pytest.UsageError("--etcdlab-time-scale must be positive")
         for endpoint in self.endpoints:
             host, sep, port = endpoint.rpartition(":")
             if not sep or not host or not port.isdigit():
@@ -105,12 +104,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 _SETTINGS = pytest.StashKey[EtcdlabSettings]()
 
 
+def _time_scale(value: float) -> TimeScale:
+    try:
+        return TimeScale(value, "--etcdlab-time-scale")
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Validated here so a bad option stops the run with one line, before any test.
     raw = str(config.getoption("etcdlab_endpoints"))
     config.stash[_SETTINGS] = EtcdlabSettings(
         members=int(config.getoption("etcdlab_members")),
-        time_scale=float(config.getoption("etcdlab_time_scale")),
+        time_scale=_time_scale(config.getoption("etcdlab_time_scale")),
         endpoints=tuple(part.strip() for part in raw.split(",") if part.strip()),
         session_cluster=bool(config.getoption("etcdlab_session_cluster")),
         seed=int(config.getoption("etcdlab_seed")),

@@ -341,7 +341,7 @@ async def test_failed_member_is_probed_in_background_and_readmitted(
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("ETCDLAB_SLOW"), reason="set ETCDLAB_SLOW=1 (real timings)")
-async def test_failover_on_pause_at_the_seeds_real_timings() -> None:
+async def test_failover_on_pause_at_the_analysis_real_timings() -> None:
     real = ClientConfig()
     async with (
         LocalCluster(3) as local,
@@ -352,7 +352,7 @@ async def test_failover_on_pause_at_the_seeds_real_timings() -> None:
         started = time.monotonic()
         await client.get(b"/failover/real")
         elapsed = time.monotonic() - started
-        # The seed's keepalive 30 s + 10 s bounds detection of a silent member.
+        # The analysis's keepalive 30 s + 10 s bounds detection of a silent member.
         assert (
             real.keepalive_timeout - 0.5
             <= elapsed

@@ -46,7 +46,7 @@ def test_scaled_shrinks_every_duration_and_keeps_the_rest() -> None:
     assert config.renew_deadline == pytest.approx(1.0)
     assert config.retry_period == pytest.approx(0.2)
     assert config.jitter_factor == 1.2 and config.release_on_cancel and config.identity == "a"
-    with pytest.raises(ValueError, match="time_scale must be positive"):
+    with pytest.raises(ValueError, match="time_scale must be a positive finite number"):
         config.scaled(0)
 
 

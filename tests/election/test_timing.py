@@ -70,7 +70,7 @@ async def test_within_passes_errors_through_and_honours_cancellation() -> None:
 async def test_failover_distribution_against_the_claimed_bound() -> None:
     """Many seeded runs of five candidates on a FakeClock, leader cut off: the
     successor always waits a full lease from when it saw the last renewal and
-    never comes later than LD + 2 (1 + J) RP after it; the seed's
+    never comes later than LD + 2 (1 + J) RP after it; the analysis's
     LD + 1.2 RP is exceeded in a measurable share of runs."""
     ld, rp, jitter = 15.0, 2.0, 1.2
     results = []

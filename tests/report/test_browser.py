@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from etcdlab.common.timeline import Timeline
+from etcdlab.common.timescale import TimeScale
 from etcdlab.report import svgplot
 from etcdlab.report.render import write_report
 from tests.report.test_render import rich
@@ -164,7 +165,7 @@ def staggered() -> Timeline:
 
 
 def test_the_report_loads_without_console_messages(tmp_path: Path) -> None:
-    for timeline in (staggered(), Timeline("empty", seed=0, time_scale=1.0)):
+    for timeline in (staggered(), Timeline("empty", seed=0, time_scale=TimeScale(1.0))):
         _, paths = write_report(timeline, tmp_path / timeline.scenario)
         dom, log = chromium(paths.html, tmp_path, "--dump-dom")
         assert console_messages(log) == []

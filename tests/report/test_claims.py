@@ -176,7 +176,7 @@ def test_every_claim_reaches_every_verdict() -> None:
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.1, 0.01])
-def test_windows_are_in_seed_seconds_whatever_the_time_scale(scale: float) -> None:
+def test_windows_are_in_unscaled_seconds_whatever_the_time_scale(scale: float) -> None:
     timeline = probe(base(scale=scale), (99, True), (112, False))
     findings = {claim.id: finding for claim, finding in evaluate(timeline)}
     assert findings["apiserver.health-failures"].verdict is A

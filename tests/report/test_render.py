@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from etcdlab.common.timeline import ErrorClass, EventKind, FaultKind, Gauge, Timeline
+from etcdlab.common.timescale import TimeScale
 from etcdlab.report.claims import CLAIMS
 from etcdlab.report.render import build_report, summary, write_report
 from tests.synthetic import base, ev, gauge, lead, probe, progress, reconciles, reqs
@@ -89,14 +90,14 @@ def test_summary_lists_every_claim_with_its_verdict() -> None:
 
 
 def test_an_empty_run_still_renders(tmp_path: Path) -> None:
-    report, paths = write_report(Timeline("empty", seed=0, time_scale=1.0), tmp_path)
+    report, paths = write_report(Timeline("empty", seed=0, time_scale=TimeScale(1.0)), tmp_path)
     assert {c["verdict"] for c in report["claims"]} == {"not observed"}
     assert report["event_loop_lag"]["p99"] is None
     assert paths.html.read_text().count("<svg") == 7
 
 
 def test_every_chart_of_an_empty_run_shares_one_time_axis(tmp_path: Path) -> None:
-    _, paths = write_report(Timeline("empty", seed=0, time_scale=1.0), tmp_path)
+    _, paths = write_report(Timeline("empty", seed=0, time_scale=TimeScale(1.0)), tmp_path)
     svgs = re.findall(r"<svg.*?</svg>", paths.html.read_text(), flags=re.S)
     # The last x tick of each chart, drawn just before the axis unit.
     ends = {re.findall(r'text-anchor="middle">([^<]*)</text>', svg)[-1] for svg in svgs}

@@ -223,7 +223,7 @@ async def test_kill_with_clients_that_fail_over(cluster: LocalCluster, raft_role
 
 
 async def test_thirty_percent_loss_on_the_leaders_member(cluster: LocalCluster) -> None:
-    """The seed's scenario: every client connection to one member loses 30% of its
+    """The analysis's scenario: every client connection to one member loses 30% of its
     packets (TCP-faithful: retransmitted after a scaled RTO)."""
     config = scaled_config("loss")
     async with contest(cluster, config, time_scale=TIME_SCALE, connect=proxied) as run:
@@ -265,7 +265,7 @@ async def test_jitter_spreads_acquire_attempts(cluster: LocalCluster) -> None:
 
 @pytest.mark.slow
 async def test_kill_the_leaders_member_at_real_timings() -> None:
-    """The seed's numbers unscaled (15/10/2 s, real etcd and client timings): one
+    """The analysis's numbers unscaled (15/10/2 s, real etcd and client timings): one
     failover, about half a minute."""
     config = LeaderElectionConfig(identity="-", name=f"real-{uuid.uuid4().hex[:8]}")
     async with (

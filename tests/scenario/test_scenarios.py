@@ -12,6 +12,7 @@ import pytest
 
 from etcdlab.cli.main import main
 from etcdlab.cluster.local import LocalCluster
+from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.plane import PlaneConfig
 from etcdlab.proxy.control import ControlServer
 from etcdlab.proxy.faults import Loss
@@ -55,9 +56,11 @@ def test_cli_lists_scenarios_and_rejects_bad_input(
     assert main(["run", str(bad)]) == 2
     problem = "duration: must be above 0, not -1"
     assert capsys.readouterr().err == f"etcdlab run: error: {bad}: {problem}\n"
-    with pytest.raises(SystemExit) as exit_info:
-        main(["run", "packet-loss-30", "--time-scale", "0"])
-    assert exit_info.value.code == 2
+    for scale in ("0", "nan", "inf"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["run", "packet-loss-30", "--time-scale", scale])
+        assert exit_info.value.code == 2
+        assert "--time-scale: must be a positive finite number" in capsys.readouterr().err
     assert main(["run", "packet-loss-30", "--endpoints", "127.0.0.1:1"]) == 2
     assert "--proxy-control" in capsys.readouterr().err
     assert main(["run", "packet-loss-30", "--endpoints", "a:1", "--proxy-control", "a:2"]) == 2
@@ -70,7 +73,7 @@ async def test_builtin_scenario_runs_end_to_end(name: str, tmp_path: Path) -> No
     # Keep the faults, cut the quiet tail: 10 s (unscaled) after the last heal.
     duration = max(step.end for step in scenario.faults) + 10
     options = engine.RunOptions(
-        time_scale=0.1, seed=7, out=tmp_path, duration=duration, plane=SMALL
+        time_scale=TimeScale(0.1), seed=7, out=tmp_path, duration=duration, plane=SMALL
     )
     lines: list[str] = []
     report, paths = await engine.run(scenario, options, lines.append)
@@ -188,7 +191,7 @@ async def test_run_against_an_existing_cluster_through_its_proxies(
             scenario = Scenario("remote", "loss via the control API", 40,
                                 (FaultStep(10, 20, "loss", "0"),))  # fmt: skip
             options = engine.RunOptions(
-                time_scale=0.1,
+                time_scale=TimeScale(0.1),
                 out=tmp_path,
                 endpoints=tuple(endpoints),
                 proxy_control=f"http://127.0.0.1:{control.address[1]}",

@@ -34,8 +34,8 @@ def test_builtins_are_valid_and_named_after_themselves() -> None:
     }
     for name, scenario in BUILTINS.items():
         assert scenario.name == name and scenario.faults and scenario.description
-    seed = BUILTINS["packet-loss-30"].faults[0]
-    assert (seed.kind, seed.probability, seed.links) == ("loss", 0.3, "all")
+    first = BUILTINS["packet-loss-30"].faults[0]
+    assert (first.kind, first.probability, first.links) == ("loss", 0.3, "all")
 
 
 def test_toml_scenario_round_trip() -> None:

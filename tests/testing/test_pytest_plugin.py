@@ -60,6 +60,9 @@ def test_bad_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--etcdlab-endpoints=nohost")
     result.stderr.fnmatch_lines(["*--etcdlab-endpoints: 'nohost' is not HOST:PORT*"])
     assert result.ret != 0
+    result = pytester.runpytest_subprocess("--etcdlab-time-scale=nan")
+    result.stderr.fnmatch_lines(["*--etcdlab-time-scale must be a positive finite number*"])
+    assert result.ret != 0
 
 
 FAULT_SUITE = """
