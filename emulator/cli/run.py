@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from etcdlab.cli import exits
+from etcdlab.cli.grpclog import grpc_log_to
 from etcdlab.common import stopping
 from etcdlab.common.argtypes import non_negative_int, positive_float, positive_int, time_scale
 from etcdlab.controlplane.plane import PlaneConfig
 from etcdlab.scenario import engine
 from etcdlab.scenario import spec as scenarios
+
+GRPC_LOG = "grpc.log"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -85,6 +88,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"differs: exit {exits.DIFFERS} when a claim differs from the measurement",
     )
     run.add_argument("--quiet", action="store_true", help="print only the summary")
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="let gRPC log to the terminal (default: to grpc.log beside the report)",
+    )
     run.set_defaults(handler=run_scenario)
 
 
@@ -114,6 +122,9 @@ def run_scenario(args: argparse.Namespace) -> int:
         proxy_control=args.proxy_control,
         plane=plane,
     )
+    # Before the log file beside the report exists: a scenario this run cannot
+    # inject is bad input, and nothing may have started.
+    engine.check(scenario, options)
     quiet = args.quiet
 
     def progress(line: str) -> None:
@@ -128,7 +139,12 @@ def run_scenario(args: argparse.Namespace) -> int:
         loop_factory = None
     else:
         loop_factory = uvloop.new_event_loop
-    report, _ = stopping.run(engine.run(scenario, options, progress), loop_factory)
+    job = engine.run(scenario, options, progress)
+    if args.verbose:
+        report, _ = stopping.run(job, loop_factory)
+    else:
+        with grpc_log_to(args.out / GRPC_LOG):
+            report, _ = stopping.run(job, loop_factory)
     return exit_status(report, args.fail_on)
 
 

@@ -28,7 +28,7 @@ from etcdlab.client.errors import EtcdError
 from etcdlab.client.etcd import EtcdClient
 from etcdlab.cluster.local import LocalCluster, ServerFlags
 from etcdlab.common.clock import MonotonicClock
-from etcdlab.common.timeline import FaultKind, Recorder, Timeline
+from etcdlab.common.timeline import FaultKind, Health, Recorder, Request, Timeline, quantile
 from etcdlab.common.timescale import UNSCALED, TimeScale
 from etcdlab.controlplane.plane import KCM_LEASE, ControlPlane, PlaneConfig
 from etcdlab.proxy.faults import Blackhole, Fault, Loss
@@ -432,7 +432,10 @@ async def _start_and_inject(
     await _warm_up(plane, options.warmup_timeout)
     origin = recorder.now()
     duration = (options.duration or scenario.duration) * ts
-    progress(f"warm: faults start now; the run lasts {duration:.0f} s")
+    progress(
+        f"warm: faults start now; the run lasts {options.duration or scenario.duration:g} s "
+        f"of scenario time ({duration:.0f} s at time scale {ts:g})"
+    )
     faults = [
         asyncio.create_task(_fault(step, driver, recorder, origin, ts, progress))
         for step in scenario.faults
@@ -527,6 +530,8 @@ async def _progress(
 ) -> None:
     tick = max(duration / 10, 0.5)
     end = origin + duration
+    timeline = recorder.timeline
+    seen = len(timeline.requests)
     # uvloop's timers have millisecond resolution and may wake a hair early:
     # a remainder under that is the end, not another (near-zero) tick.
     while (left := end - recorder.now()) > _TIMER_RESOLUTION:
@@ -538,6 +543,32 @@ async def _progress(
             if task.done() and not task.cancelled() and task.exception() is not None:
                 # A fault that could not be applied ends the run now, not at its end.
                 await task
-        done = ", ".join(f"{k} {d}/{t}" for k, (d, t) in plane.progress.items())
-        leaders = plane.leaders()
-        progress(f"  t+{recorder.now() - origin:6.1f} s  leaders {len(leaders)}  workloads {done}")
+        # The requests since the last line: what the fault is doing now.
+        recent, seen = timeline.requests[seen:], len(timeline.requests)
+        progress(
+            f"  t+{timeline.unscaled(recorder.now() - origin):6.1f} s  "
+            f"{_requests_words(recent)}  {_members_words(timeline.health)}"
+            f"leaders {len(plane.leaders())}  workloads "
+            + ", ".join(f"{kind} {d}/{t}" for kind, (d, t) in plane.progress.items())
+        )
+
+
+def _requests_words(requests: Sequence[Request]) -> str:
+    """Error rate and p99 of the requests that went to etcd (the cache never fails)."""
+    sent = [r for r in requests if r.source == "etcd"]
+    if not sent:
+        return "no etcd requests"
+    failed = sum(not r.ok for r in sent)
+    p99 = quantile((r.latency for r in sent), 0.99) or 0.0
+    return f"errors {failed / len(sent):4.0%} of {len(sent):<5d} p99 {p99 * 1000:7.1f} ms"
+
+
+def _members_words(health: Sequence[Health]) -> str:
+    """How many members answer ``/health`` (a leader and quorum) at their last sample."""
+    last: dict[str, bool] = {}
+    for sample in health:
+        if sample.component.startswith("etcd-"):
+            last[sample.component] = sample.healthy
+    if not last:
+        return ""
+    return f"members healthy {sum(last.values())}/{len(last)}  "

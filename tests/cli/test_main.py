@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -78,3 +81,33 @@ def test_exit_statuses_are_documented(capsys: pytest.CaptureFixture[str]) -> Non
     table = readme.split("| exit status | meaning |", 1)[1].split("\n\n", 1)[0]
     codes = [row.split("|")[1].strip() for row in table.strip().splitlines()[1:]]
     assert codes == ["0", "1", "2", "3", "4", "130, 143"]
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_grpc_logs_go_to_a_file_beside_the_report_unless_verbose(
+    tmp_path: Path, verbose: bool
+) -> None:
+    scenario = tmp_path / "quiet.toml"
+    scenario.write_text("duration = 10\n")
+    out = tmp_path / "report"
+    # gRPC's C core traces every API call to descriptor 2 with these, read at import.
+    env = {**os.environ, "GRPC_VERBOSITY": "debug", "GRPC_TRACE": "api"}
+    argv = ["run", str(scenario), "--endpoints", "127.0.0.1:1", "--out", str(out)]
+    result = subprocess.run(
+        [sys.executable, "-m", "etcdlab", *argv, *(["--verbose"] if verbose else [])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == exits.FAILED
+    python_lines = [line for line in result.stderr.splitlines() if line.startswith("etcdlab")]
+    assert len(python_lines) == 1 and python_lines[0].startswith("etcdlab run: error: ")
+    native = "grpc_init(void)"
+    if verbose:
+        assert native in result.stderr
+        assert not (out / "grpc.log").exists()
+    else:
+        assert result.stderr == python_lines[0] + "\n"
+        assert native in (out / "grpc.log").read_text()

@@ -93,6 +93,12 @@ async def test_builtin_scenario_runs_end_to_end(name: str, tmp_path: Path) -> No
     assert "<svg" in paths.html.read_text()
     assert any(line.startswith("fault on:") for line in lines)
     assert any(line.startswith(f"scenario {name}") for line in lines)
+    # Progress in the scenario's seconds, with what the faults do to requests and members.
+    ticks = [line for line in lines if line.startswith("  t+")]
+    assert ticks and float(ticks[-1].split()[1]) == pytest.approx(duration, abs=1)
+    for tick in ticks:
+        assert " p99 " in tick or "no etcd requests" in tick, tick
+        assert " members healthy " in tick, tick
 
 
 async def test_remote_faults_go_through_the_proxy_control_api() -> None:
