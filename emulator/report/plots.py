@@ -12,6 +12,7 @@ so the claim table can link to the window that decided each verdict.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -119,6 +120,10 @@ def _counts(clock: Clock, times: Iterable[float]) -> list[tuple[float, float]]:
     return [(clock.bin_middle(b), float(n)) for b, n in enumerate(counts)]
 
 
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 def latency(clock: Clock, marks: Sequence[Mark]) -> str:
     series = []
     for name in clock.timeline.components():
@@ -126,7 +131,9 @@ def latency(clock: Clock, marks: Sequence[Mark]) -> str:
         for r in clock.timeline.requests:
             if r.component == name:
                 buckets.setdefault(clock.bin_of(r.t), []).append(r.latency * 1000)
-        p99 = [(clock.bin_middle(b), quantile(v, 0.99) or 0.0) for b, v in sorted(buckets.items())]
+        # A bin without a finished request is a gap, not a line across it.
+        p99 = [(clock.bin_middle(b), _or_nan(quantile(buckets.get(b, []), 0.99)))
+               for b in range(BINS)]  # fmt: skip
         series.append(Series(f"{name} p99", p99))
     return svgplot.line_chart(
         _title("latency"), series, clock.x_range, clock.shades(), y_label="ms (log)",
@@ -264,6 +271,13 @@ DRAW: dict[str, Callable[[Clock, Sequence[Mark]], str]] = {
 }
 
 
+def window_words(low: float, high: float | None) -> str:
+    """A claim's window (``high`` None: open-ended) in words, to a tenth of a second."""
+    if high is None or high == float("inf"):
+        return f"{round(low, 1):g} s on"
+    return f"{round(low, 1):g} to {round(high, 1):g} s"
+
+
 def claim_marks(claims: Sequence[dict[str, Any]]) -> dict[str, list[Mark]]:
     """Per figure, the windows of the claims decided on it (as ``report.json`` has them)."""
     marks: dict[str, list[Mark]] = {}
@@ -273,7 +287,7 @@ def claim_marks(claims: Sequence[dict[str, Any]]) -> dict[str, list[Mark]]:
             continue
         low, high = window[0], float("inf") if window[1] is None else window[1]
         at = "" if claim["at"] is None else f"; decided at {claim['at']:.1f} s"
-        shown = f"{low:g}-{high:g} s" if high != float("inf") else f"{low:g} s on"
+        shown = window_words(low, high)
         marks.setdefault(claim["plot"], []).append(
             Mark(
                 id=f"claim-{claim['id']}",

@@ -188,8 +188,7 @@ def _link(claim: dict[str, Any]) -> str:
     name = next(f.short for f in plots.FIGURES if f.id == claim["plot"])
     if claim["window"] is None:
         return f'<a href="#plot-{claim["plot"]}">{escape(name)} plot</a>'
-    low, high = claim["window"]
-    span = f"{low:g} s on" if high is None else f"{low:g} to {high:g} s"
+    span = plots.window_words(*claim["window"])
     return f'<a href="#claim-{escape(claim["id"])}">{escape(name)}, {span}</a>'
 
 

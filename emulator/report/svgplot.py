@@ -31,6 +31,8 @@ PALETTE = (
 
 @dataclass(frozen=True)
 class Series:
+    """Points to join; a NaN value is a gap (no data there), the line breaks."""
+
     label: str
     points: Sequence[tuple[float, float]]
     color: str = ""
@@ -209,7 +211,7 @@ def _hover(frame: _Frame, series: Sequence[Series], unit: str) -> None:
             else:
                 inside = [(abs(t - middle), v) for t, v in s.points if low <= t < high]
                 value = min(inside)[1] if inside else None
-            if value is not None:
+            if value is not None and math.isfinite(value):
                 values.append(f"{s.label} {_fmt(value)}{suffix}")
         if values:
             frame.parts.append(
@@ -236,7 +238,7 @@ def line_chart(
     frame = _Frame(title, x_range, plot_h, marks)
     frame.shade(shades)
     frame.mark()
-    values = [v for s in series for _, v in s.points if not log_y or v > 0]
+    values = [v for s in series for _, v in s.points if math.isfinite(v) and (not log_y or v > 0)]
     y0: float
     y1: float
     if log_y:
@@ -269,18 +271,22 @@ def line_chart(
     for i, s in enumerate(series):
         stroke = s.color or color(i)
         legend.append((s.label, stroke))
-        coords: list[str] = []
+        lines: list[list[str]] = [[]]
         previous: float | None = None
         for t, v in s.points:
+            if not math.isfinite(v):
+                lines.append([])
+                previous = None
+                continue
             if log_y and v <= 0:
                 continue
             if s.step and previous is not None:
-                coords.append(f"{frame.x(t):.1f},{y(previous):.1f}")
-            coords.append(f"{frame.x(t):.1f},{y(v):.1f}")
+                lines[-1].append(f"{frame.x(t):.1f},{y(previous):.1f}")
+            lines[-1].append(f"{frame.x(t):.1f},{y(v):.1f}")
             previous = v
         if s.step and previous is not None:
-            coords.append(f"{frame.x(frame.x1):.1f},{y(previous):.1f}")
-        if coords:
+            lines[-1].append(f"{frame.x(frame.x1):.1f},{y(previous):.1f}")
+        for coords in filter(None, lines):
             frame.parts.append(
                 f'<polyline class="series" fill="none" stroke="{stroke}" stroke-width="1.5" '
                 f'points="{" ".join(coords)}"><title>{escape(s.label)}</title></polyline>'

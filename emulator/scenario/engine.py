@@ -503,18 +503,29 @@ async def _fault(
     await asyncio.sleep(max(0.0, origin + step.at * ts - recorder.now()))
     members = resolve(step.target, await asyncio.to_thread(driver.leader))
     target = ",".join(f"etcd-{m}" for m in members)
-    detail = f"{step.kind} on {step.links} links" + (
-        f", p={step.probability:g}" if step.kind == "loss" else ""
-    )
+    detail = _detail(step)
     heal = await driver.apply(step, members)
     start = recorder.now()
-    progress(f"fault on: {detail} of {target}")
+    progress(f"fault on: {step.kind} of {target} ({detail})")
     try:
         await asyncio.sleep(step.duration * ts)
     finally:
         await heal()
         recorder.fault(start, KINDS[step.kind], target, detail)
         progress(f"fault healed: {target}")
+
+
+def _detail(step: FaultStep) -> str:
+    """The fault's settings in words, for the progress line and the report."""
+    if step.kind == "kill":
+        return "process killed, restarted at the heal"
+    if step.kind == "pause":
+        return "process stopped (SIGSTOP), resumed at the heal"
+    if step.kind == "loss":
+        return f"{step.links} links, p={step.probability:g}"
+    if step.kind == "flapping":
+        return f"{step.links} links down and up every {step.period:g} s"
+    return f"{step.links} links blackholed"
 
 
 _TIMER_RESOLUTION = 0.002

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import re
 
 from etcdlab.report import svgplot
@@ -37,3 +38,11 @@ def test_a_mark_past_the_end_of_the_axis_says_so() -> None:
     assert top and float(top.group(1)) == svgplot.TOP + 2 * svgplot.MARK_ROW + svgplot.MARK_GAP
     heights = [float(re.search(r'<svg[^>]* height="([\d.]+)"', x)[1]) for x in (svg, plain)]  # type: ignore[index]
     assert heights[0] - heights[1] == 2 * svgplot.MARK_ROW + svgplot.MARK_GAP
+
+
+def test_a_nan_is_a_gap_in_the_line() -> None:
+    points = [(0.0, 1.0), (1.0, 2.0), (2.0, math.nan), (3.0, 2.0), (4.0, 1.0)]
+    svg = svgplot.line_chart("t", [svgplot.Series("s", points)], (0, 4))
+    assert svg.count('class="series"') == 2
+    hovers = re.findall(r'<rect class="hover"[^>]*><title>([^<]*)</title>', svg)
+    assert not any("nan" in h for h in hovers) and any(h.endswith("s 2") for h in hovers)
