@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest protos venv clean bench
+.PHONY: demo test lint typecheck pytest protos venv clean bench oracle oracle-test
 
 venv: $(STAMP)
 
@@ -36,6 +36,16 @@ pytest: $(STAMP)
 # Proxy overhead against a direct connection and socat (apt-get install socat).
 bench: $(STAMP)
 	$(BIN)/python -m etcdlab.bench.proxy_overhead --seconds 3 --rounds 3
+
+# The Go reference program (oracle/README.md): the real apiserver etcd client,
+# its etcd checks and client-go's elector. Needs Go 1.26; the Python side never does.
+GO ?= go
+oracle:
+	cd oracle && $(GO) build -o ../.build/etcdlab-oracle ./cmd/etcdlab-oracle
+
+oracle-test:
+	test -z "$$(cd oracle && gofmt -l .)" || { cd oracle && gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+	cd oracle && $(GO) vet ./... && $(GO) test ./...
 
 protos: $(STAMP)
 	$(BIN)/python -m etcdlab.protos.generate
