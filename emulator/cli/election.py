@@ -15,7 +15,9 @@ from etcdlab.common import stopping
 from etcdlab.common.argtypes import positive_float, positive_int, time_scale
 from etcdlab.election.config import LeaderElectionConfig
 from etcdlab.election.safety import SafetyChecker
-from etcdlab.proxy.faults import Blackhole, Loss
+from etcdlab.proxy.driver import LinkFaults
+from etcdlab.proxy.faults.blackhole import Blackhole
+from etcdlab.proxy.faults.loss import Loss
 from etcdlab.scenario.candidates import (
     Campaigner,
     Candidate,
@@ -137,7 +139,13 @@ async def _election(args: argparse.Namespace) -> dict[str, Any]:
                 leader: Participant = await native.agreed_leader(timeout=3 * ttl + 10)
                 observe = args.observe if args.observe is not None else 3 * ttl
                 outcome = await _fault_and_watch(
-                    args, cluster, native.campaigners, leader, native.checker, observe
+                    args,
+                    cluster,
+                    native.campaigners,
+                    leader,
+                    native.checker,
+                    native.faults,
+                    observe,
                 )
                 leader_now: Participant | None = native.leader()
         else:
@@ -160,7 +168,13 @@ async def _election(args: argparse.Namespace) -> dict[str, Any]:
                 leader = await electors.agreed_leader(timeout=3 * config.lease_duration + 10)
                 observe = args.observe if args.observe is not None else 3 * config.lease_duration
                 outcome = await _fault_and_watch(
-                    args, cluster, electors.candidates, leader, electors.checker, observe
+                    args,
+                    cluster,
+                    electors.candidates,
+                    leader,
+                    electors.checker,
+                    electors.faults,
+                    observe,
                 )
                 leader_now = electors.leader()
     return {
@@ -182,6 +196,7 @@ async def _fault_and_watch(
     participants: Sequence[Participant],
     leader: Participant,
     checker: SafetyChecker,
+    faults: LinkFaults,
     observe: float,
 ) -> dict[str, Any]:
     if args.fault != "none":
@@ -190,12 +205,14 @@ async def _fault_and_watch(
         cluster.kill(leader.member)
     elif args.fault == "pause":
         cluster.pause(leader.member)
-    elif args.fault == "blackhole" and leader.connection.link is not None:
-        leader.connection.link.add(Blackhole())
+    elif args.fault == "blackhole":
+        await faults.add(leader.identity, Blackhole())
     elif args.fault == "loss":
-        for participant in participants:
-            if participant.member == leader.member and participant.connection.link is not None:
-                participant.connection.link.add(Loss(probability=args.loss))
+        await faults.apply(
+            (participant.identity, Loss(probability=args.loss))
+            for participant in participants
+            if participant.member == leader.member
+        )
     await asyncio.sleep(observe)
     return checker.report().as_dict()
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import version
 
-from etcdlab.bench import retries as retry_bench
+from etcdlab.cli import bench as bench_cli
 from etcdlab.cli import cluster as cluster_cli
 from etcdlab.cli import election as election_cli
 from etcdlab.cli import exits
@@ -28,7 +28,7 @@ REGISTRARS: tuple[Registrar, ...] = (
     proxy_cli.register,
     election_cli.register,
     run_cli.register,
-    retry_bench.register,
+    bench_cli.register,
 )
 
 

@@ -18,6 +18,7 @@ _DURATIONS = (
     "keepalive_timeout",
     "dial_timeout",
     "request_timeout",
+    "attempt_timeout",
     "health_check_timeout",
     "health_check_interval",
     "endpoint_probe_interval",
@@ -48,6 +49,12 @@ class ClientConfig:
     """Deadline of a call across all its attempts when the caller gives none.
     None, like the apiserver's client: keepalive, not a deadline, ends calls to a
     dead member."""
+
+    attempt_timeout: float | None = None
+    """Deadline of one attempt within a call (gRPC's per-try timeout). When it,
+    not the call's deadline, passes, the attempt counts as failed and a safe
+    call is retried by the retry policy. None: an attempt may use all the time
+    the call has left."""
 
     health_check_timeout: float = 2.0
     """Deadline of one health probe (``--etcd-healthcheck-timeout``)."""
@@ -81,7 +88,7 @@ class ClientConfig:
     def __post_init__(self) -> None:
         for name in _DURATIONS:
             value = getattr(self, name)
-            if name == "request_timeout" and value is None:
+            if name in ("request_timeout", "attempt_timeout") and value is None:
                 continue
             if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive finite number of seconds")

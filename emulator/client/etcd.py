@@ -190,7 +190,10 @@ class EtcdClient:
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
         name: str = "client",
+        on_attempt: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_attempt(method)`` is called as each RPC attempt starts, hedges
+        included: for callers that account attempts per call (benchmarks)."""
         if isinstance(endpoints, str):
             raise TypeError("endpoints must be a sequence of 'host:port' strings, not a string")
         if not endpoints:
@@ -208,6 +211,7 @@ class EtcdClient:
             seed=seed,
         )
         self.stats = ClientStats()
+        self._on_attempt = on_attempt
         self._endpoints = [_Endpoint(address) for address in endpoints]
         self._current = 0
         self._switches = 0
@@ -418,7 +422,7 @@ class EtcdClient:
             return await self._call("status", invoke, safe=True, timeout=timeout)
         self.stats.calls["status"] += 1
         try:
-            return await self._attempt_on(self._endpoint(endpoint), invoke, timeout)
+            return await self._attempt_on("status", self._endpoint(endpoint), invoke, timeout)
         except EtcdError as error:
             raise self._raise(error) from None
 
@@ -572,11 +576,14 @@ class EtcdClient:
                         code=grpc.StatusCode.DEADLINE_EXCEEDED,
                     )
                 )
+            per_try = self._per_try(left)
+            if self._on_attempt is not None:
+                self._on_attempt(method)
             sent = False
             try:
-                channel = await self._dial(endpoint, left)
+                channel = await self._dial(endpoint, per_try)
                 sent = True
-                result = await invoke(channel, left)
+                result = await invoke(channel, per_try)
             except _DialError as dial_error:
                 error: EtcdError = ClusterUnavailableError(
                     str(dial_error), endpoint=endpoint.address, attempts=attempt
@@ -584,18 +591,25 @@ class EtcdClient:
             except grpc.aio.AioRpcError as rpc_error:
                 error = from_rpc_error(rpc_error, endpoint.address)
             except ContextError as context_error:
-                self._suspect(endpoint, context_error)
-                raise self._raise(context_error) from None
+                error = context_error
             else:
                 self.retry.record_result(True)
                 self._succeeded(endpoint)
                 return result
             if isinstance(error, ContextError):
                 self._suspect(endpoint, error)
-                raise self._raise(error)
-            if isinstance(error, ClusterUnavailableError):
-                self._failed(endpoint, error)
-            reason = retry_reason(error.code, error.details, sent=sent, safe=safe)
+                attempt_expired = (
+                    per_try != left and error.code == grpc.StatusCode.DEADLINE_EXCEEDED
+                )
+                if not attempt_expired:
+                    raise self._raise(error)
+                # The attempt's own deadline passed, not the caller's: another try
+                # is safe unless the request went out and may have been applied.
+                reason = "attempt_timeout" if safe or not sent else None
+            else:
+                if isinstance(error, ClusterUnavailableError):
+                    self._failed(endpoint, error)
+                reason = retry_reason(error.code, error.details, sent=sent, safe=safe)
             if reason is None:
                 if isinstance(error, ClusterUnavailableError):
                     raise self._raise(
@@ -634,10 +648,21 @@ class EtcdClient:
             previous = wait
             await self.clock.sleep(wait)
 
-    async def _attempt_on(self, endpoint: _Endpoint, invoke: Invoke[T], timeout: float | None) -> T:
+    def _per_try(self, left: float | None) -> float | None:
+        """An attempt's deadline: what the call has left, bounded by ``attempt_timeout``."""
+        limit = self.config.attempt_timeout
+        if limit is None:
+            return left
+        return limit if left is None else min(left, limit)
+
+    async def _attempt_on(
+        self, method: str, endpoint: _Endpoint, invoke: Invoke[T], timeout: float | None
+    ) -> T:
         """One attempt on a chosen endpoint: no failover, no retry, errors not counted."""
         self.stats.attempts += 1
-        left = timeout if timeout is not None else self.config.request_timeout
+        if self._on_attempt is not None:
+            self._on_attempt(method)
+        left = self._per_try(timeout if timeout is not None else self.config.request_timeout)
         try:
             channel = await self._dial(endpoint, left)
             result = await invoke(channel, left)
@@ -669,10 +694,16 @@ class EtcdClient:
         try:
             await asyncio.wait(pending, timeout=hedge_after)
             alternative = self._alternative()
-            if not primary.done() and alternative is not None:
+            left = None if deadline is None else max(0.0, deadline - self.clock.now())
+            # As gRPC hedging (gRFC A6): a primary that already failed on an
+            # unavailable endpoint or its attempt deadline is hedged at once.
+            failed = primary.done() and isinstance(
+                primary.exception(), ClusterUnavailableError | ContextError
+            )
+            if (not primary.done() or failed) and alternative is not None and left != 0.0:
                 self.stats.hedges += 1
-                left = None if deadline is None else max(0.0, deadline - self.clock.now())
-                pending.add(asyncio.create_task(self._attempt_on(alternative, invoke, left)))
+                hedge = self._attempt_on(method, alternative, invoke, left)
+                pending.add(asyncio.create_task(hedge))
             first_error: BaseException | None = None
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)

@@ -1,18 +1,20 @@
 """Small inline SVG charts for the self-contained report (no JavaScript, no libraries).
 
-Two shapes cover every plot of the report: :func:`line_chart` (series of
-points, optionally log-scaled) and :func:`lane_chart` (one row per name, coloured
-segments: health states, who leads a lease). Both shade the fault windows and
-can mark windows of interest (:class:`Mark`: a claim's window, as a bar above
-the plot and a band over it shown while the mark is the page's ``:target``).
-Values show on hover, as SVG ``<title>`` tooltips: a line chart has a column
-per slice of the time axis naming every series' value there, a lane chart's
-segments name their state and span.
+Three shapes cover every plot: :func:`line_chart` (series of points, optionally
+log-scaled), :func:`lane_chart` (one row per name, coloured segments: health
+states, who leads a lease), both shading the fault windows and able to mark
+windows of interest (:class:`Mark`: a claim's window, as a bar above the plot
+and a band over it shown while the mark is the page's ``:target``), and
+:func:`bar_chart` (a value per group and series). :func:`stack` puts several
+charts in one SVG document. Values show on hover, as SVG ``<title>`` tooltips:
+a line chart has a column per slice of the time axis naming every series' value
+there, a lane chart's segments and a bar chart's bars name their own.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -174,6 +176,21 @@ class _Frame:
             f'text-anchor="end">{escape(unit)}</text>'
         )
 
+    def y_axis(self, ticks: Sequence[tuple[float, float]], label: str) -> None:
+        """Grid lines and values at ``(value, y)``, and the axis label."""
+        for tick, yy in ticks:
+            self.parts.append(
+                f'<line x1="{LEFT}" y1="{yy:.1f}" x2="{LEFT + self.plot_w}" y2="{yy:.1f}" '
+                f'stroke="#ddd"/><text x="{LEFT - 4}" y="{yy + 3:.1f}" font-size="10" '
+                f'text-anchor="end">{_fmt(tick)}</text>'
+            )
+        middle = self.top + self.plot_h / 2
+        self.parts.append(
+            f'<text x="12" y="{middle:.0f}" font-size="10" '
+            f'transform="rotate(-90 12 {middle:.0f})" text-anchor="middle">'
+            f"{escape(label)}</text>"
+        )
+
     def legend(self, entries: Sequence[tuple[str, str]]) -> None:
         for i, (label, fill) in enumerate(entries[:LEGEND_MAX]):
             y = self.top + 6 + i * LEGEND_ROW
@@ -217,7 +234,7 @@ def _hover(frame: _Frame, series: Sequence[Series], unit: str) -> None:
             frame.parts.append(
                 f'<rect class="hover" x="{frame.x(low):.1f}" y="{frame.top}" '
                 f'width="{frame.x(high) - frame.x(low):.1f}" height="{frame.plot_h}" '
-                f'fill="transparent"><title>{_fmt(low)} to {_fmt(high)} s: '
+                f'fill="#fff" fill-opacity="0"><title>{_fmt(low)} to {_fmt(high)} s: '
                 f"{escape('; '.join(values))}</title></rect>"
             )
 
@@ -254,19 +271,7 @@ def line_chart(
         return frame.top + frame.plot_h - (v - y0) / (y1 - y0) * frame.plot_h
 
     ticks = [10.0**e for e in range(int(y0), int(y1) + 1)] if log_y else _ticks(y0, y1, 4)
-    for tick in ticks:
-        yy = y(tick)
-        frame.parts.append(
-            f'<line x1="{LEFT}" y1="{yy:.1f}" x2="{LEFT + frame.plot_w}" y2="{yy:.1f}" '
-            f'stroke="#ddd"/><text x="{LEFT - 4}" y="{yy + 3:.1f}" font-size="10" '
-            f'text-anchor="end">{_fmt(tick)}</text>'
-        )
-    middle = frame.top + frame.plot_h / 2
-    frame.parts.append(
-        f'<text x="12" y="{middle:.0f}" font-size="10" '
-        f'transform="rotate(-90 12 {middle:.0f})" text-anchor="middle">'
-        f"{escape(y_label)}</text>"
-    )
+    frame.y_axis([(tick, y(tick)) for tick in ticks], y_label)
     legend = []
     for i, s in enumerate(series):
         stroke = s.color or color(i)
@@ -330,3 +335,61 @@ def lane_chart(
     frame.x_axis(x_unit)
     frame.legend(legend)
     return frame.render()
+
+
+def bar_chart(
+    title: str,
+    groups: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    y_label: str = "",
+    plot_h: int = 162,
+) -> str:
+    """One bar per series in each group (``series``: label, one value per group;
+    None draws no bar); a bar's tooltip gives its value."""
+    frame = _Frame(title, (0.0, float(max(1, len(groups)))), plot_h)
+    values = [v for _, vs in series for v in vs if v is not None]
+    top = max(values, default=1.0) * 1.1 or 1.0
+    bottom = frame.top + frame.plot_h
+
+    def y(value: float) -> float:
+        return bottom - value / top * frame.plot_h
+
+    frame.y_axis([(tick, y(tick)) for tick in _ticks(0.0, top, 4)], y_label)
+    width = 0.8 / max(1, len(series))
+    for g, group in enumerate(groups):
+        frame.parts.append(
+            f'<text x="{frame.x(g + 0.5):.1f}" y="{bottom + 14}" font-size="10" '
+            f'text-anchor="middle">{escape(group)}</text>'
+        )
+        for i, (label, vs) in enumerate(series):
+            value = vs[g]
+            if value is None:
+                continue
+            a, b = frame.x(g + 0.1 + i * width), frame.x(g + 0.1 + (i + 1) * width)
+            frame.parts.append(
+                f'<rect class="bar" x="{a:.1f}" y="{y(value):.1f}" width="{b - a:.1f}" '
+                f'height="{bottom - y(value):.1f}" fill="{color(i)}">'
+                f"<title>{escape(group)}, {escape(label)}: {_fmt(value)}</title></rect>"
+            )
+    frame.parts.append(
+        f'<line x1="{LEFT}" y1="{bottom}" x2="{LEFT + frame.plot_w}" y2="{bottom}" stroke="#444"/>'
+    )
+    frame.legend([(label, color(i)) for i, (label, _) in enumerate(series)])
+    return frame.render()
+
+
+def stack(charts: Sequence[str]) -> str:
+    """Charts from this module, one under the other, as one standalone SVG document."""
+    parts = []
+    offset = 0
+    for chart in charts:
+        found = re.match(r'<svg [^>]*height="(\d+)"', chart)
+        if found is None:
+            raise ValueError("not a chart of svgplot")
+        parts.append(f'<g transform="translate(0,{offset})">{chart}</g>')
+        offset += int(found[1])
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{offset}" '
+        f'viewBox="0 0 {WIDTH} {offset}"><rect width="{WIDTH}" height="{offset}" '
+        f'fill="white"/>{"".join(parts)}</svg>\n'
+    )

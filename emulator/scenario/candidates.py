@@ -6,7 +6,8 @@ whether it can fail over to the others (``rotating``, like the apiserver's
 client), is stuck with that one member (``pinned``), or reaches it through a
 fault proxy link of its own (``proxied``), so a fault on one member or one link
 cuts off those candidates and nobody else. Every candidate reports its beliefs
-to one :class:`SafetyChecker`.
+to one :class:`SafetyChecker`. Faults on the proxied candidates' links go
+through ``faults``, a driver of those links by candidate identity.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from etcdlab.client.config import ClientConfig
 from etcdlab.client.etcd import EtcdClient
 from etcdlab.cluster.local import LocalCluster
 from etcdlab.common.clock import MonotonicClock
+from etcdlab.common.timescale import TimeScale
 from etcdlab.election.concurrency import Election
 from etcdlab.election.config import LeaderElectionConfig
 from etcdlab.election.elector import LeaderCallbacks, LeaderElector
 from etcdlab.election.lock import EtcdLeaseLock
 from etcdlab.election.safety import SafetyChecker
+from etcdlab.proxy.driver import LinkFaults
 from etcdlab.proxy.link import ProxyLink
 
 
@@ -75,10 +78,7 @@ async def proxied(
     config = ClientConfig().scaled(time_scale)
     async with (
         ProxyLink(
-            f"to-{upstream.name}",
-            (upstream.host, upstream.client_port),
-            time_scale=time_scale,
-            seed=member,
+            f"to-{upstream.name}", (upstream.host, upstream.client_port), seed=member
         ) as link,
         EtcdClient([f"{link.address[0]}:{link.address[1]}"], config) as client,
     ):
@@ -101,6 +101,7 @@ class Contest:
     config: LeaderElectionConfig
     checker: SafetyChecker
     candidates: list[Candidate]
+    faults: LinkFaults  # the proxied candidates' links, by identity
 
     def leader(self) -> Candidate | None:
         """The one candidate that believes it leads (None if none or several)."""
@@ -168,7 +169,8 @@ async def contest(
         for candidate in made:
             candidate.task = asyncio.create_task(candidate.elector.run())
         try:
-            yield Contest(cluster, config, checker, made)
+            links = {c.identity: c.connection.link for c in made if c.connection.link}
+            yield Contest(cluster, config, checker, made, LinkFaults(links, TimeScale(time_scale)))
         finally:
             tasks = [c.task for c in made if c.task is not None]
             for task in tasks:
@@ -190,6 +192,7 @@ class Campaign:
     cluster: LocalCluster
     checker: SafetyChecker
     campaigners: list[Campaigner]
+    faults: LinkFaults  # the proxied campaigners' links, by identity
 
     def leader(self) -> Campaigner | None:
         """The one campaigner that believes it leads (None if none or several)."""
@@ -233,7 +236,8 @@ async def campaign(
                 )
                 task = asyncio.create_task(election.campaign(identity.encode()))
                 made.append(Campaigner(identity, member, connection, election, task))
-            yield Campaign(cluster, checker, made)
+            links = {c.identity: c.connection.link for c in made if c.connection.link}
+            yield Campaign(cluster, checker, made, LinkFaults(links, TimeScale(time_scale)))
         finally:
             for campaigner in made:
                 campaigner.task.cancel()

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from etcdlab.client.errors import EtcdError
 from etcdlab.client.etcd import EtcdClient
@@ -31,7 +28,10 @@ from etcdlab.common.clock import MonotonicClock
 from etcdlab.common.timeline import FaultKind, Health, Recorder, Request, Timeline, quantile
 from etcdlab.common.timescale import UNSCALED, TimeScale
 from etcdlab.controlplane.plane import KCM_LEASE, ControlPlane, PlaneConfig
-from etcdlab.proxy.faults import Blackhole, Fault, Loss
+from etcdlab.proxy.driver import ControlFaults, FaultDriver, LinkFaults
+from etcdlab.proxy.faults import Fault
+from etcdlab.proxy.faults.blackhole import Blackhole
+from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.link import ProxyLink
 from etcdlab.proxy.server import ProxyServer
 from etcdlab.report.render import Outcome, ReportPaths, summary, write_report
@@ -86,12 +86,6 @@ class RunOptions:
             raise ValueError(f"proxy_control must be an http:// URL, not {self.proxy_control!r}")
 
 
-class FaultDriver(Protocol):
-    def leader(self) -> int | None: ...
-
-    async def apply(self, step: FaultStep, members: list[int]) -> Heal: ...
-
-
 def _links(step: FaultStep) -> tuple[str, ...]:
     return ("client", "peer") if step.links == "all" else (step.links,)
 
@@ -118,68 +112,87 @@ def placements_of(
     return placements
 
 
-class LocalFaults:
-    """Faults on a local cluster: proxy links for the network, signals for processes."""
+def link_fault(step: FaultStep, name: str, dialer: str | None) -> Fault:
+    """The network fault a step puts on one link (real seconds, like the step)."""
+    if step.kind == "loss":
+        return Loss(step.probability, name=name, dialer=dialer)
+    return Blackhole(name=name, dialer=dialer)
+
+
+class ScenarioFaults:
+    """A scenario's fault steps: network faults through ``links``, a driver of
+    the proxy links named ``etcd-<i>-client`` and ``etcd-<i>-peer`` (here or
+    behind a control API, as compose.yaml names them), and process faults
+    (kill, pause) on ``cluster`` when the cluster is local. ``member_ids`` (hex)
+    let a fault reach the connections a member dialled; a local cluster's are read
+    from it. ``scale`` is the run's, for the flapping period; the faults go to
+    the driver as written."""
 
     def __init__(
-        self, cluster: LocalCluster, links: dict[tuple[int, str], ProxyLink], time_scale: float
+        self,
+        links: FaultDriver,
+        scale: TimeScale,
+        cluster: LocalCluster | None = None,
+        member_ids: list[str] | None = None,
     ) -> None:
-        self.cluster = cluster
         self.links = links
-        self.time_scale = time_scale
+        self._scale = scale
+        self.cluster = cluster
+        self.member_ids = member_ids
+        self._count = 0
 
     def leader(self) -> int | None:
-        return self.cluster.leader()
+        return None if self.cluster is None else self.cluster.leader()
 
     async def apply(self, step: FaultStep, members: list[int]) -> Heal:
-        if step.kind == "kill":
-            for member in members:
-                self.cluster.kill(member)
-
-            async def restart() -> None:
-                for member in members:
-                    await asyncio.to_thread(self.cluster.restart, member)
-
-            return restart
-        if step.kind == "pause":
-            for member in members:
-                self.cluster.pause(member)
-
-            async def resume() -> None:
-                for member in members:
-                    self.cluster.resume(member)
-
-            return resume
-        ids = [f"{m.member_id:x}" for m in self.cluster.members]
+        if step.kind in ("kill", "pause"):
+            return self._process_fault(step, members)
+        self._count += 1
+        ids = self.member_ids
+        if ids is None and self.cluster is not None:
+            ids = [f"{m.member_id:x}" for m in self.cluster.members]
         placements = [
-            (self.links[(member, kind)], name, dialer)
+            (f"etcd-{member}-{kind}", link_fault(step, f"s{self._count}-{name}", dialer))
             for member, kind, name, dialer in placements_of(step, members, ids)
         ]
         if step.kind == "flapping":
-            return self._flap(placements, step.period * self.time_scale)
-        added = [
-            (link, link.add(_make_fault(step, name, dialer))) for link, name, dialer in placements
-        ]
+            return self._flap(placements, step.period)
+        return (await self.links.apply(placements)).remove
 
-        async def heal() -> None:
-            for link, each in added:
-                link.remove(each)
+    def _process_fault(self, step: FaultStep, members: list[int]) -> Heal:
+        cluster = self.cluster
+        if cluster is None:
+            raise ValueError(f"a {step.kind} fault needs a local cluster (no --endpoints)")
+        if step.kind == "kill":
+            for member in members:
+                cluster.kill(member)
 
-        return heal
+            async def restart() -> None:
+                for member in members:
+                    await asyncio.to_thread(cluster.restart, member)
 
-    def _flap(self, placements: list[tuple[ProxyLink, str, str | None]], period: float) -> Heal:
+            return restart
+        for member in members:
+            cluster.pause(member)
+
+        async def resume() -> None:
+            for member in members:
+                cluster.resume(member)
+
+        return resume
+
+    def _flap(self, placements: list[tuple[str, Fault]], period: float) -> Heal:
+        """Down for half of each ``period`` (real seconds), up for the other half."""
+        half = self._scale.scaled(period / 2)
+
         async def flap() -> None:
             while True:
-                added = [
-                    (link, link.add(Blackhole(name=name, dialer=dialer)))
-                    for link, name, dialer in placements
-                ]
+                applied = await self.links.apply(placements)
                 try:
-                    await asyncio.sleep(period / 2)
+                    await asyncio.sleep(half)
                 finally:
-                    for link, fault in added:
-                        link.remove(fault)
-                await asyncio.sleep(period / 2)
+                    await applied.remove()
+                await asyncio.sleep(half)
 
         task = asyncio.create_task(flap())
 
@@ -189,69 +202,6 @@ class LocalFaults:
                 await task
 
         return heal
-
-
-def _make_fault(step: FaultStep, name: str, dialer: str | None) -> Fault:
-    if step.kind == "loss":
-        return Loss(step.probability, name=name, dialer=dialer)
-    return Blackhole(name=name, dialer=dialer)
-
-
-class RemoteFaults:
-    """Link faults through the proxies' Toxiproxy-shaped control API.
-
-    The proxies are named ``etcd-<i>-client`` and ``etcd-<i>-peer`` (compose.yaml).
-    """
-
-    def __init__(self, control: str, member_ids: list[str] | None = None) -> None:
-        self.control = control.rstrip("/")
-        self.member_ids = member_ids
-        self._count = 0
-
-    def leader(self) -> int | None:
-        return None
-
-    async def apply(self, step: FaultStep, members: list[int]) -> Heal:
-        if step.kind in ("kill", "pause", "flapping"):
-            raise ValueError(f"a {step.kind} fault needs a local cluster (no --endpoints)")
-        self._count += 1
-        name = f"etcdlab-{self._count}"
-        if step.kind == "loss":
-            toxic: dict[str, Any] = {
-                "type": "loss",
-                "attributes": {"probability": step.probability},
-            }
-        else:
-            toxic = {"type": "blackhole", "attributes": {}}
-        added: list[tuple[str, str]] = []
-        for member, kind, what, dialer in placements_of(step, members, self.member_ids):
-            proxy, toxic_name = f"etcd-{member}-{kind}", f"{name}-{what}"
-            attributes = {**toxic["attributes"], **({"dialer": dialer} if dialer else {})}
-            body = {"name": toxic_name, "stream": "both", **toxic, "attributes": attributes}
-            await asyncio.to_thread(self._call, "POST", f"/proxies/{proxy}/toxics", body)
-            added.append((proxy, toxic_name))
-
-        async def heal() -> None:
-            for proxy, toxic_name in added:
-                await asyncio.to_thread(
-                    self._call, "DELETE", f"/proxies/{proxy}/toxics/{toxic_name}"
-                )
-
-        return heal
-
-    def _call(self, method: str, path: str, body: Any = None) -> None:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.control + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as reply:
-                reply.read()
-        except urllib.error.HTTPError as error:
-            raise RuntimeError(
-                f"proxy control {method} {path}: {error.code} {error.read().decode()[:200]}"
-            ) from None
-        except OSError as error:
-            raise RuntimeError(f"proxy control {self.control} unreachable: {error}") from None
 
 
 async def member_ids(endpoints: Sequence[str]) -> list[str] | None:
@@ -387,17 +337,17 @@ async def _start_and_inject(
     if options.endpoints:
         endpoints: Sequence[str] = options.endpoints
         truth: Sequence[str] | None = None
-        driver: FaultDriver | None = None
+        driver: ScenarioFaults | None = None
         if options.proxy_control:
             ids = await member_ids(endpoints)
             if ids is None and any(s.kind.startswith("partition") for s in scenario.faults):
                 recorder.timeline.settings["notes"] = [PARTIAL_PARTITION]
-            driver = RemoteFaults(options.proxy_control, ids)
+            driver = ScenarioFaults(ControlFaults(options.proxy_control), ts, member_ids=ids)
         progress(f"using the cluster at {', '.join(endpoints)}")
     else:
         cluster = LocalCluster(MEMBERS, flags=server_flags(ts))
         stack.callback(cluster.close)
-        proxies = ProxyServer(seed=options.seed, time_scale=ts)
+        proxies = ProxyServer(seed=options.seed)
         stack.push_async_callback(proxies.close)
         links: dict[tuple[int, str], ProxyLink] = {}
         for member in cluster.members:
@@ -416,7 +366,7 @@ async def _start_and_inject(
             for i in range(MEMBERS)
         ]
         truth = cluster.endpoints
-        driver = LocalFaults(cluster, links, ts)
+        driver = ScenarioFaults(LinkFaults(proxies.links, ts), ts, cluster)
         member_sampler = asyncio.create_task(
             _sample_members(cluster, recorder, max(0.25, plane_config.sample_period))
         )
@@ -494,7 +444,7 @@ async def _warm_up(plane: ControlPlane, timeout: float) -> None:
 
 async def _fault(
     step: FaultStep,
-    driver: FaultDriver,
+    driver: ScenarioFaults,
     recorder: Recorder,
     origin: float,
     ts: float,

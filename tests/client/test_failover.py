@@ -19,7 +19,7 @@ from etcdlab.client.config import ClientConfig
 from etcdlab.client.errors import ClusterUnavailableError, ContextError
 from etcdlab.client.etcd import EtcdClient
 from etcdlab.client.health import HealthChecker
-from etcdlab.client.retry import FixedDelay, ThrottledRetry
+from etcdlab.client.retry import FixedDelay, NoRetry, ThrottledRetry
 from etcdlab.cluster.local import LocalCluster
 from etcdlab.testing.fault_proxy import FaultProxy, Faults
 from tests.waiting import eventually
@@ -103,6 +103,50 @@ async def test_hedged_read_answers_while_member_in_use_hangs(cluster: LocalClust
         # The hedge does not move the sticky client: only failures do.
         assert client.current_endpoint == endpoints[0]
         cluster.resume(follower)
+
+
+async def test_attempt_timeout_retries_safe_calls_and_not_unsafe_writes(
+    cluster: LocalCluster,
+) -> None:
+    follower = (cluster.wait_leader() + 1) % 3
+    endpoints = cluster.endpoints[follower:] + cluster.endpoints[:follower]
+    config = dataclasses.replace(CONFIG, attempt_timeout=0.3)
+    methods: list[str] = []
+    async with EtcdClient(endpoints, config, on_attempt=methods.append) as client:
+        await client.put(b"/failover/per-try", b"1", idempotent=True)
+        assert methods == ["put"]
+        cluster.pause(follower)
+        started = time.monotonic()
+        with pytest.raises(ContextError):
+            await client.put(b"/failover/per-try", b"2", timeout=30.0)
+        # Cut at the attempt's deadline, long before the call's: not retried, it
+        # may have been applied.
+        assert time.monotonic() - started < 0.3 + SLACK
+        assert methods == ["put", "put"] and not client.stats.retries
+        # A read is safe to repeat: retried after each attempt deadline until the
+        # check that followed the first marks the paused member failed.
+        got = await client.get(b"/failover/per-try", timeout=30.0)
+        assert got.kvs[0].value == b"1"
+        assert client.stats.retries["attempt_timeout"] >= 1
+        assert methods.count("range") == 1 + sum(client.stats.retries.values())
+        assert client.current_endpoint != endpoints[0]
+        cluster.resume(follower)
+
+
+async def test_hedged_read_is_sent_at_once_when_the_primary_fails(cluster: LocalCluster) -> None:
+    follower = (cluster.wait_leader() + 1) % 3
+    endpoints = cluster.endpoints[follower:] + cluster.endpoints[:follower]
+    methods: list[str] = []
+    async with EtcdClient(endpoints, CONFIG, retry=NoRetry(), on_attempt=methods.append) as client:
+        await client.put(b"/failover/hedge-now", b"1", idempotent=True)
+        cluster.kill(follower)
+        started = time.monotonic()
+        # Without retries the primary fails at once (connection refused); the
+        # hedge does not wait out hedge_after.
+        got = await client.get(b"/failover/hedge-now", hedge_after=30.0)
+        assert time.monotonic() - started < SLACK
+        assert got.kvs[0].value == b"1" and client.stats.hedges == 1
+        assert methods == ["put", "range", "range"]
 
 
 async def test_unsafe_write_is_not_retried_after_keepalive_failure(

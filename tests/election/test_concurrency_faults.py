@@ -13,7 +13,8 @@ import asyncio
 
 from etcdlab.cluster.local import LocalCluster
 from etcdlab.election.safety import FencedWriter
-from etcdlab.proxy.faults import Blackhole, Fault, Loss
+from etcdlab.proxy.faults.blackhole import Blackhole
+from etcdlab.proxy.faults.loss import Loss
 from etcdlab.scenario.candidates import campaign, proxied, rotating
 from tests.waiting import eventually
 
@@ -30,15 +31,12 @@ async def run_fault(cluster: LocalCluster, fault: str) -> None:
         old = await run.agreed_leader(timeout=10)
         old_fence = old.election.fence()
         fault_at = checker.mark_fault(fault)
-        link = old.connection.link
-        blackhole: Fault | None = None
         if fault == "kill":
             cluster.kill(old.member)
         elif fault == "pause":
             cluster.pause(old.member)
         else:
-            assert link is not None
-            blackhole = link.add(Blackhole())
+            await run.faults.add(old.identity, Blackhole(name="cut"))
         try:
             lease = old.election.lease
 
@@ -57,8 +55,8 @@ async def run_fault(cluster: LocalCluster, fault: str) -> None:
                 # The deposed leader's write arrives late: over its own connection
                 # once the blackhole lifts, else relayed by a live member.
                 writer_client = new.connection.client
-                if link is not None and blackhole is not None:
-                    link.remove(blackhole)
+                if fault == "blackhole":
+                    await run.faults.remove(old.identity, "cut")
                     writer_client = old.connection.client
                 writer = FencedWriter(writer_client, old.identity, checker=checker, timeout=5)
                 assert not await writer.put(old_fence, b"/fenced" + old_fence.key, b"stale")
@@ -99,9 +97,11 @@ async def test_thirty_percent_loss_on_the_leaders_member(cluster: LocalCluster) 
         made, checker = run.campaigners, run.checker
         old = await run.agreed_leader(timeout=10)
         checker.mark_fault("loss 30%")
-        for campaigner in made:
-            if campaigner.member == old.member and campaigner.connection.link is not None:
-                campaigner.connection.link.add(Loss(probability=0.3))
+        await run.faults.apply(
+            (campaigner.identity, Loss(probability=0.3))
+            for campaigner in made
+            if campaigner.member == old.member
+        )
         # An observation window, not a wait for a condition.
         await asyncio.sleep(4 * TTL)
         report = checker.report()

@@ -15,7 +15,8 @@ from etcdlab.cluster.local import LocalCluster
 from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.plane import PlaneConfig
 from etcdlab.proxy.control import ControlServer
-from etcdlab.proxy.faults import Loss
+from etcdlab.proxy.driver import ControlFaults, LinkFaults
+from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.server import ProxyServer
 from etcdlab.report.claims import CLAIMS
 from etcdlab.scenario import engine
@@ -112,7 +113,8 @@ async def test_remote_faults_go_through_the_proxy_control_api() -> None:
         control = ControlServer(server)
         await control.start()
         try:
-            driver = engine.RemoteFaults(f"http://127.0.0.1:{control.address[1]}")
+            url = f"http://127.0.0.1:{control.address[1]}"
+            driver = engine.ScenarioFaults(ControlFaults(url), TimeScale(1.0))
             heal = await driver.apply(FaultStep(0, 1, "loss", "1", probability=0.25), [1])
             for link in ("client", "peer"):
                 (fault,) = server.links[f"etcd-1-{link}"].faults
@@ -134,7 +136,7 @@ async def test_remote_faults_go_through_the_proxy_control_api() -> None:
                 await driver.apply(FaultStep(0, 1, "kill", "0"), [0])
             # Knowing the member IDs, the connections member 0 dialled are cut too.
             ids = ["8e9e05c52164694d", "8e9e05c52164694e", "8e9e05c52164694f"]
-            driver = engine.RemoteFaults(f"http://127.0.0.1:{control.address[1]}", ids)
+            driver = engine.ScenarioFaults(ControlFaults(url), TimeScale(1.0), member_ids=ids)
             heal = await driver.apply(FaultStep(0, 1, "partition-minority", "0"), [0])
             for other in (1, 2):
                 (fault,) = server.links[f"etcd-{other}-peer"].faults
@@ -181,7 +183,7 @@ async def test_run_against_an_existing_cluster_through_its_proxies(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
     """The compose shape: the engine gets client proxy addresses and a control URL."""
-    async with ProxyServer(seed=0, time_scale=0.1) as server:
+    async with ProxyServer(seed=0) as server:
         endpoints = []
         for member in cluster.members:
             client = await server.add_link(
@@ -191,7 +193,7 @@ async def test_run_against_an_existing_cluster_through_its_proxies(
                 f"etcd-{member.index}-peer", (member.host, member.peer_port), http2=False
             )
             endpoints.append(f"{client.address[0]}:{client.address[1]}")
-        control = ControlServer(server)
+        control = ControlServer(server, scale=TimeScale(0.1))
         await control.start()
         try:
             scenario = Scenario("remote", "loss via the control API", 40,
@@ -225,7 +227,7 @@ async def test_local_faults_cover_every_link_of_a_member_including_dialled_ones(
                     links[(member.index, kind)] = await server.add_link(
                         f"etcd-{member.index}-{kind}", ("127.0.0.1", 9), http2=kind == "client"
                     )
-            driver = engine.LocalFaults(cluster, links, 1.0)
+            driver = engine.ScenarioFaults(LinkFaults(server.links), TimeScale(1.0), cluster)
             heal = await driver.apply(FaultStep(0, 1, "partition-majority", "0,1"), [0, 1])
 
             def described(member: int, kind: str) -> set[tuple[str, str | None]]:

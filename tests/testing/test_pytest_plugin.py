@@ -94,7 +94,7 @@ def test_sync_blackhole_block(fault_proxy, faults):
 
 def test_links_follow_the_options(fault_proxy, etcdlab_settings):
     assert [link.seed for link in fault_proxy.links] == [7, 7, 7]
-    assert [link.time_scale for link in fault_proxy.links] == [0.2, 0.2, 0.2]
+    assert fault_proxy.driver.scale == 0.2
 
 
 @pytest.mark.etcdlab_fault("blackhole", member=0)

@@ -163,7 +163,7 @@ func (c *candidate) isLeading() bool {
 	return c.leading
 }
 
-// recordingLock records each lock request and the election steps the seed
+// recordingLock records each lock request and the election steps the analysis
 // names, like the emulated plane's RecordingLock: a leader reading the record
 // is on the slow path (its optimistic update failed); a failed write is a
 // failed renewal while leading and a failed acquisition otherwise.

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Classify sorts an etcd client error into the seed's classes the way
+// Classify sorts an etcd client error into the analysis's classes the way
 // emulator/errors.py (from_rpc_error) and the apiserver emulation's
 // error_class do: CANCELLED and DEADLINE_EXCEEDED (or the context's own
 // error) are context; UNAVAILABLE is cluster (the etcd client already retried

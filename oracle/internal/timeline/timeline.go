@@ -19,7 +19,7 @@ import (
 	"time"
 )
 
-// ErrorClass is the seed's error classification (emulator.timeline.ErrorClass).
+// ErrorClass is the analysis's error classification (etcdlab.common.timeline.ErrorClass).
 type ErrorClass string
 
 const (
@@ -43,8 +43,8 @@ func (e ErrorClass) MarshalJSON() ([]byte, error) {
 	return json.Marshal(string(e))
 }
 
-// Event kinds. The first six are emulator.timeline.EventKind values; the
-// transport ones are the oracle's own (see the package README).
+// Event kinds. The first five are etcdlab.common.timeline.EventKind values;
+// note and the transport ones are the oracle's own (see the package README).
 const (
 	KeepaliveFailure = "keepalive_failure"
 	RenewFailed      = "renew_failed"
