@@ -118,6 +118,14 @@ class Balancer:
                 return connection
         raise ValueError(f"unknown endpoint {address!r}")
 
+    def why_not_ready(self) -> str:
+        """The connections' states and last errors, as gRPC's "latest balancer
+        error" in a deadline that passed while waiting for a connection."""
+        return "; ".join(
+            f"{c.address} {c.state}" + (f": {c.last_error}" if c.last_error else "")
+            for c in self.connections
+        )
+
     @property
     def ready(self) -> list[Connection]:
         return [c for c in self.connections if c.state is ConnectivityState.READY]

@@ -143,7 +143,8 @@ class Caller:
             except TimeoutError:
                 raise self.failed(
                     ContextError(
-                        f"{method}: deadline exceeded waiting for a ready connection",
+                        f"{method}: deadline exceeded waiting for a ready connection "
+                        f"({self._balancer.why_not_ready()})",
                         code=grpc.StatusCode.DEADLINE_EXCEEDED,
                     )
                 ) from None
