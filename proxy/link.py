@@ -43,7 +43,7 @@ from proxy.faults import (
 )
 from proxy.faults.base import Piece, Recovery, ShapeContext
 from proxy.faults.frames import Action
-from proxy.faults.loss import TcpState
+from proxy.faults.loss import Resend, TcpState
 from proxy.grpcwire import (
     GRPC_UNAVAILABLE,
     MessageCursor,
@@ -484,14 +484,18 @@ def _rst(transport: asyncio.BaseTransport) -> None:
 
 
 class _Slot:
-    """Queued bytes: due at ``release`` (may move earlier), read at ``arrived``."""
+    """Queued bytes: due at ``release`` (may move earlier), read at ``arrived``;
+    ``resend`` when they were lost and are sent again (proxy.faults.loss)."""
 
-    __slots__ = ("arrived", "data", "release")
+    __slots__ = ("arrived", "data", "release", "resend")
 
-    def __init__(self, release: float, arrived: float, data: bytes) -> None:
+    def __init__(
+        self, release: float, arrived: float, data: bytes, resend: Resend | None = None
+    ) -> None:
         self.release = release
         self.arrived = arrived
         self.data = data
+        self.resend = resend
 
 
 class _Pipe:
@@ -743,7 +747,7 @@ class _Pipe:
             size = piece.size
             chunk = data if size == len(data) else data[offset : offset + size]
             offset += size
-            slot = _Slot(piece.release, now, chunk)
+            slot = _Slot(piece.release, now, chunk, piece.resend)
             self.queue.append(slot)
             if piece.recovery is not None:
                 self.recoverable.append((slot, piece.recovery))
@@ -755,9 +759,9 @@ class _Pipe:
         earlier lost segment (if they are lost too, only once they arrive)."""
         for slot, lost in self.recoverable:
             if slot.release > arrival and isinstance(lost.fault, Loss):
-                slot.release = lost.fault.revealed(
-                    lost, slot.release, arrival, self.link.time_scale
-                )
+                resend = lost.fault.revealed(lost, slot.release, arrival, self.link.time_scale)
+                if resend is not None:
+                    slot.release, slot.resend = resend.arrival, resend
         self.recoverable.clear()
 
     def _rearm(self, acked_at: float) -> None:
@@ -765,10 +769,31 @@ class _Pipe:
         whose fast probe has not fired yet waits for the slow one instead."""
         for index, (slot, lost) in enumerate(self.recoverable):
             if lost.fast_probe_at is not None and isinstance(lost.fault, Loss):
-                slot.release = lost.fault.rearmed(
-                    lost, slot.release, acked_at, self.link.time_scale
-                )
+                resend = lost.fault.rearmed(lost, slot.release, acked_at, self.link.time_scale)
+                if resend is not None:
+                    slot.release, slot.resend = resend.arrival, resend
                 self.recoverable[index] = (slot, dataclasses.replace(lost, fast_probe_at=None))
+
+    def heal(self, plan: _Plan) -> None:
+        """Loss faults no longer in ``plan`` are healed: their lost bytes arrive
+        with the first send from now on, and their senders' state goes."""
+        healed = [fault for fault in self.tcp if fault not in plan.shapers]
+        if not healed:
+            return
+        for fault in healed:
+            del self.tcp[fault]
+        self.recoverable = [(s, lost) for s, lost in self.recoverable if lost.fault in self.tcp]
+        now = asyncio.get_running_loop().time()
+        moved = False
+        for slot in self.queue:
+            resend = slot.resend
+            if resend is not None and resend.fault not in self.tcp:
+                slot.resend = None
+                release = resend.healed(now)
+                if release < slot.release:
+                    slot.release, moved = release, True
+        if moved:
+            self.flush()
 
     def _hold(self, data: bytes) -> None:
         self.held.append(data)
@@ -923,17 +948,24 @@ class _Connection:
 
     async def connect(self) -> None:
         link = self.link
-        delay = 0.0
+        loop = asyncio.get_running_loop()
+        # When the SYN (upstream) or the SYN-ACK (downstream) is sent again,
+        # by which fault: either lost delays the connect.
+        sends: list[tuple[float, Loss]] = []
         for pipe in (self.up, self.down):
             for shaper in link.plans[pipe.plan_key].shapers:
                 if isinstance(shaper, Loss) and shaper.method is None:
-                    # SYN upstream, SYN-ACK downstream: either lost delays the connect.
-                    delay += shaper.connect_delay(pipe.rng, link.time_scale)
+                    after = sends[-1][0] if sends else 0.0
+                    times = shaper.connect_sends(pipe.rng, link.time_scale)
+                    sends.extend((after + at, shaper) for at in times)
         try:
-            if delay:
-                link.counters.delay(delay)
-                await asyncio.sleep(delay)
-            loop = asyncio.get_running_loop()
+            if sends:
+                start = loop.time()
+                for at, _ in sends:
+                    await asyncio.sleep(max(0.0, start + at - loop.time()))
+                    if not self._connect_lossy({fault for _, fault in sends}):
+                        break  # healed: this send gets through
+                link.counters.delay(loop.time() - start)
             transport, _ = await loop.create_connection(
                 lambda: _UpstreamProtocol(self), link.upstream[0], link.upstream[1]
             )
@@ -951,12 +983,20 @@ class _Connection:
         self.up.resume("connecting")
         self.up.flush()
 
+    def _connect_lossy(self, faults: set[Loss]) -> bool:
+        """Does any of ``faults`` still act on this connection?"""
+        plans = self.link.plans
+        acting = {f for pipe in (self.up, self.down) for f in plans[pipe.plan_key].shapers}
+        return not faults.isdisjoint(acting)
+
     def replan(self) -> None:
         link = self.link
         for pipe in (self.up, self.down):
             key = self.dialer if (pipe.direction, self.dialer) in link.plans else None
             pipe.plan_key = (pipe.direction, link.variant(pipe.direction, key, self.index))
             plan = link.plans[pipe.plan_key]
+            if pipe.tcp:
+                pipe.heal(plan)
             if plan.pause:
                 pipe.pause("fault")
             else:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from proxy.faults.loss import TcpState, Unacked
+    from proxy.faults.loss import Resend, TcpState, Unacked
     from proxy.streamlanes import FrameSpans
 
 UPSTREAM = "upstream"
@@ -27,16 +27,24 @@ class Piece:
     """``size`` bytes of a chunk, deliverable at ``release`` (event loop clock).
 
     ``recovery`` is set when the release waits on a retransmission timeout that
-    a later segment on the same connection could cut short (see :mod:`loss`).
+    a later segment on the same connection could cut short, ``resend`` when
+    the bytes were lost and are sent again (see :mod:`loss`).
     Bytes are never delivered before earlier ones, whatever their release.
     """
 
-    __slots__ = ("recovery", "release", "size")
+    __slots__ = ("recovery", "release", "resend", "size")
 
-    def __init__(self, size: int, release: float, recovery: Recovery | None = None) -> None:
+    def __init__(
+        self,
+        size: int,
+        release: float,
+        recovery: Recovery | None = None,
+        resend: Resend | None = None,
+    ) -> None:
         self.size = size
         self.release = release
         self.recovery = recovery
+        self.resend = resend
 
     def __repr__(self) -> str:
         return f"Piece({self.size}, {self.release:.6f}, recovery={self.recovery})"
