@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -261,6 +262,12 @@ def test_an_ack_before_the_fast_probe_rearms_it_for_one_segment() -> None:
     assert rearmed is not None
     assert rearmed.sends == pytest.approx([1.001 + 0.2, 1.001 + 0.2 + 0.21])
     assert rearmed.arrival == pytest.approx(1.001 + 0.2 + 0.21)
+    # The timeouts its sender meets move with it.
+    state = TcpState(0.01)
+    write = loss.acknowledge(state, 1.0, 1.212, 100, True, ctx(), [1.212])
+    tracked = dataclasses.replace(fast, write=write, sender=state)
+    assert loss.rearmed(tracked, 1.212, 1.001, 1.0) is not None
+    assert write.timeouts == pytest.approx([1.001 + 0.2 + 0.21])
     # After the probe has gone out the ACK changes nothing.
     assert loss.rearmed(fast, 1.212, 1.003, 1.0) is None
     slow = Recovery(loss, sent_at=1.0, losses=1, rto=0.21)

@@ -419,6 +419,8 @@ class Loss(Shaper):
             return None
         first = acked_at + lost.slow_probe * time_scale
         resend = Resend(self, first, lost.losses, lost.rto, time_scale)
+        if lost.write is not None:
+            lost.write.timeouts = resend.sends[1:]  # the timer moved with the probe
         self._moved(lost, resend.arrival)
         return resend
 
