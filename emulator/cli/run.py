@@ -10,7 +10,7 @@ from pathlib import Path
 
 from etcdlab.common.argtypes import non_negative_int, positive_float, positive_int, time_scale
 from etcdlab.controlplane.plane import PlaneConfig
-from etcdlab.scenario import engine
+from etcdlab.scenario import engine, kernel
 from etcdlab.scenario import spec as scenarios
 
 
@@ -75,6 +75,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"Deployments and StatefulSets each (default {defaults.deployments})",
     )
     run.add_argument("--nodes", type=positive_int, default=defaults.nodes, help="simulated nodes")
+    run.add_argument(
+        "--network",
+        choices=engine.NETWORKS,
+        default="proxy",
+        help="who makes the faults: fault proxies in front of the members (default), or "
+        "the kernel: no proxies, members on their own loopback addresses in a private "
+        "network namespace, nftables dropping the packets (root only; the oracle for the "
+        "proxy's loss, see docs/BENCHMARKS.md)",
+    )
     run.add_argument("--quiet", action="store_true", help="print only the summary")
     run.set_defaults(handler=run_scenario)
 
@@ -104,7 +113,14 @@ def run_scenario(args: argparse.Namespace) -> int:
         endpoints=endpoints,
         proxy_control=args.proxy_control,
         plane=plane,
+        network=args.network,
     )
+    if args.network == "kernel":
+        reason = kernel.unavailable()
+        if reason:
+            raise ValueError(f"--network kernel {reason}")
+        # Before any thread starts: the whole run, etcd included, lives in it.
+        kernel.enter_private_namespace()
     quiet = args.quiet
 
     def progress(line: str) -> None:
