@@ -153,7 +153,7 @@ def test_kernel_loss_scenario_drops_packets_and_leaves_nothing(tmp_path: Path) -
 
 
 @needs_root
-@pytest.mark.parametrize("stop", [signal.SIGINT])
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_a_stopped_kernel_run_leaves_nothing(tmp_path: Path, stop: signal.Signals) -> None:
     child, _, inode = _start(tmp_path)
     try:
