@@ -18,7 +18,8 @@ gives its ``figures`` (real seconds whatever the time scale): apiserver
 latency quantiles before, during and after the fault, errors by class,
 apiserver health failures, lease losses, keepalive failures, endpoint
 switches, time to detect and time to recover (members healthy again after
-the heal, ...); and its claims' verdicts.
+the heal, ...); its ``member_recovery`` gives each member's time to healthy
+again after each heal; and its claims' verdicts.
 
 How to read the table: a cell is the median over the seeds and, in brackets,
 the lowest and highest seed; ``never`` is a figure that did not happen. The
@@ -218,9 +219,13 @@ def read_run(cell: Cell, out: Path) -> Run | None:
     meta = where / "bench.json"
     if meta.exists():
         load = json.loads(meta.read_text())["loadavg_before"][0]
+    figures = flatten(report["figures"])
+    # Each member's seconds to healthy again after each heal (report.json's member_recovery).
+    for index, heal in enumerate(report.get("member_recovery", [])):
+        figures.update(flatten(heal["members"], f"recovery_seconds.heal-{index}."))
     return Run(
         cell,
-        flatten(report["figures"]),
+        figures,
         {c["id"]: c["verdict"] for c in report["claims"]},
         dropped,
         load,
