@@ -194,6 +194,8 @@ class KernelNetwork:
     every fault's packets go (the run's ``settings["network"]``).
     """
 
+    nft: Nft  # from open() on: nftables is touched only inside the namespace
+
     def __init__(self, scale: TimeScale, record: dict[str, Any]) -> None:
         self.scale = scale
         self.record = record
