@@ -32,8 +32,8 @@ faulted member's connections and dropped.
 
 Runs are kept under ``--out`` (one directory per scenario, network and seed,
 with ``run.log`` and the load average before and after in ``bench.json``); a
-cell whose report.json exists is reused, so a matrix can be run a seed at a
-time and resumes after an interruption (``--rerun`` runs it again).
+cell whose run completed is reused, so a matrix can be run a seed at a time
+and resumes after an interruption (``--rerun`` runs it again).
 
 Needs root, ip, nft and setpriv for the kernel side; skips it (and says so)
 otherwise. Results: docs/BENCHMARKS.md, "Scenario fidelity".
@@ -53,6 +53,7 @@ import collections
 import json
 import math
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -78,12 +79,13 @@ NEVER = math.inf
 STOP_GRACE = 60.0  # seconds a stopped run gets to tear its cluster down
 
 
-def scenario_for(loss: float) -> Scenario:
-    """packet-loss-30's timeline with ``loss`` instead of 30%."""
+def scenario_for(loss: float, target: str = "0") -> Scenario:
+    """packet-loss-30's timeline with ``loss`` instead of 30%, on ``target``."""
     percent = round(loss * 100)
-    faults = tuple(replace(step, probability=loss) for step in BASE.faults)
+    faults = tuple(replace(step, probability=loss, target=target) for step in BASE.faults)
     description = BASE.description.replace("30%", f"{percent}%")
-    return Scenario(f"packet-loss-{percent}", description, BASE.duration, faults)
+    name = f"packet-loss-{percent}" + ("" if target == BASE.faults[0].target else f"-{target}")
+    return Scenario(name, description, BASE.duration, faults)
 
 
 def to_toml(scenario: Scenario) -> str:
@@ -110,10 +112,11 @@ class Cell:
     loss: float
     network: str
     seed: int
+    target: str = "0"
 
     @property
     def scenario(self) -> Scenario:
-        return scenario_for(self.loss)
+        return scenario_for(self.loss, self.target)
 
     def directory(self, out: Path) -> Path:
         return out / self.scenario.name / f"{self.network}-seed-{self.seed}"
@@ -201,20 +204,36 @@ class Run:
     verdicts: dict[str, str]
     dropped: tuple[int, int] | None  # kernel: (packets seen, dropped) on the faulted links
     load: float | None
+    led: bool | None = None  # the faulted member led raft when the fault began
+
+
+def finished(where: Path) -> dict[str, Any] | None:
+    """The report of a run that ran to its end in ``where``, or None (none, or
+    one a signal or an error cut short)."""
+    path = where / "report.json"
+    if not path.exists():
+        return None
+    report: dict[str, Any] = json.loads(path.read_text())
+    return report if report.get("outcome", {}).get("state", "completed") == "completed" else None
 
 
 def read_run(cell: Cell, out: Path) -> Run | None:
     where = cell.directory(out)
     path = where / "report.json"
-    if not path.exists():
+    report = finished(where)
+    if report is None:
         return None
-    report = json.loads(path.read_text())
     if "figures" not in report:
         raise RuntimeError(f"{path} has no figures: it was written by an older etcdlab")
     network = report["settings"].get("network")
     dropped = None
     if isinstance(network, dict):
         dropped = (int(network["packets"]), int(network["dropped"]))
+    led = None
+    for fault in report["faults"]:
+        leader = re.search(r"raft leader (etcd-\d+)", fault["detail"])
+        if leader is not None:
+            led = leader[1] in fault["target"].split(",")
     load = None
     meta = where / "bench.json"
     if meta.exists():
@@ -229,6 +248,7 @@ def read_run(cell: Cell, out: Path) -> Run | None:
         {c["id"]: c["verdict"] for c in report["claims"]},
         dropped,
         load,
+        led,
     )
 
 
@@ -262,9 +282,9 @@ def most_common(verdicts: list[str]) -> str:
     return collections.Counter(verdicts).most_common(1)[0][0]
 
 
-def compare(loss: float, runs: dict[str, list[Run]]) -> Iterator[str]:
+def compare(loss: float, runs: dict[str, list[Run]], target: str = "0") -> Iterator[str]:
     """Lines of the side-by-side table for one loss level (markdown)."""
-    name = scenario_for(loss).name
+    name = scenario_for(loss, target).name
     seeds = {side: sorted(r.cell.seed for r in mine) for side, mine in runs.items()}
     yield f"### {name}"
     yield ""
@@ -276,6 +296,13 @@ def compare(loss: float, runs: dict[str, list[Run]]) -> Iterator[str]:
                 f"kernel seed {run.cell.seed}: nftables dropped {dropped} of {seen} packets on "
                 f"the faulted member's connections ({dropped / seen:.1%})"
             )
+    for side, mine in runs.items():
+        led = [r.cell.seed for r in mine if r.led]
+        unknown = [r.cell.seed for r in mine if r.led is None]
+        yield (
+            f"{side}: the faulted member led raft when the fault began in seeds {led}"
+            + (f" (not recorded: {unknown})" if unknown else "")
+        )
     loads = [r.load for mine in runs.values() for r in mine if r.load is not None]
     if loads:
         yield f"load average (1 min) before the runs: {min(loads):.1f}-{max(loads):.1f}"
@@ -311,9 +338,11 @@ def compare(loss: float, runs: dict[str, list[Run]]) -> Iterator[str]:
     yield ""
 
 
-def cells(losses: Sequence[float], networks: Sequence[str], seeds: Sequence[int]) -> list[Cell]:
+def cells(
+    losses: Sequence[float], networks: Sequence[str], seeds: Sequence[int], target: str = "0"
+) -> list[Cell]:
     """Seed by seed, so a partial matrix has both sides of each seed."""
-    return [Cell(loss, n, seed) for seed in seeds for loss in losses for n in networks]
+    return [Cell(loss, n, seed, target) for seed in seeds for loss in losses for n in networks]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -339,6 +368,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=NETWORKS,
         default=list(NETWORKS),
         help="sides to run (default both)",
+    )
+    parser.add_argument(
+        "--target",
+        default="0",
+        help="the faulted member: an index, or leader / follower as the fault begins "
+        "(default 0, packet-loss-30's; raft elects its leader whatever the seed, and a "
+        "faulted leader slows every write: pin the role to compare like with like)",
     )
     parser.add_argument(
         "--time-scale",
@@ -371,13 +407,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kernel side skipped: --network kernel {reason}", file=sys.stderr)
         networks.remove("kernel")
     signal.signal(signal.SIGTERM, _stop)
-    todo = cells(args.loss, networks, list(dict.fromkeys(args.seeds)))
+    try:
+        scenario_for(args.loss[0], args.target)
+    except ValueError as error:
+        parser.error(f"--target: {error}")
+    todo = cells(args.loss, networks, list(dict.fromkeys(args.seeds)), args.target)
     try:
         for cell in todo:
             if args.compare_only:
                 continue
             where = cell.directory(args.out)
-            if (where / "report.json").exists() and not args.rerun:
+            if finished(where) is not None and not args.rerun:
                 print(f"reusing {where}", flush=True)
                 continue
             print(f"running {where} (load {os.getloadavg()[0]:.1f}) ...", flush=True)
@@ -395,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if cell.loss == loss and (run := read_run(cell, args.out)) is not None:
                 runs.setdefault(cell.network, []).append(run)
         if runs:
-            lines += compare(loss, runs)
+            lines += compare(loss, runs, args.target)
     print("\n".join(lines))
     if args.markdown:
         args.markdown.write_text("\n".join(lines) + "\n")

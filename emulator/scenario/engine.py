@@ -470,9 +470,12 @@ async def _fault(
     progress: Progress,
 ) -> None:
     await asyncio.sleep(max(0.0, origin + step.at * ts - recorder.now()))
-    members = resolve(step.target, await asyncio.to_thread(driver.leader))
+    leader = await asyncio.to_thread(driver.leader)
+    members = resolve(step.target, leader)
     target = ",".join(f"etcd-{m}" for m in members)
-    detail = _detail(step)
+    # Whether the faulted member leads raft decides how far the fault reaches (every
+    # write crosses the leader's links), and elections pick the leader, not the seed.
+    detail = _detail(step) + ("" if leader is None else f"; raft leader etcd-{leader}")
     heal = await driver.apply(step, members)
     start = recorder.now()
     progress(f"fault on: {step.kind} of {target} ({detail})")

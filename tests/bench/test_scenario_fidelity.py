@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 from etcdlab.bench import scenario_fidelity as bench
 from etcdlab.scenario.spec import BUILTINS, from_toml
@@ -33,7 +35,7 @@ def _run(network: str, seed: int, p99: float, verdict: str) -> bench.Run:
     cell = bench.Cell(0.3, network, seed)
     figures = {"latency.fault.p99": p99, "lease_losses": 3.0}
     dropped = (1000, 300) if network == "kernel" else None
-    return bench.Run(cell, figures, {"a": "agrees", "b": verdict}, dropped, 2.0)
+    return bench.Run(cell, figures, {"a": "agrees", "b": verdict}, dropped, 2.0, seed == 1)
 
 
 def test_the_table_marks_what_misses_the_target_and_lists_other_verdicts() -> None:
@@ -43,6 +45,7 @@ def test_the_table_marks_what_misses_the_target_and_lists_other_verdicts() -> No
     }
     lines = list(bench.compare(0.3, runs))
     assert "kernel seed 0: nftables dropped 300 of 1000 packets" in "\n".join(lines)
+    assert "proxy: the faulted member led raft when the fault began in seeds [1]" in lines
     p99 = "| latency.fault.p99 | 1000ms [900ms-1200ms] | 2000ms [1900ms-2400ms] | 2.00x ✗ |"
     assert p99 in lines
     assert "| lease_losses | 3 [3-3] | 3 [3-3] | 1.00x |" in lines
@@ -54,3 +57,13 @@ def test_the_table_marks_what_misses_the_target_and_lists_other_verdicts() -> No
 def test_one_side_alone_is_not_compared() -> None:
     lines = list(bench.compare(0.3, {"proxy": [_run("proxy", 0, 1.0, "agrees")]}))
     assert "only proxy ran: nothing to compare" in lines
+
+
+def test_only_a_run_that_ran_to_its_end_is_reused(tmp_path: Path) -> None:
+    assert bench.finished(tmp_path) is None
+    report = {"outcome": {"state": "interrupted", "reason": "stopped by SIGINT"}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    assert bench.finished(tmp_path) is None
+    report["outcome"] = {"state": "completed", "reason": ""}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    assert bench.finished(tmp_path) == report
