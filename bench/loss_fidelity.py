@@ -60,12 +60,12 @@ from etcdlab.cluster.childproc import first_line
 from etcdlab.cluster.local import LocalCluster, ServerFlags
 from etcdlab.common.argtypes import time_scale
 from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
+from etcdlab.scenario.kernel import scale_loopback_rto
 
 # grpc shares one connection among channels with equal arguments unless each
 # channel keeps its own subchannel pool: one TCP connection per client.
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 KEEPALIVE = 2.0  # client keepalive time at time scale 1; the timeout is half of it
-MIN_RTO = 0.2  # Linux's default RTO floor, scaled by --time-scale on the kernel side
 TRIAL_LIMIT = 300.0  # a keepalive trial gives up after this many keepalive periods
 
 
@@ -171,15 +171,6 @@ def nft_clear() -> None:
 def server_flags(job: Job) -> ServerFlags:
     # etcd must tolerate the clients' keepalive pings (default minimum 5 s).
     return ServerFlags(grpc_keepalive_min_time_s=KEEPALIVE * job.time_scale / 2)
-
-
-def scale_loopback_rto(time_scale: float) -> None:
-    """Scale the namespace's RTO floor (and TLP, which adds it) like the proxy's model."""
-    rto_min = f"{max(1, round(MIN_RTO * time_scale * 1000))}ms"
-    for prefix in ("127.0.0.0/8", "127.0.0.1"):
-        route = f"local {prefix} dev lo table local proto kernel scope host src 127.0.0.1"
-        tuning = f"rto_min {rto_min} quickack 1"
-        subprocess.run(["ip", "route", "change", *route.split(), *tuning.split()], check=True)
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from etcdlab.cli.grpclog import grpc_log_to
 from etcdlab.common import stopping
 from etcdlab.common.argtypes import non_negative_int, positive_float, positive_int, time_scale
 from etcdlab.controlplane.plane import PlaneConfig
-from etcdlab.scenario import engine
+from etcdlab.scenario import engine, kernel
 from etcdlab.scenario import spec as scenarios
 
 GRPC_LOG = "grpc.log"
@@ -83,6 +83,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     run.add_argument("--nodes", type=positive_int, default=defaults.nodes, help="simulated nodes")
     run.add_argument(
+        "--network",
+        choices=engine.NETWORKS,
+        default="proxy",
+        help="who makes the faults: fault proxies in front of the members (default), or "
+        "the kernel: no proxies, members on their own loopback addresses in a private "
+        "network namespace, nftables dropping the packets (root only; the oracle for the "
+        "proxy's loss, see docs/BENCHMARKS.md)",
+    )
+    run.add_argument(
         "--fail-on",
         choices=("differs",),
         help=f"differs: exit {exits.DIFFERS} when a claim differs from the measurement",
@@ -121,10 +130,17 @@ def run_scenario(args: argparse.Namespace) -> int:
         endpoints=endpoints,
         proxy_control=args.proxy_control,
         plane=plane,
+        network=args.network,
     )
     # Before the log file beside the report exists: a scenario this run cannot
     # inject is bad input, and nothing may have started.
     engine.check(scenario, options)
+    if args.network == "kernel":
+        reason = kernel.unavailable()
+        if reason:
+            raise ValueError(f"--network kernel {reason}")
+        # Before any thread starts: the whole run, etcd included, lives in it.
+        kernel.enter_private_namespace()
     quiet = args.quiet
 
     def progress(line: str) -> None:

@@ -137,7 +137,11 @@ def _go_duration(seconds: float) -> str:
 
 @dataclass
 class Member:
-    """One etcd member. ``advertise_peer_url`` may be pointed at a proxy before start."""
+    """One etcd member. Before start, ``advertise_peer_url`` may be pointed at a
+    proxy; and a member may be given an address of its own for its peers and its
+    clients (``peer_listen_url``, ``own_client_url``) and a ``launcher``, the
+    command etcd runs under (``etcdlab.scenario.kernel`` does both), while
+    ``client_url`` stays the cluster's own way in."""
 
     index: int
     name: str
@@ -147,11 +151,16 @@ class Member:
     data_dir: Path
     log_path: Path
     advertise_peer_url: str = ""
+    peer_listen_url: str = ""  # default http://host:peer_port
+    own_client_url: str = ""  # served besides client_url when set
+    launcher: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     paused: bool = False
     member_id: int = 0
 
     def __post_init__(self) -> None:
+        if not self.peer_listen_url:
+            self.peer_listen_url = f"http://{self.host}:{self.peer_port}"
         if not self.advertise_peer_url:
             self.advertise_peer_url = self.peer_listen_url
 
@@ -163,10 +172,6 @@ class Member:
     def endpoint(self) -> str:
         """``host:port`` of the client URL, the form gRPC targets take."""
         return f"{self.host}:{self.client_port}"
-
-    @property
-    def peer_listen_url(self) -> str:
-        return f"http://{self.host}:{self.peer_port}"
 
     @property
     def running(self) -> bool:
@@ -453,12 +458,14 @@ class LocalCluster:
 
     def _spawn(self, member: Member, state: str) -> None:
         member.data_dir.mkdir(parents=True, exist_ok=True)
+        client_urls = ",".join(filter(None, (member.client_url, member.own_client_url)))
         args = [
+            *member.launcher,
             *_die_with_parent_prefix(),
             str(etcd_binary()),
             f"--name={member.name}",
             f"--data-dir={member.data_dir}",
-            f"--listen-client-urls={member.client_url}",
+            f"--listen-client-urls={client_urls}",
             f"--advertise-client-urls={member.client_url}",
             f"--listen-peer-urls={member.peer_listen_url}",
             f"--initial-advertise-peer-urls={member.advertise_peer_url}",

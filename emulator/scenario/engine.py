@@ -5,7 +5,8 @@ proxy link in front of each member's client port and one in front of its peer
 port (each member advertises its peer proxy, so raft traffic dialled to it
 crosses it). Against an existing cluster (``endpoints``, e.g. compose), link
 faults go through the proxies' control API (``proxy_control``) and process
-faults (kill, pause) are not available.
+faults (kill, pause) are not available. With ``network="kernel"`` the local
+members have no proxies and the kernel drops the packets (:mod:`.kernel`).
 
 Times: a scenario's times are real seconds, multiplied by ``time_scale``. Faults
 start counting after the warm-up (the control plane elected its leaders and the
@@ -35,6 +36,7 @@ from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.link import ProxyLink
 from etcdlab.proxy.server import ProxyServer
 from etcdlab.report.render import Outcome, ReportPaths, summary, write_report
+from etcdlab.scenario import kernel
 from etcdlab.scenario.spec import (
     MEMBERS,
     PROCESS_KINDS,
@@ -47,6 +49,7 @@ from etcdlab.scenario.spec import (
 # Faults only a local cluster can inject: it owns the processes, and it knows the leader.
 LOCAL_ONLY_KINDS = (*PROCESS_KINDS, "flapping")
 LOCAL_ONLY_TARGETS = ("leader", "follower")
+NETWORKS = ("proxy", "kernel")  # who makes the faults: fault proxies, or nftables (kernel.py)
 Heal = Callable[[], Awaitable[None]]
 KINDS = {
     "loss": FaultKind.LOSS,
@@ -74,10 +77,15 @@ class RunOptions:
     proxy_control: str | None = None  # http://host:port of the proxies' control API
     warmup_timeout: float = 120.0  # real seconds, not scaled: cluster start is not
     plane: PlaneConfig = field(default_factory=PlaneConfig)
+    network: str = "proxy"
 
     def __post_init__(self) -> None:
         # The edge of a run: every component below gets configs scaled by this.
         object.__setattr__(self, "time_scale", TimeScale(self.time_scale))
+        if self.network not in NETWORKS:
+            raise ValueError(f"network must be one of {', '.join(NETWORKS)}, not {self.network!r}")
+        if self.network == "kernel" and self.endpoints:
+            raise ValueError("network 'kernel' starts its own cluster: no endpoints")
         if self.duration is not None and self.duration <= 0:
             raise ValueError("duration must be positive")
         if self.proxy_control and not self.endpoints:
@@ -344,6 +352,17 @@ async def _start_and_inject(
                 recorder.timeline.settings["notes"] = [PARTIAL_PARTITION]
             driver = ScenarioFaults(ControlFaults(options.proxy_control), ts, member_ids=ids)
         progress(f"using the cluster at {', '.join(endpoints)}")
+    elif options.network == "kernel":
+        settings = recorder.timeline.settings
+        cluster, endpoints, faults_made = await kernel.start(
+            stack, MEMBERS, server_flags(ts), ts, options.warmup_timeout, settings, progress
+        )
+        truth = cluster.endpoints
+        driver = ScenarioFaults(faults_made, ts, cluster)
+        member_sampler = asyncio.create_task(
+            _sample_members(cluster, recorder, max(0.25, plane_config.sample_period))
+        )
+        stack.callback(member_sampler.cancel)
     else:
         cluster = LocalCluster(MEMBERS, flags=server_flags(ts))
         stack.callback(cluster.close)
@@ -451,9 +470,12 @@ async def _fault(
     progress: Progress,
 ) -> None:
     await asyncio.sleep(max(0.0, origin + step.at * ts - recorder.now()))
-    members = resolve(step.target, await asyncio.to_thread(driver.leader))
+    leader = await asyncio.to_thread(driver.leader)
+    members = resolve(step.target, leader)
     target = ",".join(f"etcd-{m}" for m in members)
-    detail = _detail(step)
+    # Whether the faulted member leads raft decides how far the fault reaches (every
+    # write crosses the leader's links), and elections pick the leader, not the seed.
+    detail = _detail(step) + ("" if leader is None else f"; raft leader etcd-{leader}")
     heal = await driver.apply(step, members)
     start = recorder.now()
     progress(f"fault on: {step.kind} of {target} ({detail})")
