@@ -17,6 +17,7 @@ from typing import Any
 from etcdlab.common.timeline import ErrorClass, Timeline, quantile
 from etcdlab.report import svgplot
 from etcdlab.report.claims import CONTROLLERS, Verdict, converge_time, evaluate, stall_intervals
+from etcdlab.report.figures import figures
 from etcdlab.report.svgplot import Segment, Series, Shade
 
 # The bar: event-loop lag p99 under 20 ms at time scale 1.
@@ -126,6 +127,7 @@ def build_report(timeline: Timeline) -> dict[str, Any]:
         "safety": safety(timeline),
         "event_loop_lag": event_loop_lag(timeline),
         **component_metrics(timeline),
+        "figures": figures(timeline),
     }
 
 
@@ -360,6 +362,7 @@ def summary(report: dict[str, Any]) -> str:
         f"{report['time_scale']:g}): "
         + ", ".join(f"{v} {n}" for v, n in report["verdicts"].items())
     ]
+    lines += [f"  note: {note}" for note in report["settings"].get("notes", [])]
     for claim in report["claims"]:
         lines.append(f"  [{marks[claim['verdict']]}] {claim['id']}: {claim['measured']}")
     lines.append(f"  safety: {report['safety']['overlapping_leaders']} overlapping leaders")

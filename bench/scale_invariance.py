@@ -1,0 +1,409 @@
+"""Does a time-scaled run tell the same story as a real-timing run?
+
+Runs each scenario at several time scales and seeds (``etcdlab run SCENARIO
+--time-scale S --seed K``, one child process per run), reads every run's
+``report.json`` and compares its unscaled figures (``"figures"``: lease losses,
+apiserver health failures, latency quantiles, errors by class, time to detect,
+time to recover) and its claim verdicts with the scale-1 runs of the same
+scenario.
+
+How to read the table: a cell is the median over the seeds and, in brackets,
+the lowest and highest seed (the spread a figure has to be judged against:
+two runs with the same seed differ too, because real etcd and the event loop
+are not seeded). ``never`` stands for a figure that did not happen (no error,
+never healthy again). A cell is marked ``✗`` when its median is outside the
+bounds around the scale-1 median: within 25%, or within an absolute slack for
+small values (2 for counts, 1 s for times, which are sampled every 0.5 s,
+5 ms for latency quantiles). The verdict line counts the claims whose most
+common verdict over the seeds differs from scale 1.
+
+Runs are kept under ``--out`` (one directory per scenario, scale and seed,
+with the run's log and the load average before and after it in
+``bench.json``); a cell whose ``report.json`` exists is not run again, so an
+interrupted matrix resumes where it stopped (``--rerun`` runs it anyway).
+
+examples:
+  .venv/bin/python -m etcdlab.bench.scale_invariance            # every scenario, the full matrix
+  .venv/bin/python -m etcdlab.bench.scale_invariance --scenarios packet-loss-30,member-pause \\
+      --scales 1,0.5,0.2 --seeds 0,1 --tail 60 --markdown /tmp/scale.md
+  .venv/bin/python -m etcdlab.bench.scale_invariance --compare-only --out bench-scale
+Results: docs/BENCHMARKS.md, "Scale invariance".
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from etcdlab.common.timescale import TimeScale
+from etcdlab.scenario.spec import BUILTINS, load
+
+SCALES = (1.0, 0.5, 0.2, 0.1)
+SEEDS = (0, 1, 2)
+RELATIVE = 0.25
+COUNT_SLACK = 2.0
+SECONDS_SLACK = 1.0
+LATENCY_SLACK = 0.005
+NEVER = math.inf
+STOP_GRACE = 60.0  # seconds a stopped run gets to tear its cluster down
+
+
+def slack(figure: str) -> float:
+    """The absolute difference a figure may show whatever its size."""
+    if figure.startswith("latency.") and not figure.endswith(".requests"):
+        return LATENCY_SLACK
+    if "seconds" in figure:
+        return SECONDS_SLACK
+    return COUNT_SLACK
+
+
+def agrees(figure: str, reference: float, value: float) -> bool:
+    """Is ``value`` within the bounds around the scale-1 ``reference``?"""
+    if math.isinf(reference) or math.isinf(value):
+        return reference == value
+    return abs(value - reference) <= max(RELATIVE * abs(reference), slack(figure))
+
+
+def flatten(figures: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """``{"latency": {"fault": {"p99": x}}}`` -> ``{"latency.fault.p99": x}``; None -> inf."""
+    flat: dict[str, float] = {}
+    for key, value in figures.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = NEVER if value is None else float(value)
+    return flat
+
+
+@dataclass(frozen=True)
+class Cell:
+    scenario: str
+    scale: float
+    seed: int
+
+    def directory(self, out: Path) -> Path:
+        return out / self.scenario / f"scale-{self.scale:g}-seed-{self.seed}"
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run_cell(cell: Cell, out: Path, duration: float | None) -> dict[str, Any]:
+    """Run one scenario as ``etcdlab run`` in a child process; its report lands in
+    the cell's directory with ``run.log`` and ``bench.json``."""
+    where = cell.directory(out)
+    where.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "etcdlab", "run", cell.scenario,
+        "--time-scale", f"{cell.scale:g}", "--seed", str(cell.seed),
+        "--out", str(where), "--quiet",
+        *(["--duration", f"{duration:g}"] if duration else []),
+    ]  # fmt: skip
+    load_before = os.getloadavg()
+    started = time.monotonic()
+    with (where / "run.log").open("w") as log:
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            code = child.wait()
+        finally:
+            if child.poll() is None:
+                # Ctrl-C or SIGTERM: let the run tear its cluster down, then insist.
+                child.send_signal(signal.SIGINT)
+                try:
+                    child.wait(STOP_GRACE)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+    meta = {
+        "command": command,
+        "exit_code": code,
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    (where / "bench.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if code != 0:
+        tail = (where / "run.log").read_text(errors="replace").strip().splitlines()[-3:]
+        raise RuntimeError(f"{' '.join(command)} exited with {code}: {' / '.join(tail)}")
+    return meta
+
+
+@dataclass
+class Run:
+    cell: Cell
+    figures: dict[str, float]
+    verdicts: dict[str, str]
+    load: tuple[float, float]  # 1-minute load average before and after the run
+
+
+def read_run(cell: Cell, out: Path) -> Run | None:
+    where = cell.directory(out)
+    try:
+        report = json.loads((where / "report.json").read_text())
+    except FileNotFoundError:
+        return None
+    if "figures" not in report:
+        raise ValueError(f"{where / 'report.json'} has no figures: written by an older etcdlab")
+    try:
+        meta = json.loads((where / "bench.json").read_text())
+        load = (meta["loadavg_before"][0], meta["loadavg_after"][0])
+    except FileNotFoundError:
+        load = (math.nan, math.nan)
+    verdicts = {claim["id"]: claim["verdict"] for claim in report["claims"]}
+    return Run(cell, flatten(report["figures"]), verdicts, load)
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def _majority(verdicts: Sequence[str]) -> str:
+    counts = collections.Counter(verdicts).most_common()
+    best = counts[0][1]
+    return "/".join(sorted(v for v, n in counts if n == best))
+
+
+@dataclass
+class Comparison:
+    scenario: str
+    scales: list[float]
+    seeds: list[int]
+    medians: dict[tuple[str, float], float]
+    spreads: dict[tuple[str, float], tuple[float, float]]
+    held: dict[tuple[str, float], bool]
+    verdicts: dict[tuple[str, float], str]
+    loads: dict[float, tuple[float, float]]
+
+    @property
+    def figures(self) -> list[str]:
+        return sorted({name for name, _ in self.medians})
+
+    def failing(self, scale: float) -> list[str]:
+        return [f for f in self.figures if not self.held.get((f, scale), True)]
+
+    def verdicts_differing(self, scale: float) -> list[str]:
+        claims = sorted({claim for claim, _ in self.verdicts})
+        return [c for c in claims if self.verdicts.get((c, scale)) != self.verdicts[(c, 1.0)]]
+
+
+def compare(scenario: str, runs: Sequence[Run]) -> Comparison:
+    """Medians and spreads per figure and scale, checked against scale 1."""
+    scales = sorted({r.cell.scale for r in runs}, reverse=True)
+    if 1.0 not in scales:
+        raise ValueError(f"{scenario}: no run at time scale 1 to compare with")
+    by_scale = {s: [r for r in runs if r.cell.scale == s] for s in scales}
+    names = sorted({name for r in runs for name in r.figures})
+    medians: dict[tuple[str, float], float] = {}
+    spreads: dict[tuple[str, float], tuple[float, float]] = {}
+    for name in names:
+        for scale, group in by_scale.items():
+            values = [r.figures[name] for r in group if name in r.figures]
+            medians[(name, scale)] = _median(values)
+            spreads[(name, scale)] = (min(values, default=math.nan), max(values, default=math.nan))
+    held = {
+        (name, scale): agrees(name, medians[(name, 1.0)], medians[(name, scale)])
+        for name in names
+        for scale in scales
+    }
+    claims = sorted({claim for r in runs for claim in r.verdicts})
+    verdicts = {
+        (claim, scale): _majority([r.verdicts[claim] for r in group if claim in r.verdicts])
+        for claim in claims
+        for scale, group in by_scale.items()
+    }
+    loads = {
+        scale: (
+            min(min(r.load) for r in group),
+            max(max(r.load) for r in group),
+        )
+        for scale, group in by_scale.items()
+    }
+    seeds = sorted({r.cell.seed for r in runs})
+    return Comparison(scenario, scales, seeds, medians, spreads, held, verdicts, loads)
+
+
+def _number(value: float, figure: str) -> str:
+    if math.isnan(value):
+        return "-"
+    if math.isinf(value):
+        return "never"
+    if figure.startswith("latency.") and not figure.endswith(".requests"):
+        return f"{value * 1000:.0f} ms" if value >= 0.0995 else f"{value * 1000:.1f} ms"
+    if value == int(value):
+        return f"{value:.0f}"
+    return f"{value:.1f}"
+
+
+def markdown(comparison: Comparison) -> str:
+    """The comparison as a Markdown section (what docs/BENCHMARKS.md shows)."""
+    c = comparison
+    head = " | ".join(f"scale {s:g}" for s in c.scales)
+    lines = [
+        f"### {c.scenario} (seeds {', '.join(map(str, c.seeds))})",
+        "",
+        f"| figure (unscaled) | {head} |",
+        "| --- |" + " --- |" * len(c.scales),
+    ]
+    for figure in c.figures:
+        cells = []
+        for scale in c.scales:
+            low, high = c.spreads[(figure, scale)]
+            text = _number(c.medians[(figure, scale)], figure)
+            if low != high:
+                text += f" [{_number(low, figure)}-{_number(high, figure)}]"
+            if not c.held[(figure, scale)]:
+                text += " ✗"
+            cells.append(text)
+        lines.append(f"| {figure} | " + " | ".join(cells) + " |")
+    held = " | ".join(f"{len(c.figures) - len(c.failing(s))}/{len(c.figures)}" for s in c.scales)
+    claims = len({claim for claim, _ in c.verdicts})
+    same = " | ".join(f"{claims - len(c.verdicts_differing(s))}/{claims}" for s in c.scales)
+    loads = " | ".join(f"{c.loads[s][0]:.1f}-{c.loads[s][1]:.1f}" for s in c.scales)
+    lines += [
+        f"| **figures within bounds** | {held} |",
+        f"| **same majority verdict** | {same} |",
+        f"| load average (1 min) | {loads} |",
+        "",
+    ]
+    for scale in c.scales[1:]:
+        differing = c.verdicts_differing(scale)
+        if differing:
+            words = ", ".join(
+                f"{claim} ({c.verdicts[(claim, 1.0)]} -> {c.verdicts[(claim, scale)]})"
+                for claim in differing
+            )
+            lines.append(f"- verdicts at scale {scale:g} that differ from scale 1: {words}")
+    return "\n".join(lines) + "\n"
+
+
+def _csv(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    def parse(text: str) -> list[Any]:
+        try:
+            values = [kind(part.strip()) for part in text.split(",") if part.strip()]
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        if not values:
+            raise argparse.ArgumentTypeError("give at least one value")
+        return values
+
+    return parse
+
+
+def _scenario(name: str) -> str:
+    load(name)  # a one-line error naming the scenario if it is unknown
+    return name
+
+
+def _scale(text: str) -> float:
+    return float(TimeScale(text, "time scale"))
+
+
+def cells(
+    scenarios: Sequence[str], scales: Sequence[float], seeds: Sequence[int]
+) -> Iterator[Cell]:
+    """Scale 1 first for each seed, so a partial matrix can already be compared."""
+    for scenario in scenarios:
+        for seed in seeds:
+            for scale in sorted(set(scales), reverse=True):
+                yield Cell(scenario, scale, seed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m etcdlab.bench.scale_invariance",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--scenarios",
+        type=_csv(_scenario),
+        default=list(BUILTINS),
+        help="comma-separated built-in names or .toml files (default: every built-in)",
+    )
+    parser.add_argument(
+        "--scales",
+        type=_csv(_scale),
+        default=list(SCALES),
+        help="comma-separated time scales; 1 is always added (default 1,0.5,0.2,0.1)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=_csv(int),
+        default=list(SEEDS),
+        help="comma-separated seeds (default 0,1,2)",
+    )
+    parser.add_argument(
+        "--tail",
+        type=float,
+        help="unscaled seconds to keep after the last fault heals (default: the "
+        "scenario's whole duration); shortens the quiet end of every run",
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench-scale"), help="where runs are kept")
+    parser.add_argument("--rerun", action="store_true", help="run cells that have a report")
+    parser.add_argument(
+        "--compare-only", action="store_true", help="run nothing, compare the runs in --out"
+    )
+    parser.add_argument("--markdown", type=Path, help="also write the tables to this file")
+    args = parser.parse_args(argv)
+    if args.tail is not None and not args.tail > 0:
+        parser.error(f"--tail must be a positive number of seconds, not {args.tail:g}")
+    scales = sorted({1.0, *args.scales}, reverse=True)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        if not args.compare_only:
+            for cell in cells(args.scenarios, scales, args.seeds):
+                if (cell.directory(args.out) / "report.json").exists() and not args.rerun:
+                    continue
+                scenario = load(cell.scenario)
+                duration = None
+                if args.tail is not None and scenario.faults:
+                    end = max(step.end for step in scenario.faults)
+                    duration = min(scenario.duration, end + args.tail)
+                print(f"running {cell} (load {os.getloadavg()[0]:.1f}) ...", flush=True)
+                meta = run_cell(cell, args.out, duration)
+                print(f"  done in {meta['wall_seconds']:.0f} s", flush=True)
+    except KeyboardInterrupt:
+        print("stopped; runs so far are kept and will not be repeated", file=sys.stderr)
+        return 130
+    except (RuntimeError, OSError) as error:
+        print(f"scale_invariance: error: {error}", file=sys.stderr)
+        return 1
+    sections = []
+    for name in args.scenarios:
+        try:
+            runs = [
+                run
+                for cell in cells([name], scales, args.seeds)
+                if (run := read_run(cell, args.out)) is not None
+            ]
+        except (ValueError, KeyError) as error:
+            print(f"scale_invariance: error: {error}", file=sys.stderr)
+            return 2
+        if not any(r.cell.scale == 1.0 for r in runs):
+            print(f"{name}: no finished run at time scale 1, nothing to compare", file=sys.stderr)
+            continue
+        sections.append(markdown(compare(name, runs)))
+    text = "\n".join(sections)
+    print(text)
+    if args.markdown is not None:
+        args.markdown.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
