@@ -34,6 +34,7 @@ from etcdlab.proxy.faults import Blackhole, Fault, Loss
 from etcdlab.proxy.link import ProxyLink
 from etcdlab.proxy.server import ProxyServer
 from etcdlab.report.render import ReportPaths, summary, write_report
+from etcdlab.scenario import fidelity
 from etcdlab.scenario.spec import FaultStep, Scenario
 
 MEMBERS = 3
@@ -68,6 +69,7 @@ class RunOptions:
     def __post_init__(self) -> None:
         if not self.time_scale > 0:
             raise ValueError("time_scale must be positive")
+        fidelity.check(self.time_scale)
         if self.duration is not None and self.duration <= 0:
             raise ValueError("duration must be positive")
         if self.proxy_control and not self.endpoints:
@@ -302,6 +304,7 @@ async def run(
             "plane": {k: v for k, v in asdict(options.plane).items() if not isinstance(v, dict)},
             "objects": options.plane.objects,
             "endpoints": list(options.endpoints) or "local cluster behind proxies",
+            "notes": fidelity.notes(ts),
         },
     )
     recorder = Recorder(timeline, clock)
@@ -313,7 +316,7 @@ async def run(
             if options.proxy_control:
                 ids = await member_ids(endpoints)
                 if ids is None and any(s.kind.startswith("partition") for s in scenario.faults):
-                    timeline.settings["notes"] = [PARTIAL_PARTITION]
+                    timeline.settings["notes"].append(PARTIAL_PARTITION)
                 driver = RemoteFaults(options.proxy_control, ids)
             progress(f"using the cluster at {', '.join(endpoints)}")
         else:
@@ -340,7 +343,7 @@ async def run(
             truth = cluster.endpoints
             driver = LocalFaults(cluster, links, ts)
             member_sampler = asyncio.create_task(
-                _sample_members(cluster, recorder, max(0.25, plane_config.sample_period))
+                _sample_members(cluster, recorder, plane_config.sample_period)
             )
             stack.callback(member_sampler.cancel)
         if scenario.faults and driver is None:
@@ -386,16 +389,25 @@ async def run(
 
 
 async def _sample_members(cluster: LocalCluster, recorder: Recorder, period: float) -> None:
-    """Each member's own view (``/health``: a leader and quorum), past the proxies."""
+    """Each member's own view (``/health``: a leader and quorum), past the proxies.
+
+    Every ``period`` (the plane's scaled sample period), the members at once, each
+    given two periods to answer: both scale, so a member's time to recover after
+    a heal reads the same at every time scale.
+    """
+
+    async def probe(index: int) -> bool:
+        member = cluster.members[index]
+        if not member.running or member.paused:
+            return False
+        return await asyncio.to_thread(cluster.member_healthy, index, 2 * period)
+
     while True:
-        for member in cluster.members:
-            healthy = member.running and not member.paused
-            if healthy:
-                healthy = await asyncio.to_thread(
-                    cluster.member_healthy, member.index, min(1.0, period * 4)
-                )
+        started = recorder.now()
+        verdicts = await asyncio.gather(*(probe(m.index) for m in cluster.members))
+        for member, healthy in zip(cluster.members, verdicts, strict=True):
             recorder.health(member.name, healthy)
-        await asyncio.sleep(period)
+        await asyncio.sleep(max(0.0, period - (recorder.now() - started)))
 
 
 async def _stop_churn(plane: ControlPlane, faults: list[asyncio.Task[None]]) -> None:
