@@ -71,7 +71,10 @@ def slack(figure: str) -> float:
 
 
 def agrees(figure: str, reference: float, value: float) -> bool:
-    """Is ``value`` within the bounds around the scale-1 ``reference``?"""
+    """Is ``value`` within the bounds around the scale-1 ``reference``? A figure
+    missing on either side (NaN: written by an older etcdlab) is not judged."""
+    if math.isnan(reference) or math.isnan(value):
+        return True
     if math.isinf(reference) or math.isinf(value):
         return reference == value
     return abs(value - reference) <= max(RELATIVE * abs(reference), slack(figure))

@@ -118,6 +118,7 @@ def figures(timeline: Timeline) -> dict[str, Any]:
     }
     signs = [first[k] for k in ("error", "unhealthy", "endpoint_switch", "keepalive_failure")]
     ran = [c for c in CONTROLLERS if timeline.gauge_series(f"progress/{c}")]
+    lags = [g.value / scale for g in timeline.gauge_series("event_loop_lag")]
     converged = [converge_time(timeline, c) for c in ran]
     return {
         "lease_losses": sum(t >= start for t in leadership_losses(timeline)),
@@ -133,6 +134,11 @@ def figures(timeline: Timeline) -> dict[str, Any]:
             "before": latency([r for r in requests if r.t < start], scale),
             "fault": latency(list(between(requests, start, end or start)), scale),
             "after": latency([r for r in requests if end is not None and r.t >= end], scale),
+            # How late the emulator's own event loop ran: real time no scale shrinks.
+            "event_loop_lag": {
+                "p99": _round(quantile(lags, 0.99)),
+                "max": _round(max(lags, default=None)),
+            },
         },
         "detect_seconds": {
             "first": min((s for s in signs if s is not None), default=None),

@@ -451,8 +451,11 @@ async def _fault(
     try:
         await asyncio.sleep(step.duration * ts)
     finally:
-        await heal()
+        # The window ends when the heal begins: restarting a killed member takes
+        # real seconds that no time scale shrinks, and they belong to its
+        # recovery (the member samples show it), not to the fault.
         recorder.fault(start, KINDS[step.kind], target, detail)
+        await heal()
         progress(f"fault healed: {target}")
 
 

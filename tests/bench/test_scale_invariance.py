@@ -101,3 +101,7 @@ def test_bad_input_is_one_line(
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert message in error
+
+
+def test_a_figure_an_older_report_lacks_is_not_judged() -> None:
+    assert agrees("latency.event_loop_lag.p99", math.nan, 0.5)

@@ -40,6 +40,7 @@ def test_figures_are_unscaled_and_the_same_at_every_scale() -> None:
     assert real["latency"]["before"]["p99"] == pytest.approx(0.001)
     assert real["latency"]["fault"]["max"] == pytest.approx(2.0)
     assert real["latency"]["after"]["requests"] == 100
+    assert real["latency"]["event_loop_lag"] == {"p99": None, "max": None}
     assert real["detect_seconds"] == {
         "first": 5.0,
         "error": 5.0,
