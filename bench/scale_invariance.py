@@ -12,10 +12,12 @@ the lowest and highest seed (the spread a figure has to be judged against:
 two runs with the same seed differ too, because real etcd and the event loop
 are not seeded). ``never`` stands for a figure that did not happen (no error,
 never healthy again). A cell is marked ``✗`` when its median is outside the
-bounds around the scale-1 median: within 25%, or within an absolute slack for
-small values (2 for counts, 1 s for times, which are sampled every 0.5 s,
-5 ms for latency quantiles). The verdict line counts the claims whose most
-common verdict over the seeds differs from scale 1.
+bounds around the scale-1 median (within 25%, or within an absolute slack for
+small values: 2 for counts, 1 s for times, which are sampled every 0.5 s,
+5 ms for latency quantiles) and outside the range of the scale-1 seeds; a
+cell outside the bounds but inside that range is marked ``(~)``: so few runs
+cannot tell it from run-to-run spread. The verdict line counts the claims
+whose most common verdict over the seeds differs from scale 1.
 
 Runs are kept under ``--out`` (one directory per scenario, scale and seed,
 with the run's log and the load average before and after it in
@@ -26,6 +28,8 @@ examples:
   .venv/bin/python -m etcdlab.bench.scale_invariance            # every scenario, the full matrix
   .venv/bin/python -m etcdlab.bench.scale_invariance --scenarios packet-loss-30,member-pause \\
       --scales 1,0.5,0.2 --seeds 0,1 --tail 60 --markdown /tmp/scale.md
+  .venv/bin/python -m etcdlab.bench.scale_invariance --scenarios partition-minority \\
+      --scales 1,0.75 --seeds 0,1,2 --control-seeds 3,4,5   # scale 1 against itself too
   .venv/bin/python -m etcdlab.bench.scale_invariance --compare-only --out bench-scale
 Results: docs/BENCHMARKS.md, "Scale invariance".
 """
@@ -42,7 +46,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -183,61 +187,84 @@ def _majority(verdicts: Sequence[str]) -> str:
 
 @dataclass
 class Comparison:
+    """Figures and verdicts per column (a group of runs: ``"scale 0.5"``), each
+    judged against the first column, the scale-1 reference."""
+
     scenario: str
-    scales: list[float]
-    seeds: list[int]
-    medians: dict[tuple[str, float], float]
-    spreads: dict[tuple[str, float], tuple[float, float]]
-    held: dict[tuple[str, float], bool]
-    verdicts: dict[tuple[str, float], str]
-    loads: dict[float, tuple[float, float]]
+    columns: list[str]
+    seeds: dict[str, list[int]]
+    medians: dict[tuple[str, str], float]
+    spreads: dict[tuple[str, str], tuple[float, float]]
+    held: dict[tuple[str, str], bool]
+    noise: dict[tuple[str, str], bool]
+    verdicts: dict[tuple[str, str], str]
+    loads: dict[str, tuple[float, float]]
+
+    @property
+    def reference(self) -> str:
+        return self.columns[0]
 
     @property
     def figures(self) -> list[str]:
         return sorted({name for name, _ in self.medians})
 
-    def failing(self, scale: float) -> list[str]:
-        return [f for f in self.figures if not self.held.get((f, scale), True)]
+    def failing(self, column: str) -> list[str]:
+        return [f for f in self.figures if not self.held.get((f, column), True)]
 
-    def verdicts_differing(self, scale: float) -> list[str]:
+    def distorted(self, column: str) -> list[str]:
+        """Failing figures whose median is also outside the reference seeds' range."""
+        return [f for f in self.failing(column) if not self.noise[(f, column)]]
+
+    def verdicts_differing(self, column: str) -> list[str]:
         claims = sorted({claim for claim, _ in self.verdicts})
-        return [c for c in claims if self.verdicts.get((c, scale)) != self.verdicts[(c, 1.0)]]
+        return [
+            c
+            for c in claims
+            if self.verdicts.get((c, column)) != self.verdicts[(c, self.reference)]
+        ]
 
 
-def compare(scenario: str, runs: Sequence[Run]) -> Comparison:
-    """Medians and spreads per figure and scale, checked against scale 1."""
-    scales = sorted({r.cell.scale for r in runs}, reverse=True)
-    if 1.0 not in scales:
+def compare(scenario: str, groups: Mapping[str, Sequence[Run]]) -> Comparison:
+    """Medians and spreads per figure and column, checked against the first column."""
+    columns = [label for label, group in groups.items() if group]
+    if not columns or columns[0] != next(iter(groups)):
         raise ValueError(f"{scenario}: no run at time scale 1 to compare with")
-    by_scale = {s: [r for r in runs if r.cell.scale == s] for s in scales}
+    reference = columns[0]
+    runs = [r for label in columns for r in groups[label]]
     names = sorted({name for r in runs for name in r.figures})
-    medians: dict[tuple[str, float], float] = {}
-    spreads: dict[tuple[str, float], tuple[float, float]] = {}
+    medians: dict[tuple[str, str], float] = {}
+    spreads: dict[tuple[str, str], tuple[float, float]] = {}
     for name in names:
-        for scale, group in by_scale.items():
-            values = [r.figures[name] for r in group if name in r.figures]
-            medians[(name, scale)] = _median(values)
-            spreads[(name, scale)] = (min(values, default=math.nan), max(values, default=math.nan))
+        for label in columns:
+            values = [r.figures[name] for r in groups[label] if name in r.figures]
+            medians[(name, label)] = _median(values)
+            spreads[(name, label)] = (min(values, default=math.nan), max(values, default=math.nan))
     held = {
-        (name, scale): agrees(name, medians[(name, 1.0)], medians[(name, scale)])
+        (name, label): agrees(name, medians[(name, reference)], medians[(name, label)])
         for name in names
-        for scale in scales
+        for label in columns
+    }
+    # Outside the bounds, but where the reference's own seeds already range: so
+    # few runs cannot tell that from run-to-run spread.
+    noise = {
+        (name, label): spreads[(name, reference)][0]
+        <= medians[(name, label)]
+        <= spreads[(name, reference)][1]
+        for name in names
+        for label in columns
     }
     claims = sorted({claim for r in runs for claim in r.verdicts})
     verdicts = {
-        (claim, scale): _majority([r.verdicts[claim] for r in group if claim in r.verdicts])
+        (claim, label): _majority([r.verdicts[claim] for r in groups[label] if claim in r.verdicts])
         for claim in claims
-        for scale, group in by_scale.items()
+        for label in columns
     }
     loads = {
-        scale: (
-            min(min(r.load) for r in group),
-            max(max(r.load) for r in group),
-        )
-        for scale, group in by_scale.items()
+        label: (min(min(r.load) for r in groups[label]), max(max(r.load) for r in groups[label]))
+        for label in columns
     }
-    seeds = sorted({r.cell.seed for r in runs})
-    return Comparison(scenario, scales, seeds, medians, spreads, held, verdicts, loads)
+    seeds = {label: sorted({r.cell.seed for r in groups[label]}) for label in columns}
+    return Comparison(scenario, columns, seeds, medians, spreads, held, noise, verdicts, loads)
 
 
 def _number(value: float, figure: str) -> str:
@@ -255,42 +282,50 @@ def _number(value: float, figure: str) -> str:
 def markdown(comparison: Comparison) -> str:
     """The comparison as a Markdown section (what docs/BENCHMARKS.md shows)."""
     c = comparison
-    head = " | ".join(f"scale {s:g}" for s in c.scales)
+    seeds = ", ".join(map(str, c.seeds[c.reference]))
     lines = [
-        f"### {c.scenario} (seeds {', '.join(map(str, c.seeds))})",
+        f"### {c.scenario} (seeds {seeds})",
         "",
-        f"| figure (unscaled) | {head} |",
-        "| --- |" + " --- |" * len(c.scales),
+        "| figure (unscaled) | " + " | ".join(c.columns) + " |",
+        "| --- |" + " --- |" * len(c.columns),
     ]
     for figure in c.figures:
         cells = []
-        for scale in c.scales:
-            low, high = c.spreads[(figure, scale)]
-            text = _number(c.medians[(figure, scale)], figure)
+        for label in c.columns:
+            low, high = c.spreads[(figure, label)]
+            text = _number(c.medians[(figure, label)], figure)
             if low != high:
                 text += f" [{_number(low, figure)}-{_number(high, figure)}]"
-            if not c.held[(figure, scale)]:
-                text += " ✗"
+            if not c.held[(figure, label)]:
+                text += " (~)" if c.noise[(figure, label)] else " ✗"
             cells.append(text)
         lines.append(f"| {figure} | " + " | ".join(cells) + " |")
-    held = " | ".join(f"{len(c.figures) - len(c.failing(s))}/{len(c.figures)}" for s in c.scales)
+    total = len(c.figures)
     claims = len({claim for claim, _ in c.verdicts})
-    same = " | ".join(f"{claims - len(c.verdicts_differing(s))}/{claims}" for s in c.scales)
-    loads = " | ".join(f"{c.loads[s][0]:.1f}-{c.loads[s][1]:.1f}" for s in c.scales)
+
+    def row(title: str, value: Callable[[str], str]) -> str:
+        return f"| {title} | " + " | ".join(value(label) for label in c.columns) + " |"
+
     lines += [
-        f"| **figures within bounds** | {held} |",
-        f"| **same majority verdict** | {same} |",
-        f"| load average (1 min) | {loads} |",
+        row("**figures within bounds**", lambda k: f"{total - len(c.failing(k))}/{total}"),
+        row(
+            f"**outside bounds and {c.reference}'s range (✗)**", lambda k: f"{len(c.distorted(k))}"
+        ),
+        row(
+            "**same majority verdict**",
+            lambda k: f"{claims - len(c.verdicts_differing(k))}/{claims}",
+        ),
+        row("load average (1 min)", lambda k: f"{c.loads[k][0]:.1f}-{c.loads[k][1]:.1f}"),
         "",
     ]
-    for scale in c.scales[1:]:
-        differing = c.verdicts_differing(scale)
+    for label in c.columns[1:]:
+        differing = c.verdicts_differing(label)
         if differing:
             words = ", ".join(
-                f"{claim} ({c.verdicts[(claim, 1.0)]} -> {c.verdicts[(claim, scale)]})"
+                f"{claim} ({c.verdicts[(claim, c.reference)]} -> {c.verdicts[(claim, label)]})"
                 for claim in differing
             )
-            lines.append(f"- verdicts at scale {scale:g} that differ from scale 1: {words}")
+            lines.append(f"- verdicts at {label} that differ from {c.reference}: {words}")
     return "\n".join(lines) + "\n"
 
 
@@ -351,6 +386,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated seeds (default 0,1,2)",
     )
     parser.add_argument(
+        "--control-seeds",
+        type=_csv(int),
+        default=[],
+        help="also run scale 1 with these seeds, shown as a column judged like the "
+        "scaled ones: what differs there is run-to-run spread, the floor below "
+        "which no scale can be judged",
+    )
+    parser.add_argument(
         "--tail",
         type=float,
         help="unscaled seconds to keep after the last fault heals (default: the "
@@ -369,7 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     try:
         if not args.compare_only:
-            for cell in cells(args.scenarios, scales, args.seeds):
+            control = cells(args.scenarios, [1.0], args.control_seeds)
+            for cell in [*cells(args.scenarios, scales, args.seeds), *control]:
                 if (cell.directory(args.out) / "report.json").exists() and not args.rerun:
                     continue
                 scenario = load(cell.scenario)
@@ -388,19 +432,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     sections = []
     for name in args.scenarios:
+        columns = {f"scale {s:g}": cells([name], [s], args.seeds) for s in scales}
+        if args.control_seeds:
+            seeds = ",".join(map(str, args.control_seeds))
+            columns = {
+                "scale 1": columns["scale 1"],
+                f"scale 1, seeds {seeds}": cells([name], [1.0], args.control_seeds),
+                **columns,
+            }
         try:
-            runs = [
-                run
-                for cell in cells([name], scales, args.seeds)
-                if (run := read_run(cell, args.out)) is not None
-            ]
+            groups = {
+                label: [run for cell in group if (run := read_run(cell, args.out)) is not None]
+                for label, group in columns.items()
+            }
         except (ValueError, KeyError) as error:
             print(f"scale_invariance: error: {error}", file=sys.stderr)
             return 2
-        if not any(r.cell.scale == 1.0 for r in runs):
+        if not groups["scale 1"]:
             print(f"{name}: no finished run at time scale 1, nothing to compare", file=sys.stderr)
             continue
-        sections.append(markdown(compare(name, runs)))
+        sections.append(markdown(compare(name, groups)))
     text = "\n".join(sections)
     print(text)
     if args.markdown is not None:

@@ -55,19 +55,40 @@ def test_medians_spreads_and_majority_verdicts_against_scale_1(tmp_path: Path) -
     for seed, (real, scaled) in enumerate([(0, 6), (1, 6), (0, 5)]):
         write_run(tmp_path, 1.0, seed, real, "differs")
         write_run(tmp_path, 0.5, seed, scaled, "agrees" if seed < 2 else "differs")
-    runs = [read_run(Cell("demo", s, k), tmp_path) for s in (1.0, 0.5) for k in range(3)]
-    comparison = compare("demo", [r for r in runs if r is not None])
-    assert comparison.medians[("lease_losses", 1.0)] == 0
-    assert comparison.medians[("lease_losses", 0.5)] == 6
-    assert comparison.spreads[("lease_losses", 0.5)] == (5, 6)
-    assert comparison.failing(0.5) == ["lease_losses"]
-    assert comparison.verdicts_differing(0.5) == ["election.leadership-loss"]
+    groups = {
+        f"scale {s:g}": [r for k in range(3) if (r := read_run(Cell("demo", s, k), tmp_path))]
+        for s in (1.0, 0.5)
+    }
+    comparison = compare("demo", groups)
+    assert comparison.medians[("lease_losses", "scale 1")] == 0
+    assert comparison.medians[("lease_losses", "scale 0.5")] == 6
+    assert comparison.spreads[("lease_losses", "scale 0.5")] == (5, 6)
+    assert comparison.failing("scale 0.5") == ["lease_losses"]
+    assert comparison.distorted("scale 0.5") == ["lease_losses"]
+    assert comparison.verdicts_differing("scale 0.5") == ["election.leadership-loss"]
     table = markdown(comparison)
     assert "| lease_losses | 0 [0-1] | 6 [5-6] ✗ |" in table
     assert "| detect_seconds.first | never | never |" in table
     assert "| **figures within bounds** | 2/2 | 1/2 |" in table
+    assert "| **outside bounds and scale 1's range (✗)** | 0 | 1 |" in table
+    assert "| figure (unscaled) | scale 1 | scale 0.5 |" in table
     assert "| load average (1 min) | 1.0-3.0 | 1.0-3.0 |" in table
-    assert "election.leadership-loss (differs -> agrees)" in table
+    assert (
+        "at scale 0.5 that differ from scale 1: election.leadership-loss (differs -> agrees)"
+        in table
+    )
+
+
+def test_a_control_column_is_scale_1_judged_against_itself(tmp_path: Path) -> None:
+    for seed, losses in enumerate([0, 1, 0, 4, 5, 6]):
+        write_run(tmp_path, 1.0, seed, losses, "differs")
+    argv = ["--compare-only", "--out", str(tmp_path), "--scenarios", "packet-loss-30"]
+    (tmp_path / "packet-loss-30").symlink_to(tmp_path / "demo")
+    table = tmp_path / "table.md"
+    code = main([*argv, "--scales", "1", "--seeds", "0,1,2", "--control-seeds", "3,4,5",
+                 "--markdown", str(table)])  # fmt: skip
+    assert code == 0
+    assert "| lease_losses | 0 [0-1] | 5 [4-6] ✗ |" in table.read_text()
 
 
 def test_compare_only_reads_what_is_there(
