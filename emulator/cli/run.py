@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +15,7 @@ from etcdlab.cli.grpclog import grpc_log_to
 from etcdlab.common import stopping
 from etcdlab.common.argtypes import non_negative_int, positive_float, positive_int, time_scale
 from etcdlab.controlplane.plane import PlaneConfig
-from etcdlab.scenario import engine, kernel
+from etcdlab.scenario import engine, fidelity, kernel
 from etcdlab.scenario import spec as scenarios
 
 GRPC_LOG = "grpc.log"
@@ -48,7 +49,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--time-scale",
         type=time_scale,
         default=1.0,
-        help="multiply every timeout and the scenario's times by this (0.1 = 10x faster)",
+        help="multiply every timeout and the scenario's times by this (0.5 = 2x faster); "
+        f"at least {fidelity.MIN_SCALE:g}, and below {fidelity.FAITHFUL_SCALE:g} the report "
+        "says which figures timers inside etcd distort",
     )
     run.add_argument(
         "--duration",
@@ -142,6 +145,14 @@ def run_scenario(args: argparse.Namespace) -> int:
         # Before any thread starts: the whole run, etcd included, lives in it.
         kernel.enter_private_namespace()
     quiet = args.quiet
+    if args.time_scale < fidelity.FAITHFUL_SCALE:
+        print(
+            f"etcdlab run: warning: time scale {args.time_scale:g} is below "
+            f"{fidelity.FAITHFUL_SCALE:g}, the smallest at which the report's figures "
+            "match real timing; timers inside etcd do not shrink (the report's header "
+            "lists them)",
+            file=sys.stderr,
+        )
 
     def progress(line: str) -> None:
         if not quiet or line.startswith(("scenario ", "  [", "  safety", "  event-loop", "report")):

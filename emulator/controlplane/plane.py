@@ -75,6 +75,11 @@ class PlaneConfig:
     LeaseDuration 15 s, RenewDeadline 10 s, RetryPeriod 2 s (identity and lease
     name are filled in per candidate). ``request_timeout`` is the apiserver's
     ``--request-timeout``: the longest one request waits on etcd.
+    ``election_request_timeout`` bounds each read and write of a Lease record:
+    client-go's leader-election client gives every request max(1 s,
+    RenewDeadline / 2) (``resourcelock.NewFromKubeconfig``), and the apiserver
+    passes that deadline on to etcd. Without it a renewal waits for etcd's own
+    request timeout (5 s + 2 election timeouts), whose 5 s no time scale shrinks.
     """
 
     apiservers: int = 2
@@ -90,6 +95,7 @@ class PlaneConfig:
     lag_period: float = 0.05
     restart_delay: float = 1.0
     request_timeout: float = 60.0
+    election_request_timeout: float = 5.0
     seed: int = 0
     client: ClientConfig = field(default_factory=ClientConfig)
     election: LeaderElectionConfig = field(
@@ -105,7 +111,13 @@ class PlaneConfig:
         for name in ("components", "deployments", "statefulsets", "daemonsets"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
-        for name in ("sample_period", "lag_period", "restart_delay", "request_timeout"):
+        for name in (
+            "sample_period",
+            "lag_period",
+            "restart_delay",
+            "request_timeout",
+            "election_request_timeout",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.churn_period < 0:
@@ -119,6 +131,7 @@ class PlaneConfig:
             sample_period=scale.scaled(self.sample_period),
             restart_delay=scale.scaled(self.restart_delay),
             request_timeout=scale.scaled(self.request_timeout),
+            election_request_timeout=scale.scaled(self.election_request_timeout),
             client=self.client.scaled(scale),
             election=self.election.scaled(scale),
             controllers=self.controllers.scaled(scale),
@@ -212,7 +225,12 @@ class ElectedComponent:
         election = replace(self._config.election, identity=self.identity, name=self.lease)
         while True:
             lock = RecordingLock(
-                EtcdLeaseLock(self.api, name=self.lease), self._recorder, self.identity, self.lease
+                EtcdLeaseLock(
+                    self.api, name=self.lease, timeout=self._config.election_request_timeout
+                ),
+                self._recorder,
+                self.identity,
+                self.lease,
             )
             self.elector = LeaderElector(
                 election,
@@ -315,7 +333,7 @@ class ControlPlane:
         # Ground truth for reconcile progress, read past the faults when possible.
         self.observer = EtcdClient(
             list(truth_endpoints or endpoints),
-            replace(client_config, request_timeout=max(1.0, config.sample_period * 4)),
+            replace(client_config, request_timeout=config.sample_period * 4),
             clock=clock,
             name="observer",
         )

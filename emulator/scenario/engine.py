@@ -36,7 +36,7 @@ from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.link import ProxyLink
 from etcdlab.proxy.server import ProxyServer
 from etcdlab.report.render import Outcome, ReportPaths, summary, write_report
-from etcdlab.scenario import kernel
+from etcdlab.scenario import fidelity, kernel
 from etcdlab.scenario.spec import (
     MEMBERS,
     PROCESS_KINDS,
@@ -82,6 +82,7 @@ class RunOptions:
     def __post_init__(self) -> None:
         # The edge of a run: every component below gets configs scaled by this.
         object.__setattr__(self, "time_scale", TimeScale(self.time_scale))
+        fidelity.check(self.time_scale)
         if self.network not in NETWORKS:
             raise ValueError(f"network must be one of {', '.join(NETWORKS)}, not {self.network!r}")
         if self.network == "kernel" and self.endpoints:
@@ -291,6 +292,7 @@ async def run(
             "plane": {k: v for k, v in asdict(options.plane).items() if not isinstance(v, dict)},
             "objects": options.plane.objects,
             "endpoints": list(options.endpoints) or "local cluster behind proxies",
+            "notes": fidelity.notes(ts),
         },
     )
     recorder = Recorder(timeline, clock)
@@ -349,7 +351,7 @@ async def _start_and_inject(
         if options.proxy_control:
             ids = await member_ids(endpoints)
             if ids is None and any(s.kind.startswith("partition") for s in scenario.faults):
-                recorder.timeline.settings["notes"] = [PARTIAL_PARTITION]
+                recorder.timeline.settings["notes"].append(PARTIAL_PARTITION)
             driver = ScenarioFaults(ControlFaults(options.proxy_control), ts, member_ids=ids)
         progress(f"using the cluster at {', '.join(endpoints)}")
     elif options.network == "kernel":
@@ -360,7 +362,7 @@ async def _start_and_inject(
         truth = cluster.endpoints
         driver = ScenarioFaults(faults_made, ts, cluster)
         member_sampler = asyncio.create_task(
-            _sample_members(cluster, recorder, max(0.25, plane_config.sample_period))
+            _sample_members(cluster, recorder, plane_config.sample_period)
         )
         stack.callback(member_sampler.cancel)
     else:
@@ -387,7 +389,7 @@ async def _start_and_inject(
         truth = cluster.endpoints
         driver = ScenarioFaults(LinkFaults(proxies.links, ts), ts, cluster)
         member_sampler = asyncio.create_task(
-            _sample_members(cluster, recorder, max(0.25, plane_config.sample_period))
+            _sample_members(cluster, recorder, plane_config.sample_period)
         )
         stack.callback(member_sampler.cancel)
     plane = ControlPlane(endpoints, clock, recorder, plane_config, truth)
@@ -428,16 +430,25 @@ async def _start_and_inject(
 
 
 async def _sample_members(cluster: LocalCluster, recorder: Recorder, period: float) -> None:
-    """Each member's own view (``/health``: a leader and quorum), past the proxies."""
+    """Each member's own view (``/health``: a leader and quorum), past the proxies.
+
+    Every ``period`` (the plane's scaled sample period), the members at once, each
+    given two periods to answer: both scale, so a member's time to recover after
+    a heal reads the same at every time scale.
+    """
+
+    async def probe(index: int) -> bool:
+        member = cluster.members[index]
+        if not member.running or member.paused:
+            return False
+        return await asyncio.to_thread(cluster.member_healthy, index, 2 * period)
+
     while True:
-        for member in cluster.members:
-            healthy = member.running and not member.paused
-            if healthy:
-                healthy = await asyncio.to_thread(
-                    cluster.member_healthy, member.index, min(1.0, period * 4)
-                )
+        started = recorder.now()
+        verdicts = await asyncio.gather(*(probe(m.index) for m in cluster.members))
+        for member, healthy in zip(cluster.members, verdicts, strict=True):
             recorder.health(member.name, healthy)
-        await asyncio.sleep(period)
+        await asyncio.sleep(max(0.0, period - (recorder.now() - started)))
 
 
 async def _stop_churn(plane: ControlPlane, faults: list[asyncio.Task[None]]) -> None:
@@ -482,8 +493,11 @@ async def _fault(
     try:
         await asyncio.sleep(step.duration * ts)
     finally:
-        await heal()
+        # The window ends when the heal begins: restarting a killed member takes
+        # real seconds that no time scale shrinks, and they belong to its
+        # recovery (the member samples show it), not to the fault.
         recorder.fault(start, KINDS[step.kind], target, detail)
+        await heal()
         progress(f"fault healed: {target}")
 
 
