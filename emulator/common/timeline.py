@@ -36,12 +36,11 @@ class EventKind(StrEnum):
     # "<endpoint> <STATE> <client>" (+ ": <why>" for TRANSIENT_FAILURE), as the
     # Go reference writes it.
     TRANSPORT_STATE = "transport_state"
-    ENDPOINT_SWITCH = "endpoint_switch"  # the client moved to another member
     RENEW_FAILED = "renew_failed"  # a leader's renew attempt failed (detail: lease)
     SLOW_PATH = "slow_path"  # optimistic renew failed, fell back to read-then-update
     ACQUIRE_FAILED = "acquire_failed"  # a candidate tried to take a lease and could not
     RELIST = "relist"  # an informer listed again after its watch broke
-    NOTE = "note"  # why a check turned unhealthy, in the client's own words
+    NOTE = "note"  # why a check turned unhealthy (the Go reference's checks write it)
 
 
 class FaultKind(StrEnum):
