@@ -22,6 +22,7 @@ test: lint typecheck pytest
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	test -z "$$(gofmt -l oracle)" || { gofmt -l oracle; echo "gofmt: the files above need formatting"; exit 1; }
 
 # mypy reads the package as installed (etcdlab.*), so it gets the folders linked
 # under that name; the editable install's import hook is invisible to it.
