@@ -31,9 +31,11 @@ sides. The kernel runs also report how many packets nftables saw on the
 faulted member's connections and dropped.
 
 Runs are kept under ``--out`` (one directory per scenario, network and seed,
-with ``run.log`` and the load average before and after in ``bench.json``); a
-cell whose run completed is reused, so a matrix can be run a seed at a time
-and resumes after an interruption (``--rerun`` runs it again).
+with ``run.log``, its command and the load average before and after in
+``bench.json``); a cell whose run completed at the same timings (time scale
+and duration) is reused, so a matrix can be run a seed at a time and resumes
+after an interruption (``--rerun`` runs it again). The table names the
+timings its runs were made with.
 
 Needs root, ip, nft and setpriv for the kernel side; skips it (and says so)
 otherwise. Results: docs/BENCHMARKS.md, "Scenario fidelity".
@@ -126,6 +128,25 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def timing(scale: float, duration: float | None) -> list[str]:
+    """The ``etcdlab run`` options that set a run's timings."""
+    return ["--time-scale", f"{scale:g}", *(["--duration", f"{duration:g}"] if duration else [])]
+
+
+def made_with(where: Path) -> list[str] | None:
+    """The timing options the run in ``where`` was made with (its bench.json), or
+    None if it has no record."""
+    meta = where / "bench.json"
+    if not meta.exists():
+        return None
+    command: list[str] = json.loads(meta.read_text())["command"]
+    made: list[str] = []
+    for option in ("--time-scale", "--duration"):
+        if option in command:
+            made += [option, command[command.index(option) + 1]]
+    return made
+
+
 def run_cell(cell: Cell, out: Path, scale: float, duration: float | None) -> None:
     """One ``etcdlab run`` in a child process; its report, ``run.log`` and
     ``bench.json`` land in the cell's directory."""
@@ -138,8 +159,7 @@ def run_cell(cell: Cell, out: Path, scale: float, duration: float | None) -> Non
         name = str(path)
     command = [
         sys.executable, "-m", "etcdlab", "run", name, "--network", cell.network,
-        "--seed", str(cell.seed), "--time-scale", f"{scale:g}", "--out", str(where), "--quiet",
-        *(["--duration", f"{duration:g}"] if duration else []),
+        "--seed", str(cell.seed), "--out", str(where), "--quiet", *timing(scale, duration),
     ]  # fmt: skip
     load_before = os.getloadavg()
     started = time.monotonic()
@@ -205,6 +225,7 @@ class Run:
     dropped: tuple[int, int] | None  # kernel: (packets seen, dropped) on the faulted links
     load: float | None
     led: bool | None = None  # the faulted member led raft when the fault began
+    made: list[str] | None = None  # its timing options (made_with)
 
 
 def finished(where: Path) -> dict[str, Any] | None:
@@ -249,6 +270,7 @@ def read_run(cell: Cell, out: Path) -> Run | None:
         dropped,
         load,
         led,
+        made_with(where),
     )
 
 
@@ -303,6 +325,8 @@ def compare(loss: float, runs: dict[str, list[Run]], target: str = "0") -> Itera
             f"{side}: the faulted member led raft when the fault began in seeds {led}"
             + (f" (not recorded: {unknown})" if unknown else "")
         )
+    made = sorted({" ".join(r.made or ["(not recorded)"]) for mine in runs.values() for r in mine})
+    yield "etcdlab run " + " / ".join(made) + (" (runs differ!)" if len(made) > 1 else "")
     loads = [r.load for mine in runs.values() for r in mine if r.load is not None]
     if loads:
         yield f"load average (1 min) before the runs: {min(loads):.1f}-{max(loads):.1f}"
@@ -412,14 +436,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(f"--target: {error}")
     todo = cells(args.loss, networks, list(dict.fromkeys(args.seeds)), args.target)
+    wanted = timing(args.time_scale, args.duration)
     try:
         for cell in todo:
             if args.compare_only:
                 continue
             where = cell.directory(args.out)
             if finished(where) is not None and not args.rerun:
-                print(f"reusing {where}", flush=True)
-                continue
+                made = made_with(where)
+                if made == wanted:
+                    print(f"reusing {where}", flush=True)
+                    continue
+                # A run at other timings is no cell of this matrix.
+                print(f"{where} was run with {' '.join(made or ['unrecorded timings'])}")
             print(f"running {where} (load {os.getloadavg()[0]:.1f}) ...", flush=True)
             run_cell(cell, args.out, args.time_scale, args.duration)
     except KeyboardInterrupt:
