@@ -19,7 +19,8 @@ latency quantiles before, during and after the fault, errors by class,
 apiserver health failures, lease losses, keepalive failures, endpoint
 switches, time to detect and time to recover (members healthy again after
 the heal, ...); its ``member_recovery`` gives each member's time to healthy
-again after each heal; and its claims' verdicts.
+again after each heal (shown for the faulted member and the slowest other);
+and its claims' verdicts.
 
 How to read the table: a cell is the median over the seeds and, in brackets,
 the lowest and highest seed; ``never`` is a figure that did not happen. The
@@ -238,6 +239,18 @@ def finished(where: Path) -> dict[str, Any] | None:
     return report if report.get("outcome", {}).get("state", "completed") == "completed" else None
 
 
+def recovery_by_role(heal: dict[str, Any]) -> dict[str, float | None]:
+    """Seconds to healthy again after one heal (an entry of report.json's
+    member_recovery) of the faulted member and of the slowest other one: with
+    ``--target leader`` the faulted member's name changes from seed to seed,
+    so a figure per name would mix the roles."""
+    faulted = set(heal["target"].split(","))
+    times = {name: NEVER if t is None else float(t) for name, t in heal["members"].items()}
+    mine = [t for name, t in times.items() if name in faulted]
+    others = [t for name, t in times.items() if name not in faulted]
+    return {"faulted": max(mine, default=0.0), "others": max(others, default=0.0)}
+
+
 def read_run(cell: Cell, out: Path) -> Run | None:
     where = cell.directory(out)
     path = where / "report.json"
@@ -260,9 +273,8 @@ def read_run(cell: Cell, out: Path) -> Run | None:
     if meta.exists():
         load = json.loads(meta.read_text())["loadavg_before"][0]
     figures = flatten(report["figures"])
-    # Each member's seconds to healthy again after each heal (report.json's member_recovery).
     for index, heal in enumerate(report.get("member_recovery", [])):
-        figures.update(flatten(heal["members"], f"recovery_seconds.heal-{index}."))
+        figures.update(flatten(recovery_by_role(heal), f"recovery_seconds.heal-{index}."))
     return Run(
         cell,
         figures,

@@ -98,3 +98,10 @@ def test_a_run_at_other_timings_is_run_again_and_the_table_names_the_timings(
     runs["proxy"][0].made = bench.timing(1, 210)
     lines = list(bench.compare(0.3, runs))
     assert "etcdlab run (not recorded) / --time-scale 1 --duration 210 (runs differ!)" in lines
+
+
+def test_recovery_after_a_heal_is_by_role_not_by_member_name() -> None:
+    heal = {"target": "etcd-2", "members": {"etcd-0": 0.0, "etcd-1": 0.4, "etcd-2": 8.3}}
+    assert bench.recovery_by_role(heal) == {"faulted": 8.3, "others": 0.4}
+    never = {"target": "etcd-0,etcd-1", "members": {"etcd-0": None, "etcd-1": 1.0, "etcd-2": 0.0}}
+    assert bench.recovery_by_role(never) == {"faulted": math.inf, "others": 0.0}
