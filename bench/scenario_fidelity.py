@@ -42,8 +42,10 @@ Needs root, ip, nft and setpriv for the kernel side; skips it (and says so)
 otherwise. Results: docs/BENCHMARKS.md, "Scenario fidelity".
 
 examples:
-  sudo .venv/bin/python -m etcdlab.bench.scenario_fidelity --seeds 0      # 4 runs, ~30 min
+  sudo .venv/bin/python -m etcdlab.bench.scenario_fidelity --seeds 0      # 4 runs, ~21 min
   sudo .venv/bin/python -m etcdlab.bench.scenario_fidelity --seeds 0 1 2 --markdown /tmp/sf.md
+  sudo .venv/bin/python -m etcdlab.bench.scenario_fidelity --target leader --duration 210 \\
+      --seeds 0 1 2    (docs/BENCHMARKS.md's matrix: 12 runs of 3.6 min; 60 s after the heal)
   .venv/bin/python -m etcdlab.bench.scenario_fidelity --compare-only --out bench-scenario-fidelity
   sudo .venv/bin/python -m etcdlab.bench.scenario_fidelity --loss 0.3 --seeds 0 --time-scale 0.5 \\
       --out /tmp/quick       (a quicker, scaled look; real timings are the reference)
