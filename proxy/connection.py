@@ -118,7 +118,7 @@ class Connection:
             if pipe.lanes and not plan.lanes:
                 # The delay is gone: what it held leaves now, in order.
                 pipe._drain_lanes(everything=True)
-            if pipe.reader is not None:
+            if link.http2:
                 pipe.switch_mode()
 
     def sniff_dialer(self, data: bytes) -> None:
@@ -145,15 +145,13 @@ class Connection:
 
     # -- HTTP/2 --------------------------------------------------------------
 
-    def observe(self, pipe: Pipe, pieces: list[bytes | Frame]) -> None:
+    def observe(self, pipe: Pipe, frames: list[Frame]) -> None:
         """Frame-blind forwarding: only watch request header blocks go by."""
         counters = self.link.counters
-        for piece in pieces:
-            if type(piece) is not bytes:
-                assert isinstance(piece, Frame)
-                key = (pipe.direction, _type_name(piece.type))
-                counters.frames[key] = counters.frames.get(key, 0) + 1
-                self._observe_headers(pipe, piece)
+        for frame in frames:
+            key = (pipe.direction, _type_name(frame.type))
+            counters.frames[key] = counters.frames.get(key, 0) + 1
+            self._observe_headers(pipe, frame)
 
     def on_frames(
         self,
@@ -332,6 +330,8 @@ class Connection:
         if self.done:
             return
         self.done = True
+        # Count the header blocks still waiting to be followed.
+        self.up.catch_up()
         self.up.stop()
         self.down.stop()
         self.link.forget(self)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from enum import IntEnum
+from typing import cast
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 HEADER_SIZE = 9
@@ -68,8 +69,8 @@ _RULES: tuple[tuple[int, int], ...] = (
 _HEAD = struct.Struct(">IBI")
 
 
-# Per frame type, the rule FrameReader._skip_whole checks before passing over
-# a frame by itself (None: leave it to the general path). Unknown types are
+# Per frame type, the rule FrameReader._scan checks before passing over (or
+# taking) a frame by itself (None: leave it to the general path). Unknown types are
 # allowed anywhere outside a header block.
 _SKIP_TABLE: tuple[tuple[int, int] | None, ...] = tuple(
     (_RULES[t] if t < len(_RULES) else (-1, 0)) if t != FrameType.CONTINUATION else None
@@ -163,6 +164,10 @@ class FrameReader:
         self._open_block: int | None = None
 
     @property
+    def past_preface(self) -> bool:
+        return self._preface_left == 0
+
+    @property
     def at_boundary(self) -> bool:
         """True when everything fed so far was a whole number of frames."""
         return (
@@ -180,10 +185,18 @@ class FrameReader:
         calls gives back exactly the bytes fed, minus a frame of interest that
         is still incomplete at the end.
         """
+        return self._feed(data, True)
+
+    def frames(self, data: bytes) -> list[Frame]:
+        """Consume ``data`` as :meth:`feed` does; return only the complete frames
+        of interest (for a reader that watches bytes it does not forward)."""
+        return cast(list[Frame], self._feed(data, False))
+
+    def _feed(self, data: bytes, keep: bool) -> list[bytes | Frame]:
         size = len(data)
         if self._skip >= size and size:
             self._skip -= size
-            return [data]
+            return [data] if keep else []
         out: list[bytes | Frame] = []
         view = memoryview(data)
         pos = 0
@@ -212,7 +225,7 @@ class FrameReader:
                 continue
             # At a frame header (possibly split over calls).
             if not self._header and self._open_block is None:
-                pos = self._skip_whole(data, pos, size)
+                pos, raw_start = self._scan(data, pos, size, out, raw_start, keep)
                 if pos >= size:
                     break
             need = HEADER_SIZE - len(self._header)
@@ -231,7 +244,9 @@ class FrameReader:
                 length, frame_type = self._check_header(data, pos)
             pos += need
             if frame_type in self.interest:
-                if header_start > raw_start:
+                if not keep:
+                    pass
+                elif header_start > raw_start:
                     out.append(bytes(view[raw_start:header_start]))
                 elif header_start < 0 and pos - need > raw_start:
                     out.append(bytes(view[raw_start : pos - need]))
@@ -253,22 +268,30 @@ class FrameReader:
                 if header_start < 0:
                     # The first bytes of this header went out as part of the
                     # previous call's pending header: emit them with it now.
-                    out.append(bytes(view[raw_start : pos - need]) + header)
+                    if keep:
+                        out.append(bytes(view[raw_start : pos - need]) + header)
                     raw_start = pos
                 # Skip the payload now rather than in another turn of the loop.
                 take = min(length, size - pos)
                 pos += take
                 self._skip = length - take
-        if self._collect == 0 and raw_start < size and not self._header:
+        if not keep:
+            pass
+        elif self._collect == 0 and raw_start < size and not self._header:
             out.append(data if raw_start == 0 else bytes(view[raw_start:]))
         elif self._header and raw_start < size - len(self._header):
             out.append(bytes(view[raw_start : size - len(self._header)]))
         return out
 
-    def _skip_whole(self, data: bytes, pos: int, size: int) -> int:
-        """Pass over frames outside the interest set whose headers are in
-        ``data`` and break no rule; return where the general path takes over
-        (a frame of interest, a header block, a rule broken, or the end)."""
+    def _scan(
+        self, data: bytes, pos: int, size: int, out: list[bytes | Frame], raw_start: int, keep: bool
+    ) -> tuple[int, int]:
+        """Pass over the frames whose headers are in ``data`` and break no rule,
+        taking those of interest that lie whole in it into ``out`` (after the
+        raw bytes before them, with ``keep``). Return where the general path
+        takes over (a frame of interest cut by the end of ``data``, a header
+        block that goes on in CONTINUATION frames, a rule broken, or the end)
+        and where the raw bytes not yet in ``out`` start."""
         interest = self.interest
         max_size = self.max_frame_size
         unpack = _HEAD.unpack_from
@@ -277,26 +300,34 @@ class FrameReader:
             frame_type = word & 0xFF
             length = word >> 8
             rule = _SKIP_TABLE[frame_type]
-            if frame_type in interest or length > max_size or rule is None:
-                return pos
+            if length > max_size or rule is None:
+                return pos, raw_start
             fixed, where = rule
             if fixed >= 0 and length != fixed:
-                return pos
+                return pos, raw_start
             if where == 1:
                 if stream_id & 0x7FFFFFFF:
-                    return pos
+                    return pos, raw_start
             elif where == 2 and not stream_id & 0x7FFFFFFF:
-                return pos
+                return pos, raw_start
             if frame_type == 4 and length % 6:
-                return pos
+                return pos, raw_start
             # A header block that goes on in CONTINUATION frames needs the
             # general path's bookkeeping.
             if frame_type in (1, 5) and not flags & FLAG_END_HEADERS:
-                return pos
-            pos += HEADER_SIZE + length
+                return pos, raw_start
+            end = pos + HEADER_SIZE + length
+            if frame_type in interest:
+                if end > size:
+                    return pos, raw_start
+                if keep and pos > raw_start:
+                    out.append(data[raw_start:pos])
+                out.append(Frame(frame_type, flags, stream_id & 0x7FFFFFFF, data[pos:end]))
+                raw_start = end
+            pos = end
         if pos > size:
             self._skip = pos - size
-        return pos
+        return pos, raw_start
 
     def _finish_frame(self) -> Frame:
         raw = bytes(self._buffer)
@@ -333,3 +364,38 @@ class FrameReader:
         if frame_type in (1, 5, 9):
             self._open_block = None if flags & FLAG_END_HEADERS else stream_id
         return length, frame_type
+
+
+class PingBoundary:
+    """Finds a frame boundary in the middle of one direction of a connection.
+
+    A reader that joins a connection late cannot tell frame headers from
+    payload bytes. The proxy sends the peer a PING with ``payload`` (8 bytes
+    nobody else picks) and feeds this the bytes coming back: the peer writes
+    frames whole, so the end of the PING's ACK is a frame boundary, and 17
+    bytes with such a payload do not turn up by chance inside other frames.
+    """
+
+    def __init__(self, payload: bytes) -> None:
+        if len(payload) != 8:
+            raise ValueError("a PING payload is 8 bytes")
+        self.ping = Frame.build(FrameType.PING, 0, 0, payload)
+        self._ack = Frame.build(FrameType.PING, FLAG_ACK, 0, payload).raw
+        # The last bytes seen: the ACK may span two chunks.
+        self._tail = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bytes] | None:
+        """None while the ACK has not come (pass ``data`` on as it is); then
+        ``(before, after)``: the bytes of ``data`` to pass on unread, and those
+        after the ACK, which start on a frame boundary. ``before`` leaves the ACK
+        out when it lies whole in ``data``; when it began in an earlier chunk,
+        which is gone, it holds the ACK's remaining bytes."""
+        ack = self._ack
+        tail = self._tail
+        seen = tail + data if tail else data
+        at = seen.find(ack)
+        if at < 0:
+            self._tail = seen[1 - len(ack) :]
+            return None
+        start, end = at - len(tail), at + len(ack) - len(tail)
+        return (data[:start] if start >= 0 else data[:end]), data[end:]

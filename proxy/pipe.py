@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from etcdlab.proxy.faults.base import UPSTREAM, Fault, Late, Piece, ShapeContext
 from etcdlab.proxy.grpcwire import MessageCursor
-from etcdlab.proxy.h2frames import ALL_TYPES, HEADER_TYPES, Frame, FrameReader, ProtocolError
+from etcdlab.proxy.h2frames import (
+    ALL_TYPES,
+    HEADER_TYPES,
+    Frame,
+    FrameReader,
+    PingBoundary,
+    ProtocolError,
+)
 from etcdlab.proxy.plan import Plan, Variant
 from etcdlab.proxy.streamlanes import CONNECTION, FrameSpans, FrameTag, StreamLanes, delay_for
 
@@ -29,6 +36,8 @@ if TYPE_CHECKING:
     from etcdlab.proxy.connection import Connection
 
 _NO_TYPES: frozenset[int] = frozenset()
+# Bytes of one direction followed in one go while no fault needs frames at once.
+FOLLOW_BATCH = 16384
 
 
 class Slot:
@@ -61,12 +70,20 @@ class Pipe:
         # frames are only watched. Modes change only on a frame boundary.
         self.frame_mode = False
         self.reader: FrameReader | None = None
+        # Bytes passed on but not yet followed (see _follow).
+        self.backlog: list[bytes] = []
+        self.backlog_bytes = 0
+        # Looking for a frame boundary of the server's (see _start_resync).
+        self.resync: PingBoundary | None = None
         if self.link.http2:
             # A connection made while frame faults are on starts in frame mode:
             # its first chunk may already hold requests (a boundary to switch
-            # on comes only after the preface).
+            # on comes only after the preface). Client to server is followed
+            # from the first byte, for HPACK; server to client only from the
+            # first frame-aware fault (see _start_resync).
             self.frame_mode = self.link.frame_aware
-            self.reader = FrameReader(preface=direction == UPSTREAM, interest=self._interest())
+            if direction == UPSTREAM or self.frame_mode:
+                self.reader = FrameReader(preface=direction == UPSTREAM, interest=self._interest())
         self.queue: deque[Slot] = deque()
         self.queued_bytes = 0
         # Lost segments still waiting on a timer that later bytes may cut short.
@@ -124,40 +141,50 @@ class Pipe:
             self.conn.sniff_dialer(data)
             if self.conn.done:
                 return
-        plan = link.plans[self.plan_key]
+        if self.resync is not None:
+            before, data = self._resynchronise(data)
+            if before:
+                self._take(before)
+            if not data or self.closed or self.conn.done:
+                return
+        self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        plan = self.link.plans[self.plan_key]
         reader = self.reader
         direct = plan.idle and not self.queue and not self.held and self.dest is not None
-        if direct and not self.frame_mode:
-            assert self.dest is not None
-            # Forward first and follow the frames afterwards: the parsing then
-            # runs while the receiver is already working, not on the round trip.
-            self.dest.write(data)
-            if reader is not None:
-                self._follow(reader, data)
+        if not self.frame_mode:
+            if direct:
+                assert self.dest is not None
+                # Forward first and follow the frames afterwards: the parsing then
+                # runs while the receiver is already working, not on the round trip.
+                self.dest.write(data)
+                if reader is not None and not self._follow(data):
+                    return
+            elif reader is None or self._follow(data):
+                self._emit([data], plan)
+            else:
+                return
+            if self.pending_inject:
+                self._send_injected()
             return
+        assert reader is not None
         pieces: list[bytes]
-        if reader is None:
-            pieces = [data]
-        elif not self.frame_mode:
-            if not self._follow(reader, data):
-                return
-            pieces = [data]
-        else:
-            try:
-                parsed = reader.feed(data)
-                if len(parsed) == 1 and type(parsed[0]) is bytes:
-                    pieces = cast(list[bytes], parsed)
-                elif plan.tagged:
-                    # A tagged plan is never idle: _emit takes the tags.
-                    self.tags = []
-                    pieces = self.conn.on_frames(self, parsed, plan, self.tags)
-                else:
-                    pieces = self.conn.on_frames(self, parsed, plan)
-            except ProtocolError as error:
-                self.conn.protocol_error(self, error)
-                return
-            if not link.frame_aware and reader.at_boundary:
-                self.switch_mode()
+        try:
+            parsed = reader.feed(data)
+            if len(parsed) == 1 and type(parsed[0]) is bytes:
+                pieces = cast(list[bytes], parsed)
+            elif plan.tagged:
+                # A tagged plan is never idle: _emit takes the tags.
+                self.tags = []
+                pieces = self.conn.on_frames(self, parsed, plan, self.tags)
+            else:
+                pieces = self.conn.on_frames(self, parsed, plan)
+        except ProtocolError as error:
+            self.conn.protocol_error(self, error)
+            return
+        if not self.link.frame_aware and reader.at_boundary:
+            self.switch_mode()
         if direct and self.dest is not None:
             if len(pieces) == 1:
                 self.dest.write(pieces[0])
@@ -165,24 +192,63 @@ class Pipe:
                 self.dest.write(b"".join(pieces))
         else:
             self._emit(pieces, plan)
-        if self.pending_inject and self.reader is not None and self.reader.at_boundary:
+        if self.pending_inject:
+            self._send_injected()
+
+    def _send_injected(self) -> None:
+        """Send the frames of our own that waited for a frame boundary, if at one."""
+        if self.at_boundary():
             injected, self.pending_inject = self.pending_inject, []
             for raw in injected:
                 self._deliver(raw)
 
-    def _follow(self, reader: FrameReader, data: bytes) -> bool:
+    def _follow(self, data: bytes) -> bool:
         """Watch frames go by without changing them; False if the connection
-        was closed for bad HTTP/2."""
+        was closed for bad HTTP/2.
+
+        Until a frame-aware fault needs them, frames are followed in batches:
+        the chunks are kept (not copied) and read in one go once they add up
+        to FOLLOW_BATCH bytes, or when something needs the reader's state
+        (:meth:`catch_up`). Reading a batch costs about what reading one of
+        its chunks does, so a busy connection pays a fraction of a chunk's
+        parsing per chunk. The preface is read at once: a connection that is
+        not HTTP/2 at all is closed on its first bytes.
+        """
+        self.backlog.append(data)
+        self.backlog_bytes += len(data)
+        reader = self.reader
+        assert reader is not None
+        frame_aware = self.link.frame_aware
+        if self.backlog_bytes < FOLLOW_BATCH and not frame_aware and reader.past_preface:
+            return True
+        if not self.catch_up():
+            return False
+        if frame_aware and reader.at_boundary:
+            self.switch_mode()
+        return True
+
+    def catch_up(self) -> bool:
+        """Follow the bytes kept by :meth:`_follow`; False if they were not
+        HTTP/2 (the connection is then closed)."""
+        backlog = self.backlog
+        if not backlog or self.reader is None:
+            return True
+        data = backlog[0] if len(backlog) == 1 else b"".join(backlog)
+        backlog.clear()
+        self.backlog_bytes = 0
         try:
-            parsed = reader.feed(data)
-            if len(parsed) != 1 or type(parsed[0]) is not bytes:
-                self.conn.observe(self, parsed)
+            frames = self.reader.frames(data)
+            if frames:
+                self.conn.observe(self, frames)
         except ProtocolError as error:
             self.conn.protocol_error(self, error)
             return False
-        if self.link.frame_aware and reader.at_boundary:
-            self.switch_mode()
         return True
+
+    def at_boundary(self) -> bool:
+        """Is everything this direction passed on a whole number of frames?
+        (False while the server-to-client direction is not followed.)"""
+        return self.reader is not None and self.catch_up() and self.reader.at_boundary
 
     def _interest(self) -> frozenset[int]:
         """Frames to see whole: all in frame mode; otherwise request header
@@ -194,15 +260,46 @@ class Pipe:
     def switch_mode(self) -> None:
         """Enter or leave frame mode as the link wants, if on a frame boundary now
         (else the next chunk that ends on one does it)."""
-        assert self.reader is not None
         wanted = self.link.frame_aware
-        if wanted == self.frame_mode or not self.reader.at_boundary:
+        if self.reader is None:
+            if wanted and self.link.http2 and self.resync is None:
+                self._start_resync()
+            return
+        if wanted == self.frame_mode or not self.at_boundary():
             return
         self.frame_mode = wanted
         if wanted:
             self.synced_after = self.conn.max_stream
             self.messages.clear()
         self.reader.interest = self._interest()
+
+    # The server-to-client direction is not followed at all until a frame-aware
+    # fault needs it (from the first byte for a connection opened while one is
+    # on). For one already open, a PING of the proxy's own tells where its
+    # frames begin (etcdlab.proxy.h2frames.PingBoundary). Its ACK is kept from
+    # the client when it lies whole in one chunk; else its start has already
+    # gone and the rest follows (gRPC clients ignore the ACK of a PING they did
+    # not send). Once found, the direction stays followed for the connection's
+    # life, so a fault that comes and goes costs one PING per connection, not
+    # one per appearance: gRPC servers count a client's PINGs against it.
+
+    def _start_resync(self) -> None:
+        link = self.link
+        payload = random.Random(f"{link.seed}/{link.name}/{self.conn.index}/resync").randbytes(8)
+        self.resync = PingBoundary(payload)
+        self.conn.reverse(self).inject(self.resync.ping)
+
+    def _resynchronise(self, data: bytes) -> tuple[bytes, bytes]:
+        """Split ``data`` at the frame boundary the PING's ACK gives, once it
+        comes: the bytes to pass on unread, and those to follow."""
+        assert self.resync is not None
+        found = self.resync.feed(data)
+        if found is None:
+            return data, b""
+        self.resync = None
+        self.reader = FrameReader(preface=False, interest=self._interest())
+        self.switch_mode()
+        return found
 
     def on_eof(self) -> None:
         self.eof = True
@@ -350,7 +447,7 @@ class Pipe:
 
     def inject(self, frame: Frame) -> None:
         """Send a frame of our own, between the real frames of this direction."""
-        if self.reader is not None and not self.reader.at_boundary:
+        if not self.at_boundary():
             self.pending_inject.append(frame.raw)
         else:
             self._deliver(frame.raw)

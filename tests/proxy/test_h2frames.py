@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hpack
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from etcdlab.proxy.grpcwire import MessageCursor, exact_messages, trailers_frame
 from etcdlab.proxy.h2frames import (
     ALL_TYPES,
+    FLAG_ACK,
     FLAG_END_HEADERS,
     FLAG_END_STREAM,
     FLAG_PADDED,
@@ -17,6 +18,7 @@ from etcdlab.proxy.h2frames import (
     Frame,
     FrameReader,
     FrameType,
+    PingBoundary,
     ProtocolError,
 )
 from etcdlab.proxy.hpackpaths import RequestHeaders
@@ -301,3 +303,94 @@ def test_valid_streams_come_back_byte_for_byte(
     assert joined(pieces) == stream
     assert reader.at_boundary
     assert sum(isinstance(p, Frame) for p in pieces) == sum(f[3] in interest for f in frames)
+
+
+def chunks_of(stream: bytes, cuts: list[int]) -> list[bytes]:
+    edges = [0, *sorted(min(cut, len(stream)) for cut in cuts), len(stream)]
+    return [stream[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    frames=st.lists(frame_strategy, max_size=8),
+    cuts=st.lists(st.integers(0, 600), max_size=6),
+)
+def test_frames_sees_what_feed_sees(frames: list[bytes], cuts: list[int]) -> None:
+    # The watching reader (no raw pieces) must stay in step with the forwarding one.
+    stream = PREFACE + b"".join(frames)
+    feeding = FrameReader(preface=True, interest={0x20})
+    watching = FrameReader(preface=True, interest={0x20})
+    fed: list[Frame] = []
+    watched: list[Frame] = []
+    for chunk in chunks_of(stream, cuts):
+        fed += [p for p in feeding.feed(chunk) if isinstance(p, Frame)]
+        watched += watching.frames(chunk)
+        assert feeding.at_boundary == watching.at_boundary
+    assert [f.raw for f in watched] == [f.raw for f in fed]
+
+
+server_frame = st.one_of(
+    frame_strategy,
+    st.builds(
+        lambda flags, payload: Frame.build(FrameType.PING, flags, 0, payload).raw,
+        st.sampled_from([0, FLAG_ACK]),
+        st.binary(min_size=8, max_size=8),
+    ),
+    st.builds(
+        lambda stream, block: Frame.build(FrameType.HEADERS, FLAG_END_HEADERS, stream, block).raw,
+        st.integers(1, 2**31 - 1),
+        st.binary(max_size=40),
+    ),
+    st.builds(
+        lambda stream, increment: Frame.build(
+            FrameType.WINDOW_UPDATE, 0, stream, increment.to_bytes(4, "big")
+        ).raw,
+        st.integers(0, 9),
+        st.integers(1, 2**31 - 1),
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    frames=st.lists(server_frame, max_size=8),
+    at=st.integers(0, 8),
+    cuts=st.lists(st.integers(0, 700), max_size=6),
+    payload=st.binary(min_size=8, max_size=8),
+)
+def test_a_ping_ack_marks_a_frame_boundary(
+    frames: list[bytes], at: int, cuts: list[int], payload: bytes
+) -> None:
+    # A connection joined in the middle: the bytes up to our PING's ACK pass
+    # unread, and a reader started right after it sees exactly the frames
+    # that follow, however the bytes are cut.
+    at = min(at, len(frames))
+    ack = Frame.build(FrameType.PING, FLAG_ACK, 0, payload).raw
+    head, rest = b"".join(frames[:at]), b"".join(frames[at:])
+    stream = head + ack + rest
+    # What the proxy relies on: nobody else sends our payload before the ACK.
+    assume(stream.find(ack) == len(head))
+    finder = PingBoundary(payload)
+    passed = b""
+    reader: FrameReader | None = None
+    after: list[Frame] = []
+    start = 0
+    for chunk in chunks_of(stream, cuts):
+        start += len(chunk)
+        if reader is not None:
+            after += reader.frames(chunk)
+            continue
+        found = finder.feed(chunk)
+        if found is None:
+            passed += chunk
+            continue
+        before, following = found
+        passed += before
+        assert following == stream[len(head) + len(ack) : start]
+        reader = FrameReader(preface=False, interest=ALL_TYPES)
+        after += reader.frames(following)
+        # The ACK is kept back exactly when it lies whole in this chunk.
+        whole = start - len(chunk) <= len(head)
+        assert passed == (head if whole else head + ack)
+    assert reader is not None and reader.at_boundary
+    assert [f.raw for f in after] == frames[at:]
