@@ -147,11 +147,14 @@ class Connection:
 
     def observe(self, pipe: Pipe, frames: list[Frame]) -> None:
         """Frame-blind forwarding: only watch request header blocks go by."""
-        counters = self.link.counters
+        counts: dict[int, int] = {}
         for frame in frames:
-            key = (pipe.direction, _type_name(frame.type))
-            counters.frames[key] = counters.frames.get(key, 0) + 1
+            counts[frame.type] = counts.get(frame.type, 0) + 1
             self._observe_headers(pipe, frame)
+        seen = self.link.counters.frames
+        for kind, count in counts.items():
+            key = (pipe.direction, _type_name(kind))
+            seen[key] = seen.get(key, 0) + count
 
     def on_frames(
         self,
@@ -199,7 +202,8 @@ class Connection:
             block = self.requests.feed(frame)
             if block is not None:
                 stream_id, path = block
-                self.max_stream = max(self.max_stream, stream_id)
+                if stream_id > self.max_stream:
+                    self.max_stream = stream_id
                 if path is not None:
                     _remember(self.paths, stream_id, path)
         else:

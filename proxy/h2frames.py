@@ -45,6 +45,10 @@ class FrameType(IntEnum):
 
 ALL_TYPES: frozenset[int] = frozenset(range(256))
 HEADER_TYPES: frozenset[int] = frozenset({FrameType.HEADERS, FrameType.CONTINUATION})
+# Frames that start or continue a header block (PUSH_PROMISE carries one too).
+_BLOCK_TYPES: frozenset[int] = frozenset(
+    {FrameType.HEADERS, FrameType.PUSH_PROMISE, FrameType.CONTINUATION}
+)
 
 # Per frame type (index): the payload length the protocol fixes (-1: any), and
 # where it may appear (0: anywhere, 1: stream 0 only, 2: never on stream 0).
@@ -110,6 +114,8 @@ class Frame:
 
     def data_without_padding(self) -> bytes:
         """The payload of a DATA or HEADERS frame minus padding (and priority)."""
+        if not self.flags & (FLAG_PADDED | FLAG_PRIORITY):
+            return self.raw[HEADER_SIZE:]
         payload = self.payload
         start, end = 0, len(payload)
         if self.flags & FLAG_PADDED and self.type in (FrameType.DATA, FrameType.HEADERS):
@@ -225,7 +231,10 @@ class FrameReader:
                 continue
             # At a frame header (possibly split over calls).
             if not self._header and self._open_block is None:
-                pos, raw_start = self._scan(data, pos, size, out, raw_start, keep)
+                if keep:
+                    pos, raw_start = self._scan(data, pos, size, out, raw_start)
+                else:
+                    pos = self._watch(data, pos, size, out)
                 if pos >= size:
                     break
             need = HEADER_SIZE - len(self._header)
@@ -284,14 +293,14 @@ class FrameReader:
         return out
 
     def _scan(
-        self, data: bytes, pos: int, size: int, out: list[bytes | Frame], raw_start: int, keep: bool
+        self, data: bytes, pos: int, size: int, out: list[bytes | Frame], raw_start: int
     ) -> tuple[int, int]:
         """Pass over the frames whose headers are in ``data`` and break no rule,
         taking those of interest that lie whole in it into ``out`` (after the
-        raw bytes before them, with ``keep``). Return where the general path
-        takes over (a frame of interest cut by the end of ``data``, a header
-        block that goes on in CONTINUATION frames, a rule broken, or the end)
-        and where the raw bytes not yet in ``out`` start."""
+        raw bytes before them). Return where the general path takes over (a
+        frame of interest cut by the end of ``data``, a header block that goes
+        on in CONTINUATION frames, a rule broken, or the end) and where the raw
+        bytes not yet in ``out`` start."""
         interest = self.interest
         max_size = self.max_frame_size
         unpack = _HEAD.unpack_from
@@ -320,7 +329,7 @@ class FrameReader:
             if frame_type in interest:
                 if end > size:
                     return pos, raw_start
-                if keep and pos > raw_start:
+                if pos > raw_start:
                     out.append(data[raw_start:pos])
                 out.append(Frame(frame_type, flags, stream_id & 0x7FFFFFFF, data[pos:end]))
                 raw_start = end
@@ -328,6 +337,51 @@ class FrameReader:
         if pos > size:
             self._skip = pos - size
         return pos, raw_start
+
+    def _watch(self, data: bytes, pos: int, size: int, out: list[bytes | Frame]) -> int:
+        """:meth:`_scan` for :meth:`frames`, which forwards nothing: it checks
+        only what following the frames needs (lengths, and header blocks, for
+        HPACK), so a watched connection costs a few operations per frame. A
+        frame that breaks another rule goes to the server as it is, which
+        closes the connection as HTTP/2 requires; :meth:`feed` would refuse it."""
+        interest = self.interest
+        # Frames that need more than a step over: those of interest, and the
+        # header blocks that go on in CONTINUATIONs.
+        watched = interest | _BLOCK_TYPES
+        max_size = self.max_frame_size
+        unpack = _HEAD.unpack_from
+        last = size - HEADER_SIZE
+        while pos <= last:
+            word, flags, stream_id = unpack(data, pos)
+            frame_type = word & 0xFF
+            length = word >> 8
+            if frame_type in watched or length > max_size:
+                # The general path takes frames of interest cut by the end of
+                # the data, and header blocks that go on in CONTINUATIONs.
+                rule = _SKIP_TABLE[frame_type]
+                if (
+                    length > max_size
+                    or rule is None
+                    or (frame_type in _BLOCK_TYPES and not flags & FLAG_END_HEADERS)
+                ):
+                    return pos
+                if frame_type in interest:
+                    end = pos + HEADER_SIZE + length
+                    fixed, where = rule
+                    stream_id &= 0x7FFFFFFF
+                    if (
+                        end > size
+                        or (fixed >= 0 and length != fixed)
+                        or (where == 1 and stream_id)
+                        or (where == 2 and not stream_id)
+                        or (frame_type == 4 and length % 6)
+                    ):
+                        return pos
+                    out.append(Frame(frame_type, flags, stream_id, data[pos:end]))
+            pos += HEADER_SIZE + length
+        if pos > size:
+            self._skip = pos - size
+        return pos
 
     def _finish_frame(self) -> Frame:
         raw = bytes(self._buffer)

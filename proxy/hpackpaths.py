@@ -44,15 +44,16 @@ class PathDecoder:
         # A gRPC client repeats the same block, byte for byte, for every call of
         # a method once its headers are in the table. Such a block means the
         # same thing until the table changes, which clears this cache.
-        self._cache: dict[bytes, bytes | None] = {}
+        self._cache: dict[bytes, str | None] = {}
 
-    def decode(self, block: bytes) -> bytes | None:
+    def decode(self, block: bytes) -> str | None:
         """Decode one complete header block; return its ``:path`` (if any)."""
         cache = self._cache
         if block in cache:
             return cache[block]
         changes = self._changes
-        path = self._decode(block)
+        raw = self._decode(block)
+        path = None if raw is None else raw.decode("latin-1")
         if changes == self._changes:
             if len(cache) >= _CACHE_SIZE:
                 cache.clear()
@@ -183,8 +184,7 @@ class RequestHeaders:
             self._stream_id = frame.stream_id
             if frame.flags & FLAG_END_HEADERS:
                 # The common case: the whole block in one frame, no copy.
-                path = self._decoder.decode(frame.data_without_padding())
-                return self._stream_id, None if path is None else path.decode("latin-1")
+                return self._stream_id, self._decoder.decode(frame.data_without_padding())
             self._block = bytearray(frame.data_without_padding())
         elif frame.type == FrameType.CONTINUATION:
             self._block += frame.payload
@@ -195,5 +195,4 @@ class RequestHeaders:
         if not frame.flags & FLAG_END_HEADERS:
             return None
         block, self._block = bytes(self._block), bytearray()
-        path = self._decoder.decode(block)
-        return self._stream_id, None if path is None else path.decode("latin-1")
+        return self._stream_id, self._decoder.decode(block)
