@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 _NO_TYPES: frozenset[int] = frozenset()
 # Bytes of one direction followed in one go while no fault needs frames at once.
-FOLLOW_BATCH = 16384
+FOLLOW_BATCH = 4096
 
 
 class Slot:
