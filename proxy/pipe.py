@@ -331,6 +331,8 @@ class Pipe:
                 return
         self.reader = FrameReader(preface=False, interest=self._interest())
         self.switch_mode()
+        if self.pending_inject:
+            self._send_injected()
         if after:
             self._take(after)
 
