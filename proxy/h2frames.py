@@ -169,6 +169,10 @@ class FrameReader:
         self.interest = frozenset(interest)
         self.max_frame_size = max_frame_size
         self._preface_left = len(PREFACE) if preface else 0
+        # The client's preface ends with a SETTINGS frame (RFC 9113 section
+        # 3.4): no frame of ours may go before it, so the boundary after the
+        # 24 bytes does not count.
+        self._settings_first = preface
         self._buffer = bytearray()
         # Bytes still to pass raw for the frame being skipped.
         self._skip = 0
@@ -180,13 +184,16 @@ class FrameReader:
 
     @property
     def past_preface(self) -> bool:
-        return self._preface_left == 0
+        """Has the preface (the client's: 24 bytes and a SETTINGS frame's header) passed?"""
+        return self._preface_left == 0 and not self._settings_first
 
     @property
     def at_boundary(self) -> bool:
-        """True when everything fed so far was a whole number of frames."""
+        """True when everything fed so far was a whole number of frames (for
+        the client's direction: and its preface has passed)."""
         return (
             self._preface_left == 0
+            and not self._settings_first
             and self._skip == 0
             and self._collect == 0
             and not self._header
@@ -239,7 +246,7 @@ class FrameReader:
                     raw_start = pos
                 continue
             # At a frame header (possibly split over calls).
-            if not self._header and self._open_block is None:
+            if not self._header and self._open_block is None and not self._settings_first:
                 if keep:
                     pos, raw_start = self._scan(data, pos, size, out, raw_start)
                 else:
@@ -406,6 +413,10 @@ class FrameReader:
         stream_id &= 0x7FFFFFFF
         if length > self.max_frame_size:
             raise ProtocolError(f"frame length {length} exceeds {self.max_frame_size}")
+        if self._settings_first:
+            if frame_type != FrameType.SETTINGS:
+                raise ProtocolError("the client preface does not end with a SETTINGS frame")
+            self._settings_first = False
         if frame_type >= len(_RULES):
             # Unknown types are allowed (and ignored), but not inside a header block.
             if self._open_block is not None:

@@ -51,6 +51,17 @@ def test_bad_preface_is_a_protocol_error() -> None:
         FrameReader(preface=True).feed(b"GET / HTTP/1.1\r\n")
 
 
+def test_the_client_preface_ends_with_settings() -> None:
+    # Nothing may be injected between the 24 bytes and the SETTINGS frame.
+    reader = FrameReader(preface=True)
+    reader.feed(PREFACE)
+    assert not reader.at_boundary
+    reader.feed(SETTINGS_EMPTY)
+    assert reader.at_boundary
+    with pytest.raises(ProtocolError, match="SETTINGS"):
+        FrameReader(preface=True).feed(PREFACE + PING)
+
+
 def test_byte_by_byte_gives_the_same_frames() -> None:
     stream = PREFACE + SETTINGS_EMPTY + PING + DATA_STREAM_1 + PING
     reader = FrameReader(preface=True, interest=ALL_TYPES)
@@ -296,7 +307,7 @@ frame_strategy = st.builds(
 def test_valid_streams_come_back_byte_for_byte(
     frames: list[bytes], cuts: list[int], interest: set[int]
 ) -> None:
-    stream = PREFACE + b"".join(frames)
+    stream = PREFACE + SETTINGS_EMPTY + b"".join(frames)
     reader = FrameReader(preface=True, interest=interest)
     pieces: list[bytes | Frame] = []
     start = 0
