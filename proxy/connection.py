@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, TypeVar, cast
 
-from etcdlab.proxy.faults.base import DOWNSTREAM, UPSTREAM, Action, FrameFault
+from etcdlab.proxy.faults.base import DOWNSTREAM, UPSTREAM, Action, FrameFault, Shaper
 from etcdlab.proxy.grpcwire import (
     GRPC_UNAVAILABLE,
     MessageCursor,
@@ -80,19 +80,27 @@ class Connection:
         self.up.source = client
         client.pause_reading()
         self.replan()
+        # When the SYN (upstream), then the SYN-ACK (downstream), is sent again,
+        # and for which fault: either lost delays the connect. Drawn as the
+        # client's SYN arrives, under the faults on then.
+        self.opening: list[tuple[float, Shaper]] = []
+        for pipe in (self.up, self.down):
+            for shaper in link.plans[pipe.plan_key].shapers:
+                after = self.opening[-1][0] if self.opening else 0.0
+                self.opening.extend((after + at, shaper) for at in shaper.connect_sends(pipe.rng))
 
     async def connect(self) -> None:
         link = self.link
-        delay = 0.0
-        for pipe in (self.up, self.down):
-            for shaper in link.plans[pipe.plan_key].shapers:
-                # SYN upstream, SYN-ACK downstream: either lost delays the connect.
-                delay += shaper.connect_delay(pipe.rng)
+        loop = asyncio.get_running_loop()
         try:
-            if delay:
-                link.counters.delay(delay)
-                await asyncio.sleep(delay)
-            loop = asyncio.get_running_loop()
+            if self.opening:
+                start = loop.time()
+                delaying = {shaper for _, shaper in self.opening}
+                for at, _ in self.opening:
+                    await asyncio.sleep(max(0.0, start + at - loop.time()))
+                    if delaying.isdisjoint(self._shapers()):
+                        break  # the faults were removed: this send gets through
+                link.counters.delay(loop.time() - start)
             transport, _ = await loop.create_connection(
                 lambda: UpstreamProtocol(self), link.upstream[0], link.upstream[1]
             )
@@ -114,12 +122,19 @@ class Connection:
         self.up.resume("connecting")
         self.up.flush()
 
+    def _shapers(self) -> set[Shaper]:
+        """The shapers acting on either direction now."""
+        plans = self.link.plans
+        return {s for pipe in (self.up, self.down) for s in plans[pipe.plan_key].shapers}
+
     def replan(self) -> None:
         link = self.link
         for pipe in (self.up, self.down):
             key = self.dialer if (pipe.direction, self.dialer) in link.plans else None
             pipe.plan_key = (pipe.direction, link.variant(pipe.direction, key, self.index))
             plan = link.plans[pipe.plan_key]
+            if pipe.fault_state:
+                pipe.heal(plan)
             if plan.pause:
                 pipe.pause("fault")
             else:

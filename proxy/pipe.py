@@ -41,14 +41,18 @@ FOLLOW_BATCH = 4096
 
 
 class Slot:
-    """Queued bytes: due at ``release`` (may move earlier), read at ``arrived``."""
+    """Queued bytes: due at ``release`` (may move earlier), read at ``arrived``;
+    ``late`` when a fault's timers hold them back (see :class:`Late`)."""
 
-    __slots__ = ("arrived", "data", "release")
+    __slots__ = ("arrived", "data", "late", "release")
 
-    def __init__(self, release: float, arrived: float, data: bytes) -> None:
+    def __init__(
+        self, release: float, arrived: float, data: bytes, late: Late | None = None
+    ) -> None:
         self.release = release
         self.arrived = arrived
         self.data = data
+        self.late = late
 
 
 class Pipe:
@@ -88,7 +92,7 @@ class Pipe:
         self.queue: deque[Slot] = deque()
         self.queued_bytes = 0
         # Lost segments still waiting on a timer that later bytes may cut short.
-        self.recoverable: list[tuple[Slot, Late]] = []
+        self.recoverable: list[Slot] = []
         self.timer: asyncio.TimerHandle | None = None
         # Frames held per stream by method-filtered latency, and their timer.
         self.lanes: StreamLanes | None = None
@@ -422,27 +426,48 @@ class Pipe:
             size = piece.size
             chunk = data if size == len(data) else data[offset : offset + size]
             offset += size
-            slot = Slot(piece.release, now, chunk)
+            slot = Slot(piece.release, now, chunk, piece.late)
             self.queue.append(slot)
             if piece.late is not None:
-                self.recoverable.append((slot, piece.late))
+                self.recoverable.append(slot)
         self.queued_bytes += len(data)
         self.flush()
 
     def _recover(self, arrival: float) -> None:
         """New bytes reach the receiver at ``arrival``: their SACK reveals each
         earlier lost segment (if they are lost too, only once they arrive)."""
-        for slot, late in self.recoverable:
-            if slot.release > arrival:
-                slot.release = late.revealed(slot.release, arrival)
+        for slot in self.recoverable:
+            if slot.late is not None and slot.release > arrival:
+                slot.release, slot.late = slot.late.revealed(slot.release, arrival)
         self.recoverable.clear()
 
     def _rearm(self, acked_at: float) -> None:
         """An ACK of this direction's data arrives at ``acked_at``: each tail hole
         whose fast probe has not fired yet waits for the slow one instead."""
-        for index, (slot, late) in enumerate(self.recoverable):
-            slot.release, kept = late.rearmed(slot.release, acked_at)
-            self.recoverable[index] = (slot, kept)
+        for slot in self.recoverable:
+            if slot.late is not None:
+                slot.release, slot.late = slot.late.rearmed(slot.release, acked_at)
+
+    def heal(self, plan: Plan) -> None:
+        """Faults no longer in ``plan`` are healed: their state goes, and the
+        bytes their timers hold back arrive with the first send from now on."""
+        healed = [fault for fault in self.fault_state if fault not in plan.shapers]
+        if not healed:
+            return
+        for fault in healed:
+            del self.fault_state[fault]
+        now = asyncio.get_running_loop().time()
+        moved = False
+        for slot in self.queue:
+            late = slot.late
+            if late is not None and late.fault in healed:
+                slot.late = None
+                release = late.healed(now)
+                if release < slot.release:
+                    slot.release, moved = release, True
+        self.recoverable = [slot for slot in self.recoverable if slot.late is not None]
+        if moved:
+            self.flush()
 
     def _hold(self, data: bytes) -> None:
         self.held.append(data)

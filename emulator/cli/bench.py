@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ from etcdlab.bench.retries import run_bench
 from etcdlab.bench.retry_config import FAULTS, BenchConfig
 from etcdlab.bench.retry_report import table, write_outputs
 from etcdlab.bench.retry_strategies import STRATEGIES
+from etcdlab.common import stopping
 from etcdlab.common.argtypes import positive_float, positive_int, time_scale
 
 
@@ -121,7 +121,7 @@ def run_retries(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    results = asyncio.run(run_bench(cfg, progress))
+    results = stopping.run(run_bench(cfg, progress))
     print(table(results))
     write_outputs(cfg, results, args.out)
     print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.svg'}")

@@ -9,7 +9,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from etcdlab.cli import exits
 from etcdlab.cluster.local import LocalCluster, ServerFlags
+from etcdlab.common import stopping
 from etcdlab.common.argtypes import positive_float, positive_int, time_scale
 from etcdlab.election.config import LeaderElectionConfig
 from etcdlab.election.safety import SafetyChecker
@@ -45,8 +47,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "bound keys, 60 s session TTL), every timing times --time-scale. Once a leader "
             "is elected, inject one fault on the leader's member or connection, watch for "
             "--observe seconds, and report overlaps (two candidates believing they lead at "
-            "once), transitions, time without a leader and the failover. Exit status 1 if "
-            "leaders overlapped."
+            "once), transitions, time without a leader and the failover. Exit status "
+            f"{exits.UNSAFE} if leaders overlapped, {exits.FAILED} if the run failed, "
+            "130/143 if stopped by SIGINT/SIGTERM."
         ),
     )
     parser.add_argument(
@@ -113,12 +116,12 @@ def _probability(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = asyncio.run(_election(args))
+    summary = stopping.run(_election(args))
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
         _print_summary(summary)
-    return 1 if summary["report"]["overlaps"] else 0
+    return exits.UNSAFE if summary["report"]["overlaps"] else exits.COMPLETED
 
 
 async def _election(args: argparse.Namespace) -> dict[str, Any]:

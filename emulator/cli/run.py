@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from etcdlab.cli import exits
+from etcdlab.cli.grpclog import grpc_log_to
+from etcdlab.common import stopping
 from etcdlab.common.argtypes import non_negative_int, positive_float, positive_int, time_scale
 from etcdlab.controlplane.plane import PlaneConfig
 from etcdlab.scenario import engine
 from etcdlab.scenario import spec as scenarios
+
+GRPC_LOG = "grpc.log"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
         epilog=(
             "Example: etcdlab run packet-loss-30 --time-scale 0.2 --out /tmp/report. "
-            "SCENARIO is a built-in name (see 'etcdlab scenarios') or a TOML file."
+            "SCENARIO is a built-in name (see 'etcdlab scenarios') or a TOML file "
+            f"(format: docs/SCENARIOS.md), checked whole before anything starts. {exits.RUN}"
         ),
     )
     run.add_argument("scenario", metavar="SCENARIO", help="built-in name or path to a .toml")
@@ -75,7 +82,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"Deployments and StatefulSets each (default {defaults.deployments})",
     )
     run.add_argument("--nodes", type=positive_int, default=defaults.nodes, help="simulated nodes")
+    run.add_argument(
+        "--fail-on",
+        choices=("differs",),
+        help=f"differs: exit {exits.DIFFERS} when a claim differs from the measurement",
+    )
     run.add_argument("--quiet", action="store_true", help="print only the summary")
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="let gRPC log to the terminal (default: to grpc.log beside the report)",
+    )
     run.set_defaults(handler=run_scenario)
 
 
@@ -105,20 +122,36 @@ def run_scenario(args: argparse.Namespace) -> int:
         proxy_control=args.proxy_control,
         plane=plane,
     )
+    # Before the log file beside the report exists: a scenario this run cannot
+    # inject is bad input, and nothing may have started.
+    engine.check(scenario, options)
     quiet = args.quiet
 
     def progress(line: str) -> None:
         if not quiet or line.startswith(("scenario ", "  [", "  safety", "  event-loop", "report")):
             print(line, flush=True)
 
-    job = engine.run(scenario, options, progress)
+    # The emulator must not be the bottleneck: uvloop's loop has less overhead.
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
     try:
         import uvloop
     except ImportError:
-        asyncio.run(job)
+        loop_factory = None
     else:
-        # The emulator must not be the bottleneck: uvloop's loop has less overhead.
-        uvloop.run(job)
-    if not quiet:
-        print(f"wrote {args.out / 'report.json'}", file=sys.stderr)
-    return 0
+        loop_factory = uvloop.new_event_loop
+    job = engine.run(scenario, options, progress)
+    if args.verbose:
+        report, _ = stopping.run(job, loop_factory)
+    else:
+        with grpc_log_to(args.out / GRPC_LOG):
+            report, _ = stopping.run(job, loop_factory)
+    return exit_status(report, args.fail_on)
+
+
+def exit_status(report: dict[str, Any], fail_on: str | None) -> int:
+    """The exit status of a run that completed (see :data:`etcdlab.cli.exits.RUN`)."""
+    if report["safety"]["overlapping_leaders"]:
+        return exits.UNSAFE
+    if fail_on == "differs" and report["verdicts"]["differs"]:
+        return exits.DIFFERS
+    return exits.COMPLETED

@@ -64,6 +64,12 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
     return free_tcp_ports(1, host)[0]
 
 
+# etcd recommends 3, 5 or 7 members (more only slows consensus down), and every
+# member here is a process on this machine: a typo like 100 would start 100.
+MAX_MEMBERS = 9
+MEMBERS_BOUND = "etcd clusters have 3, 5 or 7 members"
+
+
 class ClusterError(RuntimeError):
     """The local cluster could not be started or operated."""
 
@@ -219,8 +225,10 @@ class LocalCluster:
         base_dir: Path | None = None,
         cluster_token: str = "etcdlab",
     ) -> None:
-        if members < 1:
-            raise ValueError("members must be at least 1")
+        if not 1 <= members <= MAX_MEMBERS:
+            raise ValueError(
+                f"members must be between 1 and {MAX_MEMBERS} ({MEMBERS_BOUND}): {members}"
+            )
         self.flags = flags or ServerFlags()
         self.host = host
         self.cluster_token = cluster_token

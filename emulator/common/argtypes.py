@@ -4,6 +4,7 @@ with a message naming the value, which argparse turns into a one-line error."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from etcdlab.common.timescale import MESSAGE, TimeScale
 
@@ -16,6 +17,19 @@ def _integer(text: str, minimum: int, rule: str) -> int:
     if value < minimum:
         raise argparse.ArgumentTypeError(f"{rule}: {value}")
     return value
+
+
+def int_between(low: int, high: int, why: str = "") -> Callable[[str], int]:
+    """An integer type accepting ``low..high``; ``why`` explains the bound in the message."""
+
+    def parse(text: str) -> int:
+        value = _integer(text, low, f"must be at least {low}")
+        if value > high:
+            reason = f" ({why})" if why else ""
+            raise argparse.ArgumentTypeError(f"must be at most {high}{reason}: {value}")
+        return value
+
+    return parse
 
 
 def positive_int(text: str) -> int:

@@ -25,7 +25,7 @@ from etcdlab.client.errors import EtcdError
 from etcdlab.client.etcd import EtcdClient
 from etcdlab.cluster.local import LocalCluster, ServerFlags
 from etcdlab.common.clock import MonotonicClock
-from etcdlab.common.timeline import FaultKind, Recorder, Timeline
+from etcdlab.common.timeline import FaultKind, Health, Recorder, Request, Timeline, quantile
 from etcdlab.common.timescale import UNSCALED, TimeScale
 from etcdlab.controlplane.plane import KCM_LEASE, ControlPlane, PlaneConfig
 from etcdlab.proxy.driver import ControlFaults, FaultDriver, LinkFaults
@@ -34,10 +34,19 @@ from etcdlab.proxy.faults.blackhole import Blackhole
 from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.link import ProxyLink
 from etcdlab.proxy.server import ProxyServer
-from etcdlab.report.render import ReportPaths, summary, write_report
-from etcdlab.scenario.spec import FaultStep, Scenario
+from etcdlab.report.render import Outcome, ReportPaths, summary, write_report
+from etcdlab.scenario.spec import (
+    MEMBERS,
+    PROCESS_KINDS,
+    FaultStep,
+    FieldError,
+    Scenario,
+    target_members,
+)
 
-MEMBERS = 3
+# Faults only a local cluster can inject: it owns the processes, and it knows the leader.
+LOCAL_ONLY_KINDS = (*PROCESS_KINDS, "flapping")
+LOCAL_ONLY_TARGETS = ("leader", "follower")
 Heal = Callable[[], Awaitable[None]]
 KINDS = {
     "loss": FaultKind.LOSS,
@@ -208,17 +217,36 @@ async def member_ids(endpoints: Sequence[str]) -> list[str] | None:
     return ids
 
 
+def check(scenario: Scenario, options: RunOptions) -> None:
+    """What the scenario needs that these options cannot give, before anything starts."""
+    if not options.endpoints:
+        return
+    for index, step in enumerate(scenario.faults):
+        if options.proxy_control is None:
+            raise FieldError(
+                f"fault[{index}]", "injecting faults into --endpoints needs --proxy-control"
+            )
+        if step.kind in LOCAL_ONLY_KINDS:
+            raise FieldError(
+                f"fault[{index}].kind",
+                f"a {step.kind} fault needs a local cluster (no --endpoints)",
+            )
+        if step.target in LOCAL_ONLY_TARGETS:
+            raise FieldError(
+                f"fault[{index}].target",
+                f"{step.target!r} needs a local cluster (no --endpoints): name member indexes",
+            )
+
+
 def resolve(target: str, leader: int | None) -> list[int]:
-    if target in ("leader", "follower"):
-        if leader is None:
-            raise ValueError(f"target {target!r} needs a local cluster with a leader")
-        if target == "leader":
-            return [leader]
-        return [(leader + 1) % MEMBERS]
-    members = sorted({int(part) for part in target.split(",")})
-    if any(m >= MEMBERS for m in members):
-        raise ValueError(f"target {target!r}: members are 0..{MEMBERS - 1}")
-    return members
+    """The members ``target`` names now; RuntimeError if it names the leader and
+    there is none (the cluster lost it, e.g. to an earlier fault)."""
+    members = target_members(target)
+    if members is not None:
+        return members
+    if leader is None:
+        raise RuntimeError(f"target {target!r}: the cluster has no raft leader now")
+    return [leader] if target == "leader" else [(leader + 1) % MEMBERS]
 
 
 def server_flags(time_scale: float) -> ServerFlags:
@@ -240,8 +268,10 @@ Progress = Callable[[str], None]
 async def run(
     scenario: Scenario, options: RunOptions, progress: Progress = print
 ) -> tuple[dict[str, Any], ReportPaths]:
+    """Run ``scenario`` and write its report. Cancelled (a signal) or failed, it still
+    writes what it measured, marked interrupted or failed, and then re-raises."""
+    check(scenario, options)
     ts = options.time_scale
-    plane_config = replace(options.plane, seed=options.seed).scaled(ts)
     clock = MonotonicClock()
     timeline = Timeline(
         scenario.name,
@@ -256,84 +286,126 @@ async def run(
         },
     )
     recorder = Recorder(timeline, clock)
-    async with contextlib.AsyncExitStack() as stack:
-        if options.endpoints:
-            endpoints: Sequence[str] = options.endpoints
-            truth: Sequence[str] | None = None
-            driver: ScenarioFaults | None = None
-            if options.proxy_control:
-                ids = await member_ids(endpoints)
-                if ids is None and any(s.kind.startswith("partition") for s in scenario.faults):
-                    timeline.settings["notes"] = [PARTIAL_PARTITION]
-                driver = ScenarioFaults(ControlFaults(options.proxy_control), ts, member_ids=ids)
-            progress(f"using the cluster at {', '.join(endpoints)}")
-        else:
-            cluster = LocalCluster(MEMBERS, flags=server_flags(ts))
-            stack.callback(cluster.close)
-            proxies = ProxyServer(seed=options.seed)
-            stack.push_async_callback(proxies.close)
-            links: dict[tuple[int, str], ProxyLink] = {}
-            for member in cluster.members:
-                links[(member.index, "client")] = await proxies.add_link(
-                    f"etcd-{member.index}-client", (member.host, member.client_port)
-                )
-                peer = await proxies.add_link(
-                    f"etcd-{member.index}-peer", (member.host, member.peer_port), http2=False
-                )
-                links[(member.index, "peer")] = peer
-                member.advertise_peer_url = f"http://{peer.address[0]}:{peer.address[1]}"
-            progress("starting 3 etcd members behind fault proxies ...")
-            await cluster.astart(timeout=options.warmup_timeout)
-            endpoints = [
-                f"{links[(i, 'client')].address[0]}:{links[(i, 'client')].address[1]}"
-                for i in range(MEMBERS)
-            ]
-            truth = cluster.endpoints
-            driver = ScenarioFaults(LinkFaults(proxies.links, ts), ts, cluster)
-            member_sampler = asyncio.create_task(
-                _sample_members(cluster, recorder, max(0.25, plane_config.sample_period))
-            )
-            stack.callback(member_sampler.cancel)
-        if scenario.faults and driver is None:
-            raise ValueError("this scenario injects faults: give --proxy-control with --endpoints")
-        plane = ControlPlane(endpoints, clock, recorder, plane_config, truth)
-        stack.push_async_callback(plane.close)
-        await plane.create_objects()
-        plane.start()
-        progress(
-            f"control plane: {plane_config.apiservers} apiservers, {len(plane.components)} "
-            f"leader-elected candidates, {options.plane.objects} workload objects; warming up"
-        )
-        await _warm_up(plane, options.warmup_timeout)
-        origin = recorder.now()
-        duration = (options.duration or scenario.duration) * ts
-        progress(f"warm: faults start now; the run lasts {duration:.0f} s")
-        assert driver is not None or not scenario.faults
-        faults = [
-            asyncio.create_task(_fault(step, driver, recorder, origin, ts, progress))
-            for step in scenario.faults
-            if driver is not None and step.at * ts < duration
-        ]
-        outcomes: list[BaseException | None] = []
-        stop_churn = asyncio.create_task(_stop_churn(plane, faults))
-        try:
-            await _progress(recorder, plane, faults, origin, duration, progress)
-        finally:
-            # A fault still on when the run ends is healed (and recorded) now.
-            for task in [*faults, stop_churn]:
-                task.cancel()
-            outcomes = await asyncio.gather(*faults, stop_churn, return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, Exception):
-                raise outcome
-        failures = plane.failed_tasks()
-        if failures:
-            raise RuntimeError(f"a control-plane job failed: {failures[0]!r}")
-        timeline = recorder.finish()
-    report, paths = write_report(timeline, options.out)
+    try:
+        await _measure(scenario, options, clock, recorder, progress)
+    except asyncio.CancelledError as stop:
+        # The signal's name, as the command line cancelled the run with it.
+        reason = f"stopped by {stop.args[0]}" if stop.args else "cancelled"
+        _write(recorder.timeline, options, Outcome("interrupted", reason), progress)
+        raise
+    except Exception as error:
+        _write(recorder.timeline, options, Outcome("failed", str(error)), progress)
+        raise
+    return _write(recorder.timeline, options, Outcome(), progress)
+
+
+def _write(
+    timeline: Timeline, options: RunOptions, outcome: Outcome, progress: Progress
+) -> tuple[dict[str, Any], ReportPaths]:
+    report, paths = write_report(timeline, options.out, outcome)
     progress(summary(report))
     progress(f"report: {paths.html}")
     return report, paths
+
+
+async def _measure(
+    scenario: Scenario,
+    options: RunOptions,
+    clock: MonotonicClock,
+    recorder: Recorder,
+    progress: Progress,
+) -> None:
+    """Start everything, warm up, inject the faults, stop everything."""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await _start_and_inject(scenario, options, clock, recorder, progress, stack)
+        finally:
+            # Before anything stops: shutting down is not part of the measurement.
+            recorder.finish()
+
+
+async def _start_and_inject(
+    scenario: Scenario,
+    options: RunOptions,
+    clock: MonotonicClock,
+    recorder: Recorder,
+    progress: Progress,
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    ts = options.time_scale
+    plane_config = replace(options.plane, seed=options.seed).scaled(ts)
+    if options.endpoints:
+        endpoints: Sequence[str] = options.endpoints
+        truth: Sequence[str] | None = None
+        driver: ScenarioFaults | None = None
+        if options.proxy_control:
+            ids = await member_ids(endpoints)
+            if ids is None and any(s.kind.startswith("partition") for s in scenario.faults):
+                recorder.timeline.settings["notes"] = [PARTIAL_PARTITION]
+            driver = ScenarioFaults(ControlFaults(options.proxy_control), ts, member_ids=ids)
+        progress(f"using the cluster at {', '.join(endpoints)}")
+    else:
+        cluster = LocalCluster(MEMBERS, flags=server_flags(ts))
+        stack.callback(cluster.close)
+        proxies = ProxyServer(seed=options.seed)
+        stack.push_async_callback(proxies.close)
+        links: dict[tuple[int, str], ProxyLink] = {}
+        for member in cluster.members:
+            links[(member.index, "client")] = await proxies.add_link(
+                f"etcd-{member.index}-client", (member.host, member.client_port)
+            )
+            peer = await proxies.add_link(
+                f"etcd-{member.index}-peer", (member.host, member.peer_port), http2=False
+            )
+            links[(member.index, "peer")] = peer
+            member.advertise_peer_url = f"http://{peer.address[0]}:{peer.address[1]}"
+        progress(f"starting {MEMBERS} etcd members behind fault proxies ...")
+        await cluster.astart(timeout=options.warmup_timeout)
+        endpoints = [
+            f"{links[(i, 'client')].address[0]}:{links[(i, 'client')].address[1]}"
+            for i in range(MEMBERS)
+        ]
+        truth = cluster.endpoints
+        driver = ScenarioFaults(LinkFaults(proxies.links, ts), ts, cluster)
+        member_sampler = asyncio.create_task(
+            _sample_members(cluster, recorder, max(0.25, plane_config.sample_period))
+        )
+        stack.callback(member_sampler.cancel)
+    plane = ControlPlane(endpoints, clock, recorder, plane_config, truth)
+    stack.push_async_callback(plane.close)
+    await plane.create_objects()
+    plane.start()
+    progress(
+        f"control plane: {plane_config.apiservers} apiservers, {len(plane.components)} "
+        f"leader-elected candidates, {options.plane.objects} workload objects; warming up"
+    )
+    await _warm_up(plane, options.warmup_timeout)
+    origin = recorder.now()
+    duration = (options.duration or scenario.duration) * ts
+    progress(
+        f"warm: faults start now; the run lasts {options.duration or scenario.duration:g} s "
+        f"of scenario time ({duration:.0f} s at time scale {ts:g})"
+    )
+    faults = [
+        asyncio.create_task(_fault(step, driver, recorder, origin, ts, progress))
+        for step in scenario.faults
+        if driver is not None and step.at * ts < duration
+    ]
+    outcomes: list[BaseException | None] = []
+    stop_churn = asyncio.create_task(_stop_churn(plane, faults))
+    try:
+        await _progress(recorder, plane, faults, origin, duration, progress)
+    finally:
+        # A fault still on when the run ends is healed (and recorded) now.
+        for task in [*faults, stop_churn]:
+            task.cancel()
+        outcomes = await asyncio.gather(*faults, stop_churn, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            raise outcome
+    failures = plane.failed_tasks()
+    if failures:
+        raise RuntimeError(f"a control-plane job failed: {failures[0]!r}")
 
 
 async def _sample_members(cluster: LocalCluster, recorder: Recorder, period: float) -> None:
@@ -381,18 +453,29 @@ async def _fault(
     await asyncio.sleep(max(0.0, origin + step.at * ts - recorder.now()))
     members = resolve(step.target, await asyncio.to_thread(driver.leader))
     target = ",".join(f"etcd-{m}" for m in members)
-    detail = f"{step.kind} on {step.links} links" + (
-        f", p={step.probability:g}" if step.kind == "loss" else ""
-    )
+    detail = _detail(step)
     heal = await driver.apply(step, members)
     start = recorder.now()
-    progress(f"fault on: {detail} of {target}")
+    progress(f"fault on: {step.kind} of {target} ({detail})")
     try:
         await asyncio.sleep(step.duration * ts)
     finally:
         await heal()
         recorder.fault(start, KINDS[step.kind], target, detail)
         progress(f"fault healed: {target}")
+
+
+def _detail(step: FaultStep) -> str:
+    """The fault's settings in words, for the progress line and the report."""
+    if step.kind == "kill":
+        return "process killed, restarted at the heal"
+    if step.kind == "pause":
+        return "process stopped (SIGSTOP), resumed at the heal"
+    if step.kind == "loss":
+        return f"{step.links} links, p={step.probability:g}"
+    if step.kind == "flapping":
+        return f"{step.links} links down and up every {step.period:g} s"
+    return f"{step.links} links blackholed"
 
 
 _TIMER_RESOLUTION = 0.002
@@ -408,6 +491,8 @@ async def _progress(
 ) -> None:
     tick = max(duration / 10, 0.5)
     end = origin + duration
+    timeline = recorder.timeline
+    seen = len(timeline.requests)
     # uvloop's timers have millisecond resolution and may wake a hair early:
     # a remainder under that is the end, not another (near-zero) tick.
     while (left := end - recorder.now()) > _TIMER_RESOLUTION:
@@ -419,6 +504,32 @@ async def _progress(
             if task.done() and not task.cancelled() and task.exception() is not None:
                 # A fault that could not be applied ends the run now, not at its end.
                 await task
-        done = ", ".join(f"{k} {d}/{t}" for k, (d, t) in plane.progress.items())
-        leaders = plane.leaders()
-        progress(f"  t+{recorder.now() - origin:6.1f} s  leaders {len(leaders)}  workloads {done}")
+        # The requests since the last line: what the fault is doing now.
+        recent, seen = timeline.requests[seen:], len(timeline.requests)
+        progress(
+            f"  t+{timeline.unscaled(recorder.now() - origin):6.1f} s  "
+            f"{_requests_words(recent)}  {_members_words(timeline.health)}"
+            f"leaders {len(plane.leaders())}  workloads "
+            + ", ".join(f"{kind} {d}/{t}" for kind, (d, t) in plane.progress.items())
+        )
+
+
+def _requests_words(requests: Sequence[Request]) -> str:
+    """Error rate and p99 of the requests that went to etcd (the cache never fails)."""
+    sent = [r for r in requests if r.source == "etcd"]
+    if not sent:
+        return "no etcd requests"
+    failed = sum(not r.ok for r in sent)
+    p99 = quantile((r.latency for r in sent), 0.99) or 0.0
+    return f"errors {failed / len(sent):4.0%} of {len(sent):<5d} p99 {p99 * 1000:7.1f} ms"
+
+
+def _members_words(health: Sequence[Health]) -> str:
+    """How many members answer ``/health`` (a leader and quorum) at their last sample."""
+    last: dict[str, bool] = {}
+    for sample in health:
+        if sample.component.startswith("etcd-"):
+            last[sample.component] = sample.healthy
+    if not last:
+        return ""
+    return f"members healthy {sum(last.values())}/{len(last)}  "

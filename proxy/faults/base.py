@@ -380,11 +380,18 @@ def _is_member_id(text: str) -> bool:
 
 
 class Late(Protocol):
-    """A piece held back by a timer that later traffic may cut short (a lost
-    segment, see :mod:`etcdlab.proxy.faults.loss`)."""
+    """A piece held back by its fault's timers (a lost segment, sent again
+    until a send gets through, see :mod:`etcdlab.proxy.faults.loss`). Later
+    traffic may cut the wait short, and so does removing the fault."""
 
-    def revealed(self, release: float, arrival: float) -> float:
-        """Its release if later bytes reach the receiver at ``arrival``."""
+    @property
+    def fault(self) -> Fault:
+        """The fault holding it back."""
+        ...
+
+    def revealed(self, release: float, arrival: float) -> tuple[float, Late]:
+        """Its release if later bytes reach the receiver at ``arrival``, and
+        what to keep of it."""
         ...
 
     def rearmed(self, release: float, acked_at: float) -> tuple[float, Late]:
@@ -392,13 +399,18 @@ class Late(Protocol):
         ``acked_at``, and what to keep of it for later bytes."""
         ...
 
+    def healed(self, at: float) -> float:
+        """Its release if its fault is removed at ``at`` (loop time): the
+        first send from then on gets through, as on a clean network."""
+        ...
+
 
 class Piece:
     """``size`` bytes of a chunk, deliverable at ``release`` (event loop clock).
 
-    ``late`` is set when the release waits on a timer that later traffic on
-    the same connection could cut short. Bytes are never delivered before
-    earlier ones, whatever their release.
+    ``late`` is set when the release waits on its fault's timers, which later
+    traffic on the same connection or the fault's removal could cut short.
+    Bytes are never delivered before earlier ones, whatever their release.
     """
 
     __slots__ = ("late", "release", "size")
@@ -455,9 +467,12 @@ class Shaper(Fault):
         overtake (:mod:`etcdlab.proxy.streamlanes`), rather than the byte stream?"""
         return False
 
-    def connect_delay(self, rng: random.Random) -> float:
-        """Extra seconds before a new connection carries bytes."""
-        return 0.0
+    def connect_sends(self, rng: random.Random) -> list[float]:
+        """When (seconds after a connect starts) the connect's opening segment
+        is sent again, the last of them getting through; empty if the first
+        does. Once the fault is removed the first send from then on gets
+        through instead."""
+        return []
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -241,7 +241,7 @@ async def test_lost_syn_delays_the_first_bytes_as_the_seed_says(echo: Address) -
     def expected(seed: int) -> float:
         # The first draws of connection 1's two streams decide SYN and SYN-ACK.
         return sum(
-            loss.connect_delay(random.Random(f"{seed}/raw/1/{direction}"))
+            (loss.connect_sends(random.Random(f"{seed}/raw/1/{direction}")) or [0.0])[-1]
             for direction in (UPSTREAM, DOWNSTREAM)
         )
 
@@ -255,6 +255,37 @@ async def test_lost_syn_delays_the_first_bytes_as_the_seed_says(echo: Address) -
         writer.close()
     # At least the SYN delay; the one byte each way may add segment losses.
     assert time.monotonic() - started >= expected(seed) - 0.002
+
+
+@pytest.mark.parametrize("lost", ["syn", "data"])
+async def test_removing_a_loss_lets_the_next_send_through(echo: Address, lost: str) -> None:
+    """Losses are drawn as if the fault lasted; once it is removed the next
+    retransmission (of the SYN, or of the data) gets through, as on a clean
+    network, instead of the rest of a long run of losses."""
+    # SYN sent again at 0.1, 0.3, 0.7 s...; data at 0.02, 0.04, 0.08 s...
+    loss = Loss(0.99, direction=UPSTREAM, name="lossy").scaled(TimeScale(0.1))
+    seed = 1
+    # Without the heal the SYN (or the byte) would wait for minutes.
+    assert len(loss.connect_sends(random.Random(f"{seed}/raw/1/{UPSTREAM}"))) > 8
+    async with ProxyLink("raw", echo, http2=False, seed=seed) as link:
+        if lost == "syn":
+            link.add(loss)
+        reader, writer = await asyncio.open_connection(*link.address)
+        if lost == "data":
+            writer.write(b"clean")
+            assert await asyncio.wait_for(reader.readexactly(5), 5) == b"clean"
+            link.add(loss)
+        await eventually(lambda: link.connections == 1, 5, "the connection accepted")
+        writer.write(b"x")
+        if lost == "data":
+            key = (loss.name, "segment_lost")
+            await eventually(lambda: key in link.counters.faults_applied, 5, "the byte lost")
+        link.remove(loss)
+        healed = time.monotonic()
+        assert await asyncio.wait_for(reader.readexactly(1), 5) == b"x"
+        # The next send comes within one (small) timeout of the heal.
+        assert time.monotonic() - healed < 1.0
+        writer.close()
 
 
 async def test_method_latency_holds_only_its_streams_and_releases_them_on_removal() -> None:

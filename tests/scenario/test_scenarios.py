@@ -21,7 +21,7 @@ from etcdlab.proxy.server import ProxyServer
 from etcdlab.report.claims import CLAIMS
 from etcdlab.scenario import engine
 from etcdlab.scenario import spec as scenarios
-from etcdlab.scenario.spec import BUILTINS, FaultStep, Scenario, from_toml
+from etcdlab.scenario.spec import BUILTINS, FaultStep, Scenario
 
 SMALL = PlaneConfig(
     apiservers=2,
@@ -35,68 +35,11 @@ SMALL = PlaneConfig(
 )
 
 
-def test_builtins_are_valid_and_named_after_themselves() -> None:
-    assert set(BUILTINS) == {
-        "packet-loss-30",
-        "partition-minority",
-        "partition-majority",
-        "member-kill",
-        "member-pause",
-        "flapping",
-    }
-    for name, scenario in BUILTINS.items():
-        assert scenario.name == name and scenario.faults and scenario.description
-    fault = BUILTINS["packet-loss-30"].faults[0]
-    assert (fault.kind, fault.probability, fault.links) == ("loss", 0.3, "all")
-
-
-def test_toml_scenario_round_trip() -> None:
-    scenario = from_toml(
-        """
-        name = "two"
-        description = "loss on two members"
-        duration = 100
-        [[fault]]
-        at = 10
-        duration = 20
-        kind = "loss"
-        target = "0,1"
-        probability = 0.1
-        links = "client"
-        """
-    )
-    assert scenario == Scenario(
-        "two",
-        "loss on two members",
-        100,
-        (FaultStep(10, 20, "loss", "0,1", probability=0.1, links="client"),),
-    )
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("duration = 10\n[[fault]]\nat = 1\nduration = 2\nkind = 'melt'", "kind must be one of"),
-        ("duration = 10\n[[fault]]\nat = 5\nduration = 20\nkind = 'kill'", "after the scenario"),
-        ("[[fault]]\nat = 5\nduration = 1\nkind = 'kill'", "missing 'duration'"),
-        ("duration = 10\n[[fault]]\nat = 1\nduration = 2\nkind = 'loss'\nbogus = 1", "bogus"),
-        ("duration = 10\n[[fault]]\nat = 1\nduration = 2\nkind = 'loss'\ntarget = 'x'", "target"),
-        ("duration = 10\n[[fault]]\nat = 1\nduration = 2\nkind = 'loss'\nprobability = 2", "prob"),
-        ("duration = ", "not valid TOML"),
-    ],
-)
-def test_bad_toml_is_rejected_with_the_field_named(text: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        from_toml(text, "bad.toml")
-
-
 def test_targets_resolve_against_the_leader() -> None:
     assert engine.resolve("leader", 2) == [2]
     assert engine.resolve("follower", 2) == [0]
     assert engine.resolve("1,0", None) == [0, 1]
-    with pytest.raises(ValueError, match=r"members are 0\.\.2"):
-        engine.resolve("3", None)
-    with pytest.raises(ValueError, match="local cluster"):
+    with pytest.raises(RuntimeError, match="no raft leader"):
         engine.resolve("leader", None)
 
 
@@ -112,7 +55,8 @@ def test_cli_lists_scenarios_and_rejects_bad_input(
     bad = tmp_path / "bad.toml"
     bad.write_text("duration = -1\n")
     assert main(["run", str(bad)]) == 2
-    assert "duration must be positive" in capsys.readouterr().err
+    problem = "duration: must be above 0, not -1"
+    assert capsys.readouterr().err == f"etcdlab run: error: {bad}: {problem}\n"
     for scale in ("0", "nan", "inf"):
         with pytest.raises(SystemExit) as exit_info:
             main(["run", "packet-loss-30", "--time-scale", scale])
@@ -150,6 +94,12 @@ async def test_builtin_scenario_runs_end_to_end(name: str, tmp_path: Path) -> No
     assert "<svg" in paths.html.read_text()
     assert any(line.startswith("fault on:") for line in lines)
     assert any(line.startswith(f"scenario {name}") for line in lines)
+    # Progress in the scenario's seconds, with what the faults do to requests and members.
+    ticks = [line for line in lines if line.startswith("  t+")]
+    assert ticks and float(ticks[-1].split()[1]) == pytest.approx(duration, abs=1)
+    for tick in ticks:
+        assert " p99 " in tick or "no etcd requests" in tick, tick
+        assert " members healthy " in tick, tick
 
 
 async def test_remote_faults_go_through_the_proxy_control_api() -> None:
