@@ -8,6 +8,10 @@ a busy connection costs a few integer operations per frame header. The interest
 set can change at any time; it applies from the next frame header on, so a
 frame that was half forwarded raw is finished raw.
 
+A reader that only watches (:meth:`FrameReader.frames`) checks less, only
+what following the frames needs. :class:`PingBoundary` finds a frame boundary
+for a reader that joins a connection in the middle.
+
 Nothing here does I/O or imports asyncio. Every malformed input raises
 :class:`ProtocolError` and nothing else.
 """
@@ -83,8 +87,8 @@ _WORD = struct.Struct(">I")
 
 
 # Per frame type, the rule FrameReader._scan checks before passing over (or
-# taking) a frame by itself (None: leave it to the general path). Unknown types are
-# allowed anywhere outside a header block.
+# taking) a frame by itself (None: leave it to the general path). Unknown
+# types are allowed anywhere outside a header block.
 _SKIP_TABLE: tuple[tuple[int, int] | None, ...] = tuple(
     (_RULES[t] if t < len(_RULES) else (-1, 0)) if t != FrameType.CONTINUATION else None
     for t in range(256)
@@ -269,11 +273,10 @@ class FrameReader:
                 length, frame_type = self._check_header(data, pos)
             pos += need
             if frame_type in self.interest:
-                if not keep:
-                    pass
-                elif header_start > raw_start:
+                # The raw bytes before the frame (with keep).
+                if keep and header_start > raw_start:
                     out.append(bytes(view[raw_start:header_start]))
-                elif header_start < 0 and pos - need > raw_start:
+                elif keep and header_start < 0 and pos - need > raw_start:
                     out.append(bytes(view[raw_start : pos - need]))
                 if header_start >= 0:
                     if size - pos >= length:
@@ -300,11 +303,9 @@ class FrameReader:
                 take = min(length, size - pos)
                 pos += take
                 self._skip = length - take
-        if not keep:
-            pass
-        elif self._collect == 0 and raw_start < size and not self._header:
+        if keep and self._collect == 0 and raw_start < size and not self._header:
             out.append(data if raw_start == 0 else bytes(view[raw_start:]))
-        elif self._header and raw_start < size - len(self._header):
+        elif keep and self._header and raw_start < size - len(self._header):
             out.append(bytes(view[raw_start : size - len(self._header)]))
         return out
 
