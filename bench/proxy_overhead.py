@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +43,7 @@ from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
 # grpc shares one connection among channels with equal arguments unless each
 # channel keeps its own subchannel pool: one TCP connection per client.
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+PATHS = ("proxy", "proxy-raw", "socat", "toxiproxy")
 # Where `make toxiproxy` installs Toxiproxy's server.
 TOXIPROXY_DEFAULT = Path(__file__).resolve().parent.parent / ".build" / "toxiproxy" / "server"
 
@@ -171,6 +172,13 @@ def main() -> None:
         default=Path(os.environ.get("TOXIPROXY_SERVER", TOXIPROXY_DEFAULT)),
         help="Toxiproxy's server binary (default $TOXIPROXY_SERVER, else make toxiproxy's)",
     )
+    parser.add_argument(
+        "--paths",
+        nargs="+",
+        choices=PATHS,
+        default=list(PATHS),
+        help="the paths measured beside direct (default all)",
+    )
     args = parser.parse_args()
     print(f"load average before: {load_average()}", flush=True)
     with LocalCluster(1) as cluster:
@@ -178,8 +186,10 @@ def main() -> None:
         with (
             proxy_process(direct) as proxied,
             proxy_process(direct, "--raw") as raw,
-            socat_process(direct) as socat,
-            toxiproxy_process(direct, args.toxiproxy) as toxiproxy,
+            socat_process(direct) if "socat" in args.paths else nullcontext() as socat,
+            toxiproxy_process(direct, args.toxiproxy)
+            if "toxiproxy" in args.paths
+            else nullcontext() as toxiproxy,
         ):
             # proxy-raw: the same pump without HTTP/2 tracking, to show its cost.
             targets = {"direct": direct, "proxy": proxied.listen, "proxy-raw": raw.listen}
@@ -189,6 +199,7 @@ def main() -> None:
             if toxiproxy is not None:
                 targets["toxiproxy"] = toxiproxy.listen
                 proxy_pids["toxiproxy"] = toxiproxy.pid
+            targets = {n: t for n, t in targets.items() if n == "direct" or n in args.paths}
             # socat forks a process per connection: its CPU is not counted.
             etcd_pid = cluster.pids()[0]
             for op in args.ops:

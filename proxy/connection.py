@@ -10,6 +10,7 @@ the first HTTP/1.1 request instead.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import TYPE_CHECKING, TypeVar, cast
 
@@ -374,7 +375,11 @@ class Connection:
 def _remember(store: dict[int, _V], key: int, value: _V) -> None:
     store[key] = value
     if len(store) > _MAX_STREAMS:
-        del store[next(iter(store))]
+        # The oldest quarter in one go: finding a dict's first key scans every
+        # slot deleted before it, so one at a time cost about 1.5 us per call
+        # on a connection past _MAX_STREAMS streams (every call opens one).
+        for old in list(itertools.islice(store, _MAX_STREAMS // 4)):
+            del store[old]
 
 
 _TYPE_NAMES = {t.value: t.name for t in FrameType}

@@ -36,8 +36,12 @@ if TYPE_CHECKING:
     from etcdlab.proxy.connection import Connection
 
 _NO_TYPES: frozenset[int] = frozenset()
-# Bytes of one direction followed in one go while no fault needs frames at once.
-FOLLOW_BATCH = 4096
+# Bytes of one direction followed in one go while no fault needs frames at
+# once (see Pipe.catch_up). Larger batches cost less per call on a busy
+# machine, where each batch starts with cold caches (measured: 4, 16 and 64
+# KiB, docs/BENCHMARKS.md), but hold the event loop longer: a batch of 16 KiB
+# of gRPC calls takes a few tenths of a millisecond.
+FOLLOW_BATCH = 16384
 
 
 class Slot:
