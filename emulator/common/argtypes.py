@@ -4,7 +4,9 @@ with a message naming the value, which argparse turns into a one-line error."""
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 from etcdlab.common.timescale import MESSAGE, TimeScale
 
@@ -56,3 +58,13 @@ def time_scale(text: str) -> TimeScale:
         return TimeScale(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{MESSAGE}, got {text!r}") from None
+
+
+def executable(text: str) -> Path:
+    """A path to an executable file (``--etcd-binary``)."""
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    if not os.access(path, os.X_OK):
+        raise argparse.ArgumentTypeError(f"not executable: {text!r}")
+    return path

@@ -32,11 +32,15 @@ class ErrorClass(StrEnum):
 
 class EventKind(StrEnum):
     KEEPALIVE_FAILURE = "keepalive_failure"  # transport closed by a keepalive timeout
-    ENDPOINT_SWITCH = "endpoint_switch"  # the client moved to another member
+    # A client's connection to a member changed state; detail
+    # "<endpoint> <STATE> <client>" (+ ": <why>" for TRANSIENT_FAILURE), as the
+    # Go reference writes it.
+    TRANSPORT_STATE = "transport_state"
     RENEW_FAILED = "renew_failed"  # a leader's renew attempt failed (detail: lease)
     SLOW_PATH = "slow_path"  # optimistic renew failed, fell back to read-then-update
     ACQUIRE_FAILED = "acquire_failed"  # a candidate tried to take a lease and could not
     RELIST = "relist"  # an informer listed again after its watch broke
+    NOTE = "note"  # why a check turned unhealthy (the Go reference's checks write it)
 
 
 class FaultKind(StrEnum):
@@ -63,6 +67,7 @@ class Request:
     latency: float
     error: ErrorClass | None = None
     source: str = "etcd"  # "cache" when the apiserver's watch cache answered
+    member: str | None = None  # the endpoint of the last attempt (None: no attempt reached one)
 
     @property
     def ok(self) -> bool:
@@ -268,9 +273,11 @@ class Recorder:
         latency: float,
         error: ErrorClass | None = None,
         source: str = "etcd",
+        member: str | None = None,
     ) -> None:
         self._add(
-            self.timeline.requests, Request(self.now(), component, op, latency, error, source)
+            self.timeline.requests,
+            Request(self.now(), component, op, latency, error, source, member),
         )
 
     def health(self, component: str, healthy: bool) -> None:
@@ -293,6 +300,16 @@ class Recorder:
     def fault(self, start: float, kind: FaultKind, target: str, detail: str = "") -> None:
         """A fault that began at ``start`` (a :meth:`now` value) and ends now."""
         self._add(self.timeline.faults, FaultWindow(start, self.now(), kind, target, detail))
+
+    def add(self, record: Request | Health | Event | LeaderChange) -> None:
+        """A record stamped elsewhere (another process's, on this run's clock)."""
+        lists: dict[type, list[Any]] = {
+            Request: self.timeline.requests,
+            Health: self.timeline.health,
+            Event: self.timeline.events,
+            LeaderChange: self.timeline.leaders,
+        }
+        self._add(lists[type(record)], record)
 
     def _add(self, records: list[Any], record: Any) -> None:
         # Shutting the run down (leaders stepping down, calls cancelled) is not

@@ -1,8 +1,9 @@
 """The whole emulated control plane in one event loop, recording into a Timeline.
 
 * ``apiservers`` apiservers, each an :class:`~etcdlab.client.etcd.EtcdClient` with the
-  analysis's settings (its endpoint list rotated so each starts on a different
-  member), a :class:`~etcdlab.client.health.HealthChecker` and a watch cache;
+  analysis's settings, a watch cache, and the livez ``etcd`` and readyz
+  ``etcd-readiness`` checks (:mod:`etcdlab.client.health`), each over its own
+  client like the real apiserver's, asked every ``health_check_interval``;
 * leader-elected components: two kube-controller-manager candidates (the leader
   runs the Deployment, StatefulSet and DaemonSet controllers), two scheduler
   candidates, and ``components`` more leases to load etcd, each contested by
@@ -10,9 +11,12 @@
 * a user who changes the workloads every ``churn_period``, so controllers have
   work while the fault is on (the engine stops it when the faults end, so the
   time to converge afterwards is measurable);
-* samplers: health, client keepalive failures and endpoint switches, workqueue
-  depths, informer cache sizes, the ground-truth reconcile progress, and the
-  event loop's own lag.
+* records of every check answer (livez as ``apiserver-N``, readyz as
+  ``apiserver-N/etcd-readiness``) and of every
+  connection change of the apiservers' clients (``transport_state``,
+  ``keepalive_failure``);
+* samplers: workqueue depths, informer cache sizes, the ground-truth reconcile
+  progress, and the event loop's own lag.
 
 A candidate whose elector steps down "restarts" (a fresh elector after
 ``restart_delay``), like a kube-controller-manager process that exits on lost
@@ -29,9 +33,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from etcdlab.client.config import ClientConfig
+from etcdlab.client.connection import ConnectivityState
 from etcdlab.client.errors import EtcdError
 from etcdlab.client.etcd import EtcdClient
-from etcdlab.client.health import HealthChecker
+from etcdlab.client.health import LIVEZ, READYZ, EtcdCheck, poll
 from etcdlab.common.clock import Clock
 from etcdlab.common.timeline import EventKind, Recorder
 from etcdlab.common.timescale import TimeScale
@@ -66,10 +71,15 @@ class PlaneConfig:
     """Sizes and timings of the emulated control plane (timings in seconds).
 
     ``client`` is the apiserver's etcd client (the analysis's keepalive 30 s / 10 s,
-    dial 20 s, health check 2 s); ``election`` holds client-go's default
+    dial 20 s, checks 2 s); ``election`` holds client-go's default
     LeaseDuration 15 s, RenewDeadline 10 s, RetryPeriod 2 s (identity and lease
     name are filled in per candidate). ``request_timeout`` is the apiserver's
     ``--request-timeout``: the longest one request waits on etcd.
+    ``election_request_timeout`` bounds each read and write of a Lease record:
+    client-go's leader-election client gives every request max(1 s,
+    RenewDeadline / 2) (``resourcelock.NewFromKubeconfig``), and the apiserver
+    passes that deadline on to etcd. Without it a renewal waits for etcd's own
+    request timeout (5 s + 2 election timeouts), whose 5 s no time scale shrinks.
     """
 
     apiservers: int = 2
@@ -85,6 +95,7 @@ class PlaneConfig:
     lag_period: float = 0.05
     restart_delay: float = 1.0
     request_timeout: float = 60.0
+    election_request_timeout: float = 5.0
     seed: int = 0
     client: ClientConfig = field(default_factory=ClientConfig)
     election: LeaderElectionConfig = field(
@@ -100,7 +111,13 @@ class PlaneConfig:
         for name in ("components", "deployments", "statefulsets", "daemonsets"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
-        for name in ("sample_period", "lag_period", "restart_delay", "request_timeout"):
+        for name in (
+            "sample_period",
+            "lag_period",
+            "restart_delay",
+            "request_timeout",
+            "election_request_timeout",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.churn_period < 0:
@@ -114,6 +131,7 @@ class PlaneConfig:
             sample_period=scale.scaled(self.sample_period),
             restart_delay=scale.scaled(self.restart_delay),
             request_timeout=scale.scaled(self.request_timeout),
+            election_request_timeout=scale.scaled(self.election_request_timeout),
             client=self.client.scaled(scale),
             election=self.election.scaled(scale),
             controllers=self.controllers.scaled(scale),
@@ -207,7 +225,12 @@ class ElectedComponent:
         election = replace(self._config.election, identity=self.identity, name=self.lease)
         while True:
             lock = RecordingLock(
-                EtcdLeaseLock(self.api, name=self.lease), self._recorder, self.identity, self.lease
+                EtcdLeaseLock(
+                    self.api, name=self.lease, timeout=self._config.election_request_timeout
+                ),
+                self._recorder,
+                self.identity,
+                self.lease,
             )
             self.elector = LeaderElector(
                 election,
@@ -284,20 +307,33 @@ class ControlPlane:
         self.clients: list[EtcdClient] = []
         self.apiservers: list[APIServer] = []
         self.caches: list[WatchCache] = []
+        self.checks: list[tuple[str, EtcdCheck]] = []
         for i in range(config.apiservers):
+            # Rotated so that a sticky client starts on a different member each.
             rotated = [*endpoints[i % len(endpoints) :], *endpoints[: i % len(endpoints)]]
             name = f"apiserver-{i}"
-            client = EtcdClient(
-                rotated, replace(client_config, seed=config.seed + i), clock=clock, name=name
-            )
+            own = replace(client_config, seed=config.seed + i)
+            client = EtcdClient(rotated, own, clock=clock, name=name, listener=self)
             cache = WatchCache(client, clock, config.cache, recorder, f"{name}/cache")
             self.clients.append(client)
             self.caches.append(cache)
             self.apiservers.append(APIServer(name, client, clock, recorder, cache))
+            # Livez is recorded under the apiserver's name, readyz beside it (as
+            # the Go reference does); each check has a client of its own.
+            for check, timeout, component in (
+                (LIVEZ, own.health_check_timeout, name),
+                (READYZ, own.ready_check_timeout, f"{name}/{READYZ}"),
+            ):
+                own_client = EtcdClient(
+                    rotated, own, clock=clock, name=f"{name}/{check}", listener=self
+                )
+                self.checks.append(
+                    (component, EtcdCheck(check, own_client, timeout, own.health_key))
+                )
         # Ground truth for reconcile progress, read past the faults when possible.
         self.observer = EtcdClient(
             list(truth_endpoints or endpoints),
-            replace(client_config, request_timeout=max(1.0, config.sample_period * 4)),
+            replace(client_config, request_timeout=config.sample_period * 4),
             clock=clock,
             name="observer",
         )
@@ -318,10 +354,7 @@ class ControlPlane:
                 self.components.append(
                     ElectedComponent(f"{lease}-{c}", lease, api, clock, recorder, config, work)
                 )
-        self.checkers = [HealthChecker(client) for client in self.clients]
         self._tasks: list[asyncio.Task[None]] = []
-        self._seen_keepalive = [0] * len(self.clients)
-        self._seen_switches = [0] * len(self.clients)
         self.progress: dict[str, tuple[int, int]] = {}
         self.churning = True
 
@@ -351,8 +384,8 @@ class ControlPlane:
         spawn(self.truth.run())
         for cache in self.caches:
             spawn(cache.run())
-        for checker in self.checkers:
-            checker.start()
+        for answers_as, check in self.checks:
+            spawn(self._probe(answers_as, check))
         for component in self.components:
             spawn(component.run())
         spawn(self._sample_loop())
@@ -369,9 +402,7 @@ class ControlPlane:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for checker in self.checkers:
-            await checker.close()
-        for client in [*self.clients, self.observer]:
+        for client in [*self.clients, *(check.client for _, check in self.checks), self.observer]:
             await client.close()
 
     def failed_tasks(self) -> list[BaseException]:
@@ -397,17 +428,6 @@ class ControlPlane:
 
     async def sample(self) -> None:
         record = self._recorder
-        for i, (client, checker) in enumerate(zip(self.clients, self.checkers, strict=True)):
-            if checker.healthy is not None:
-                record.health(client.name, checker.healthy)
-            keepalive = client.stats.retries["keepalive"]
-            for _ in range(keepalive - self._seen_keepalive[i]):
-                record.event(client.name, EventKind.KEEPALIVE_FAILURE)
-            self._seen_keepalive[i] = keepalive
-            state = client.endpoints_state
-            if state.switches > self._seen_switches[i]:
-                record.event(client.name, EventKind.ENDPOINT_SWITCH, state.current)
-            self._seen_switches[i] = state.switches
         depths: dict[str, int] = {}
         caches: dict[str, int] = {}
         for manager in self.managers:
@@ -425,6 +445,24 @@ class ControlPlane:
             for name, (done, total) in self.progress.items():
                 if total:
                     record.gauge(f"progress/{name}", done / total)
+
+    async def _probe(self, component: str, check: EtcdCheck) -> None:
+        """Ask ``check`` like a prober would, recording every answer."""
+
+        def report(error: str | None) -> None:
+            self._recorder.health(component, error is None)
+
+        await poll(check, self.config.client.health_check_interval, self._clock, report)
+
+    # ClientListener: the apiservers' connections
+    def connection_state(
+        self, client: str, endpoint: str, state: ConnectivityState, error: str | None
+    ) -> None:
+        detail = f"{endpoint} {state} {client}" + (f": {error}" if error else "")
+        self._recorder.event(client, EventKind.TRANSPORT_STATE, detail)
+
+    def keepalive_closed(self, client: str, endpoint: str) -> None:
+        self._recorder.event(client, EventKind.KEEPALIVE_FAILURE, f"{endpoint} {client}")
 
     async def _sample_loop(self) -> None:
         while True:

@@ -129,7 +129,7 @@ def _onset(
     )
 
 
-def _api_requests(timeline: Timeline) -> list[Request]:
+def api_requests(timeline: Timeline) -> list[Request]:
     return [r for r in timeline.requests if r.component.startswith(APISERVER)]
 
 
@@ -151,14 +151,14 @@ def _after_heal(timeline: Timeline, low: float, high: float) -> Span:
 
 def _baseline_p99(timeline: Timeline) -> float | None:
     start = timeline.fault_start or 0.0
-    return quantile((r.latency for r in _api_requests(timeline) if r.t < start and r.ok), 0.99)
+    return quantile((r.latency for r in api_requests(timeline) if r.t < start and r.ok), 0.99)
 
 
 def _event_times(timeline: Timeline, kind: EventKind) -> list[float]:
     return [e.t for e in timeline.events if e.kind is kind]
 
 
-def _leadership_losses(timeline: Timeline) -> list[float]:
+def leadership_losses(timeline: Timeline) -> list[float]:
     return [c.t for c in timeline.leaders if not c.leading]
 
 
@@ -166,7 +166,7 @@ def _leadership_losses(timeline: Timeline) -> list[float]:
 
 
 def client_failures(timeline: Timeline) -> Finding:
-    requests = _api_requests(timeline)
+    requests = api_requests(timeline)
     return _onset(
         timeline,
         "etcd client error",
@@ -201,7 +201,7 @@ def leadership_transitions(timeline: Timeline) -> Finding:
     return _onset(
         timeline,
         "leadership loss",
-        _leadership_losses(timeline),
+        leadership_losses(timeline),
         (10, 60),
         bool(timeline.leaders),
     )
@@ -213,7 +213,7 @@ def latency_dramatic(timeline: Timeline) -> Finding:
     baseline = _baseline_p99(timeline)
     window = (10.0, 60.0)
     low, high = _window(timeline, window)
-    during = quantile((r.latency for r in between(_api_requests(timeline), low, high)), 0.99)
+    during = quantile((r.latency for r in between(api_requests(timeline), low, high)), 0.99)
     if baseline is None or during is None:
         return Finding(Verdict.NOT_OBSERVED, "no apiserver requests before the fault or at 10-60 s")
     ratio = during / baseline if baseline > 0 else float("inf")
@@ -268,7 +268,7 @@ def converge_time(timeline: Timeline, controller: str) -> float | None:
 def re_election(timeline: Timeline) -> Finding:
     if (missing := _no_fault(timeline)) is not None:
         return missing
-    losses = _leadership_losses(timeline)
+    losses = leadership_losses(timeline)
     start = timeline.fault_start or 0.0
     gains = sorted(c.t for c in timeline.leaders if c.leading and c.t > start)
     if not [t for t in losses if t >= start]:
@@ -324,7 +324,7 @@ def keepalive_detection(timeline: Timeline) -> Finding:
         "keepalive failure",
         _event_times(timeline, EventKind.KEEPALIVE_FAILURE),
         (0, 10),
-        bool(_api_requests(timeline)),
+        bool(api_requests(timeline)),
     )
 
 
@@ -344,7 +344,7 @@ def latency_but_processing(timeline: Timeline) -> Finding:
         return missing
     window = (20.0, 30.0)
     low, high = _window(timeline, window)
-    served = list(between(_api_requests(timeline), low, high))
+    served = list(between(api_requests(timeline), low, high))
     baseline = _baseline_p99(timeline)
     if not served or baseline is None:
         return Finding(Verdict.NOT_OBSERVED, "no apiserver requests before the fault or at 20-30 s")
@@ -361,18 +361,26 @@ def latency_but_processing(timeline: Timeline) -> Finding:
     )
 
 
+def connections_left(timeline: Timeline, component: str = "") -> list[float]:
+    """When a client's connection to a member stopped taking calls (it left READY,
+    or an attempt to connect failed): the balancer rotates past that member."""
+    return [
+        e.t
+        for e in timeline.events
+        if e.kind is EventKind.TRANSPORT_STATE
+        and e.component.startswith(component)
+        and e.detail.split()[1:2] in (["IDLE"], ["TRANSIENT_FAILURE"])
+    ]
+
+
 def rotation(window: tuple[float, float]) -> Callable[[Timeline], Finding]:
     def evaluate(timeline: Timeline) -> Finding:
         return _onset(
             timeline,
-            "endpoint switch",
-            [
-                e.t
-                for e in timeline.events
-                if e.kind is EventKind.ENDPOINT_SWITCH and e.component.startswith(APISERVER)
-            ],
+            "lost connection",
+            connections_left(timeline, APISERVER),
             window,
-            bool(_api_requests(timeline)),
+            bool(api_requests(timeline)),
         )
 
     return evaluate
@@ -387,7 +395,7 @@ def health_nonblocking(timeline: Timeline) -> Finding:
         unhealthy += [(a.t, b.t) for a, b in itertools.pairwise(probes) if not a.healthy]
     if not unhealthy:
         return Finding(Verdict.NOT_OBSERVED, "the health check never failed")
-    served = [r for r in _api_requests(timeline) if any(lo <= r.t < hi for lo, hi in unhealthy)]
+    served = [r for r in api_requests(timeline) if any(lo <= r.t < hi for lo, hi in unhealthy)]
     ok = sum(r.ok for r in served)
     unhealthy_time = timeline.unscaled(sum(hi - lo for lo, hi in unhealthy))
     verdict = Verdict.AGREES if ok else Verdict.DIFFERS
@@ -403,7 +411,7 @@ def cache_serves_reads(timeline: Timeline) -> Finding:
         return missing
     reads = [
         r
-        for r in _api_requests(timeline)
+        for r in api_requests(timeline)
         if r.op not in WRITE_OPS and timeline.in_fault(r.t) and r.ok
     ]
     if not reads:
@@ -443,7 +451,7 @@ def slow_path(timeline: Timeline) -> Finding:
 
 def leadership_loss(timeline: Timeline) -> Finding:
     return _onset(
-        timeline, "leadership loss", _leadership_losses(timeline), (15, 25), bool(timeline.leaders)
+        timeline, "leadership loss", leadership_losses(timeline), (15, 25), bool(timeline.leaders)
     )
 
 
@@ -585,7 +593,7 @@ def majority_continues(timeline: Timeline) -> Finding:
     windows = _windows(timeline, [FaultKind.PARTITION_MINORITY])
     if not windows:
         return Finding(Verdict.NOT_OBSERVED, "no minority partition in this scenario")
-    requests = [r for r in _api_requests(timeline) if any(a <= r.t < b for a, b in windows)]
+    requests = [r for r in api_requests(timeline) if any(a <= r.t < b for a, b in windows)]
     if not requests:
         return Finding(Verdict.NOT_OBSERVED, "no apiserver requests during the partition")
     ok = sorted(r.t for r in requests if r.ok)
@@ -605,7 +613,7 @@ def quorum_loss(timeline: Timeline) -> Finding:
     windows = _windows(timeline, [FaultKind.PARTITION_MAJORITY])
     if not windows:
         return Finding(Verdict.NOT_OBSERVED, "no quorum loss in this scenario")
-    during = [r for r in _api_requests(timeline) if any(a <= r.t < b for a, b in windows)]
+    during = [r for r in api_requests(timeline) if any(a <= r.t < b for a, b in windows)]
     writes = [r for r in during if r.op in WRITE_OPS]
     if not writes:
         return Finding(Verdict.NOT_OBSERVED, "no apiserver writes during the quorum loss")
@@ -654,15 +662,13 @@ def node_failure_detection(timeline: Timeline) -> Finding:
     if not windows:
         return Finding(Verdict.NOT_OBSERVED, "no member was killed or paused")
     start = windows[0][0]
-    losses = [t for t in _leadership_losses(timeline) if start <= t]
+    losses = [t for t in leadership_losses(timeline) if start <= t]
     renew_failed = _event_times(timeline, EventKind.RENEW_FAILED)
-    switches = [
-        e.t for e in timeline.events if e.kind is EventKind.ENDPOINT_SWITCH and e.t >= start
-    ]
+    switches = [t for t in connections_left(timeline) if t >= start]
     switch_words = (
-        f"first endpoint switch {_s(timeline.unscaled(switches[0] - start))} after the failure"
+        f"first lost connection {_s(timeline.unscaled(switches[0] - start))} after the failure"
         if switches
-        else "no endpoint switch"
+        else "no connection lost"
     )
     window = _span(timeline, windows)
     if losses and any(t <= losses[0] for t in renew_failed if t >= start):
@@ -736,7 +742,7 @@ def latency_normalizes(timeline: Timeline) -> Finding:
     if end is None or baseline is None:
         return Finding(Verdict.NOT_OBSERVED, "no fault or no baseline latency")
     bucket = timeline.scaled(5.0)
-    after = sorted((r for r in _api_requests(timeline) if r.t >= end), key=lambda r: r.t)
+    after = sorted((r for r in api_requests(timeline) if r.t >= end), key=lambda r: r.t)
     if not after:
         return Finding(Verdict.NOT_OBSERVED, "no apiserver requests after the fault")
     normal_since: float | None = None

@@ -29,7 +29,7 @@ HEALTH_COLORS = {"healthy": "#2ca02c", "unhealthy": "#d62728"}
 # Event kinds worth a line each, in words.
 EVENTS = {
     EventKind.KEEPALIVE_FAILURE: "keepalive failures",
-    EventKind.ENDPOINT_SWITCH: "endpoint switches",
+    EventKind.TRANSPORT_STATE: "connection state changes",
     EventKind.RENEW_FAILED: "failed renewals",
     EventKind.SLOW_PATH: "slow-path renewals",
     EventKind.ACQUIRE_FAILED: "failed acquisitions",

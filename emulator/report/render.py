@@ -19,6 +19,7 @@ from typing import Any
 from etcdlab.common.timeline import ErrorClass, Timeline, quantile
 from etcdlab.report import plots
 from etcdlab.report.claims import CONTROLLERS, Verdict, converge_time, evaluate, stall_intervals
+from etcdlab.report.figures import figures
 from etcdlab.report.happened import what_happened
 from etcdlab.report.plots import EVENT_LOOP_LAG_LIMIT
 from etcdlab.report.recovery import member_recovery
@@ -165,6 +166,7 @@ def build_report(timeline: Timeline, outcome: Outcome = Outcome()) -> dict[str, 
         "safety": safety(timeline),
         "event_loop_lag": event_loop_lag(timeline),
         **component_metrics(timeline),
+        "figures": figures(timeline),
     }
 
 
@@ -381,6 +383,7 @@ def summary(report: dict[str, Any]) -> str:
         lines.append(f"  {ended}")
     lines += [f"  {line}" for line in report["what_happened"]]
     lines += [f"  {line}" for line in _recovery_lines(report)]
+    lines += [f"  note: {note}" for note in report["settings"].get("notes", [])]
     for claim in report["claims"]:
         lines.append(f"  [{marks[claim['verdict']]}] {claim['id']}: {claim['measured']}")
     lines.append(f"  safety: {report['safety']['overlapping_leaders']} overlapping leaders")

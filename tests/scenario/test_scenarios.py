@@ -94,6 +94,17 @@ async def test_builtin_scenario_runs_end_to_end(name: str, tmp_path: Path) -> No
     assert "<svg" in paths.html.read_text()
     assert any(line.startswith("fault on:") for line in lines)
     assert any(line.startswith(f"scenario {name}") for line in lines)
+    timeline = json.loads(paths.timeline.read_text())
+    # Both etcd checks of each apiserver answered, each under its own name.
+    checks = {h["component"] for h in timeline["health"]}
+    assert {"apiserver-0", "apiserver-0/etcd-readiness", "apiserver-1"} <= checks
+    # Requests name the member that served them; connections report their states.
+    served = {r["member"] for r in timeline["requests"] if r["source"] == "etcd" and r["member"]}
+    assert len(served) == 3
+    ready = [
+        e for e in timeline["events"] if e["kind"] == "transport_state" and " READY " in e["detail"]
+    ]
+    assert {e["component"] for e in ready} >= {"apiserver-0", "apiserver-0/etcd"}
     # Progress in the scenario's seconds, with what the faults do to requests and members.
     ticks = [line for line in lines if line.startswith("  t+")]
     assert ticks and float(ticks[-1].split()[1]) == pytest.approx(duration, abs=1)

@@ -44,6 +44,7 @@ func runElect(args []string, stdout, stderr io.Writer) error {
 	fs.Var(seconds{&cfg.RetryPeriod}, "retry-period", "RetryPeriod: pause between attempts (acquire attempts jittered by 1.2)")
 	fs.Var(seconds{&cfg.RequestTimeout}, "request-timeout", "timeout of each lock request (default max(1s, renew-deadline/2))")
 	fs.Var(seconds{&cfg.RestartDelay}, "restart-delay", "pause before a candidate whose elector returned runs a new one")
+	fs.IntVar(&cfg.SharedClients, "shared-clients", cfg.SharedClients, "0: an etcd client per candidate; N: candidate <lease>-<k> uses client k mod N, like N apiservers each writing every Lease through one client (transport records as apiserver-<k>/leases)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -89,6 +90,8 @@ func validateElect(cfg elect.Config) error {
 		return flagErr("request-timeout", "must not be negative (0: max(1s, renew-deadline/2) = %v)", leaselock.RequestTimeout(cfg.RenewDeadline))
 	case cfg.RestartDelay < 0:
 		return flagErr("restart-delay", "must not be negative")
+	case cfg.SharedClients < 0:
+		return flagErr("shared-clients", "must not be negative")
 	case !validName(cfg.Namespace):
 		return flagErr("namespace", "%q: use letters, digits, '-', '.', '_'", cfg.Namespace)
 	}

@@ -24,6 +24,7 @@ func TestBadInputIsOneLineNamingTheFlagAndExit2(t *testing.T) {
 		{[]string{"elect", "--endpoints", "a:1", "--lease-duration", "10s"}, "--lease-duration: 10s must be greater than --renew-deadline 10s"},
 		{[]string{"elect", "--endpoints", "a:1", "--retry-period", "9s"}, "--renew-deadline:"},
 		{[]string{"elect", "--endpoints", "a:1", "--candidates", "0"}, "--candidates: at least 1"},
+		{[]string{"elect", "--endpoints", "a:1", "--shared-clients", "-1"}, "--shared-clients: must not be negative"},
 		{[]string{"elect", "--endpoints", "a:1", "--nope"}, "--nope: no such flag"},
 		{[]string{"elect", "--endpoints", "a:1", "--candidates"}, "--candidates: needs a value"},
 		{[]string{"elect", "--endpoints", "a:1", "stray"}, `unexpected argument "stray"`},

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/v3/kubernetes"
 	"go.uber.org/zap"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/leaderelection"
@@ -38,6 +39,14 @@ type Config struct {
 	// starts a new one after this long, like a kube-controller-manager that
 	// exits and is restarted (the emulated plane's restart_delay).
 	RestartDelay time.Duration
+	// SharedClients: 0 gives each candidate its own etcd client. N > 0 gives
+	// N clients, candidate <lease>-<k> writing through client k mod N, the
+	// way every Lease write reaching one kube-apiserver goes through that
+	// apiserver's one client for the leases resource (and the emulated
+	// plane's candidate k through apiserver k mod N). It matters under
+	// faults: a candidate with its own round-robin client never sends two
+	// calls in a row to the same member, one sharing a client can.
+	SharedClients int
 }
 
 // Defaults are client-go's documented defaults (as in kube-controller-manager
@@ -61,22 +70,43 @@ func Run(ctx context.Context, cfg Config, rec *timeline.Recorder, observer *tran
 		timeout = leaselock.RequestTimeout(cfg.RenewDeadline)
 	}
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	var clients []*kubernetes.Client
+	defer func() {
+		wg.Wait()
+		for _, client := range clients {
+			client.Close()
+		}
+	}()
+	shared := map[int]*kubernetes.Client{}
 	n := 0
 	for _, lease := range cfg.Leases {
 		for i := 0; i < cfg.Candidates; i++ {
 			identity := fmt.Sprintf("%s-%d", lease, cfg.FirstIndex+i)
-			if observer != nil {
-				observer.Label(identity)
+			label, k := identity, n
+			if cfg.SharedClients > 0 {
+				k = (cfg.FirstIndex + i) % cfg.SharedClients
+				label = SharedLabel(k)
 			}
-			// Candidate i prefers member i, like the emulator's candidates: the
-			// endpoint list is rotated (the client balances over all of them).
-			k := n % len(cfg.Endpoints)
-			endpoints := append(append([]string{}, cfg.Endpoints[k:]...), cfg.Endpoints[:k]...)
 			n++
-			client, err := etcdclient.New(endpoints, transport.MemberTracing(), logger)
-			if err != nil {
-				return fmt.Errorf("%s: %w", identity, err)
+			client, ok := shared[k]
+			if !ok {
+				if observer != nil {
+					observer.Label(label)
+				}
+				// Candidate (or shared client) k prefers member k, like the
+				// emulator's: the endpoint list is rotated (the client
+				// balances over all of them).
+				r := k % len(cfg.Endpoints)
+				endpoints := append(append([]string{}, cfg.Endpoints[r:]...), cfg.Endpoints[:r]...)
+				var err error
+				client, err = etcdclient.New(endpoints, transport.MemberTracing(), logger)
+				if err != nil {
+					return fmt.Errorf("%s: %w", label, err)
+				}
+				clients = append(clients, client)
+				if cfg.SharedClients > 0 {
+					shared[k] = client
+				}
 			}
 			c := &candidate{
 				rec:      rec,
@@ -88,13 +118,18 @@ func Run(ctx context.Context, cfg Config, rec *timeline.Recorder, observer *tran
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer client.Close()
 				c.run(ctx, cfg)
 			}()
 		}
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// SharedLabel names shared client k in transport records: the apiserver whose
+// leases client it stands for.
+func SharedLabel(k int) string {
+	return fmt.Sprintf("apiserver-%d/leases", k)
 }
 
 type candidate struct {

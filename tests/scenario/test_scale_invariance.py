@@ -1,0 +1,65 @@
+"""A time-scaled run tells the same story as a real-timing one (bench/scale_invariance.py).
+
+One short scenario, run at a test scale and at real timing with the same seed,
+on real etcd: the key figures of the two reports, in unscaled units, must agree
+within the benchmark's bounds. The scenario cuts member 0 off from its peers
+while its clients still reach it: the member has no leader, and every request
+it gets waits. The one apiserver starts on member 0 and every lease's leader
+renews through it, so some renewal is always stuck there when the cut begins
+(renewals every 2 s, the apiserver moves off the member about 4 s after the
+cut, when etcd ends its watches for want of a leader). What bounds that wait
+must shrink with the time scale; etcd's own request timeout (5 s + 2 election
+timeouts) does not, and at scale 0.25 it let every leader lose its lease
+where real timing lost none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from etcdlab.bench.scale_invariance import agrees, flatten
+from etcdlab.common.timescale import TimeScale
+from etcdlab.controlplane.plane import PlaneConfig
+from etcdlab.scenario import engine
+from etcdlab.scenario.spec import FaultStep, Scenario
+
+PEER_CUT = Scenario(
+    "peer-cut",
+    "member 0's peer links blackholed for 20 s; its clients still reach it",
+    35,
+    (FaultStep(5, 20, "partition-minority", "0", links="peer"),),
+)
+# Six leases (two candidates each), every one led through the apiserver on member 0.
+PLANE = PlaneConfig(
+    apiservers=1, components=4, nodes=2, deployments=2, statefulsets=2, daemonsets=1, replicas=2
+)
+TEST_SCALE = 0.25
+# What the seed's election and failure-detection claims are judged on.
+KEY_FIGURES = (
+    "lease_losses",
+    "lease_acquisitions",
+    "renew_failures",
+    "connections_lost",
+    "errors.context",
+    "errors.cluster",
+    "errors.response",
+    "detect_seconds.first",
+    "detect_seconds.lease_loss",
+)
+
+
+async def test_a_scaled_run_tells_the_same_story_as_real_timing(tmp_path: Path) -> None:
+    figures = {}
+    for scale in (TEST_SCALE, 1.0):
+        options = engine.RunOptions(
+            time_scale=TimeScale(scale), seed=3, out=tmp_path / f"scale-{scale:g}", plane=PLANE
+        )
+        report, _ = await engine.run(PEER_CUT, options, lambda line: None)
+        figures[scale] = flatten(report["figures"])
+    real, scaled = figures[1.0], figures[TEST_SCALE]
+    differing = {
+        name: {"scale 1": real[name], f"scale {TEST_SCALE:g}": scaled[name]}
+        for name in KEY_FIGURES
+        if not agrees(name, real[name], scaled[name])
+    }
+    assert not differing, differing
