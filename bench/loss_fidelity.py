@@ -38,6 +38,9 @@ examples:
   sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --workload range put mixed \\
       --clients 1 8 32 --loss 0.1 0.2 0.3 --save grid.json
   python -m etcdlab.bench.loss_fidelity --table grid.json   (the saved grid as a Markdown table)
+  sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --base /work/old/.venv/bin/python \\
+      --workload range put --clients 1 32 --loss 0.3 --runs 1 --seconds 10
+      (a third side, "base": another checkout's proxy, to measure a model change)
   sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --keepalive-trials 20 --loss 0.5 0.7 1 \\
       --time-scale 0.1
   sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --loss 0.3 --runs 1 --capture /tmp/kernel
@@ -48,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
@@ -71,16 +75,16 @@ from etcdlab.cluster.childproc import first_line
 from etcdlab.cluster.local import LocalCluster, ServerFlags
 from etcdlab.common.argtypes import time_scale
 from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
-from etcdlab.scenario.kernel import tune_loopback_routes
+from etcdlab.scenario.kernel import CONGESTION, tune_loopback_routes
 
 # grpc shares one connection among channels with equal arguments unless each
 # channel keeps its own subchannel pool: one TCP connection per client.
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 KEEPALIVE = 2.0  # client keepalive time at time scale 1; the timeout is half of it
 TRIAL_LIMIT = 300.0  # a keepalive trial gives up after this many keepalive periods
+CALL_LIMIT = 120.0  # seconds a call may take before it is cut (and counted as that long)
 WORKLOADS = ("range", "put", "mixed")
 MIXED_WRITES = 0.5  # the share of Puts in the mixed workload
-SIDES = ("kernel", "proxy")
 TARGET = 0.25  # the proxy's figures within +-25% of the kernel's
 
 
@@ -114,13 +118,21 @@ async def one_run(
 
         async def worker(stub: rpc_pb2_grpc.KVAsyncStub, index: int) -> None:
             writes = {"range": 0.0, "put": 1.0, "mixed": MIXED_WRITES}[job.workload]
+            put = rpc_pb2.PutRequest(key=b"fidelity", value=b"v")
+            read = rpc_pb2.RangeRequest(key=b"fidelity")
             rng = random.Random(index)
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                if rng.random() < writes:
-                    await stub.Put(rpc_pb2.PutRequest(key=b"fidelity", value=b"v"), timeout=120)
-                else:
-                    await stub.Range(rpc_pb2.RangeRequest(key=b"fidelity"), timeout=120)
+                try:
+                    if rng.random() < writes:
+                        await stub.Put(put, timeout=CALL_LIMIT)
+                    else:
+                        await stub.Range(read, timeout=CALL_LIMIT)
+                except grpc.aio.AioRpcError as error:
+                    # A run of losses can hold a call for minutes (the kernel's RTO
+                    # doubles up to 120 s): it counts, as at least this long.
+                    if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                        raise
                 latencies.append(time.perf_counter() - started)
 
         await asyncio.gather(*(worker(stub, index) for index, stub in enumerate(stubs)))
@@ -188,9 +200,17 @@ def server_flags(job: Job) -> ServerFlags:
 
 
 @contextmanager
-def hop(job: Job, upstream: str, *extra: str) -> Iterator[RunningProxy]:
+def hop(
+    job: Job, upstream: str, *extra: str, python: str = sys.executable
+) -> Iterator[RunningProxy]:
     with proxy_process(
-        upstream, "--control", "127.0.0.1:0", "--time-scale", str(job.time_scale), *extra
+        upstream,
+        "--control",
+        "127.0.0.1:0",
+        "--time-scale",
+        str(job.time_scale),
+        *extra,
+        python=python,
     ) as proxy:
         yield proxy
 
@@ -198,8 +218,9 @@ def hop(job: Job, upstream: str, *extra: str) -> Iterator[RunningProxy]:
 def run_kernel_inner(job: Job) -> object:
     """Runs inside the namespace: etcd, a fault-free proxy, nftables loss, workload."""
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    if job.time_scale != 1:
-        tune_loopback_routes(job.time_scale)
+    # Linux's default congestion control, as the scenario oracle has it, not the
+    # host's (BBR here): the model stands for a default kernel.
+    tune_loopback_routes(job.time_scale, CONGESTION)
     with LocalCluster(1, flags=server_flags(job)) as cluster:
         upstream = cluster.endpoints[0]
         port = int(upstream.rsplit(":", 1)[1])
@@ -247,10 +268,10 @@ def measure(target: str, job: Job, arm: Callable[[], None], disarm: Callable[[],
     return asyncio.run(one_run(target, job, arm, disarm))
 
 
-def run_proxy(job: Job) -> object:
+def run_proxy(job: Job, python: str = sys.executable) -> object:
     with (
         LocalCluster(1, flags=server_flags(job)) as cluster,
-        hop(job, cluster.endpoints[0], "--seed", "1") as proxy,
+        hop(job, cluster.endpoints[0], "--seed", "1", python=python) as proxy,
     ):
         toxics = f"http://{proxy.control}/proxies/proxy/toxics"
 
@@ -372,12 +393,17 @@ def ratios(kernel: list[list[float]], proxy: list[list[float]], seconds: float) 
     }
 
 
-def show_ratios(cell: str, ratio: dict[str, float]) -> None:
+def show_ratios(side: str, cell: str, ratio: dict[str, float]) -> None:
     marked = " ".join(
         f"{name}={value:.2f}{'' if abs(value - 1) <= TARGET else ' (!)'}"
         for name, value in ratio.items()
     )
-    print(f"ratio  {cell} {marked}", flush=True)
+    print(f"{side}/kernel {cell} {marked}", flush=True)
+
+
+def compared(runs: dict[str, Any]) -> list[str]:
+    """The sides set against the kernel's (none if it did not run)."""
+    return [side for side in runs if side != "kernel"] if "kernel" in runs else []
 
 
 def table(saved: dict[str, Any]) -> str:
@@ -397,13 +423,12 @@ def table(saved: dict[str, Any]) -> str:
             loads = cell["loads"][side]
             lines.append(f"{key} {side} | {values} | {min(loads):.1f}-{max(loads):.1f} |")
             key = "| | | |"
-        if set(runs) != set(SIDES):
-            continue
-        ratio = ratios(runs["kernel"], runs["proxy"], seconds)
-        values = " | ".join(
-            f"{v:.2f}" if abs(v - 1) <= TARGET else f"**{v:.2f}**" for v in ratio.values()
-        )
-        lines.append(f"| | | | proxy / kernel | {values} | |")
+        for side in compared(runs):
+            ratio = ratios(runs["kernel"], runs[side], seconds)
+            values = " | ".join(
+                f"{v:.2f}" if abs(v - 1) <= TARGET else f"**{v:.2f}**" for v in ratio.values()
+            )
+            lines.append(f"| | | | {side} / kernel | {values} | |")
     return "\n".join(lines)
 
 
@@ -475,6 +500,12 @@ def parse() -> argparse.Namespace:
         metavar="JSON",
         help="extra attributes of the proxy's loss, e.g. '{\"ack_loss\": false}'",
     )
+    parser.add_argument(
+        "--base",
+        metavar="PYTHON",
+        help="also run the proxy of another checkout (its venv's python) as side "
+        "'base', interleaved: a model change against the kernel in one run",
+    )
     parser.add_argument("--save", metavar="PATH", help="also write every raw measurement as JSON")
     parser.add_argument(
         "--table", metavar="PATH", help="print a grid saved with --save as Markdown, run nothing"
@@ -490,6 +521,8 @@ def parse() -> argparse.Namespace:
         parser.error("--attributes must be a JSON object")
     if min(args.loss) <= 0 or max(args.loss) > 1:
         parser.error("--loss values must be in (0, 1]")
+    if args.base and not os.access(args.base, os.X_OK):
+        parser.error(f"--base: {args.base} is not an executable")
     if args.capture and not shutil.which("tcpdump"):
         parser.error("--capture needs tcpdump (apt-get install tcpdump)")
     if args.runs < 1 or min(args.clients) < 1 or args.seconds <= 0 or args.time_scale > 1:
@@ -525,7 +558,9 @@ def main() -> None:
     if args.inner:
         print(json.dumps(run_kernel_inner(cells[0])))
         return
-    sides = {"proxy": run_proxy}
+    sides: dict[str, Callable[[Job], object]] = {"proxy": run_proxy}
+    if args.base:
+        sides["base"] = functools.partial(run_proxy, python=args.base)
     if not args.proxy_only and can_run_kernel():
         sides = {"kernel": run_kernel, **sides}
     if args.keepalive_trials:
@@ -550,8 +585,8 @@ def main() -> None:
         for name in sides:
             shown = f"{min(loads[name]):.1f}-{max(loads[name]):.1f}"
             show_latency(name, cell, runs[name], job.seconds, shown)
-        if set(runs) == set(SIDES):
-            show_ratios(cell, ratios(runs["kernel"], runs["proxy"], job.seconds))
+        for side in compared(runs):
+            show_ratios(side, cell, ratios(runs["kernel"], runs[side], job.seconds))
         saved["cells"].append(
             {
                 "workload": job.workload,

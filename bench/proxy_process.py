@@ -26,13 +26,16 @@ class RunningProxy:
 
 
 @contextmanager
-def proxy_process(upstream: str, *extra: str) -> Iterator[RunningProxy]:
-    """Start a proxy in front of ``upstream``; ``extra`` are more CLI flags."""
+def proxy_process(
+    upstream: str, *extra: str, python: str = sys.executable
+) -> Iterator[RunningProxy]:
+    """Start a proxy in front of ``upstream``; ``extra`` are more CLI flags;
+    ``python`` the interpreter (another checkout's, to compare its proxy)."""
     process = subprocess.Popen(
         [
-            sys.executable,
+            python,
             "-m",
-            "emulator",
+            "etcdlab",
             "proxy",
             "--listen",
             "127.0.0.1:0",

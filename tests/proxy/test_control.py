@@ -509,7 +509,7 @@ def test_cli_port_in_use_is_one_line() -> None:
             [
                 sys.executable,
                 "-m",
-                "emulator",
+                "etcdlab",
                 "proxy",
                 "--listen",
                 listen,
