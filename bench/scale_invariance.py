@@ -41,59 +41,19 @@ import collections
 import json
 import math
 import os
-import signal
 import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
+from etcdlab.bench.sweep import agrees, flatten, run_child, stop_on_sigterm
 from etcdlab.common.timescale import TimeScale
 from etcdlab.scenario.spec import BUILTINS, load
 
 SCALES = (1.0, 0.5, 0.2, 0.1)
 SEEDS = (0, 1, 2)
-RELATIVE = 0.25
-COUNT_SLACK = 2.0
-SECONDS_SLACK = 1.0
-LATENCY_SLACK = 0.005
-NEVER = math.inf
-STOP_GRACE = 60.0  # seconds a stopped run gets to tear its cluster down
-
-
-def slack(figure: str) -> float:
-    """The absolute difference a figure may show whatever its size."""
-    if figure.startswith("latency.") and not figure.endswith(".requests"):
-        return LATENCY_SLACK
-    if "seconds" in figure:
-        return SECONDS_SLACK
-    return COUNT_SLACK
-
-
-def agrees(figure: str, reference: float, value: float) -> bool:
-    """Is ``value`` within the bounds around the scale-1 ``reference``? A figure
-    missing on either side (NaN: written by an older etcdlab) is not judged."""
-    if math.isnan(reference) or math.isnan(value):
-        return True
-    if math.isinf(reference) or math.isinf(value):
-        return reference == value
-    return abs(value - reference) <= max(RELATIVE * abs(reference), slack(figure))
-
-
-def flatten(figures: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """``{"latency": {"fault": {"p99": x}}}`` -> ``{"latency.fault.p99": x}``; None -> inf."""
-    flat: dict[str, float] = {}
-    for key, value in figures.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = NEVER if value is None else float(value)
-    return flat
 
 
 @dataclass(frozen=True)
@@ -106,48 +66,17 @@ class Cell:
         return out / self.scenario / f"scale-{self.scale:g}-seed-{self.seed}"
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def run_cell(cell: Cell, out: Path, duration: float | None) -> dict[str, Any]:
     """Run one scenario as ``etcdlab run`` in a child process; its report lands in
     the cell's directory with ``run.log`` and ``bench.json``."""
     where = cell.directory(out)
-    where.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "etcdlab", "run", cell.scenario,
         "--time-scale", f"{cell.scale:g}", "--seed", str(cell.seed),
         "--out", str(where), "--quiet",
         *(["--duration", f"{duration:g}"] if duration else []),
     ]  # fmt: skip
-    load_before = os.getloadavg()
-    started = time.monotonic()
-    with (where / "run.log").open("w") as log:
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            code = child.wait()
-        finally:
-            if child.poll() is None:
-                # Ctrl-C or SIGTERM: let the run tear its cluster down, then insist.
-                child.send_signal(signal.SIGINT)
-                try:
-                    child.wait(STOP_GRACE)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
-    meta = {
-        "command": command,
-        "exit_code": code,
-        "wall_seconds": round(time.monotonic() - started, 1),
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-    }
-    (where / "bench.json").write_text(json.dumps(meta, indent=2) + "\n")
-    if code != 0:
-        tail = (where / "run.log").read_text(errors="replace").strip().splitlines()[-3:]
-        raise RuntimeError(f"{' '.join(command)} exited with {code}: {' / '.join(tail)}")
-    return meta
+    return run_child(command, where)
 
 
 @dataclass
@@ -409,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tail is not None and not args.tail > 0:
         parser.error(f"--tail must be a positive number of seconds, not {args.tail:g}")
     scales = sorted({1.0, *args.scales}, reverse=True)
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_sigterm()
     try:
         if not args.compare_only:
             control = cells(args.scenarios, [1.0], args.control_seeds)

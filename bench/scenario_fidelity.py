@@ -59,29 +59,20 @@ import json
 import math
 import os
 import re
-import signal
 import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
+from etcdlab.bench.sweep import NEVER, agrees, flatten, run_child, stop_on_sigterm
 from etcdlab.common.argtypes import positive_float, time_scale
 from etcdlab.scenario import kernel
 from etcdlab.scenario.spec import BUILTINS, Scenario
 
 BASE = BUILTINS["packet-loss-30"]
 NETWORKS = ("kernel", "proxy")
-RELATIVE = 0.25
-COUNT_SLACK = 2.0
-SECONDS_SLACK = 1.0
-LATENCY_SLACK = 0.005
-NEVER = math.inf
-STOP_GRACE = 60.0  # seconds a stopped run gets to tear its cluster down
 
 
 def scenario_for(loss: float, target: str = "0") -> Scenario:
@@ -127,10 +118,6 @@ class Cell:
         return out / self.scenario.name / f"{self.network}-seed-{self.seed}"
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def timing(scale: float, duration: float | None) -> list[str]:
     """The ``etcdlab run`` options that set a run's timings."""
     return ["--time-scale", f"{scale:g}", *(["--duration", f"{duration:g}"] if duration else [])]
@@ -154,9 +141,9 @@ def run_cell(cell: Cell, out: Path, scale: float, duration: float | None) -> Non
     """One ``etcdlab run`` in a child process; its report, ``run.log`` and
     ``bench.json`` land in the cell's directory."""
     where = cell.directory(out)
-    where.mkdir(parents=True, exist_ok=True)
     name = cell.scenario.name
     if name != BASE.name:
+        out.mkdir(parents=True, exist_ok=True)
         path = out / f"{name}.toml"
         path.write_text(to_toml(cell.scenario))
         name = str(path)
@@ -164,60 +151,7 @@ def run_cell(cell: Cell, out: Path, scale: float, duration: float | None) -> Non
         sys.executable, "-m", "etcdlab", "run", name, "--network", cell.network,
         "--seed", str(cell.seed), "--out", str(where), "--quiet", *timing(scale, duration),
     ]  # fmt: skip
-    load_before = os.getloadavg()
-    started = time.monotonic()
-    with (where / "run.log").open("w") as log:
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            code = child.wait()
-        finally:
-            if child.poll() is None:
-                # Ctrl-C or SIGTERM: the run tears its cluster (and namespace) down first.
-                child.send_signal(signal.SIGINT)
-                try:
-                    child.wait(STOP_GRACE)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
-    meta = {
-        "command": command,
-        "exit_code": code,
-        "wall_seconds": round(time.monotonic() - started, 1),
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-    }
-    (where / "bench.json").write_text(json.dumps(meta, indent=2) + "\n")
-    if code != 0:
-        tail = (where / "run.log").read_text(errors="replace").strip().splitlines()[-3:]
-        raise RuntimeError(f"{' '.join(command)} exited with {code}: {' / '.join(tail)}")
-
-
-def flatten(figures: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """``{"latency": {"fault": {"p99": x}}}`` -> ``{"latency.fault.p99": x}``; None -> inf."""
-    flat: dict[str, float] = {}
-    for key, value in figures.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = NEVER if value is None else float(value)
-    return flat
-
-
-def slack(figure: str) -> float:
-    """The absolute difference a figure may show whatever its size."""
-    if figure.startswith("latency.") and not figure.endswith(".requests"):
-        return LATENCY_SLACK
-    if "seconds" in figure:
-        return SECONDS_SLACK
-    return COUNT_SLACK
-
-
-def agrees(figure: str, reference: float, value: float) -> bool:
-    """Is ``value`` within the target around the kernel's ``reference``?"""
-    if math.isinf(reference) or math.isinf(value):
-        return reference == value
-    return abs(value - reference) <= max(RELATIVE * abs(reference), slack(figure))
+    run_child(command, where)
 
 
 @dataclass
@@ -444,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "kernel" in networks and reason and not args.compare_only:
         print(f"kernel side skipped: --network kernel {reason}", file=sys.stderr)
         networks.remove("kernel")
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_sigterm()
     try:
         scenario_for(args.loss[0], args.target)
     except ValueError as error:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from etcdlab.bench.scale_invariance import agrees, flatten
+from etcdlab.bench.sweep import agrees, flatten
 from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.plane import PlaneConfig
 from etcdlab.scenario import engine
