@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# 0.75: the smallest time scale whose figures match real timing (docs/BENCHMARKS.md,
+# "Scale invariance"; etcdlab.scenario.fidelity.FAITHFUL_SCALE).
 demo: $(STAMP)
-	$(BIN)/etcdlab run packet-loss-30 --time-scale 0.5 --out reports/packet-loss-30
+	$(BIN)/etcdlab run packet-loss-30 --time-scale 0.75 --out reports/packet-loss-30
 
 test: lint typecheck pytest
 

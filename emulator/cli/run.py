@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--time-scale",
         type=positive_float,
         default=1.0,
-        help="multiply every timeout and the scenario's times by this (0.5 = 2x faster); "
+        help="multiply every timeout and the scenario's times by this (0.75 = 4/3x faster); "
         f"at least {fidelity.MIN_SCALE:g}, and below {fidelity.FAITHFUL_SCALE:g} the report "
         "says which figures timers inside etcd distort",
     )
@@ -112,8 +112,8 @@ def run_scenario(args: argparse.Namespace) -> int:
         print(
             f"etcdlab run: warning: time scale {args.time_scale:g} is below "
             f"{fidelity.FAITHFUL_SCALE:g}, the smallest at which the report's figures "
-            "match real timing; timers inside etcd do not shrink (the report's header "
-            "lists them)",
+            "match real timing: timers inside etcd and grpcio do not shrink (the report's "
+            "header lists them)",
             file=sys.stderr,
         )
 
