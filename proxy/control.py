@@ -1,24 +1,28 @@
-"""Runtime control over HTTP/JSON, shaped like Toxiproxy's API.
+"""Runtime control over HTTP/JSON, shaped like Toxiproxy's API, served by aiohttp.
 
 Routes: ``GET /version``, ``GET|POST /proxies``, ``POST /populate``,
-``GET|POST|DELETE /proxies/{name}``, ``GET|POST /proxies/{name}/toxics``,
-``GET|POST|DELETE /proxies/{name}/toxics/{toxic}``, ``POST /reset`` (enable
-every proxy, remove every toxic) and ``GET /metrics`` (Prometheus text). A
-tiny HTTP/1.1 server on asyncio streams: one request per connection, no
-keep-alive, bodies up to 64 KiB.
-See docs/PROXY.md for what matches Toxiproxy and what does not.
+``GET|POST|PATCH|DELETE /proxies/{name}``, ``GET|POST /proxies/{name}/toxics``,
+``GET|POST|PATCH|DELETE /proxies/{name}/toxics/{toxic}``, ``POST /reset``
+(enable every proxy, remove every toxic), ``GET /metrics`` (Prometheus text)
+and ``GET /openapi.json``, the description of them all (``proxy/openapi.json``).
+Errors are ``{"error": ..., "status": ...}`` as Toxiproxy's: 400 naming the
+field, 404, 405 with ``Allow``, 409, 413 past 64 KiB, 500 when an address
+cannot be bound. See docs/PROXY.md for what matches Toxiproxy and what does not.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
+from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import Any
 
-from etcdlab.proxy.faults import DOWNSTREAM, KINDS, Bandwidth, Blackhole, Fault, Latency, Reset
+from aiohttp import web
+
+from etcdlab.common.timescale import UNSCALED, TimeScale
+from etcdlab.proxy.faults.registry import from_toxic, to_toxic
 from etcdlab.proxy.link import Address, ProxyLink
 from etcdlab.proxy.metrics import render
 from etcdlab.proxy.server import ProxyServer
@@ -26,6 +30,7 @@ from etcdlab.proxy.server import ProxyServer
 log = logging.getLogger("etcdlab.proxy.control")
 
 _MAX_BODY = 64 * 1024
+_METRICS_TYPE = "text/plain; version=0.0.4"
 
 
 class HttpError(Exception):
@@ -45,56 +50,6 @@ def format_address(address: Address) -> str:
     return f"{address[0]}:{address[1]}"
 
 
-def fault_from_toxic(body: dict[str, Any], default_stream: str = DOWNSTREAM) -> Fault:
-    """Build a fault from a Toxiproxy-style toxic: name, type, stream, attributes.
-
-    Toxiproxy's default stream is ``downstream``; config files pass ``both``.
-    """
-    kind = body.get("type")
-    attributes = dict(body.get("attributes") or {})
-    common = {
-        "direction": body.get("stream", default_stream),
-        "name": body.get("name") or "",
-        "toxicity": _number("toxicity", body.get("toxicity", 1.0)),
-    }
-    common["dialer"] = attributes.pop("dialer", None)
-    if kind == "latency":
-        latency = attributes.pop("latency", 0) / 1000
-        jitter = attributes.pop("jitter", 0) / 1000
-        method = attributes.pop("method", None)
-        if attributes:
-            raise ValueError(f"unknown attribute(s) for latency: {', '.join(sorted(attributes))}")
-        return Latency(latency, jitter=jitter, method=method, **common)
-    if kind == "timeout":
-        if attributes.get("timeout", 0) != 0:
-            raise ValueError("only timeout=0 (hold data forever) is supported")
-        return Blackhole(**common)
-    if kind == "reset_peer":
-        return Reset(**common)
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise ValueError(f"unknown toxic type {kind!r}; known: {', '.join(sorted(KINDS))}")
-    return KINDS[kind].from_attributes(attributes, **common)
-
-
-def toxic_from_fault(fault: Fault) -> dict[str, Any]:
-    attributes = fault.attributes()
-    if isinstance(fault, Latency):
-        attributes = {"latency": fault.latency * 1000, "jitter": fault.jitter * 1000}
-        if fault.method is not None:
-            attributes["method"] = fault.method
-    elif isinstance(fault, Bandwidth):
-        attributes = {"rate": fault.rate}
-    if fault.dialer:
-        attributes["dialer"] = fault.dialer
-    return {
-        "name": fault.name,
-        "type": fault.kind,
-        "stream": fault.direction,
-        "toxicity": fault.toxicity,
-        "attributes": attributes,
-    }
-
-
 def proxy_json(link: ProxyLink) -> dict[str, Any]:
     return {
         "name": link.name,
@@ -102,128 +57,203 @@ def proxy_json(link: ProxyLink) -> dict[str, Any]:
         "upstream": format_address(link.upstream),
         "enabled": link.enabled,
         "http2": link.http2,
-        "toxics": [toxic_from_fault(f) for f in link.faults],
+        "toxics": [to_toxic(f) for f in link.faults],
     }
 
 
-class ControlServer:
-    """Serves the control API for ``server`` on ``listen`` (loopback by default)."""
+def openapi() -> dict[str, Any]:
+    """The API's OpenAPI description, as kept in the repository."""
+    text = resources.files("etcdlab.proxy").joinpath("openapi.json").read_text()
+    described: dict[str, Any] = json.loads(text)
+    return described
 
-    def __init__(self, server: ProxyServer, listen: Address = ("127.0.0.1", 0)) -> None:
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error as Toxiproxy's JSON: ``{"error", "status"}``."""
+    try:
+        return await handler(request)
+    except HttpError as error:
+        return _error(error.status, str(error))
+    except web.HTTPException as error:
+        # The router's 404 and 405 (with its Allow header), the body limit's 413.
+        headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+        return _error(error.status, error.reason, headers)
+    except ValueError as error:
+        return _error(400, str(error))
+    except KeyError as error:
+        # (str() of a KeyError is the repr of its message.)
+        return _error(400, str(error.args[0]) if error.args else "bad request")
+    except OSError as error:
+        # A listen address in use (create, enable, reset): Toxiproxy answers 500.
+        return _error(500, str(error))
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message, "status": status}, status=status, headers=headers)
+
+
+class ControlServer:
+    """Serves the control API for ``server`` on ``listen`` (loopback by default).
+
+    Toxics arrive in real time (as Toxiproxy's: milliseconds); ``scale`` puts
+    them on the run's clock as they enter a link, and the API shows them as
+    they were written.
+    """
+
+    def __init__(
+        self,
+        server: ProxyServer,
+        listen: Address = ("127.0.0.1", 0),
+        *,
+        scale: TimeScale = UNSCALED,
+    ) -> None:
         self.proxy = server
         self.listen = listen
-        self._server: asyncio.Server | None = None
+        self.scale = scale
+        self._runner: web.AppRunner | None = None
+        self._address: Address | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[_errors], client_max_size=_MAX_BODY)
+        app.add_routes(
+            [
+                web.get("/version", self.version),
+                web.get("/metrics", self.metrics),
+                web.get("/openapi.json", self.description),
+                web.post("/reset", self.reset),
+                web.post("/populate", self.populate),
+                web.get("/proxies", self.list_proxies),
+                web.post("/proxies", self.create_proxy),
+                web.get("/proxies/{proxy}", self.get_proxy),
+                web.post("/proxies/{proxy}", self.update_proxy),
+                web.patch("/proxies/{proxy}", self.update_proxy),
+                web.delete("/proxies/{proxy}", self.delete_proxy),
+                web.get("/proxies/{proxy}/toxics", self.list_toxics),
+                web.post("/proxies/{proxy}/toxics", self.create_toxic),
+                web.get("/proxies/{proxy}/toxics/{toxic}", self.get_toxic),
+                web.post("/proxies/{proxy}/toxics/{toxic}", self.update_toxic),
+                web.patch("/proxies/{proxy}/toxics/{toxic}", self.update_toxic),
+                web.delete("/proxies/{proxy}/toxics/{toxic}", self.delete_toxic),
+            ]
+        )
+        return app
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, *self.listen)
+        runner = web.AppRunner(self.app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.listen[0], self.listen[1])
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        self._address = str(host), int(port)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
     @property
     def address(self) -> Address:
-        if self._server is None:
+        if self._address is None or self._runner is None:
             raise RuntimeError("control server is not started")
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return str(host), int(port)
+        return self._address
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        status, content_type, body = 500, "application/json", b""
-        try:
-            method, path, payload = await asyncio.wait_for(_read_request(reader), 10)
-            status, result = await self.dispatch(method, path, payload)
-            if isinstance(result, bytes):
-                content_type, body = "text/plain; version=0.0.4; charset=utf-8", result
-            else:
-                body = json.dumps(result).encode()
-        except HttpError as error:
-            status, body = error.status, json.dumps({"error": str(error)}).encode()
-        except (ValueError, KeyError, TypeError) as error:
-            status, body = 400, json.dumps({"error": str(error).strip("'\"")}).encode()
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
-            writer.close()
-            return
-        except OSError as error:
-            # A listen address in use (create, enable, reset): Toxiproxy answers 500.
-            status, body = 500, json.dumps({"error": str(error)}).encode()
-        reason = {200: "OK", 201: "Created", 204: "No Content"}.get(status, "Error")
-        head = (
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        )
-        with contextlib.suppress(ConnectionError):
-            writer.write(head.encode() + body)
-            await writer.drain()
-        writer.close()
+    # -- routes --------------------------------------------------------------
 
-    async def dispatch(self, method: str, path: str, body: Any) -> tuple[int, Any]:
-        """Route one request; returns (status, JSON-able result or raw bytes)."""
-        parts = [p for p in path.split("?")[0].split("/") if p]
+    async def version(self, request: web.Request) -> web.Response:
+        return web.json_response({"version": "etcdlab-proxy"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        response = web.Response(body=render(self.proxy))
+        response.headers["Content-Type"] = f"{_METRICS_TYPE}; charset=utf-8"
+        return response
+
+    async def description(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi())
+
+    async def reset(self, request: web.Request) -> web.Response:
+        for each in self.proxy.links.values():
+            each.clear()
+            await each.start()
+        return web.Response(status=204)
+
+    async def list_proxies(self, request: web.Request) -> web.Response:
         links = self.proxy.links
-        if parts == ["version"] and method == "GET":
-            return 200, {"version": "etcdlab-proxy"}
-        if parts == ["metrics"] and method == "GET":
-            return 200, render(self.proxy)
-        if parts == ["reset"] and method == "POST":
-            for each in links.values():
-                each.clear()
-                await each.start()
-            return 204, {}
-        if parts == ["populate"] and method == "POST":
-            return await self.populate(body)
-        if parts == ["proxies"]:
-            if method == "GET":
-                return 200, {name: proxy_json(each) for name, each in links.items()}
-            if method == "POST":
-                wanted = _ProxySpec.parse(_object(body))
-                if wanted.name in links:
-                    raise HttpError(409, f"proxy already exists: {wanted.name}")
-                return 201, proxy_json(await wanted.create(self.proxy))
-        if len(parts) >= 2 and parts[0] == "proxies":
-            link = links.get(parts[1])
-            if link is None:
-                raise HttpError(404, f"proxy not found: {parts[1]}")
-            if len(parts) == 2:
-                if method == "GET":
-                    return 200, proxy_json(link)
-                if method == "DELETE":
-                    await self.proxy.remove_link(link.name)
-                    return 204, {}
-                if method in ("POST", "PATCH"):
-                    await _update(link, _object(body))
-                    return 200, proxy_json(link)
-            if len(parts) == 3 and parts[2] == "toxics":
-                if method == "GET":
-                    return 200, [toxic_from_fault(f) for f in link.faults]
-                if method == "POST":
-                    fault = fault_from_toxic(_object(body))
-                    if fault.name in {f.name for f in link.faults}:
-                        raise HttpError(409, f"toxic already exists: {fault.name}")
-                    return 200, toxic_from_fault(link.add(fault))
-            if len(parts) == 4 and parts[2] == "toxics":
-                current = {f.name: f for f in link.faults}.get(parts[3])
-                if current is None:
-                    raise HttpError(404, f"toxic not found: {parts[3]}")
-                if method == "GET":
-                    return 200, toxic_from_fault(current)
-                if method == "DELETE":
-                    link.remove(current)
-                    return 204, {}
-                if method in ("POST", "PATCH"):
-                    merged = toxic_from_fault(current)
-                    update = _object(body)
-                    merged["attributes"].update(update.get("attributes") or {})
-                    merged["stream"] = update.get("stream", merged["stream"])
-                    merged["toxicity"] = update.get("toxicity", merged["toxicity"])
-                    if isinstance(current, Latency | Bandwidth):
-                        merged["type"] = current.kind
-                    return 200, toxic_from_fault(link.replace(fault_from_toxic(merged)))
-        raise HttpError(404, f"no route for {method} {path}")
+        return web.json_response({name: proxy_json(each) for name, each in links.items()})
 
-    async def populate(self, body: Any) -> tuple[int, Any]:
+    async def create_proxy(self, request: web.Request) -> web.Response:
+        wanted = _ProxySpec.parse(await _object(request))
+        if wanted.name in self.proxy.links:
+            raise HttpError(409, f"proxy already exists: {wanted.name}")
+        return web.json_response(proxy_json(await wanted.create(self.proxy)), status=201)
+
+    async def get_proxy(self, request: web.Request) -> web.Response:
+        return web.json_response(proxy_json(self._link(request)))
+
+    async def update_proxy(self, request: web.Request) -> web.Response:
+        """Change ``upstream`` (for new connections) and ``enabled``; a different
+        ``listen`` is refused (delete and create instead)."""
+        link = self._link(request)
+        body = await _object(request)
+        if "listen" in body and _address("listen", body["listen"]) not in (
+            link.listen,
+            link.address,
+        ):
+            raise ValueError("listen cannot change; delete the proxy and create it again")
+        enabled = _flag("enabled", body.get("enabled", link.enabled))
+        if "upstream" in body:
+            link.upstream = _address("upstream", body["upstream"])
+        if enabled:
+            await link.start()
+        else:
+            await link.disable()
+        return web.json_response(proxy_json(link))
+
+    async def delete_proxy(self, request: web.Request) -> web.Response:
+        await self.proxy.remove_link(self._link(request).name)
+        return web.Response(status=204)
+
+    async def list_toxics(self, request: web.Request) -> web.Response:
+        return web.json_response([to_toxic(f) for f in self._link(request).faults])
+
+    async def create_toxic(self, request: web.Request) -> web.Response:
+        link = self._link(request)
+        fault = from_toxic(await _object(request))
+        if fault.name in {f.name for f in link.faults}:
+            raise HttpError(409, f"toxic already exists: {fault.name}")
+        return web.json_response(to_toxic(link.add(fault.scaled(self.scale))))
+
+    async def get_toxic(self, request: web.Request) -> web.Response:
+        return web.json_response(to_toxic(self._toxic(request)[1]))
+
+    async def update_toxic(self, request: web.Request) -> web.Response:
+        """Merge new attributes, ``stream`` or ``toxicity`` into the toxic."""
+        link, current = self._toxic(request)
+        update = await _object(request)
+        merged = to_toxic(current)
+        attributes = update.get("attributes") or {}
+        if not isinstance(attributes, dict):
+            raise ValueError(f"attributes must be an object, not {attributes!r}")
+        merged["attributes"].update(attributes)
+        for key in ("stream", "toxicity"):
+            merged[key] = update.get(key, merged[key])
+        fault = from_toxic(merged).scaled(self.scale)
+        return web.json_response(to_toxic(link.replace(fault)))
+
+    async def delete_toxic(self, request: web.Request) -> web.Response:
+        link, current = self._toxic(request)
+        link.remove(current)
+        return web.Response(status=204)
+
+    async def populate(self, request: web.Request) -> web.Response:
         """Create or replace many proxies (Toxiproxy's ``POST /populate``).
 
         Every entry is checked before anything changes. A proxy that exists with
@@ -232,14 +262,16 @@ class ControlServer:
         proxies; on a failure midway it carries the error, its status and the
         proxies done so far, as Toxiproxy's does.
         """
+        body = await _json(request)
         if not isinstance(body, list):
             raise ValueError("request body must be a JSON list of proxies")
         wanted = [
-            _ProxySpec.parse(_object(entry), f" at proxy {i + 1}") for i, entry in enumerate(body)
+            _ProxySpec.parse(_must_be_object(entry), f" at proxy {i + 1}")
+            for i, entry in enumerate(body)
         ]
         names = [spec.name for spec in wanted]
         if len(set(names)) != len(names):
-            raise ValueError("duplicate proxy names in the list")
+            raise ValueError("name: duplicate proxy names in the list")
         done: list[dict[str, Any]] = []
         for spec in wanted:
             try:
@@ -250,10 +282,27 @@ class ControlServer:
                     if existing is not None:
                         await self.proxy.remove_link(spec.name)
                     link = await spec.create(self.proxy)
-            except OSError as error:
-                return 500, {"error": str(error), "status": 500, "proxies": done}
+            except (OSError, ValueError) as error:
+                status = 400 if isinstance(error, ValueError) else 500
+                failed = {"error": str(error), "status": status, "proxies": done}
+                return web.json_response(failed, status=status)
             done.append(proxy_json(link))
-        return 201, {"proxies": done}
+        return web.json_response({"proxies": done}, status=201)
+
+    def _link(self, request: web.Request) -> ProxyLink:
+        name = request.match_info["proxy"]
+        link = self.proxy.links.get(name)
+        if link is None:
+            raise HttpError(404, f"proxy not found: {name}")
+        return link
+
+    def _toxic(self, request: web.Request) -> tuple[ProxyLink, Any]:
+        link = self._link(request)
+        name = request.match_info["toxic"]
+        current = {f.name: f for f in link.faults}.get(name)
+        if current is None:
+            raise HttpError(404, f"toxic not found: {name}")
+        return link, current
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,13 +320,19 @@ class _ProxySpec:
         for required in ("name", "upstream"):
             if not body.get(required):
                 raise ValueError(f"missing required field: {required}{where}")
-        return cls(
-            str(body["name"]),
-            parse_address(str(body["upstream"])),
-            parse_address(str(body.get("listen") or "127.0.0.1:0")),
-            _flag("enabled", body.get("enabled", True)),
-            _flag("http2", body.get("http2", True)),
-        )
+        name = body["name"]
+        if not isinstance(name, str) or "/" in name:
+            raise ValueError(f"name must be a string without '/'{where}, not {name!r}")
+        try:
+            return cls(
+                name,
+                _address("upstream", body["upstream"]),
+                _address("listen", body.get("listen", "127.0.0.1:0")),
+                _flag("enabled", body.get("enabled", True)),
+                _flag("http2", body.get("http2", True)),
+            )
+        except ValueError as error:
+            raise ValueError(f"{error}{where}") from None
 
     async def create(self, server: ProxyServer) -> ProxyLink:
         link = await server.add_link(self.name, self.upstream, self.listen, http2=self.http2)
@@ -293,18 +348,13 @@ class _ProxySpec:
         )
 
 
-async def _update(link: ProxyLink, body: dict[str, Any]) -> None:
-    """``POST /proxies/{name}``: change ``upstream`` (for new connections) and
-    ``enabled``; a different ``listen`` is refused (delete and create instead)."""
-    if "listen" in body and parse_address(str(body["listen"])) not in (link.listen, link.address):
-        raise ValueError("listen cannot change; delete the proxy and create it again")
-    enabled = _flag("enabled", body.get("enabled", link.enabled))
-    if "upstream" in body:
-        link.upstream = parse_address(str(body["upstream"]))
-    if enabled:
-        await link.start()
-    else:
-        await link.disable()
+def _address(name: str, value: Any) -> Address:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a HOST:PORT string, not {value!r}")
+    try:
+        return parse_address(value)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -313,38 +363,21 @@ def _flag(name: str, value: Any) -> bool:
     return value
 
 
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number")
-    return float(value)
+async def _json(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise HttpError(400, f"invalid JSON: {error}") from None
 
 
-def _object(body: Any) -> dict[str, Any]:
+async def _object(request: web.Request) -> dict[str, Any]:
+    return _must_be_object(await _json(request))
+
+
+def _must_be_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValueError("request body must be a JSON object")
     return body
-
-
-async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, Any]:
-    request_line = (await reader.readline()).decode("latin-1").split()
-    if len(request_line) != 3:
-        raise HttpError(400, "bad request line")
-    method, path, _ = request_line
-    length = 0
-    while True:
-        line = (await reader.readline()).decode("latin-1")
-        if line in ("\r\n", "\n", ""):
-            break
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            if not value.strip().isdigit():
-                raise HttpError(400, "bad Content-Length")
-            length = int(value)
-    if length > _MAX_BODY:
-        raise HttpError(413, "request body too large")
-    raw = await reader.readexactly(length) if length else b""
-    try:
-        body = json.loads(raw) if raw.strip() else None
-    except json.JSONDecodeError as error:
-        raise HttpError(400, f"invalid JSON: {error}") from None
-    return method.upper(), path, body

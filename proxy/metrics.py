@@ -17,7 +17,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from etcdlab.proxy.link import DELAY_BUCKETS
+from etcdlab.proxy.counters import DELAY_BUCKETS
 from etcdlab.proxy.server import ProxyServer
 
 

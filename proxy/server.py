@@ -1,4 +1,4 @@
-"""Several links in one process, sharing a seed and a time scale."""
+"""Several links in one process, sharing a seed."""
 
 from __future__ import annotations
 
@@ -18,11 +18,8 @@ class ProxyServer:
     added or removed without changing the decisions of the others.
     """
 
-    def __init__(self, *, seed: int = 0, time_scale: float = 1.0) -> None:
-        if not time_scale > 0:
-            raise ValueError("time_scale must be positive")
+    def __init__(self, *, seed: int = 0) -> None:
         self.seed = seed
-        self.time_scale = time_scale
         self.links: dict[str, ProxyLink] = {}
         # How late the event loop ran a 50 ms timer: worst and latest, seconds.
         self.loop_lag_max = 0.0
@@ -39,9 +36,7 @@ class ProxyServer:
     ) -> ProxyLink:
         if name in self.links:
             raise ValueError(f"a link named {name!r} already exists")
-        link = ProxyLink(
-            name, upstream, listen, seed=self.seed, time_scale=self.time_scale, http2=http2
-        )
+        link = ProxyLink(name, upstream, listen, seed=self.seed, http2=http2)
         await link.start()
         self.links[name] = link
         if self._lag_task is None:

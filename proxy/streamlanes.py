@@ -25,7 +25,7 @@ import math
 from bisect import bisect_right
 from typing import NamedTuple
 
-from etcdlab.proxy.faults.base import method_matches
+from etcdlab.proxy.methods import method_matches
 
 
 class FrameTag(NamedTuple):

@@ -10,10 +10,17 @@ import grpc
 import pytest
 
 from etcdlab.cluster.local import LocalCluster, ServerFlags
+from etcdlab.common.timescale import TimeScale
+from etcdlab.proxy.faults import Fault
 from etcdlab.proxy.link import Address, ProxyLink
 
 # The time scale of the single member the proxy tests put a link in front of.
-PROXY_TIME_SCALE = 0.1
+PROXY_TIME_SCALE = TimeScale(0.1)
+
+
+def scaled(fault: Fault) -> Fault:
+    """``fault`` on the clock of the ``member`` fixture's runs."""
+    return fault.scaled(PROXY_TIME_SCALE)
 
 
 @pytest.fixture
@@ -46,8 +53,8 @@ def member() -> Iterator[Address]:
 
 @pytest.fixture
 async def link(member: Address) -> AsyncIterator[ProxyLink]:
-    """A proxy link in front of ``member``, no faults yet."""
-    async with ProxyLink("member0", member, seed=1, time_scale=PROXY_TIME_SCALE) as proxied:
+    """A proxy link in front of ``member``, no faults yet (give it :func:`scaled` ones)."""
+    async with ProxyLink("member0", member, seed=1) as proxied:
         yield proxied
 
 

@@ -41,6 +41,8 @@ class MemoryLock:
         self.hanging = False
         self.answer_delay = 0.0
         """Seconds an applied update takes to be acknowledged (a slow response)."""
+        self.reach_delay = 0.0
+        """Seconds every call takes before it is served or fails (a slow network)."""
         self.gets = 0
         self.updates = 0
 
@@ -52,6 +54,8 @@ class MemoryLock:
         return self._revision
 
     async def _reach(self) -> None:
+        if self.reach_delay:
+            await self.clock.sleep(self.reach_delay)
         if self.hanging:
             await asyncio.Event().wait()
         if self.failing:

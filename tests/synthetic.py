@@ -1,4 +1,4 @@
-"""Synthetic timelines for the verdict and report tests (seed seconds, scaled on entry)."""
+"""Synthetic timelines for the verdict and report tests (unscaled seconds, scaled on entry)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from etcdlab.common.timeline import (
     Request,
     Timeline,
 )
+from etcdlab.common.timescale import TimeScale
 from etcdlab.report.claims import Verdict
 
 A, D, N = Verdict.AGREES, Verdict.DIFFERS, Verdict.NOT_OBSERVED
@@ -22,8 +23,8 @@ FAULT = (100.0, 400.0)
 
 
 def base(kind: FaultKind | None = FaultKind.LOSS, scale: float = 1.0) -> Timeline:
-    """A fault from 100 s to 400 s (seed seconds) and a quiet, fast baseline before it."""
-    timeline = Timeline("synthetic", seed=1, time_scale=scale, duration=1200 * scale)
+    """A fault from 100 s to 400 s (unscaled seconds) and a quiet, fast baseline before it."""
+    timeline = Timeline("synthetic", seed=1, time_scale=TimeScale(scale), duration=1200 * scale)
     if kind is not None:
         timeline.faults.append(FaultWindow(FAULT[0] * scale, FAULT[1] * scale, kind, "etcd-0"))
     reqs(timeline, 0, 100, latency=0.001)

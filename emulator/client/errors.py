@@ -1,9 +1,9 @@
-"""The etcd client's error classes: the seed's three kinds, each keeping the gRPC status.
+"""The etcd client's error classes: the analysis's three kinds, each keeping the gRPC status.
 
 * :class:`ContextError`: the caller's deadline passed or the call was cancelled.
-* :class:`ClusterUnavailableError`: no endpoint could serve the call (every
-  attempt failed with UNAVAILABLE, a dial failure or a keepalive timeout) and
-  the retry policy gave up.
+* :class:`ClusterUnavailableError`: the call met UNAVAILABLE (a lost
+  connection, a keepalive timeout, a member without a leader) and was not
+  retried (a write that may have been applied) or the retry policy gave up.
 * :class:`ResponseError`: the server answered, but not with a usable result
   (a malformed reply or an error status that retrying cannot fix, such as
   INVALID_ARGUMENT or "lease not found").
@@ -12,8 +12,6 @@
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import grpc
 
@@ -95,8 +93,3 @@ def from_rpc_error(error: grpc.aio.AioRpcError, endpoint: str) -> EtcdError:
     if code in UNAVAILABLE_CODES:
         return ClusterUnavailableError(message, code=code, details=details, endpoint=endpoint)
     return ResponseError(message, code=code, details=details, endpoint=endpoint)
-
-
-# How watches and the lease keeper tell the client that an endpoint's stream
-# failed (endpoint address, classified error), so it can rotate.
-StreamFailed = Callable[[str, EtcdError], None]

@@ -1,73 +1,65 @@
-"""An asyncio etcd v3 client that connects the way the apiserver's client does.
+"""The emulated apiserver etcd client: clientv3 as the apiserver configures it.
 
-* One ``grpc.aio`` channel per endpoint, created on first use, with gRPC
-  keepalive (time 30 s, timeout 10 s, pings allowed without calls) so a dead
-  member is detected by keepalive, not only by request deadlines; dials wait at
-  most the dial timeout (20 s).
-* Sticky endpoint: every call goes to the current endpoint until it fails
-  (UNAVAILABLE, keepalive ping timeout, dial failure or timeout); then the client
-  rotates to the next endpoint that has not failed. A failed endpoint is skipped
-  until a background probe sees it answer again (at most one probe per
-  ``endpoint_probe_interval``), so requests never pay a dial timeout to find out
-  whether a dead member is back. Only when every endpoint failed do requests
-  try them again themselves, paced by the retry policy.
-* A deadline that passes during an attempt is the caller's, not the endpoint's,
-  failure, but it makes the endpoint suspect: a background Status call checks
-  it (one at a time per endpoint), and an endpoint that does not answer within
-  ``keepalive_timeout`` counts as failed. Without that, a connection that
-  stays open but passes nothing (a blackholed or head-of-line blocked link) is
-  only noticed by keepalive, and callers with deadlines shorter than keepalive
-  keep sending into it; a member that is merely slower than the caller's
-  deadline answers the check and stays in use.
-* Retries follow a :class:`~etcdlab.client.retry.RetryPolicy`; :func:`retry_reason`
-  decides which failures are retryable at all (writes that may have been
-  applied are not, unless marked idempotent or compare-guarded).
+The pieces, each with one job:
 
-Errors: every call raises :class:`ContextError` when its deadline passes or it
-is cancelled by the server, :class:`ClusterUnavailableError` when the retry
-policy gives up on unavailable endpoints (or a non-idempotent write met
-UNAVAILABLE after it was sent), and :class:`ResponseError` when etcd answers
-with a non-retryable error. Cancelling the awaiting task cancels the RPC.
+* :mod:`~etcdlab.client.connection`: a connection per endpoint, each with its
+  own keepalive and gRPC's connectivity states and reconnect backoff;
+* :mod:`~etcdlab.client.balancer`: the picker over the ready connections
+  (round-robin, like clientv3 since v3.4; or sticky, like etcd <= 3.3);
+* :mod:`~etcdlab.client.calls`: one call's attempts, clientv3's retry rules
+  and hedged reads;
+* :class:`EtcdClient` (here): the etcd API on top (KV, leases, watches,
+  Status), with what clientv3 retries: reads, lease calls and Status are
+  repeatable; Put, DeleteRange, Txn and Compact are not, so a write that met
+  UNAVAILABLE after it went out raises :class:`ClusterUnavailableError`.
+
+Errors: every call raises :class:`ContextError` when its deadline passes (also
+while it waits for a ready connection) or the server cancels it,
+:class:`ClusterUnavailableError` on UNAVAILABLE that is not or no longer
+retried, and :class:`ResponseError` when etcd answers with an error retrying
+cannot fix. Cancelling the awaiting task cancels the RPC.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
-import dataclasses
-import logging
+import random
 import weakref
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import grpc
 
+from etcdlab.client.backoff import ConnectionBackoff
+from etcdlab.client.balancer import Balancer, Picker, RoundRobin, Sticky
+from etcdlab.client.calls import AttemptObserver, Caller, ClientStats, Invoke
 from etcdlab.client.config import ClientConfig
-from etcdlab.client.errors import (
-    ClusterUnavailableError,
-    ContextError,
-    EtcdError,
-    ResponseError,
-    from_rpc_error,
+from etcdlab.client.connection import (
+    Connection,
+    ConnectionEvents,
+    ConnectivityState,
+    Dialer,
+    Route,
+    grpc_dialer,
 )
+from etcdlab.client.errors import ClusterUnavailableError, EtcdError, ResponseError
 from etcdlab.client.lease import KeepAliveStream, Lease, LeaseKeeper, LostCallback
-from etcdlab.client.retry import ExponentialFullJitter, RetryPolicy, retry_reason
+from etcdlab.client.retry import ClientV3Retry, RetryPolicy
 from etcdlab.client.watch import Watch, WatchStream
 from etcdlab.common.clock import Clock, MonotonicClock
 from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 # clientv3's WithRequireLeader: a member without a leader ends the stream with
 # an error instead of keeping it open and silent.
 REQUIRE_LEADER = (("hasleader", "true"),)
-Invoke = Callable[[grpc.aio.Channel, float | None], Awaitable[T]]
+# clientv3 reopens a failed watch stream after 1 ms at first, a quarter more each time.
+_WATCH_RETRY_FIRST = 0.01  # of the cap: 1 ms of 100 ms
+_WATCH_RETRY_GROWTH = 1.25
 
 
 def prefix_end(key: bytes) -> bytes:
@@ -118,69 +110,42 @@ def value_is(key: bytes, value: bytes) -> rpc_pb2.Compare:
     )
 
 
-@dataclass
-class EndpointStatus:
-    """What the client knows about one endpoint."""
+class ClientListener(Protocol):
+    """Told about the client's connections as they change (times: now)."""
 
-    address: str
-    failures: int = 0
-    consecutive_failures: int = 0
-    last_failure: float | None = None
-    last_error: str = ""
-    last_success: float | None = None
-    connectivity: str = "NONE"
-    """gRPC state of the endpoint's channel when the snapshot was taken
-    (IDLE, CONNECTING, READY, TRANSIENT_FAILURE, SHUTDOWN; NONE before first use)."""
-    failing: bool = False
-    """Set on failure; cleared when a call or the background probe succeeds here.
-    Failing endpoints are skipped while any other is not failing."""
-    checking: bool = False
-    """True while the Status check that follows an attempt's passed deadline runs."""
+    def connection_state(
+        self, client: str, endpoint: str, state: ConnectivityState, error: str | None
+    ) -> None:
+        """A connection changed state; ``error`` says why a connection attempt failed."""
+        ...
+
+    def keepalive_closed(self, client: str, endpoint: str) -> None:
+        """A keepalive timeout closed the connection to ``endpoint``."""
+        ...
 
 
 @dataclass(frozen=True)
-class EndpointsState:
-    """A snapshot of endpoint selection (times on the client's clock)."""
+class ConnectionStatus:
+    """A snapshot of one endpoint's connection."""
 
-    current: str
-    switches: int
-    last_switch: float | None
-    endpoints: tuple[EndpointStatus, ...]
-
-
-@dataclass
-class ClientStats:
-    calls: collections.Counter[str] = field(default_factory=collections.Counter)
-    """Calls started, by method."""
-    attempts: int = 0
-    retries: collections.Counter[str] = field(default_factory=collections.Counter)
-    """Retries, by reason (``dial``, ``unavailable``, ``keepalive``, ``exhausted``)."""
-    errors: collections.Counter[str] = field(default_factory=collections.Counter)
-    """Failed calls, by error class (a hedged read whose primary failed while
-    the hedge answered counts too)."""
-    hedges: int = 0
-    """Hedged reads sent (second attempts on another endpoint)."""
-
-
-class _DialError(Exception):
-    pass
-
-
-class _Endpoint:
-    def __init__(self, address: str) -> None:
-        self.status = EndpointStatus(address)
-        self.channel: grpc.aio.Channel | None = None
-        self.prober: asyncio.Task[None] | None = None
-        self.checker: asyncio.Task[None] | None = None
-        self.channel_created = 0.0
-
-    @property
-    def address(self) -> str:
-        return self.status.address
+    address: str
+    state: ConnectivityState
+    connected: int
+    """Connections that became ready."""
+    retries: int
+    """Consecutive failed connection attempts (the backoff index)."""
+    keepalive_failures: int
+    last_error: str | None
 
 
 class EtcdClient:
-    """See the module docstring. Use as ``async with EtcdClient([...]) as client``."""
+    """See the module docstring. Use as ``async with EtcdClient([...]) as client``.
+
+    Connections start on first use (or :meth:`connect`). ``retry`` replaces
+    clientv3's retry policy; ``on_attempt(method)`` is called as each attempt
+    starts, hedges included; ``listener`` hears connection changes; ``dial``
+    replaces the grpcio transport (tests).
+    """
 
     def __init__(
         self,
@@ -190,42 +155,68 @@ class EtcdClient:
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
         name: str = "client",
+        on_attempt: AttemptObserver | None = None,
+        listener: ClientListener | None = None,
+        dial: Dialer | None = None,
     ) -> None:
         if isinstance(endpoints, str):
             raise TypeError("endpoints must be a sequence of 'host:port' strings, not a string")
         if not endpoints:
             raise ValueError("endpoints must not be empty")
+        if len(set(endpoints)) != len(endpoints):
+            raise ValueError("endpoints must not repeat")
         self.config = config or ClientConfig()
         self.clock: Clock = clock or MonotonicClock()
         self.name = name
+        self._listener = listener
+        self._dial = dial or grpc_dialer(self.config)
         # Clients with the same config but different names must not jitter in
         # lockstep, or their retries arrive together anyway.
-        seed = self.config.seed ^ zlib.crc32(name.encode())
-        self.retry: RetryPolicy = retry or ExponentialFullJitter(
-            self.config.retry_backoff_base,
-            self.config.retry_backoff_cap,
+        self._seed = self.config.seed ^ zlib.crc32(name.encode())
+        self.retry: RetryPolicy = retry or ClientV3Retry(
+            len(endpoints),
+            wait_between=self.config.retry_wait_between,
+            jitter=self.config.retry_jitter,
             max_attempts=self.config.retry_max_attempts,
-            seed=seed,
+            seed=self._seed,
         )
-        self.stats = ClientStats()
-        self._endpoints = [_Endpoint(address) for address in endpoints]
-        self._current = 0
-        self._switches = 0
-        self._last_switch: float | None = None
-        self._stream_backoff = ExponentialFullJitter(
-            self.config.retry_backoff_base,
-            self.config.retry_backoff_cap,
-            max_attempts=2**31,
-            seed=seed + 1,
+        picker: Picker = (
+            RoundRobin(random.Random(f"{self._seed}/picker"))
+            if self.config.balancer == "round_robin"
+            else Sticky(endpoints)
         )
+        self._balancer = Balancer(
+            endpoints, self._connection, picker, self.clock, listener=_Forward(self)
+        )
+        self._caller = Caller(self._balancer, self.retry, self.config, self.clock, on_attempt)
         self._keeper: LeaseKeeper | None = None
         self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
-        self._background: set[asyncio.Task[None]] = set()
+        self._started = False
         self._closed = False
+
+    def _connection(self, address: str, events: ConnectionEvents) -> Connection:
+        config = self.config
+        backoff = ConnectionBackoff(
+            base=config.reconnect_backoff_base,
+            multiplier=config.reconnect_backoff_multiplier,
+            jitter=config.reconnect_backoff_jitter,
+            cap=config.reconnect_backoff_cap,
+            min_connect_timeout=config.min_connect_timeout,
+            rng=random.Random(f"{self._seed}/{address}"),
+        )
+        return Connection(
+            address,
+            dial=self._dial,
+            backoff=backoff,
+            clock=self.clock,
+            events=events,
+            drain=config.keepalive_time + config.keepalive_timeout,
+        )
 
     # -- lifecycle ---------------------------------------------------------
 
     async def __aenter__(self) -> EtcdClient:
+        self.start()
         return self
 
     async def __aexit__(
@@ -236,8 +227,27 @@ class EtcdClient:
     ) -> None:
         await self.close()
 
+    def start(self) -> None:
+        """Start connecting to every endpoint (first use does it too)."""
+        if self._closed:
+            raise RuntimeError("client is closed")
+        if not self._started:
+            self._started = True
+            self._balancer.start()
+
+    async def connect(self) -> None:
+        """Wait for a first ready connection, at most ``dial_timeout`` (like
+        ``clientv3.New`` with ``WithBlock``); raises ClusterUnavailableError."""
+        self.start()
+        try:
+            await self._balancer.pick(self.config.dial_timeout)
+        except TimeoutError:
+            raise ClusterUnavailableError(
+                f"{self.name}: no connection ready within {self.config.dial_timeout:g}s"
+            ) from None
+
     async def close(self) -> None:
-        """Revoke live leases (best effort, ``close_timeout``), end watches, close channels."""
+        """Revoke live leases (best effort, ``close_timeout``), end watches, close connections."""
         if self._closed:
             return
         if self._keeper is not None:
@@ -255,40 +265,27 @@ class EtcdClient:
         self._closed = True
         for watch in list(self._watches):
             await watch.cancel()
-        for endpoint in self._endpoints:
-            for task in (endpoint.prober, endpoint.checker):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
-        for endpoint in self._endpoints:
-            if endpoint.channel is not None:
-                await endpoint.channel.close()
-                endpoint.channel = None
+        await self._balancer.close()
 
     # -- observable state ----------------------------------------------------
 
     @property
-    def endpoints_state(self) -> EndpointsState:
-        return EndpointsState(
-            current=self._endpoints[self._current].address,
-            switches=self._switches,
-            last_switch=self._last_switch,
-            endpoints=tuple(
-                dataclasses.replace(
-                    e.status,
-                    connectivity="NONE" if e.channel is None else e.channel.get_state().name,
-                    checking=e.checker is not None,
-                )
-                for e in self._endpoints
-            ),
+    def stats(self) -> ClientStats:
+        return self._caller.stats
+
+    @property
+    def connections(self) -> tuple[ConnectionStatus, ...]:
+        return tuple(
+            ConnectionStatus(
+                c.address, c.state, c.connected, c.retries, c.keepalive_failures, c.last_error
+            )
+            for c in self._balancer.connections
         )
 
     @property
-    def current_endpoint(self) -> str:
-        return self._endpoints[self._current].address
+    def has_connected(self) -> bool:
+        """Whether any connection has ever become ready."""
+        return any(c.connected for c in self._balancer.connections)
 
     # -- KV ----------------------------------------------------------------
 
@@ -305,11 +302,11 @@ class EtcdClient:
         timeout: float | None = None,
         hedge_after: float | None = None,
     ) -> rpc_pb2.RangeResponse:
-        """Range read; retried on unavailability.
+        """Range read (linearizable unless ``serializable``); retried on unavailability.
 
         With ``hedge_after``, a read still unanswered after that many seconds is
-        sent once more to another endpoint that has not failed; the first answer
-        wins and the other attempt is cancelled (counted in ``stats.hedges``).
+        sent once more over another ready connection; the first answer wins and
+        the other attempt is cancelled (counted in ``stats.hedges``).
         Raises ContextError, ClusterUnavailableError, ResponseError (e.g.
         compacted revision)."""
         if hedge_after is not None and not hedge_after >= 0:
@@ -329,7 +326,8 @@ class EtcdClient:
 
         if hedge_after is None:
             return await self._call("range", invoke, safe=True, timeout=timeout)
-        return await self._hedged("range", invoke, timeout=timeout, hedge_after=hedge_after)
+        self.start()
+        return await self._caller.hedged("range", invoke, timeout=timeout, hedge_after=hedge_after)
 
     async def put(
         self,
@@ -375,25 +373,24 @@ class EtcdClient:
         success: Sequence[rpc_pb2.RequestOp],
         failure: Sequence[rpc_pb2.RequestOp] = (),
         *,
-        idempotent: bool | None = None,
+        idempotent: bool = False,
         timeout: float | None = None,
     ) -> rpc_pb2.TxnResponse:
-        """A transaction. Retried after UNAVAILABLE when compare-guarded (a repeat
-        of an applied txn fails its compare instead of applying twice) or
-        ``idempotent``. Raises ContextError, ClusterUnavailableError, ResponseError."""
+        """A transaction. Like any write, not retried after UNAVAILABLE once sent
+        (clientv3 does not, compare-guarded or not) unless ``idempotent``.
+        Raises ContextError, ClusterUnavailableError, ResponseError."""
         request = rpc_pb2.TxnRequest(compare=compare, success=success, failure=failure)
-        safe = len(compare) > 0 if idempotent is None else idempotent
 
         async def invoke(channel: grpc.aio.Channel, left: float | None) -> rpc_pb2.TxnResponse:
             return await rpc_pb2_grpc.KVStub(channel).Txn(request, timeout=left)
 
-        return await self._call("txn", invoke, safe=safe, timeout=timeout)
+        return await self._call("txn", invoke, safe=idempotent, timeout=timeout)
 
     async def compact(
         self, revision: int, *, physical: bool = False, timeout: float | None = None
     ) -> rpc_pb2.CompactionResponse:
-        """Compact history up to ``revision`` (repeatable, so retried).
-        Raises ContextError, ClusterUnavailableError, ResponseError."""
+        """Compact history up to ``revision`` (not retried after UNAVAILABLE, as
+        clientv3 does not). Raises ContextError, ClusterUnavailableError, ResponseError."""
         request = rpc_pb2.CompactionRequest(revision=revision, physical=physical)
 
         async def invoke(
@@ -401,13 +398,14 @@ class EtcdClient:
         ) -> rpc_pb2.CompactionResponse:
             return await rpc_pb2_grpc.KVStub(channel).Compact(request, timeout=left)
 
-        return await self._call("compact", invoke, safe=True, timeout=timeout)
+        return await self._call("compact", invoke, safe=False, timeout=timeout)
 
     async def status(
         self, *, endpoint: str | None = None, timeout: float | None = None
     ) -> rpc_pb2.StatusResponse:
-        """Maintenance.Status of the current endpoint (or of ``endpoint``, with
-        no failover). Raises ContextError, ClusterUnavailableError, ResponseError."""
+        """Maintenance.Status of a member the balancer picks (or of ``endpoint``,
+        over its connection once ready, no other member, no retry).
+        Raises ContextError, ClusterUnavailableError, ResponseError."""
 
         async def invoke(channel: grpc.aio.Channel, left: float | None) -> rpc_pb2.StatusResponse:
             return await rpc_pb2_grpc.MaintenanceStub(channel).Status(
@@ -416,11 +414,9 @@ class EtcdClient:
 
         if endpoint is None:
             return await self._call("status", invoke, safe=True, timeout=timeout)
-        self.stats.calls["status"] += 1
-        try:
-            return await self._attempt_on(self._endpoint(endpoint), invoke, timeout)
-        except EtcdError as error:
-            raise self._raise(error) from None
+        self.start()
+        connection = self._balancer.connection(endpoint)
+        return await self._caller.call_on("status", connection, invoke, timeout)
 
     # -- leases --------------------------------------------------------------
 
@@ -473,19 +469,15 @@ class EtcdClient:
             raise RuntimeError("client is closed")
         if self._keeper is None:
 
-            async def open_stream() -> tuple[KeepAliveStream, str]:
-                call, endpoint = await self._open_stream(
+            async def open_stream() -> tuple[KeepAliveStream, Route]:
+                return await self._open_stream(
                     lambda channel: rpc_pb2_grpc.LeaseStub(channel).LeaseKeepAlive(
                         metadata=REQUIRE_LEADER
                     )
                 )
-                return call, endpoint
 
             self._keeper = LeaseKeeper(
-                self.clock,
-                open_stream,
-                backoff=self._stream_delay,
-                stream_failed=self._stream_failed,
+                self.clock, open_stream, retry_wait=self.config.lease_retry_wait
             )
         return self._keeper
 
@@ -520,17 +512,16 @@ class EtcdClient:
         """Watch a key or range from ``start_revision`` (0: from now).
 
         Returns an async iterator of :class:`WatchBatch` that resumes across
-        stream and endpoint failures without loss or duplication and raises
-        :class:`CompactedError` when the history it needs was compacted.
+        lost connections without loss or duplication; see
+        :class:`~etcdlab.client.watch.Watch` for what ends it with an error.
         """
         if self._closed:
             raise RuntimeError("client is closed")
 
-        async def open_stream() -> tuple[WatchStream, str]:
-            call, endpoint = await self._open_stream(
+        async def open_stream() -> tuple[WatchStream, Route]:
+            return await self._open_stream(
                 lambda channel: rpc_pb2_grpc.WatchStub(channel).Watch(metadata=REQUIRE_LEADER)
             )
-            return call, endpoint
 
         watch = Watch(
             open_stream,
@@ -540,360 +531,46 @@ class EtcdClient:
             progress_notify=progress_notify,
             prev_kv=prev_kv,
             clock=self.clock,
-            backoff=self._stream_delay,
-            stream_failed=self._stream_failed,
+            backoff=self._watch_delay,
         )
         self._watches.add(watch)
         return watch
 
-    # -- the call loop -------------------------------------------------------
+    # -- calls and streams -----------------------------------------------------
 
     async def _call(
         self, method: str, invoke: Invoke[T], *, safe: bool, timeout: float | None
     ) -> T:
-        if self._closed:
-            raise RuntimeError("client is closed")
-        if timeout is None:
-            timeout = self.config.request_timeout
-        deadline = None if timeout is None else self.clock.now() + timeout
-        self.stats.calls[method] += 1
-        self.retry.record_call()
-        attempt = 0
-        previous = 0.0
-        while True:
-            attempt += 1
-            self.stats.attempts += 1
-            endpoint = self._endpoints[self._pick()]
-            left = None if deadline is None else deadline - self.clock.now()
-            if left is not None and left <= 0:
-                raise self._raise(
-                    ContextError(
-                        f"{method}: deadline exceeded before attempt {attempt}",
-                        code=grpc.StatusCode.DEADLINE_EXCEEDED,
-                    )
-                )
-            sent = False
-            try:
-                channel = await self._dial(endpoint, left)
-                sent = True
-                result = await invoke(channel, left)
-            except _DialError as dial_error:
-                error: EtcdError = ClusterUnavailableError(
-                    str(dial_error), endpoint=endpoint.address, attempts=attempt
-                )
-            except grpc.aio.AioRpcError as rpc_error:
-                error = from_rpc_error(rpc_error, endpoint.address)
-            except ContextError as context_error:
-                self._suspect(endpoint, context_error)
-                raise self._raise(context_error) from None
-            else:
-                self.retry.record_result(True)
-                self._succeeded(endpoint)
-                return result
-            if isinstance(error, ContextError):
-                self._suspect(endpoint, error)
-                raise self._raise(error)
-            if isinstance(error, ClusterUnavailableError):
-                self._failed(endpoint, error)
-            reason = retry_reason(error.code, error.details, sent=sent, safe=safe)
-            if reason is None:
-                if isinstance(error, ClusterUnavailableError):
-                    raise self._raise(
-                        ClusterUnavailableError(
-                            f"{method}: not retried, the write may have been applied: {error}",
-                            code=error.code,
-                            details=error.details,
-                            endpoint=endpoint.address,
-                            attempts=attempt,
-                        )
-                    )
-                raise self._raise(error)
-            self.retry.record_result(False)
-            wait = self.retry.delay(attempt, previous)
-            if wait is None:
-                if not isinstance(error, ClusterUnavailableError):
-                    raise self._raise(error)
-                raise self._raise(
-                    ClusterUnavailableError(
-                        f"{method}: gave up after {attempt} attempts; last: {error}",
-                        code=error.code,
-                        details=error.details,
-                        endpoint=endpoint.address,
-                        attempts=attempt,
-                    )
-                )
-            if deadline is not None and self.clock.now() + wait >= deadline:
-                raise self._raise(
-                    ContextError(
-                        f"{method}: deadline exceeded after {attempt} attempts; last: {error}",
-                        code=grpc.StatusCode.DEADLINE_EXCEEDED,
-                        endpoint=endpoint.address,
-                    )
-                )
-            self.stats.retries[reason] += 1
-            previous = wait
-            await self.clock.sleep(wait)
+        self.start()
+        return await self._caller.call(method, invoke, safe=safe, timeout=timeout)
 
-    async def _attempt_on(self, endpoint: _Endpoint, invoke: Invoke[T], timeout: float | None) -> T:
-        """One attempt on a chosen endpoint: no failover, no retry, errors not counted."""
-        self.stats.attempts += 1
-        left = timeout if timeout is not None else self.config.request_timeout
-        try:
-            channel = await self._dial(endpoint, left)
-            result = await invoke(channel, left)
-        except _DialError as dial_error:
-            failure: EtcdError = ClusterUnavailableError(
-                str(dial_error), endpoint=endpoint.address, attempts=1
-            )
-        except grpc.aio.AioRpcError as rpc_error:
-            failure = from_rpc_error(rpc_error, endpoint.address)
-        except ContextError as context_error:
-            failure = context_error
-        else:
-            self._succeeded(endpoint)
-            return result
-        if isinstance(failure, ClusterUnavailableError):
-            self._failed(endpoint, failure)
-        elif isinstance(failure, ContextError):
-            self._suspect(endpoint, failure)
-        raise failure
-
-    async def _hedged(
-        self, method: str, invoke: Invoke[T], *, timeout: float | None, hedge_after: float
-    ) -> T:
-        if timeout is None:
-            timeout = self.config.request_timeout
-        deadline = None if timeout is None else self.clock.now() + timeout
-        primary = asyncio.create_task(self._call(method, invoke, safe=True, timeout=timeout))
-        pending: set[asyncio.Task[T]] = {primary}
-        try:
-            await asyncio.wait(pending, timeout=hedge_after)
-            alternative = self._alternative()
-            if not primary.done() and alternative is not None:
-                self.stats.hedges += 1
-                left = None if deadline is None else max(0.0, deadline - self.clock.now())
-                pending.add(asyncio.create_task(self._attempt_on(alternative, invoke, left)))
-            first_error: BaseException | None = None
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    error = task.exception()
-                    if error is None:
-                        return task.result()
-                    if task is primary or first_error is None:
-                        first_error = error
-            assert first_error is not None
-            raise first_error
-        finally:
-            for task in pending:
-                task.cancel()
-
-    def _alternative(self) -> _Endpoint | None:
-        """The next endpoint after the current one that has not failed."""
-        count = len(self._endpoints)
-        for step in range(1, count):
-            endpoint = self._endpoints[(self._current + step) % count]
-            if not endpoint.status.failing:
-                return endpoint
-        return None
-
-    def _raise(self, error: EtcdError) -> EtcdError:
-        self.stats.errors[type(error).__name__] += 1
-        return error
-
-    # -- endpoints -----------------------------------------------------------
-
-    def _endpoint(self, address: str) -> _Endpoint:
-        for endpoint in self._endpoints:
-            if endpoint.address == address:
-                return endpoint
-        raise ValueError(f"unknown endpoint {address!r}")
-
-    def _pick(self) -> int:
-        """The endpoint for the next attempt: sticky, skipping failed ones."""
-        count = len(self._endpoints)
-        for step in range(count):
-            index = (self._current + step) % count
-            if not self._endpoints[index].status.failing:
-                break
-        else:
-            # Everything failed: the one that failed longest ago.
-            index = min(
-                range(count),
-                key=lambda i: (self._endpoints[i].status.last_failure or 0.0, i),
-            )
-        self._switch(index)
-        return index
-
-    def _switch(self, index: int) -> None:
-        if index == self._current:
-            return
-        log.info(
-            "%s: switching endpoint %s -> %s",
-            self.name,
-            self._endpoints[self._current].address,
-            self._endpoints[index].address,
-        )
-        self._current = index
-        self._switches += 1
-        self._last_switch = self.clock.now()
-
-    def _succeeded(self, endpoint: _Endpoint) -> None:
-        status = endpoint.status
-        status.last_success = self.clock.now()
-        status.consecutive_failures = 0
-        status.failing = False
-
-    def _failed(self, endpoint: _Endpoint, error: EtcdError) -> None:
-        status = endpoint.status
-        status.failures += 1
-        status.consecutive_failures += 1
-        status.last_failure = self.clock.now()
-        status.last_error = str(error)
-        status.failing = True
-        if self._endpoints[self._current] is endpoint:
-            self._pick()
-        if endpoint.prober is None and not self._closed:
-            endpoint.prober = asyncio.create_task(
-                self._probe_until_back(endpoint), name=f"{self.name} probe {endpoint.address}"
-            )
-
-    def _suspect(self, endpoint: _Endpoint, error: ContextError) -> None:
-        """After an attempt's deadline passed: check the endpoint in the background."""
-        if error.code != grpc.StatusCode.DEADLINE_EXCEEDED:
-            return
-        if endpoint.status.failing or endpoint.checker is not None or self._closed:
-            return
-        endpoint.checker = asyncio.create_task(
-            self._check_suspect(endpoint), name=f"{self.name} check {endpoint.address}"
-        )
-
-    async def _check_suspect(self, endpoint: _Endpoint) -> None:
-        """Mark ``endpoint`` failed unless it answers Status within keepalive_timeout
-        (after a dial within the dial timeout, if its connection is down).
-
-        The bound is the one gRPC keepalive holds a connection to (a ping
-        unanswered for ``keepalive_timeout`` closes it), applied at once instead
-        of after ``keepalive_time`` of silence. The call goes over the endpoint's
-        current connection, the one the timed-out attempt used.
-        """
-        timeout = self.config.keepalive_timeout
-        try:
-            channel = await self._dial(endpoint, None)
-            await rpc_pb2_grpc.MaintenanceStub(channel).Status(
-                rpc_pb2.StatusRequest(), timeout=timeout
-            )
-        except (_DialError, grpc.aio.AioRpcError) as error:
-            if not endpoint.status.failing and not self._closed:
-                log.info("%s: endpoint %s fails its check: %s", self.name, endpoint.address, error)
-                self._failed(
-                    endpoint,
-                    ClusterUnavailableError(
-                        f"{endpoint.address}: no Status answer within {timeout:g}s "
-                        f"after an attempt's deadline passed ({error})",
-                        endpoint=endpoint.address,
-                    ),
-                )
-        finally:
-            endpoint.checker = None
-
-    async def _probe_until_back(self, endpoint: _Endpoint) -> None:
-        """Re-admit a failed endpoint once it answers a Status call again."""
-        try:
-            while endpoint.status.failing:
-                await self.clock.sleep(self.config.endpoint_probe_interval)
-                if not endpoint.status.failing:
-                    break
-                try:
-                    channel = await self._dial(endpoint, None, fresh=True)
-                    await rpc_pb2_grpc.MaintenanceStub(channel).Status(
-                        rpc_pb2.StatusRequest(), timeout=self.config.dial_timeout
-                    )
-                except (_DialError, ContextError, grpc.aio.AioRpcError) as error:
-                    log.debug("%s: probe of %s failed: %s", self.name, endpoint.address, error)
-                    continue
-                log.info("%s: endpoint %s answers again", self.name, endpoint.address)
-                self._succeeded(endpoint)
-        finally:
-            endpoint.prober = None
-
-    def _stream_failed(self, address: str, error: EtcdError) -> None:
-        if isinstance(error, ClusterUnavailableError):
-            self._failed(self._endpoint(address), error)
-
-    def _stream_delay(self, failures: int) -> float:
-        wait = self._stream_backoff.delay(failures, 0.0)
-        return self.config.retry_backoff_cap if wait is None else wait
-
-    def _spawn(self, work: Awaitable[None]) -> None:
-        async def run() -> None:
-            await work
-
-        task = asyncio.create_task(run())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _dial(
-        self, endpoint: _Endpoint, left: float | None, *, fresh: bool = False
-    ) -> grpc.aio.Channel:
-        """A READY channel to ``endpoint`` within the dial timeout (and ``left``).
-
-        A channel that is not READY is replaced when ``fresh`` or when the
-        endpoint failed since it was created.
-        """
-        ready = grpc.ChannelConnectivity.READY
-        channel = endpoint.channel
-        if channel is not None and channel.get_state() != ready:
-            failed_since = (endpoint.status.last_failure or 0.0) >= endpoint.channel_created
-            if fresh or (endpoint.status.failing and failed_since):
-                # A fresh channel skips gRPC's reconnect backoff (up to 120 s), so
-                # an endpoint that is back answers the next probe.
-                old, channel = channel, None
-                self._spawn(old.close())
-        if channel is None:
-            channel = grpc.aio.insecure_channel(
-                endpoint.address, options=self.config.channel_options()
-            )
-            endpoint.channel = channel
-            endpoint.channel_created = self.clock.now()
-        state = channel.get_state(try_to_connect=True)
-        if state == ready:
-            return channel
-        limit = self.config.dial_timeout if left is None else min(left, self.config.dial_timeout)
-        try:
-            async with asyncio.timeout(limit):
-                while state != ready:
-                    if state in (
-                        grpc.ChannelConnectivity.TRANSIENT_FAILURE,
-                        grpc.ChannelConnectivity.SHUTDOWN,
-                    ):
-                        raise _DialError(f"{endpoint.address}: connection failed ({state.name})")
-                    await channel.wait_for_state_change(state)
-                    state = channel.get_state(try_to_connect=True)
-        except TimeoutError:
-            if left is not None and left < self.config.dial_timeout:
-                raise ContextError(
-                    f"{endpoint.address}: deadline exceeded while dialing",
-                    code=grpc.StatusCode.DEADLINE_EXCEEDED,
-                    endpoint=endpoint.address,
-                ) from None
-            raise _DialError(
-                f"{endpoint.address}: dial timeout ({self.config.dial_timeout:g}s)"
-            ) from None
-        return channel
-
-    async def _open_stream(self, start: Callable[[grpc.aio.Channel], T]) -> tuple[T, str]:
-        """Start a stream on the endpoint a call would use now.
-
-        Raises ClusterUnavailableError when the dial fails (the endpoint is marked failed).
-        """
+    async def _open_stream(self, start: Callable[[grpc.aio.Channel], T]) -> tuple[T, Route]:
+        """Start a stream over the connection the balancer picks (waiting for one)."""
         if self._closed:
             raise ClusterUnavailableError("client is closed")
-        endpoint = self._endpoints[self._pick()]
-        try:
-            channel = await self._dial(endpoint, None)
-        except _DialError as dial_error:
-            error = ClusterUnavailableError(str(dial_error), endpoint=endpoint.address)
-            self._failed(endpoint, error)
-            raise error from None
-        return start(channel), endpoint.address
+        self.start()
+        route = await self._balancer.pick(None)
+        return start(route.channel), route
+
+    def _watch_delay(self, failures: int) -> float:
+        cap = self.config.watch_retry_cap
+        return min(cap, cap * _WATCH_RETRY_FIRST * _WATCH_RETRY_GROWTH ** min(failures, 100))
+
+
+class _Forward:
+    """Passes the balancer's connection events on to the client's listener."""
+
+    def __init__(self, client: EtcdClient) -> None:
+        self._client = client
+
+    def state_changed(self, connection: Connection, error: str | None) -> None:
+        listener = self._client._listener
+        if listener is not None:
+            listener.connection_state(
+                self._client.name, connection.address, connection.state, error
+            )
+
+    def keepalive_closed(self, connection: Connection) -> None:
+        listener = self._client._listener
+        if listener is not None:
+            listener.keepalive_closed(self._client.name, connection.address)

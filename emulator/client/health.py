@@ -1,131 +1,100 @@
-"""A background health checker like the apiserver's ``--etcd-healthcheck-timeout``.
+"""The apiserver's etcd checks, as ``k8s.io/apiserver`` builds them.
 
-It reads the health key through the client with ``health_check_timeout`` as
-the deadline, starts at most one probe per ``health_check_interval``, and runs
-in its own task: requests never wait for it. Its verdict, the last error and
-every transition (with timestamps on the injected clock) are exposed.
+``storagebackend/factory/etcd3.go`` (``newETCD3Check``) gives the livez check
+``etcd`` (``--etcd-healthcheck-timeout``, 2 s) and the readyz check
+``etcd-readiness`` (``--etcd-readycheck-timeout``, 2 s) the same shape, each
+with its own etcd client:
+
+* a probe is a linearizable read of ``<prefix>/health`` with the check's timeout;
+* a rate limiter lets one probe through per half timeout (burst 1); a check
+  asked in between answers the result of the last probe *sent* (not the last
+  answered), at once;
+* until its client has connected, the check answers "etcd client connection
+  not yet established".
+
+Checks run only when asked (a prober polling livez or readyz); they never
+stand in the way of requests, which go through the apiserver's other client.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from dataclasses import dataclass
-from types import TracebackType
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-from etcdlab.client.config import ClientConfig
 from etcdlab.client.errors import EtcdError
+from etcdlab.client.etcd import EtcdClient
 from etcdlab.common.clock import Clock
 
-if TYPE_CHECKING:
-    from etcdlab.client.etcd import EtcdClient
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class HealthTransition:
-    at: float
-    healthy: bool
-    error: str | None
+LIVEZ = "etcd"
+READYZ = "etcd-readiness"
+NOT_ESTABLISHED = "etcd client connection not yet established"
 
 
-class HealthChecker:
-    """Probes etcd through ``client`` until :meth:`close`.
+class TokenBucket:
+    """``rate.NewLimiter(rate.Every(interval), burst)``: starts full, one token
+    back every ``interval``, at most ``burst``."""
 
-    ``healthy`` is None until the first probe finishes.
-    """
+    def __init__(self, interval: float, clock: Clock, burst: int = 1) -> None:
+        if not interval > 0:
+            raise ValueError("interval must be positive")
+        self._interval = interval
+        self._clock = clock
+        self._burst = burst
+        self._tokens = float(burst)
+        self._at = clock.now()
 
-    def __init__(
-        self,
-        client: EtcdClient,
-        config: ClientConfig | None = None,
-        clock: Clock | None = None,
-    ) -> None:
+    def allow(self) -> bool:
+        now = self._clock.now()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) / self._interval)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+class EtcdCheck:
+    """One named check over its own ``client``; see the module docstring."""
+
+    def __init__(self, name: str, client: EtcdClient, timeout: float, key: bytes) -> None:
+        if not timeout > 0:
+            raise ValueError("timeout must be positive")
+        self.name = name
         self.client = client
-        self.config = config or client.config
-        self.clock = clock or client.clock
-        self.healthy: bool | None = None
-        self.last_error: str | None = None
-        self.last_change: float | None = None
-        self.last_probe: float | None = None
+        self.timeout = timeout
+        self.key = key
         self.probes = 0
-        self.probing = False
-        """True while a probe is in flight."""
-        self.history: list[HealthTransition] = []
-        self._verdicts = {True: asyncio.Event(), False: asyncio.Event()}
-        self._task: asyncio.Task[None] | None = None
+        self._clock = client.clock
+        self._limiter = TokenBucket(timeout / 2, self._clock)
+        self._last_error: str | None = NOT_ESTABLISHED
+        self._last_sent: float | None = None
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"{self.client.name} health")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def __aenter__(self) -> HealthChecker:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def wait_until(self, healthy: bool) -> None:
-        """Return once the verdict is ``healthy`` (at once if it already is)."""
-        await self._verdicts[healthy].wait()
-
-    async def probe(self) -> bool:
-        """One probe; updates the verdict and returns it."""
-        started = self.clock.now()
-        self.last_probe = started
+    async def check(self) -> str | None:
+        """None when healthy, else why not."""
+        if not self.client.has_connected:
+            self.client.start()
+            return NOT_ESTABLISHED
+        if not self._limiter.allow():
+            return self._last_error
+        sent = self._clock.now()
         self.probes += 1
-        self.probing = True
         try:
-            await self.client.get(
-                self.config.health_key,
-                count_only=True,
-                timeout=self.config.health_check_timeout,
-            )
+            await self.client.get(self.key, timeout=self.timeout)
         except EtcdError as error:
-            self._record(False, f"{type(error).__name__}: {error}")
+            result: str | None = f"error getting data from etcd: {error}"
         else:
-            self._record(True, None)
-        finally:
-            self.probing = False
-        return bool(self.healthy)
+            result = None
+        # Probes may overlap: the one sent last decides what is answered in between.
+        if self._last_sent is None or self._last_sent < sent:
+            self._last_error, self._last_sent = result, sent
+        return result
 
-    def _record(self, healthy: bool, error: str | None) -> None:
-        if not healthy:
-            self.last_error = error
-        if healthy == self.healthy:
-            return
-        now = self.clock.now()
-        self.healthy = healthy
-        self.last_change = now
-        self.history.append(HealthTransition(now, healthy, error))
-        log.info(
-            "%s: etcd %s%s",
-            self.client.name,
-            "healthy" if healthy else "unhealthy",
-            f" ({error})" if error else "",
-        )
-        self._verdicts[healthy].set()
-        self._verdicts[not healthy].clear()
 
-    async def _run(self) -> None:
-        while True:
-            started = self.clock.now()
-            await self.probe()
-            rest = self.config.health_check_interval - (self.clock.now() - started)
-            await self.clock.sleep(max(0.0, rest))
+async def poll(
+    check: EtcdCheck, interval: float, clock: Clock, report: Callable[[str | None], None]
+) -> None:
+    """Ask ``check`` every ``interval`` (start to start, or at once after a
+    longer probe) and ``report`` each answer, until cancelled."""
+    while True:
+        started = clock.now()
+        report(await check.check())
+        await clock.sleep(max(0.0, interval - (clock.now() - started)))

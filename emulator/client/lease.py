@@ -19,7 +19,8 @@ from typing import Protocol
 
 import grpc
 
-from etcdlab.client.errors import EtcdError, StreamFailed, from_rpc_error
+from etcdlab.client.connection import Route
+from etcdlab.client.errors import EtcdError, from_rpc_error
 from etcdlab.common.clock import Clock
 from etcdlab.protos import rpc_pb2
 
@@ -38,8 +39,8 @@ class KeepAliveStream(Protocol):
     def cancel(self) -> bool: ...
 
 
-# Opens a stream on some endpoint; returns it with the endpoint's address.
-StreamOpener = Callable[[], Awaitable[tuple[KeepAliveStream, str]]]
+# Opens a stream over a ready connection; returns it with the route it went over.
+StreamOpener = Callable[[], Awaitable[tuple[KeepAliveStream, Route]]]
 
 
 class Lease:
@@ -101,28 +102,18 @@ class Lease:
 class LeaseKeeper:
     """Keeps leases alive over one stream and reaps those whose deadline passed.
 
-    Timing runs on the injected clock; the stream comes from ``open_stream``
-    (reopened with ``backoff`` seconds between tries after a failure) and stream
-    failures are reported to ``stream_failed`` so the client can rotate.
+    Timing runs on the injected clock; the stream comes from ``open_stream``,
+    reopened ``retry_wait`` seconds after it fails (clientv3's ``retryConnWait``).
     """
 
-    def __init__(
-        self,
-        clock: Clock,
-        open_stream: StreamOpener,
-        *,
-        backoff: Callable[[int], float],
-        stream_failed: StreamFailed | None = None,
-    ) -> None:
+    def __init__(self, clock: Clock, open_stream: StreamOpener, *, retry_wait: float) -> None:
         self.clock = clock
         self._open_stream = open_stream
-        self._backoff = backoff
-        self._stream_failed = stream_failed
+        self._retry_wait = retry_wait
         self._leases: dict[int, Lease] = {}
         self._stream: KeepAliveStream | None = None
         self._outbox: asyncio.Queue[int] = asyncio.Queue()
         self._changed = asyncio.Event()
-        self.streams_opened = 0
         self._tasks = [
             asyncio.create_task(self._timer_loop(), name="lease-timer"),
             asyncio.create_task(self._stream_loop(), name="lease-stream"),
@@ -222,16 +213,13 @@ class LeaseKeeper:
         self._changed.set()
 
     async def _stream_loop(self) -> None:
-        failures = 0
         while True:
             try:
-                stream, endpoint = await self._open_stream()
+                stream, route = await self._open_stream()
             except EtcdError as error:
-                failures += 1
                 log.debug("lease keep-alive stream could not open: %s", error)
-                await self.clock.sleep(self._backoff(failures))
+                await self.clock.sleep(self._retry_wait)
                 continue
-            self.streams_opened += 1
             self._stream = stream
             self._reset_schedule()
             try:
@@ -240,13 +228,10 @@ class LeaseKeeper:
                     if response is grpc.aio.EOF:
                         break
                     if isinstance(response, rpc_pb2.LeaseKeepAliveResponse):
-                        failures = 0
                         self.on_response(response)
             except grpc.aio.AioRpcError as error:
-                if self._stream_failed is not None:
-                    self._stream_failed(endpoint, from_rpc_error(error, endpoint))
+                route.failed(from_rpc_error(error, route.address))
             finally:
                 self._stream = None
                 stream.cancel()
-            failures += 1
-            await self.clock.sleep(self._backoff(failures))
+            await self.clock.sleep(self._retry_wait)

@@ -1,17 +1,20 @@
 """Retry policies for the etcd client, and the rule of which failures may be retried.
 
 A policy answers one question per failed attempt: how long to wait before the
-next attempt, or None to give up. Backoff shapes follow AWS's "Exponential
-backoff and jitter"; :class:`ThrottledRetry` is gRPC's retry throttling (gRFC A6:
-a token bucket that stops retries while more than about 1 in 10 attempts fail)
-and :class:`RetryBudget` is a Finagle/SRE style budget (retries at most a fixed
+next attempt, or None to give up. :class:`ClientV3Retry` is clientv3's own (its
+retry interceptor with ``roundRobinQuorumBackoff``), the client's default.
+The other backoff shapes follow AWS's "Exponential backoff and jitter";
+:class:`ThrottledRetry` is gRPC's retry throttling (gRFC A6: a token bucket that
+stops retries while more than about 1 in 10 attempts fail) and
+:class:`RetryBudget` is a Finagle/SRE style budget (retries at most a fixed
 fraction of calls over a window). Randomness comes from a seeded
 ``random.Random`` so runs repeat.
 
 Whether a failure may be retried at all is :func:`retry_reason`'s job, not the
-policy's: reads retry; a write that may have reached the server (UNAVAILABLE
-after it was sent) is only retried when the caller said it is idempotent or it is
-a compare-guarded txn, because UNAVAILABLE on a write may mean it was applied.
+policy's, and follows clientv3 (``retry.go``): only UNAVAILABLE is retried, and
+only for repeatable calls (reads, lease calls, Status), because UNAVAILABLE on a
+write that went out may mean it was applied. A write is retried only when it
+never left the client, or when the caller marks it idempotent.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Protocol
 
 import grpc
 
+from etcdlab.client.backoff import jitter_up
 from etcdlab.common.clock import Clock
 
 
@@ -139,6 +143,39 @@ class ExponentialFullJitter(Exponential):
         if attempt >= self.max_attempts:
             return None
         return self.random.uniform(0.0, self.ceiling(attempt))
+
+
+class ClientV3Retry(_Stateless):
+    """clientv3's retry interceptor: up to ``max_attempts`` attempts; the retries
+    of one round over a quorum of the ``endpoints`` go at once (the balancer
+    sends each to the next connection), and each round ends with a wait of
+    ``wait_between`` +- ``jitter``."""
+
+    def __init__(
+        self,
+        endpoints: int,
+        *,
+        wait_between: float = 0.025,
+        jitter: float = 0.1,
+        max_attempts: int = 100,
+        seed: int = 0,
+    ) -> None:
+        if endpoints < 1:
+            raise ValueError("endpoints must be at least 1")
+        _check_positive("wait_between", wait_between)
+        _check_attempts(max_attempts)
+        self.quorum = endpoints // 2 + 1
+        self.wait_between = wait_between
+        self.jitter = jitter
+        self.max_attempts = max_attempts
+        self.random = random.Random(seed)
+
+    def delay(self, attempt: int, previous: float) -> float | None:
+        if attempt >= self.max_attempts:
+            return None
+        if attempt % self.quorum:
+            return 0.0
+        return jitter_up(self.wait_between, self.jitter, self.random)
 
 
 class DecorrelatedJitter(_Stateless):
@@ -275,20 +312,19 @@ def retry_reason(
 ) -> str | None:
     """Why a failed attempt may be retried, or None when it must not be.
 
-    ``sent`` is False when the request never left the client (the dial failed),
-    which makes any call safe to repeat. ``safe`` marks calls that may be
-    repeated even if the first attempt was applied: reads, idempotent writes and
-    compare-guarded txns.
+    ``sent`` is False when the request never left the client, which makes any
+    call safe to repeat. ``safe`` marks calls that may be repeated even if the
+    first attempt was applied: clientv3's repeatable calls, and writes the
+    caller marked idempotent. Only UNAVAILABLE is retried (clientv3 stops on
+    every other status, RESOURCE_EXHAUSTED included).
     """
     if not sent:
         return "dial"
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        # etcd rejects before applying ("too many requests"): safe for writes too.
-        return "exhausted"
     if code != grpc.StatusCode.UNAVAILABLE:
         return None
     if "failed to connect" in details:
-        # grpc could not open a connection: the request never went out.
+        # grpc could not open a connection: the request never went out (clientv3's
+        # "there is no connection available").
         return "dial"
     if not safe:
         return None

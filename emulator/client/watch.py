@@ -1,16 +1,21 @@
-"""Resumable watches: an async iterator of event batches that survives endpoint loss.
+"""Watches as clientv3 keeps them: an async iterator of event batches.
 
 The watch remembers the next revision it needs (last delivered event's
 revision + 1, or a progress notification's revision + 1). When its stream
-fails, it reopens on whatever endpoint the client picks and asks to start at
-exactly that revision, so no event is lost or delivered twice. If that revision
-has been compacted meanwhile, iteration raises :class:`CompactedError`: the
-caller must re-list, as an informer does.
+fails as unavailable (the connection was lost, a keepalive timed out), it
+reopens over whatever connection the balancer picks, after a wait that starts
+at 1 ms and grows by a quarter per failure up to a cap (clientv3's
+``watchGRPCStream``), and asks to start at exactly that revision, so no event
+is lost or delivered twice.
 
 The client opens watch streams with etcd's ``hasleader`` metadata (clientv3
-``WithRequireLeader``, as the apiserver uses it) so a member cut off from the
-leader cancels the watch instead of silently delivering nothing; that
-cancellation counts as an endpoint failure and the watch resumes elsewhere.
+``WithRequireLeader``, as the apiserver uses it), so a member cut off from the
+leader ends the stream with "etcdserver: no leader" instead of silently
+delivering nothing. clientv3 then closes the watch: iteration raises
+:class:`ClusterUnavailableError`, and the caller watches again (the apiserver's
+watch cache relists). Iteration also ends with :class:`CompactedError` when the
+revision it needs was compacted, and with the server's error for any other
+cancellation or failure.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ from typing import Protocol
 
 import grpc
 
+from etcdlab.client.connection import Route
 from etcdlab.client.errors import (
     ClusterUnavailableError,
     CompactedError,
     EtcdError,
-    StreamFailed,
+    ResponseError,
     from_rpc_error,
 )
 from etcdlab.common.clock import Clock
@@ -47,7 +53,10 @@ class WatchStream(Protocol):
     def cancel(self) -> bool: ...
 
 
-StreamOpener = Callable[[], Awaitable[tuple[WatchStream, str]]]
+# Opens a stream over a ready connection; returns it with the route it went over.
+StreamOpener = Callable[[], Awaitable[tuple[WatchStream, Route]]]
+# Stream failures that reopen the stream (clientv3's isHaltErr is false for them).
+_REOPEN = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL})
 
 
 @dataclass(frozen=True)
@@ -71,9 +80,8 @@ _END = _End()
 class Watch:
     """An async iterator of :class:`WatchBatch`; ``await watch.cancel()`` ends it.
 
-    Iteration raises :class:`CompactedError` when the next revision needed was
-    compacted; stream and endpoint failures are retried forever (with backoff)
-    until cancelled.
+    See the module docstring for what ends iteration with an error; streams
+    that fail as unavailable are reopened until then, or until cancelled.
     """
 
     def __init__(
@@ -87,7 +95,6 @@ class Watch:
         prev_kv: bool = False,
         clock: Clock,
         backoff: Callable[[int], float],
-        stream_failed: StreamFailed | None = None,
     ) -> None:
         if start_revision < 0:
             raise ValueError("start_revision must not be negative")
@@ -103,7 +110,6 @@ class Watch:
         self._open_stream = open_stream
         self._clock = clock
         self._backoff = backoff
-        self._stream_failed = stream_failed
         self._queue: asyncio.Queue[WatchBatch | BaseException | _End] = asyncio.Queue()
         self._finished = False
         self.created = asyncio.Event()
@@ -146,63 +152,61 @@ class Watch:
         failures = 0
         try:
             while True:
-                try:
-                    stream, endpoint = await self._open_stream()
-                except EtcdError as error:
-                    failures += 1
-                    log.debug("watch stream could not open: %s", error)
-                    await self._clock.sleep(self._backoff(failures))
-                    continue
-                self.endpoint = endpoint
+                stream, route = await self._open_stream()
+                self.endpoint = route.address
                 try:
                     await stream.write(self._create_request())
-                    if await self._consume(stream):
-                        failures = 0
-                except grpc.aio.AioRpcError as error:
-                    self._report(from_rpc_error(error, endpoint))
+                    await self._consume(stream)
+                except grpc.aio.AioRpcError as rpc_error:
+                    error = from_rpc_error(rpc_error, route.address)
+                    route.failed(error)
+                    if "no leader" in error.details:
+                        raise ClusterUnavailableError(
+                            f"watch closed: {error}",
+                            code=error.code,
+                            details=error.details,
+                            endpoint=route.address,
+                        ) from None
+                    if error.code not in _REOPEN:
+                        raise error from None
+                    if error.code == grpc.StatusCode.UNAVAILABLE:
+                        failures += 1
+                        await self._clock.sleep(self._backoff(failures))
                 finally:
                     stream.cancel()
-                failures += 1
                 self.resumes += 1
-                await self._clock.sleep(self._backoff(failures))
-        except CompactedError as error:
+        except EtcdError as error:
             self._queue.put_nowait(error)
         except Exception as error:
             # Whatever ends the watch must reach the consumer, not hang it.
             log.exception("watch on %r failed", self.key)
             self._queue.put_nowait(error)
 
-    def _report(self, error: EtcdError) -> None:
-        if self._stream_failed is not None and self.endpoint is not None:
-            self._stream_failed(self.endpoint, error)
-
-    async def _consume(self, stream: WatchStream) -> bool:
-        """Deliver responses until the stream ends; True if it delivered any."""
-        delivered = False
+    async def _consume(self, stream: WatchStream) -> None:
+        """Deliver responses until the stream ends (raises what ends the watch)."""
         while True:
             response = await stream.read()
             if not isinstance(response, rpc_pb2.WatchResponse):
-                return delivered
+                return
             if response.compact_revision:
                 raise CompactedError(response.compact_revision, endpoint=self.endpoint)
             if response.canceled:
-                # e.g. "etcdserver: no leader" (the stream requires a leader):
-                # this endpoint cannot serve the watch, resume on another.
-                self._report(
-                    ClusterUnavailableError(
-                        f"watch canceled: {response.cancel_reason}",
+                reason = response.cancel_reason
+                if "no leader" in reason:
+                    raise ClusterUnavailableError(
+                        f"watch canceled: {reason}",
                         code=grpc.StatusCode.UNAVAILABLE,
-                        details=response.cancel_reason,
+                        details=reason,
                         endpoint=self.endpoint,
                     )
+                raise ResponseError(
+                    f"watch canceled: {reason}", details=reason, endpoint=self.endpoint
                 )
-                return delivered
             if response.created:
                 if self.next_revision == 0:
                     self.next_revision = response.header.revision + 1
                 self.created.set()
                 continue
-            delivered = True
             self._deliver(response)
 
     def _deliver(self, response: rpc_pb2.WatchResponse) -> None:

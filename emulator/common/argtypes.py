@@ -4,6 +4,11 @@ with a message naming the value, which argparse turns into a one-line error."""
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from etcdlab.common.timescale import MESSAGE, TimeScale
 
 
 def _integer(text: str, minimum: int, rule: str) -> int:
@@ -14,6 +19,19 @@ def _integer(text: str, minimum: int, rule: str) -> int:
     if value < minimum:
         raise argparse.ArgumentTypeError(f"{rule}: {value}")
     return value
+
+
+def int_between(low: int, high: int, why: str = "") -> Callable[[str], int]:
+    """An integer type accepting ``low..high``; ``why`` explains the bound in the message."""
+
+    def parse(text: str) -> int:
+        value = _integer(text, low, f"must be at least {low}")
+        if value > high:
+            reason = f" ({why})" if why else ""
+            raise argparse.ArgumentTypeError(f"must be at most {high}{reason}: {value}")
+        return value
+
+    return parse
 
 
 def positive_int(text: str) -> int:
@@ -32,3 +50,21 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive finite number: {text}")
     return value
+
+
+def time_scale(text: str) -> TimeScale:
+    """``--time-scale``: validated by the one rule, :class:`TimeScale`."""
+    try:
+        return TimeScale(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{MESSAGE}, got {text!r}") from None
+
+
+def executable(text: str) -> Path:
+    """A path to an executable file (``--etcd-binary``)."""
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    if not os.access(path, os.X_OK):
+        raise argparse.ArgumentTypeError(f"not executable: {text!r}")
+    return path

@@ -3,6 +3,8 @@
 ``MonotonicClock`` is the real one. ``FakeClock`` only moves when a test calls
 :meth:`FakeClock.advance`, waking every sleeper whose deadline has passed, so
 renew deadlines, backoffs and rate limits are tested without sleeping.
+:func:`within` is ``asyncio.timeout`` on a clock: ``asyncio.timeout`` follows
+the event loop's clock, which a ``FakeClock`` does not move.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import asyncio
 import heapq
 import itertools
 import time
-from typing import Protocol
+from collections.abc import Coroutine
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Clock(Protocol):
@@ -78,3 +83,29 @@ async def _settle() -> None:
     # A handful of loop iterations lets woken tasks run up to their next await.
     for _ in range(20):
         await asyncio.sleep(0)
+
+
+async def within(clock: Clock, seconds: float, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` for at most ``seconds`` of ``clock``.
+
+    Past the deadline ``work`` is cancelled and ``TimeoutError`` raised; if the
+    caller is cancelled, ``work`` is cancelled and finished before re-raising.
+    """
+    task = asyncio.ensure_future(work)
+    timer = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait((task, timer), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        timer.cancel()
+        task.cancel()
+        await asyncio.wait((task,))
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller's cancellation wins
+        raise
+    timer.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.wait((task,))
+    if task.cancelled():
+        raise TimeoutError(f"not done within {seconds:g}s")
+    return task.result()

@@ -4,8 +4,8 @@ The scenario engine and the components it runs write into one :class:`Timeline`
 through a :class:`Recorder` (which stamps records with its clock); the claims
 (:mod:`etcdlab.report.claims`) and the report (:mod:`etcdlab.report.render`) only read it.
 Times are seconds since the run started, on the run's (possibly scaled) clock;
-:meth:`Timeline.seed_seconds` converts them to the seed's unscaled seconds
-after the fault began, which is how every claim is phrased.
+:meth:`Timeline.unscaled_since_fault` converts them to unscaled seconds after
+the fault began, which is how the failure analysis phrases every claim.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from enum import StrEnum
 from typing import Any
 
 from etcdlab.common.clock import Clock
+from etcdlab.common.timescale import TimeScale
 
 
 class ErrorClass(StrEnum):
-    """The seed's error classification, plus what fits none of it."""
+    """The analysis's error classification, plus what fits none of it."""
 
     CONTEXT = "context"  # cancelled or deadline exceeded
     CLUSTER = "cluster"  # every endpoint failed
@@ -31,14 +32,15 @@ class ErrorClass(StrEnum):
 
 class EventKind(StrEnum):
     KEEPALIVE_FAILURE = "keepalive_failure"  # transport closed by a keepalive timeout
-    ENDPOINT_SWITCH = "endpoint_switch"  # the client moved to another member
+    # A client's connection to a member changed state; detail
+    # "<endpoint> <STATE> <client>" (+ ": <why>" for TRANSIENT_FAILURE), as the
+    # Go reference writes it.
+    TRANSPORT_STATE = "transport_state"
     RENEW_FAILED = "renew_failed"  # a leader's renew attempt failed (detail: lease)
     SLOW_PATH = "slow_path"  # optimistic renew failed, fell back to read-then-update
     ACQUIRE_FAILED = "acquire_failed"  # a candidate tried to take a lease and could not
     RELIST = "relist"  # an informer listed again after its watch broke
-    MEMBER_DOWN = "member_down"
-    MEMBER_UP = "member_up"
-    NOTE = "note"
+    NOTE = "note"  # why a check turned unhealthy (the Go reference's checks write it)
 
 
 class FaultKind(StrEnum):
@@ -65,6 +67,7 @@ class Request:
     latency: float
     error: ErrorClass | None = None
     source: str = "etcd"  # "cache" when the apiserver's watch cache answered
+    member: str | None = None  # the endpoint of the last attempt (None: no attempt reached one)
 
     @property
     def ok(self) -> bool:
@@ -139,7 +142,7 @@ class Interval:
 class Timeline:
     scenario: str
     seed: int
-    time_scale: float
+    time_scale: TimeScale
     duration: float = 0.0  # run length on the run's clock, set when the run ends
     requests: list[Request] = field(default_factory=list)
     health: list[Health] = field(default_factory=list)
@@ -150,7 +153,10 @@ class Timeline:
     faults: list[FaultWindow] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
-    # Time helpers: every claim speaks in the seed's seconds after the fault began.
+    def __post_init__(self) -> None:
+        self.time_scale = TimeScale(self.time_scale)
+
+    # Time helpers: every claim speaks in unscaled seconds after the fault began.
 
     @property
     def fault_start(self) -> float | None:
@@ -160,15 +166,22 @@ class Timeline:
     def fault_end(self) -> float | None:
         return max((w.end for w in self.faults), default=None)
 
-    def seed_seconds(self, t: float) -> float:
-        """``t`` as unscaled seconds after the first fault began."""
-        start = self.fault_start or 0.0
-        return (t - start) / self.time_scale
+    def unscaled(self, duration: float) -> float:
+        """A duration on the run's clock as the real seconds it stands for."""
+        return self.time_scale.unscaled(duration)
 
-    def at_seed_seconds(self, seconds: float, since: float | None = None) -> float:
-        """The run time ``seconds`` seed-seconds after ``since`` (default: fault start)."""
+    def scaled(self, unscaled: float) -> float:
+        """Real seconds as a duration on the run's clock."""
+        return self.time_scale.scaled(unscaled)
+
+    def unscaled_since_fault(self, t: float) -> float:
+        """``t`` as unscaled seconds after the first fault began."""
+        return self.unscaled(t - (self.fault_start or 0.0))
+
+    def run_time_at(self, unscaled: float, since: float | None = None) -> float:
+        """The run time ``unscaled`` real seconds after ``since`` (default: fault start)."""
         origin = self.fault_start if since is None else since
-        return (origin or 0.0) + seconds * self.time_scale
+        return (origin or 0.0) + self.scaled(unscaled)
 
     def in_fault(self, t: float) -> bool:
         return any(w.start <= t < w.end for w in self.faults)
@@ -260,9 +273,11 @@ class Recorder:
         latency: float,
         error: ErrorClass | None = None,
         source: str = "etcd",
+        member: str | None = None,
     ) -> None:
         self._add(
-            self.timeline.requests, Request(self.now(), component, op, latency, error, source)
+            self.timeline.requests,
+            Request(self.now(), component, op, latency, error, source, member),
         )
 
     def health(self, component: str, healthy: bool) -> None:
@@ -285,6 +300,16 @@ class Recorder:
     def fault(self, start: float, kind: FaultKind, target: str, detail: str = "") -> None:
         """A fault that began at ``start`` (a :meth:`now` value) and ends now."""
         self._add(self.timeline.faults, FaultWindow(start, self.now(), kind, target, detail))
+
+    def add(self, record: Request | Health | Event | LeaderChange) -> None:
+        """A record stamped elsewhere (another process's, on this run's clock)."""
+        lists: dict[type, list[Any]] = {
+            Request: self.timeline.requests,
+            Health: self.timeline.health,
+            Event: self.timeline.events,
+            LeaderChange: self.timeline.leaders,
+        }
+        self._add(lists[type(record)], record)
 
     def _add(self, records: list[Any], record: Any) -> None:
         # Shutting the run down (leaders stepping down, calls cancelled) is not

@@ -10,8 +10,9 @@ through to etcd otherwise; watches of the registry are fanned out from it, from
 a bounded history, so a watcher that fell too far behind gets :class:`Gone` and
 must relist, like a 410 from the real apiserver.
 
-Every request is recorded (latency, error class, whether the cache answered) and
-counted against the reconcile that made it (:func:`count_ops`).
+Every request is recorded (latency, error class, whether the cache answered,
+which member served it) and counted against the reconcile that made it
+(:func:`count_ops`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from etcdlab.client.calls import served_by
 from etcdlab.client.errors import (
     ClusterUnavailableError,
     CompactedError,
@@ -35,6 +37,7 @@ from etcdlab.client.errors import (
 from etcdlab.client.etcd import EtcdClient, prefix_end
 from etcdlab.common.clock import Clock
 from etcdlab.common.timeline import ErrorClass, EventKind, Recorder
+from etcdlab.common.timescale import TimeScale
 from etcdlab.protos import kv_pb2, rpc_pb2
 
 REGISTRY = b"/registry/"
@@ -134,12 +137,11 @@ class CacheConfig:
             raise ValueError("relist_backoff must be positive")
 
     def scaled(self, time_scale: float) -> CacheConfig:
-        if not time_scale > 0:
-            raise ValueError("time_scale must be positive")
+        scale = TimeScale(time_scale)
         return replace(
             self,
-            freshness=self.freshness * time_scale,
-            relist_backoff=self.relist_backoff * time_scale,
+            freshness=scale.scaled(self.freshness),
+            relist_backoff=scale.scaled(self.relist_backoff),
         )
 
 
@@ -280,7 +282,12 @@ class APIServer:
         self._recorder = recorder
 
     def _record(
-        self, op: str, started: float, error: BaseException | None = None, source: str = "etcd"
+        self,
+        op: str,
+        started: float,
+        error: BaseException | None = None,
+        source: str = "etcd",
+        member: str | None = None,
     ) -> None:
         counter = _ops.get()
         if counter is not None and source == "etcd":
@@ -292,18 +299,21 @@ class APIServer:
                 self._clock.now() - started,
                 None if error is None else error_class(error),
                 source,
+                member,
             )
 
     @contextlib.asynccontextmanager
     async def _request(self, op: str) -> AsyncIterator[None]:
         started = self._clock.now()
-        try:
-            yield
-        except (EtcdError, Conflict) as error:
-            # A conflict is the apiserver answering correctly: not an etcd failure.
-            self._record(op, started, None if isinstance(error, Conflict) else error)
-            raise
-        self._record(op, started)
+        with served_by() as served:
+            try:
+                yield
+            except (EtcdError, Conflict) as error:
+                # A conflict is the apiserver answering correctly: not an etcd failure.
+                failure = None if isinstance(error, Conflict) else error
+                self._record(op, started, failure, member=served.endpoint)
+                raise
+        self._record(op, started, member=served.endpoint)
 
     async def list(self, kind: str) -> tuple[list[Object], int]:
         if self.cache is not None and self.cache.fresh:
@@ -364,11 +374,17 @@ class APIServer:
         compare: Sequence[rpc_pb2.Compare],
         success: Sequence[rpc_pb2.RequestOp],
         failure: Sequence[rpc_pb2.RequestOp] = (),
+        *,
+        idempotent: bool = False,
         timeout: float | None = None,
     ) -> rpc_pb2.TxnResponse:
-        """A raw transaction (the leader-election lock writes its Lease through it)."""
+        """A raw transaction (the leader-election lock reads and writes its Lease
+        through it; its reads say ``idempotent``, as the GET they stand for is
+        a repeatable Range to clientv3)."""
         async with self._request("txn"):
-            return await self.client.txn(compare, success, failure, timeout=timeout)
+            return await self.client.txn(
+                compare, success, failure, idempotent=idempotent, timeout=timeout
+            )
 
     async def watch(self, kind: str, from_revision: int) -> AsyncGenerator[WatchEvent, None]:
         """Changes of ``kind`` from ``from_revision`` on; raises :class:`Gone` when

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from etcdlab.client.errors import EtcdError
 from etcdlab.common.clock import Clock
 from etcdlab.common.timeline import EventKind, Recorder
+from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.apiserver import APIServer, Gone, Object, WatchEvent
 
 Handler = Callable[[Object], None]
@@ -38,12 +39,11 @@ class InformerConfig:
             raise ValueError("relist_backoff must be positive")
 
     def scaled(self, time_scale: float) -> InformerConfig:
-        if not time_scale > 0:
-            raise ValueError("time_scale must be positive")
+        scale = TimeScale(time_scale)
         return replace(
             self,
-            resync_period=self.resync_period * time_scale,
-            relist_backoff=self.relist_backoff * time_scale,
+            resync_period=scale.scaled(self.resync_period),
+            relist_backoff=scale.scaled(self.relist_backoff),
         )
 
 
@@ -67,7 +67,6 @@ class Informer:
         self._by_owner: dict[str, set[str]] = {}
         self._handlers: list[Handler] = []
         self.synced = asyncio.Event()
-        self.relists = 0
 
     def add_handler(self, handler: Handler) -> None:
         """``handler(obj)`` on every add, update, delete and resync of an object."""
@@ -87,7 +86,6 @@ class Informer:
                 except (EtcdError, Gone):
                     pass
                 # The watch ended or failed: relist (the cache stays meanwhile).
-                self.relists += 1
                 if self._recorder is not None:
                     self._recorder.event(self.name, EventKind.RELIST)
                 await self._clock.sleep(self.config.relist_backoff)

@@ -1,8 +1,9 @@
 """The whole emulated control plane in one event loop, recording into a Timeline.
 
 * ``apiservers`` apiservers, each an :class:`~etcdlab.client.etcd.EtcdClient` with the
-  seed's settings (its endpoint list rotated so each starts on a different
-  member), a :class:`~etcdlab.client.health.HealthChecker` and a watch cache;
+  analysis's settings, a watch cache, and the livez ``etcd`` and readyz
+  ``etcd-readiness`` checks (:mod:`etcdlab.client.health`), each over its own
+  client like the real apiserver's, asked every ``health_check_interval``;
 * leader-elected components: two kube-controller-manager candidates (the leader
   runs the Deployment, StatefulSet and DaemonSet controllers), two scheduler
   candidates, and ``components`` more leases to load etcd, each contested by
@@ -10,9 +11,12 @@
 * a user who changes the workloads every ``churn_period``, so controllers have
   work while the fault is on (the engine stops it when the faults end, so the
   time to converge afterwards is measurable);
-* samplers: health, client keepalive failures and endpoint switches, workqueue
-  depths, informer cache sizes, the ground-truth reconcile progress, and the
-  event loop's own lag.
+* records of every check answer (livez as ``apiserver-N``, readyz as
+  ``apiserver-N/etcd-readiness``) and of every
+  connection change of the apiservers' clients (``transport_state``,
+  ``keepalive_failure``);
+* samplers: workqueue depths, informer cache sizes, the ground-truth reconcile
+  progress, and the event loop's own lag.
 
 A candidate whose elector steps down "restarts" (a fresh elector after
 ``restart_delay``), like a kube-controller-manager process that exits on lost
@@ -29,11 +33,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from etcdlab.client.config import ClientConfig
+from etcdlab.client.connection import ConnectivityState
 from etcdlab.client.errors import EtcdError
 from etcdlab.client.etcd import EtcdClient
-from etcdlab.client.health import HealthChecker
+from etcdlab.client.health import LIVEZ, READYZ, EtcdCheck, poll
 from etcdlab.common.clock import Clock
 from etcdlab.common.timeline import EventKind, Recorder
+from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.apiserver import (
     APIServer,
     CacheConfig,
@@ -64,8 +70,8 @@ SCHEDULER_LEASE = "kube-scheduler"
 class PlaneConfig:
     """Sizes and timings of the emulated control plane (timings in seconds).
 
-    ``client`` is the apiserver's etcd client (the seed's keepalive 30 s / 10 s,
-    dial 20 s, health check 2 s); ``election`` holds client-go's default
+    ``client`` is the apiserver's etcd client (the analysis's keepalive 30 s / 10 s,
+    dial 20 s, checks 2 s); ``election`` holds client-go's default
     LeaseDuration 15 s, RenewDeadline 10 s, RetryPeriod 2 s (identity and lease
     name are filled in per candidate). ``request_timeout`` is the apiserver's
     ``--request-timeout``: the longest one request waits on etcd.
@@ -118,19 +124,18 @@ class PlaneConfig:
             raise ValueError("churn_period must not be negative")
 
     def scaled(self, time_scale: float) -> PlaneConfig:
-        if not time_scale > 0:
-            raise ValueError("time_scale must be positive")
+        scale = TimeScale(time_scale)
         return replace(
             self,
-            churn_period=self.churn_period * time_scale,
-            sample_period=self.sample_period * time_scale,
-            restart_delay=self.restart_delay * time_scale,
-            request_timeout=self.request_timeout * time_scale,
-            election_request_timeout=self.election_request_timeout * time_scale,
-            client=self.client.scaled(time_scale),
-            election=self.election.scaled(time_scale),
-            controllers=self.controllers.scaled(time_scale),
-            cache=self.cache.scaled(time_scale),
+            churn_period=scale.scaled(self.churn_period),
+            sample_period=scale.scaled(self.sample_period),
+            restart_delay=scale.scaled(self.restart_delay),
+            request_timeout=scale.scaled(self.request_timeout),
+            election_request_timeout=scale.scaled(self.election_request_timeout),
+            client=self.client.scaled(scale),
+            election=self.election.scaled(scale),
+            controllers=self.controllers.scaled(scale),
+            cache=self.cache.scaled(scale),
         )
 
     @property
@@ -145,7 +150,7 @@ class PlaneConfig:
 
 
 class RecordingLock:
-    """A :class:`ResourceLock` that records the election steps the seed names.
+    """A :class:`ResourceLock` that records the election steps the analysis names.
 
     A write failing while its candidate leads is a failed renewal; a leader
     reading the record is on the slow path (its optimistic update failed); a
@@ -302,16 +307,29 @@ class ControlPlane:
         self.clients: list[EtcdClient] = []
         self.apiservers: list[APIServer] = []
         self.caches: list[WatchCache] = []
+        self.checks: list[tuple[str, EtcdCheck]] = []
         for i in range(config.apiservers):
+            # Rotated so that a sticky client starts on a different member each.
             rotated = [*endpoints[i % len(endpoints) :], *endpoints[: i % len(endpoints)]]
             name = f"apiserver-{i}"
-            client = EtcdClient(
-                rotated, replace(client_config, seed=config.seed + i), clock=clock, name=name
-            )
+            own = replace(client_config, seed=config.seed + i)
+            client = EtcdClient(rotated, own, clock=clock, name=name, listener=self)
             cache = WatchCache(client, clock, config.cache, recorder, f"{name}/cache")
             self.clients.append(client)
             self.caches.append(cache)
             self.apiservers.append(APIServer(name, client, clock, recorder, cache))
+            # Livez is recorded under the apiserver's name, readyz beside it (as
+            # the Go reference does); each check has a client of its own.
+            for check, timeout, component in (
+                (LIVEZ, own.health_check_timeout, name),
+                (READYZ, own.ready_check_timeout, f"{name}/{READYZ}"),
+            ):
+                own_client = EtcdClient(
+                    rotated, own, clock=clock, name=f"{name}/{check}", listener=self
+                )
+                self.checks.append(
+                    (component, EtcdCheck(check, own_client, timeout, own.health_key))
+                )
         # Ground truth for reconcile progress, read past the faults when possible.
         self.observer = EtcdClient(
             list(truth_endpoints or endpoints),
@@ -336,16 +354,13 @@ class ControlPlane:
                 self.components.append(
                     ElectedComponent(f"{lease}-{c}", lease, api, clock, recorder, config, work)
                 )
-        self.checkers = [HealthChecker(client) for client in self.clients]
         self._tasks: list[asyncio.Task[None]] = []
-        self._seen_keepalive = [0] * len(self.clients)
-        self._seen_switches = [0] * len(self.clients)
         self.progress: dict[str, tuple[int, int]] = {}
         self.churning = True
 
     # -- lifecycle --------------------------------------------------------------
 
-    async def seed_objects(self) -> None:
+    async def create_objects(self) -> None:
         """Create the nodes and workloads (skipping any that exist)."""
         api = APIServer("setup", self.observer, self._clock)
         wanted: list[tuple[str, str, dict[str, Any]]] = [
@@ -369,8 +384,8 @@ class ControlPlane:
         spawn(self.truth.run())
         for cache in self.caches:
             spawn(cache.run())
-        for checker in self.checkers:
-            checker.start()
+        for answers_as, check in self.checks:
+            spawn(self._probe(answers_as, check))
         for component in self.components:
             spawn(component.run())
         spawn(self._sample_loop())
@@ -387,9 +402,7 @@ class ControlPlane:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for checker in self.checkers:
-            await checker.close()
-        for client in [*self.clients, self.observer]:
+        for client in [*self.clients, *(check.client for _, check in self.checks), self.observer]:
             await client.close()
 
     def failed_tasks(self) -> list[BaseException]:
@@ -415,17 +428,6 @@ class ControlPlane:
 
     async def sample(self) -> None:
         record = self._recorder
-        for i, (client, checker) in enumerate(zip(self.clients, self.checkers, strict=True)):
-            if checker.healthy is not None:
-                record.health(client.name, checker.healthy)
-            keepalive = client.stats.retries["keepalive"]
-            for _ in range(keepalive - self._seen_keepalive[i]):
-                record.event(client.name, EventKind.KEEPALIVE_FAILURE)
-            self._seen_keepalive[i] = keepalive
-            state = client.endpoints_state
-            if state.switches > self._seen_switches[i]:
-                record.event(client.name, EventKind.ENDPOINT_SWITCH, state.current)
-            self._seen_switches[i] = state.switches
         depths: dict[str, int] = {}
         caches: dict[str, int] = {}
         for manager in self.managers:
@@ -443,6 +445,24 @@ class ControlPlane:
             for name, (done, total) in self.progress.items():
                 if total:
                     record.gauge(f"progress/{name}", done / total)
+
+    async def _probe(self, component: str, check: EtcdCheck) -> None:
+        """Ask ``check`` like a prober would, recording every answer."""
+
+        def report(error: str | None) -> None:
+            self._recorder.health(component, error is None)
+
+        await poll(check, self.config.client.health_check_interval, self._clock, report)
+
+    # ClientListener: the apiservers' connections
+    def connection_state(
+        self, client: str, endpoint: str, state: ConnectivityState, error: str | None
+    ) -> None:
+        detail = f"{endpoint} {state} {client}" + (f": {error}" if error else "")
+        self._recorder.event(client, EventKind.TRANSPORT_STATE, detail)
+
+    def keepalive_closed(self, client: str, endpoint: str) -> None:
+        self._recorder.event(client, EventKind.KEEPALIVE_FAILURE, f"{endpoint} {client}")
 
     async def _sample_loop(self) -> None:
         while True:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from etcdlab.common.clock import Clock
+from etcdlab.common.timescale import TimeScale
 
 
 class RateLimiter(Protocol):
@@ -136,13 +137,13 @@ class RateLimitConfig:
             raise ValueError("burst must be at least 1")
 
     def scaled(self, time_scale: float) -> RateLimitConfig:
-        if not time_scale > 0:
-            raise ValueError("time_scale must be positive")
+        scale = TimeScale(time_scale)
         return replace(
             self,
-            base_delay=self.base_delay * time_scale,
-            max_delay=self.max_delay * time_scale,
-            qps=self.qps / time_scale,
+            base_delay=scale.scaled(self.base_delay),
+            max_delay=scale.scaled(self.max_delay),
+            # A rate: tokens per unscaled second become tokens per scaled second.
+            qps=scale.unscaled(self.qps),
         )
 
 

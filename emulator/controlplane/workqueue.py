@@ -38,7 +38,6 @@ class WorkQueue(Generic[T]):
         self._getters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._shutting_down = False
         self._drained: asyncio.Event | None = None
-        self.adds = 0
 
     def __len__(self) -> int:
         """Items waiting to be handed out (client-go's depth)."""
@@ -48,14 +47,9 @@ class WorkQueue(Generic[T]):
     def processing(self) -> int:
         return len(self._processing)
 
-    @property
-    def shutting_down(self) -> bool:
-        return self._shutting_down
-
     def add(self, item: T) -> None:
         if self._shutting_down or item in self._dirty:
             return
-        self.adds += 1
         self._dirty.add(item)
         if item in self._processing:
             return  # re-queued by done()

@@ -99,8 +99,9 @@ class Election:
         # cannot tell whether it was applied, and must still withdraw the key.
         self.key = key
         try:
-            # Compare-guarded, so the client may repeat it after UNAVAILABLE: a
-            # repeat of an applied put lands in the failure branch and finds our key.
+            # Compare-guarded, so a repeat of an applied put would land in the
+            # failure branch and find our key; like clientv3's Txn it is not
+            # repeated after UNAVAILABLE, and the campaign fails instead.
             reply = await self._client.txn(
                 [absent],
                 [rpc_pb2.RequestOp(request_put=put)],

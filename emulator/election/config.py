@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from etcdlab.common.timescale import TimeScale
+
 
 @dataclass(frozen=True)
 class LeaderElectionConfig:
@@ -27,11 +29,19 @@ class LeaderElectionConfig:
     it observed the change, never from timestamps inside the record."""
 
     renew_deadline: float = 10.0
-    """How long the leader keeps retrying a failing renewal before stepping down."""
+    """How long the leader keeps retrying a failing renewal before stepping down
+    (``wait.PollUntilContextTimeout``'s timeout; requests in flight then are
+    cancelled)."""
 
     retry_period: float = 2.0
-    """Pause between attempts: renewals every ``retry_period``; acquisition attempts
-    every ``retry_period`` stretched by a random factor up to ``jitter_factor``."""
+    """Pause between attempts: a failing renewal is retried every ``retry_period``
+    (start to start, or at once after a longer attempt), a successful one is
+    followed by a pause of ``retry_period``; acquisition attempts are
+    ``retry_period`` stretched by a random factor up to ``jitter_factor`` apart
+    (end to start)."""
+
+    request_timeout_floor: float = 1.0
+    """The least :attr:`request_timeout` may be."""
 
     jitter_factor: float = 1.2
     """``wait.JitterUntil``'s factor: an acquire retry waits
@@ -47,7 +57,13 @@ class LeaderElectionConfig:
             raise ValueError("lease_duration must be greater than renew_deadline")
         if self.renew_deadline <= self.jitter_factor * self.retry_period:
             raise ValueError("renew_deadline must be greater than retry_period * jitter_factor")
-        for field in ("lease_duration", "renew_deadline", "retry_period", "jitter_factor"):
+        for field in (
+            "lease_duration",
+            "renew_deadline",
+            "retry_period",
+            "jitter_factor",
+            "request_timeout_floor",
+        ):
             if getattr(self, field) <= 0:
                 raise ValueError(f"{field} must be greater than zero")
         if not self.identity:
@@ -58,17 +74,24 @@ class LeaderElectionConfig:
             raise ValueError("namespace must be a non-empty name without '/'")
 
     @property
+    def request_timeout(self) -> float:
+        """Deadline of each Get, Create or Update of the lock: ``max(1 s,
+        renew_deadline / 2)``, what ``resourcelock.NewFromKubeconfig`` sets as the
+        client's timeout so that one hung request cannot cost the lease."""
+        return max(self.request_timeout_floor, self.renew_deadline / 2)
+
+    @property
     def key(self) -> bytes:
         """Where the apiserver would store this coordination.k8s.io Lease."""
         return f"/registry/leases/{self.namespace}/{self.name}".encode()
 
     def scaled(self, time_scale: float) -> LeaderElectionConfig:
         """The same config with every duration multiplied by ``time_scale``."""
-        if time_scale <= 0:
-            raise ValueError("time_scale must be positive")
+        scale = TimeScale(time_scale)
         return dataclasses.replace(
             self,
-            lease_duration=self.lease_duration * time_scale,
-            renew_deadline=self.renew_deadline * time_scale,
-            retry_period=self.retry_period * time_scale,
+            lease_duration=scale.scaled(self.lease_duration),
+            renew_deadline=scale.scaled(self.renew_deadline),
+            retry_period=scale.scaled(self.retry_period),
+            request_timeout_floor=scale.scaled(self.request_timeout_floor),
         )

@@ -3,8 +3,10 @@
 The state machine is ``tools/leaderelection``'s: an acquire loop retrying every
 jittered ``retry_period``; once leading, a renew loop that retries a failing
 renewal every ``retry_period`` and steps down when ``renew_deadline`` passes
-without success. Whether someone else's lease has expired is judged only by this
-candidate's clock, from the moment it last saw the stored record change.
+without success. Each Get, Create or Update of the lock has its own deadline,
+``request_timeout`` (the client's timeout ``resourcelock`` sets). Whether a
+lease has expired is judged only by this candidate's clock, from the moment it
+last saw the stored record change, and by the duration that record states.
 
 Like client-go, this is not fencing: a renewal whose answer takes longer than
 ``lease_duration - renew_deadline - retry_period`` can keep a leader believing
@@ -20,16 +22,18 @@ import random
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from etcdlab.common.clock import Clock, MonotonicClock
+from etcdlab.common.clock import Clock, MonotonicClock, within
 from etcdlab.election.config import LeaderElectionConfig
 from etcdlab.election.lock import LockNotFoundError, ResourceLock
 from etcdlab.election.record import LeaderElectionRecord
 from etcdlab.election.safety import Fence
-from etcdlab.election.timing import jittered, within
+from etcdlab.election.timing import jittered
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ class LeaderElector:
     async def _acquire(self) -> None:
         while True:
             self.attempts.append(self._clock.now())
-            acquired = await self._attempt()
+            acquired = await self._try_acquire_or_renew()
             self._maybe_report_transition()
             if acquired:
                 return
@@ -171,18 +175,19 @@ class LeaderElector:
             await self._clock.sleep(self.config.retry_period)
 
     async def _renew_until_success(self) -> None:
-        while not await self._try_acquire_or_renew():
-            await self._clock.sleep(self.config.retry_period)
+        # wait.PollUntilContextTimeout: attempts retry_period apart, start to
+        # start (its timer runs during an attempt), the next at once after a
+        # longer attempt.
+        while True:
+            started = self._clock.now()
+            if await self._try_acquire_or_renew():
+                return
+            spent = self._clock.now() - started
+            await self._clock.sleep(max(0.0, self.config.retry_period - spent))
 
-    async def _attempt(self) -> bool:
-        # client-go leaves an acquire attempt to the client's own timeouts; a
-        # member that hangs forever must not stall the candidate forever.
-        try:
-            return await within(
-                self._clock, self.config.renew_deadline, self._try_acquire_or_renew()
-            )
-        except TimeoutError:
-            return False
+    async def _request(self, call: Coroutine[Any, Any, T]) -> T:
+        """One lock request, abandoned after ``request_timeout``."""
+        return await within(self._clock, self.config.request_timeout, call)
 
     # -- one attempt ----------------------------------------------------------
 
@@ -204,7 +209,7 @@ class LeaderElector:
                 leader_transitions=self._observed_record.leader_transitions,
             )
             try:
-                await self._lock.update(renewal)
+                await self._request(self._lock.update(renewal))
             except Exception as error:
                 log.info("%s: optimistic renew failed (%s), reading", self.config.identity, error)
             else:
@@ -213,10 +218,10 @@ class LeaderElector:
 
         # Slow path: read, then decide.
         try:
-            observed = await self._lock.get()
+            observed = await self._request(self._lock.get())
         except LockNotFoundError:
             try:
-                await self._lock.create(mine)
+                await self._request(self._lock.create(mine))
             except Exception as error:
                 log.info("%s: creating the record failed: %s", self.config.identity, error)
                 return False
@@ -245,7 +250,7 @@ class LeaderElector:
                 mine, leader_transitions=observed.record.leader_transitions + 1
             )
         try:
-            await self._lock.update(update)
+            await self._request(self._lock.update(update))
         except Exception as error:
             log.info("%s: updating the record failed: %s", self.config.identity, error)
             return False
@@ -263,8 +268,14 @@ class LeaderElector:
             renew_time=wall,
             leader_transitions=self._observed_record.leader_transitions,
         )
+
+        async def release() -> None:
+            # Read first, as client-go does: the write swaps on the latest revision.
+            await self._request(self._lock.get())
+            await self._request(self._lock.update(released))
+
         try:
-            await within(self._clock, self.config.renew_deadline, self._lock.update(released))
+            await within(self._clock, self.config.renew_deadline, release())
         except Exception as error:
             log.info("%s: releasing the lease failed: %s", self.config.identity, error)
             return
@@ -273,8 +284,12 @@ class LeaderElector:
     # -- bookkeeping ------------------------------------------------------------
 
     def _lease_valid(self, now: float) -> bool:
+        # The duration the observed record states, as client-go's isLeaseValid.
+        record = self._observed_record
         return (
-            self.observed_time is not None and self.observed_time + self.config.lease_duration > now
+            self.observed_time is not None
+            and record is not None
+            and self.observed_time + record.lease_duration_seconds > now
         )
 
     def _set_observed(self, record: LeaderElectionRecord) -> None:

@@ -66,6 +66,7 @@ class TxnKV(Protocol):
         success: Sequence[rpc_pb2.RequestOp],
         failure: Sequence[rpc_pb2.RequestOp] = (),
         *,
+        idempotent: bool = False,
         timeout: float | None = None,
     ) -> rpc_pb2.TxnResponse: ...
 
@@ -97,10 +98,12 @@ class EtcdLeaseLock:
         return self._revision
 
     async def get(self) -> ObservedRecord:
-        # A txn without compares is a linearizable read through the same call.
+        # A txn without compares is a linearizable read through the same call,
+        # repeatable like the Range the apiserver makes for a GET.
         reply = await self._kv.txn(
             [],
             [rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=self.key))],
+            idempotent=True,
             timeout=self._timeout,
         )
         kvs = reply.responses[0].response_range.kvs

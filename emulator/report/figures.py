@@ -19,6 +19,7 @@ from etcdlab.report.claims import (
     APISERVER,
     CONTROLLERS,
     api_requests,
+    connections_left,
     converge_time,
     leadership_losses,
 )
@@ -111,12 +112,12 @@ def figures(timeline: Timeline) -> dict[str, Any]:
             start,
             scale,
         ),
-        "endpoint_switch": _first(times(EventKind.ENDPOINT_SWITCH), start, scale),
+        "connection_lost": _first(connections_left(timeline, APISERVER), start, scale),
         "keepalive_failure": _first(times(EventKind.KEEPALIVE_FAILURE), start, scale),
         "renew_failure": _first(times(EventKind.RENEW_FAILED), start, scale),
         "lease_loss": _first(leadership_losses(timeline), start, scale),
     }
-    signs = [first[k] for k in ("error", "unhealthy", "endpoint_switch", "keepalive_failure")]
+    signs = [first[k] for k in ("error", "unhealthy", "connection_lost", "keepalive_failure")]
     ran = [c for c in CONTROLLERS if timeline.gauge_series(f"progress/{c}")]
     lags = [g.value / scale for g in timeline.gauge_series("event_loop_lag")]
     converged = [converge_time(timeline, c) for c in ran]
@@ -126,7 +127,7 @@ def figures(timeline: Timeline) -> dict[str, Any]:
         "renew_failures": count(EventKind.RENEW_FAILED),
         "slow_path_renewals": count(EventKind.SLOW_PATH),
         "keepalive_failures": count(EventKind.KEEPALIVE_FAILURE),
-        "endpoint_switches": count(EventKind.ENDPOINT_SWITCH),
+        "connections_lost": sum(t >= start for t in connections_left(timeline, APISERVER)),
         "apiserver_health_failures": sum(f for f, _ in unhealthy),
         "apiserver_unhealthy_seconds": _round(sum(s for _, s in unhealthy) / scale),
         "errors": {c.value: sum(r.error is c for r in errors) for c in ErrorClass},

@@ -1,28 +1,37 @@
 """The run's report: ``report.json``, a self-contained ``report.html`` and a summary.
 
 All three are built from one :class:`~etcdlab.common.timeline.Timeline` and the claim
-findings; the HTML carries its plots as inline SVG, so it opens anywhere without
-a network.
+findings. The HTML reads top down: how the run ended, the scenario and every
+fault's settings, what happened (:mod:`etcdlab.report.happened`), the claims
+(each linked to the window on the plot that decided it), the tables, then the
+plots (:mod:`etcdlab.report.plots`, one clock). It carries its plots as inline
+SVG and its style inline, so it opens anywhere without a network.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from etcdlab.common.timeline import ErrorClass, Timeline, quantile
-from etcdlab.report import svgplot
+from etcdlab.report import plots
 from etcdlab.report.claims import CONTROLLERS, Verdict, converge_time, evaluate, stall_intervals
 from etcdlab.report.figures import figures
-from etcdlab.report.svgplot import Segment, Series, Shade
+from etcdlab.report.happened import what_happened
+from etcdlab.report.plots import EVENT_LOOP_LAG_LIMIT
+from etcdlab.report.recovery import member_recovery
 
-# The issue's bar: event-loop lag p99 under 20 ms at time scale 1.
-EVENT_LOOP_LAG_LIMIT = 0.020
-BINS = 200
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the run ended: ``completed``, ``interrupted`` (a signal stopped it; the report
+    holds what was measured until then) or ``failed`` (an error ended it, ``reason``)."""
+
+    state: str = "completed"
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,11 @@ class ReportPaths:
 
 def _round(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def _bounded(value: float) -> float | None:
+    """JSON has no infinity: an open end is None."""
+    return None if value == float("inf") else _round(value, 3)
 
 
 def event_loop_lag(timeline: Timeline) -> dict[str, Any]:
@@ -88,17 +102,34 @@ def component_metrics(timeline: Timeline) -> dict[str, Any]:
             if mine_r
             else None,
             "stalls": len(stalls),
-            "stalled_seconds": _round(sum(b - a for a, b in stalls) / timeline.time_scale, 3),
+            "stalled_seconds": _round(timeline.unscaled(sum(b - a for a, b in stalls)), 3),
             "converge_seconds": _round(converge_time(timeline, name), 3),
         }
     return {"components": components, "controllers": controllers}
 
 
-def build_report(timeline: Timeline) -> dict[str, Any]:
+def recovery(timeline: Timeline) -> list[dict[str, Any]]:
+    """Each member's unscaled seconds to healthy for good after each heal
+    (:mod:`etcdlab.report.recovery`); ``healed_at`` on the report's clock."""
+    return [
+        {
+            "kind": heal.fault.kind.value,
+            "target": heal.fault.target,
+            "healed_at": _round(heal.healed_at, 3),
+            "members": heal.members,
+            "slowest": _round(heal.slowest, 3),
+            "resolution": _round(heal.resolution, 3),
+        }
+        for heal in member_recovery(timeline)
+    ]
+
+
+def build_report(timeline: Timeline, outcome: Outcome = Outcome()) -> dict[str, Any]:
     findings = evaluate(timeline)
     counts = {v.value: sum(f.verdict is v for _, f in findings) for v in Verdict}
     return {
         "scenario": timeline.scenario,
+        "outcome": {"state": outcome.state, "reason": outcome.reason},
         "seed": timeline.seed,
         "time_scale": timeline.time_scale,
         "duration": _round(timeline.duration, 3),
@@ -113,6 +144,8 @@ def build_report(timeline: Timeline) -> dict[str, Any]:
             }
             for w in timeline.faults
         ],
+        "what_happened": what_happened(timeline),
+        "member_recovery": recovery(timeline),
         "claims": [
             {
                 "id": claim.id,
@@ -120,6 +153,12 @@ def build_report(timeline: Timeline) -> dict[str, Any]:
                 "claim": claim.claim,
                 "measured": finding.measured,
                 "verdict": finding.verdict.value,
+                "plot": claim.plot,
+                # Unscaled seconds since the fault began; an open end is null.
+                "window": None
+                if finding.window is None
+                else [_round(finding.window[0], 3), _bounded(finding.window[1])],
+                "at": _round(finding.at, 3),
             }
             for claim, finding in findings
         ],
@@ -131,9 +170,11 @@ def build_report(timeline: Timeline) -> dict[str, Any]:
     }
 
 
-def write_report(timeline: Timeline, out_dir: Path) -> tuple[dict[str, Any], ReportPaths]:
+def write_report(
+    timeline: Timeline, out_dir: Path, outcome: Outcome = Outcome()
+) -> tuple[dict[str, Any], ReportPaths]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = build_report(timeline)
+    report = build_report(timeline, outcome)
     paths = ReportPaths(out_dir / "report.json", out_dir / "report.html", out_dir / "timeline.json")
     paths.json.write_text(json.dumps(report, indent=2) + "\n")
     paths.timeline.write_text(json.dumps(timeline.to_dict()) + "\n")
@@ -141,139 +182,102 @@ def write_report(timeline: Timeline, out_dir: Path) -> tuple[dict[str, Any], Rep
     return report, paths
 
 
-# Plots.
+# The page.
+
+VERDICT_COLORS = {"agrees": "#d8f0d8", "differs": "#f8d7d3", "not observed": "#eeeeee"}
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; max-width: 1100px; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; }
+td, th { border: 1px solid #ccc; padding: 4px 6px; vertical-align: top; text-align: left; }
+figure { margin: 1em 0; }
+.outcome { background: #fff3cd; border: 1px solid #e0b000; padding: 0.5em 1em; }
+.happened li { margin: 0.15em 0; }
+.mark .bar { fill: #9fa8da; }
+.mark .at { fill: #1a237e; }
+.mark .band { fill: #ffd54f; opacity: 0.45; visibility: hidden; }
+.mark:target .bar { fill: #f9a825; }
+.mark:target .band { visibility: visible; }
+.mark { scroll-margin-top: 4em; }
+"""
 
 
-def _x_range(timeline: Timeline) -> tuple[float, float]:
-    """Every chart's time axis, so they line up; an empty run still gets a unit axis."""
-    return 0.0, timeline.duration if timeline.duration > 0 else 1.0
+def _link(claim: dict[str, Any]) -> str:
+    """Where the claim table points: the claim's window on its plot, else the plot."""
+    if claim["plot"] == "controllers":
+        return '<a href="#controllers">controllers table</a>'
+    name = next(f.short for f in plots.FIGURES if f.id == claim["plot"])
+    if claim["window"] is None:
+        return f'<a href="#plot-{claim["plot"]}">{escape(name)} plot</a>'
+    span = plots.window_words(*claim["window"])
+    return f'<a href="#claim-{escape(claim["id"])}">{escape(name)}, {span}</a>'
 
 
-def _bins(timeline: Timeline) -> tuple[float, float, float]:
-    start, end = _x_range(timeline)
-    return start, end, (end - start) / BINS
-
-
-def _shades(timeline: Timeline) -> list[Shade]:
-    return [Shade(w.start, w.end, f"{w.kind.value} {w.target} {w.detail}") for w in timeline.faults]
-
-
-def latency_plot(timeline: Timeline) -> str:
-    start, end, width = _bins(timeline)
-    series = []
-    for name in sorted({r.component for r in timeline.requests}):
-        buckets: dict[int, list[float]] = {}
-        for r in timeline.requests:
-            if r.component == name:
-                buckets.setdefault(int((r.t - start) / width), []).append(r.latency * 1000)
-        p99 = [
-            (start + (b + 0.5) * width, quantile(v, 0.99) or 0.0)
-            for b, v in sorted(buckets.items())
-        ]
-        series.append(Series(f"{name} p99", p99))
-    return svgplot.line_chart(
-        "Request latency per component (p99 per bin)",
-        series,
-        (start, end),
-        _shades(timeline),
-        y_label="ms (log)",
-        log_y=True,
+def _faults_table(report: dict[str, Any]) -> str:
+    """Every fault's settings as the scenario gave them (times: after the warm-up)."""
+    steps = report["settings"].get("faults", [])
+    if not steps:
+        return "<p>No faults.</p>"
+    keys = list(steps[0])
+    head = "".join(f"<th>{escape(key)}</th>" for key in keys)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{escape(str(step[key]))}</td>" for key in keys) + "</tr>"
+        for step in steps
+    )
+    return (
+        f"<table><tr>{head}</tr>{rows}</table><p>at and duration: the scenario's unscaled "
+        "seconds, at counted from the end of the warm-up.</p>"
     )
 
 
-def errors_plot(timeline: Timeline) -> str:
-    start, end, width = _bins(timeline)
-    series = []
-    for i, error in enumerate(ErrorClass):
-        counts: dict[int, int] = {}
-        for r in timeline.requests:
-            if r.error is error:
-                index = int((r.t - start) / width)
-                counts[index] = counts.get(index, 0) + 1
-        if counts:
-            points = [(start + (b + 0.5) * width, float(counts.get(b, 0))) for b in range(BINS)]
-            series.append(Series(error.value, points, svgplot.color(i + 1)))
-    return svgplot.line_chart(
-        "Errors by class (per bin)", series, (start, end), _shades(timeline), y_label="errors"
+def _recovery_words(seconds: float | None) -> str:
+    if seconds is None:
+        return "not healthy again"
+    return "healthy throughout" if seconds == 0 else f"{seconds:.1f} s"
+
+
+def _recovery_lines(report: dict[str, Any]) -> list[str]:
+    """One line per heal: how soon each member was healthy for good."""
+    lines = []
+    for heal in report["member_recovery"]:
+        members = ", ".join(f"{m} {_recovery_words(t)}" for m, t in heal["members"].items())
+        every = "" if heal["resolution"] is None else f" (sampled every {heal['resolution']:g} s)"
+        lines.append(
+            f"Members after the {heal['kind']} on {heal['target']} healed at "
+            f"{heal['healed_at']:.1f} s: {members or 'not sampled'}{every}."
+        )
+    return lines
+
+
+def _recovery_table(report: dict[str, Any]) -> str:
+    heals = report["member_recovery"]
+    if not heals:
+        return ""
+    members = list(heals[0]["members"])
+    head = "".join(f"<th>{escape(m)}</th>" for m in members)
+    rows = "".join(
+        f"<tr><td>{escape(h['kind'])} on {escape(h['target'])}</td><td>{h['healed_at']:.1f}</td>"
+        + "".join(f"<td>{_recovery_words(h['members'].get(m))}</td>" for m in members)
+        + "</tr>"
+        for h in heals
     )
-
-
-def _state_segments(
-    samples: Sequence[tuple[float, str]], end: float, colors: dict[str, str]
-) -> list[Segment]:
-    segments: list[Segment] = []
-    for (t, state), following in zip(samples, [*samples[1:], (end, "")], strict=True):
-        if segments and segments[-1].label == state and segments[-1].end == t:
-            last = segments[-1]
-            segments[-1] = Segment(last.start, following[0], state, last.color)
-        else:
-            segments.append(Segment(t, following[0], state, colors.setdefault(state, "#999")))
-    return segments
-
-
-def health_plot(timeline: Timeline) -> str:
-    colors = {"healthy": "#2ca02c", "unhealthy": "#d62728"}
-    lanes = []
-    for name in sorted({h.component for h in timeline.health}):
-        samples = [
-            (h.t, "healthy" if h.healthy else "unhealthy")
-            for h in sorted(timeline.health, key=lambda h: h.t)
-            if h.component == name
-        ]
-        lanes.append((name, _state_segments(samples, timeline.duration, dict(colors))))
-    return svgplot.lane_chart(
-        "Health (apiserver probes, etcd members)",
-        lanes,
-        _x_range(timeline),
-        _shades(timeline),
-        legend=list(colors.items()),
-    )
-
-
-def leader_plot(timeline: Timeline) -> str:
-    candidates = sorted({c.candidate for c in timeline.leaders})
-    colors = {name: svgplot.color(i) for i, name in enumerate(candidates)}
-    lanes = []
-    for lease, by_candidate in sorted(timeline.leadership().items()):
-        segments = [
-            Segment(i.start, i.end, candidate, colors[candidate])
-            for candidate, intervals in by_candidate.items()
-            for i in intervals
-        ]
-        lanes.append((lease, sorted(segments, key=lambda s: s.start)))
-    legend = list(colors.items()) if len(colors) <= svgplot.LEGEND_MAX else []
-    return svgplot.lane_chart(
-        "Who leads each lease", lanes, _x_range(timeline), _shades(timeline), legend
-    )
-
-
-def gauge_plot(timeline: Timeline, prefix: str, title: str, y_label: str) -> str:
-    series = [
-        Series(name.removeprefix(prefix), [(g.t, g.value) for g in timeline.gauge_series(name)],
-               step=True)
-        for name in timeline.gauge_names(prefix)
-    ]  # fmt: skip
-    return svgplot.line_chart(title, series, _x_range(timeline), _shades(timeline), y_label=y_label)
-
-
-def lag_plot(timeline: Timeline) -> str:
-    points = [(g.t, g.value * 1000) for g in timeline.gauge_series("event_loop_lag")]
-    return svgplot.line_chart(
-        "Event-loop lag",
-        [Series("lag", points), Series("limit", [(0.0, 20.0), (timeline.duration, 20.0)], "#aaa")],
-        _x_range(timeline),
-        _shades(timeline),
-        y_label="ms",
+    return (
+        '<h2 id="recovery">Members after each heal</h2>'
+        f"<table><tr><th>fault</th><th>healed at s</th>{head}</tr>{rows}</table>"
+        "<p>Unscaled seconds from the heal until the member's <code>/health</code> (a leader "
+        "and quorum) was true for good, up to the next fault or the end of the run; known to "
+        "within one sample period. After a heal real TCP delivers within about one "
+        "retransmission timeout: a member unhealthy for long after it is an artefact of the "
+        "lab.</p>"
     )
 
 
 def render_html(report: dict[str, Any], timeline: Timeline) -> str:
-    verdict_colors = {"agrees": "#d8f0d8", "differs": "#f8d7d3", "not observed": "#eeeeee"}
     rows = "".join(
-        f'<tr style="background:{verdict_colors[c["verdict"]]}"><td>{escape(c["section"])}</td>'
-        f"<td>{escape(c['claim'])}</td><td>{escape(c['measured'])}</td>"
-        f"<td><b>{escape(c['verdict'])}</b></td></tr>"
-        for c in report["claims"]
+        f'<tr id="row-{escape(c["id"])}" style="background:{VERDICT_COLORS[c["verdict"]]}">'
+        f"<td>{number}</td><td>{escape(c['section'])}</td><td>{escape(c['claim'])}</td>"
+        f"<td>{escape(c['measured'])}</td><td><b>{escape(c['verdict'])}</b></td>"
+        f"<td>{_link(c)}</td></tr>"
+        for number, c in enumerate(report["claims"], 1)
     )
     lag = report["event_loop_lag"]
     lag_line = (
@@ -288,39 +292,40 @@ def render_html(report: dict[str, Any], timeline: Timeline) -> str:
     notes = "".join(
         f"<p><b>Note:</b> {escape(str(note))}</p>" for note in report["settings"].get("notes", [])
     )
-    plots = [
-        latency_plot(timeline),
-        errors_plot(timeline),
-        health_plot(timeline),
-        leader_plot(timeline),
-        gauge_plot(timeline, "workqueue/", "Workqueue depth", "items"),
-        gauge_plot(timeline, "progress/", "Reconcile progress (fraction done)", "done"),
-        lag_plot(timeline),
-    ]
-    figures = "".join(f"<figure>{plot}</figure>" for plot in plots)
-    metrics = _metrics_tables(report)
+    happened = "".join(f"<li>{escape(line)}</li>" for line in report["what_happened"])
+    figures = "".join(
+        f'<figure id="plot-{figure.id}">{svg}</figure>'
+        for figure, svg in plots.figures(timeline, report["claims"])
+    )
+    ended = _outcome_words(report)
+    outcome = f'<p class="outcome"><b>{escape(ended)}.</b></p>' if ended else ""
+    description = escape(str(report["settings"].get("description", ""))) or "(no description)"
     title = f"etcdlab: {escape(report['scenario'])}"
+    clock = plots.Clock(timeline)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; max-width: 1100px; }}
-table {{ border-collapse: collapse; width: 100%; font-size: 13px; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 6px; vertical-align: top; text-align: left; }}
-figure {{ margin: 1em 0; }}
-</style></head><body>
+<style>{STYLE}</style></head><body>
 <h1>{title}</h1>
-<p>seed {report["seed"]}, time scale {report["time_scale"]:g}
-(every timeout multiplied by it; claim windows are in unscaled seconds after the fault began),
-run length {report["duration"]:.1f} s on the run clock;
-verdicts: {", ".join(f"{v} {n}" for v, n in report["verdicts"].items())}.</p>
+{outcome}
+<p id="description">{description}</p>
+<h2>What happened</h2>
+<ul class="happened">{happened}</ul>
 <p>Safety: {safety_info["overlapping_leaders"]} overlapping leaders over
-{safety_info["leases"]} leases. {escape(lag_line)}.</p>
+{safety_info["leases"]} leases. Verdicts:
+{", ".join(f"{v} {n}" for v, n in report["verdicts"].items())}. {escape(lag_line)}.</p>
+<p>{escape(clock.sentence)} Seed {report["seed"]}, time scale {report["time_scale"]:g}
+(every timeout multiplied by it), run length {report["duration"]:.1f} s on the run clock.</p>
 {notes}
-<h2>The seed's claims against the measurement</h2>
-<table><tr><th>section</th><th>claim</th><th>measured</th><th>verdict</th></tr>{rows}</table>
-{metrics}
+<h2 id="faults">The scenario's faults</h2>
+{_faults_table(report)}
+{_recovery_table(report)}
+<h2>The claims against the measurement</h2>
+<table><tr><th>#</th><th>section</th><th>claim</th><th>measured</th><th>verdict</th>
+<th>decided on</th></tr>{rows}</table>
+{_metrics_tables(report)}
 <h2>Timeline</h2>
-<p>Times on the run clock (seconds); fault windows shaded.</p>
+<p>Fault windows shaded; above each plot, the windows of the claims decided on it
+(the one a link points to is highlighted over the plot). Hover for values.</p>
 {figures}
 </body></html>
 """
@@ -349,9 +354,21 @@ def _metrics_tables(report: dict[str, Any]) -> str:
         "<h2>Components</h2><table><tr><th>component</th><th>requests</th><th>p50 ms</th>"
         "<th>p99 ms</th><th>max ms</th><th>errors by class</th><th>from cache</th></tr>"
         f"{components}</table>"
-        "<h2>Controllers</h2><table><tr><th>controller</th><th>reconciles</th><th>failed</th>"
+        '<h2 id="controllers">Controllers</h2><table><tr><th>controller</th>'
+        "<th>reconciles</th><th>failed</th>"
         "<th>etcd requests per reconcile</th><th>stalls</th><th>stalled s (unscaled)</th>"
         f"<th>converged s after the fault (unscaled)</th></tr>{controllers}</table>"
+    )
+
+
+def _outcome_words(report: dict[str, Any]) -> str:
+    """ "" for a completed run; what ended it otherwise."""
+    outcome = report["outcome"]
+    if outcome["state"] == "completed":
+        return ""
+    return (
+        f"{outcome['state'].upper()} ({outcome['reason']}) after {report['duration']:.1f} s "
+        "on the run clock: what follows is what was measured until then"
     )
 
 
@@ -362,6 +379,10 @@ def summary(report: dict[str, Any]) -> str:
         f"{report['time_scale']:g}): "
         + ", ".join(f"{v} {n}" for v, n in report["verdicts"].items())
     ]
+    if ended := _outcome_words(report):
+        lines.append(f"  {ended}")
+    lines += [f"  {line}" for line in report["what_happened"]]
+    lines += [f"  {line}" for line in _recovery_lines(report)]
     lines += [f"  note: {note}" for note in report["settings"].get("notes", [])]
     for claim in report["claims"]:
         lines.append(f"  [{marks[claim['verdict']]}] {claim['id']}: {claim['measured']}")

@@ -1,13 +1,20 @@
 """Small inline SVG charts for the self-contained report (no JavaScript, no libraries).
 
-Two shapes cover every plot of the report: :func:`line_chart` (series of
-points, optionally log-scaled) and :func:`lane_chart` (one row per name, coloured
-segments: health states, who leads a lease). Both shade the fault windows.
+Three shapes cover every plot: :func:`line_chart` (series of points, optionally
+log-scaled), :func:`lane_chart` (one row per name, coloured segments: health
+states, who leads a lease), both shading the fault windows and able to mark
+windows of interest (:class:`Mark`: a claim's window, as a bar above the plot
+and a band over it shown while the mark is the page's ``:target``), and
+:func:`bar_chart` (a value per group and series). :func:`stack` puts several
+charts in one SVG document. Values show on hover, as SVG ``<title>`` tooltips:
+a line chart has a column per slice of the time axis naming every series' value
+there, a lane chart's segments and a bar chart's bars name their own.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -15,6 +22,9 @@ from html import escape
 # One left margin for every chart, wide enough for lane names, so time axes line up.
 WIDTH, LEFT, RIGHT, TOP, BOTTOM = 960, 130, 170, 28, 30
 LEGEND_ROW, LEGEND_MAX = 14, 20
+MARK_ROW = 11  # height of a mark's bar row, between the title and the plot
+MARK_GAP = 6  # between the last row and the plot, clear of the top tick label
+HOVER_COLUMNS = 200  # hover targets across a line chart's time axis
 PALETTE = (
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
@@ -23,6 +33,8 @@ PALETTE = (
 
 @dataclass(frozen=True)
 class Series:
+    """Points to join; a NaN value is a gap (no data there), the line breaks."""
+
     label: str
     points: Sequence[tuple[float, float]]
     color: str = ""
@@ -42,6 +54,19 @@ class Shade:
     start: float
     end: float
     label: str
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A window of the time axis worth pointing at; ``end`` may be ``inf``, ``at`` is a
+    moment inside it (drawn as a tick). ``id`` is the element's id, for links."""
+
+    id: str
+    label: str
+    title: str
+    start: float
+    end: float
+    at: float | None = None
 
 
 def color(index: int) -> str:
@@ -68,30 +93,74 @@ def _fmt(value: float) -> str:
 
 
 class _Frame:
-    def __init__(self, title: str, x_range: tuple[float, float], height: int) -> None:
+    def __init__(
+        self,
+        title: str,
+        x_range: tuple[float, float],
+        plot_h: int,
+        marks: Sequence[Mark] = (),
+    ) -> None:
         self.title = title
         self.x0, self.x1 = x_range
         if self.x1 <= self.x0:
             self.x1 = self.x0 + 1
-        self.height = height
+        self.marks = marks
+        self.top = TOP + (len(marks) * MARK_ROW + MARK_GAP if marks else 0)
         self.plot_w = WIDTH - LEFT - RIGHT
-        self.plot_h = height - TOP - BOTTOM
-        self.parts: list[str] = []
+        self.plot_h = plot_h
+        self.height = self.top + plot_h + BOTTOM
+        self.parts: list[str] = [
+            # Where the data is drawn (for readers of the SVG; not painted).
+            f'<rect class="area" x="{LEFT}" y="{self.top}" width="{self.plot_w}" '
+            f'height="{plot_h}" fill="none"/>'
+        ]
 
     def x(self, t: float) -> float:
-        return LEFT + (t - self.x0) / (self.x1 - self.x0) * self.plot_w
+        return LEFT + (min(max(t, self.x0), self.x1) - self.x0) / (self.x1 - self.x0) * self.plot_w
 
     def shade(self, shades: Sequence[Shade]) -> None:
         for s in shades:
-            a, b = self.x(max(s.start, self.x0)), self.x(min(s.end, self.x1))
+            a, b = self.x(s.start), self.x(s.end)
             self.parts.append(
-                f'<rect class="fault" x="{a:.1f}" y="{TOP}" width="{max(b - a, 1):.1f}" '
+                f'<rect class="fault" x="{a:.1f}" y="{self.top}" width="{max(b - a, 1):.1f}" '
                 f'height="{self.plot_h}" fill="#f4c7c3" opacity="0.55">'
                 f"<title>{escape(s.label)}</title></rect>"
             )
 
+    def mark(self) -> None:
+        """Each mark's bar in its row above the plot, with a band over the plot that
+        the page's stylesheet shows when the mark is the ``:target``."""
+        for row, m in enumerate(self.marks):
+            y = TOP + row * MARK_ROW + 2
+            a, b = self.x(m.start), self.x(m.end)
+            beyond = m.start > self.x1
+            parts = [
+                f'<g class="mark" id="{escape(m.id)}"><title>{escape(m.title)}</title>',
+                f'<text x="{LEFT - 4}" y="{y + 7}" font-size="8" text-anchor="end">'
+                f"{escape(m.label)}</text>",
+                f'<rect class="band" x="{a:.1f}" y="{self.top}" width="{max(b - a, 2):.1f}" '
+                f'height="{self.plot_h}"/>',
+            ]
+            if beyond:
+                # The window lies past the end of the run: say so at the edge.
+                parts.append(
+                    f'<text x="{b:.1f}" y="{y + 7}" font-size="8" text-anchor="end">'
+                    f"after the run ({_fmt(m.start)} s) &#8594;</text>"
+                )
+            else:
+                parts.append(
+                    f'<rect class="bar" x="{a:.1f}" y="{y}" width="{max(b - a, 2):.1f}" '
+                    'height="7"/>'
+                )
+            if m.at is not None and self.x0 <= m.at <= self.x1:
+                parts.append(
+                    f'<rect class="at" x="{self.x(m.at) - 1:.1f}" y="{y - 1}" width="2" '
+                    'height="9"/>'
+                )
+            self.parts.append("".join(parts) + "</g>")
+
     def x_axis(self, unit: str) -> None:
-        bottom = TOP + self.plot_h
+        bottom = self.top + self.plot_h
         self.parts.append(
             f'<line x1="{LEFT}" y1="{bottom}" x2="{LEFT + self.plot_w}" y2="{bottom}" '
             'stroke="#444"/>'
@@ -107,9 +176,24 @@ class _Frame:
             f'text-anchor="end">{escape(unit)}</text>'
         )
 
+    def y_axis(self, ticks: Sequence[tuple[float, float]], label: str) -> None:
+        """Grid lines and values at ``(value, y)``, and the axis label."""
+        for tick, yy in ticks:
+            self.parts.append(
+                f'<line x1="{LEFT}" y1="{yy:.1f}" x2="{LEFT + self.plot_w}" y2="{yy:.1f}" '
+                f'stroke="#ddd"/><text x="{LEFT - 4}" y="{yy + 3:.1f}" font-size="10" '
+                f'text-anchor="end">{_fmt(tick)}</text>'
+            )
+        middle = self.top + self.plot_h / 2
+        self.parts.append(
+            f'<text x="12" y="{middle:.0f}" font-size="10" '
+            f'transform="rotate(-90 12 {middle:.0f})" text-anchor="middle">'
+            f"{escape(label)}</text>"
+        )
+
     def legend(self, entries: Sequence[tuple[str, str]]) -> None:
         for i, (label, fill) in enumerate(entries[:LEGEND_MAX]):
-            y = TOP + 6 + i * LEGEND_ROW
+            y = self.top + 6 + i * LEGEND_ROW
             x = LEFT + self.plot_w + 10
             self.parts.append(
                 f'<rect x="{x}" y="{y - 8}" width="10" height="10" fill="{fill}"/>'
@@ -128,6 +212,33 @@ class _Frame:
         )
 
 
+def _hover(frame: _Frame, series: Sequence[Series], unit: str) -> None:
+    """Transparent columns across the plot, each titled with every series' value there:
+    the value in effect for a step series, the nearest point in the column otherwise."""
+    width = (frame.x1 - frame.x0) / HOVER_COLUMNS
+    suffix = f" {unit}" if unit else ""
+    for column in range(HOVER_COLUMNS):
+        low = frame.x0 + column * width
+        middle, high = low + width / 2, low + width
+        values = []
+        for s in series:
+            if s.step:
+                before = [v for t, v in s.points if t <= middle]
+                value = before[-1] if before else None
+            else:
+                inside = [(abs(t - middle), v) for t, v in s.points if low <= t < high]
+                value = min(inside)[1] if inside else None
+            if value is not None and math.isfinite(value):
+                values.append(f"{s.label} {_fmt(value)}{suffix}")
+        if values:
+            frame.parts.append(
+                f'<rect class="hover" x="{frame.x(low):.1f}" y="{frame.top}" '
+                f'width="{frame.x(high) - frame.x(low):.1f}" height="{frame.plot_h}" '
+                f'fill="#fff" fill-opacity="0"><title>{_fmt(low)} to {_fmt(high)} s: '
+                f"{escape('; '.join(values))}</title></rect>"
+            )
+
+
 def line_chart(
     title: str,
     series: Sequence[Series],
@@ -136,11 +247,15 @@ def line_chart(
     y_label: str = "",
     log_y: bool = False,
     x_unit: str = "s",
-    height: int = 240,
+    plot_h: int = 182,
+    marks: Sequence[Mark] = (),
+    unit: str = "",
 ) -> str:
-    frame = _Frame(title, x_range, height)
+    """``unit`` follows each value in the hover text."""
+    frame = _Frame(title, x_range, plot_h, marks)
     frame.shade(shades)
-    values = [v for s in series for _, v in s.points if not log_y or v > 0]
+    frame.mark()
+    values = [v for s in series for _, v in s.points if math.isfinite(v) and (not log_y or v > 0)]
     y0: float
     y1: float
     if log_y:
@@ -153,41 +268,36 @@ def line_chart(
 
     def y(value: float) -> float:
         v = math.log10(max(value, 10**y0)) if log_y else value
-        return TOP + frame.plot_h - (v - y0) / (y1 - y0) * frame.plot_h
+        return frame.top + frame.plot_h - (v - y0) / (y1 - y0) * frame.plot_h
 
     ticks = [10.0**e for e in range(int(y0), int(y1) + 1)] if log_y else _ticks(y0, y1, 4)
-    for tick in ticks:
-        yy = y(tick)
-        frame.parts.append(
-            f'<line x1="{LEFT}" y1="{yy:.1f}" x2="{LEFT + frame.plot_w}" y2="{yy:.1f}" '
-            f'stroke="#ddd"/><text x="{LEFT - 4}" y="{yy + 3:.1f}" font-size="10" '
-            f'text-anchor="end">{_fmt(tick)}</text>'
-        )
-    frame.parts.append(
-        f'<text x="12" y="{TOP + frame.plot_h / 2:.0f}" font-size="10" '
-        f'transform="rotate(-90 12 {TOP + frame.plot_h / 2:.0f})" text-anchor="middle">'
-        f"{escape(y_label)}</text>"
-    )
+    frame.y_axis([(tick, y(tick)) for tick in ticks], y_label)
     legend = []
     for i, s in enumerate(series):
         stroke = s.color or color(i)
         legend.append((s.label, stroke))
-        coords: list[str] = []
+        lines: list[list[str]] = [[]]
         previous: float | None = None
         for t, v in s.points:
+            if not math.isfinite(v):
+                lines.append([])
+                previous = None
+                continue
             if log_y and v <= 0:
                 continue
             if s.step and previous is not None:
-                coords.append(f"{frame.x(t):.1f},{y(previous):.1f}")
-            coords.append(f"{frame.x(t):.1f},{y(v):.1f}")
+                lines[-1].append(f"{frame.x(t):.1f},{y(previous):.1f}")
+            lines[-1].append(f"{frame.x(t):.1f},{y(v):.1f}")
             previous = v
         if s.step and previous is not None:
-            coords.append(f"{frame.x(frame.x1):.1f},{y(previous):.1f}")
-        if coords:
+            lines[-1].append(f"{frame.x(frame.x1):.1f},{y(previous):.1f}")
+        for coords in filter(None, lines):
             frame.parts.append(
                 f'<polyline class="series" fill="none" stroke="{stroke}" stroke-width="1.5" '
                 f'points="{" ".join(coords)}"><title>{escape(s.label)}</title></polyline>'
             )
+    # Last, so the pointer finds them over everything else.
+    _hover(frame, series, unit)
     frame.x_axis(x_unit)
     frame.legend(legend)
     return frame.render()
@@ -200,27 +310,86 @@ def lane_chart(
     shades: Sequence[Shade] = (),
     legend: Sequence[tuple[str, str]] = (),
     x_unit: str = "s",
+    marks: Sequence[Mark] = (),
 ) -> str:
     lane_h = 18
     # Tall enough for the legend too: a lease or two with many candidates would clip it.
     rows = max(1, len(lanes)) * (lane_h + 4)
-    height = TOP + BOTTOM + max(rows, len(legend[:LEGEND_MAX]) * LEGEND_ROW)
-    frame = _Frame(title, x_range, height)
+    frame = _Frame(title, x_range, max(rows, len(legend[:LEGEND_MAX]) * LEGEND_ROW), marks)
     for row, (name, segments) in enumerate(lanes):
-        y = TOP + row * (lane_h + 4) + 2
+        y = frame.top + row * (lane_h + 4) + 2
         frame.parts.append(
             f'<text x="{LEFT - 4}" y="{y + 13}" font-size="10" text-anchor="end">'
             f"{escape(name[:22])}</text>"
         )
         for seg in segments:
-            a, b = frame.x(max(seg.start, frame.x0)), frame.x(min(seg.end, frame.x1))
+            a, b = frame.x(seg.start), frame.x(seg.end)
             frame.parts.append(
                 f'<rect class="segment" x="{a:.1f}" y="{y}" width="{max(b - a, 0.5):.1f}" '
                 f'height="{lane_h}" fill="{seg.color}"><title>{escape(name)}: '
-                f"{escape(seg.label)} {_fmt(seg.start)}-{_fmt(seg.end)}</title></rect>"
+                f"{escape(seg.label)} from {_fmt(seg.start)} to {_fmt(seg.end)} s</title></rect>"
             )
     # Over the segments (translucent): the lanes fill the plot and would hide it.
     frame.shade(shades)
+    frame.mark()
     frame.x_axis(x_unit)
     frame.legend(legend)
     return frame.render()
+
+
+def bar_chart(
+    title: str,
+    groups: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    y_label: str = "",
+    plot_h: int = 162,
+) -> str:
+    """One bar per series in each group (``series``: label, one value per group;
+    None draws no bar); a bar's tooltip gives its value."""
+    frame = _Frame(title, (0.0, float(max(1, len(groups)))), plot_h)
+    values = [v for _, vs in series for v in vs if v is not None]
+    top = max(values, default=1.0) * 1.1 or 1.0
+    bottom = frame.top + frame.plot_h
+
+    def y(value: float) -> float:
+        return bottom - value / top * frame.plot_h
+
+    frame.y_axis([(tick, y(tick)) for tick in _ticks(0.0, top, 4)], y_label)
+    width = 0.8 / max(1, len(series))
+    for g, group in enumerate(groups):
+        frame.parts.append(
+            f'<text x="{frame.x(g + 0.5):.1f}" y="{bottom + 14}" font-size="10" '
+            f'text-anchor="middle">{escape(group)}</text>'
+        )
+        for i, (label, vs) in enumerate(series):
+            value = vs[g]
+            if value is None:
+                continue
+            a, b = frame.x(g + 0.1 + i * width), frame.x(g + 0.1 + (i + 1) * width)
+            frame.parts.append(
+                f'<rect class="bar" x="{a:.1f}" y="{y(value):.1f}" width="{b - a:.1f}" '
+                f'height="{bottom - y(value):.1f}" fill="{color(i)}">'
+                f"<title>{escape(group)}, {escape(label)}: {_fmt(value)}</title></rect>"
+            )
+    frame.parts.append(
+        f'<line x1="{LEFT}" y1="{bottom}" x2="{LEFT + frame.plot_w}" y2="{bottom}" stroke="#444"/>'
+    )
+    frame.legend([(label, color(i)) for i, (label, _) in enumerate(series)])
+    return frame.render()
+
+
+def stack(charts: Sequence[str]) -> str:
+    """Charts from this module, one under the other, as one standalone SVG document."""
+    parts = []
+    offset = 0
+    for chart in charts:
+        found = re.match(r'<svg [^>]*height="(\d+)"', chart)
+        if found is None:
+            raise ValueError("not a chart of svgplot")
+        parts.append(f'<g transform="translate(0,{offset})">{chart}</g>')
+        offset += int(found[1])
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{offset}" '
+        f'viewBox="0 0 {WIDTH} {offset}"><rect width="{WIDTH}" height="{offset}" '
+        f'fill="white"/>{"".join(parts)}</svg>\n'
+    )

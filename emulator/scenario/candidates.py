@@ -1,12 +1,13 @@
 """Several candidates against a local cluster, each on its own connection: client-go
 electors (:func:`contest`) or etcd-native campaigners (:func:`campaign`).
 
-Candidate ``i`` prefers member ``i % members``: a connection factory decides
-whether it can fail over to the others (``rotating``, like the apiserver's
+Candidate ``i`` belongs to member ``i % members``: a connection factory decides
+whether it uses every member (``rotating``: round-robin, like the apiserver's
 client), is stuck with that one member (``pinned``), or reaches it through a
 fault proxy link of its own (``proxied``), so a fault on one member or one link
 cuts off those candidates and nobody else. Every candidate reports its beliefs
-to one :class:`SafetyChecker`.
+to one :class:`SafetyChecker`. Faults on the proxied candidates' links go
+through ``faults``, a driver of those links by candidate identity.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from etcdlab.client.config import ClientConfig
 from etcdlab.client.etcd import EtcdClient
 from etcdlab.cluster.local import LocalCluster
 from etcdlab.common.clock import MonotonicClock
+from etcdlab.common.timescale import TimeScale
 from etcdlab.election.concurrency import Election
 from etcdlab.election.config import LeaderElectionConfig
 from etcdlab.election.elector import LeaderCallbacks, LeaderElector
 from etcdlab.election.lock import EtcdLeaseLock
 from etcdlab.election.safety import SafetyChecker
+from etcdlab.proxy.driver import LinkFaults
 from etcdlab.proxy.link import ProxyLink
 
 
@@ -50,7 +53,8 @@ def preferred_first(cluster: LocalCluster, member: int) -> list[str]:
 async def rotating(
     cluster: LocalCluster, member: int, time_scale: float
 ) -> AsyncIterator[Connection]:
-    """Prefers ``member``, fails over to the others like the apiserver's client."""
+    """Every member, ``member``'s first (which only a sticky balancer would heed),
+    calls spread over them like the apiserver's client's."""
     config = ClientConfig().scaled(time_scale)
     async with EtcdClient(preferred_first(cluster, member), config, name=f"m{member}") as client:
         yield Connection(client)
@@ -75,10 +79,7 @@ async def proxied(
     config = ClientConfig().scaled(time_scale)
     async with (
         ProxyLink(
-            f"to-{upstream.name}",
-            (upstream.host, upstream.client_port),
-            time_scale=time_scale,
-            seed=member,
+            f"to-{upstream.name}", (upstream.host, upstream.client_port), seed=member
         ) as link,
         EtcdClient([f"{link.address[0]}:{link.address[1]}"], config) as client,
     ):
@@ -101,6 +102,7 @@ class Contest:
     config: LeaderElectionConfig
     checker: SafetyChecker
     candidates: list[Candidate]
+    faults: LinkFaults  # the proxied candidates' links, by identity
 
     def leader(self) -> Candidate | None:
         """The one candidate that believes it leads (None if none or several)."""
@@ -153,7 +155,7 @@ async def contest(
                 connection.client,
                 name=config.name,
                 namespace=config.namespace,
-                timeout=config.renew_deadline,
+                timeout=config.request_timeout,
             )
             seen: list[str] = []
             elector = LeaderElector(
@@ -168,7 +170,8 @@ async def contest(
         for candidate in made:
             candidate.task = asyncio.create_task(candidate.elector.run())
         try:
-            yield Contest(cluster, config, checker, made)
+            links = {c.identity: c.connection.link for c in made if c.connection.link}
+            yield Contest(cluster, config, checker, made, LinkFaults(links, TimeScale(time_scale)))
         finally:
             tasks = [c.task for c in made if c.task is not None]
             for task in tasks:
@@ -190,6 +193,7 @@ class Campaign:
     cluster: LocalCluster
     checker: SafetyChecker
     campaigners: list[Campaigner]
+    faults: LinkFaults  # the proxied campaigners' links, by identity
 
     def leader(self) -> Campaigner | None:
         """The one campaigner that believes it leads (None if none or several)."""
@@ -233,7 +237,8 @@ async def campaign(
                 )
                 task = asyncio.create_task(election.campaign(identity.encode()))
                 made.append(Campaigner(identity, member, connection, election, task))
-            yield Campaign(cluster, checker, made)
+            links = {c.identity: c.connection.link for c in made if c.connection.link}
+            yield Campaign(cluster, checker, made, LinkFaults(links, TimeScale(time_scale)))
         finally:
             for campaigner in made:
                 campaigner.task.cancel()

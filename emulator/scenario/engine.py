@@ -5,7 +5,8 @@ proxy link in front of each member's client port and one in front of its peer
 port (each member advertises its peer proxy, so raft traffic dialled to it
 crosses it). Against an existing cluster (``endpoints``, e.g. compose), link
 faults go through the proxies' control API (``proxy_control``) and process
-faults (kill, pause) are not available.
+faults (kill, pause) are not available. With ``network="kernel"`` the local
+members have no proxies and the kernel drops the packets (:mod:`.kernel`).
 
 Times: a scenario's times are real seconds, multiplied by ``time_scale``. Faults
 start counting after the warm-up (the control plane elected its leaders and the
@@ -16,28 +17,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from etcdlab.client.errors import EtcdError
 from etcdlab.client.etcd import EtcdClient
 from etcdlab.cluster.local import LocalCluster, ServerFlags
 from etcdlab.common.clock import MonotonicClock
-from etcdlab.common.timeline import FaultKind, Recorder, Timeline
-from etcdlab.controlplane.plane import KCM_LEASE, ControlPlane, PlaneConfig
-from etcdlab.proxy.faults import Blackhole, Fault, Loss
+from etcdlab.common.timeline import FaultKind, Health, Recorder, Request, Timeline, quantile
+from etcdlab.common.timescale import UNSCALED, TimeScale
+from etcdlab.controlplane.plane import KCM_LEASE, PlaneConfig
+from etcdlab.proxy.driver import ControlFaults, FaultDriver, LinkFaults
+from etcdlab.proxy.faults import Fault
+from etcdlab.proxy.faults.blackhole import Blackhole
+from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.link import ProxyLink
 from etcdlab.proxy.server import ProxyServer
-from etcdlab.report.render import ReportPaths, summary, write_report
-from etcdlab.scenario import fidelity
-from etcdlab.scenario.spec import FaultStep, Scenario
+from etcdlab.report.render import Outcome, ReportPaths, summary, write_report
+from etcdlab.scenario import components, fidelity, goclients, kernel
+from etcdlab.scenario.spec import (
+    MEMBERS,
+    PROCESS_KINDS,
+    FaultStep,
+    FieldError,
+    Scenario,
+    target_members,
+)
 
-MEMBERS = 3
+# Faults only a local cluster can inject: it owns the processes, and it knows the leader.
+LOCAL_ONLY_KINDS = (*PROCESS_KINDS, "flapping")
+LOCAL_ONLY_TARGETS = ("leader", "follower")
+NETWORKS = ("proxy", "kernel")  # who makes the faults: fault proxies, or nftables (kernel.py)
+CLIENTS = ("python", "go")  # the emulated control plane, or the Go reference's clients
 Heal = Callable[[], Awaitable[None]]
 KINDS = {
     "loss": FaultKind.LOSS,
@@ -57,7 +70,7 @@ PARTIAL_PARTITION = (
 
 @dataclass(frozen=True)
 class RunOptions:
-    time_scale: float = 1.0
+    time_scale: TimeScale = UNSCALED
     seed: int = 0
     out: Path = Path("etcdlab-report")
     duration: float | None = None  # real seconds after the warm-up; None: the scenario's
@@ -65,23 +78,33 @@ class RunOptions:
     proxy_control: str | None = None  # http://host:port of the proxies' control API
     warmup_timeout: float = 120.0  # real seconds, not scaled: cluster start is not
     plane: PlaneConfig = field(default_factory=PlaneConfig)
+    network: str = "proxy"
+    clients: str = "python"
+    etcd: Path | None = None  # etcd server binary of the local cluster; None: the default
 
     def __post_init__(self) -> None:
-        if not self.time_scale > 0:
-            raise ValueError("time_scale must be positive")
+        # The edge of a run: every component below gets configs scaled by this.
+        object.__setattr__(self, "time_scale", TimeScale(self.time_scale))
         fidelity.check(self.time_scale)
+        if self.network not in NETWORKS:
+            raise ValueError(f"network must be one of {', '.join(NETWORKS)}, not {self.network!r}")
+        if self.network == "kernel" and self.endpoints:
+            raise ValueError("network 'kernel' starts its own cluster: no endpoints")
+        if self.network == "kernel" and self.etcd is not None:
+            raise ValueError("network 'kernel' runs the default etcd: set ETCDLAB_ETCD instead")
+        if self.clients not in CLIENTS:
+            raise ValueError(f"clients must be one of {', '.join(CLIENTS)}, not {self.clients!r}")
+        if self.clients == "go" and self.time_scale != UNSCALED:
+            raise ValueError(
+                "clients 'go' runs the real Go code, whose keepalive and dial timeouts "
+                "are the apiserver's constants: time_scale must be 1"
+            )
         if self.duration is not None and self.duration <= 0:
             raise ValueError("duration must be positive")
         if self.proxy_control and not self.endpoints:
             raise ValueError("proxy_control needs endpoints (the proxies' client addresses)")
         if self.proxy_control and not self.proxy_control.startswith(("http://", "https://")):
             raise ValueError(f"proxy_control must be an http:// URL, not {self.proxy_control!r}")
-
-
-class FaultDriver(Protocol):
-    def leader(self) -> int | None: ...
-
-    async def apply(self, step: FaultStep, members: list[int]) -> Heal: ...
 
 
 def _links(step: FaultStep) -> tuple[str, ...]:
@@ -110,68 +133,87 @@ def placements_of(
     return placements
 
 
-class LocalFaults:
-    """Faults on a local cluster: proxy links for the network, signals for processes."""
+def link_fault(step: FaultStep, name: str, dialer: str | None) -> Fault:
+    """The network fault a step puts on one link (real seconds, like the step)."""
+    if step.kind == "loss":
+        return Loss(step.probability, name=name, dialer=dialer)
+    return Blackhole(name=name, dialer=dialer)
+
+
+class ScenarioFaults:
+    """A scenario's fault steps: network faults through ``links``, a driver of
+    the proxy links named ``etcd-<i>-client`` and ``etcd-<i>-peer`` (here or
+    behind a control API, as compose.yaml names them), and process faults
+    (kill, pause) on ``cluster`` when the cluster is local. ``member_ids`` (hex)
+    let a fault reach the connections a member dialled; a local cluster's are read
+    from it. ``scale`` is the run's, for the flapping period; the faults go to
+    the driver as written."""
 
     def __init__(
-        self, cluster: LocalCluster, links: dict[tuple[int, str], ProxyLink], time_scale: float
+        self,
+        links: FaultDriver,
+        scale: TimeScale,
+        cluster: LocalCluster | None = None,
+        member_ids: list[str] | None = None,
     ) -> None:
-        self.cluster = cluster
         self.links = links
-        self.time_scale = time_scale
+        self._scale = scale
+        self.cluster = cluster
+        self.member_ids = member_ids
+        self._count = 0
 
     def leader(self) -> int | None:
-        return self.cluster.leader()
+        return None if self.cluster is None else self.cluster.leader()
 
     async def apply(self, step: FaultStep, members: list[int]) -> Heal:
-        if step.kind == "kill":
-            for member in members:
-                self.cluster.kill(member)
-
-            async def restart() -> None:
-                for member in members:
-                    await asyncio.to_thread(self.cluster.restart, member)
-
-            return restart
-        if step.kind == "pause":
-            for member in members:
-                self.cluster.pause(member)
-
-            async def resume() -> None:
-                for member in members:
-                    self.cluster.resume(member)
-
-            return resume
-        ids = [f"{m.member_id:x}" for m in self.cluster.members]
+        if step.kind in ("kill", "pause"):
+            return self._process_fault(step, members)
+        self._count += 1
+        ids = self.member_ids
+        if ids is None and self.cluster is not None:
+            ids = [f"{m.member_id:x}" for m in self.cluster.members]
         placements = [
-            (self.links[(member, kind)], name, dialer)
+            (f"etcd-{member}-{kind}", link_fault(step, f"s{self._count}-{name}", dialer))
             for member, kind, name, dialer in placements_of(step, members, ids)
         ]
         if step.kind == "flapping":
-            return self._flap(placements, step.period * self.time_scale)
-        added = [
-            (link, link.add(_make_fault(step, name, dialer))) for link, name, dialer in placements
-        ]
+            return self._flap(placements, step.period)
+        return (await self.links.apply(placements)).remove
 
-        async def heal() -> None:
-            for link, each in added:
-                link.remove(each)
+    def _process_fault(self, step: FaultStep, members: list[int]) -> Heal:
+        cluster = self.cluster
+        if cluster is None:
+            raise ValueError(f"a {step.kind} fault needs a local cluster (no --endpoints)")
+        if step.kind == "kill":
+            for member in members:
+                cluster.kill(member)
 
-        return heal
+            async def restart() -> None:
+                for member in members:
+                    await asyncio.to_thread(cluster.restart, member)
 
-    def _flap(self, placements: list[tuple[ProxyLink, str, str | None]], period: float) -> Heal:
+            return restart
+        for member in members:
+            cluster.pause(member)
+
+        async def resume() -> None:
+            for member in members:
+                cluster.resume(member)
+
+        return resume
+
+    def _flap(self, placements: list[tuple[str, Fault]], period: float) -> Heal:
+        """Down for half of each ``period`` (real seconds), up for the other half."""
+        half = self._scale.scaled(period / 2)
+
         async def flap() -> None:
             while True:
-                added = [
-                    (link, link.add(Blackhole(name=name, dialer=dialer)))
-                    for link, name, dialer in placements
-                ]
+                applied = await self.links.apply(placements)
                 try:
-                    await asyncio.sleep(period / 2)
+                    await asyncio.sleep(half)
                 finally:
-                    for link, fault in added:
-                        link.remove(fault)
-                await asyncio.sleep(period / 2)
+                    await applied.remove()
+                await asyncio.sleep(half)
 
         task = asyncio.create_task(flap())
 
@@ -181,69 +223,6 @@ class LocalFaults:
                 await task
 
         return heal
-
-
-def _make_fault(step: FaultStep, name: str, dialer: str | None) -> Fault:
-    if step.kind == "loss":
-        return Loss(step.probability, name=name, dialer=dialer)
-    return Blackhole(name=name, dialer=dialer)
-
-
-class RemoteFaults:
-    """Link faults through the proxies' Toxiproxy-shaped control API.
-
-    The proxies are named ``etcd-<i>-client`` and ``etcd-<i>-peer`` (compose.yaml).
-    """
-
-    def __init__(self, control: str, member_ids: list[str] | None = None) -> None:
-        self.control = control.rstrip("/")
-        self.member_ids = member_ids
-        self._count = 0
-
-    def leader(self) -> int | None:
-        return None
-
-    async def apply(self, step: FaultStep, members: list[int]) -> Heal:
-        if step.kind in ("kill", "pause", "flapping"):
-            raise ValueError(f"a {step.kind} fault needs a local cluster (no --endpoints)")
-        self._count += 1
-        name = f"etcdlab-{self._count}"
-        if step.kind == "loss":
-            toxic: dict[str, Any] = {
-                "type": "loss",
-                "attributes": {"probability": step.probability},
-            }
-        else:
-            toxic = {"type": "blackhole", "attributes": {}}
-        added: list[tuple[str, str]] = []
-        for member, kind, what, dialer in placements_of(step, members, self.member_ids):
-            proxy, toxic_name = f"etcd-{member}-{kind}", f"{name}-{what}"
-            attributes = {**toxic["attributes"], **({"dialer": dialer} if dialer else {})}
-            body = {"name": toxic_name, "stream": "both", **toxic, "attributes": attributes}
-            await asyncio.to_thread(self._call, "POST", f"/proxies/{proxy}/toxics", body)
-            added.append((proxy, toxic_name))
-
-        async def heal() -> None:
-            for proxy, toxic_name in added:
-                await asyncio.to_thread(
-                    self._call, "DELETE", f"/proxies/{proxy}/toxics/{toxic_name}"
-                )
-
-        return heal
-
-    def _call(self, method: str, path: str, body: Any = None) -> None:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.control + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as reply:
-                reply.read()
-        except urllib.error.HTTPError as error:
-            raise RuntimeError(
-                f"proxy control {method} {path}: {error.code} {error.read().decode()[:200]}"
-            ) from None
-        except OSError as error:
-            raise RuntimeError(f"proxy control {self.control} unreachable: {error}") from None
 
 
 async def member_ids(endpoints: Sequence[str]) -> list[str] | None:
@@ -259,17 +238,38 @@ async def member_ids(endpoints: Sequence[str]) -> list[str] | None:
     return ids
 
 
+def check(scenario: Scenario, options: RunOptions) -> None:
+    """What the scenario needs that these options cannot give, before anything starts."""
+    if options.clients == "go":
+        goclients.oracle_binary()  # a missing build is one line, not a failed run
+    if not options.endpoints:
+        return
+    for index, step in enumerate(scenario.faults):
+        if options.proxy_control is None:
+            raise FieldError(
+                f"fault[{index}]", "injecting faults into --endpoints needs --proxy-control"
+            )
+        if step.kind in LOCAL_ONLY_KINDS:
+            raise FieldError(
+                f"fault[{index}].kind",
+                f"a {step.kind} fault needs a local cluster (no --endpoints)",
+            )
+        if step.target in LOCAL_ONLY_TARGETS:
+            raise FieldError(
+                f"fault[{index}].target",
+                f"{step.target!r} needs a local cluster (no --endpoints): name member indexes",
+            )
+
+
 def resolve(target: str, leader: int | None) -> list[int]:
-    if target in ("leader", "follower"):
-        if leader is None:
-            raise ValueError(f"target {target!r} needs a local cluster with a leader")
-        if target == "leader":
-            return [leader]
-        return [(leader + 1) % MEMBERS]
-    members = sorted({int(part) for part in target.split(",")})
-    if any(m >= MEMBERS for m in members):
-        raise ValueError(f"target {target!r}: members are 0..{MEMBERS - 1}")
-    return members
+    """The members ``target`` names now; RuntimeError if it names the leader and
+    there is none (the cluster lost it, e.g. to an earlier fault)."""
+    members = target_members(target)
+    if members is not None:
+        return members
+    if leader is None:
+        raise RuntimeError(f"target {target!r}: the cluster has no raft leader now")
+    return [leader] if target == "leader" else [(leader + 1) % MEMBERS]
 
 
 def server_flags(time_scale: float) -> ServerFlags:
@@ -291,8 +291,10 @@ Progress = Callable[[str], None]
 async def run(
     scenario: Scenario, options: RunOptions, progress: Progress = print
 ) -> tuple[dict[str, Any], ReportPaths]:
+    """Run ``scenario`` and write its report. Cancelled (a signal) or failed, it still
+    writes what it measured, marked interrupted or failed, and then re-raises."""
+    check(scenario, options)
     ts = options.time_scale
-    plane_config = replace(options.plane, seed=options.seed).scaled(ts)
     clock = MonotonicClock()
     timeline = Timeline(
         scenario.name,
@@ -308,84 +310,133 @@ async def run(
         },
     )
     recorder = Recorder(timeline, clock)
-    async with contextlib.AsyncExitStack() as stack:
-        if options.endpoints:
-            endpoints: Sequence[str] = options.endpoints
-            truth: Sequence[str] | None = None
-            driver: FaultDriver | None = None
-            if options.proxy_control:
-                ids = await member_ids(endpoints)
-                if ids is None and any(s.kind.startswith("partition") for s in scenario.faults):
-                    timeline.settings["notes"].append(PARTIAL_PARTITION)
-                driver = RemoteFaults(options.proxy_control, ids)
-            progress(f"using the cluster at {', '.join(endpoints)}")
-        else:
-            cluster = LocalCluster(MEMBERS, flags=server_flags(ts))
-            stack.callback(cluster.close)
-            proxies = ProxyServer(seed=options.seed, time_scale=ts)
-            stack.push_async_callback(proxies.close)
-            links: dict[tuple[int, str], ProxyLink] = {}
-            for member in cluster.members:
-                links[(member.index, "client")] = await proxies.add_link(
-                    f"etcd-{member.index}-client", (member.host, member.client_port)
-                )
-                peer = await proxies.add_link(
-                    f"etcd-{member.index}-peer", (member.host, member.peer_port), http2=False
-                )
-                links[(member.index, "peer")] = peer
-                member.advertise_peer_url = f"http://{peer.address[0]}:{peer.address[1]}"
-            progress("starting 3 etcd members behind fault proxies ...")
-            await cluster.astart(timeout=options.warmup_timeout)
-            endpoints = [
-                f"{links[(i, 'client')].address[0]}:{links[(i, 'client')].address[1]}"
-                for i in range(MEMBERS)
-            ]
-            truth = cluster.endpoints
-            driver = LocalFaults(cluster, links, ts)
-            member_sampler = asyncio.create_task(
-                _sample_members(cluster, recorder, plane_config.sample_period)
-            )
-            stack.callback(member_sampler.cancel)
-        if scenario.faults and driver is None:
-            raise ValueError("this scenario injects faults: give --proxy-control with --endpoints")
-        plane = ControlPlane(endpoints, clock, recorder, plane_config, truth)
-        stack.push_async_callback(plane.close)
-        await plane.seed_objects()
-        plane.start()
-        progress(
-            f"control plane: {plane_config.apiservers} apiservers, {len(plane.components)} "
-            f"leader-elected candidates, {options.plane.objects} workload objects; warming up"
-        )
-        await _warm_up(plane, options.warmup_timeout)
-        origin = recorder.now()
-        duration = (options.duration or scenario.duration) * ts
-        progress(f"warm: faults start now; the run lasts {duration:.0f} s")
-        assert driver is not None or not scenario.faults
-        faults = [
-            asyncio.create_task(_fault(step, driver, recorder, origin, ts, progress))
-            for step in scenario.faults
-            if driver is not None and step.at * ts < duration
-        ]
-        outcomes: list[BaseException | None] = []
-        stop_churn = asyncio.create_task(_stop_churn(plane, faults))
-        try:
-            await _progress(recorder, plane, faults, origin, duration, progress)
-        finally:
-            # A fault still on when the run ends is healed (and recorded) now.
-            for task in [*faults, stop_churn]:
-                task.cancel()
-            outcomes = await asyncio.gather(*faults, stop_churn, return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, Exception):
-                raise outcome
-        failures = plane.failed_tasks()
-        if failures:
-            raise RuntimeError(f"a control-plane job failed: {failures[0]!r}")
-        timeline = recorder.finish()
-    report, paths = write_report(timeline, options.out)
+    try:
+        await _measure(scenario, options, clock, recorder, progress)
+    except asyncio.CancelledError as stop:
+        # The signal's name, as the command line cancelled the run with it.
+        reason = f"stopped by {stop.args[0]}" if stop.args else "cancelled"
+        _write(recorder.timeline, options, Outcome("interrupted", reason), progress)
+        raise
+    except Exception as error:
+        _write(recorder.timeline, options, Outcome("failed", str(error)), progress)
+        raise
+    return _write(recorder.timeline, options, Outcome(), progress)
+
+
+def _write(
+    timeline: Timeline, options: RunOptions, outcome: Outcome, progress: Progress
+) -> tuple[dict[str, Any], ReportPaths]:
+    report, paths = write_report(timeline, options.out, outcome)
     progress(summary(report))
     progress(f"report: {paths.html}")
     return report, paths
+
+
+async def _measure(
+    scenario: Scenario,
+    options: RunOptions,
+    clock: MonotonicClock,
+    recorder: Recorder,
+    progress: Progress,
+) -> None:
+    """Start everything, warm up, inject the faults, stop everything."""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await _start_and_inject(scenario, options, clock, recorder, progress, stack)
+        finally:
+            # Before anything stops: shutting down is not part of the measurement.
+            recorder.finish()
+
+
+async def _start_and_inject(
+    scenario: Scenario,
+    options: RunOptions,
+    clock: MonotonicClock,
+    recorder: Recorder,
+    progress: Progress,
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    ts = options.time_scale
+    plane_config = replace(options.plane, seed=options.seed).scaled(ts)
+    if options.endpoints:
+        endpoints: Sequence[str] = options.endpoints
+        truth: Sequence[str] | None = None
+        driver: ScenarioFaults | None = None
+        if options.proxy_control:
+            ids = await member_ids(endpoints)
+            if ids is None and any(s.kind.startswith("partition") for s in scenario.faults):
+                recorder.timeline.settings["notes"].append(PARTIAL_PARTITION)
+            driver = ScenarioFaults(ControlFaults(options.proxy_control), ts, member_ids=ids)
+        progress(f"using the cluster at {', '.join(endpoints)}")
+    elif options.network == "kernel":
+        settings = recorder.timeline.settings
+        cluster, endpoints, faults_made = await kernel.start(
+            stack, MEMBERS, server_flags(ts), ts, options.warmup_timeout, settings, progress
+        )
+        truth = cluster.endpoints
+        driver = ScenarioFaults(faults_made, ts, cluster)
+        member_sampler = asyncio.create_task(
+            _sample_members(cluster, recorder, plane_config.sample_period)
+        )
+        stack.callback(member_sampler.cancel)
+    else:
+        cluster = LocalCluster(MEMBERS, flags=server_flags(ts), etcd=options.etcd)
+        stack.callback(cluster.close)
+        proxies = ProxyServer(seed=options.seed)
+        stack.push_async_callback(proxies.close)
+        links: dict[tuple[int, str], ProxyLink] = {}
+        for member in cluster.members:
+            links[(member.index, "client")] = await proxies.add_link(
+                f"etcd-{member.index}-client", (member.host, member.client_port)
+            )
+            peer = await proxies.add_link(
+                f"etcd-{member.index}-peer", (member.host, member.peer_port), http2=False
+            )
+            links[(member.index, "peer")] = peer
+            member.advertise_peer_url = f"http://{peer.address[0]}:{peer.address[1]}"
+        progress(f"starting {MEMBERS} etcd members behind fault proxies ...")
+        await cluster.astart(timeout=options.warmup_timeout)
+        endpoints = [
+            f"{links[(i, 'client')].address[0]}:{links[(i, 'client')].address[1]}"
+            for i in range(MEMBERS)
+        ]
+        truth = cluster.endpoints
+        driver = ScenarioFaults(LinkFaults(proxies.links, ts), ts, cluster)
+        member_sampler = asyncio.create_task(
+            _sample_members(cluster, recorder, plane_config.sample_period)
+        )
+        stack.callback(member_sampler.cancel)
+    oracle = goclients.oracle_binary() if options.clients == "go" else None
+    plane = await components.start(
+        stack, oracle, endpoints, truth, clock, recorder, plane_config, options, progress
+    )
+    await _warm_up(plane, options.warmup_timeout)
+    origin = recorder.now()
+    duration = (options.duration or scenario.duration) * ts
+    progress(
+        f"warm: faults start now; the run lasts {options.duration or scenario.duration:g} s "
+        f"of scenario time ({duration:.0f} s at time scale {ts:g})"
+    )
+    faults = [
+        asyncio.create_task(_fault(step, driver, recorder, origin, ts, progress))
+        for step in scenario.faults
+        if driver is not None and step.at * ts < duration
+    ]
+    outcomes: list[BaseException | None] = []
+    stop_churn = asyncio.create_task(_stop_churn(plane, faults))
+    try:
+        await _progress(recorder, plane, faults, origin, duration, progress)
+    finally:
+        # A fault still on when the run ends is healed (and recorded) now.
+        for task in [*faults, stop_churn]:
+            task.cancel()
+        outcomes = await asyncio.gather(*faults, stop_churn, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            raise outcome
+    failures = plane.failed_tasks()
+    if failures:
+        raise RuntimeError(f"a control-plane job failed: {failures[0]!r}")
 
 
 async def _sample_members(cluster: LocalCluster, recorder: Recorder, period: float) -> None:
@@ -410,13 +461,13 @@ async def _sample_members(cluster: LocalCluster, recorder: Recorder, period: flo
         await asyncio.sleep(max(0.0, period - (recorder.now() - started)))
 
 
-async def _stop_churn(plane: ControlPlane, faults: list[asyncio.Task[None]]) -> None:
+async def _stop_churn(plane: components.Components, faults: list[asyncio.Task[None]]) -> None:
     if faults:
         await asyncio.wait(faults)
         plane.churning = False
 
 
-async def _warm_up(plane: ControlPlane, timeout: float) -> None:
+async def _warm_up(plane: components.Components, timeout: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not (plane.converged() and KCM_LEASE in plane.leaders()):
@@ -433,21 +484,22 @@ async def _warm_up(plane: ControlPlane, timeout: float) -> None:
 
 async def _fault(
     step: FaultStep,
-    driver: FaultDriver,
+    driver: ScenarioFaults,
     recorder: Recorder,
     origin: float,
     ts: float,
     progress: Progress,
 ) -> None:
     await asyncio.sleep(max(0.0, origin + step.at * ts - recorder.now()))
-    members = resolve(step.target, await asyncio.to_thread(driver.leader))
+    leader = await asyncio.to_thread(driver.leader)
+    members = resolve(step.target, leader)
     target = ",".join(f"etcd-{m}" for m in members)
-    detail = f"{step.kind} on {step.links} links" + (
-        f", p={step.probability:g}" if step.kind == "loss" else ""
-    )
+    # Whether the faulted member leads raft decides how far the fault reaches (every
+    # write crosses the leader's links), and elections pick the leader, not the seed.
+    detail = _detail(step) + ("" if leader is None else f"; raft leader etcd-{leader}")
     heal = await driver.apply(step, members)
     start = recorder.now()
-    progress(f"fault on: {detail} of {target}")
+    progress(f"fault on: {step.kind} of {target} ({detail})")
     try:
         await asyncio.sleep(step.duration * ts)
     finally:
@@ -459,12 +511,25 @@ async def _fault(
         progress(f"fault healed: {target}")
 
 
+def _detail(step: FaultStep) -> str:
+    """The fault's settings in words, for the progress line and the report."""
+    if step.kind == "kill":
+        return "process killed, restarted at the heal"
+    if step.kind == "pause":
+        return "process stopped (SIGSTOP), resumed at the heal"
+    if step.kind == "loss":
+        return f"{step.links} links, p={step.probability:g}"
+    if step.kind == "flapping":
+        return f"{step.links} links down and up every {step.period:g} s"
+    return f"{step.links} links blackholed"
+
+
 _TIMER_RESOLUTION = 0.002
 
 
 async def _progress(
     recorder: Recorder,
-    plane: ControlPlane,
+    plane: components.Components,
     faults: list[asyncio.Task[None]],
     origin: float,
     duration: float,
@@ -472,6 +537,8 @@ async def _progress(
 ) -> None:
     tick = max(duration / 10, 0.5)
     end = origin + duration
+    timeline = recorder.timeline
+    seen = len(timeline.requests)
     # uvloop's timers have millisecond resolution and may wake a hair early:
     # a remainder under that is the end, not another (near-zero) tick.
     while (left := end - recorder.now()) > _TIMER_RESOLUTION:
@@ -483,6 +550,32 @@ async def _progress(
             if task.done() and not task.cancelled() and task.exception() is not None:
                 # A fault that could not be applied ends the run now, not at its end.
                 await task
-        done = ", ".join(f"{k} {d}/{t}" for k, (d, t) in plane.progress.items())
-        leaders = plane.leaders()
-        progress(f"  t+{recorder.now() - origin:6.1f} s  leaders {len(leaders)}  workloads {done}")
+        # The requests since the last line: what the fault is doing now.
+        recent, seen = timeline.requests[seen:], len(timeline.requests)
+        progress(
+            f"  t+{timeline.unscaled(recorder.now() - origin):6.1f} s  "
+            f"{_requests_words(recent)}  {_members_words(timeline.health)}"
+            f"leaders {len(plane.leaders())}  workloads "
+            + ", ".join(f"{kind} {d}/{t}" for kind, (d, t) in plane.progress.items())
+        )
+
+
+def _requests_words(requests: Sequence[Request]) -> str:
+    """Error rate and p99 of the requests that went to etcd (the cache never fails)."""
+    sent = [r for r in requests if r.source == "etcd"]
+    if not sent:
+        return "no etcd requests"
+    failed = sum(not r.ok for r in sent)
+    p99 = quantile((r.latency for r in sent), 0.99) or 0.0
+    return f"errors {failed / len(sent):4.0%} of {len(sent):<5d} p99 {p99 * 1000:7.1f} ms"
+
+
+def _members_words(health: Sequence[Health]) -> str:
+    """How many members answer ``/health`` (a leader and quorum) at their last sample."""
+    last: dict[str, bool] = {}
+    for sample in health:
+        if sample.component.startswith("etcd-"):
+            last[sample.component] = sample.healthy
+    if not last:
+        return ""
+    return f"members healthy {sum(last.values())}/{len(last)}  "

@@ -4,7 +4,8 @@ Every time here is in real (unscaled) seconds; the engine multiplies them by
 the run's ``time_scale``. ``at`` counts from the end of the warm-up (the control
 plane is up and the workloads have converged).
 
-A TOML scenario::
+A TOML scenario (every key is in docs/SCENARIOS.md, generated from
+:data:`SCENARIO_KEYS` and :data:`FAULT_KEYS`)::
 
     name = "loss-on-two"
     description = "20% loss on two members for a minute"
@@ -16,11 +17,18 @@ A TOML scenario::
     target = "0,1"          # member indexes, or "leader" / "follower" (resolved when it starts)
     probability = 0.2       # loss only
     links = "all"           # client | peer | all
+
+The whole file is checked before anything starts: unknown tables and keys
+(with the closest known name), types, ranges, targets against the member count.
+Each problem is one :class:`FieldError` naming its path (``fault[2].probability``).
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +42,29 @@ FAULT_KINDS = (
     "flapping",
 )
 LINKS = ("client", "peer", "all")
+PROCESS_KINDS = ("kill", "pause")  # act on the member's process: no links
+# The scenario engine's cluster: targets are checked against it.
+MEMBERS = 3
+
+
+class FieldError(ValueError):
+    """A bad value, named by its path in the scenario (``fault[2].probability``)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+    def within(self, prefix: str) -> FieldError:
+        """The same problem, its path under ``prefix`` (``fault[2]``)."""
+        return FieldError(f"{prefix}.{self.path}", self.problem)
+
+
+def target_members(target: str) -> list[int] | None:
+    """The member indexes a target names; None for ``leader``/``follower``."""
+    if target in ("leader", "follower"):
+        return None
+    return sorted({int(part) for part in target.split(",")})
 
 
 @dataclass(frozen=True)
@@ -48,24 +79,55 @@ class FaultStep:
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
-            raise ValueError(f"kind must be one of {', '.join(FAULT_KINDS)}, not {self.kind!r}")
+            close = difflib.get_close_matches(self.kind, FAULT_KINDS, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise FieldError(
+                "kind", f"must be one of {', '.join(FAULT_KINDS)}, not {self.kind!r}{hint}"
+            )
         if self.at < 0:
-            raise ValueError("at must not be negative")
+            raise FieldError("at", f"must not be negative, not {self.at:g}")
         if self.duration <= 0:
-            raise ValueError("duration must be positive")
-        if not 0 < self.probability <= 1:
-            raise ValueError("probability must be in (0, 1]")
+            raise FieldError("duration", f"must be above 0, not {self.duration:g}")
+        if self.probability >= 1:
+            raise FieldError(
+                "probability",
+                f"must be below 1, not {self.probability:g}; a loss of 1 lets nothing "
+                'through: use a blackhole, kind = "partition-minority"',
+            )
+        if self.probability <= 0:
+            raise FieldError("probability", f"must be above 0, not {self.probability:g}")
         if self.links not in LINKS:
-            raise ValueError(f"links must be one of {', '.join(LINKS)}")
+            raise FieldError("links", f"must be one of {', '.join(LINKS)}, not {self.links!r}")
         if self.period <= 0:
-            raise ValueError("period must be positive")
-        if self.target not in ("leader", "follower"):
-            parts = self.target.split(",")
-            if not all(p.strip().isdigit() for p in parts):
-                raise ValueError(
-                    f"target must be member indexes like '0,1', 'leader' or 'follower', "
-                    f"not {self.target!r}"
-                )
+            raise FieldError("period", f"must be above 0, not {self.period:g}")
+        self._check_target()
+
+    def _check_target(self) -> None:
+        parts = [part.strip() for part in self.target.split(",")]
+        if self.target not in ("leader", "follower") and not all(p.isdigit() for p in parts):
+            raise FieldError(
+                "target",
+                f"must be member indexes like '0,1', 'leader' or 'follower', not {self.target!r}",
+            )
+        members = target_members(self.target)
+        count = 1 if members is None else len(members)
+        if members is not None and members[-1] >= MEMBERS:
+            raise FieldError(
+                "target", f"member {members[-1]} does not exist: members are 0..{MEMBERS - 1}"
+            )
+        majority = count > MEMBERS / 2
+        if self.kind == "partition-minority" and majority:
+            raise FieldError(
+                "target",
+                f"a partition-minority cuts off fewer than half of the {MEMBERS} members, "
+                f"not {count}: use partition-majority",
+            )
+        if self.kind == "partition-majority" and not majority:
+            raise FieldError(
+                "target",
+                f"a partition-majority cuts off more than half of the {MEMBERS} members, "
+                f"not {count} ({self.target!r}): use partition-minority",
+            )
 
     @property
     def end(self) -> float:
@@ -81,14 +143,15 @@ class Scenario:
 
     def __post_init__(self) -> None:
         if not self.name:
-            raise ValueError("name must not be empty")
+            raise FieldError("name", "must not be empty")
         if self.duration <= 0:
-            raise ValueError("duration must be positive")
-        for step in self.faults:
+            raise FieldError("duration", f"must be above 0, not {self.duration:g}")
+        for index, step in enumerate(self.faults):
             if step.end > self.duration:
-                raise ValueError(
-                    f"a {step.kind} fault ends at {step.end:g} s, after the scenario's "
-                    f"duration {self.duration:g} s"
+                raise FieldError(
+                    f"fault[{index}].duration",
+                    f"the fault ends at {step.end:g} s, after the scenario's duration "
+                    f"({self.duration:g} s)",
                 )
 
 
@@ -97,7 +160,7 @@ BUILTINS: dict[str, Scenario] = {
     for s in (
         Scenario(
             "packet-loss-30",
-            "the seed: 30% packet loss on every link (client and peer) of one member "
+            "the analysis: 30% packet loss on every link (client and peer) of one member "
             "for 2 minutes, then healing",
             300,
             (FaultStep(30, 120, "loss", "0", probability=0.3),),
@@ -137,41 +200,178 @@ BUILTINS: dict[str, Scenario] = {
 }
 
 
+# The file format, as data: the loader checks against it and docs/SCENARIOS.md
+# shows it (tests/scenario/test_spec.py keeps the two in step).
+
+REQUIRED = "required"
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: str  # "number", "string", "target" or "array of tables"
+    default: str  # as the docs show it; REQUIRED if there is none
+    rule: str
+    kinds: tuple[str, ...] = FAULT_KINDS  # fault kinds the key applies to
+
+
+SCENARIO_KEYS = (
+    Key("name", "string", "the file's name", "names the report; not empty"),
+    Key("description", "string", '""', "one line, shown at the top of the report"),
+    Key("duration", "number", REQUIRED, "seconds after the warm-up; above 0"),
+    Key("fault", "array of tables", "no faults", "`[[fault]]`, one table per fault (below)"),
+)
+FAULT_KEYS = (
+    Key("at", "number", REQUIRED, "when it begins: seconds after the warm-up; 0 or more"),
+    Key("duration", "number", REQUIRED, "seconds it lasts; above 0; ends by the scenario's"),
+    Key("kind", "string", REQUIRED, ", ".join(FAULT_KINDS)),
+    Key(
+        "target",
+        "string, integer or array of integers",
+        '"0"',
+        f'member indexes below {MEMBERS} (`"0,1"`, `1`, `[0, 1]`), or `"leader"` / '
+        '`"follower"` (resolved when the fault begins); a partition-minority cuts off '
+        "fewer than half the members, a partition-majority more than half",
+    ),
+    Key("probability", "number", "0.3", "above 0 and below 1", kinds=("loss",)),
+    Key(
+        "links",
+        "string",
+        '"all"',
+        "`client`, `peer` or `all`",
+        kinds=tuple(k for k in FAULT_KINDS if k not in PROCESS_KINDS),
+    ),
+    Key("period", "number", "10", "seconds of one down-and-up cycle; above 0", ("flapping",)),
+)
+
+
+def schema_markdown() -> str:
+    """The format as the tables of docs/SCENARIOS.md."""
+
+    def table(keys: tuple[Key, ...]) -> list[str]:
+        rows = ["| key | type | default | rule |", "| --- | --- | --- | --- |"]
+        for key in keys:
+            only = "" if key.kinds == FAULT_KINDS else f"only for {', '.join(key.kinds)}: "
+            rows.append(f"| `{key.name}` | {key.type} | {key.default} | {only}{key.rule} |")
+        return rows
+
+    return "\n".join(["Top level:", "", *table(SCENARIO_KEYS), "", "Each `[[fault]]`:", "",
+                      *table(FAULT_KEYS)])  # fmt: skip
+
+
+def _unknown(path: str, name: str, known: tuple[Key, ...], table: bool) -> FieldError:
+    names = [k.name for k in known]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if close:
+        match = next(k for k in known if k.name == close[0])
+        spelled = f"[[{match.name}]]" if match.type == "array of tables" else match.name
+        hint = f"did you mean {spelled}?"
+    else:
+        hint = f"known: {', '.join(names)}"
+    return FieldError(path, f"unknown {'table' if table else 'key'}; {hint}")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return repr(value)
+
+
+def _number(path: str, value: Any) -> float:
+    # TOML booleans are Python ints: true is not a number of seconds.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FieldError(path, f"must be a number, not {_describe(value)}")
+    if not math.isfinite(value):
+        raise FieldError(path, f"must be a finite number, not {value}")
+    return float(value)
+
+
+def _string(path: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise FieldError(path, f"must be a string, not {_describe(value)}")
+    return value
+
+
+def _target(path: str, value: Any) -> str:
+    """``"0,1"``, ``1`` and ``[0, 1]`` alike, as the ``"0,1"`` FaultStep keeps."""
+    if isinstance(value, str):
+        return value
+    indexes: list[Any] = value if isinstance(value, list) else [value]
+    if not indexes or not all(isinstance(v, int) and not isinstance(v, bool) for v in indexes):
+        raise FieldError(
+            path, f"must be member indexes, 'leader' or 'follower', not {_describe(value)}"
+        )
+    if any(v < 0 for v in indexes):
+        raise FieldError(path, f"member indexes are 0 or more, not {value!r}")
+    return ",".join(str(v) for v in indexes)
+
+
+_READERS: dict[str, Callable[[str, Any], Any]] = {
+    "number": _number,
+    "string": _string,
+    "string, integer or array of integers": _target,
+}
+
+
+def _read(raw: dict[str, Any], keys: tuple[Key, ...], prefix: str) -> dict[str, Any]:
+    """``raw``'s values by key, type-checked; unknown keys rejected."""
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        path = f"{prefix}{name}"
+        key = next((k for k in keys if k.name == name), None)
+        if key is None:
+            raise _unknown(path, name, keys, isinstance(value, dict | list))
+        if key.type in _READERS:
+            values[name] = _READERS[key.type](path, value)
+    for key in keys:
+        if key.default == REQUIRED and key.name not in raw:
+            raise FieldError(f"{prefix}{key.name}", f"missing ({key.rule})")
+    return values
+
+
+def _step(raw: Any, index: int) -> FaultStep:
+    where = f"fault[{index}]"
+    if not isinstance(raw, dict):
+        raise FieldError(where, "must be a table: write [[fault]]")
+    values = _read(raw, FAULT_KEYS, f"{where}.")
+    kind = values["kind"]
+    for key in FAULT_KEYS:
+        if key.name in values and kind in FAULT_KINDS and kind not in key.kinds:
+            raise FieldError(
+                f"{where}.{key.name}",
+                f"a {kind} fault has no {key.name} (only {', '.join(key.kinds)})",
+            )
+    try:
+        return FaultStep(**values)
+    except FieldError as error:
+        raise error.within(where) from None
+
+
 def from_toml(text: str, source: str = "scenario") -> Scenario:
+    """The scenario in ``text``, checked whole; ValueError ``source: path: problem``."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{source}: not valid TOML: {error}") from None
     try:
-        steps = tuple(_step(raw) for raw in data.get("fault", []))
+        values = _read(data, SCENARIO_KEYS, "")
+        faults = data.get("fault", [])
+        if not isinstance(faults, list):
+            raise FieldError("fault", "must be an array of tables: write [[fault]]")
         return Scenario(
-            name=str(data.get("name", Path(source).stem)),
-            description=str(data.get("description", "")),
-            duration=float(data["duration"]),
-            faults=steps,
+            name=values.get("name", Path(source).stem),
+            description=values.get("description", ""),
+            duration=values["duration"],
+            faults=tuple(_step(raw, index) for index, raw in enumerate(faults)),
         )
-    except KeyError as error:
-        raise ValueError(f"{source}: missing {error.args[0]!r}") from None
-    except (TypeError, ValueError) as error:
+    except FieldError as error:
         raise ValueError(f"{source}: {error}") from None
-
-
-def _step(raw: Any) -> FaultStep:
-    if not isinstance(raw, dict):
-        raise ValueError("each [[fault]] must be a table")
-    known = {"at", "duration", "kind", "target", "probability", "links", "period"}
-    unknown = set(raw) - known
-    if unknown:
-        raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
-    return FaultStep(
-        at=float(raw["at"]),
-        duration=float(raw["duration"]),
-        kind=str(raw["kind"]),
-        target=str(raw.get("target", "0")),
-        probability=float(raw.get("probability", 0.3)),
-        links=str(raw.get("links", "all")),
-        period=float(raw.get("period", 10.0)),
-    )
 
 
 def load(name_or_path: str) -> Scenario:

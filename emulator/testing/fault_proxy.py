@@ -7,7 +7,9 @@ thread-safe: it runs the work on the links' loop and waits for it.
 
 :class:`FaultScope` applies faults for the duration of a ``with`` or
 ``async with`` block and removes them on the way out, also when the block
-raises or is cancelled.
+raises or is cancelled. Faults go to the links through the proxy's driver
+(:class:`~etcdlab.proxy.driver.LinkFaults`), which scales them by the suite's
+time scale as they enter.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from etcdlab.proxy.faults import KINDS, Blackhole, Fault, Latency, Loss, Reset
+from etcdlab.common.timescale import TimeScale
+from etcdlab.proxy.driver import LinkFaults
+from etcdlab.proxy.faults import Fault
+from etcdlab.proxy.faults.blackhole import Blackhole
+from etcdlab.proxy.faults.latency import Latency
+from etcdlab.proxy.faults.loss import Loss
+from etcdlab.proxy.faults.registry import from_keywords
+from etcdlab.proxy.faults.reset import Reset
 from etcdlab.proxy.link import ProxyLink
 
 T = TypeVar("T")
@@ -44,15 +53,17 @@ class FaultProxy:
     ``addresses`` are the ``host:port`` strings clients should dial instead of
     the members. Use as a context manager (sync or async) or call
     :meth:`start` / :meth:`close`; ``close`` also runs at interpreter exit.
+    Faults are written in real seconds and scaled by ``time_scale``.
     """
 
     def __init__(self, upstreams: Sequence[str], *, seed: int = 0, time_scale: float = 1.0) -> None:
         if isinstance(upstreams, str) or not upstreams:
             raise ValueError("upstreams must be a non-empty sequence of HOST:PORT")
         self.links = [
-            ProxyLink(f"member{index}", _split(endpoint), seed=seed, time_scale=time_scale)
+            ProxyLink(f"member{index}", _split(endpoint), seed=seed)
             for index, endpoint in enumerate(upstreams)
         ]
+        self.driver = LinkFaults({link.name: link for link in self.links}, TimeScale(time_scale))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -140,23 +151,18 @@ class FaultProxy:
     def add(self, members: Members, fault: Fault) -> list[tuple[int, Fault]]:
         """Apply ``fault`` to the links of ``members``; returns what to :meth:`remove`."""
         chosen = self.members(members)
-
-        def work() -> list[tuple[int, Fault]]:
-            return [(index, self.links[index].add(fault)) for index in chosen]
-
-        return self._call(work)
+        self._run(self.driver.apply((self.links[index].name, fault) for index in chosen))
+        return [(index, fault) for index in chosen]
 
     def remove(self, applied: Iterable[tuple[int, Fault]]) -> None:
         """Remove faults :meth:`add` applied (those already gone are ignored)."""
         pairs = list(applied)
 
-        def work() -> None:
+        async def work() -> None:
             for index, fault in pairs:
-                link = self.links[index]
-                if fault.name in {f.name for f in link.faults}:
-                    link.remove(fault)
+                await self.driver.remove(self.links[index].name, fault.name)
 
-        self._call(work)
+        self._run(work())
 
     def clear(self) -> None:
         """Remove every fault from every link."""
@@ -247,7 +253,8 @@ class Faults:
         return self.proxy.apply(member, Reset())
 
     def fault(self, kind: str, member: Members, **attributes: Any) -> FaultScope:
-        """Any fault kind of ``etcdlab.proxy.faults.KINDS`` by name (``loss``, ``frames``...)."""
+        """Any fault kind of ``etcdlab.proxy.faults.KINDS`` by name (``loss``, ``frames``...),
+        attributes in Python units (seconds)."""
         return self.proxy.apply(member, make_fault(kind, attributes))
 
 
@@ -257,12 +264,4 @@ _ALIASES = {"p": "probability"}
 
 def make_fault(kind: str, attributes: dict[str, Any]) -> Fault:
     """A fault of ``kind`` from keyword attributes; ValueError naming what is wrong."""
-    cls = KINDS.get(kind)
-    if cls is None:
-        raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(sorted(KINDS))})")
-    renamed = {_ALIASES.get(name, name): value for name, value in attributes.items()}
-    common = {name: renamed.pop(name) for name in ("direction", "name") if name in renamed}
-    try:
-        return cls.from_attributes(renamed, **common)
-    except TypeError as error:
-        raise ValueError(f"{kind}: {error}") from None
+    return from_keywords(kind, {_ALIASES.get(k, k): v for k, v in attributes.items()})

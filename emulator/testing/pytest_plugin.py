@@ -43,23 +43,26 @@ import pytest
 from etcdlab.client.config import ClientConfig
 from etcdlab.client.etcd import EtcdClient
 from etcdlab.client.retry import RetryPolicy
-from etcdlab.cluster.local import LocalCluster, ServerFlags
-from etcdlab.testing.fault_proxy import FaultProxy, Faults, make_fault
+from etcdlab.cluster.local import MAX_MEMBERS, MEMBERS_BOUND, LocalCluster, ServerFlags
+from etcdlab.common.timescale import TimeScale
+from etcdlab.proxy.faults import Fault
+from etcdlab.testing.fault_proxy import FaultProxy, Faults, Members, make_fault
 
 
 @dataclass(frozen=True)
 class EtcdlabSettings:
     members: int
-    time_scale: float
+    time_scale: TimeScale
     endpoints: tuple[str, ...]
     session_cluster: bool
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.members < 1:
-            raise pytest.UsageError("--etcdlab-members must be at least 1")
-        if not self.time_scale > 0:
-            raise pytest.UsageError("--etcdlab-time-scale must be positive")
+        if not 1 <= self.members <= MAX_MEMBERS:
+            raise pytest.UsageError(
+                f"--etcdlab-members must be between 1 and {MAX_MEMBERS} ({MEMBERS_BOUND}): "
+                f"{self.members}"
+            )
         for endpoint in self.endpoints:
             host, sep, port = endpoint.rpartition(":")
             if not sep or not host or not port.isdigit():
@@ -101,12 +104,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 _SETTINGS = pytest.StashKey[EtcdlabSettings]()
 
 
+def _time_scale(value: float) -> TimeScale:
+    try:
+        return TimeScale(value, "--etcdlab-time-scale")
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Validated here so a bad option stops the run with one line, before any test.
     raw = str(config.getoption("etcdlab_endpoints"))
     config.stash[_SETTINGS] = EtcdlabSettings(
         members=int(config.getoption("etcdlab_members")),
-        time_scale=float(config.getoption("etcdlab_time_scale")),
+        time_scale=_time_scale(config.getoption("etcdlab_time_scale")),
         endpoints=tuple(part.strip() for part in raw.split(",") if part.strip()),
         session_cluster=bool(config.getoption("etcdlab_session_cluster")),
         seed=int(config.getoption("etcdlab_seed")),
@@ -185,23 +195,42 @@ def faults(fault_proxy: FaultProxy) -> Faults:
     return Faults(fault_proxy)
 
 
+def _marked_faults(item: pytest.Item, members: int) -> list[tuple[Members, Fault]]:
+    """The faults ``item``'s ``etcdlab_fault`` markers ask for; UsageError naming the
+    test and what is wrong."""
+    faults: list[tuple[Members, Fault]] = []
+    for marker in item.iter_markers("etcdlab_fault"):
+        try:
+            if len(marker.args) != 1 or not isinstance(marker.args[0], str):
+                raise ValueError("needs one positional argument: the fault kind")
+            attributes = dict(marker.kwargs)
+            member = attributes.pop("member", None)
+            chosen = [] if member is None else [member] if isinstance(member, int) else member
+            if not all(isinstance(m, int) and 0 <= m < members for m in chosen):
+                raise ValueError(f"member must be None or indexes 0..{members - 1}: {member!r}")
+            faults.append((member, make_fault(marker.args[0], attributes)))
+        except ValueError as error:
+            raise pytest.UsageError(f"{item.nodeid}: etcdlab_fault: {error}") from None
+    return faults
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Checked before any test runs: a bad marker stops the session with one line
+    # (a UsageError raised in a fixture would be a test error with a traceback).
+    settings = config.stash[_SETTINGS]
+    for item in items:
+        _marked_faults(item, len(settings.endpoints) or settings.members)
+
+
 @pytest.fixture(autouse=True)
 def _etcdlab_marked_faults(request: pytest.FixtureRequest) -> Iterator[None]:
-    markers = list(request.node.iter_markers("etcdlab_fault"))
-    if not markers:
+    if request.node.get_closest_marker("etcdlab_fault") is None:
         yield
         return
     proxy: FaultProxy = request.getfixturevalue("fault_proxy")
     applied = []
-    for marker in markers:
-        if len(marker.args) != 1 or not isinstance(marker.args[0], str):
-            raise pytest.UsageError("etcdlab_fault needs one positional argument: the fault kind")
-        attributes = dict(marker.kwargs)
-        member = attributes.pop("member", None)
-        try:
-            applied.extend(proxy.add(member, make_fault(marker.args[0], attributes)))
-        except ValueError as error:
-            raise pytest.UsageError(f"etcdlab_fault: {error}") from None
+    for member, fault in _marked_faults(request.node, len(proxy.links)):
+        applied.extend(proxy.add(member, fault))
     yield
     proxy.remove(applied)
 
@@ -236,7 +265,9 @@ def etcd_client_factory(
 if importlib.util.find_spec("pytest_asyncio") is not None:
     import pytest_asyncio
 
-    @pytest_asyncio.fixture
+    # On the loop of the function-scoped test using it, whatever default loop scope
+    # the user's suite configures: a client's background tasks run on its own loop.
+    @pytest_asyncio.fixture(loop_scope="function")
     async def etcd_client(etcd_client_factory: ClientFactory) -> AsyncIterator[EtcdClient]:
         """An EtcdClient through ``fault_proxy``, closed after the test (pytest-asyncio)."""
         async with etcd_client_factory() as client:

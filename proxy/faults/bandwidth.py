@@ -1,27 +1,24 @@
-"""A rate limit: each direction of each connection sends at most ``rate`` KB/s."""
+"""A rate limit: each direction of each connection sends at most ``rate`` KB/s
+(1 KB = 1024 bytes), as Toxiproxy's ``bandwidth``."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from etcdlab.proxy.faults.base import Piece, ShapeContext, Shaper
+from etcdlab.proxy.faults.base import Piece, ShapeContext, Shaper, rate
+from etcdlab.proxy.faults.registry import register
 
 
+@register
 @dataclass(frozen=True, eq=False)
 class Bandwidth(Shaper):
     kind = "bandwidth"
-    rate: float  # KB/s (1 KB = 1024 bytes), as Toxiproxy's bandwidth toxic
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not (self.rate > 0 and math.isfinite(self.rate)):
-            raise ValueError("rate must be a positive number of KB/s")
+    rate: float = rate(1024.0)  # KB/s
 
     def shape(self, pieces: list[Piece], ctx: ShapeContext) -> list[Piece]:
-        free_at = ctx.state.get(self, 0.0)
+        free_at: float = ctx.state.get(self, 0.0)
         for piece in pieces:
-            free_at = max(free_at, piece.release) + piece.size / (self.rate * 1024) * ctx.time_scale
+            free_at = max(free_at, piece.release) + piece.size / (self.rate * 1024)
             piece.release = free_at
         ctx.state[self] = free_at
         return pieces

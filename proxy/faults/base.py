@@ -1,72 +1,193 @@
-"""What every fault has: a direction, a name, JSON attributes, and validation.
+"""What every fault kind has, and the roles through which a link applies it.
+
+A kind is one dataclass in one module of this package, registered with
+:func:`etcdlab.proxy.faults.registry.register`. Its fields are its parameters;
+the metadata of each (:func:`duration`, :func:`rate`, :func:`probability`,
+:func:`method`) says its unit, from which the parsing from the control API's
+JSON and TOML (durations in milliseconds, as Toxiproxy), from the command line
+(durations with a unit: ``50ms``) and the time scaling follow. Errors name the
+field.
 
 ``upstream`` is client to server, ``downstream`` server to client (Toxiproxy's
-names). Durations are real seconds; the link multiplies them by its
-``time_scale`` when it applies them.
+names). A fault as written (by a caller, a flag, a toxic) is in real seconds;
+:meth:`Fault.scaled` gives the one a link runs, every duration multiplied by
+the run's time scale once, at the edge where the fault enters the proxy.
+
+The link knows roles, not kinds: a :class:`Shaper` decides when bytes are
+delivered, a :class:`FrameFault` decides which HTTP/2 frames pass, and the
+class flags ``holds``, ``stalls``, ``refuses`` and ``resets_open`` ask for the
+connection-level effects the link implements.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import random
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from enum import Enum
+from typing import Any, ClassVar, Protocol, Self
 
-if TYPE_CHECKING:
-    from etcdlab.proxy.faults.loss import TcpState, Unacked
-    from etcdlab.proxy.streamlanes import FrameSpans
+from etcdlab.common.timescale import TimeScale
+from etcdlab.proxy.methods import check_method
+from etcdlab.proxy.streamlanes import FrameSpans
 
 UPSTREAM = "upstream"
 DOWNSTREAM = "downstream"
 BOTH = "both"
 DIRECTIONS = (UPSTREAM, DOWNSTREAM, BOTH)
 
+# Field units (dataclass field metadata "unit").
+DURATION = "duration"  # seconds; milliseconds in JSON/TOML; a unit on the command line
+RATE = "rate"  # per second: divided by the time scale
+PROBABILITY = "probability"  # 0..1
+METHOD = "method"  # a gRPC method or service the fault is limited to
 
-class Piece:
-    """``size`` bytes of a chunk, deliverable at ``release`` (event loop clock).
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
 
-    ``recovery`` is set when the release waits on a retransmission timeout that
-    a later segment on the same connection could cut short (see :mod:`loss`).
-    Bytes are never delivered before earlier ones, whatever their release.
-    """
 
-    __slots__ = ("recovery", "release", "size")
+def duration(default: float | None = 0.0) -> Any:
+    """A duration field (seconds); ``None``: no default, the parameter is required."""
+    return _field(default, DURATION)
 
-    def __init__(self, size: int, release: float, recovery: Recovery | None = None) -> None:
-        self.size = size
-        self.release = release
-        self.recovery = recovery
 
-    def __repr__(self) -> str:
-        return f"Piece({self.size}, {self.release:.6f}, recovery={self.recovery})"
+def rate(default: float | None = None) -> Any:
+    """A per-second rate field (required unless given a default)."""
+    return _field(default, RATE)
+
+
+def probability(default: float | None = None) -> Any:
+    """A probability field, 0..1 (required unless given a default)."""
+    return _field(default, PROBABILITY)
+
+
+def method() -> Any:
+    """The gRPC method filter: ``"etcdserverpb.Lease/LeaseKeepAlive"`` or a service."""
+    return _field(None, METHOD, required=False)
+
+
+def _field(default: Any, unit: str, *, required: bool | None = None) -> Any:
+    if default is None and required is not False:
+        return field(metadata={"unit": unit})
+    return field(default=default, metadata={"unit": unit})
+
+
+def parse_duration(text: str) -> float:
+    """``50ms``, ``1.5s`` or ``2m`` in seconds; a bare number is refused, since
+    Toxiproxy users read milliseconds where others read seconds."""
+    text = text.strip()
+    for suffix in sorted(_UNITS, key=len, reverse=True):
+        if text.endswith(suffix):
+            try:
+                value = float(text[: -len(suffix)]) * _UNITS[suffix]
+            except ValueError:
+                break
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"must be a finite duration >= 0, not {text!r}")
+            return value
+    try:
+        float(text)
+    except ValueError:
+        raise ValueError(f"not a duration (like 50ms, 1.5s): {text!r}") from None
+    raise ValueError(f"a duration needs a unit (ms, s or m), like 50ms or 1.5s, not {text!r}")
 
 
 @dataclass(frozen=True)
-class Recovery:
-    """A lost segment, sent at ``sent_at``, whose transmissions were lost ``losses`` times;
-    ``rto`` (unscaled seconds) is the sender's retransmission timeout when it was lost.
+class Param:
+    """One parameter of a kind: its field name, Python type, unit, and whether None is allowed."""
 
-    ``fast_probe_at`` (loop time) is set when its tail loss probe is the fast
-    one, which other data in flight allows: an ACK of that data arriving
-    earlier re-arms the probe as for a lone segment, ``slow_probe`` (unscaled)."""
+    name: str
+    type: type
+    unit: str | None
+    optional: bool
 
-    fault: Fault
-    sent_at: float
-    losses: int
-    rto: float
-    fast_probe_at: float | None = None
-    slow_probe: float = 0.0
-    # The write it ends and its sender, whose view of it follows it when it moves.
-    write: Unacked | None = None
-    sender: TcpState | None = None
+    def check(self, value: Any) -> None:
+        """Raise ValueError naming the field unless ``value`` has this parameter's type."""
+        if value is None and self.optional:
+            return
+        if self.type is float:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        elif self.type is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, self.type)
+        if not ok:
+            raise ValueError(f"{self.name} must be {_DESCRIPTIONS[self.type]}, not {value!r}")
+
+    def from_json(self, value: Any) -> Any:
+        """The value from the control API's JSON or a TOML file (durations in milliseconds)."""
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if self.unit == DURATION and not number:
+            raise ValueError(f"{self.name} must be a number of milliseconds, not {value!r}")
+        self.check(value)
+        if self.unit == DURATION:
+            return value / 1000
+        return float(value) if self.type is float else value
+
+    def to_json(self, value: Any) -> Any:
+        # Rounded to picoseconds so a value read back from JSON is the one written.
+        return round(value * 1000, 9) if self.unit == DURATION else value
+
+    def from_text(self, text: str) -> Any:
+        """The value from the command line: durations need a unit."""
+        try:
+            return self._from_text(text)
+        except ValueError as error:
+            raise ValueError(f"{self.name}: {error}") from None
+
+    def _from_text(self, text: str) -> Any:
+        if self.unit == DURATION:
+            return parse_duration(text)
+        if self.type is bool:
+            if text.lower() not in ("true", "false"):
+                raise ValueError(f"must be true or false, not {text!r}")
+            return text.lower() == "true"
+        if self.type in (int, float):
+            try:
+                return self.type(text)
+            except ValueError:
+                raise ValueError(f"must be {_DESCRIPTIONS[self.type]}, not {text!r}") from None
+        return text
+
+
+_DESCRIPTIONS = {
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+}
+
+
+class Action(Enum):
+    """What a :class:`FrameFault` does with one frame."""
+
+    PASS = "pass"
+    DROP = "drop"
+    KILL_STREAM = "kill_stream"
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Fault:
-    """A fault applied to a link; instances compare by identity."""
+    """A fault applied to a link; instances compare by identity.
 
+    An unnamed fault is named ``<kind>_<direction>``.
+    """
+
+    # The kind's name (the toxic's ``type``), set by every kind.
     kind: ClassVar[str] = ""
+    # Command-line shorthands (see :class:`Flag`).
+    flags: ClassVar[tuple[Flag, ...]] = ()
+    # Toxiproxy toxic types read as this kind (see :class:`Alias`).
+    aliases: ClassVar[tuple[Alias, ...]] = ()
+    # Connection effects the link implements for the kinds that ask:
+    holds: ClassVar[bool] = False  # bytes are held, not delivered, while it is on
+    stalls: ClassVar[bool] = False  # the link stops reading from the sender
+    refuses: ClassVar[bool] = False  # new connections are reset at once
+    resets_open: ClassVar[bool] = False  # open connections are reset when it is added
+
     direction: str = BOTH
     name: str = ""
     # Raw (peer) links only: apply to connections dialed by this etcd member,
@@ -75,63 +196,250 @@ class Fault:
     # Probability that the fault acts on a given connection (Toxiproxy's
     # toxicity), decided once per connection from the link's seed.
     toxicity: float = 1.0
+    # The fault as written, in real seconds, when this one was scaled from it:
+    # what the control API shows.
+    written: Fault | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
-        check_probability("toxicity", self.toxicity)
+        if not isinstance(self.name, str) or "/" in self.name:
+            raise ValueError("name must be a string without '/'")
+        if not self.name:
+            object.__setattr__(self, "name", f"{self.kind}_{self.direction}")
+        _check_probability("toxicity", self.toxicity)
         if self.dialer is not None and not _is_member_id(self.dialer):
             raise ValueError("dialer must be an etcd member ID in hex, like 8e9e05c52164694d")
+        for param in self.params():
+            value = getattr(self, param.name)
+            param.check(value)
+            if value is None:
+                continue
+            if param.unit == DURATION and not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{param.name} must be a finite number of seconds >= 0")
+            if param.unit == RATE and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{param.name} must be a positive finite number")
+            if param.unit == PROBABILITY:
+                _check_probability(param.name, value)
+            if param.unit == METHOD:
+                check_method(value)
+
+    @classmethod
+    @functools.cache
+    def params(cls) -> tuple[Param, ...]:
+        """The kind's own parameters (not the fields every fault has)."""
+        hints = typing.get_type_hints(cls)
+        found = []
+        for each in dataclasses.fields(cls):
+            if each.name in _COMMON:
+                continue
+            hint = hints[each.name]
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            base = args[0] if args else hint
+            optional = bool(args)
+            found.append(Param(each.name, base, each.metadata.get("unit"), optional))
+        return tuple(found)
+
+    # -- building --------------------------------------------------------------
+
+    @classmethod
+    def build(cls, attributes: Mapping[str, Any], **common: Any) -> Self:
+        """From Python values (seconds), as keywords name them; ValueError naming the field."""
+        _no_unknown(cls, attributes)
+        return cls(**attributes, **common)
+
+    @classmethod
+    def from_json(cls, attributes: Mapping[str, Any], **common: Any) -> Self:
+        """From a toxic's ``attributes`` (control API, TOML): durations in milliseconds."""
+        _no_unknown(cls, attributes)
+        params = {p.name: p for p in cls.params()}
+        return cls(**{k: params[k].from_json(v) for k, v in attributes.items()}, **common)
+
+    @classmethod
+    def from_text(cls, attributes: Mapping[str, str], **common: Any) -> Self:
+        """From command-line text (``latency=50ms``): durations need a unit."""
+        _no_unknown(cls, attributes)
+        params = {p.name: p for p in cls.params()}
+        return cls(**{k: params[k].from_text(v) for k, v in attributes.items()}, **common)
+
+    def to_json(self) -> dict[str, Any]:
+        """The toxic's ``attributes`` as the control API shows them (None left out)."""
+        return {
+            p.name: p.to_json(getattr(self, p.name))
+            for p in self.params()
+            if getattr(self, p.name) is not None
+        }
+
+    def scaled(self, scale: TimeScale) -> Self:
+        """This fault on a run's clock: durations times ``scale``, rates divided by it."""
+        if float(scale) == 1.0:
+            return self
+        changes: dict[str, Any] = {"written": self}
+        for param in self.params():
+            value = getattr(self, param.name)
+            if param.unit == DURATION:
+                changes[param.name] = scale.scaled(value)
+            elif param.unit == RATE:
+                changes[param.name] = scale.unscaled(value)
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def as_written(self) -> Fault:
+        """The fault in real seconds, as it was written before scaling."""
+        return self.written or self
+
+    # -- what the link asks ------------------------------------------------------
 
     def applies_to(self, direction: str) -> bool:
         return self.direction in (BOTH, direction)
 
-    def attributes(self) -> dict[str, Any]:
-        """The kind-specific parameters, as the control API shows them."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name not in _COMMON and (f.name != "dialer" or self.dialer)
-        }
+    @property
+    def method_filter(self) -> str | None:
+        """The gRPC method or service the fault is limited to (None: every stream)."""
+        for param in self.params():
+            if param.unit == METHOD:
+                value: str | None = getattr(self, param.name)
+                return value
+        return None
 
-    @classmethod
-    def from_attributes(cls, attributes: dict[str, Any], **common: Any) -> Fault:
-        names = {f.name for f in dataclasses.fields(cls)} - _COMMON
-        unknown = set(attributes) - names
-        if unknown:
-            raise ValueError(f"unknown attribute(s) for {cls.kind}: {', '.join(sorted(unknown))}")
-        return cls(**attributes, **common)
+    @property
+    def frame_aware(self) -> bool:
+        """Must the link parse every frame while this fault is on?"""
+        return self.method_filter is not None
+
+    def needs_http2(self) -> str | None:
+        """Why this fault cannot run on a raw TCP link (None if it can)."""
+        if self.method_filter is not None:
+            return "method: method filters need http2=True"
+        return None
 
 
-# Fields every toxic carries outside its attributes (the control API's JSON).
-_COMMON = frozenset({"direction", "name", "toxicity"})
+# Fields every toxic carries outside its attributes (the control API's JSON),
+# and the one that records the scaling.
+_COMMON = frozenset({"direction", "name", "toxicity", "written", "dialer"})
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A Toxiproxy toxic type read as this kind, and the attribute values it
+    must carry (Toxiproxy's ``timeout`` with ``timeout: 0`` is a blackhole)."""
+
+    type: str
+    fixed: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A command-line shorthand for one parameter: ``--latency 50ms`` sets ``latency``.
+
+    Giving any of a kind's flags adds that kind. Kinds that share an option
+    tell themselves apart by ``model``, chosen with ``--<option>-model``; the
+    one marked ``default`` is taken when it is not given.
+    """
+
+    option: str
+    param: str
+    help: str
+    model: str | None = None
+    default: bool = False
+
+
+def _no_unknown(cls: type[Fault], attributes: Mapping[str, Any]) -> None:
+    """Every key names a parameter, and every required parameter is there."""
+    known = {p.name for p in cls.params()}
+    unknown = set(attributes) - known
+    if unknown:
+        raise ValueError(
+            f"unknown attribute(s) for {cls.kind}: {', '.join(sorted(unknown))}"
+            f" (known: {', '.join(sorted(known)) or 'none'})"
+        )
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name in known
+        and f.name not in attributes
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} required for {cls.kind}")
+
+
+def _check_probability(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number between 0 and 1, not {value!r}")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1")
 
 
 def _is_member_id(text: str) -> bool:
     try:
         return 0 < int(text, 16) < 2**64 and text == text.lower().lstrip("0")
-    except ValueError:
+    except (TypeError, ValueError):
         return False
+
+
+class Late(Protocol):
+    """A piece held back by its fault's timers (a lost segment, sent again
+    until a send gets through, see :mod:`etcdlab.proxy.faults.loss`). Later
+    traffic may cut the wait short, and so does removing the fault."""
+
+    @property
+    def fault(self) -> Fault:
+        """The fault holding it back."""
+        ...
+
+    def revealed(self, release: float, arrival: float) -> tuple[float, Late]:
+        """Its release if later bytes reach the receiver at ``arrival``, and
+        what to keep of it."""
+        ...
+
+    def rearmed(self, release: float, acked_at: float) -> tuple[float, Late]:
+        """Its release if an ACK of the other data in flight arrives at
+        ``acked_at``, and what to keep of it for later bytes."""
+        ...
+
+    def healed(self, at: float) -> float:
+        """Its release if its fault is removed at ``at`` (loop time): the
+        first send from then on gets through, as on a clean network."""
+        ...
+
+
+class Piece:
+    """``size`` bytes of a chunk, deliverable at ``release`` (event loop clock).
+
+    ``late`` is set when the release waits on its fault's timers, which later
+    traffic on the same connection or the fault's removal could cut short.
+    Bytes are never delivered before earlier ones, whatever their release.
+    """
+
+    __slots__ = ("late", "release", "size")
+
+    def __init__(self, size: int, release: float, late: Late | None = None) -> None:
+        self.size = size
+        self.release = release
+        self.late = late
+
+    def __repr__(self) -> str:
+        return f"Piece({self.size}, {self.release:.6f}, late={self.late})"
 
 
 @dataclass
 class ShapeContext:
     """What a shaper may use: the loop time, this pipe's randomness and state.
 
-    ``spans`` tells which bytes of the chunk belong to which gRPC method, set
-    on HTTP/2 links while a shaper filters by method. A shaper reports what it
-    did in ``applied`` (fault -> (what, count)); the link counts it.
+    ``state`` holds each fault's own state for this direction of the
+    connection, ``peer_state`` the other direction's (whose data carries the
+    ACKs of this one's). ``spans`` tells which bytes of the chunk belong to
+    which gRPC method, set on HTTP/2 links while a shaper filters by method.
+    A shaper reports what it did in ``applied`` (fault -> (what, count)); the
+    link counts it.
     """
 
     now: float
     rng: random.Random
-    time_scale: float
-    state: dict[Fault, float] = field(default_factory=dict)
-    # The sending TCP's timer state per loss fault (etcdlab.proxy.faults.loss).
-    tcp: dict[Fault, TcpState] = field(default_factory=dict)
-    # The same for the connection's other direction, whose data carries the
-    # ACKs of this one's.
-    peer_tcp: dict[Fault, TcpState] | None = None
+    state: dict[Fault, Any] = field(default_factory=dict)
+    peer_state: dict[Fault, Any] | None = None
     spans: FrameSpans | None = None
     applied: dict[tuple[Fault, str], int] = field(default_factory=dict)
 
@@ -153,28 +461,35 @@ class Shaper(Fault):
     def shape(self, pieces: list[Piece], ctx: ShapeContext) -> list[Piece]:
         raise NotImplementedError
 
-
-def check_probability(name: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be between 0 and 1")
-
-
-def check_method(method: str | None) -> None:
-    if method is not None and (not method or method.startswith("/")):
-        raise ValueError("method must look like 'package.Service' or 'package.Service/Method'")
-
-
-def method_matches(method: str | None, path: str | None) -> bool:
-    """Does a stream calling ``path`` (``/pkg.Service/Method``) fall under ``method``
-    (a full method, a service, or None for every stream)?"""
-    if method is None:
-        return True
-    if path is None:
+    @property
+    def per_stream(self) -> bool:
+        """Does it delay HTTP/2 frames stream by stream, letting other streams
+        overtake (:mod:`etcdlab.proxy.streamlanes`), rather than the byte stream?"""
         return False
-    name = path[1:]
-    return name == method or name.startswith(method + "/")
+
+    def connect_sends(self, rng: random.Random) -> list[float]:
+        """When (seconds after a connect starts) the connect's opening segment
+        is sent again, the last of them getting through; empty if the first
+        does. Once the fault is removed the first send from then on gets
+        through instead."""
+        return []
 
 
-def check_duration(name: str, value: float) -> None:
-    if not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a finite number of seconds >= 0")
+@dataclass(frozen=True, eq=False, kw_only=True)
+class FrameFault(Fault):
+    """A fault that decides which HTTP/2 frames pass (HTTP/2 links only)."""
+
+    @property
+    def frame_aware(self) -> bool:
+        return True
+
+    def needs_http2(self) -> str | None:
+        return "frame faults need http2=True"
+
+    def on_ping(self, rng: random.Random) -> Action:
+        return Action.PASS
+
+    def on_data(self, path: str | None, whole_messages: bool, rng: random.Random) -> Action:
+        """Decide for one DATA frame of a stream calling ``path``; ``whole_messages``
+        when the frame holds whole gRPC messages and does not end the stream."""
+        return Action.PASS

@@ -1,4 +1,4 @@
-"""Nothing passes; connections stay open.
+"""Nothing passes; connections stay open (Toxiproxy's ``timeout`` with ``timeout: 0``).
 
 The bytes are held, not discarded, as a partitioned kernel keeps them for
 retransmission: when the blackhole is removed they are delivered (if the
@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from etcdlab.proxy.faults.base import Fault
+from etcdlab.proxy.faults.base import Alias, Fault
+from etcdlab.proxy.faults.registry import register
 
 
+@register
 @dataclass(frozen=True, eq=False)
 class Blackhole(Fault):
     kind = "blackhole"
+    aliases = (Alias("timeout", {"timeout": 0}),)
+    holds = True

@@ -16,32 +16,27 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from enum import Enum
 
-from etcdlab.proxy.faults.base import Fault, check_method, check_probability, method_matches
-
-
-class Action(Enum):
-    PASS = "pass"
-    DROP = "drop"
-    KILL_STREAM = "kill_stream"
+from etcdlab.proxy.faults.base import Action, Flag, FrameFault, method, probability
+from etcdlab.proxy.faults.registry import register
+from etcdlab.proxy.methods import method_matches
 
 
+@register
 @dataclass(frozen=True, eq=False)
-class FrameLoss(Fault):
+class FrameLoss(FrameFault):
     kind = "frames"
-    probability: float
+    flags = (Flag("--loss", "probability", "drop HTTP/2 PING frames", model="frames"),)
+    probability: float = probability()
     pings: bool = True
     messages: bool = False
     streams: bool = False
-    method: str | None = None  # "etcdserverpb.Lease/LeaseKeepAlive" or a service
+    method: str | None = method()
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_probability("probability", self.probability)
         if not (self.pings or self.messages or self.streams):
             raise ValueError("at least one of pings, messages, streams must be true")
-        check_method(self.method)
 
     def on_ping(self, rng: random.Random) -> Action:
         if self.pings and self.method is None and rng.random() < self.probability:
@@ -49,7 +44,6 @@ class FrameLoss(Fault):
         return Action.PASS
 
     def on_data(self, path: str | None, whole_messages: bool, rng: random.Random) -> Action:
-        """Decide for one DATA frame of a stream calling ``path``."""
         if not method_matches(self.method, path) or not (self.messages or self.streams):
             return Action.PASS
         if rng.random() >= self.probability:

@@ -1,4 +1,4 @@
-"""Added one-way delay with uniform jitter.
+"""Added one-way delay with uniform jitter (Toxiproxy's ``latency``).
 
 Without ``method`` bytes never overtake each other. With ``method`` (HTTP/2
 links) only the frames of streams calling that gRPC method or service are
@@ -9,26 +9,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from etcdlab.proxy.faults.base import Piece, ShapeContext, Shaper, check_duration, check_method
+from etcdlab.proxy.faults.base import Flag, Piece, ShapeContext, Shaper, duration, method
+from etcdlab.proxy.faults.registry import register
 
 
+@register
 @dataclass(frozen=True, eq=False)
 class Latency(Shaper):
     kind = "latency"
-    latency: float
-    jitter: float = 0.0
-    method: str | None = None  # "etcdserverpb.Lease/LeaseKeepAlive" or a service
+    flags = (
+        Flag("--latency", "latency", "added one-way delay, e.g. 50ms"),
+        Flag("--jitter", "jitter", "uniform +/- jitter of --latency, e.g. 10ms"),
+    )
+    latency: float = duration()
+    jitter: float = duration()
+    method: str | None = method()
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_duration("latency", self.latency)
-        check_duration("jitter", self.jitter)
-        check_method(self.method)
+    @property
+    def per_stream(self) -> bool:
+        return self.method is not None
 
     def shape(self, pieces: list[Piece], ctx: ShapeContext) -> list[Piece]:
         for piece in pieces:
             delay = self.latency
             if self.jitter:
                 delay += ctx.rng.uniform(-self.jitter, self.jitter)
-            piece.release += max(0.0, delay) * ctx.time_scale
+            piece.release += max(0.0, delay)
         return pieces

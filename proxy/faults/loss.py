@@ -24,16 +24,25 @@ What Linux does with a lost segment, reduced to its timing:
   or its own reply comes first; it acks a second small write, a full
   segment, or data around a hole at once. An ACK is lost as often as data
   (``ack_loss``); the data each way carries the ACK of the other way's.
-  Every ACK gives a round-trip sample (timestamps) and ends the backoff.
+  Every ACK gives a round-trip sample (timestamps) and ends the backoff, the
+  SACK of a write beyond a hole too; each timeout enters the backoff when it
+  fires.
   Linux also adds the round trip's deviation to the RTO; here that overshot
   the kernel's tail, so the model leaves it out.
 
 The ACKs are part of the model only when the loss runs both ways and for
 every stream: otherwise they cross a clean path and come back at once.
 
+How many times each transmission is lost is drawn when the segment is sent,
+as if the loss lasted; each lost segment also carries when it is sent again
+(:class:`Resend`), so when the fault is removed the first of those sends
+from then on gets through, as it would once the network is clean; a SYN
+still being retried too.
+
 Each chunk the proxy reads stands for one write by the sender and is cut into
 ``mss``-sized segments, each transmission rolled against ``probability``.
-Every duration is multiplied by the link's ``time_scale``.
+A scaled run's loss is :meth:`Fault.scaled`: every duration here, and so
+every timer and every round trip learnt, shrinks by the same factor.
 
 With ``method`` (HTTP/2 links) only segments that carry bytes of streams
 calling that gRPC method or service can be lost; everything behind a late
@@ -49,14 +58,16 @@ from dataclasses import dataclass, field
 
 from etcdlab.proxy.faults.base import (
     BOTH,
+    Flag,
+    Late,
     Piece,
-    Recovery,
     ShapeContext,
     Shaper,
-    check_duration,
-    check_method,
-    check_probability,
+    duration,
+    method,
+    probability,
 )
+from etcdlab.proxy.faults.registry import register
 
 
 @dataclass(eq=False)
@@ -70,6 +81,10 @@ class Unacked:
     delivered: float
     ack_at: float
     repaired: bool  # some segment of it was lost and sent again
+    # When the retransmission timer fires for its lost last segment (each
+    # firing one more timeout in the sender's backoff, from then on).
+    timeouts: list[float] = field(default_factory=list)
+    sampled: bool = False  # its SACK gave a sample before the cumulative ACK came
 
     @property
     def sample_from(self) -> float:
@@ -83,7 +98,7 @@ class Unacked:
 class TcpState:
     """What one sending TCP has learnt about its connection: its smoothed round
     trip and how many retransmission timeouts fired since the last round-trip
-    sample (unscaled seconds), and its writes not acknowledged yet."""
+    sample, and its writes not acknowledged yet."""
 
     srtt: float
     backoff: int = 0
@@ -104,12 +119,39 @@ class TcpState:
         """When everything written so far has reached the receiver (loop time)."""
         return self.unacked[-1].delivered if self.unacked else self.acked_through
 
-    def settle(self, now: float, time_scale: float) -> None:
-        """Take the round-trip samples of the ACKs that have arrived by ``now``."""
+    def settle(self, now: float) -> None:
+        """Take, in time order, what has happened by ``now``: the round-trip
+        samples of the ACKs that have arrived, each ending the backoff, and
+        the retransmission timeouts that have fired, each adding one to it.
+
+        A write beyond a hole is SACKed while the hole holds the cumulative
+        ACK back; that ACK is a sample too (Linux's ``sack_rtt``). A timeout
+        counts from when it fires, not from when the loss that will cause it
+        is drawn. Without these two, a one-way stream under loss (raft's
+        heartbeats) got no sample while any earlier write was late and
+        charged each loss's future timeouts at once, so the backoff piled up
+        to ``max_rto`` and held the stream for minutes."""
+        # (when, 0 for a timeout or 1 for a sample, the write sampled)
+        events: list[tuple[float, int, Unacked | None]] = []
         while self.unacked and self.unacked[0].ack_at <= now:
             write = self.unacked.pop(0)
             self.acked_through = write.delivered
-            self.sample((write.ack_at - write.sample_from) / time_scale)
+            events.extend((at, 0, None) for at in write.timeouts)
+            if not write.sampled:
+                events.append((write.ack_at, 1, write))
+        for write in self.unacked:
+            if write.timeouts and write.timeouts[0] <= now:
+                events.extend((at, 0, None) for at in write.timeouts if at <= now)
+                write.timeouts = [at for at in write.timeouts if at > now]
+            if not write.sampled and write.ack_at <= now:
+                write.sampled = True
+                events.append((write.ack_at, 1, write))
+        events.sort(key=lambda event: event[:2])
+        for _, _, sampled in events:
+            if sampled is None:
+                self.backoff += 1
+            else:
+                self.sample(sampled.ack_at - sampled.sample_from)
 
     def acked_by(self, at: float, sent: float) -> None:
         """An ACK arriving at ``at`` covers every write that had reached the
@@ -126,42 +168,120 @@ class TcpState:
             return
         write.ack_at = max(write.ack_at + arrived - write.arrived, arrived)
         write.arrived = arrived
+        # A timer that would have fired after the segment got through does not.
+        write.timeouts = [at for at in write.timeouts if at <= arrived]
         index = self.unacked.index(write)
         delivered = self.unacked[index - 1].delivered if index else self.acked_through
         for later in self.unacked[index:]:
             delivered = later.delivered = max(delivered, later.arrived)
 
 
-# Linux's tail loss probe waits this long beyond two round trips when more than
-# one segment is in flight (TCP_TIMEOUT_MIN_US): their ACKs are not delayed.
-FAST_PROBE = 0.002
+@dataclass(frozen=True, eq=False)
+class Resend:
+    """When a lost segment is sent again (loop time): first at ``first``, then
+    each retransmission timeout later, ``rto`` doubling up to the fault's
+    ``max_rto``; the last of the ``count`` sends gets through. Each time is
+    when that send would reach the receiver."""
+
+    fault: Loss
+    first: float
+    count: int
+    rto: float
+
+    @property
+    def sends(self) -> list[float]:
+        backoff = self.fault.backoff
+        return [self.first + backoff(n, self.rto) for n in range(self.count)]
+
+    @property
+    def arrival(self) -> float:
+        return self.first + self.fault.backoff(self.count - 1, self.rto)
+
+    def healed(self, at: float) -> float:
+        """When the segment arrives if the loss ends at ``at``: the first send
+        from then on gets through (no later than it would have anyway)."""
+        return next((send for send in self.sends if send >= at), self.arrival)
 
 
+@dataclass(frozen=True)
+class Recovery:
+    """A lost segment, sent at ``sent_at``, whose transmissions were lost ``losses`` times;
+    ``rto`` is the sender's retransmission timeout when it was lost, ``resend``
+    when it is sent again.
+
+    ``fast_probe_at`` (loop time) is set when its tail loss probe is the fast
+    one, which other data in flight allows: an ACK of that data arriving
+    earlier re-arms the probe as for a lone segment, ``slow_probe``.
+    ``sacked``: a segment of the same write follows it, whose SACK already
+    revealed it; later traffic changes nothing."""
+
+    fault: Loss
+    sent_at: float
+    losses: int
+    rto: float
+    resend: Resend
+    fast_probe_at: float | None = None
+    slow_probe: float = 0.0
+    sacked: bool = False
+    # The write it ends and its sender, whose view of it follows it when it moves.
+    write: Unacked | None = None
+    sender: TcpState | None = None
+
+    def revealed(self, release: float, arrival: float) -> tuple[float, Late]:
+        if self.sacked:
+            return release, self
+        resend = self.fault.revealed(self, release, arrival)
+        if resend is None:
+            return release, self
+        return resend.arrival, dataclasses.replace(self, resend=resend)
+
+    def rearmed(self, release: float, acked_at: float) -> tuple[float, Late]:
+        if self.fast_probe_at is None:
+            return release, self
+        resend = self.fault.rearmed(self, release, acked_at)
+        if resend is None:
+            return release, dataclasses.replace(self, fast_probe_at=None)
+        return resend.arrival, dataclasses.replace(self, fast_probe_at=None, resend=resend)
+
+    def healed(self, at: float) -> float:
+        return self.resend.healed(at)
+
+
+@register
 @dataclass(frozen=True, eq=False)
 class Loss(Shaper):
     kind = "loss"
-    probability: float
+    flags = (
+        Flag(
+            "--loss",
+            "probability",
+            "packet loss probability, both ways; tcp: late delivery after "
+            "retransmission timeouts, as the kernel's",
+            model="tcp",
+            default=True,
+        ),
+    )
+    probability: float = probability()
     mss: int = 1448
-    rtt: float = 0.0
-    min_rto: float = 0.2
-    syn_rto: float = 1.0
-    max_rto: float = 120.0
-    recovery: float = 0.004  # one jiffy at HZ=250: RACK reorder timer granularity
-    delayed_ack: float = 0.04  # Linux's shortest delayed ACK (TCP_DELACK_MIN)
+    rtt: float = duration(0.0)
+    min_rto: float = duration(0.2)
+    syn_rto: float = duration(1.0)
+    max_rto: float = duration(120.0)
+    recovery: float = duration(0.004)  # one jiffy at HZ=250: RACK reorder timer granularity
+    delayed_ack: float = duration(0.04)  # Linux's shortest delayed ACK (TCP_DELACK_MIN)
+    # The tail loss probe waits this long beyond two round trips when more than
+    # one segment is in flight (Linux's TCP_TIMEOUT_MIN_US): their ACKs are not delayed.
+    fast_probe: float = duration(0.002)
     tail_loss_probe: bool = True
     ack_loss: bool = True
-    method: str | None = None  # "etcdserverpb.Lease/LeaseKeepAlive" or a service
+    method: str | None = method()
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_method(self.method)
-        check_probability("probability", self.probability)
         if self.probability >= 1.0:
             raise ValueError("probability must be below 1 (use blackhole for total loss)")
         if self.mss < 1:
             raise ValueError("mss must be at least 1 byte")
-        for name in ("rtt", "min_rto", "syn_rto", "max_rto", "recovery", "delayed_ack"):
-            check_duration(name, getattr(self, name))
         if self.max_rto < self.min_rto:
             raise ValueError("max_rto must be at least min_rto")
 
@@ -172,9 +292,7 @@ class Loss(Shaper):
             count += 1
         return count
 
-    def backoff(
-        self, timeouts: int, rto: float, time_scale: float, *, probe: float | None = None
-    ) -> float:
+    def backoff(self, timeouts: int, rto: float, *, probe: float | None = None) -> float:
         """Time spent in ``timeouts`` successive timeouts: the tail loss probe's
         ``probe`` first when given, then ``rto`` doubling each time up to ``max_rto``."""
         total = 0.0
@@ -183,38 +301,47 @@ class Loss(Shaper):
         for _ in range(timeouts):
             total += rto
             rto = min(rto * 2, self.max_rto)
-        return total * time_scale
+        return total
 
     def state(self, ctx: ShapeContext) -> TcpState:
         """This pipe's sender, which starts knowing only the link's round trip."""
-        state = ctx.tcp.get(self)
+        state = ctx.state.get(self)
         if state is None:
-            state = ctx.tcp[self] = TcpState(self.rtt)
+            state = ctx.state[self] = TcpState(self.rtt)
+        assert isinstance(state, TcpState)
         return state
 
     def rto(self, state: TcpState) -> float:
-        """The retransmission timeout now (unscaled): srtt plus ``min_rto``, doubled
+        """The retransmission timeout now: srtt plus ``min_rto``, doubled
         per timeout since the last sample. Linux adds the round trip's deviation
         where it exceeds ``min_rto``; that overshoots here (docs/BENCHMARKS.md)."""
         base = state.srtt + self.min_rto
         return min(base * 2.0 ** min(state.backoff, 32), self.max_rto)
 
     def probe_timeout(self, state: TcpState, *, in_flight: int = 1) -> float | None:
-        """The tail loss probe's timeout (unscaled): two smoothed round trips plus
+        """The tail loss probe's timeout: two smoothed round trips plus
         ``min_rto`` with one segment in flight (its ACK may be delayed), plus
-        :data:`FAST_PROBE` with more; never later than the RTO."""
+        ``fast_probe`` with more; never later than the RTO."""
         if not self.tail_loss_probe:
             return None
-        extra = self.min_rto if in_flight == 1 else FAST_PROBE
+        extra = self.min_rto if in_flight == 1 else self.fast_probe
         return min(2 * state.srtt + extra, self.rto(state))
 
-    def timer_delay(self, lost: int, state: TcpState, *, in_flight: int = 1) -> float:
-        """Extra delivery time (unscaled) of a tail segment lost ``lost`` times in a
-        row, which only the timers recover; the timeouts it meets stay in the backoff."""
+    def timer_resend(
+        self, at: float, lost: int, state: TcpState, *, in_flight: int = 1
+    ) -> tuple[Resend, list[float]]:
+        """The sends of a tail segment sent at ``at`` and lost ``lost`` times in
+        a row, which only the timers recover: the tail loss probe, then the RTO
+        doubling (without the probe, the RTO first). Also when the
+        retransmission timeouts among them fire (the probe is no timeout; each
+        later send is one), which enter the backoff then."""
+        rto = self.rto(state)
         probe = self.probe_timeout(state, in_flight=in_flight)
-        delay = self.backoff(lost, self.rto(state), 1.0, probe=probe)
-        state.backoff += lost - 1 if self.tail_loss_probe else lost
-        return delay
+        if probe is None:
+            resend = Resend(self, at + rto, lost, min(rto * 2, self.max_rto))
+            return resend, resend.sends
+        resend = Resend(self, at + probe, lost, rto)
+        return resend, resend.sends[1:]
 
     @property
     def acks_modelled(self) -> bool:
@@ -231,6 +358,7 @@ class Loss(Shaper):
         size: int,
         repaired: bool,
         ctx: ShapeContext,
+        timeouts: list[float] | None = None,
     ) -> Unacked:
         """When the (S)ACK of a write sent at ``sent``, whose last segment reaches
         the receiver at ``arrived``, gets back to its sender.
@@ -241,46 +369,49 @@ class Loss(Shaper):
         ``ICSK_ACK_PUSHED2``); a lone small write it holds back until it sends
         data of its own (:meth:`piggyback`) or ``delayed_ack`` passes. An ACK is
         lost as often as data; the sender's own probe then draws a duplicate
-        ACK. Every ACK gives a round-trip sample (:attr:`Unacked.sample_from`)."""
-        scale = ctx.time_scale
-        ack = arrived + self.rtt * scale
+        ACK. Every ACK gives a round-trip sample (:attr:`Unacked.sample_from`).
+        ``timeouts`` are when the sender's timer fires for the write's last segment."""
+        ack = arrived + self.rtt
         if self.acks_modelled:
             in_order = arrived >= state.delivered_at
             if repaired or not in_order or size >= self.mss or state.ack_owed_until > sent:
                 state.ack_owed_until = 0.0
             else:
-                ack += self.delayed_ack * scale
+                ack += self.delayed_ack
                 state.ack_owed_until = ack
             if self.ack_loss and ctx.rng.random() < self.probability:
                 probe = self.probe_timeout(state)
-                ack = arrived + (self.rto(state) if probe is None else probe) * scale
+                ack = arrived + (self.rto(state) if probe is None else probe)
         # Cumulative only over what had reached the receiver in order by then.
         state.acked_by(ack, arrived)
         delivered = max(state.delivered_at, arrived)
-        write = Unacked(sent, arrived, delivered, ack, repaired)
+        write = Unacked(sent, arrived, delivered, ack, repaired, timeouts or [])
         state.unacked.append(write)
         return write
 
     def piggyback(self, pieces: list[Piece], sent: float, ctx: ShapeContext) -> None:
         """A write carries its sender's ACK of the peer's data: the peer's sender
         learns it when the first of the write's segments arrives."""
-        if not self.acks_modelled or ctx.peer_tcp is None:
+        if not self.acks_modelled or ctx.peer_state is None:
             return
-        peer = ctx.peer_tcp.get(self)
-        if peer is None:
+        peer = ctx.peer_state.get(self)
+        if not isinstance(peer, TcpState):
             return
         peer.acked_by(min(piece.release for piece in pieces), sent)
         if peer.delivered_at <= sent:
             peer.ack_owed_until = 0.0
 
-    def connect_delay(self, rng: random.Random, time_scale: float) -> float:
-        """Extra connect time: SYN retransmissions have no probe and start at ``syn_rto``."""
-        return self.backoff(self.losses(rng), self.syn_rto, time_scale)
+    def connect_sends(self, rng: random.Random) -> list[float]:
+        """SYN retransmissions have no probe: sent again after ``syn_rto``, then
+        twice that more, and so on. SYNs carry no stream, so a loss filtered by
+        method never delays the connect."""
+        if self.method is not None:
+            return []
+        return [self.backoff(n, self.syn_rto) for n in range(1, self.losses(rng) + 1)]
 
-    def fast_release(
-        self, lost: Recovery, now: float, time_scale: float, *, same_write: bool = False
-    ) -> float:
-        """When a segment lost at ``lost.sent_at`` arrives if a later one is sent at ``now``.
+    def fast_arrival(self, sent_at: float, now: float, *, same_write: bool = False) -> float:
+        """When the fast retransmission of a segment lost at ``sent_at`` reaches
+        the receiver if a later one is sent at ``now``.
 
         RACK marks the hole lost when the later segment's SACK arrives if that
         segment was sent more than the reorder window (a quarter of the round
@@ -288,34 +419,39 @@ class Loss(Shaper):
         fires on the next jiffy (``recovery``). A segment of the same write is
         sent right behind the hole: always the timer. Later writes are told
         apart by the caller, not by time: the loop clock may tick in whole
-        milliseconds (uvloop). A lost fast retransmission waits for the RTO."""
-        window = self.rtt / 4 * time_scale
+        milliseconds (uvloop). A lost fast retransmission waits for the RTO
+        (:class:`Resend`)."""
+        window = self.rtt / 4
         if same_write:
-            settle = (self.recovery + self.rtt) * time_scale
+            settle = self.recovery + self.rtt
         else:
-            early = window - (now - lost.sent_at)
-            settle = self.rtt * time_scale + (
-                early + self.recovery * time_scale if early > 0 else 0
-            )
-        return now + settle + self.backoff(lost.losses - 1, lost.rto, time_scale)
+            early = window - (now - sent_at)
+            settle = self.rtt + (early + self.recovery if early > 0 else 0)
+        return now + settle
 
-    def revealed(self, lost: Recovery, release: float, arrival: float, time_scale: float) -> float:
-        """When a tail segment due at ``release`` arrives if a later write's first
-        segment reaches the receiver at ``arrival`` (its SACK reveals the hole)."""
-        revealed = min(release, self.fast_release(lost, arrival, time_scale))
-        self._moved(lost, revealed)
-        return revealed
+    def revealed(self, lost: Recovery, release: float, arrival: float) -> Resend | None:
+        """The sends of a tail segment due at ``release`` if a later write's first
+        segment reaches the receiver at ``arrival`` (its SACK reveals the hole);
+        None if it arrives no earlier that way."""
+        first = self.fast_arrival(lost.sent_at, arrival)
+        resend = Resend(self, first, lost.losses, lost.rto)
+        if resend.arrival >= release:
+            return None
+        self._moved(lost, resend.arrival)
+        return resend
 
-    def rearmed(self, lost: Recovery, release: float, acked_at: float, time_scale: float) -> float:
-        """When a tail segment due at ``release`` arrives if the ACK of the other
+    def rearmed(self, lost: Recovery, release: float, acked_at: float) -> Resend | None:
+        """The sends of a tail segment due at ``release`` if the ACK of the other
         data in flight comes at ``acked_at``: if that is before its fast probe,
         Linux re-arms the probe then, for one segment in flight
-        (``tcp_set_xmit_timer``)."""
+        (``tcp_set_xmit_timer``); None if it does not."""
         if lost.fast_probe_at is None or acked_at >= lost.fast_probe_at:
-            return release
-        rearmed = acked_at + self.backoff(lost.losses, lost.rto, time_scale, probe=lost.slow_probe)
-        self._moved(lost, rearmed)
-        return rearmed
+            return None
+        resend = Resend(self, acked_at + lost.slow_probe, lost.losses, lost.rto)
+        if lost.write is not None:
+            lost.write.timeouts = resend.sends[1:]  # the timer moved with the probe
+        self._moved(lost, resend.arrival)
+        return resend
 
     def _moved(self, lost: Recovery, release: float) -> None:
         if lost.sender is not None and lost.write is not None:
@@ -326,12 +462,14 @@ class Loss(Shaper):
             return pieces
         state = self.state(ctx)
         sent = pieces[0].release
-        state.settle(sent, ctx.time_scale)
+        state.settle(sent)
         busy = bool(state.unacked)  # earlier data still in flight
         out: list[Piece] = []
         start = 0  # offset of the piece in the chunk
         repaired = False  # some segment of the write was lost
         tail: Piece | None = None  # its last segment, if lost, waits for the timers
+        tail_hole: Recovery | None = None
+        timeouts: list[float] = []  # when the timer fires for that segment
         for piece in pieces:
             at, size = piece.release, piece.size
             clean = 0  # bytes of segments delivered on time, not yet emitted
@@ -348,34 +486,36 @@ class Loss(Shaper):
                 ctx.count(self, "segment_lost")
                 repaired = True
                 if clean:
-                    out.append(Piece(clean, at, piece.recovery))
+                    out.append(Piece(clean, at, piece.late))
                     clean = 0
                 rto = self.rto(state)
-                hole = Recovery(self, at, lost, rto)
                 if offset + segment < size:
                     # A segment of the same write follows and gets SACKed.
                     # Its lost retransmissions wait for the RTO; one RTO resends
                     # every hole of the write, so they add nothing to the backoff.
-                    release = self.fast_release(hole, at, ctx.time_scale, same_write=True)
-                    out.append(Piece(segment, release))
+                    first = self.fast_arrival(at, at, same_write=True)
+                    resend = Resend(self, first, lost, rto)
+                    sacked = Recovery(self, at, lost, rto, resend, sacked=True)
+                    out.append(Piece(segment, resend.arrival, sacked))
                     continue
                 in_flight = 2 if busy or here else 1
+                resend, timeouts = self.timer_resend(at, lost, state, in_flight=in_flight)
+                hole = Recovery(self, at, lost, rto, resend)
                 if in_flight > 1:
                     # The fast probe, unless an ACK of the rest comes first.
                     slow = self.probe_timeout(state)
                     fast = self.probe_timeout(state, in_flight=in_flight)
                     if slow is not None and fast is not None and fast < slow:
-                        probe_at = at + fast * ctx.time_scale
-                        hole = Recovery(self, at, lost, rto, probe_at, slow)
-                delay = self.timer_delay(lost, state, in_flight=in_flight)
-                tail = Piece(segment, at + delay * ctx.time_scale, hole)
+                        hole = dataclasses.replace(hole, fast_probe_at=at + fast, slow_probe=slow)
+                tail = Piece(segment, resend.arrival, hole)
+                tail_hole = hole
                 out.append(tail)
             if clean:
-                out.append(Piece(clean, at, piece.recovery))
+                out.append(Piece(clean, at, piece.late))
             start += size
         arrived = max(piece.release for piece in out)
-        write = self.acknowledge(state, sent, arrived, start, repaired, ctx)
-        if tail is not None and tail.recovery is not None:
-            tail.recovery = dataclasses.replace(tail.recovery, write=write, sender=state)
+        write = self.acknowledge(state, sent, arrived, start, repaired, ctx, timeouts)
+        if tail is not None and tail_hole is not None:
+            tail.late = dataclasses.replace(tail_hole, write=write, sender=state)
         self.piggyback(out, sent, ctx)
         return out

@@ -8,8 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from etcdlab.proxy.faults.base import Fault
+from etcdlab.proxy.faults.registry import register
 
 
+@register
 @dataclass(frozen=True, eq=False)
 class Pause(Fault):
     kind = "pause"
+    stalls = True

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from etcdlab.bench.retry_metrics import (
     OperationRecord,
-    percentile,
+    dispersion,
+    herd_result,
     recovery_time,
     rpc_rate,
     summarize,
@@ -17,16 +20,6 @@ def ok(start: float, end: float, attempts: int = 1) -> OperationRecord:
 
 def failed(start: float, end: float, attempts: int = 1) -> OperationRecord:
     return OperationRecord(start, end, False, attempts)
-
-
-def test_percentile_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 0.5) == 50
-    assert percentile(values, 0.99) == 99
-    assert percentile(values, 1.0) == 100
-    assert percentile([], 0.5) is None
-    with pytest.raises(ValueError, match="fraction"):
-        percentile(values, 1.5)
 
 
 def test_recovery_time_is_first_quiet_window_after_the_fault() -> None:
@@ -60,3 +53,30 @@ def test_summary_flags_a_retry_storm() -> None:
     assert result.storm
     assert result.recovery_s == pytest.approx(0.0)
     assert result.p50_ms == pytest.approx(10.0)
+
+
+def test_dispersion_tells_independent_sends_from_bunched_ones() -> None:
+    rng = random.Random(1)
+    poisson: list[float] = []
+    at = 0.0
+    while at < 100:
+        at += rng.expovariate(10)
+        poisson.append(at)
+    # The same number of sends, but in bursts of 20 at the same instant.
+    bunched = [float(t) for t in range(0, 100, 2) for _ in range(20)]
+    independent = dispersion(poisson, 0, 100, 0.1)
+    clustered = dispersion(bunched, 0, 100, 0.1)
+    assert independent is not None and clustered is not None
+    assert 0.7 < independent < 1.3
+    assert clustered > 10
+    assert dispersion([], 0, 100, 0.1) is None
+    assert dispersion(poisson, 0, 0.1, 0.1) is None
+
+
+def test_herd_counts_its_rpcs_from_the_outage_start() -> None:
+    # Scaled buckets whose ratio is not exact in binary: still 120 of them.
+    herd = herd_result([10.5, None, 11.0], [10.0, 10.0, 10.02, 11.49], start=10.0,
+                       deadline=1.5, bucket=0.0125)  # fmt: skip
+    assert (herd.clients, herd.succeeded, herd.calls) == (3, 2, 4)
+    assert herd.finished_s == pytest.approx(1.0)
+    assert len(herd.timeline) == 120 and herd.timeline[0] == 2 and sum(herd.timeline) == 4

@@ -1,4 +1,4 @@
-"""EtcdClient against a healthy real cluster: KV, txn, leases, watch, health."""
+"""EtcdClient against a healthy real cluster: KV, txn, leases, watch, the etcd checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 import grpc
 import pytest
 
-from etcdlab.client.config import ClientConfig
+from etcdlab.client.connection import ConnectivityState
 from etcdlab.client.errors import CompactedError, ContextError, ResponseError
 from etcdlab.client.etcd import (
     EtcdClient,
@@ -19,9 +19,10 @@ from etcdlab.client.etcd import (
     put_op,
     value_is,
 )
-from etcdlab.client.health import HealthChecker
+from etcdlab.client.health import LIVEZ, NOT_ESTABLISHED, EtcdCheck
 from etcdlab.client.watch import WatchBatch
 from etcdlab.cluster.local import LocalCluster
+from etcdlab.common.clock import FakeClock
 
 
 def unique_key(prefix: str) -> bytes:
@@ -56,8 +57,8 @@ async def test_put_get_delete_txn_status(shared_cluster: LocalCluster) -> None:
         status = await client.status()
         assert status.header.member_id != 0
         assert client.stats.calls["put"] == 1 and client.stats.attempts >= 6
-        assert client.endpoints_state.current == shared_cluster.endpoints[0]
-        assert client.endpoints_state.switches == 0
+        assert client.stats.served.total() == client.stats.attempts
+        assert all(c.state is ConnectivityState.READY for c in client.connections)
 
 
 async def test_deadline_and_server_errors(shared_cluster: LocalCluster) -> None:
@@ -129,12 +130,19 @@ async def test_watch_delivers_in_order_and_compaction(shared_cluster: LocalClust
         assert compacted.value.compact_revision >= latest.header.revision
 
 
-async def test_health_checker_reports_healthy(shared_cluster: LocalCluster) -> None:
-    config = ClientConfig(health_check_interval=0.1)
-    async with (
-        EtcdClient(shared_cluster.endpoints, config) as client,
-        HealthChecker(client) as checker,
-    ):
-        await asyncio.wait_for(checker.wait_until(True), 5)
-        assert checker.healthy is True
-        assert checker.history[0].healthy and checker.last_error is None
+async def test_etcd_check_probes_at_most_once_per_half_timeout(
+    shared_cluster: LocalCluster,
+) -> None:
+    clock = FakeClock()
+    async with EtcdClient(shared_cluster.endpoints, clock=clock, name="livez") as client:
+        check = EtcdCheck(LIVEZ, client, timeout=2.0, key=b"/registry/health")
+        # Its client has not connected yet: the apiserver answers that at once.
+        assert await check.check() == NOT_ESTABLISHED
+        await client.connect()
+        assert await check.check() is None and check.probes == 1
+        # Until a second (half the timeout) has passed the limiter answers the
+        # last result without probing.
+        await clock.advance(0.99)
+        assert await check.check() is None and check.probes == 1
+        await clock.advance(0.01)
+        assert await check.check() is None and check.probes == 2

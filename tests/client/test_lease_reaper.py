@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
+from etcdlab.client.balancer import RoundRobin
+from etcdlab.client.connection import Route
 from etcdlab.client.errors import ClusterUnavailableError
 from etcdlab.client.lease import KeepAliveStream, Lease, LeaseKeeper
 from etcdlab.common.clock import FakeClock
 from etcdlab.protos import rpc_pb2
+from tests.client.fake_network import FakeNetwork, make_balancer
 
 
 class FakeStream:
@@ -39,12 +43,15 @@ async def _no_revoke(lease: Lease, timeout: float | None) -> None:
 
 
 def make_keeper(clock: FakeClock, stream: FakeStream | None) -> LeaseKeeper:
-    async def open_stream() -> tuple[KeepAliveStream, str]:
+    balancer, _ = make_balancer(["fake:1"], RoundRobin(random.Random(0)), clock, FakeNetwork(clock))
+    balancer.start()
+
+    async def open_stream() -> tuple[KeepAliveStream, Route]:
         if stream is None:
             raise ClusterUnavailableError("no endpoint")
-        return stream, "fake:1"
+        return stream, await balancer.pick(None)
 
-    return LeaseKeeper(clock, open_stream, backoff=lambda failures: 1.0)
+    return LeaseKeeper(clock, open_stream, retry_wait=1.0)
 
 
 @pytest.fixture

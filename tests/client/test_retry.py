@@ -93,7 +93,7 @@ async def test_retry_budget_limits_retries_to_a_ratio_of_calls() -> None:
     assert floor.available == 2
 
 
-def test_retry_reason_is_safe_by_default() -> None:
+def test_retry_reason_follows_clientv3() -> None:
     unavailable = grpc.StatusCode.UNAVAILABLE
     assert retry_reason(None, "", sent=False, safe=False) == "dial"
     assert (
@@ -106,9 +106,8 @@ def test_retry_reason_is_safe_by_default() -> None:
         == "unavailable"
     )
     assert retry_reason(unavailable, "ping timeout", sent=True, safe=True) == "keepalive"
-    assert (
-        retry_reason(grpc.StatusCode.RESOURCE_EXHAUSTED, "", sent=True, safe=False) == "exhausted"
-    )
+    # clientv3 retries nothing but UNAVAILABLE: "too many requests" included.
+    assert retry_reason(grpc.StatusCode.RESOURCE_EXHAUSTED, "", sent=True, safe=True) is None
     assert retry_reason(grpc.StatusCode.INVALID_ARGUMENT, "", sent=True, safe=True) is None
     assert retry_reason(grpc.StatusCode.DEADLINE_EXCEEDED, "", sent=True, safe=True) is None
 
@@ -119,8 +118,11 @@ def test_retry_reason_is_safe_by_default() -> None:
         ({"keepalive_time": 0}, "keepalive_time"),
         ({"dial_timeout": float("inf")}, "dial_timeout"),
         ({"request_timeout": -1.0}, "request_timeout"),
-        ({"retry_backoff_cap": 0.01}, "retry_backoff_cap"),
+        ({"reconnect_backoff_cap": 0.5}, "reconnect_backoff_cap"),
+        ({"reconnect_backoff_jitter": 1.0}, "reconnect_backoff_jitter"),
+        ({"reconnect_backoff_multiplier": 0.5}, "reconnect_backoff_multiplier"),
         ({"retry_max_attempts": 0}, "retry_max_attempts"),
+        ({"balancer": "random"}, "balancer"),
         ({"health_key": b""}, "health_key"),
     ],
 )
@@ -134,12 +136,22 @@ def test_config_scaled_and_channel_options() -> None:
     assert config.keepalive_time == pytest.approx(3.0)
     assert config.keepalive_timeout == pytest.approx(1.0)
     assert config.dial_timeout == pytest.approx(2.0)
-    assert config.health_check_timeout == pytest.approx(0.2)
-    assert config.request_timeout is None and config.retry_max_attempts == 6
-    options = dict(config.channel_options())
+    assert config.min_connect_timeout == pytest.approx(2.0)
+    assert config.reconnect_backoff_base == pytest.approx(0.1)
+    assert config.reconnect_backoff_cap == pytest.approx(12.0)
+    assert config.retry_wait_between == pytest.approx(0.0025)
+    assert config.health_check_timeout == config.ready_check_timeout == pytest.approx(0.2)
+    # Counts and fractions are not durations.
+    assert config.retry_max_attempts == 100 and config.reconnect_backoff_multiplier == 1.6
+    assert config.request_timeout is None and config.balancer == "round_robin"
+    options = dict(config.channel_options(2.0))
+    assert options["grpc.use_local_subchannel_pool"] == 1
+    assert options["grpc.min_reconnect_backoff_ms"] == 2000
     assert options["grpc.keepalive_time_ms"] == 3000
     assert options["grpc.keepalive_timeout_ms"] == options["grpc.http2.ping_timeout_ms"] == 1000
-    assert options["grpc.keepalive_permit_without_calls"] == 1
+    # No pings a Go client would not send: none without calls, no BDP probes.
+    assert options["grpc.keepalive_permit_without_calls"] == 0
+    assert options["grpc.http2.bdp_probe"] == 0
     assert options["grpc.http2.max_pings_without_data"] == 0
     with pytest.raises(ValueError, match="time_scale"):
         ClientConfig().scaled(0)

@@ -1,4 +1,5 @@
-"""Watches across member failures: every write seen exactly once, in order."""
+"""Watches across member failures: every write seen exactly once, in order; a
+member without a leader ends the watch (clientv3's WithRequireLeader)."""
 
 from __future__ import annotations
 
@@ -7,40 +8,42 @@ import asyncio
 import pytest
 
 from etcdlab.client.config import ClientConfig
+from etcdlab.client.errors import ClusterUnavailableError
 from etcdlab.client.etcd import EtcdClient, create_revision_is, prefix_end, put_op
 from etcdlab.client.retry import ExponentialFullJitter
 from etcdlab.cluster.local import LocalCluster, ServerFlags
-from etcdlab.protos import kv_pb2, rpc_pb2
-from tests.waiting import eventually
+from etcdlab.protos import kv_pb2
 
 CONFIG = ClientConfig().scaled(0.1)
 WRITES = 150
 
 
-def create_once(key: bytes, value: bytes) -> tuple[list[rpc_pb2.Compare], list[rpc_pb2.RequestOp]]:
-    """A put guarded by "key does not exist": safe to retry, never applied twice."""
-    return [create_revision_is(key, 0)], [put_op(key, value)]
+async def create_once(client: EtcdClient, key: bytes, value: bytes) -> None:
+    """A put guarded by "key does not exist": safe to retry, never applied twice,
+    so the writer marks it idempotent."""
+    await client.txn([create_revision_is(key, 0)], [put_op(key, value)], idempotent=True)
 
 
 @pytest.mark.parametrize("fault", ["kill", "pause"])
 async def test_watch_resumes_across_member_failure(cluster: LocalCluster, fault: str) -> None:
     prefix = f"/watch/resume/{fault}/".encode()
     endpoints = cluster.endpoints
-    # The writer prefers another member and is patient through an election.
+    # The writer is patient through an election.
     patient = ExponentialFullJitter(0.01, 0.2, max_attempts=100, seed=1)
     async with (
         EtcdClient(endpoints, CONFIG, name="watcher") as watcher,
-        EtcdClient(endpoints[1:] + endpoints[:1], CONFIG, retry=patient, name="writer") as writer,
+        EtcdClient(endpoints, CONFIG, retry=patient, name="writer") as writer,
     ):
         watch = watcher.watch(prefix, range_end=prefix_end(prefix))
         await asyncio.wait_for(watch.created.wait(), 5)
-        assert watch.endpoint == endpoints[0]
+        assert watch.endpoint is not None
+        watched = endpoints.index(watch.endpoint)
 
         async def write_all() -> None:
             for index in range(WRITES):
-                await writer.txn(*create_once(prefix + b"%05d" % index, b"%d" % index))
+                await create_once(writer, prefix + b"%05d" % index, b"%d" % index)
                 if index == WRITES // 3:
-                    (cluster.kill if fault == "kill" else cluster.pause)(0)
+                    (cluster.kill if fault == "kill" else cluster.pause)(watched)
 
         seen: list[kv_pb2.Event] = []
 
@@ -58,9 +61,9 @@ async def test_watch_resumes_across_member_failure(cluster: LocalCluster, fault:
         assert all(event.kv.version == 1 for event in seen)
         revisions = [event.kv.mod_revision for event in seen]
         assert revisions == sorted(set(revisions))
-        assert watch.resumes >= 1 and watch.endpoint != endpoints[0]
+        assert watch.resumes >= 1 and watch.endpoint != endpoints[watched]
         if fault == "pause":
-            cluster.resume(0)
+            cluster.resume(watched)
 
 
 async def test_progress_notifications_are_bookmarks() -> None:
@@ -82,7 +85,7 @@ async def test_progress_notifications_are_bookmarks() -> None:
         await watch.cancel()
 
 
-async def test_watch_survives_loss_of_quorum(cluster: LocalCluster) -> None:
+async def test_watch_ends_when_its_member_loses_the_leader(cluster: LocalCluster) -> None:
     prefix = b"/watch/quorum/"
     patient = ExponentialFullJitter(0.01, 0.2, max_attempts=100, seed=2)
     async with (
@@ -92,29 +95,34 @@ async def test_watch_survives_loss_of_quorum(cluster: LocalCluster) -> None:
         watch = watcher.watch(prefix, range_end=prefix_end(prefix))
         await asyncio.wait_for(watch.created.wait(), 5)
         for index in range(10):
-            await writer.txn(*create_once(prefix + b"%02d" % index, b"x"))
+            await create_once(writer, prefix + b"%02d" % index, b"x")
+        seen: list[bytes] = []
+        async for batch in watch:
+            seen.extend(event.kv.key for event in batch.events)
+            if len(seen) == 10:
+                break
+        # Member 0 alone has no leader: whichever member the stream was on, it
+        # ends up on member 0, which ends it ("etcdserver: no leader").
         cluster.kill(1)
         cluster.kill(2)
-        # Member 0 loses its leader and cancels the leader-requiring stream.
-        await eventually(
-            lambda: watcher.endpoints_state.endpoints[0].failing,
-            10,
-            "the watch to be canceled for lack of a leader",
-        )
-        assert "leader" in watcher.endpoints_state.endpoints[0].last_error
+        with pytest.raises(ClusterUnavailableError, match="no leader"):
+            await asyncio.wait_for(watch.__anext__(), 30)
+        assert seen == [prefix + b"%02d" % index for index in range(10)]
+        # The caller watches again from where it was, as the apiserver does.
         await cluster.arestart(1)
         await cluster.arestart(2)
         for index in range(10, 20):
-            await writer.txn(*create_once(prefix + b"%02d" % index, b"x"))
-        seen: list[bytes] = []
+            await create_once(writer, prefix + b"%02d" % index, b"x")
+        again = watcher.watch(
+            prefix, range_end=prefix_end(prefix), start_revision=watch.next_revision
+        )
 
         async def read_all() -> None:
-            async for batch in watch:
+            async for batch in again:
                 seen.extend(event.kv.key for event in batch.events)
                 if len(seen) >= 20:
                     return
 
         await asyncio.wait_for(read_all(), 30)
-        await watch.cancel()
+        await again.cancel()
         assert seen == [prefix + b"%02d" % index for index in range(20)]
-        assert watch.resumes >= 1

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from etcdlab.common.clock import FakeClock, MonotonicClock
+from etcdlab.common.clock import FakeClock, MonotonicClock, within
 
 
 async def test_fake_clock_wakes_sleepers_in_deadline_order() -> None:
@@ -49,3 +49,50 @@ async def test_monotonic_clock_moves_forward() -> None:
     before = clock.now()
     await clock.sleep(0.01)
     assert clock.now() > before
+
+
+async def test_within_returns_the_result_before_the_deadline() -> None:
+    clock = FakeClock()
+
+    async def work() -> str:
+        await clock.sleep(1.0)
+        return "done"
+
+    task = asyncio.create_task(within(clock, 2.0, work()))
+    await clock.advance(1.0)
+    assert await task == "done"
+    assert clock.sleepers == 0
+
+
+async def test_within_cancels_the_work_at_the_deadline() -> None:
+    clock = FakeClock()
+    cancelled = asyncio.Event()
+
+    async def work() -> None:
+        try:
+            await clock.sleep(10.0)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    task = asyncio.create_task(within(clock, 2.0, work()))
+    await clock.advance(2.0)
+    with pytest.raises(TimeoutError, match="not done within 2s"):
+        await task
+    assert cancelled.is_set() and clock.sleepers == 0
+
+
+async def test_within_passes_errors_through_and_honours_cancellation() -> None:
+    clock = FakeClock()
+
+    async def fails() -> None:
+        raise ConnectionError("boom")
+
+    with pytest.raises(ConnectionError, match="boom"):
+        await within(clock, 1.0, fails())
+    outer = asyncio.create_task(within(clock, 5.0, clock.sleep(10.0)))
+    await clock.advance(1.0)
+    outer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    assert clock.sleepers == 0

@@ -12,6 +12,7 @@ from etcdlab.client.etcd import EtcdClient
 from etcdlab.cluster.local import LocalCluster
 from etcdlab.common.clock import MonotonicClock
 from etcdlab.common.timeline import Recorder, Timeline
+from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.apiserver import (
     APIServer,
     CacheConfig,
@@ -53,7 +54,7 @@ async def running(*jobs: Awaitable[None]) -> AsyncIterator[None]:
 
 
 def recorder() -> Recorder:
-    return Recorder(Timeline("test", seed=0, time_scale=1.0), CLOCK)
+    return Recorder(Timeline("test", seed=0, time_scale=TimeScale(1.0)), CLOCK)
 
 
 async def all_done(direct: APIServer) -> bool:

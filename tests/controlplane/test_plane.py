@@ -9,6 +9,7 @@ import pytest
 
 from etcdlab.common.clock import FakeClock
 from etcdlab.common.timeline import EventKind, Recorder, Timeline
+from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.plane import PlaneConfig, RecordingLock
 from etcdlab.election.config import LeaderElectionConfig
 from etcdlab.election.elector import LeaderCallbacks, LeaderElector
@@ -50,9 +51,9 @@ def candidate(
     return inner, elector
 
 
-async def test_recording_lock_records_the_seeds_election_steps() -> None:
+async def test_recording_lock_records_the_analysis_election_steps() -> None:
     clock, store = FakeClock(), MemoryStore()
-    recorder = Recorder(Timeline("t", seed=0, time_scale=1.0), clock)
+    recorder = Recorder(Timeline("t", seed=0, time_scale=TimeScale(1.0)), clock)
     a_lock, a = candidate("a", store, clock, recorder)
     tasks = [asyncio.create_task(a.run())]
     await clock.advance(0)

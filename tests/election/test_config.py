@@ -14,6 +14,11 @@ def test_defaults_are_client_go_core_defaults() -> None:
     config = LeaderElectionConfig(identity="a")
     assert (config.lease_duration, config.renew_deadline, config.retry_period) == (15, 10, 2)
     assert config.jitter_factor == 1.2
+    # resourcelock: each request bounded by max(1 s, RenewDeadline / 2).
+    assert config.request_timeout == 5.0
+    assert (
+        LeaderElectionConfig(identity="a", renew_deadline=1.5, retry_period=1).request_timeout == 1
+    )
     assert config.key == b"/registry/leases/kube-system/etcdlab-controller"
 
 
@@ -45,8 +50,11 @@ def test_scaled_shrinks_every_duration_and_keeps_the_rest() -> None:
     assert config.lease_duration == pytest.approx(1.5)
     assert config.renew_deadline == pytest.approx(1.0)
     assert config.retry_period == pytest.approx(0.2)
+    # The 1 s floor scales too: max(0.1 s, 0.5 s).
+    assert config.request_timeout == pytest.approx(0.5)
+    assert config.scaled(0.1).request_timeout == pytest.approx(0.05)
     assert config.jitter_factor == 1.2 and config.release_on_cancel and config.identity == "a"
-    with pytest.raises(ValueError, match="time_scale must be positive"):
+    with pytest.raises(ValueError, match="time_scale must be a positive finite number"):
         config.scaled(0)
 
 

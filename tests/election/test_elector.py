@@ -220,25 +220,78 @@ async def test_slow_acknowledgement_lets_two_believe_they_lead_and_the_checker_s
     world: tuple[FakeClock, MemoryStore, list[Candidate]],
 ) -> None:
     """client-go does not fence: a renewal applied at t_w but acknowledged d later
-    keeps the leader believing until t_w + d + RP + RD, while followers may take
-    over from t_w + LD. With RD = 14 s (a valid config: 15 > 14 > 2.4) and d = 13 s
+    (d under the request timeout, RD/2, or the elector abandons it) keeps the
+    leader believing until t_w + d + RP + RD, while followers may take over from
+    t_w + LD. With RD = 14.9 s (a valid config: 15 > 14.9 > 2.4) and d = 7.4 s
     the two beliefs overlap whatever the jitter."""
     clock, store, made = world
     checker = SafetyChecker(clock)
-    a = Candidate("a", store, clock, listener=checker, renew_deadline=14.0)
-    b = Candidate("b", store, clock, listener=checker, renew_deadline=14.0)
+    a = Candidate("a", store, clock, listener=checker, renew_deadline=14.9)
+    b = Candidate("b", store, clock, listener=checker, renew_deadline=14.9)
     made.extend((a, b))
     a.start()
     await clock.advance(0)
     b.start()
     await clock.advance(5.0)  # renewed at 0, 2 and 4
-    a.lock.answer_delay = 13.0
-    await clock.advance(1.0)  # the renewal at 6 is applied, its answer comes at 19
+    a.lock.answer_delay = 7.4
+    await clock.advance(1.0)  # the renewal at 6 is applied, its answer comes at 13.4
     a.lock.failing = True
     await clock.advance(40.0)
-    assert a.elector.last_renewed == 19.0
-    assert a.time_of("stopped") == 19.0 + RP + 14.0
+    assert a.elector.last_renewed == pytest.approx(13.4)
+    assert a.time_of("stopped") == pytest.approx(13.4 + RP + 14.9)
     assert b.time_of("started") < 6.0 + 2 * RP * (1 + JITTER) + LD
     (overlap,) = checker.report().overlaps
     assert (overlap.first, overlap.second) == ("a", "b")
-    assert overlap.seconds > 35.0 - (6.0 + 2 * RP * (1 + JITTER) + LD)
+    assert overlap.seconds > 13.4 + RP + 14.9 - (6.0 + 2 * RP * (1 + JITTER) + LD)
+
+
+async def test_an_answer_slower_than_the_request_timeout_is_abandoned(
+    world: tuple[FakeClock, MemoryStore, list[Candidate]],
+) -> None:
+    clock, _, _ = world
+    a = make(world, "a")
+    a.start()
+    await clock.advance(5.0)  # renewed at 0, 2 and 4
+    a.lock.answer_delay = RD / 2 + 1
+    await clock.advance(1.0)
+    # The renewal at 6 was applied but its answer never came within RD/2.
+    await clock.advance(RD / 2)
+    assert a.elector.last_renewed == 4.0
+    # The first probe, then the slow path's read as the update was abandoned.
+    assert a.lock.gets == 2
+
+
+async def test_each_lock_request_is_abandoned_after_its_own_timeout(
+    world: tuple[FakeClock, MemoryStore, list[Candidate]],
+) -> None:
+    clock, _, _ = world
+    a, b = make(world, "a"), make(world, "b")
+    a.start()
+    await clock.advance(0)
+    b.lock.hanging = True
+    b.start()
+    await clock.advance(100.0)
+    # Each acquire attempt is one read that hangs until the request timeout
+    # (max(1 s, RD/2)), then the jittered pause.
+    timeout = max(1.0, RD / 2)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(b.elector.attempts)]
+    assert len(gaps) > 10
+    assert all(timeout + RP <= gap < timeout + RP * (1 + JITTER) for gap in gaps)
+
+
+@pytest.mark.parametrize(("delay", "tries"), [(0.0, 5), (1.5, 4)])
+async def test_failing_renewals_are_retried_every_retry_period_start_to_start(
+    world: tuple[FakeClock, MemoryStore, list[Candidate]], delay: float, tries: int
+) -> None:
+    clock, _, _ = world
+    a = make(world, "a")
+    a.start()
+    await clock.advance(5.0)  # renewed at 0, 2 and 4
+    updates = a.lock.updates
+    a.lock.failing = True
+    a.lock.reach_delay = delay
+    await clock.advance(30.0)
+    # From 6 to 6 + RD: a try every RP, or at once after a try longer than RP
+    # (an update and a read of `delay` each).
+    assert a.lock.updates - updates == tries
+    assert a.time_of("stopped") == 6.0 + RD

@@ -1,15 +1,14 @@
-"""Clock-driven waits: jitter, deadlines; and the failover distribution they give."""
+"""client-go's jittered waits, and the failover distribution they give."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import statistics
 
 import pytest
 
 from etcdlab.common.clock import FakeClock
-from etcdlab.election.timing import jittered, within
+from etcdlab.election.timing import jittered
 from tests.memory_lock import Candidate, MemoryStore
 
 
@@ -20,57 +19,10 @@ def test_jittered_stays_within_one_to_one_plus_factor_periods() -> None:
     assert statistics.mean(samples) == pytest.approx(3.2, rel=0.03)
 
 
-async def test_within_returns_the_result_before_the_deadline() -> None:
-    clock = FakeClock()
-
-    async def work() -> str:
-        await clock.sleep(1.0)
-        return "done"
-
-    task = asyncio.create_task(within(clock, 2.0, work()))
-    await clock.advance(1.0)
-    assert await task == "done"
-    assert clock.sleepers == 0
-
-
-async def test_within_cancels_the_work_at_the_deadline() -> None:
-    clock = FakeClock()
-    cancelled = asyncio.Event()
-
-    async def work() -> None:
-        try:
-            await clock.sleep(10.0)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
-    task = asyncio.create_task(within(clock, 2.0, work()))
-    await clock.advance(2.0)
-    with pytest.raises(TimeoutError, match="not done within 2s"):
-        await task
-    assert cancelled.is_set() and clock.sleepers == 0
-
-
-async def test_within_passes_errors_through_and_honours_cancellation() -> None:
-    clock = FakeClock()
-
-    async def fails() -> None:
-        raise ConnectionError("boom")
-
-    with pytest.raises(ConnectionError, match="boom"):
-        await within(clock, 1.0, fails())
-    outer = asyncio.create_task(within(clock, 5.0, clock.sleep(10.0)))
-    await clock.advance(1.0)
-    outer.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await outer
-    assert clock.sleepers == 0
-
-
 async def test_failover_distribution_against_the_claimed_bound() -> None:
     """Many seeded runs of five candidates on a FakeClock, leader cut off: the
     successor always waits a full lease from when it saw the last renewal and
-    never comes later than LD + 2 (1 + J) RP after it; the seed's
+    never comes later than LD + 2 (1 + J) RP after it; the analysis's
     LD + 1.2 RP is exceeded in a measurable share of runs."""
     ld, rp, jitter = 15.0, 2.0, 1.2
     results = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import socket
 import subprocess
@@ -16,8 +17,10 @@ from typing import Any
 import pytest
 
 from etcdlab.cluster.childproc import first_line
+from etcdlab.common.timescale import TimeScale
 from etcdlab.proxy.control import ControlServer
-from etcdlab.proxy.faults import Latency, Loss
+from etcdlab.proxy.faults.latency import Latency
+from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.link import ProxyLink
 from etcdlab.proxy.server import ProxyServer
 from tests.waiting import eventually
@@ -26,7 +29,13 @@ Address = tuple[str, int]
 
 
 def call(base: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
+    data = (
+        None
+        if body is None
+        else body.encode()
+        if isinstance(body, str)
+        else json.dumps(body).encode()
+    )
     request = urllib.request.Request(base + path, data=data, method=method)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -55,8 +64,8 @@ def response_is_text(raw: bytes) -> bool:
 
 @pytest.fixture
 async def control() -> AsyncIterator[tuple[ProxyServer, str]]:
-    async with ProxyServer(seed=3, time_scale=0.5) as server:
-        api = ControlServer(server)
+    async with ProxyServer(seed=3) as server:
+        api = ControlServer(server, scale=TimeScale(0.5))
         await api.start()
         host, port = api.address
         try:
@@ -87,8 +96,9 @@ async def test_proxies_and_toxics_round_trip(control: tuple[ProxyServer, str]) -
         "toxicity": 1.0,
         "attributes": {"latency": 50.0, "jitter": 0.0},
     }
+    # Written in real milliseconds; on the link, scaled by the server's 0.5.
     fault = server.links["m0"].faults[0]
-    assert isinstance(fault, Latency) and fault.latency == 0.05
+    assert isinstance(fault, Latency) and fault.latency == 0.025
 
     status, updated = await http("POST", "/proxies/m0/toxics/slow", {"attributes": {"jitter": 10}})
     assert status == 200 and updated["attributes"] == {"latency": 50.0, "jitter": 10.0}
@@ -137,7 +147,7 @@ async def test_bad_requests_get_errors_not_crashes(control: tuple[ProxyServer, s
     status, error = await http("POST", "/proxies/m0/toxics", {"type": "loss", "attributes": {}})
     assert status == 400 and "probability" in error["error"]
     status, error = await http("POST", "/proxies/m0/toxics", {"type": "nope"})
-    assert status == 400 and "unknown toxic type" in error["error"]
+    assert status == 400 and "unknown fault kind" in error["error"]
     status, error = await http(
         "POST", "/proxies/m0/toxics", {"type": "loss", "attributes": {"probability": 2}}
     )
@@ -153,6 +163,77 @@ async def test_bad_requests_get_errors_not_crashes(control: tuple[ProxyServer, s
     assert status == 400 and "enabled" in error["error"]
     status, error = await http("POST", "/proxies/m0/toxics", {"type": "reject", "toxicity": 2})
     assert status == 400 and "toxicity" in error["error"]
+
+
+async def test_http_errors_name_the_field_and_the_allowed_methods(
+    control: tuple[ProxyServer, str],
+) -> None:
+    _, base = control
+    http = Api(base)
+    await http("POST", "/proxies", {"name": "m0", "upstream": "127.0.0.1:1"})
+    toxics = "/proxies/m0/toxics"
+    status, error = await http(
+        "POST", toxics, {"type": "latency", "attributes": {"latency": "abc"}}
+    )
+    assert status == 400 and error == {
+        "error": "latency must be a number of milliseconds, not 'abc'",
+        "status": 400,
+    }
+    status, error = await http("POST", toxics, {"type": "latency", "stream": "sideways"})
+    assert status == 400 and error["error"].startswith("stream must be one of")
+    status, error = await http("POST", toxics, {"type": "loss", "attributes": {"min_rto": 1}})
+    assert status == 400 and "probability required" in error["error"]
+    status, error = await http("POST", "/proxies", {"name": "x", "upstream": 5})
+    assert status == 400 and error["error"].startswith("upstream must be")
+    for method, path in (("PUT", "/proxies"), ("HEAD", "/reset"), ("DELETE", "/version")):
+        reply = await asyncio.to_thread(raw_call, base, method, path)
+        assert reply.status == 405, (method, path)
+        assert "Allow" in reply.headers
+    status, error = await http("POST", toxics, "x" * 70_000)
+    assert status == 413 and error["status"] == 413
+
+
+def raw_call(base: str, method: str, path: str) -> http.client.HTTPResponse:
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request(method, path)
+        reply = connection.getresponse()
+        reply.read()
+        return reply
+    finally:
+        connection.close()
+
+
+def chunked_post(base: str, path: str, parts: list[bytes]) -> tuple[int, Any]:
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("POST", path, body=iter(parts), encode_chunked=True)
+        reply = connection.getresponse()
+        return reply.status, json.loads(reply.read())
+    finally:
+        connection.close()
+
+
+async def test_chunked_bodies_and_millisecond_durations(control: tuple[ProxyServer, str]) -> None:
+    server, base = control
+    parts = [b'{"name": "c", ', b'"upstream": "127.0.0.1:1"}']
+    status, created = await asyncio.to_thread(chunked_post, base, "/proxies", parts)
+    assert status == 201 and created["name"] == "c"
+    parts = [b'{"type": "loss", "attributes": ', b'{"probability": 0.1, "min_rto": 300}}']
+    status, toxic = await asyncio.to_thread(chunked_post, base, "/proxies/c/toxics", parts)
+    assert status == 200 and toxic["attributes"]["min_rto"] == 300
+    (fault,) = server.links["c"].faults
+    # 300 ms written, scaled by the server's 0.5 on the link.
+    assert isinstance(fault, Loss) and fault.min_rto == pytest.approx(0.15)
+
+
+async def test_the_description_is_served_as_kept(control: tuple[ProxyServer, str]) -> None:
+    _, base = control
+    status, served = await Api(base)("GET", "/openapi.json")
+    kept = json.loads((Path(__file__).parents[2] / "proxy" / "openapi.json").read_text())
+    assert status == 200 and served == kept
 
 
 async def test_metrics_are_prometheus_text(control: tuple[ProxyServer, str]) -> None:
@@ -372,8 +453,23 @@ def test_cli_prints_one_json_line_and_serves_control(cli_process: dict[str, Any]
     [
         (["--listen", "127.0.0.1:0"], "--upstream are required"),
         (["--listen", "nope", "--upstream", "127.0.0.1:1"], "not HOST:PORT"),
-        (["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--loss", "1.5"], "[0, 1)"),
+        (["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--loss", "1.5"], "--loss: "),
         (["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--latency", "x"], "duration"),
+        (
+            ["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--latency", "50"],
+            "--latency: latency: a duration needs a unit (ms, s or m), like 50ms or 1.5s",
+        ),
+        (
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "127.0.0.1:1",
+                "--fault",
+                "blackhole:stream=x",
+            ],
+            "stream must be one of",
+        ),
         (
             ["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--raw", "--method", "a.B"],
             "--method needs HTTP/2",

@@ -15,9 +15,12 @@ import pytest
 from etcdlab.client.config import keepalive_options
 from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
 from etcdlab.proxy.control import format_address
-from etcdlab.proxy.faults import Blackhole, FrameLoss, Loss
+from etcdlab.proxy.faults.blackhole import Blackhole
+from etcdlab.proxy.faults.frames import FrameLoss
+from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.link import ProxyLink
 from tests.conftest import PROXY_TIME_SCALE as TIME_SCALE
+from tests.conftest import scaled
 
 
 async def test_stubs_work_through_the_proxy(link: ProxyLink) -> None:
@@ -165,7 +168,7 @@ async def test_dropped_messages_keep_the_stream_and_connection_alive(link: Proxy
 
 
 async def test_tcp_loss_makes_calls_late_never_failed(link: ProxyLink) -> None:
-    link.add(Loss(0.3))
+    link.add(scaled(Loss(0.3)))
     rto = 0.2 * TIME_SCALE
     latencies = []
     async with grpc.aio.insecure_channel(format_address(link.address)) as channel:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from typing import Any
 
 import pytest
 
-from etcdlab.proxy.faults import Bandwidth, FrameLoss, Latency, Loss
-from etcdlab.proxy.faults.base import Fault, Piece, Recovery, ShapeContext
-from etcdlab.proxy.faults.frames import Action
-from etcdlab.proxy.faults.loss import TcpState
+from etcdlab.common.timescale import TimeScale
+from etcdlab.proxy.faults.bandwidth import Bandwidth
+from etcdlab.proxy.faults.base import Action, Fault, Piece, ShapeContext
+from etcdlab.proxy.faults.frames import FrameLoss
+from etcdlab.proxy.faults.latency import Latency
+from etcdlab.proxy.faults.loss import Loss, Recovery, Resend, TcpState
 
 
-def ctx(seed: int = 1, time_scale: float = 1.0) -> ShapeContext:
-    return ShapeContext(now=0.0, rng=random.Random(seed), time_scale=time_scale)
+def ctx(seed: int = 1) -> ShapeContext:
+    return ShapeContext(now=0.0, rng=random.Random(seed))
 
 
 def plain(pieces: list[Piece]) -> list[tuple[int, float]]:
@@ -24,11 +28,19 @@ def test_no_loss_means_no_delay() -> None:
     assert plain(Loss(0.0).shape([Piece(5000, 1.0)], ctx())) == [(5000, 1.0)]
 
 
+def timer_delay(loss: Loss, lost: int) -> float:
+    """Extra delivery time of a lone segment lost ``lost`` times, by a fresh sender."""
+    if not lost:
+        return 0.0
+    resend, _ = loss.timer_resend(0.0, lost, TcpState(0.0))
+    return resend.arrival
+
+
 def test_lost_segments_wait_for_probe_then_doubling_rto() -> None:
     loss = Loss(0.5)
     rng = random.Random(7)
     # A fresh sender each time: no round trip learnt, no backoff yet.
-    delays = [round(loss.timer_delay(loss.losses(rng), TcpState(0.0)), 6) for _ in range(20000)]
+    delays = [round(timer_delay(loss, loss.losses(rng)), 6) for _ in range(20000)]
     # Tail loss probe at 200 ms, then RTO 200 ms, 400 ms, 800 ms...: 0.2, 0.4, 0.8, 1.6.
     assert {d for d in delays if d < 60} <= {0.0, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2}
     share_lost = sum(d > 0 for d in delays) / len(delays)
@@ -36,22 +48,25 @@ def test_lost_segments_wait_for_probe_then_doubling_rto() -> None:
     share_twice = sum(d > 0.3 for d in delays) / len(delays)
     assert 0.23 < share_twice < 0.27
     no_probe = Loss(0.5, tail_loss_probe=False)
-    assert no_probe.backoff(3, 0.2, 1.0) == pytest.approx(1.4)
-    assert loss.backoff(3, 0.2, 1.0, probe=0.2) == pytest.approx(0.8)
-    assert loss.backoff(3, 0.2, 1.0, probe=0.25) == pytest.approx(0.85)
+    assert no_probe.backoff(3, 0.2) == pytest.approx(1.4)
+    assert loss.backoff(3, 0.2, probe=0.2) == pytest.approx(0.8)
+    assert loss.backoff(3, 0.2, probe=0.25) == pytest.approx(0.85)
 
 
-def test_time_scale_shrinks_every_delay() -> None:
+def test_a_scaled_loss_shrinks_every_delay_for_the_same_seed() -> None:
     loss = Loss(0.3)
-    full, scaled = ctx(seed=3), ctx(seed=3, time_scale=0.1)
+    fast = loss.scaled(TimeScale(0.1))
+    assert (fast.min_rto, fast.syn_rto, fast.delayed_ack) == pytest.approx((0.02, 0.1, 0.004))
+    assert fast.probability == 0.3 and fast.as_written is loss
+    full, scaled = ctx(seed=3), ctx(seed=3)
     for index in range(200):
         # One write per (scaled) second, so ACKs come back between writes.
         (*_, a) = loss.shape([Piece(100, float(index))], full)
-        (*_, b) = loss.shape([Piece(100, index * 0.1)], scaled)
+        (*_, b) = fast.shape([Piece(100, index * 0.1)], scaled)
         assert b.release == pytest.approx(a.release * 0.1)
-    # The sender learns round trips in unscaled seconds: both learnt the same.
-    assert scaled.tcp[loss].srtt == pytest.approx(full.tcp[loss].srtt)
-    assert full.tcp[loss].srtt > 0, "lost ACKs made some samples long"
+    # The sender learns round trips on the run's clock: the same ones, scaled.
+    assert scaled.state[fast].srtt == pytest.approx(full.state[loss].srtt * 0.1)
+    assert full.state[loss].srtt > 0, "lost ACKs made some samples long"
 
 
 class Dice(random.Random):
@@ -67,9 +82,14 @@ class Dice(random.Random):
 
 def test_syn_loss_costs_one_then_three_seconds() -> None:
     loss = Loss(0.3)
-    assert loss.connect_delay(Dice([0.9]), 1.0) == 0.0
-    assert loss.connect_delay(Dice([0.1, 0.9]), 1.0) == 1.0
-    assert loss.connect_delay(Dice([0.1, 0.1, 0.9]), 1.0) == 3.0
+    # The SYN is sent again after 1 s, then 2 s more: the link connects at the
+    # last, or at the first of those after the fault is removed.
+    assert loss.connect_sends(Dice([0.9])) == []
+    assert loss.connect_sends(Dice([0.1, 0.9])) == [1.0]
+    assert loss.connect_sends(Dice([0.1, 0.1, 0.9])) == [1.0, 3.0]
+    assert loss.scaled(TimeScale(0.5)).connect_sends(Dice([0.1, 0.1, 0.9])) == [0.5, 1.5]
+    # A SYN carries no stream: a filtered loss never delays the connect.
+    assert Loss(0.3, method="etcdserverpb.KV").connect_sends(Dice([0.1, 0.9])) == []
 
 
 def test_chunk_is_cut_into_segments() -> None:
@@ -81,7 +101,7 @@ def test_chunk_is_cut_into_segments() -> None:
     # Lost segments followed by more of the same write are fast-retransmitted;
     # only the last segment of a write waits for the timer, and may be cut short.
     early = pieces[:-1]
-    assert all(p.recovery is None for p in early)
+    assert all(p.late is None or (isinstance(p.late, Recovery) and p.late.sacked) for p in early)
     assert all(p.release < 0.2 or p.release >= 0.2 + 0.004 for p in early)
 
 
@@ -92,31 +112,30 @@ def test_a_later_write_cuts_the_timer_short() -> None:
         (piece,) = loss.shape([Piece(100, 0.0)], dice)
         if piece.release:
             break
-    assert piece.recovery is not None and piece.release >= 0.2
-    fast = loss.fast_release(piece.recovery, 0.05, 1.0)
-    retransmissions_lost = piece.recovery.losses - 1
+    hole = piece.late
+    assert isinstance(hole, Recovery) and piece.release >= 0.2
+    fast, _ = hole.revealed(piece.release, 0.05)
+    retransmissions_lost = hole.losses - 1
     # Sent well after the hole: its SACK marks the hole lost at once.
-    rto = piece.recovery.rto
-    assert fast == pytest.approx(0.05 + loss.backoff(retransmissions_lost, rto, 1.0))
+    assert fast == pytest.approx(0.05 + loss.backoff(retransmissions_lost, hole.rto))
 
 
 def test_only_a_segment_right_behind_the_hole_waits_for_the_reorder_timer() -> None:
     loss = Loss(0.3, rtt=0.02, recovery=0.002)
-    lost = Recovery(loss, sent_at=1.0, losses=1, rto=0.22)
     # The same write: the reorder timer, whatever the clock says.
-    assert loss.fast_release(lost, 1.0, 1.0, same_write=True) == pytest.approx(1.0 + 0.022)
+    assert loss.fast_arrival(1.0, 1.0, same_write=True) == pytest.approx(1.0 + 0.022)
     # A later write within the reorder window (a quarter of the round trip):
     # the window's rest, then the timer's tick.
-    assert loss.fast_release(lost, 1.004, 1.0) == pytest.approx(1.004 + 0.02 + 0.001 + 0.002)
+    assert loss.fast_arrival(1.0, 1.004) == pytest.approx(1.004 + 0.02 + 0.001 + 0.002)
     # Beyond it: one round trip after the later segment is sent.
-    assert loss.fast_release(lost, 1.006, 1.0) == pytest.approx(1.006 + 0.02)
+    assert loss.fast_arrival(1.0, 1.006) == pytest.approx(1.006 + 0.02)
     # The window scales with time too.
-    assert loss.fast_release(lost, 1.0006, 0.1) == pytest.approx(1.0006 + 0.002)
+    fast = loss.scaled(TimeScale(0.1))
+    assert fast.fast_arrival(1.0, 1.0006) == pytest.approx(1.0006 + 0.002)
     # Without a round trip a later write is always beyond the window.
     loopback = Loss(0.3)
-    hole = Recovery(loopback, sent_at=1.0, losses=1, rto=0.2)
-    assert loopback.fast_release(hole, 1.0, 1.0) == 1.0
-    assert loopback.fast_release(hole, 1.0, 1.0, same_write=True) == pytest.approx(1.004)
+    assert loopback.fast_arrival(1.0, 1.0) == 1.0
+    assert loopback.fast_arrival(1.0, 1.0, same_write=True) == pytest.approx(1.004)
 
 
 def test_round_trip_estimator_follows_linux() -> None:
@@ -148,31 +167,75 @@ def write(loss: Loss, context: ShapeContext, at: float = 0.0, size: int = 100) -
 
 def pair(loss: Loss, rolls: list[float]) -> tuple[ShapeContext, ShapeContext]:
     """The two directions of one connection: each one's data carries the other's ACKs."""
-    up: dict[Fault, TcpState] = {}
-    down: dict[Fault, TcpState] = {}
-    there = ShapeContext(now=0.0, rng=Dice(rolls), time_scale=1.0, tcp=up, peer_tcp=down)
-    back = ShapeContext(now=0.0, rng=Dice([0.9] * 10), time_scale=1.0, tcp=down, peer_tcp=up)
+    up: dict[Fault, Any] = {}
+    down: dict[Fault, Any] = {}
+    there = ShapeContext(now=0.0, rng=Dice(rolls), state=up, peer_state=down)
+    back = ShapeContext(now=0.0, rng=Dice([0.9] * 10), state=down, peer_state=up)
     return there, back
 
 
-def test_backoff_lasts_until_an_ack_brings_a_sample() -> None:
+def test_backoff_counts_timeouts_fired_until_an_ack_brings_a_sample() -> None:
     loss = Loss(0.5, ack_loss=False, mss=100)
     # Full-sized writes (acked at once) lost three times, twice, not at all;
     # no ACK roll without ack_loss.
     rolls = [0.1, 0.1, 0.1, 0.9, 0.1, 0.1, 0.9, 0.9]
-    context = ShapeContext(now=0.0, rng=Dice(rolls), time_scale=1.0)
-    # Lost three times: probe, RTO, doubled RTO; two timeouts stay in the backoff.
+    context = ShapeContext(now=0.0, rng=Dice(rolls))
+    # Lost three times: probe at 0.2 s, RTO at 0.4 s, doubled RTO at 0.8 s;
+    # the two timeouts enter the backoff when they fire, not before.
     assert write(loss, context) == 0.8
-    assert context.tcp[loss].backoff == 2
-    # Sent before that write's ACK is back: the RTO is still doubled, and the
-    # probe is the fast one (the first write is in flight): 2 ms, then 0.8 s.
-    assert write(loss, context, at=0.5) == pytest.approx(0.002 + 0.8)
-    assert context.tcp[loss].backoff == 3
+    assert context.state[loss].backoff == 0
+    # Sent at 0.5 s, before that write's ACK is back and after one timeout:
+    # the RTO is doubled once, and the probe is the fast one (the first write
+    # is in flight): 2 ms, then 0.4 s.
+    assert write(loss, context, at=0.5) == pytest.approx(0.002 + 0.4)
+    assert context.state[loss].backoff == 1
     # Once the ACKs are back their samples (timestamps: retransmitted data
     # too) end the backoff.
     assert write(loss, context, at=5.0) == 0.0
-    assert context.tcp[loss].backoff == 0
-    assert context.tcp[loss].srtt == pytest.approx(0.0)
+    assert context.state[loss].backoff == 0
+    assert context.state[loss].srtt == pytest.approx(0.0)
+
+
+def test_the_sack_of_a_write_beyond_a_late_one_ends_the_backoff() -> None:
+    loss = Loss(0.5, ack_loss=False, mss=100)
+    # Lost five times (probe 0.2 s, RTOs 0.2, 0.4, 0.8, 1.6 s: arrives at 3.2 s);
+    # the next write gets through at once, the third is lost once.
+    rolls = [0.1] * 5 + [0.9, 0.9, 0.1, 0.9]
+    context = ShapeContext(now=0.0, rng=Dice(rolls))
+    assert write(loss, context) == pytest.approx(3.2)
+    assert write(loss, context, at=0.45) == 0.0
+    # At 0.5 s one timeout has fired (at 0.4 s), but the second write's SACK
+    # came back at 0.45 s, after it: it ends the backoff although the first
+    # write still holds the cumulative ACK back.
+    assert write(loss, context, at=0.5) == pytest.approx(0.002)
+    state = context.state[loss]
+    assert state.backoff == 0 and len(state.unacked) == 3
+
+
+def test_a_one_way_stream_under_loss_keeps_its_timers_short() -> None:
+    """Raft's heartbeats down a peer stream: small writes one way every 100 ms,
+    30% loss both ways for ten minutes. Each loss's timeouts enter the backoff
+    when they fire and every (S)ACK ends it, so the RTO stays near its floor.
+    Before, the backoff grew to the 120 s cap (200 to 400 timeouts) and half
+    the writes waited over eight minutes behind one another."""
+    loss = Loss(0.3)
+    for seed in range(3):
+        context = ctx(seed=seed)
+        worst_backoff = 0
+        delivered = 0.0
+        waits = []
+        for index in range(6000):
+            at = index * 0.1
+            pieces = loss.shape([Piece(60, at)], context)
+            delivered = max(delivered, *(piece.release for piece in pieces))
+            waits.append(delivered - at)
+            worst_backoff = max(worst_backoff, context.state[loss].backoff)
+        # Every write behind a lost one waits for it (head-of-line), and a
+        # segment lost k times in a row costs about 0.2 s x 2^(k-1): a run of
+        # 7 or 8 happens in 6000 writes at 30% and blocks the stream for a
+        # minute, as in TCP; the median write waits a fraction of a second.
+        assert worst_backoff <= 4, seed
+        assert sorted(waits)[len(waits) // 2] < 1.0, seed
 
 
 def test_a_lone_small_write_is_acked_late_unless_more_follows() -> None:
@@ -180,14 +243,14 @@ def test_a_lone_small_write_is_acked_late_unless_more_follows() -> None:
     # Three writes get through; their ACKs (one roll each) are not lost.
     there, _ = pair(loss, [0.9, 0.9] * 3)
     assert write(loss, there, at=0.0) == 0.0
-    (first,) = there.tcp[loss].unacked
+    (first,) = there.state[loss].unacked
     assert first.ack_at == pytest.approx(0.04), "the receiver delays a lone small write's ACK"
     # A second small write right behind it is acked at once, with the first.
     assert write(loss, there, at=0.001) == 0.0
-    assert [w.ack_at for w in there.tcp[loss].unacked] == pytest.approx([0.001, 0.001])
+    assert [w.ack_at for w in there.state[loss].unacked] == pytest.approx([0.001, 0.001])
     # Both ACKs were back by the next write: two short samples.
     assert write(loss, there, at=1.0) == 0.0
-    assert there.tcp[loss].srtt == pytest.approx(0.001 / 8 * 7 / 8)
+    assert there.state[loss].srtt == pytest.approx(0.001 / 8 * 7 / 8)
 
 
 def test_a_tail_loss_behind_unacked_data_gets_the_fast_probe() -> None:
@@ -199,7 +262,7 @@ def test_a_tail_loss_behind_unacked_data_gets_the_fast_probe() -> None:
     # Linux's probe with two segments in flight: two round trips plus 2 ms.
     assert write(loss, there, at=0.001) == pytest.approx(0.002)
     # Its ACK was lost: the sender's own probe draws a duplicate ACK ...
-    late = there.tcp[loss].unacked[-1]
+    late = there.state[loss].unacked[-1]
     assert late.ack_at == pytest.approx(0.003 + 0.2)
     # ... unless the peer's data carries the ACK first.
     (reply,) = loss.shape([Piece(50, 0.010)], back)
@@ -208,29 +271,60 @@ def test_a_tail_loss_behind_unacked_data_gets_the_fast_probe() -> None:
 
 def test_an_ack_before_the_fast_probe_rearms_it_for_one_segment() -> None:
     loss = Loss(0.3)
-    fast = Recovery(loss, sent_at=1.0, losses=2, rto=0.21, fast_probe_at=1.002, slow_probe=0.2)
+    sends = Resend(loss, 1.002, 2, 0.21)
+    fast = Recovery(loss, 1.0, 2, 0.21, sends, fast_probe_at=1.002, slow_probe=0.2)
     # The other data's ACK arrives at 1.001: probe at 1.001 + 0.2, then the RTO.
-    assert loss.rearmed(fast, 1.212, 1.001, 1.0) == pytest.approx(1.001 + 0.2 + 0.21)
+    release, kept = fast.rearmed(1.212, 1.001)
+    assert release == pytest.approx(1.001 + 0.2 + 0.21)
+    assert isinstance(kept, Recovery) and kept.fast_probe_at is None
+    assert kept.resend.sends == pytest.approx([1.001 + 0.2, 1.001 + 0.2 + 0.21])
+    # The timeouts its sender meets move with it.
+    state = TcpState(0.01)
+    write = loss.acknowledge(state, 1.0, 1.212, 100, True, ctx(), [1.212])
+    tracked = dataclasses.replace(fast, write=write, sender=state)
+    tracked.rearmed(1.212, 1.001)
+    assert write.timeouts == pytest.approx([1.001 + 0.2 + 0.21])
     # After the probe has gone out the ACK changes nothing.
-    assert loss.rearmed(fast, 1.212, 1.003, 1.0) == 1.212
-    slow = Recovery(loss, sent_at=1.0, losses=1, rto=0.21)
-    assert loss.rearmed(slow, 1.2, 1.001, 1.0) == 1.2
+    assert fast.rearmed(1.212, 1.003)[0] == 1.212
+    slow = Recovery(loss, 1.0, 1, 0.21, Resend(loss, 1.2, 1, 0.21))
+    assert slow.rearmed(1.2, 1.001) == (1.2, slow)
 
 
 def test_a_revealed_hole_moves_the_writes_behind_it() -> None:
     loss = Loss(0.5, ack_loss=False)
     # A lone write lost once waits for the probe (200 ms); two writes behind it
     # get through but wait for it (head-of-line).
-    context = ShapeContext(now=0.0, rng=Dice([0.1, 0.9, 0.9, 0.9]), time_scale=1.0)
+    context = ShapeContext(now=0.0, rng=Dice([0.1, 0.9, 0.9, 0.9]))
     (hole,) = loss.shape([Piece(100, 0.0)], context)
     loss.shape([Piece(100, 0.001)], context)
-    state = context.tcp[loss]
-    assert hole.recovery is not None and state.delivered_at == pytest.approx(0.2)
+    state = context.state[loss]
+    assert hole.late is not None and state.delivered_at == pytest.approx(0.2)
     # The later write's SACK reveals the hole at once: the writes behind it
     # now arrive, in order, when they were sent.
-    assert loss.revealed(hole.recovery, hole.release, 0.001, 1.0) == pytest.approx(0.001)
+    assert hole.late.revealed(hole.release, 0.001)[0] == pytest.approx(0.001)
     assert [w.delivered for w in state.unacked] == pytest.approx([0.001, 0.001])
     assert state.delivered_at == pytest.approx(0.001)
+
+
+def test_a_healed_loss_lets_the_next_send_through() -> None:
+    loss = Loss(0.5, ack_loss=False).scaled(TimeScale(0.5))
+    # A lone write lost four times: probe at 0.1 s, RTOs at 0.2, 0.4 and 0.8 s.
+    context = ShapeContext(now=0.0, rng=Dice([0.1] * 4 + [0.9]))
+    (piece,) = loss.shape([Piece(100, 0.0)], context)
+    late = piece.late
+    assert isinstance(late, Recovery) and piece.release == late.resend.arrival
+    assert late.resend.sends == pytest.approx([0.1, 0.2, 0.4, 0.8])
+    # The loss ends at 0.25 s: the send at 0.4 s gets through.
+    assert late.healed(0.25) == pytest.approx(0.4)
+    assert late.healed(0.0) == pytest.approx(0.1)
+    assert late.healed(1.0) == pytest.approx(0.8)
+    # Segments of the same write behind a hole carry their sends too.
+    same_write = Loss(0.5, mss=100)
+    pieces = same_write.shape([Piece(1050, 0.0)], ctx(seed=11))
+    sacked = [p for p in pieces[:-1] if p.late is not None]
+    assert sacked, "seed 11 loses some segments before the last"
+    for p in sacked:
+        assert isinstance(p.late, Recovery) and p.release == pytest.approx(p.late.resend.arrival)
 
 
 def test_one_way_or_filtered_loss_loses_no_acks_and_delays_none() -> None:
@@ -242,9 +336,9 @@ def test_one_way_or_filtered_loss_loses_no_acks_and_delays_none() -> None:
         (Loss(0.5, direction="upstream"), [0.9]),
     )
     for clean_acks, segment_rolls in cases:
-        context = ShapeContext(now=0.0, rng=Dice(segment_rolls), time_scale=1.0)
+        context = ShapeContext(now=0.0, rng=Dice(segment_rolls))
         assert write(clean_acks, context) == 0.0
-        (only,) = context.tcp[clean_acks].unacked
+        (only,) = context.state[clean_acks].unacked
         assert only.ack_at == 0.0
         assert not context.rng.rolls  # type: ignore[attr-defined]
 
@@ -257,7 +351,8 @@ def test_same_seed_same_decisions() -> None:
 
 
 def test_latency_with_jitter_stays_within_bounds() -> None:
-    pieces = Latency(0.05, jitter=0.01).shape([Piece(1, 0.0) for _ in range(200)], ctx(0, 0.5))
+    latency = Latency(0.05, jitter=0.01).scaled(TimeScale(0.5))
+    pieces = latency.shape([Piece(1, 0.0) for _ in range(200)], ctx(0))
     assert all(0.02 - 1e-9 <= p.release <= 0.03 + 1e-9 for p in pieces)
 
 

@@ -11,17 +11,15 @@ import hpack
 import pytest
 import uvloop
 
-from etcdlab.proxy.faults import (
-    DOWNSTREAM,
-    UPSTREAM,
-    Bandwidth,
-    Blackhole,
-    Latency,
-    Loss,
-    Pause,
-    Reject,
-    Reset,
-)
+from etcdlab.common.timescale import TimeScale
+from etcdlab.proxy.faults import DOWNSTREAM, UPSTREAM
+from etcdlab.proxy.faults.bandwidth import Bandwidth
+from etcdlab.proxy.faults.blackhole import Blackhole
+from etcdlab.proxy.faults.latency import Latency
+from etcdlab.proxy.faults.loss import Loss
+from etcdlab.proxy.faults.pause import Pause
+from etcdlab.proxy.faults.reject import Reject
+from etcdlab.proxy.faults.reset import Reset
 from etcdlab.proxy.h2frames import FLAG_END_HEADERS, PREFACE, Frame, FrameType
 from etcdlab.proxy.link import ACCEPT_BATCH, ProxyLink
 from tests.waiting import eventually
@@ -87,8 +85,8 @@ async def test_a_burst_of_connects_larger_than_one_accept_batch_is_served(
 
 
 async def test_latency_delays_each_direction(echo: Address) -> None:
-    async with ProxyLink("raw", echo, http2=False, time_scale=0.5) as link:
-        link.add(Latency(0.2))  # both directions, scaled: 0.1 s each way
+    async with ProxyLink("raw", echo, http2=False) as link:
+        link.add(Latency(0.2).scaled(TimeScale(0.5)))  # both directions: 0.1 s each way
         started = time.monotonic()
         assert await roundtrip(link.address, b"ping") == b"ping"
         assert time.monotonic() - started >= 0.2
@@ -109,13 +107,13 @@ async def test_blackhole_holds_bytes_until_removed(echo: Address) -> None:
 
 async def test_pause_stops_reading(echo: Address) -> None:
     async with ProxyLink("raw", echo, http2=False) as link:
-        link.pause()
+        link.add(Pause(name="pause"))
         reader, writer = await asyncio.open_connection(*link.address)
         writer.write(b"hello")
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(reader.readexactly(5), 0.2)
         assert link.counters.bytes[UPSTREAM] == 0
-        link.resume()
+        link.remove("pause")
         assert await asyncio.wait_for(reader.readexactly(5), 5) == b"hello"
         writer.close()
         assert not any(isinstance(f, Pause) for f in link.faults)
@@ -179,8 +177,8 @@ async def test_names_are_unique_and_removable(echo: Address) -> None:
 
 
 async def test_loss_delays_but_never_loses_or_reorders(echo: Address) -> None:
-    async with ProxyLink("raw", echo, http2=False, seed=2, time_scale=0.05) as link:
-        link.add(Loss(0.3, mss=100))
+    async with ProxyLink("raw", echo, http2=False, seed=2) as link:
+        link.add(Loss(0.3, mss=100).scaled(TimeScale(0.05)))
         reader, writer = await asyncio.open_connection(*link.address)
         payload = bytes(range(256)) * 400
         for offset in range(0, len(payload), 1000):
@@ -226,8 +224,9 @@ async def test_slow_reader_makes_the_proxy_push_back() -> None:
 
 
 async def test_bandwidth_limits_the_rate(echo: Address) -> None:
-    async with ProxyLink("raw", echo, http2=False, time_scale=0.5) as link:
-        link.add(Bandwidth(40, direction=UPSTREAM))  # 40 KB/s, scaled: 20 KB takes 0.25 s
+    async with ProxyLink("raw", echo, http2=False) as link:
+        # 40 KB/s, scaled by 0.5 to 80 KB/s: 20 KB takes 0.25 s.
+        link.add(Bandwidth(40, direction=UPSTREAM).scaled(TimeScale(0.5)))
         started = time.monotonic()
         assert await roundtrip(link.address, b"z" * 20480) == b"z" * 20480
         # uvloop's clock and timers have millisecond resolution.
@@ -235,18 +234,17 @@ async def test_bandwidth_limits_the_rate(echo: Address) -> None:
 
 
 async def test_lost_syn_delays_the_first_bytes_as_the_seed_says(echo: Address) -> None:
-    loss = Loss(0.5, syn_rto=1.0)
-    time_scale = 0.2
+    loss = Loss(0.5, syn_rto=1.0).scaled(TimeScale(0.2))
 
     def expected(seed: int) -> float:
         # The first draws of connection 1's two streams decide SYN and SYN-ACK.
         return sum(
-            loss.connect_delay(random.Random(f"{seed}/raw/1/{direction}"), time_scale)
+            (loss.connect_sends(random.Random(f"{seed}/raw/1/{direction}")) or [0.0])[-1]
             for direction in (UPSTREAM, DOWNSTREAM)
         )
 
     seed = next(s for s in range(100) if expected(s) > 0)
-    async with ProxyLink("raw", echo, http2=False, seed=seed, time_scale=time_scale) as link:
+    async with ProxyLink("raw", echo, http2=False, seed=seed) as link:
         link.add(loss)
         started = time.monotonic()
         reader, writer = await asyncio.open_connection(*link.address)
@@ -255,6 +253,37 @@ async def test_lost_syn_delays_the_first_bytes_as_the_seed_says(echo: Address) -
         writer.close()
     # At least the SYN delay; the one byte each way may add segment losses.
     assert time.monotonic() - started >= expected(seed) - 0.002
+
+
+@pytest.mark.parametrize("lost", ["syn", "data"])
+async def test_removing_a_loss_lets_the_next_send_through(echo: Address, lost: str) -> None:
+    """Losses are drawn as if the fault lasted; once it is removed the next
+    retransmission (of the SYN, or of the data) gets through, as on a clean
+    network, instead of the rest of a long run of losses."""
+    # SYN sent again at 0.1, 0.3, 0.7 s...; data at 0.02, 0.04, 0.08 s...
+    loss = Loss(0.99, direction=UPSTREAM, name="lossy").scaled(TimeScale(0.1))
+    seed = 1
+    # Without the heal the SYN (or the byte) would wait for minutes.
+    assert len(loss.connect_sends(random.Random(f"{seed}/raw/1/{UPSTREAM}"))) > 8
+    async with ProxyLink("raw", echo, http2=False, seed=seed) as link:
+        if lost == "syn":
+            link.add(loss)
+        reader, writer = await asyncio.open_connection(*link.address)
+        if lost == "data":
+            writer.write(b"clean")
+            assert await asyncio.wait_for(reader.readexactly(5), 5) == b"clean"
+            link.add(loss)
+        await eventually(lambda: link.connections == 1, 5, "the connection accepted")
+        writer.write(b"x")
+        if lost == "data":
+            key = (loss.name, "segment_lost")
+            await eventually(lambda: key in link.counters.faults_applied, 5, "the byte lost")
+        link.remove(loss)
+        healed = time.monotonic()
+        assert await asyncio.wait_for(reader.readexactly(1), 5) == b"x"
+        # The next send comes within one (small) timeout of the heal.
+        assert time.monotonic() - healed < 1.0
+        writer.close()
 
 
 async def test_method_latency_holds_only_its_streams_and_releases_them_on_removal() -> None:

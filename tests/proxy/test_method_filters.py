@@ -10,9 +10,11 @@ import pytest
 
 from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
 from etcdlab.proxy.control import format_address
-from etcdlab.proxy.faults import Latency, Loss
+from etcdlab.proxy.faults.latency import Latency
+from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.link import ProxyLink
 from tests.conftest import PROXY_TIME_SCALE as TIME_SCALE
+from tests.conftest import scaled
 
 KEEPALIVE = "etcdserverpb.Lease/LeaseKeepAlive"
 
@@ -21,7 +23,7 @@ async def test_latency_on_keepalive_leaves_range_on_the_same_connection_alone(
     link: ProxyLink,
 ) -> None:
     latency = 5.0
-    fault = link.add(Latency(latency, method=KEEPALIVE))  # both ways
+    fault = link.add(scaled(Latency(latency, method=KEEPALIVE)))  # both ways
     delay = latency * TIME_SCALE  # 0.5 s each way
     async with grpc.aio.insecure_channel(format_address(link.address)) as channel:
         lease = rpc_pb2_grpc.LeaseStub(channel)
@@ -55,7 +57,7 @@ async def test_latency_on_keepalive_leaves_range_on_the_same_connection_alone(
 
 
 async def test_loss_filtered_to_keepalive_hits_only_its_segments(link: ProxyLink) -> None:
-    fault = link.add(Loss(0.4, method=KEEPALIVE))
+    fault = link.add(scaled(Loss(0.4, method=KEEPALIVE)))
     key = (fault.name, "segment_lost")
     async with grpc.aio.insecure_channel(format_address(link.address)) as channel:
         lease = rpc_pb2_grpc.LeaseStub(channel)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from etcdlab.cluster.local import LocalCluster, ServerFlags
-from etcdlab.proxy.faults import Blackhole, Latency
+from etcdlab.proxy.faults.blackhole import Blackhole
+from etcdlab.proxy.faults.latency import Latency
+from etcdlab.proxy.faults.registry import to_toxic
 from etcdlab.proxy.link import ProxyLink
 from tests.waiting import eventually
 
@@ -22,7 +24,7 @@ async def test_peer_connections_are_attributed_to_their_dialer() -> None:
             await eventually(lambda: set(link.counters.dialers) == others, 30, "both dialers")
             slow_one, other = sorted(others)
             fault = link.add(Latency(0.001, dialer=slow_one))
-            assert fault.attributes()["dialer"] == slow_one
+            assert to_toxic(fault)["attributes"]["dialer"] == slow_one
             # rafthttp: the dialer's GET stream carries the target's messages
             # back to it, so that member's traffic to the dialer is downstream.
             hole = link.add(Blackhole(direction="downstream", dialer=other))

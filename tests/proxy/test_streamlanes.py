@@ -7,8 +7,8 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from etcdlab.proxy.faults import Loss
 from etcdlab.proxy.faults.base import Piece, ShapeContext
+from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.streamlanes import CONNECTION, FrameSpans, FrameTag, StreamLanes, delay_for
 
 KEEPALIVE = "/etcdserverpb.Lease/LeaseKeepAlive"
@@ -136,7 +136,7 @@ def test_filtered_loss_only_touches_segments_of_matched_streams() -> None:
     tags = [FrameTag(3, RANGE), FrameTag(1, KEEPALIVE), CONNECTION]
     late = {0: 0, 1: 0, 2: 0}
     for seed in range(50):
-        context = ShapeContext(now=0.0, rng=random.Random(seed), time_scale=1.0)
+        context = ShapeContext(now=0.0, rng=random.Random(seed))
         context.spans = FrameSpans(frames, tags)
         offset = 0
         for piece in loss.shape([Piece(300, 0.0)], context):
@@ -148,5 +148,5 @@ def test_filtered_loss_only_touches_segments_of_matched_streams() -> None:
     # and connection bytes.
     assert late[0] == 0 and late[1] > 0 and late[2] > 0
     # Without spans (a chunk nobody tagged) a filtered loss loses nothing.
-    bare = ShapeContext(now=0.0, rng=random.Random(1), time_scale=1.0)
+    bare = ShapeContext(now=0.0, rng=random.Random(1))
     assert [p.release for p in loss.shape([Piece(300, 0.0)], bare)] == [0.0]

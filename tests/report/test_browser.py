@@ -1,5 +1,6 @@
 """The HTML report in a real browser: headless Chromium loads it without a single
-console message and paints every plot (checked on the pixels of a screenshot).
+console message, paints every plot, and highlights the window of the claim a link
+points to (checked on the pixels of screenshots).
 
 Chromium comes from Debian (`apt-get install chromium`, which `.ci/run` does);
 without it these tests skip. No etcd: the report is built from the synthetic
@@ -19,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 
 from etcdlab.common.timeline import Timeline
+from etcdlab.common.timescale import TimeScale
 from etcdlab.report import svgplot
+from etcdlab.report.plots import FIGURES
 from etcdlab.report.render import write_report
 from tests.report.test_render import rich
 from tests.synthetic import gauge
@@ -49,12 +52,14 @@ FLAGS = (
     "--enable-logging=stderr",
     "--v=0",
 )
-WINDOW = (1280, 4000)
+WINDOW = (1280, 6000)
 TIMEOUT = 60.0
 # Blink logs every console message (script errors, invalid SVG attributes) as ...:CONSOLE...
 CONSOLE = re.compile(r"^\[[^\]]*:CONSOLE[^\]]*\] (.*)$", re.M)
 # The fault shade (#f4c7c3 at opacity 0.55) over the white background.
 SHADE = (249, 224, 222)
+# A followed claim's window (#ffd54f at opacity 0.45) over the white background.
+BAND = (255, 236, 176)
 # A thin line's edge pixels are its colour partly blended with the white under it.
 MIN_COVERAGE = 0.4
 TOLERANCE = 16
@@ -67,8 +72,9 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def chromium(page: Path, workdir: Path, *args: str) -> tuple[str, str]:
-    """Loads ``page`` headless with a fresh profile; returns stdout and the browser log."""
+def chromium(page: Path, workdir: Path, *args: str, url_suffix: str = "") -> tuple[str, str]:
+    """Loads ``page`` (``url_suffix`` appended to its URL: a fragment) headless with a
+    fresh profile; returns stdout and the browser log."""
     assert CHROMIUM is not None
     profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=workdir)
     command = [
@@ -77,7 +83,7 @@ def chromium(page: Path, workdir: Path, *args: str) -> tuple[str, str]:
         f"--user-data-dir={profile}",
         f"--window-size={WINDOW[0]},{WINDOW[1]}",
         *args,
-        page.as_uri(),
+        page.as_uri() + url_suffix,
     ]
     process = subprocess.Popen(
         command,
@@ -103,8 +109,20 @@ def console_messages(log: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Plot:
+    id: str  # the figure's id
     box: tuple[int, int, int, int]  # left, top, width, height in page pixels
+    area: tuple[float, float, float, float]  # where the data is, in the chart's own pixels
     colors: frozenset[str]  # strokes of the data series and fills of the lane segments
+
+    def crop(self, image: Image.Image, left: float, right: float | None = None) -> Image.Image:
+        """The plot area of the screenshot, from ``left`` to ``right`` (chart pixels)."""
+        x, y, width, height = self.area
+        right = x + width if right is None else right
+        page_left, page_top = self.box[0], self.box[1]
+        return image.crop(
+            (round(page_left + left), round(page_top + y), round(page_left + right),
+             round(page_top + y + height))
+        )  # fmt: skip
 
 
 def plots_as_laid_out(html: Path, workdir: Path) -> list[Plot]:
@@ -121,13 +139,17 @@ def plots_as_laid_out(html: Path, workdir: Path) -> list[Plot]:
     )
     dom, _ = chromium(probe, workdir, "--dump-dom")
     plots = []
-    for svg in re.findall(r"<svg\b.*?</svg>", dom, flags=re.S):
+    for figure, svg in re.findall(r'<figure id="plot-(\w+)">(<svg\b.*?</svg>)', dom, flags=re.S):
         box = re.search(r'data-box="([-\d ]+)"', svg)
         assert box, svg[:200]
         left, top, width, height = map(int, box.group(1).split())
+        area = re.search(r'<rect class="area" x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" '
+                         r'height="([\d.]+)"', svg)  # fmt: skip
+        assert area, svg[:200]
+        x, y, w, h = map(float, area.groups())
         colors = re.findall(r'<polyline class="series"[^>]*\bstroke="(#[0-9a-f]{6})"', svg)
         colors += re.findall(r'<rect class="segment"[^>]*\bfill="(#[0-9a-f]{6})"', svg)
-        plots.append(Plot((left, top, width, height), frozenset(colors)))
+        plots.append(Plot(figure, (left, top, width, height), (x, y, w, h), frozenset(colors)))
     return plots
 
 
@@ -164,14 +186,20 @@ def staggered() -> Timeline:
 
 
 def test_the_report_loads_without_console_messages(tmp_path: Path) -> None:
-    for timeline in (staggered(), Timeline("empty", seed=0, time_scale=1.0)):
+    for timeline in (staggered(), Timeline("empty", seed=0, time_scale=TimeScale(1.0))):
         _, paths = write_report(timeline, tmp_path / timeline.scenario)
         dom, log = chromium(paths.html, tmp_path, "--dump-dom")
         assert console_messages(log) == []
         # The HTML parser kept every chart and every mark of it.
         source = paths.html.read_text()
-        for mark in ("<svg", 'class="series"', 'class="segment"', 'class="fault"'):
+        marks = ("<svg", 'class="series"', 'class="segment"', 'class="fault"', 'class="hover"',
+                 'class="mark"', 'class="band"', "<title>")  # fmt: skip
+        for mark in marks:
             assert dom.count(mark) == source.count(mark), mark
+        # Every link within the page leads somewhere in it.
+        targets = set(re.findall(r'href="#([^"]+)"', dom))
+        assert targets, "the claims link to their plots"
+        assert {t for t in targets if f'id="{t}"' not in dom} == set()
 
 
 def test_the_console_check_catches_script_and_svg_errors(tmp_path: Path) -> None:
@@ -190,25 +218,47 @@ def test_the_console_check_catches_script_and_svg_errors(tmp_path: Path) -> None
 def test_every_plot_is_painted(tmp_path: Path) -> None:
     _, paths = write_report(staggered(), tmp_path / "report")
     plots = plots_as_laid_out(paths.html, tmp_path)
-    assert len(plots) == 7
+    assert [plot.id for plot in plots] == [figure.id for figure in FIGURES]
     shot = tmp_path / "report.png"
     _, log = chromium(paths.html, tmp_path, f"--screenshot={shot}")
     assert console_messages(log) == []
     image = Image.open(shot).convert("RGB")
     assert image.size == WINDOW
     for plot in plots:
-        left, top, width, height = plot.box
+        _, top, width, height = plot.box
         assert width == svgplot.WIDTH, "charts are drawn at their own size, never squeezed"
         assert top + height <= WINDOW[1], "the window is too short for the report"
-        area = image.crop(
-            (
-                left + svgplot.LEFT,
-                top + svgplot.TOP,
-                left + svgplot.WIDTH - svgplot.RIGHT,
-                top + height - svgplot.BOTTOM,
-            )
-        )
+        area = plot.crop(image, plot.area[0])
         assert painted(area, SHADE) >= MIN_PIXELS, f"no fault shade in the plot at {plot.box}"
         assert plot.colors, f"the plot at {plot.box} declares no data"
         for color in plot.colors:
             assert painted(area, rgb(color)) >= MIN_PIXELS, f"{color} missing at {plot.box}"
+
+
+def test_a_claim_link_highlights_its_window_on_its_plot(tmp_path: Path) -> None:
+    """Following a claim's link (the page's fragment) shows its window over the plot,
+    and nothing else changes: the window is past the fault, over a white plot."""
+    report, paths = write_report(staggered(), tmp_path / "report")
+    claim = next(c for c in report["claims"] if c["id"] == "recovery.latency-normalizes")
+    assert claim["window"] == [900, None] and claim["plot"] == "latency"
+    (plot,) = [p for p in plots_as_laid_out(paths.html, tmp_path) if p.id == "latency"]
+    svg = re.search(r'<figure id="plot-latency">(.*?)</figure>', paths.html.read_text(), re.S)
+    assert svg
+    band = re.search(r'id="claim-recovery.latency-normalizes">.*?<rect class="band" '
+                     r'x="([\d.]+)"', svg.group(1), re.S)  # fmt: skip
+    assert band
+    shots = {}
+    for name, fragment in (("plain", ""), ("followed", "#claim-recovery.latency-normalizes")):
+        shot = tmp_path / f"{name}.png"
+        page = paths.html.with_name(f"{name}.html")
+        page.write_text(paths.html.read_text())
+        _, log = chromium(page, tmp_path, f"--screenshot={shot}", url_suffix=fragment)
+        assert console_messages(log) == []
+        shots[name] = Image.open(shot).convert("RGB")
+    left = float(band.group(1))
+    inside = [shot for shot in (plot.crop(shots[n], left) for n in ("plain", "followed"))]
+    assert painted(inside[0], BAND) == 0
+    assert painted(inside[1], BAND) >= 0.5 * inside[1].width * inside[1].height
+    # Left of the window the plot is the same with and without the link followed.
+    before = [plot.crop(shots[n], plot.area[0], left - 1) for n in ("plain", "followed")]
+    assert ImageChops.difference(*before).getbbox() is None

@@ -18,7 +18,7 @@ def story(scale: float) -> Timeline:
     reqs(timeline, 120, 125, error=ErrorClass.CLUSTER, op="put")
     reqs(timeline, 400, 500, latency=0.002)
     ev(timeline, 108, EventKind.KEEPALIVE_FAILURE)
-    ev(timeline, 130, EventKind.ENDPOINT_SWITCH)
+    ev(timeline, 130, EventKind.TRANSPORT_STATE, "apiserver-0", "127.0.0.1:1 IDLE leases")
     ev(timeline, 116, EventKind.RENEW_FAILED, "kcm-a", "kcm")
     probe(timeline, (0, True), (112, False), (130, False), (150, True), (500, True))
     probe(timeline, (0, True), (100, False), (405, False), (410, True), who="etcd-0")
@@ -33,7 +33,7 @@ def test_figures_are_unscaled_and_the_same_at_every_scale() -> None:
     real = figures(story(1.0))
     assert real["lease_losses"] == 1 and real["lease_acquisitions"] == 1
     assert real["renew_failures"] == 1 and real["keepalive_failures"] == 1
-    assert real["endpoint_switches"] == 1
+    assert real["connections_lost"] == 1
     assert real["apiserver_health_failures"] == 1
     assert real["apiserver_unhealthy_seconds"] == pytest.approx(38.0)
     assert real["errors"] == {"context": 10, "cluster": 5, "response": 0, "other": 0}
@@ -45,7 +45,7 @@ def test_figures_are_unscaled_and_the_same_at_every_scale() -> None:
         "first": 5.0,
         "error": 5.0,
         "unhealthy": 12.0,
-        "endpoint_switch": 30.0,
+        "connection_lost": 30.0,
         "keepalive_failure": 8.0,
         "renew_failure": 16.0,
         "lease_loss": 18.0,

@@ -29,7 +29,8 @@ from etcdlab.cluster.local import LocalCluster
 from etcdlab.election.config import LeaderElectionConfig
 from etcdlab.election.safety import Failover, FencedWriter, SafetyReport
 from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
-from etcdlab.proxy.faults import Blackhole, Loss
+from etcdlab.proxy.faults.blackhole import Blackhole
+from etcdlab.proxy.faults.loss import Loss
 from etcdlab.scenario.candidates import Candidate, Contest, contest, pinned, proxied, rotating
 from tests.waiting import eventually, wait_until
 
@@ -147,13 +148,13 @@ async def test_blackhole_only_the_leaders_connection(cluster: LocalCluster) -> N
         assert old.connection.link is not None
         stale_fence = old.elector.fence()
         run.checker.mark_fault("blackhole")
-        blackhole = old.connection.link.add(Blackhole())
+        await run.faults.add(old.identity, Blackhole(name="cut"))
         await await_failover(run, old)
         new = run.leader()
         assert new is not None
         target = f"/fenced/{config.name}".encode()
         # Back on the network, the deposed leader acts on its old belief: refused.
-        old.connection.link.remove(blackhole)
+        await run.faults.remove(old.identity, "cut")
         old_writer = FencedWriter(
             old.connection.client, old.identity, checker=run.checker, timeout=5
         )
@@ -223,15 +224,17 @@ async def test_kill_with_clients_that_fail_over(cluster: LocalCluster, raft_role
 
 
 async def test_thirty_percent_loss_on_the_leaders_member(cluster: LocalCluster) -> None:
-    """The seed's scenario: every client connection to one member loses 30% of its
+    """The analysis's scenario: every client connection to one member loses 30% of its
     packets (TCP-faithful: retransmitted after a scaled RTO)."""
     config = scaled_config("loss")
     async with contest(cluster, config, time_scale=TIME_SCALE, connect=proxied) as run:
         old = await settled_leader(run)
         run.checker.mark_fault("loss 30%")
-        for candidate in run.candidates:
-            if candidate.member == old.member and candidate.connection.link is not None:
-                candidate.connection.link.add(Loss(probability=0.3))
+        await run.faults.apply(
+            (candidate.identity, Loss(probability=0.3))
+            for candidate in run.candidates
+            if candidate.member == old.member
+        )
         # An observation window, not a wait for a condition.
         await asyncio.sleep(4 * config.lease_duration)
         report = run.checker.report()
@@ -265,7 +268,7 @@ async def test_jitter_spreads_acquire_attempts(cluster: LocalCluster) -> None:
 
 @pytest.mark.slow
 async def test_kill_the_leaders_member_at_real_timings() -> None:
-    """The seed's numbers unscaled (15/10/2 s, real etcd and client timings): one
+    """The analysis's numbers unscaled (15/10/2 s, real etcd and client timings): one
     failover, about half a minute."""
     config = LeaderElectionConfig(identity="-", name=f"real-{uuid.uuid4().hex[:8]}")
     async with (

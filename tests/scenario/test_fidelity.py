@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from etcdlab.cli.main import main
+from etcdlab.common.timescale import TimeScale
 from etcdlab.scenario import fidelity
 from etcdlab.scenario.engine import RunOptions
 
@@ -13,7 +14,7 @@ def test_scales_below_the_raft_floor_are_refused_naming_the_reason(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with pytest.raises(ValueError, match="raft heartbeat"):
-        RunOptions(time_scale=0.05)
+        RunOptions(time_scale=TimeScale(0.05))
     assert main(["run", "packet-loss-30", "--time-scale", "0.05"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "time scale 0.05 is below 0.1" in error

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from etcdlab.bench.scale_invariance import agrees, flatten
+from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.plane import PlaneConfig
 from etcdlab.scenario import engine
 from etcdlab.scenario.spec import FaultStep, Scenario
@@ -38,7 +39,7 @@ KEY_FIGURES = (
     "lease_losses",
     "lease_acquisitions",
     "renew_failures",
-    "endpoint_switches",
+    "connections_lost",
     "errors.context",
     "errors.cluster",
     "errors.response",
@@ -51,7 +52,7 @@ async def test_a_scaled_run_tells_the_same_story_as_real_timing(tmp_path: Path) 
     figures = {}
     for scale in (TEST_SCALE, 1.0):
         options = engine.RunOptions(
-            time_scale=scale, seed=3, out=tmp_path / f"scale-{scale:g}", plane=PLANE
+            time_scale=TimeScale(scale), seed=3, out=tmp_path / f"scale-{scale:g}", plane=PLANE
         )
         report, _ = await engine.run(PEER_CUT, options, lambda line: None)
         figures[scale] = flatten(report["figures"])

@@ -1,0 +1,463 @@
+"""One direction of one connection: read, shape, hold or drop, write in order.
+
+With no fault active a pipe writes every chunk straight from
+``data_received`` to the other transport; the only per-chunk work on an
+HTTP/2 link is following frame headers (skipping payloads) and decoding
+request header blocks, which HPACK's shared state makes necessary from the
+first byte if a method filter is to work on streams opened before the filter.
+
+Bytes never overtake earlier bytes of the same direction: every shaped chunk
+is released no earlier than the chunk before it, which is what makes the
+TCP loss model's head-of-line blocking hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import deque
+from typing import TYPE_CHECKING, Any, cast
+
+from etcdlab.proxy.faults.base import UPSTREAM, Fault, Late, Piece, ShapeContext
+from etcdlab.proxy.grpcwire import MessageCursor
+from etcdlab.proxy.h2frames import ALL_TYPES, HEADER_TYPES, Frame, FrameReader, ProtocolError
+from etcdlab.proxy.plan import Plan, Variant
+from etcdlab.proxy.streamlanes import CONNECTION, FrameSpans, FrameTag, StreamLanes, delay_for
+
+if TYPE_CHECKING:
+    from etcdlab.proxy.connection import Connection
+
+_NO_TYPES: frozenset[int] = frozenset()
+
+
+class Slot:
+    """Queued bytes: due at ``release`` (may move earlier), read at ``arrived``;
+    ``late`` when a fault's timers hold them back (see :class:`Late`)."""
+
+    __slots__ = ("arrived", "data", "late", "release")
+
+    def __init__(
+        self, release: float, arrived: float, data: bytes, late: Late | None = None
+    ) -> None:
+        self.release = release
+        self.arrived = arrived
+        self.data = data
+        self.late = late
+
+
+class Pipe:
+    """One direction of one connection: read from ``source``, write to ``dest``."""
+
+    def __init__(self, conn: Connection, direction: str) -> None:
+        self.conn = conn
+        self.link = conn.link
+        self.direction = direction
+        self._rng: random.Random | None = None
+        self._ctx: ShapeContext | None = None
+        # Each fault's state for this direction (a loss fault's TCP sender), kept
+        # here so the other direction's context can reach it before this one's exists.
+        self.fault_state: dict[Fault, Any] = {}
+        self.source: asyncio.Transport | None = None
+        self.dest: asyncio.Transport | None = None
+        # Frame mode: output is rebuilt frame by frame so frames can be dropped
+        # or injected. Otherwise the bytes read are written as they are and
+        # frames are only watched. Modes change only on a frame boundary.
+        self.frame_mode = False
+        self.reader: FrameReader | None = None
+        if self.link.http2:
+            # A connection made while frame faults are on starts in frame mode:
+            # its first chunk may already hold requests (a boundary to switch
+            # on comes only after the preface).
+            self.frame_mode = self.link.frame_aware
+            self.reader = FrameReader(preface=direction == UPSTREAM, interest=self._interest())
+        self.queue: deque[Slot] = deque()
+        self.queued_bytes = 0
+        # Lost segments still waiting on a timer that later bytes may cut short.
+        self.recoverable: list[Slot] = []
+        self.timer: asyncio.TimerHandle | None = None
+        # Frames held per stream by method-filtered latency, and their timer.
+        self.lanes: StreamLanes | None = None
+        self.lane_timer: asyncio.TimerHandle | None = None
+        # The stream of each piece on its way to _emit, when the plan is tagged.
+        self.tags: list[FrameTag] | None = None
+        self.held: list[bytes] = []
+        self.held_bytes = 0
+        self.pending_inject: list[bytes] = []
+        self.pause_reasons: set[str] = set()
+        self.stalled: list[bytes] = []
+        self.plan_key: tuple[str, Variant] = (direction, None)
+        self.messages: dict[int, MessageCursor | None] = {}
+        # Streams up to this id were open before frame mode began: their message
+        # boundaries are unknown until a frame holding exactly whole messages.
+        self.synced_after = 0
+        self.eof = False
+        self.closed = False
+
+    @property
+    def rng(self) -> random.Random:
+        # Seeding costs more than the rest of a connection's set-up; most
+        # connections never meet a fault that draws from it.
+        if self._rng is None:
+            self._rng = self.link.rng(self.conn.index, self.direction)
+        return self._rng
+
+    @property
+    def ctx(self) -> ShapeContext:
+        if self._ctx is None:
+            self._ctx = ShapeContext(
+                now=0.0,
+                rng=self.rng,
+                state=self.fault_state,
+                peer_state=self.conn.reverse(self).fault_state,
+            )
+        return self._ctx
+
+    # -- reading -------------------------------------------------------------
+
+    def on_data(self, data: bytes) -> None:
+        if self.pause_reasons and self.source is not None:
+            # Read although paused (uvloop starts reading after connection_made
+            # even if it paused): keep it for later and ask again.
+            self.stalled.append(data)
+            self.source.pause_reading()
+            return
+        link = self.link
+        link.counters.bytes[self.direction] += len(data)
+        if self.conn.sniff is not None and self.direction == UPSTREAM:
+            self.conn.sniff_dialer(data)
+            if self.conn.done:
+                return
+        plan = link.plans[self.plan_key]
+        reader = self.reader
+        direct = plan.idle and not self.queue and not self.held and self.dest is not None
+        if direct and not self.frame_mode:
+            assert self.dest is not None
+            # Forward first and follow the frames afterwards: the parsing then
+            # runs while the receiver is already working, not on the round trip.
+            self.dest.write(data)
+            if reader is not None:
+                self._follow(reader, data)
+            return
+        pieces: list[bytes]
+        if reader is None:
+            pieces = [data]
+        elif not self.frame_mode:
+            if not self._follow(reader, data):
+                return
+            pieces = [data]
+        else:
+            try:
+                parsed = reader.feed(data)
+                if len(parsed) == 1 and type(parsed[0]) is bytes:
+                    pieces = cast(list[bytes], parsed)
+                elif plan.tagged:
+                    # A tagged plan is never idle: _emit takes the tags.
+                    self.tags = []
+                    pieces = self.conn.on_frames(self, parsed, plan, self.tags)
+                else:
+                    pieces = self.conn.on_frames(self, parsed, plan)
+            except ProtocolError as error:
+                self.conn.protocol_error(self, error)
+                return
+            if not link.frame_aware and reader.at_boundary:
+                self.switch_mode()
+        if direct and self.dest is not None:
+            if len(pieces) == 1:
+                self.dest.write(pieces[0])
+            elif pieces:
+                self.dest.write(b"".join(pieces))
+        else:
+            self._emit(pieces, plan)
+        if self.pending_inject and self.reader is not None and self.reader.at_boundary:
+            injected, self.pending_inject = self.pending_inject, []
+            for raw in injected:
+                self._deliver(raw)
+
+    def _follow(self, reader: FrameReader, data: bytes) -> bool:
+        """Watch frames go by without changing them; False if the connection
+        was closed for bad HTTP/2."""
+        try:
+            parsed = reader.feed(data)
+            if len(parsed) != 1 or type(parsed[0]) is not bytes:
+                self.conn.observe(self, parsed)
+        except ProtocolError as error:
+            self.conn.protocol_error(self, error)
+            return False
+        if self.link.frame_aware and reader.at_boundary:
+            self.switch_mode()
+        return True
+
+    def _interest(self) -> frozenset[int]:
+        """Frames to see whole: all in frame mode; otherwise request header
+        blocks (HPACK must never miss one) and nothing server to client."""
+        if self.frame_mode:
+            return ALL_TYPES
+        return HEADER_TYPES if self.direction == UPSTREAM else _NO_TYPES
+
+    def switch_mode(self) -> None:
+        """Enter or leave frame mode as the link wants, if on a frame boundary now
+        (else the next chunk that ends on one does it)."""
+        assert self.reader is not None
+        wanted = self.link.frame_aware
+        if wanted == self.frame_mode or not self.reader.at_boundary:
+            return
+        self.frame_mode = wanted
+        if wanted:
+            self.synced_after = self.conn.max_stream
+            self.messages.clear()
+        self.reader.interest = self._interest()
+
+    def on_eof(self) -> None:
+        self.eof = True
+        self._maybe_finish()
+
+    def _emit(self, pieces: list[bytes], plan: Plan) -> None:
+        tags, self.tags = self.tags, None
+        if not pieces:
+            return
+        if plan.lanes:
+            self._to_lanes(pieces, plan, tags)
+        else:
+            self._shape(pieces, plan, tags)
+
+    def _to_lanes(self, pieces: list[bytes], plan: Plan, tags: list[FrameTag] | None) -> None:
+        """Queue frames per stream, those of matched streams delayed (etcdlab.proxy.streamlanes)."""
+        if self.lanes is None:
+            self.lanes = StreamLanes()
+        lanes = self.lanes
+        now = asyncio.get_running_loop().time()
+        self.ctx.now = now
+        counters = self.link.counters
+        for index, raw in enumerate(pieces):
+            # Untagged bytes (the preface) belong to no stream.
+            tag = CONNECTION if tags is None else tags[index]
+            release = now
+            for shaper in plan.lanes:
+                if delay_for(shaper.method_filter, tag):
+                    release = shaper.shape([Piece(len(raw), release)], self.ctx)[0].release
+                    counters.applied(shaper, "frame_delayed")
+            lanes.push(raw, tag, release)
+        self.queued_bytes += sum(len(raw) for raw in pieces)
+        self._drain_lanes()
+
+    def _drain_lanes(self, everything: bool = False) -> None:
+        if self.lane_timer is not None:
+            self.lane_timer.cancel()
+            self.lane_timer = None
+        lanes = self.lanes
+        if lanes is None or self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        frames, tags = lanes.pop_all() if everything else lanes.pop_due(loop.time())
+        if frames:
+            self.queued_bytes -= sum(len(raw) for raw in frames)
+            self._shape(frames, self.link.plans[self.plan_key], tags)
+        elif self.queued_bytes > self.link.buffer_limit:
+            self.pause("buffer")
+        release = lanes.next_release
+        if release is not None:
+            self.lane_timer = loop.call_at(release, self._drain_lanes)
+        elif not lanes:
+            self.lanes = None
+            self._maybe_finish()
+
+    def _shape(self, pieces: list[bytes], plan: Plan, tags: list[FrameTag] | None) -> None:
+        """Pass bytes through the shapers that act on the byte stream, then queue them."""
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if plan.blackhole is not None:
+            self.link.counters.applied(plan.blackhole, "held")
+            self._hold(data)
+            return
+        now = asyncio.get_running_loop().time()
+        pieces_out = [Piece(len(data), now)]
+        if plan.fifo:
+            ctx = self.ctx
+            ctx.now = now
+            ctx.spans = FrameSpans(pieces, tags) if plan.tagged and tags is not None else None
+            for shaper in plan.fifo:
+                pieces_out = shaper.shape(pieces_out, ctx)
+            if ctx.applied:
+                for (fault, what), count in ctx.applied.items():
+                    self.link.counters.applied(fault, what, count)
+                ctx.applied.clear()
+        first = min(piece.release for piece in pieces_out)
+        if self.recoverable:
+            # The earlier holes show when the first of these bytes arrives.
+            self._recover(first)
+        reverse = self.conn.reverse(self)
+        if reverse.recoverable:
+            # These bytes carry the ACK of what the other direction delivered.
+            reverse._rearm(first)
+        offset = 0
+        for piece in pieces_out:
+            size = piece.size
+            chunk = data if size == len(data) else data[offset : offset + size]
+            offset += size
+            slot = Slot(piece.release, now, chunk, piece.late)
+            self.queue.append(slot)
+            if piece.late is not None:
+                self.recoverable.append(slot)
+        self.queued_bytes += len(data)
+        self.flush()
+
+    def _recover(self, arrival: float) -> None:
+        """New bytes reach the receiver at ``arrival``: their SACK reveals each
+        earlier lost segment (if they are lost too, only once they arrive)."""
+        for slot in self.recoverable:
+            if slot.late is not None and slot.release > arrival:
+                slot.release, slot.late = slot.late.revealed(slot.release, arrival)
+        self.recoverable.clear()
+
+    def _rearm(self, acked_at: float) -> None:
+        """An ACK of this direction's data arrives at ``acked_at``: each tail hole
+        whose fast probe has not fired yet waits for the slow one instead."""
+        for slot in self.recoverable:
+            if slot.late is not None:
+                slot.release, slot.late = slot.late.rearmed(slot.release, acked_at)
+
+    def heal(self, plan: Plan) -> None:
+        """Faults no longer in ``plan`` are healed: their state goes, and the
+        bytes their timers hold back arrive with the first send from now on."""
+        healed = [fault for fault in self.fault_state if fault not in plan.shapers]
+        if not healed:
+            return
+        for fault in healed:
+            del self.fault_state[fault]
+        now = asyncio.get_running_loop().time()
+        moved = False
+        for slot in self.queue:
+            late = slot.late
+            if late is not None and late.fault in healed:
+                slot.late = None
+                release = late.healed(now)
+                if release < slot.release:
+                    slot.release, moved = release, True
+        self.recoverable = [slot for slot in self.recoverable if slot.late is not None]
+        if moved:
+            self.flush()
+
+    def _hold(self, data: bytes) -> None:
+        self.held.append(data)
+        self.held_bytes += len(data)
+        if self.held_bytes > self.link.buffer_limit:
+            self.pause("buffer")
+
+    # -- writing -------------------------------------------------------------
+
+    def flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.closed or self.dest is None:
+            return
+        now = asyncio.get_running_loop().time()
+        ready: list[bytes] = []
+        queue = self.queue
+        counters = self.link.counters
+        # A slot is due when its own release has passed and every slot before
+        # it has gone: that running order is the head-of-line blocking.
+        while queue and queue[0].release <= now:
+            slot = queue.popleft()
+            self.queued_bytes -= len(slot.data)
+            ready.append(slot.data)
+            if now > slot.arrived:
+                counters.delay(now - slot.arrived)
+        if ready:
+            self.dest.writelines(ready)
+        if queue:
+            self.timer = asyncio.get_running_loop().call_at(queue[0].release, self.flush)
+        if self.queued_bytes > self.link.buffer_limit:
+            self.pause("buffer")
+        elif self.held_bytes <= self.link.buffer_limit:
+            self.resume("buffer")
+        self._maybe_finish()
+
+    def inject(self, frame: Frame) -> None:
+        """Send a frame of our own, between the real frames of this direction."""
+        if self.reader is not None and not self.reader.at_boundary:
+            self.pending_inject.append(frame.raw)
+        else:
+            self._deliver(frame.raw)
+
+    def _deliver(self, raw: bytes) -> None:
+        if self.held:
+            self._hold(raw)
+        elif self.queue:
+            self.queue.append(Slot(0.0, asyncio.get_running_loop().time(), raw))
+            self.queued_bytes += len(raw)
+        elif self.dest is not None and not self.closed:
+            self.dest.write(raw)
+
+    def release_held(self) -> None:
+        held, self.held, self.held_bytes = self.held, [], 0
+        now = asyncio.get_running_loop().time()
+        for data in held:
+            self.queue.append(Slot(0.0, now, data))
+            self.queued_bytes += len(data)
+        self.flush()
+
+    def _maybe_finish(self) -> None:
+        if (
+            not self.eof
+            or self.queue
+            or self.held
+            or self.lanes
+            or self.dest is None
+            or self.closed
+        ):
+            return
+        self.closed = True
+        reverse = self.conn.reverse(self)
+        if reverse.eof or not self.dest.can_write_eof():
+            # The destination has nothing more to say either: close it for good.
+            self.dest.close()
+        else:
+            self.dest.write_eof()
+        if reverse.closed and self.source is not None:
+            self.source.close()
+
+    # -- reading control -----------------------------------------------------
+
+    def pause(self, reason: str) -> None:
+        if reason in self.pause_reasons:
+            return
+        self.pause_reasons.add(reason)
+        if len(self.pause_reasons) == 1 and self.source is not None:
+            with contextlib.suppress(RuntimeError):
+                self.source.pause_reading()
+
+    def resume(self, reason: str) -> None:
+        if reason not in self.pause_reasons:
+            return
+        self.pause_reasons.discard(reason)
+        if not self.pause_reasons and self.source is not None:
+            self._replay()
+            if not self.pause_reasons:
+                with contextlib.suppress(RuntimeError):
+                    self.source.resume_reading()
+
+    def _replay(self) -> None:
+        stalled, self.stalled = self.stalled, []
+        for data in stalled:
+            if self.closed:
+                return
+            self.on_data(data)
+
+    def attach(self, source: asyncio.Transport, dest: asyncio.Transport) -> None:
+        self.source, self.dest = source, dest
+        if self.pause_reasons:
+            source.pause_reading()
+
+    def stop(self) -> None:
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.lane_timer is not None:
+            self.lane_timer.cancel()
+            self.lane_timer = None
+        self.lanes = None
+        self.queue.clear()
+        self.recoverable.clear()
+        self.held.clear()

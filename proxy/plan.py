@@ -1,0 +1,55 @@
+"""What one direction of a connection must do, given the faults on its link.
+
+Sorted by the roles the faults play (:mod:`etcdlab.proxy.faults.base`), not
+by their kinds, so a new kind needs nothing here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from etcdlab.proxy.faults.base import Fault, FrameFault, Shaper
+
+# A plan's variant: a dialer (or None), or (dialer, names of faults skipped).
+Variant = str | tuple[str | None, frozenset[str]] | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The faults acting on one direction, sorted by what the pipe must do."""
+
+    shapers: tuple[Shaper, ...] = ()
+    # Of the shapers: those that delay frames per stream
+    # (etcdlab.proxy.streamlanes), and the others, which act on the byte stream.
+    lanes: tuple[Shaper, ...] = ()
+    fifo: tuple[Shaper, ...] = ()
+    # Some shaper filters by method: frames must be tagged with their stream.
+    tagged: bool = False
+    frame_faults: tuple[FrameFault, ...] = ()
+    blackhole: Fault | None = None  # a fault that holds every byte
+    pause: bool = False
+    refusal: Fault | None = None  # no connection may live
+
+    @property
+    def idle(self) -> bool:
+        return not (self.shapers or self.frame_faults or self.blackhole)
+
+
+def plan(faults: Iterable[Fault], direction: str) -> Plan:
+    """The plan for ``direction`` of a connection that ``faults`` act on."""
+    mine = list(faults)
+    active = [f for f in mine if f.applies_to(direction)]
+    shapers = tuple(f for f in active if isinstance(f, Shaper))
+    lanes = tuple(f for f in shapers if f.per_stream)
+    return Plan(
+        shapers=shapers,
+        lanes=lanes,
+        fifo=tuple(f for f in shapers if f not in lanes),
+        tagged=any(f.method_filter is not None for f in shapers),
+        frame_faults=tuple(f for f in active if isinstance(f, FrameFault)),
+        blackhole=next((f for f in active if f.holds), None),
+        pause=any(f.stalls for f in active),
+        # A connection is refused whatever direction the fault names.
+        refusal=next((f for f in mine if f.refuses), None),
+    )
