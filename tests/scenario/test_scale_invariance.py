@@ -33,7 +33,9 @@ PLANE = PlaneConfig(
     apiservers=1, components=4, nodes=2, deployments=2, statefulsets=2, daemonsets=1, replicas=2
 )
 TEST_SCALE = 0.25
-# What the seed's election and failure-detection claims are judged on.
+# What the election claims are judged on. Not the first failed check: which
+# member a round-robin call lands on first is a phase no seed fixes, so it moves
+# by whole probe periods (2.2-2.5 s or 4.8 s in runs with the same seed).
 KEY_FIGURES = (
     "lease_losses",
     "lease_acquisitions",
@@ -42,7 +44,6 @@ KEY_FIGURES = (
     "errors.context",
     "errors.cluster",
     "errors.response",
-    "detect_seconds.first",
     "detect_seconds.lease_loss",
 )
 
