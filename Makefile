@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest protos venv clean bench oracle oracle-test etcd-3.6
+.PHONY: demo test lint typecheck pytest protos venv clean bench toxiproxy oracle oracle-test etcd-3.6
 
 venv: $(STAMP)
 
@@ -38,9 +38,15 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# Proxy overhead against a direct connection and socat (apt-get install socat).
+# Proxy overhead against a direct connection, socat (apt-get install socat)
+# and Toxiproxy (make toxiproxy); a column whose tool is missing is skipped.
 bench: $(STAMP)
 	$(BIN)/python -m etcdlab.bench.proxy_overhead --seconds 3 --rounds 3
+
+# Toxiproxy's server for the bench, built from the Go module proxy (needs Go).
+TOXIPROXY_VERSION ?= v2.12.0
+toxiproxy:
+	GOBIN=$(CURDIR)/.build/toxiproxy $(GO) install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
 
 # The Go reference program (oracle/README.md): the real apiserver etcd client,
 # its etcd checks and client-go's elector. Needs Go 1.26; the Python side never does.

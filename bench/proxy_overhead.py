@@ -1,15 +1,17 @@
-"""Throughput through the proxy against direct and socat, in the same run.
+"""Throughput through the proxy against direct, socat and Toxiproxy, in the same run.
 
 Starts one real etcd member, the proxy (``etcdlab proxy``, a separate process,
-faults off, HTTP/2 parsing on), the proxy as a raw TCP pump (``--raw``) and
-``socat`` (fork, nodelay) when installed, then drives back-to-back
-linearizable Range or Put from C clients, one gRPC channel (one TCP
-connection) each. Modes are interleaved round by round so
-machine noise hits them alike; the median of the rounds is reported, with
-each path's ratio to direct. A second line per load gives the CPU time
-(user + system, microseconds per call, from ``/proc/PID/stat``) of the
-client (this process), etcd and the proxy, so the cost of the extra hop can be
-seen where it lands.
+faults off, HTTP/2 parsing on), the proxy as a raw TCP pump (``--raw``),
+``socat`` (fork, nodelay) when installed and Toxiproxy's server when its
+binary is there (``make toxiproxy``; ``--toxiproxy PATH`` or
+``$TOXIPROXY_SERVER``), then drives back-to-back linearizable Range or Put
+from C clients, one gRPC channel (one TCP connection) each. Modes are
+interleaved round by round so machine noise hits them alike; the median of
+the rounds is reported, with each path's ratio to direct. A second line per
+load gives the CPU time (user + system, microseconds per call, from
+``/proc/PID/stat``) of the client (this process), etcd and the proxy, so the
+cost of the extra hop can be seen where it lands. The load average is
+printed before and after: the machine may be shared.
 
     .venv/bin/python -m etcdlab.bench.proxy_overhead --seconds 3 --rounds 3
 """
@@ -18,14 +20,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import socket
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +43,9 @@ from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
 # grpc shares one connection among channels with equal arguments unless each
 # channel keeps its own subchannel pool: one TCP connection per client.
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+PATHS = ("proxy", "proxy-raw", "socat", "toxiproxy")
+# Where `make toxiproxy` installs Toxiproxy's server.
+TOXIPROXY_DEFAULT = Path(__file__).resolve().parent.parent / ".build" / "toxiproxy" / "server"
 
 
 async def load(target: str, clients: int, op: str, seconds: float) -> tuple[int, float]:
@@ -67,8 +75,10 @@ async def load(target: str, clients: int, op: str, seconds: float) -> tuple[int,
             await channel.close()
 
 
-def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """socat prints nothing when ready: poll until its port accepts."""
+def wait_listening(
+    port: int, process: subprocess.Popen[bytes], name: str, timeout: float = 10.0
+) -> None:
+    """socat and Toxiproxy print nothing we can wait for: poll until the port accepts."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -76,15 +86,16 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float =
             return
         except OSError:
             if process.poll() is not None:
-                raise RuntimeError(f"socat exited with {process.returncode}") from None
+                raise RuntimeError(f"{name} exited with {process.returncode}") from None
             if time.monotonic() > deadline:
-                raise RuntimeError(f"socat did not listen on {port} within {timeout} s") from None
+                raise RuntimeError(f"{name} did not listen on {port} within {timeout} s") from None
             time.sleep(0.02)
 
 
 @contextmanager
 def socat_process(upstream: str) -> Iterator[str | None]:
     if shutil.which("socat") is None:
+        print("socat: skipped, not installed (apt-get install socat)", file=sys.stderr)
         yield None
         return
     port = free_tcp_port()
@@ -96,11 +107,42 @@ def socat_process(upstream: str) -> Iterator[str | None]:
         ]
     )
     try:
-        wait_listening(port, process)
+        wait_listening(port, process, "socat")
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@dataclass(frozen=True)
+class Toxiproxy:
+    listen: str
+    pid: int
+
+
+@contextmanager
+def toxiproxy_process(upstream: str, binary: Path) -> Iterator[Toxiproxy | None]:
+    """Toxiproxy's server with one proxy to ``upstream`` and no toxics."""
+    if not binary.is_file():
+        print(f"toxiproxy: skipped, no server at {binary} (make toxiproxy)", file=sys.stderr)
+        yield None
+        return
+    api, port = free_tcp_port(), free_tcp_port()
+    with tempfile.TemporaryDirectory(prefix="etcdlab-toxiproxy-") as tmp:
+        config = Path(tmp) / "proxies.json"
+        proxy = {"name": "etcd", "listen": f"127.0.0.1:{port}", "upstream": upstream}
+        config.write_text(json.dumps([proxy]))
+        process = subprocess.Popen(
+            [str(binary), "-host", "127.0.0.1", "-port", str(api), "-config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_listening(port, process, "toxiproxy")
+            yield Toxiproxy(f"127.0.0.1:{port}", process.pid)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -124,19 +166,40 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--ops", nargs="+", default=["range", "put"])
+    parser.add_argument(
+        "--toxiproxy",
+        type=Path,
+        default=Path(os.environ.get("TOXIPROXY_SERVER", TOXIPROXY_DEFAULT)),
+        help="Toxiproxy's server binary (default $TOXIPROXY_SERVER, else make toxiproxy's)",
+    )
+    parser.add_argument(
+        "--paths",
+        nargs="+",
+        choices=PATHS,
+        default=list(PATHS),
+        help="the paths measured beside direct (default all)",
+    )
     args = parser.parse_args()
+    print(f"load average before: {load_average()}", flush=True)
     with LocalCluster(1) as cluster:
         direct = cluster.endpoints[0]
         with (
             proxy_process(direct) as proxied,
             proxy_process(direct, "--raw") as raw,
-            socat_process(direct) as socat,
+            socat_process(direct) if "socat" in args.paths else nullcontext() as socat,
+            toxiproxy_process(direct, args.toxiproxy)
+            if "toxiproxy" in args.paths
+            else nullcontext() as toxiproxy,
         ):
             # proxy-raw: the same pump without HTTP/2 tracking, to show its cost.
             targets = {"direct": direct, "proxy": proxied.listen, "proxy-raw": raw.listen}
             proxy_pids = {"proxy": proxied.pid, "proxy-raw": raw.pid}
             if socat is not None:
                 targets["socat"] = socat
+            if toxiproxy is not None:
+                targets["toxiproxy"] = toxiproxy.listen
+                proxy_pids["toxiproxy"] = toxiproxy.pid
+            targets = {n: t for n, t in targets.items() if n == "direct" or n in args.paths}
             # socat forks a process per connection: its CPU is not counted.
             etcd_pid = cluster.pids()[0]
             for op in args.ops:
@@ -156,6 +219,11 @@ def main() -> None:
                                 used = cpu_seconds(pid) - before[who]
                                 m.cpu[who] = m.cpu.get(who, 0.0) + used
                     report(f"{op} c{clients}", measured)
+    print(f"load average after: {load_average()}", flush=True)
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def report(load_name: str, measured: dict[str, Measured]) -> None:

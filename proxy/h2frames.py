@@ -8,6 +8,10 @@ a busy connection costs a few integer operations per frame header. The interest
 set can change at any time; it applies from the next frame header on, so a
 frame that was half forwarded raw is finished raw.
 
+A reader that only watches (:meth:`FrameReader.frames`) checks less, only
+what following the frames needs. :class:`PingBoundary` finds a frame boundary
+for a reader that joins a connection in the middle.
+
 Nothing here does I/O or imports asyncio. Every malformed input raises
 :class:`ProtocolError` and nothing else.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from enum import IntEnum
+from typing import cast
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 HEADER_SIZE = 9
@@ -42,8 +47,20 @@ class FrameType(IntEnum):
     CONTINUATION = 0x9
 
 
+# The types per-frame code compares with, as plain ints: reading an enum
+# member costs about ten times reading a global (CPython 3.11).
+TYPE_DATA = int(FrameType.DATA)
+TYPE_HEADERS = int(FrameType.HEADERS)
+TYPE_RST_STREAM = int(FrameType.RST_STREAM)
+TYPE_PING = int(FrameType.PING)
+TYPE_CONTINUATION = int(FrameType.CONTINUATION)
+
 ALL_TYPES: frozenset[int] = frozenset(range(256))
 HEADER_TYPES: frozenset[int] = frozenset({FrameType.HEADERS, FrameType.CONTINUATION})
+# Frames that start or continue a header block (PUSH_PROMISE carries one too).
+_BLOCK_TYPES: frozenset[int] = frozenset(
+    {FrameType.HEADERS, FrameType.PUSH_PROMISE, FrameType.CONTINUATION}
+)
 
 # Per frame type (index): the payload length the protocol fixes (-1: any), and
 # where it may appear (0: anywhere, 1: stream 0 only, 2: never on stream 0).
@@ -66,11 +83,12 @@ _RULES: tuple[tuple[int, int], ...] = (
 # A frame header in one unpack: length and type (the first 4 bytes as one
 # integer), flags, and the stream id with its reserved bit.
 _HEAD = struct.Struct(">IBI")
+_WORD = struct.Struct(">I")
 
 
-# Per frame type, the rule FrameReader._skip_whole checks before passing over
-# a frame by itself (None: leave it to the general path). Unknown types are
-# allowed anywhere outside a header block.
+# Per frame type, the rule FrameReader._scan checks before passing over (or
+# taking) a frame by itself (None: leave it to the general path). Unknown
+# types are allowed anywhere outside a header block.
 _SKIP_TABLE: tuple[tuple[int, int] | None, ...] = tuple(
     (_RULES[t] if t < len(_RULES) else (-1, 0)) if t != FrameType.CONTINUATION else None
     for t in range(256)
@@ -109,13 +127,15 @@ class Frame:
 
     def data_without_padding(self) -> bytes:
         """The payload of a DATA or HEADERS frame minus padding (and priority)."""
+        if not self.flags & (FLAG_PADDED | FLAG_PRIORITY):
+            return self.raw[HEADER_SIZE:]
         payload = self.payload
         start, end = 0, len(payload)
-        if self.flags & FLAG_PADDED and self.type in (FrameType.DATA, FrameType.HEADERS):
+        if self.flags & FLAG_PADDED and self.type in (TYPE_DATA, TYPE_HEADERS):
             if not payload:
                 raise ProtocolError("padded frame without a pad length")
             start, end = 1, end - payload[0]
-        if self.type == FrameType.HEADERS and self.flags & FLAG_PRIORITY:
+        if self.type == TYPE_HEADERS and self.flags & FLAG_PRIORITY:
             start += 5
         if end < start:
             raise ProtocolError("padding longer than the frame payload")
@@ -153,6 +173,10 @@ class FrameReader:
         self.interest = frozenset(interest)
         self.max_frame_size = max_frame_size
         self._preface_left = len(PREFACE) if preface else 0
+        # The client's preface ends with a SETTINGS frame (RFC 9113 section
+        # 3.4): no frame of ours may go before it, so the boundary after the
+        # 24 bytes does not count.
+        self._settings_first = preface
         self._buffer = bytearray()
         # Bytes still to pass raw for the frame being skipped.
         self._skip = 0
@@ -163,10 +187,17 @@ class FrameReader:
         self._open_block: int | None = None
 
     @property
+    def past_preface(self) -> bool:
+        """Has the preface (the client's: 24 bytes and a SETTINGS frame's header) passed?"""
+        return self._preface_left == 0 and not self._settings_first
+
+    @property
     def at_boundary(self) -> bool:
-        """True when everything fed so far was a whole number of frames."""
+        """True when everything fed so far was a whole number of frames (for
+        the client's direction: and its preface has passed)."""
         return (
             self._preface_left == 0
+            and not self._settings_first
             and self._skip == 0
             and self._collect == 0
             and not self._header
@@ -180,10 +211,18 @@ class FrameReader:
         calls gives back exactly the bytes fed, minus a frame of interest that
         is still incomplete at the end.
         """
+        return self._feed(data, True)
+
+    def frames(self, data: bytes) -> list[Frame]:
+        """Consume ``data`` as :meth:`feed` does; return only the complete frames
+        of interest (for a reader that watches bytes it does not forward)."""
+        return cast(list[Frame], self._feed(data, False))
+
+    def _feed(self, data: bytes, keep: bool) -> list[bytes | Frame]:
         size = len(data)
         if self._skip >= size and size:
             self._skip -= size
-            return [data]
+            return [data] if keep else []
         out: list[bytes | Frame] = []
         view = memoryview(data)
         pos = 0
@@ -211,8 +250,11 @@ class FrameReader:
                     raw_start = pos
                 continue
             # At a frame header (possibly split over calls).
-            if not self._header and self._open_block is None:
-                pos = self._skip_whole(data, pos, size)
+            if not self._header and self._open_block is None and not self._settings_first:
+                if keep:
+                    pos, raw_start = self._scan(data, pos, size, out, raw_start)
+                else:
+                    pos = self._watch(data, pos, size, out)
                 if pos >= size:
                     break
             need = HEADER_SIZE - len(self._header)
@@ -231,9 +273,10 @@ class FrameReader:
                 length, frame_type = self._check_header(data, pos)
             pos += need
             if frame_type in self.interest:
-                if header_start > raw_start:
+                # The raw bytes before the frame (with keep).
+                if keep and header_start > raw_start:
                     out.append(bytes(view[raw_start:header_start]))
-                elif header_start < 0 and pos - need > raw_start:
+                elif keep and header_start < 0 and pos - need > raw_start:
                     out.append(bytes(view[raw_start : pos - need]))
                 if header_start >= 0:
                     if size - pos >= length:
@@ -253,22 +296,28 @@ class FrameReader:
                 if header_start < 0:
                     # The first bytes of this header went out as part of the
                     # previous call's pending header: emit them with it now.
-                    out.append(bytes(view[raw_start : pos - need]) + header)
+                    if keep:
+                        out.append(bytes(view[raw_start : pos - need]) + header)
                     raw_start = pos
                 # Skip the payload now rather than in another turn of the loop.
                 take = min(length, size - pos)
                 pos += take
                 self._skip = length - take
-        if self._collect == 0 and raw_start < size and not self._header:
+        if keep and self._collect == 0 and raw_start < size and not self._header:
             out.append(data if raw_start == 0 else bytes(view[raw_start:]))
-        elif self._header and raw_start < size - len(self._header):
+        elif keep and self._header and raw_start < size - len(self._header):
             out.append(bytes(view[raw_start : size - len(self._header)]))
         return out
 
-    def _skip_whole(self, data: bytes, pos: int, size: int) -> int:
-        """Pass over frames outside the interest set whose headers are in
-        ``data`` and break no rule; return where the general path takes over
-        (a frame of interest, a header block, a rule broken, or the end)."""
+    def _scan(
+        self, data: bytes, pos: int, size: int, out: list[bytes | Frame], raw_start: int
+    ) -> tuple[int, int]:
+        """Pass over the frames whose headers are in ``data`` and break no rule,
+        taking those of interest that lie whole in it into ``out`` (after the
+        raw bytes before them). Return where the general path takes over (a
+        frame of interest cut by the end of ``data``, a header block that goes
+        on in CONTINUATION frames, a rule broken, or the end) and where the raw
+        bytes not yet in ``out`` start."""
         interest = self.interest
         max_size = self.max_frame_size
         unpack = _HEAD.unpack_from
@@ -277,22 +326,77 @@ class FrameReader:
             frame_type = word & 0xFF
             length = word >> 8
             rule = _SKIP_TABLE[frame_type]
-            if frame_type in interest or length > max_size or rule is None:
-                return pos
+            if length > max_size or rule is None:
+                return pos, raw_start
             fixed, where = rule
             if fixed >= 0 and length != fixed:
-                return pos
+                return pos, raw_start
             if where == 1:
                 if stream_id & 0x7FFFFFFF:
-                    return pos
+                    return pos, raw_start
             elif where == 2 and not stream_id & 0x7FFFFFFF:
-                return pos
+                return pos, raw_start
             if frame_type == 4 and length % 6:
-                return pos
+                return pos, raw_start
             # A header block that goes on in CONTINUATION frames needs the
             # general path's bookkeeping.
             if frame_type in (1, 5) and not flags & FLAG_END_HEADERS:
-                return pos
+                return pos, raw_start
+            end = pos + HEADER_SIZE + length
+            if frame_type in interest:
+                if end > size:
+                    return pos, raw_start
+                if pos > raw_start:
+                    out.append(data[raw_start:pos])
+                out.append(Frame(frame_type, flags, stream_id & 0x7FFFFFFF, data[pos:end]))
+                raw_start = end
+            pos = end
+        if pos > size:
+            self._skip = pos - size
+        return pos, raw_start
+
+    def _watch(self, data: bytes, pos: int, size: int, out: list[bytes | Frame]) -> int:
+        """:meth:`_scan` for :meth:`frames`, which forwards nothing: it checks
+        only what following the frames needs (lengths, and header blocks, for
+        HPACK), so a watched connection costs a few operations per frame. A
+        frame that breaks another rule goes to the server as it is, which
+        closes the connection as HTTP/2 requires; :meth:`feed` would refuse it."""
+        interest = self.interest
+        # Frames that need more than a step over: those of interest, and the
+        # header blocks that go on in CONTINUATIONs.
+        watched = interest | _BLOCK_TYPES
+        max_size = self.max_frame_size
+        unpack = _WORD.unpack_from
+        last = size - HEADER_SIZE
+        while pos <= last:
+            # Length and type only: flags and stream id are read when needed.
+            (word,) = unpack(data, pos)
+            frame_type = word & 0xFF
+            length = word >> 8
+            if frame_type in watched or length > max_size:
+                _, flags, stream_id = _HEAD.unpack_from(data, pos)
+                # The general path takes frames of interest cut by the end of
+                # the data, and header blocks that go on in CONTINUATIONs.
+                rule = _SKIP_TABLE[frame_type]
+                if (
+                    length > max_size
+                    or rule is None
+                    or (frame_type in _BLOCK_TYPES and not flags & FLAG_END_HEADERS)
+                ):
+                    return pos
+                if frame_type in interest:
+                    end = pos + HEADER_SIZE + length
+                    fixed, where = rule
+                    stream_id &= 0x7FFFFFFF
+                    if (
+                        end > size
+                        or (fixed >= 0 and length != fixed)
+                        or (where == 1 and stream_id)
+                        or (where == 2 and not stream_id)
+                        or (frame_type == 4 and length % 6)
+                    ):
+                        return pos
+                    out.append(Frame(frame_type, flags, stream_id, data[pos:end]))
             pos += HEADER_SIZE + length
         if pos > size:
             self._skip = pos - size
@@ -310,6 +414,10 @@ class FrameReader:
         stream_id &= 0x7FFFFFFF
         if length > self.max_frame_size:
             raise ProtocolError(f"frame length {length} exceeds {self.max_frame_size}")
+        if self._settings_first:
+            if frame_type != FrameType.SETTINGS:
+                raise ProtocolError("the client preface does not end with a SETTINGS frame")
+            self._settings_first = False
         if frame_type >= len(_RULES):
             # Unknown types are allowed (and ignored), but not inside a header block.
             if self._open_block is not None:
@@ -333,3 +441,38 @@ class FrameReader:
         if frame_type in (1, 5, 9):
             self._open_block = None if flags & FLAG_END_HEADERS else stream_id
         return length, frame_type
+
+
+class PingBoundary:
+    """Finds a frame boundary in the middle of one direction of a connection.
+
+    A reader that joins a connection late cannot tell frame headers from
+    payload bytes. The proxy sends the peer a PING with ``payload`` (8 bytes
+    nobody else picks) and feeds this the bytes coming back: the peer writes
+    frames whole, so the end of the PING's ACK is a frame boundary, and 17
+    bytes with such a payload do not turn up by chance inside other frames.
+    """
+
+    def __init__(self, payload: bytes) -> None:
+        if len(payload) != 8:
+            raise ValueError("a PING payload is 8 bytes")
+        self.ping = Frame.build(FrameType.PING, 0, 0, payload)
+        self._ack = Frame.build(FrameType.PING, FLAG_ACK, 0, payload).raw
+        # The last bytes seen: the ACK may span two chunks.
+        self._tail = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bytes] | None:
+        """None while the ACK has not come (pass ``data`` on as it is); then
+        ``(before, after)``: the bytes of ``data`` to pass on unread, and those
+        after the ACK, which start on a frame boundary. ``before`` leaves the ACK
+        out when it lies whole in ``data``; when it began in an earlier chunk,
+        which is gone, it holds the ACK's remaining bytes."""
+        ack = self._ack
+        tail = self._tail
+        seen = tail + data if tail else data
+        at = seen.find(ack)
+        if at < 0:
+            self._tail = seen[1 - len(ack) :]
+            return None
+        start, end = at - len(tail), at + len(ack) - len(tail)
+        return (data[:start] if start >= 0 else data[:end]), data[end:]

@@ -19,7 +19,16 @@ from hpack.exceptions import HPACKDecodingError
 from hpack.huffman_table import decode_huffman
 from hpack.table import HeaderTable
 
-from etcdlab.proxy.h2frames import FLAG_END_HEADERS, Frame, FrameType, ProtocolError
+from etcdlab.proxy.h2frames import (
+    FLAG_END_HEADERS,
+    FLAG_PADDED,
+    FLAG_PRIORITY,
+    HEADER_SIZE,
+    TYPE_CONTINUATION,
+    TYPE_HEADERS,
+    Frame,
+    ProtocolError,
+)
 
 _STATIC: tuple[tuple[bytes, bytes], ...] = HeaderTable.STATIC_TABLE
 _PATH = b":path"
@@ -31,6 +40,9 @@ _MAX_TABLE_SIZE = 2**32 - 1
 MAX_BLOCK_SIZE = 1 << 20
 # Blocks remembered with their path while the dynamic table stays unchanged.
 _CACHE_SIZE = 64
+# A HEADERS frame that is a whole block with nothing to strip has, of these
+# flags, only END_HEADERS.
+_WHOLE_MASK = FLAG_END_HEADERS | FLAG_PADDED | FLAG_PRIORITY
 
 
 class PathDecoder:
@@ -44,15 +56,16 @@ class PathDecoder:
         # A gRPC client repeats the same block, byte for byte, for every call of
         # a method once its headers are in the table. Such a block means the
         # same thing until the table changes, which clears this cache.
-        self._cache: dict[bytes, bytes | None] = {}
+        self._cache: dict[bytes, str | None] = {}
 
-    def decode(self, block: bytes) -> bytes | None:
+    def decode(self, block: bytes) -> str | None:
         """Decode one complete header block; return its ``:path`` (if any)."""
         cache = self._cache
         if block in cache:
             return cache[block]
         changes = self._changes
-        path = self._decode(block)
+        raw = self._decode(block)
+        path = None if raw is None else raw.decode("latin-1")
         if changes == self._changes:
             if len(cache) >= _CACHE_SIZE:
                 cache.clear()
@@ -177,16 +190,35 @@ class RequestHeaders:
         self._block = bytearray()
         self._stream_id = 0
 
+    def blocks(self, frames: list[Frame]) -> list[tuple[int, str | None]]:
+        """``(stream_id, path)`` of each header block that ``frames`` complete."""
+        done: list[tuple[int, str | None]] = []
+        decode = self._decoder.decode
+        for frame in frames:
+            if (
+                frame.type == TYPE_HEADERS
+                and frame.flags & _WHOLE_MASK == FLAG_END_HEADERS
+                and not self._block
+            ):
+                # The common case, one block in one frame with nothing to strip,
+                # without feed's calls.
+                self._stream_id = frame.stream_id
+                done.append((frame.stream_id, decode(frame.raw[HEADER_SIZE:])))
+            else:
+                block = self.feed(frame)
+                if block is not None:
+                    done.append(block)
+        return done
+
     def feed(self, frame: Frame) -> tuple[int, str | None] | None:
         """Return ``(stream_id, path)`` once a header block is complete."""
-        if frame.type == FrameType.HEADERS:
+        if frame.type == TYPE_HEADERS:
             self._stream_id = frame.stream_id
             if frame.flags & FLAG_END_HEADERS:
                 # The common case: the whole block in one frame, no copy.
-                path = self._decoder.decode(frame.data_without_padding())
-                return self._stream_id, None if path is None else path.decode("latin-1")
+                return self._stream_id, self._decoder.decode(frame.data_without_padding())
             self._block = bytearray(frame.data_without_padding())
-        elif frame.type == FrameType.CONTINUATION:
+        elif frame.type == TYPE_CONTINUATION:
             self._block += frame.payload
         else:
             return None
@@ -195,5 +227,4 @@ class RequestHeaders:
         if not frame.flags & FLAG_END_HEADERS:
             return None
         block, self._block = bytes(self._block), bytearray()
-        path = self._decoder.decode(block)
-        return self._stream_id, None if path is None else path.decode("latin-1")
+        return self._stream_id, self._decoder.decode(block)

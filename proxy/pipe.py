@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from etcdlab.proxy.faults.base import UPSTREAM, Fault, Late, Piece, ShapeContext
 from etcdlab.proxy.grpcwire import MessageCursor
-from etcdlab.proxy.h2frames import ALL_TYPES, HEADER_TYPES, Frame, FrameReader, ProtocolError
+from etcdlab.proxy.h2frames import (
+    ALL_TYPES,
+    HEADER_TYPES,
+    Frame,
+    FrameReader,
+    PingBoundary,
+    ProtocolError,
+)
 from etcdlab.proxy.plan import Plan, Variant
 from etcdlab.proxy.streamlanes import CONNECTION, FrameSpans, FrameTag, StreamLanes, delay_for
 
@@ -29,6 +36,12 @@ if TYPE_CHECKING:
     from etcdlab.proxy.connection import Connection
 
 _NO_TYPES: frozenset[int] = frozenset()
+# Bytes of one direction followed in one go while no fault needs frames at
+# once (see Pipe.catch_up). Larger batches cost less per call on a busy
+# machine, where each batch starts with cold caches (measured: 4, 16 and 64
+# KiB, docs/BENCHMARKS.md), but hold the event loop longer: a batch of 16 KiB
+# of gRPC calls takes a few tenths of a millisecond.
+FOLLOW_BATCH = 16384
 
 
 class Slot:
@@ -65,12 +78,21 @@ class Pipe:
         # frames are only watched. Modes change only on a frame boundary.
         self.frame_mode = False
         self.reader: FrameReader | None = None
+        # Bytes passed on but not yet followed, and when to follow them (catch_up).
+        self.backlog: list[bytes] = []
+        self.backlog_bytes = 0
+        self.follow_after = 0
+        # Looking for a frame boundary of the server's (see _start_resync).
+        self.resync: PingBoundary | None = None
         if self.link.http2:
             # A connection made while frame faults are on starts in frame mode:
             # its first chunk may already hold requests (a boundary to switch
-            # on comes only after the preface).
+            # on comes only after the preface). Client to server is followed
+            # from the first byte, for HPACK; server to client only from the
+            # first frame-aware fault (see _start_resync).
             self.frame_mode = self.link.frame_aware
-            self.reader = FrameReader(preface=direction == UPSTREAM, interest=self._interest())
+            if direction == UPSTREAM or self.frame_mode:
+                self.reader = FrameReader(preface=direction == UPSTREAM, interest=self._interest())
         self.queue: deque[Slot] = deque()
         self.queued_bytes = 0
         # Lost segments still waiting on a timer that later bytes may cut short.
@@ -128,40 +150,63 @@ class Pipe:
             self.conn.sniff_dialer(data)
             if self.conn.done:
                 return
-        plan = link.plans[self.plan_key]
+        if self.resync is not None:
+            self._resynchronise(data)
+            return
+        if (
+            not self.frame_mode
+            and link.plans[self.plan_key].idle
+            and not self.queue
+            and not self.held
+            and self.dest is not None
+        ):
+            # _take's first case, inlined: a method call per chunk is a
+            # measurable share of the proxy's CPU. Forward first and follow
+            # the frames afterwards (in batches, see catch_up): the parsing
+            # then runs while the receiver is already working.
+            self.dest.write(data)
+            if self.reader is not None:
+                self.backlog.append(data)
+                self.backlog_bytes += len(data)
+                if self.backlog_bytes >= self.follow_after:
+                    self._follow()
+            return
+        self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        """Forward ``data``: as it is or shaped, held, or frame by frame."""
+        plan = self.link.plans[self.plan_key]
         reader = self.reader
         direct = plan.idle and not self.queue and not self.held and self.dest is not None
-        if direct and not self.frame_mode:
-            assert self.dest is not None
-            # Forward first and follow the frames afterwards: the parsing then
-            # runs while the receiver is already working, not on the round trip.
-            self.dest.write(data)
+        if not self.frame_mode:
+            if direct:
+                assert self.dest is not None
+                self.dest.write(data)
+            else:
+                self._emit([data], plan)
             if reader is not None:
-                self._follow(reader, data)
+                self.backlog.append(data)
+                self.backlog_bytes += len(data)
+                if self.backlog_bytes >= self.follow_after:
+                    self._follow()
             return
+        assert reader is not None
         pieces: list[bytes]
-        if reader is None:
-            pieces = [data]
-        elif not self.frame_mode:
-            if not self._follow(reader, data):
-                return
-            pieces = [data]
-        else:
-            try:
-                parsed = reader.feed(data)
-                if len(parsed) == 1 and type(parsed[0]) is bytes:
-                    pieces = cast(list[bytes], parsed)
-                elif plan.tagged:
-                    # A tagged plan is never idle: _emit takes the tags.
-                    self.tags = []
-                    pieces = self.conn.on_frames(self, parsed, plan, self.tags)
-                else:
-                    pieces = self.conn.on_frames(self, parsed, plan)
-            except ProtocolError as error:
-                self.conn.protocol_error(self, error)
-                return
-            if not link.frame_aware and reader.at_boundary:
-                self.switch_mode()
+        try:
+            parsed = reader.feed(data)
+            if len(parsed) == 1 and type(parsed[0]) is bytes:
+                pieces = cast(list[bytes], parsed)
+            elif plan.tagged:
+                # A tagged plan is never idle: _emit takes the tags.
+                self.tags = []
+                pieces = self.conn.on_frames(self, parsed, plan, self.tags)
+            else:
+                pieces = self.conn.on_frames(self, parsed, plan)
+        except ProtocolError as error:
+            self.conn.protocol_error(self, error)
+            return
+        if not self.link.frame_aware and reader.at_boundary:
+            self.switch_mode()
         if direct and self.dest is not None:
             if len(pieces) == 1:
                 self.dest.write(pieces[0])
@@ -169,24 +214,74 @@ class Pipe:
                 self.dest.write(b"".join(pieces))
         else:
             self._emit(pieces, plan)
-        if self.pending_inject and self.reader is not None and self.reader.at_boundary:
-            injected, self.pending_inject = self.pending_inject, []
-            for raw in injected:
-                self._deliver(raw)
+        if self.pending_inject:
+            self._send_injected()
 
-    def _follow(self, reader: FrameReader, data: bytes) -> bool:
-        """Watch frames go by without changing them; False if the connection
-        was closed for bad HTTP/2."""
+    def _follow(self) -> None:
+        """Follow the bytes passed on so far (:meth:`catch_up`); then enter or
+        leave frame mode as the link wants, and send frames of our own that
+        waited, if this is a frame boundary."""
+        if not self.catch_up():
+            return
+        if self.link.frame_aware != self.frame_mode:
+            self.switch_mode()
+        if self.pending_inject:
+            self._send_injected()
+
+    def catch_up(self) -> bool:
+        """Follow the bytes passed on but not yet followed; False if they were
+        not HTTP/2 (the connection is then closed).
+
+        Outside frame mode frames are only watched, and while nothing needs
+        more, in batches: the chunks are kept (not copied) and read in one go
+        once they add up to ``follow_after`` bytes (FOLLOW_BATCH), or when
+        something needs the reader's state (a frame boundary, the streams'
+        paths). Reading a batch costs about what reading one of its chunks
+        does. ``follow_after`` is 0, every chunk read at once, until the
+        preface has passed (a connection that is not HTTP/2 at all is closed on
+        its first bytes), while a frame-aware fault is on, and while frames of
+        our own wait for a boundary.
+        """
+        backlog = self.backlog
+        reader = self.reader
+        if not backlog or reader is None:
+            return True
+        data = backlog[0] if len(backlog) == 1 else b"".join(backlog)
+        backlog.clear()
+        self.backlog_bytes = 0
         try:
-            parsed = reader.feed(data)
-            if len(parsed) != 1 or type(parsed[0]) is not bytes:
-                self.conn.observe(self, parsed)
+            frames = reader.frames(data)
+            if frames:
+                self.conn.observe(self, frames)
         except ProtocolError as error:
             self.conn.protocol_error(self, error)
             return False
-        if self.link.frame_aware and reader.at_boundary:
-            self.switch_mode()
+        self._batch()
         return True
+
+    def _batch(self) -> None:
+        """Set how many bytes may go by before they are followed (catch_up)."""
+        reader = self.reader
+        eager = (
+            self.link.frame_aware
+            or self.pending_inject
+            or reader is None
+            or not reader.past_preface
+        )
+        self.follow_after = 0 if eager else FOLLOW_BATCH
+
+    def _send_injected(self) -> None:
+        """Send the frames of our own that waited for a frame boundary, if at one."""
+        if self.at_boundary():
+            injected, self.pending_inject = self.pending_inject, []
+            for raw in injected:
+                self._deliver(raw)
+            self._batch()
+
+    def at_boundary(self) -> bool:
+        """Is everything this direction passed on a whole number of frames?
+        (False while the server-to-client direction is not followed.)"""
+        return self.reader is not None and self.catch_up() and self.reader.at_boundary
 
     def _interest(self) -> frozenset[int]:
         """Frames to see whole: all in frame mode; otherwise request header
@@ -198,15 +293,56 @@ class Pipe:
     def switch_mode(self) -> None:
         """Enter or leave frame mode as the link wants, if on a frame boundary now
         (else the next chunk that ends on one does it)."""
-        assert self.reader is not None
         wanted = self.link.frame_aware
-        if wanted == self.frame_mode or not self.reader.at_boundary:
+        if self.reader is None:
+            if wanted and self.link.http2 and self.resync is None:
+                self._start_resync()
+            return
+        self._batch()
+        if wanted == self.frame_mode or not self.at_boundary():
             return
         self.frame_mode = wanted
         if wanted:
             self.synced_after = self.conn.max_stream
             self.messages.clear()
         self.reader.interest = self._interest()
+
+    # The server-to-client direction is not followed at all until a frame-aware
+    # fault needs it (from the first byte for a connection opened while one is
+    # on). For one already open, a PING of the proxy's own tells where its
+    # frames begin (etcdlab.proxy.h2frames.PingBoundary). Its ACK is kept from
+    # the client when it lies whole in one chunk; else its start has already
+    # gone and the rest follows (gRPC clients ignore the ACK of a PING they did
+    # not send). Once found, the direction stays followed for the connection's
+    # life, so a fault that comes and goes costs one PING per connection, not
+    # one per appearance: gRPC servers count a client's PINGs against it.
+
+    def _start_resync(self) -> None:
+        link = self.link
+        payload = random.Random(f"{link.seed}/{link.name}/{self.conn.index}/resync").randbytes(8)
+        self.resync = PingBoundary(payload)
+        self.conn.reverse(self).inject(self.resync.ping)
+
+    def _resynchronise(self, data: bytes) -> None:
+        """Pass ``data`` on unread up to the frame boundary the PING's ACK gives,
+        and the rest, once it comes, frame by frame from that boundary."""
+        assert self.resync is not None
+        found = self.resync.feed(data)
+        if found is None:
+            self._take(data)
+            return
+        before, after = found
+        self.resync = None
+        if before:
+            self._take(before)
+            if self.closed or self.conn.done:
+                return
+        self.reader = FrameReader(preface=False, interest=self._interest())
+        self.switch_mode()
+        if self.pending_inject:
+            self._send_injected()
+        if after:
+            self._take(after)
 
     def on_eof(self) -> None:
         self.eof = True
@@ -375,8 +511,9 @@ class Pipe:
 
     def inject(self, frame: Frame) -> None:
         """Send a frame of our own, between the real frames of this direction."""
-        if self.reader is not None and not self.reader.at_boundary:
+        if not self.at_boundary():
             self.pending_inject.append(frame.raw)
+            self.follow_after = 0
         else:
             self._deliver(frame.raw)
 

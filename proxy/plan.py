@@ -30,10 +30,9 @@ class Plan:
     blackhole: Fault | None = None  # a fault that holds every byte
     pause: bool = False
     refusal: Fault | None = None  # no connection may live
-
-    @property
-    def idle(self) -> bool:
-        return not (self.shapers or self.frame_faults or self.blackhole)
+    # Nothing to shape, drop or hold: bytes are written as they are read. A
+    # field, not a property: the pipe asks for every chunk.
+    idle: bool = True
 
 
 def plan(faults: Iterable[Fault], direction: str) -> Plan:
@@ -42,14 +41,17 @@ def plan(faults: Iterable[Fault], direction: str) -> Plan:
     active = [f for f in mine if f.applies_to(direction)]
     shapers = tuple(f for f in active if isinstance(f, Shaper))
     lanes = tuple(f for f in shapers if f.per_stream)
+    frame_faults = tuple(f for f in active if isinstance(f, FrameFault))
+    blackhole = next((f for f in active if f.holds), None)
     return Plan(
         shapers=shapers,
         lanes=lanes,
         fifo=tuple(f for f in shapers if f not in lanes),
         tagged=any(f.method_filter is not None for f in shapers),
-        frame_faults=tuple(f for f in active if isinstance(f, FrameFault)),
-        blackhole=next((f for f in active if f.holds), None),
+        frame_faults=frame_faults,
+        blackhole=blackhole,
         pause=any(f.stalls for f in active),
         # A connection is refused whatever direction the fault names.
         refusal=next((f for f in mine if f.refuses), None),
+        idle=not (shapers or frame_faults or blackhole),
     )

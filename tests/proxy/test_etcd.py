@@ -15,12 +15,14 @@ import pytest
 from etcdlab.client.config import keepalive_options
 from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
 from etcdlab.proxy.control import format_address
+from etcdlab.proxy.faults import DOWNSTREAM
 from etcdlab.proxy.faults.blackhole import Blackhole
 from etcdlab.proxy.faults.frames import FrameLoss
 from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.link import ProxyLink
 from tests.conftest import PROXY_TIME_SCALE as TIME_SCALE
 from tests.conftest import scaled
+from tests.waiting import eventually
 
 
 async def test_stubs_work_through_the_proxy(link: ProxyLink) -> None:
@@ -29,7 +31,10 @@ async def test_stubs_work_through_the_proxy(link: ProxyLink) -> None:
         await kv.Put(rpc_pb2.PutRequest(key=b"proxy/a", value=b"1"))
         response = await kv.Range(rpc_pb2.RangeRequest(key=b"proxy/a"))
         assert response.kvs[0].value == b"1"
-    assert link.counters.frames[("upstream", "HEADERS")] >= 2
+    # Header blocks are followed in batches, at the latest when the connection ends.
+    await eventually(
+        lambda: link.counters.frames.get(("upstream", "HEADERS"), 0) >= 2, 5, "header blocks"
+    )
     assert link.counters.bytes["downstream"] > 0
 
 
@@ -180,3 +185,35 @@ async def test_tcp_loss_makes_calls_late_never_failed(link: ProxyLink) -> None:
     # Some call waited out a (scaled) retransmission timeout; none failed.
     assert max(latencies) >= rto
     assert link.counters.delay_count > 0
+
+
+async def test_a_frame_fault_acts_on_server_frames_of_a_connection_opened_before(
+    link: ProxyLink,
+) -> None:
+    # The server's frames are followed only from the fault on (the proxy finds
+    # their boundaries with a PING of its own): watch events of a stream opened
+    # before are dropped while it lasts, and the stream goes on after it.
+    async with grpc.aio.insecure_channel(format_address(link.address)) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        watch = rpc_pb2_grpc.WatchStub(channel).Watch()
+        create = rpc_pb2.WatchCreateRequest(key=b"proxy/w")
+        await watch.write(rpc_pb2.WatchRequest(create_request=create))
+        created = await watch.read()
+        assert isinstance(created, rpc_pb2.WatchResponse) and created.created
+        fault = link.add(
+            FrameLoss(
+                1.0, pings=False, messages=True, method="etcdserverpb.Watch", direction=DOWNSTREAM
+            )
+        )
+        await kv.Put(rpc_pb2.PutRequest(key=b"proxy/w", value=b"dropped"), timeout=10)
+        # (Not wait_for: a cancelled read cancels the whole call in grpc.aio.)
+        pending = asyncio.ensure_future(watch.read())
+        done, _ = await asyncio.wait({pending}, timeout=0.5)
+        assert not done, "a watch event passed the fault"
+        assert link.counters.faults_applied[(fault.name, "message_dropped")] == 1
+        link.remove(fault)
+        await kv.Put(rpc_pb2.PutRequest(key=b"proxy/w", value=b"passed"), timeout=10)
+        event = await asyncio.wait_for(pending, 10)
+        assert isinstance(event, rpc_pb2.WatchResponse)
+        assert [e.kv.value for e in event.events] == [b"passed"]
+        watch.cancel()

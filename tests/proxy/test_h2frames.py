@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
+
 import hpack
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from etcdlab.proxy.grpcwire import MessageCursor, exact_messages, trailers_frame
 from etcdlab.proxy.h2frames import (
     ALL_TYPES,
+    FLAG_ACK,
     FLAG_END_HEADERS,
     FLAG_END_STREAM,
     FLAG_PADDED,
+    HEADER_TYPES,
     PREFACE,
     Frame,
     FrameReader,
     FrameType,
+    PingBoundary,
     ProtocolError,
 )
 from etcdlab.proxy.hpackpaths import RequestHeaders
@@ -44,6 +49,17 @@ def test_preface_then_frames_of_interest() -> None:
 def test_bad_preface_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError, match="preface"):
         FrameReader(preface=True).feed(b"GET / HTTP/1.1\r\n")
+
+
+def test_the_client_preface_ends_with_settings() -> None:
+    # Nothing may be injected between the 24 bytes and the SETTINGS frame.
+    reader = FrameReader(preface=True)
+    reader.feed(PREFACE)
+    assert not reader.at_boundary
+    reader.feed(SETTINGS_EMPTY)
+    assert reader.at_boundary
+    with pytest.raises(ProtocolError, match="SETTINGS"):
+        FrameReader(preface=True).feed(PREFACE + PING)
 
 
 def test_byte_by_byte_gives_the_same_frames() -> None:
@@ -291,7 +307,7 @@ frame_strategy = st.builds(
 def test_valid_streams_come_back_byte_for_byte(
     frames: list[bytes], cuts: list[int], interest: set[int]
 ) -> None:
-    stream = PREFACE + b"".join(frames)
+    stream = PREFACE + SETTINGS_EMPTY + b"".join(frames)
     reader = FrameReader(preface=True, interest=interest)
     pieces: list[bytes | Frame] = []
     start = 0
@@ -301,3 +317,101 @@ def test_valid_streams_come_back_byte_for_byte(
     assert joined(pieces) == stream
     assert reader.at_boundary
     assert sum(isinstance(p, Frame) for p in pieces) == sum(f[3] in interest for f in frames)
+
+
+def chunks_of(stream: bytes, cuts: list[int]) -> list[bytes]:
+    edges = [0, *sorted(min(cut, len(stream)) for cut in cuts), len(stream)]
+    return [stream[a:b] for a, b in itertools.pairwise(edges)]
+
+
+server_frame = st.one_of(
+    frame_strategy,
+    st.builds(
+        lambda flags, payload: Frame.build(FrameType.PING, flags, 0, payload).raw,
+        st.sampled_from([0, FLAG_ACK]),
+        st.binary(min_size=8, max_size=8),
+    ),
+    st.builds(
+        lambda stream, block: Frame.build(FrameType.HEADERS, FLAG_END_HEADERS, stream, block).raw,
+        st.integers(1, 2**31 - 1),
+        st.binary(max_size=40),
+    ),
+    st.builds(
+        lambda stream, increment: (
+            Frame.build(FrameType.WINDOW_UPDATE, 0, stream, increment.to_bytes(4, "big")).raw
+        ),
+        st.integers(0, 9),
+        st.integers(1, 2**31 - 1),
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    frames=st.lists(st.one_of(server_frame, any_frame), max_size=10),
+    cuts=st.lists(st.integers(0, 300), max_size=4),
+    interest=st.sampled_from([frozenset[int](), HEADER_TYPES, ALL_TYPES]),
+)
+def test_watching_sees_what_forwarding_sees(
+    frames: list[bytes], cuts: list[int], interest: frozenset[int]
+) -> None:
+    # frames() checks less than feed() (only what following needs), so on bad
+    # input it may fail later or not at all; on anything feed() accepts it
+    # must see the same frames and the same boundaries.
+    forwarding = FrameReader(preface=False, interest=interest)
+    watching = FrameReader(preface=False, interest=interest)
+    fed: list[Frame] = []
+    watched: list[Frame] = []
+    for chunk in chunks_of(b"".join(frames), cuts):
+        try:
+            fed += [p for p in forwarding.feed(chunk) if isinstance(p, Frame)]
+        except ProtocolError:
+            return
+        watched += watching.frames(chunk)
+        assert forwarding.at_boundary == watching.at_boundary
+    assert [f.raw for f in watched] == [f.raw for f in fed]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    frames=st.lists(server_frame, max_size=8),
+    at=st.integers(0, 8),
+    cuts=st.lists(st.integers(0, 700), max_size=6),
+    payload=st.binary(min_size=8, max_size=8),
+)
+def test_a_ping_ack_marks_a_frame_boundary(
+    frames: list[bytes], at: int, cuts: list[int], payload: bytes
+) -> None:
+    # A connection joined in the middle: the bytes up to our PING's ACK pass
+    # unread, and a reader started right after it sees exactly the frames
+    # that follow, however the bytes are cut.
+    at = min(at, len(frames))
+    ack = Frame.build(FrameType.PING, FLAG_ACK, 0, payload).raw
+    head, rest = b"".join(frames[:at]), b"".join(frames[at:])
+    stream = head + ack + rest
+    # What the proxy relies on: nobody else sends our payload before the ACK.
+    assume(stream.find(ack) == len(head))
+    finder = PingBoundary(payload)
+    passed = b""
+    reader: FrameReader | None = None
+    after: list[Frame] = []
+    start = 0
+    for chunk in chunks_of(stream, cuts):
+        start += len(chunk)
+        if reader is not None:
+            after += reader.frames(chunk)
+            continue
+        found = finder.feed(chunk)
+        if found is None:
+            passed += chunk
+            continue
+        before, following = found
+        passed += before
+        assert following == stream[len(head) + len(ack) : start]
+        reader = FrameReader(preface=False, interest=ALL_TYPES)
+        after += reader.frames(following)
+        # The ACK is kept back exactly when it lies whole in this chunk.
+        whole = start - len(chunk) <= len(head)
+        assert passed == (head if whole else head + ack)
+    assert reader is not None and reader.at_boundary
+    assert [f.raw for f in after] == frames[at:]

@@ -15,6 +15,7 @@ from etcdlab.common.timescale import TimeScale
 from etcdlab.proxy.faults import DOWNSTREAM, UPSTREAM
 from etcdlab.proxy.faults.bandwidth import Bandwidth
 from etcdlab.proxy.faults.blackhole import Blackhole
+from etcdlab.proxy.faults.frames import FrameLoss
 from etcdlab.proxy.faults.latency import Latency
 from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.faults.pause import Pause
@@ -22,6 +23,7 @@ from etcdlab.proxy.faults.reject import Reject
 from etcdlab.proxy.faults.reset import Reset
 from etcdlab.proxy.h2frames import FLAG_END_HEADERS, PREFACE, Frame, FrameType
 from etcdlab.proxy.link import ACCEPT_BATCH, ProxyLink
+from etcdlab.proxy.pipe import FOLLOW_BATCH
 from tests.waiting import eventually
 
 Address = tuple[str, int]
@@ -323,4 +325,65 @@ async def test_method_latency_holds_only_its_streams_and_releases_them_on_remova
         held = lease3 + range5 + data(3, b"k3") + data(5, b"r5")
         await eventually(lambda: len(received) >= len(passed + held), 5, "held frames")
         assert bytes(received) == passed + held
+        writer.close()
+
+
+class FakeServer:
+    """An HTTP/2 "server" whose bytes the test writes by hand."""
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        while data := await reader.read(65536):
+            self.received.extend(data)
+        writer.close()
+
+
+async def test_a_frame_fault_finds_the_servers_frames_on_an_open_connection() -> None:
+    # Server-to-client bytes are not followed until a frame fault needs them.
+    # Added in the middle of a server frame, the fault sends the server a PING
+    # of the proxy's own; the bytes up to its ACK pass untouched (a PING
+    # frame's bytes inside a DATA payload included), the ACK itself does not
+    # reach the client, and the fault acts on every frame after it.
+    fake = FakeServer()
+    settings = Frame.build(FrameType.SETTINGS, 0, 0, b"").raw
+    ping = Frame.build(FrameType.PING, 0, 0, b"server!!").raw
+    payload = b"x" * 100 + ping + b"y" * 100
+    data = Frame.build(FrameType.DATA, 0, 1, payload).raw
+    small = Frame.build(FrameType.DATA, 0, 1, b"after").raw
+    server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
+    async with server, ProxyLink("h2", server.sockets[0].getsockname()[:2]) as link:
+        reader, writer = await asyncio.open_connection(*link.address)
+        writer.write(PREFACE + settings)
+        await eventually(lambda: len(fake.received) == len(PREFACE + settings), 5, "preface")
+        assert fake.writer is not None
+        fake.writer.write(settings + data[:150])
+        assert await reader.readexactly(len(settings) + 150) == settings + data[:150]
+        fault = link.add(FrameLoss(1.0, pings=True, direction=DOWNSTREAM))
+        await eventually(lambda: len(fake.received) == len(PREFACE + settings) + 17, 5, "PING")
+        ours = bytes(fake.received[-17:])
+        assert ours[:9] == b"\x00\x00\x08\x06\x00\x00\x00\x00\x00"
+        ack = Frame.build(FrameType.PING, 0x1, 0, ours[9:]).raw
+        fake.writer.write(data[150:] + ack + ping + small)
+        assert await reader.readexactly(len(data) - 150 + len(small)) == data[150:] + small
+        assert link.counters.faults_applied[(fault.name, "ping_dropped")] == 1
+        writer.close()
+
+
+async def test_bad_http2_after_the_preface_is_found_in_the_next_batch(echo: Address) -> None:
+    # Client bytes are followed in batches while no fault needs them: a bad
+    # frame after a good preface closes the connection once its batch is read.
+    async with ProxyLink("h2", echo, http2=True) as link:
+        reader, writer = await asyncio.open_connection(*link.address)
+        settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+        writer.write(PREFACE + settings)
+        assert await reader.readexactly(len(PREFACE) + 9) == PREFACE + settings
+        # A CONTINUATION with no HEADERS before it, then a batch's worth of bytes.
+        writer.write(Frame.build(FrameType.CONTINUATION, FLAG_END_HEADERS, 1, b"").raw)
+        writer.write(Frame.build(FrameType.DATA, 0, 1, b"z" * FOLLOW_BATCH).raw)
+        await eventually(lambda: link.counters.protocol_errors == 1, 5, "protocol error")
+        await eventually(lambda: link.connections == 0, 5, "connection closed")
         writer.close()
