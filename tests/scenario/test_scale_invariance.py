@@ -33,13 +33,13 @@ PLANE = PlaneConfig(
     apiservers=1, components=4, nodes=2, deployments=2, statefulsets=2, daemonsets=1, replicas=2
 )
 TEST_SCALE = 0.25
-# What the election claims are judged on. Not the first failed check: which
-# member a round-robin call lands on first is a phase no seed fixes, so it moves
-# by whole probe periods (2.2-2.5 s or 4.8 s in runs with the same seed).
+# What the election claims are judged on. Not how many renewals failed, nor the
+# first failed check: each call meets member 0 by its round-robin turn, a phase no
+# seed fixes (7 and 10 renew failures, checks 2.2-4.8 s, in runs with one seed).
+# A lease lost or kept, and when, is what the claims turn on.
 KEY_FIGURES = (
     "lease_losses",
     "lease_acquisitions",
-    "renew_failures",
     "connections_lost",
     "errors.context",
     "errors.cluster",
