@@ -84,6 +84,17 @@ def check(time_scale: float) -> None:
         )
 
 
+def warning(time_scale: float) -> str | None:
+    """What ``etcdlab run`` says before a run below :data:`FAITHFUL_SCALE`."""
+    if time_scale >= FAITHFUL_SCALE:
+        return None
+    return (
+        f"time scale {time_scale:g} is below {FAITHFUL_SCALE:g}, the smallest at which "
+        "the report's figures match real timing: timers inside etcd and each request's "
+        "CPU time do not shrink (the report's header lists them)"
+    )
+
+
 def notes(time_scale: float) -> list[str]:
     """What the report's header says about the scale: the timers it did not
     shrink, the CPU time in every latency and, below :data:`FAITHFUL_SCALE`,
@@ -102,7 +113,7 @@ def notes(time_scale: float) -> list[str]:
         lines.append(
             f"Time scale {time_scale:g} is below {FAITHFUL_SCALE:g}, the smallest at which "
             f"the scale-invariance benchmark found the report's figures within "
-            f"±{BOUND:.0%} of real timing: figures that hang on the timers above, on "
-            "grpcio's ping timing or on CPU time may differ from a real-timing run."
+            f"±{BOUND:.0%} of real timing: figures that hang on the timers above "
+            "or on CPU time may differ from a real-timing run."
         )
     return lines
