@@ -11,7 +11,10 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@# setuptools warns about every editable install of a mapped layout; the log
+	@# is shown only if the install fails.
+	$(BIN)/python -m pip install --quiet -e ".[dev]" > $(VENV)/install.log 2>&1 \
+		|| { cat $(VENV)/install.log; exit 1; }
 	touch $(STAMP)
 
 # 0.75: the smallest time scale whose figures match real timing (docs/BENCHMARKS.md,

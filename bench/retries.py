@@ -39,9 +39,9 @@ from etcdlab.common.timescale import TimeScale
 from etcdlab.proxy.faults import Fault
 from etcdlab.proxy.faults.bandwidth import Bandwidth
 from etcdlab.proxy.faults.blackhole import Blackhole
+from etcdlab.proxy.faults.frames import FrameLoss
 from etcdlab.proxy.faults.latency import Latency
 from etcdlab.proxy.faults.loss import Loss
-from etcdlab.proxy.faults.reset import Reset
 from etcdlab.testing.fault_proxy import FaultProxy
 
 
@@ -71,7 +71,10 @@ class _Fault:
         elif self.kind == "loss":
             self.applied = self.proxy.add(0, Loss(0.3))
         elif self.kind == "outage":
-            self.applied = self.proxy.add(None, Reset())
+            # Not a refused or reset connection: clientv3 waits for a ready
+            # connection (WaitForReady), so that would hold calls back, not fail
+            # them, and no strategy would have anything to retry.
+            self.applied = self.proxy.add(None, FrameLoss(1.0, pings=False, streams=True))
         elif self.kind == "partition":
             self.applied = self.proxy.add(None, Blackhole())
         else:

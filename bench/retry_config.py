@@ -12,8 +12,8 @@ from etcdlab.common.timescale import UNSCALED, TimeScale
 FAULTS: dict[str, str] = {
     "kill": "the leader is SIGKILLed, restarted when the fault ends",
     "loss": "30% TCP-faithful packet loss on member 0's client link",
-    "outage": "for 2 s every client link resets all connections, old and new (members "
-    "down: attempts fail fast)",
+    "outage": "for 2 s every call fails at once with UNAVAILABLE on a ready connection "
+    "(the proxy resets each request's stream): members answering errors",
     "partition": "for 2 s every client link is blackholed (nothing passes, connections "
     "stay open: attempts hang until their timeout)",
     "overload": "every link slow (latency 0.4 +/- 0.3 s each way) and bandwidth-capped "

@@ -152,6 +152,9 @@ class Workload:
             [rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=b"v"))],
             [rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key))],
             timeout=timeout,
+            # Guarded by the key's mod revision: a repeat of an applied write
+            # fails the compare and returns the key, so retrying is safe.
+            idempotent=True,
         )
         if reply.succeeded:
             self.revisions[key] = reply.header.revision

@@ -79,28 +79,22 @@ def test_tiny_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         assert run["fault"] == "outage"
         assert run["operations"] > 0
         assert 0 < run["fault_start_s"] < run["fault_end_s"] < 5.0
-        # (Attempts per timeline bin are not compared with operations: a call
-        # whose deadline passes waiting for a ready connection makes none, and
-        # the last bin ends with the run while calls still finish.)
-        assert sum(run["timeline"]["attempts"]) > 0
         assert run["herd"]["clients"] == 4
         assert run["herd"]["calls"] >= 4
-    none, exponential = runs["none"], runs["exponential"]
-    # Without retries each herd member tries once: its read waits out the short
-    # outage for a ready connection (clientv3's WaitForReady), then the members
-    # contend and a write wins.
-    assert none["herd"]["succeeded"] >= 1 and none["herd"]["calls"] <= 2 * 4
-    # Every member refuses during the outage; an operation without retries
-    # waits for a ready connection (WaitForReady) and fails only if its own
-    # deadline passes first, which depends on where in the outage it started.
-    assert 0 < none["succeeded"] <= none["operations"]
-    # At most one RPC per operation without retries; retries add RPCs.
-    assert sum(none["timeline"]["attempts"]) <= none["operations"]
-    # With WaitForReady a refused connection holds calls back instead of failing
-    # them, so an outage of refusals no longer sets retries off (the bench's
-    # outage needs a fault that fails calls on ready connections to show them).
-    assert exponential["fault_rpc_rate_ratio"] >= none["fault_rpc_rate_ratio"]
-    # The client's hedged reads: a read that fails in the outage is hedged at once.
-    # (Only when a read fails before its deadline: WaitForReady holds most back.)
-    assert sum(runs["hedged"]["timeline"]["attempts"]) >= runs["hedged"]["succeeded"] // 2
+    none, exponential, hedged = runs["none"], runs["exponential"], runs["hedged"]
+    attempts = {name: sum(run["timeline"]["attempts"]) for name, run in runs.items()}
+    # The outage fails calls on ready connections: without retries, one RPC per
+    # operation, and the operations that met the outage failed.
+    assert attempts["none"] == none["operations"]
+    assert none["succeeded"] < none["operations"]
+    assert none["fault_rpc_rate_ratio"] == pytest.approx(1.0, abs=0.2)
+    # Retries ride some of it out, at the price of more RPCs in the fault.
+    assert exponential["succeeded"] > none["succeeded"]
+    assert attempts["exponential"] > exponential["operations"]
+    assert exponential["fault_rpc_rate_ratio"] > 1.2
+    # A failed read is hedged at once to another member: more RPCs than operations.
+    assert attempts["hedged"] > hedged["operations"]
+    # The herd starts with the outage: one try each fails; retrying members get through.
+    assert none["herd"]["succeeded"] == 0 and none["herd"]["calls"] == 4
+    assert exponential["herd"]["succeeded"] >= 1
     ElementTree.fromstring((out / "bench.svg").read_text())
