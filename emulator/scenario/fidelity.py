@@ -17,10 +17,10 @@ each of them is, in unscaled terms, longer than in a real-timing run:
 
 The benchmark ``bench/scale_invariance.py`` measures which scales still give
 the report's figures within ±25% of real timing; :data:`FAITHFUL_SCALE` is
-the smallest it found (docs/BENCHMARKS.md, "Scale invariance": at 0.75 every
-figure but the CPU-bound latency quantiles stayed within the spread of
-real-timing runs with other seeds; at 0.5 a blackholed member was no longer
-detected by grpcio's ping timeout the way it is at real timing).
+the smallest it found (docs/BENCHMARKS.md, "Scale invariance": at 0.75 the
+figures stayed within the spread of real-timing runs with other seeds and
+etcd's request timeout within 25% of its real 7 s; at 0.5 a request that waits
+it out fails after 12 s unscaled, and the median latencies read twice as long).
 Below :data:`MIN_SCALE` etcd's raft heartbeat no longer shrinks at all
 (:meth:`~etcdlab.cluster.local.ServerFlags.scaled` keeps it at 10 ms or more).
 """
