@@ -28,7 +28,8 @@ PEER_CUT = Scenario(
     35,
     (FaultStep(5, 20, "partition-minority", "0", links="peer"),),
 )
-# Six leases (two candidates each), every one led through the apiserver on member 0.
+# Six leases (two candidates each), all renewed through the one apiserver, whose
+# round-robin calls meet member 0 in turn.
 PLANE = PlaneConfig(
     apiservers=1, components=4, nodes=2, deployments=2, statefulsets=2, daemonsets=1, replicas=2
 )
