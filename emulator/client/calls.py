@@ -81,10 +81,19 @@ def served_by() -> Iterator[Served]:
         _served.reset(token)
 
 
-def _note_served(route: Route) -> None:
+def _note_served(route: Route) -> str | None:
+    """Note ``route`` as the serving endpoint; returns the one noted before."""
+    served = _served.get()
+    if served is None:
+        return None
+    previous, served.endpoint = served.endpoint, route.address
+    return previous
+
+
+def _restore_served(previous: str | None) -> None:
     served = _served.get()
     if served is not None:
-        served.endpoint = route.address
+        served.endpoint = previous
 
 
 class Caller:
@@ -280,10 +289,15 @@ class Caller:
         self.stats.attempts += 1
         if self._on_attempt is not None:
             self._on_attempt(method)
+        # Noted as the call goes out, as the Go reference's member hook is set
+        # when the headers reach a transport: a call abandoned while waiting
+        # for its answer still names the member that kept it waiting.
+        previous = _note_served(route)
         try:
             result = await invoke(route.channel, timeout)
         except grpc.aio.UsageError:
             # The connection was closed between the pick and the call.
+            _restore_served(previous)
             raise _NotSent(
                 f"{route.address}: connection closed before the call went out",
                 code=grpc.StatusCode.UNAVAILABLE,
@@ -295,6 +309,7 @@ class Caller:
             route.failed(error)
             raise error from None
         self.stats.served[route.address] += 1
+        # Again on the answer: of a hedged read's two attempts, the one answering.
         _note_served(route)
         return result
 

@@ -93,7 +93,9 @@ def encode(spec: dict[str, Any]) -> bytes:
 
 
 def error_class(error: BaseException) -> ErrorClass:
-    if isinstance(error, ContextError | TimeoutError):
+    # A cancelled call is one its caller abandoned (a deadline of its own, or
+    # the caller stopped): Go's context deadline or cancellation.
+    if isinstance(error, ContextError | TimeoutError | asyncio.CancelledError):
         return ErrorClass.CONTEXT
     if isinstance(error, ClusterUnavailableError):
         return ErrorClass.CLUSTER
@@ -308,8 +310,12 @@ class APIServer:
         with served_by() as served:
             try:
                 yield
-            except (EtcdError, Conflict) as error:
+            except (EtcdError, Conflict, asyncio.CancelledError) as error:
                 # A conflict is the apiserver answering correctly: not an etcd failure.
+                # A cancelled call is recorded too, with the time until it was
+                # abandoned: the elector gives up a lock request at its request
+                # timeout or renew deadline by cancelling it, where the Go
+                # reference's request returns a context error it records.
                 failure = None if isinstance(error, Conflict) else error
                 self._record(op, started, failure, member=served.endpoint)
                 raise

@@ -47,6 +47,16 @@ MISSING = (
 )
 # A process asked to stop closes its clients first; past this it is killed.
 STOP_GRACE = 20.0
+# Object writes (creates, updates, deletes) the emulated plane makes per churn
+# round with PlaneConfig's default sizes, controllers' included: 0.71/s on
+# average at real timings with a churn every 15 s (0.53 to 0.78/s over 15 runs
+# of the client fidelity bench, from the fault on, in its 10% loss cases).
+# The Go reference writes at that rate, spread over its apiservers, so both
+# sides put the same write traffic through the cluster's links: at the
+# oracle's own 2/s per apiserver, a member with 30% loss on its links fell
+# behind and failed nearly every request sent to it, where the emulated
+# plane's traffic left it slow but serving (docs/BENCHMARKS.md, "Client fidelity").
+WRITES_PER_CHURN = 10.6
 
 Record = RequestRecord | Health | Event | LeaderChange
 
@@ -82,6 +92,14 @@ def leases(config: PlaneConfig) -> list[str]:
     return [KCM_LEASE, SCHEDULER_LEASE, *(f"component-{i}" for i in range(config.components))]
 
 
+def write_rate(config: PlaneConfig) -> float:
+    """Object writes per second for each Go apiserver: the plane's (see
+    :data:`WRITES_PER_CHURN`); none without churn."""
+    if not config.churn_period:
+        return 0.0
+    return WRITES_PER_CHURN / config.churn_period / config.apiservers
+
+
 def _seconds(value: float) -> str:
     return f"{value:.6g}"
 
@@ -110,6 +128,7 @@ def commands(
             f"--readycheck-timeout={_seconds(config.client.health_check_timeout)}",
             f"--probe-period={_seconds(config.client.health_check_interval)}",
             f"--request-timeout={_seconds(config.request_timeout)}",
+            f"--write-rate={_seconds(write_rate(config))}",
             *common,
         ]
     election = config.election

@@ -10,8 +10,8 @@ import pytest
 
 from etcdlab.client.etcd import EtcdClient
 from etcdlab.cluster.local import LocalCluster
-from etcdlab.common.clock import MonotonicClock
-from etcdlab.common.timeline import Recorder, Timeline
+from etcdlab.common.clock import MonotonicClock, within
+from etcdlab.common.timeline import ErrorClass, Recorder, Timeline
 from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.apiserver import (
     APIServer,
@@ -33,6 +33,7 @@ from etcdlab.controlplane.controllers import (
     workload_progress,
 )
 from etcdlab.controlplane.informer import Informer, InformerConfig
+from etcdlab.protos import rpc_pb2
 from tests.waiting import eventually
 
 CLOCK = MonotonicClock()
@@ -193,3 +194,28 @@ async def test_informer_keeps_its_cache_through_an_outage(cluster: LocalCluster)
             await api.create(PODS, "late", {"owner": "statefulsets/s"})
             await eventually(lambda: "late" in informer.store, 30, "the informer to catch up")
             assert "late" in seen
+
+
+async def test_an_abandoned_request_is_recorded_as_a_context_error(cluster: LocalCluster) -> None:
+    # The elector gives up a lock request at its request timeout by cancelling
+    # it; the Go reference records such a request as a context error after
+    # the time it waited, and so must the apiserver.
+    record = recorder()
+    read = [rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=b"/registry/leases/x"))]
+    async with EtcdClient(cluster.endpoints) as client:
+        api = APIServer("apiserver-0", client, CLOCK, record)
+        await api.txn([], read, idempotent=True)  # connections ready before the stall
+        for member in range(3):
+            cluster.pause(member)
+        try:
+            with pytest.raises(TimeoutError):
+                await within(CLOCK, 0.5, api.txn([], read, idempotent=True))
+        finally:
+            for member in range(3):
+                cluster.resume(member)
+    answered, abandoned = record.finish().requests
+    assert (answered.op, answered.error) == ("txn", None)
+    assert (abandoned.op, abandoned.error) == ("txn", ErrorClass.CONTEXT)
+    assert abandoned.latency >= 0.5
+    # Named as it went out: the member that kept it waiting.
+    assert abandoned.member in cluster.endpoints

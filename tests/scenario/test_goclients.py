@@ -56,6 +56,10 @@ def test_the_processes_get_the_planes_leases_candidates_and_timings() -> None:
     assert "--endpoints=b:2,c:3,a:1" in argv["apiserver-1"]  # rotated like the plane's
     assert {"--name=apiserver-1", "--request-timeout=30", "--healthcheck-timeout=2",
             "--start-unix=1000.500000"} <= set(argv["apiserver-1"])  # fmt: skip
+    # The plane's write traffic, spread over the apiservers: 10.6 writes per 15 s churn.
+    assert "--write-rate=0.353333" in argv["apiserver-1"]
+    no_churn = goclients.commands(Path("/o"), ["a:1"], replace(config, churn_period=0.0), 0.0)
+    assert "--write-rate=0" in no_churn["apiserver-0"]
     elect = argv["elect"]
     assert elect[:2] == ["/bin/oracle", "elect"]
     assert "--lease=kube-controller-manager,kube-scheduler,component-0" in elect
