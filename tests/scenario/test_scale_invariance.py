@@ -37,12 +37,13 @@ TEST_SCALE = 0.25
 # What the election claims are judged on. Not how many renewals failed, nor the
 # first failed check: each call meets member 0 by its round-robin turn, a phase no
 # seed fixes (7 and 10 renew failures, checks 2.2-4.8 s, in runs with one seed).
-# A lease lost or kept, and when, is what the claims turn on.
+# A lease lost or kept, and when, is what the claims turn on. Nor context errors:
+# since abandoned calls count as such, they are mostly the lock's calls given up on
+# member 0, as many as renew failures (17 and 23 in runs with one seed).
 KEY_FIGURES = (
     "lease_losses",
     "lease_acquisitions",
     "connections_lost",
-    "errors.context",
     "errors.cluster",
     "errors.response",
     "detect_seconds.lease_loss",
