@@ -71,7 +71,7 @@ from etcdlab.cluster.childproc import first_line
 from etcdlab.cluster.local import LocalCluster, ServerFlags
 from etcdlab.common.argtypes import time_scale
 from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
-from etcdlab.scenario.kernel import scale_loopback_rto
+from etcdlab.scenario.kernel import tune_loopback_routes
 
 # grpc shares one connection among channels with equal arguments unless each
 # channel keeps its own subchannel pool: one TCP connection per client.
@@ -199,7 +199,7 @@ def run_kernel_inner(job: Job) -> object:
     """Runs inside the namespace: etcd, a fault-free proxy, nftables loss, workload."""
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     if job.time_scale != 1:
-        scale_loopback_rto(job.time_scale)
+        tune_loopback_routes(job.time_scale)
     with LocalCluster(1, flags=server_flags(job)) as cluster:
         upstream = cluster.endpoints[0]
         port = int(upstream.rsplit(":", 1)[1])

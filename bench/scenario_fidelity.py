@@ -19,7 +19,8 @@ latency quantiles before, during and after the fault, errors by class,
 apiserver health failures, lease losses, keepalive failures, endpoint
 switches, time to detect and time to recover (members healthy again after
 the heal, ...); its ``member_recovery`` gives each member's time to healthy
-again after each heal; and its claims' verdicts.
+again after each heal (shown for the faulted member and the slowest other);
+and its claims' verdicts.
 
 How to read the table: a cell is the median over the seeds and, in brackets,
 the lowest and highest seed; ``never`` is a figure that did not happen. The
@@ -31,16 +32,20 @@ sides. The kernel runs also report how many packets nftables saw on the
 faulted member's connections and dropped.
 
 Runs are kept under ``--out`` (one directory per scenario, network and seed,
-with ``run.log`` and the load average before and after in ``bench.json``); a
-cell whose run completed is reused, so a matrix can be run a seed at a time
-and resumes after an interruption (``--rerun`` runs it again).
+with ``run.log``, its command and the load average before and after in
+``bench.json``); a cell whose run completed at the same timings (time scale
+and duration) is reused, so a matrix can be run a seed at a time and resumes
+after an interruption (``--rerun`` runs it again). The table names the
+timings its runs were made with.
 
 Needs root, ip, nft and setpriv for the kernel side; skips it (and says so)
 otherwise. Results: docs/BENCHMARKS.md, "Scenario fidelity".
 
 examples:
-  sudo .venv/bin/python -m etcdlab.bench.scenario_fidelity --seeds 0      # 4 runs, ~30 min
+  sudo .venv/bin/python -m etcdlab.bench.scenario_fidelity --seeds 0      # 4 runs, ~21 min
   sudo .venv/bin/python -m etcdlab.bench.scenario_fidelity --seeds 0 1 2 --markdown /tmp/sf.md
+  sudo .venv/bin/python -m etcdlab.bench.scenario_fidelity --target leader --duration 210 \\
+      --seeds 0 1 2    (docs/BENCHMARKS.md's matrix: 12 runs of 3.6 min; 60 s after the heal)
   .venv/bin/python -m etcdlab.bench.scenario_fidelity --compare-only --out bench-scenario-fidelity
   sudo .venv/bin/python -m etcdlab.bench.scenario_fidelity --loss 0.3 --seeds 0 --time-scale 0.5 \\
       --out /tmp/quick       (a quicker, scaled look; real timings are the reference)
@@ -126,6 +131,25 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def timing(scale: float, duration: float | None) -> list[str]:
+    """The ``etcdlab run`` options that set a run's timings."""
+    return ["--time-scale", f"{scale:g}", *(["--duration", f"{duration:g}"] if duration else [])]
+
+
+def made_with(where: Path) -> list[str] | None:
+    """The timing options the run in ``where`` was made with (its bench.json), or
+    None if it has no record."""
+    meta = where / "bench.json"
+    if not meta.exists():
+        return None
+    command: list[str] = json.loads(meta.read_text())["command"]
+    made: list[str] = []
+    for option in ("--time-scale", "--duration"):
+        if option in command:
+            made += [option, command[command.index(option) + 1]]
+    return made
+
+
 def run_cell(cell: Cell, out: Path, scale: float, duration: float | None) -> None:
     """One ``etcdlab run`` in a child process; its report, ``run.log`` and
     ``bench.json`` land in the cell's directory."""
@@ -138,8 +162,7 @@ def run_cell(cell: Cell, out: Path, scale: float, duration: float | None) -> Non
         name = str(path)
     command = [
         sys.executable, "-m", "etcdlab", "run", name, "--network", cell.network,
-        "--seed", str(cell.seed), "--time-scale", f"{scale:g}", "--out", str(where), "--quiet",
-        *(["--duration", f"{duration:g}"] if duration else []),
+        "--seed", str(cell.seed), "--out", str(where), "--quiet", *timing(scale, duration),
     ]  # fmt: skip
     load_before = os.getloadavg()
     started = time.monotonic()
@@ -205,6 +228,7 @@ class Run:
     dropped: tuple[int, int] | None  # kernel: (packets seen, dropped) on the faulted links
     load: float | None
     led: bool | None = None  # the faulted member led raft when the fault began
+    made: list[str] | None = None  # its timing options (made_with)
 
 
 def finished(where: Path) -> dict[str, Any] | None:
@@ -215,6 +239,18 @@ def finished(where: Path) -> dict[str, Any] | None:
         return None
     report: dict[str, Any] = json.loads(path.read_text())
     return report if report.get("outcome", {}).get("state", "completed") == "completed" else None
+
+
+def recovery_by_role(heal: dict[str, Any]) -> dict[str, float | None]:
+    """Seconds to healthy again after one heal (an entry of report.json's
+    member_recovery) of the faulted member and of the slowest other one: with
+    ``--target leader`` the faulted member's name changes from seed to seed,
+    so a figure per name would mix the roles."""
+    faulted = set(heal["target"].split(","))
+    times = {name: NEVER if t is None else float(t) for name, t in heal["members"].items()}
+    mine = [t for name, t in times.items() if name in faulted]
+    others = [t for name, t in times.items() if name not in faulted]
+    return {"faulted": max(mine, default=0.0), "others": max(others, default=0.0)}
 
 
 def read_run(cell: Cell, out: Path) -> Run | None:
@@ -239,9 +275,8 @@ def read_run(cell: Cell, out: Path) -> Run | None:
     if meta.exists():
         load = json.loads(meta.read_text())["loadavg_before"][0]
     figures = flatten(report["figures"])
-    # Each member's seconds to healthy again after each heal (report.json's member_recovery).
     for index, heal in enumerate(report.get("member_recovery", [])):
-        figures.update(flatten(heal["members"], f"recovery_seconds.heal-{index}."))
+        figures.update(flatten(recovery_by_role(heal), f"recovery_seconds.heal-{index}."))
     return Run(
         cell,
         figures,
@@ -249,6 +284,7 @@ def read_run(cell: Cell, out: Path) -> Run | None:
         dropped,
         load,
         led,
+        made_with(where),
     )
 
 
@@ -303,6 +339,8 @@ def compare(loss: float, runs: dict[str, list[Run]], target: str = "0") -> Itera
             f"{side}: the faulted member led raft when the fault began in seeds {led}"
             + (f" (not recorded: {unknown})" if unknown else "")
         )
+    made = sorted({" ".join(r.made or ["(not recorded)"]) for mine in runs.values() for r in mine})
+    yield "etcdlab run " + " / ".join(made) + (" (runs differ!)" if len(made) > 1 else "")
     loads = [r.load for mine in runs.values() for r in mine if r.load is not None]
     if loads:
         yield f"load average (1 min) before the runs: {min(loads):.1f}-{max(loads):.1f}"
@@ -412,14 +450,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(f"--target: {error}")
     todo = cells(args.loss, networks, list(dict.fromkeys(args.seeds)), args.target)
+    wanted = timing(args.time_scale, args.duration)
     try:
         for cell in todo:
             if args.compare_only:
                 continue
             where = cell.directory(args.out)
             if finished(where) is not None and not args.rerun:
-                print(f"reusing {where}", flush=True)
-                continue
+                made = made_with(where)
+                if made == wanted:
+                    print(f"reusing {where}", flush=True)
+                    continue
+                # A run at other timings is no cell of this matrix.
+                print(f"{where} was run with {' '.join(made or ['unrecorded timings'])}")
             print(f"running {where} (load {os.getloadavg()[0]:.1f}) ...", flush=True)
             run_cell(cell, args.out, args.time_scale, args.duration)
     except KeyboardInterrupt:

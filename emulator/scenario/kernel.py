@@ -12,6 +12,11 @@ and its processes end with the run, whichever way it ends):
 - The loopback gets a real network's packet size: MTU 1500, and no
   segmentation offload. Left as it is, loopback carries writes of up to 64 KB
   as one packet, and one drop would stand for 45 lost segments.
+- TCP uses Linux's default congestion control, CUBIC, whatever the machine
+  chose (a new namespace starts with the host's: BBR on the development
+  machine), so that the oracle is the same everywhere. It is set on the
+  loopback routes (``congctl``): a namespace's own default may only be one
+  the host allows.
 - Member ``i`` has its own address, ``127.0.0.(11+i)``: its peers and the
   control plane reach it there. A member's etcd runs with the group id
   ``4200+i``: a connection takes its source address from the route (always
@@ -55,6 +60,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable
 from typing import Any
@@ -72,6 +78,7 @@ FIRST_ADDRESS = 11  # member i at 127.0.0.(11 + i)
 FIRST_GROUP = 4200  # member i's etcd runs with group id 4200 + i
 TABLE = "etcdlab"
 MTU = 1500
+CONGESTION = "cubic"  # Linux's default
 MIN_RTO = 0.2  # Linux's RTO floor, scaled by the run's time scale
 ODDS = 1_000_000  # numgen's range: probabilities to a millionth
 LINK = re.compile(r"etcd-(\d+)-(client|peer)")
@@ -123,13 +130,16 @@ def _namespace() -> int:
     return os.stat("/proc/self/ns/net").st_ino
 
 
-def scale_loopback_rto(time_scale: float) -> None:
+def tune_loopback_routes(time_scale: float, congestion: str | None = None) -> None:
     """Scale the loopback routes' RTO floor (and the tail loss probe, which adds
-    it) like the proxy's model; at scale 1, Linux's defaults again."""
+    it) like the proxy's model, Linux's defaults at scale 1; and give every
+    connection over them ``congestion`` control, if named."""
     tuning: list[str] = []
     if time_scale != 1:
         rto_min = f"{max(1, round(MIN_RTO * time_scale * 1000))}ms"
         tuning = ["rto_min", rto_min, "quickack", "1"]
+    if congestion is not None:
+        tuning += ["congctl", congestion]
     for prefix in ("127.0.0.0/8", "127.0.0.1"):
         route = f"local {prefix} dev lo table local proto kernel scope host src 127.0.0.1"
         _run("ip", "route", "change", *route.split(), *tuning)
@@ -209,7 +219,10 @@ class KernelNetwork:
                 "(etcdlab run --network kernel does)"
             )
         _run("ip", "link", "set", "dev", "lo", "up", "mtu", str(MTU), "gso_max_size", str(MTU))
-        scale_loopback_rto(self.scale)
+        tune_loopback_routes(self.scale, CONGESTION)
+        used = _congestion_used(address(0))
+        if used != CONGESTION:
+            raise RuntimeError(f"loopback connections use {used}, not {CONGESTION}")
         self.nft = Nft()
         self.nft(table(members))
         self._opened = True
@@ -217,7 +230,13 @@ class KernelNetwork:
             knob.write("1\n")
         rto = MIN_RTO * self.scale
         self.record.update(
-            mode="kernel", mtu=MTU, rto_min=round(rto, 6), faults={}, packets=0, dropped=0
+            mode="kernel",
+            mtu=MTU,
+            congestion=CONGESTION,
+            rto_min=round(rto, 6),
+            faults={},
+            packets=0,
+            dropped=0,
         )
 
     def place(self, cluster: LocalCluster) -> list[str]:
@@ -321,6 +340,16 @@ class KernelFaults(FaultDriver):
         totals["dropped"] += dropped
         self.network.record["packets"] += seen
         self.network.record["dropped"] += dropped
+
+
+def _congestion_used(host: str) -> str:
+    """The congestion control a connection to ``host`` gets (both ends share the route)."""
+    with socket.socket() as listener:
+        listener.bind((host, 0))
+        listener.listen()
+        with socket.create_connection(listener.getsockname(), timeout=5) as client:
+            name = client.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
+    return name.rstrip(b"\0").decode()
 
 
 def _run(*command: str) -> None:

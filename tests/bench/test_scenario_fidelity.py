@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from etcdlab.bench import scenario_fidelity as bench
 from etcdlab.scenario.spec import BUILTINS, from_toml
 
@@ -67,3 +69,39 @@ def test_only_a_run_that_ran_to_its_end_is_reused(tmp_path: Path) -> None:
     report["outcome"] = {"state": "completed", "reason": ""}
     (tmp_path / "report.json").write_text(json.dumps(report))
     assert bench.finished(tmp_path) == report
+
+
+def test_a_run_at_other_timings_is_run_again_and_the_table_names_the_timings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cell = bench.Cell(0.3, "proxy", 0)
+    where = cell.directory(tmp_path)
+    where.mkdir(parents=True)
+    report = {"outcome": {"state": "completed"}, "settings": {}, "faults": [], "claims": []}
+    (where / "report.json").write_text(json.dumps({**report, "figures": {}}))
+    command = ["python", "-m", "etcdlab", "run", "packet-loss-30", *bench.timing(0.5, None)]
+    (where / "bench.json").write_text(json.dumps({"command": command, "loadavg_before": [1.0]}))
+    assert bench.made_with(where) == ["--time-scale", "0.5"]
+    ran: list[bench.Cell] = []
+
+    def run_cell(cell: bench.Cell, out: Path, scale: float, duration: float | None) -> None:
+        ran.append(cell)
+        raise KeyboardInterrupt  # enough to know it was run
+
+    monkeypatch.setattr(bench, "run_cell", run_cell)
+    argv = ["--networks", "proxy", "--seeds", "0", "--loss", "0.3", "--out", str(tmp_path)]
+    assert bench.main([*argv, "--time-scale", "0.5"]) == 0
+    assert ran == []
+    assert bench.main([*argv, "--duration", "210"]) == 130
+    assert ran == [cell]
+    runs = {"proxy": [_run("proxy", 0, 1.0, "agrees"), _run("proxy", 1, 1.0, "agrees")]}
+    runs["proxy"][0].made = bench.timing(1, 210)
+    lines = list(bench.compare(0.3, runs))
+    assert "etcdlab run (not recorded) / --time-scale 1 --duration 210 (runs differ!)" in lines
+
+
+def test_recovery_after_a_heal_is_by_role_not_by_member_name() -> None:
+    heal = {"target": "etcd-2", "members": {"etcd-0": 0.0, "etcd-1": 0.4, "etcd-2": 8.3}}
+    assert bench.recovery_by_role(heal) == {"faulted": 8.3, "others": 0.4}
+    never = {"target": "etcd-0,etcd-1", "members": {"etcd-0": None, "etcd-1": 1.0, "etcd-2": 0.0}}
+    assert bench.recovery_by_role(never) == {"faulted": math.inf, "others": 0.0}

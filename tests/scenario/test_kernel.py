@@ -141,6 +141,7 @@ def test_kernel_loss_scenario_drops_packets_and_leaves_nothing(tmp_path: Path) -
     # Whether the faulted member led raft is on record (elections, not the seed, decide).
     assert "raft leader etcd-" in report["faults"][0]["detail"]
     network = report["settings"]["network"]
+    assert (network["mtu"], network["congestion"]) == (1500, "cubic")
     # Every link of member 0, the peer connections it dialled included, lost packets.
     assert sorted(network["faults"]) == [
         "etcd-0-client/s1-loss-0",
