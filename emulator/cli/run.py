@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--time-scale",
         type=time_scale,
         default=1.0,
-        help="multiply every timeout and the scenario's times by this (0.5 = 2x faster); "
+        help="multiply every timeout and the scenario's times by this (0.75 = 4/3x faster); "
         f"at least {fidelity.MIN_SCALE:g}, and below {fidelity.FAITHFUL_SCALE:g} the report "
         "says which figures timers inside etcd distort",
     )
@@ -167,14 +167,9 @@ def run_scenario(args: argparse.Namespace) -> int:
         # Before any thread starts: the whole run, etcd included, lives in it.
         kernel.enter_private_namespace()
     quiet = args.quiet
-    if args.time_scale < fidelity.FAITHFUL_SCALE:
-        print(
-            f"etcdlab run: warning: time scale {args.time_scale:g} is below "
-            f"{fidelity.FAITHFUL_SCALE:g}, the smallest at which the report's figures "
-            "match real timing; timers inside etcd do not shrink (the report's header "
-            "lists them)",
-            file=sys.stderr,
-        )
+    warning = fidelity.warning(args.time_scale)
+    if warning is not None:
+        print(f"etcdlab run: warning: {warning}", file=sys.stderr)
 
     def progress(line: str) -> None:
         if not quiet or line.startswith(("scenario ", "  [", "  safety", "  event-loop", "report")):

@@ -386,11 +386,15 @@ async def _start_and_inject(
         stack.push_async_callback(proxies.close)
         links: dict[tuple[int, str], ProxyLink] = {}
         for member in cluster.members:
-            links[(member.index, "client")] = await proxies.add_link(
-                f"etcd-{member.index}-client", (member.host, member.client_port)
+            links[(member.index, "client")] = await _add_link(
+                proxies, cluster, f"etcd-{member.index}-client", (member.host, member.client_port)
             )
-            peer = await proxies.add_link(
-                f"etcd-{member.index}-peer", (member.host, member.peer_port), http2=False
+            peer = await _add_link(
+                proxies,
+                cluster,
+                f"etcd-{member.index}-peer",
+                (member.host, member.peer_port),
+                False,
             )
             links[(member.index, "peer")] = peer
             member.advertise_peer_url = f"http://{peer.address[0]}:{peer.address[1]}"
@@ -437,6 +441,22 @@ async def _start_and_inject(
     failures = plane.failed_tasks()
     if failures:
         raise RuntimeError(f"a control-plane job failed: {failures[0]!r}")
+
+
+async def _add_link(
+    proxies: ProxyServer,
+    cluster: LocalCluster,
+    name: str,
+    upstream: tuple[str, int],
+    http2: bool = True,
+) -> ProxyLink:
+    """A link on a port no member is about to listen on: the members' ports were
+    free when the cluster chose them, so the OS may hand one to a link, and that
+    member then cannot start (seen: every /health of etcd-1 answered by a link)."""
+    ports = {p for m in cluster.members for p in (m.client_port, m.peer_port)}
+    while (link := await proxies.add_link(name, upstream, http2=http2)).address[1] in ports:
+        await proxies.remove_link(name)
+    return link
 
 
 async def _sample_members(cluster: LocalCluster, recorder: Recorder, period: float) -> None:

@@ -15,6 +15,7 @@ import yaml
 
 from etcdlab.cli.main import build_parser
 from etcdlab.proxy.cli import spec_from_toml
+from etcdlab.scenario.engine import server_flags
 from etcdlab.scenario.spec import BUILTINS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,6 +134,15 @@ def test_demo_runs_a_scenario_through_the_proxies(
     # The scenario's faults must all be possible through the control API alone.
     assert {s.kind for s in BUILTINS[args.scenario].faults} <= {"loss", "partition-minority",
                                                                 "partition-majority"}  # fmt: skip
+
+
+def test_members_run_etcds_flags_for_the_demos_time_scale(compose: dict[str, Any]) -> None:
+    # A scaled demo against members at real raft timings would not be scaled at all.
+    demo = build_parser().parse_args(compose["services"]["demo"]["command"])
+    wanted = flags(server_flags(demo.time_scale).args())
+    for member in MEMBERS:
+        given = flags(compose["services"][member]["command"])
+        assert {k: given.get(k) for k in wanted} == wanted, member
 
 
 def test_dockerfile_builds_the_cli_image(compose: dict[str, Any]) -> None:

@@ -118,6 +118,11 @@ def test_run_writes_a_partial_report_and_leaves_nothing(
     assert "INTERRUPTED (stopped by" in (out / "report.html").read_text()
     assert any(line.startswith("  INTERRUPTED") for line in run.stdout)
     assert f"etcdlab run: stopped by {name}\n" in run.stderr
+    # Below the faithful scale: said before the run, and the header names the timers.
+    assert any(
+        line.startswith("etcdlab run: warning: time scale 0.1 is below") for line in run.stderr
+    )
+    assert any("request timeout" in note for note in report["settings"]["notes"])
 
 
 @BOTH

@@ -32,5 +32,14 @@ def test_notes_give_each_unscaled_timer_its_unscaled_value() -> None:
         in notes[0]
     )
     assert "peer stream read timeout" in notes[0]
+    assert "read up to 2 times longer" in notes[1]
     below = fidelity.notes(fidelity.FAITHFUL_SCALE / 2)
-    assert len(below) == 2 and f"below {fidelity.FAITHFUL_SCALE:g}" in below[1]
+    assert len(below) == 3 and f"below {fidelity.FAITHFUL_SCALE:g}" in below[2]
+    assert len(fidelity.notes(fidelity.FAITHFUL_SCALE)) < 3
+
+
+def test_the_cli_warns_below_the_faithful_scale_naming_the_reason() -> None:
+    assert fidelity.warning(fidelity.FAITHFUL_SCALE) is None
+    warning = fidelity.warning(fidelity.FAITHFUL_SCALE / 2)
+    assert warning is not None
+    assert f"below {fidelity.FAITHFUL_SCALE:g}" in warning and "inside etcd" in warning

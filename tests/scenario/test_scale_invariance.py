@@ -4,13 +4,12 @@ One short scenario, run at a test scale and at real timing with the same seed,
 on real etcd: the key figures of the two reports, in unscaled units, must agree
 within the benchmark's bounds. The scenario cuts member 0 off from its peers
 while its clients still reach it: the member has no leader, and every request
-it gets waits. The one apiserver starts on member 0 and every lease's leader
-renews through it, so some renewal is always stuck there when the cut begins
-(renewals every 2 s, the apiserver moves off the member about 4 s after the
-cut, when etcd ends its watches for want of a leader). What bounds that wait
-must shrink with the time scale; etcd's own request timeout (5 s + 2 election
-timeouts) does not, and at scale 0.25 it let every leader lose its lease
-where real timing lost none.
+it gets waits. The one apiserver's leases are renewed through it, so some
+renewals always wait there. What ends that wait must shrink with the time
+scale; etcd's own request timeout (5 s + 2 election timeouts) does not, and
+before the lease lock's requests carried client-go's scaled per-request
+timeout, every leader whose renewal waited on member 0 lost its lease at scale
+0.25 where real timing lost none (docs/BENCHMARKS.md, "Scale invariance").
 """
 
 from __future__ import annotations
@@ -29,7 +28,8 @@ PEER_CUT = Scenario(
     35,
     (FaultStep(5, 20, "partition-minority", "0", links="peer"),),
 )
-# Six leases (two candidates each), every one led through the apiserver on member 0.
+# Six leases (two candidates each), all renewed through the one apiserver, whose
+# round-robin calls meet member 0 in turn.
 PLANE = PlaneConfig(
     apiservers=1, components=4, nodes=2, deployments=2, statefulsets=2, daemonsets=1, replicas=2
 )
