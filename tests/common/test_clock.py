@@ -96,3 +96,23 @@ async def test_within_passes_errors_through_and_honours_cancellation() -> None:
     with pytest.raises(asyncio.CancelledError):
         await outer
     assert clock.sleepers == 0
+
+
+def test_the_real_clock_never_wakes_early_on_uvloop() -> None:
+    # uvloop (what `etcdlab run` uses) fires a timer up to a millisecond early in
+    # about four sleeps of ten; a rate limiter asked one interval later tells.
+    import uvloop
+
+    clock = MonotonicClock()
+
+    async def sleeps() -> list[tuple[float, float]]:
+        slept = []
+        for index in range(60):
+            wanted = 0.0103 + (index % 7) * 0.0001
+            started = clock.now()
+            await clock.sleep(wanted)
+            slept.append((wanted, clock.now() - started))
+        return slept
+
+    early = [(wanted, took) for wanted, took in uvloop.run(sleeps()) if took < wanted]
+    assert early == []
