@@ -106,12 +106,18 @@ class Unacked:
     # other than a timeout (a fast retransmission or the probe), which cuts the
     # congestion window; None once counted or if none was lost.
     detected: float | None = None
+    # When the sender's probe drew the duplicate ACK of it, its own ACK lost.
+    probed: float | None = None
 
     @property
     def sample_from(self) -> float:
         """Where the round-trip sample of its ACK starts: its send time, or the
         arrival of its retransmission, whose timestamp the ACK echoes (Linux
-        takes no sample from the send time of retransmitted data)."""
+        takes no sample from the send time of retransmitted data); the
+        sender's probe is such a retransmission when its ACK was lost and no
+        later ACK came first (``probed``)."""
+        if self.probed is not None and self.ack_at >= self.probed:
+            return self.probed
         return self.arrived if self.repaired else self.sent
 
 
@@ -347,6 +353,23 @@ class Recovery:
         return self.resend.healed(at)
 
 
+@dataclass(frozen=True, eq=False)
+class Held:
+    """Bytes the congestion window holds back behind lost data: once the fault
+    is removed they go with it (the pipe keeps them behind it)."""
+
+    fault: Loss
+
+    def revealed(self, release: float, arrival: float) -> tuple[float, Late]:
+        return release, self
+
+    def rearmed(self, release: float, acked_at: float) -> tuple[float, Late]:
+        return release, self
+
+    def healed(self, at: float) -> float:
+        return at
+
+
 @register
 @dataclass(frozen=True, eq=False)
 class Loss(Shaper):
@@ -376,6 +399,7 @@ class Loss(Shaper):
     ack_loss: bool = True
     congestion_window: bool = True
     rto_deviation: bool = False
+    probe_samples: bool = False
     method: str | None = method()
 
     def __post_init__(self) -> None:
@@ -481,13 +505,16 @@ class Loss(Shaper):
             else:
                 ack += self.delayed_ack
                 state.ack_owed_until = ack
+            probed = None
             if self.ack_loss and ctx.rng.random() < self.probability:
                 probe = self.probe_timeout(state)
-                ack = arrived + (self.rto(state) if probe is None else probe)
+                ack = probed = arrived + (self.rto(state) if probe is None else probe)
         # Cumulative only over what had reached the receiver in order by then.
         state.acked_by(ack, arrived)
         delivered = max(state.delivered_at, arrived)
         write = Unacked(sent, arrived, delivered, ack, repaired, timeouts or [])
+        if self.acks_modelled and self.probe_samples:
+            write.probed = probed
         state.unacked.append(write)
         return write
 
@@ -584,7 +611,11 @@ class Loss(Shaper):
                 write.segments = 0  # no segment of its own
                 self.piggyback([Piece(size, written)], written, ctx)
                 return [Piece(size, joined.release, joined.late)]
-            pieces = [Piece(piece.size, max(piece.release, held), piece.late) for piece in pieces]
+            waiting = Held(self)
+            pieces = [
+                Piece(piece.size, max(piece.release, held), piece.late or waiting)
+                for piece in pieces
+            ]
             sent = held
             state.settle(sent)
         busy = bool(state.unacked)  # earlier data still in flight

@@ -499,3 +499,57 @@ def test_under_loss_the_window_stays_at_one_or_two_segments() -> None:
         windows += [up[loss].cwnd, down[loss].cwnd]
     small = sum(window < 3 for window in windows) / len(windows)
     assert small > 0.8
+
+
+def test_bytes_held_by_the_window_go_with_the_lost_data_once_healed() -> None:
+    loss = Loss(0.5, ack_loss=False, mss=100, rtt=0.01)
+    # As above: a timeout leaves a window of one; the retransmission's ACK is
+    # due at 0.43 s, and a write made at 0.425 s waits for it.
+    context = ShapeContext(now=0.0, rng=Dice([0.1, 0.1, 0.9, 0.9]))
+    write(loss, context)
+    context.state[loss].settle(0.425)
+    (held,) = loss.shape([Piece(50, 0.425)], context)
+    assert held.release == pytest.approx(0.43) and held.late is not None
+    # Later bytes change nothing; the fault's removal lets them go at once
+    # (the pipe keeps them behind the data they waited for).
+    assert held.late.revealed(held.release, 0.426) == (held.release, held.late)
+    assert held.late.rearmed(held.release, 0.426) == (held.release, held.late)
+    assert held.late.healed(0.427) == 0.427
+
+
+def test_the_ack_of_a_probe_is_a_short_sample_unless_a_later_ack_came_first() -> None:
+    loss = Loss(0.5, mss=100, probe_samples=True)
+    # A full-sized write gets through; its ACK is lost: the sender's probe at
+    # 0.2 s draws a duplicate ACK, which echoes the probe's timestamp.
+    there, back = pair(loss, [0.9, 0.1, 0.9, 0.1])
+    assert write(loss, there) == 0.0
+    there.state[loss].settle(1.0)
+    assert there.state[loss].srtt == 0.0
+    # The same, but the peer's data carries the ACK at 50 ms: a cumulative ACK
+    # of data sent once, sampled from its send.
+    assert write(loss, there, at=1.0) == 0.0
+    loss.shape([Piece(50, 1.05)], back)
+    there.state[loss].settle(2.0)
+    assert there.state[loss].srtt == pytest.approx(0.05 / 8)
+    # Without the rule the probe's ACK is sampled from the send: 200 ms.
+    long = Loss(0.5, mss=100)
+    there, _ = pair(long, [0.9, 0.1])
+    write(long, there)
+    there.state[long].settle(1.0)
+    assert there.state[long].srtt == pytest.approx(0.2 / 8)
+
+
+def test_rto_deviation_adds_linux_variance_term_over_min_rto() -> None:
+    loss = Loss(0.3, rto_deviation=True)
+    state = TcpState(0.0)
+    state.sample(0.1)
+    # The deviation (four times the mean) jumps with the error; under min_rto it adds nothing.
+    assert (state.srtt, state.mdev, state.rttvar) == pytest.approx((0.0125, 0.1, 0.1))
+    assert loss.rto(state) == pytest.approx(0.0125 + 0.2)
+    state.sample(0.5)
+    assert (state.mdev, state.rttvar) == pytest.approx((0.5625, 0.5625))
+    assert loss.rto(state) == pytest.approx(state.srtt + 0.5625)
+    # A short sample: the deviation falls, the variance term decays a quarter of the way.
+    state.sample(0.0)
+    assert state.rttvar == pytest.approx(0.5625 - (0.5625 - state.mdev) / 4)
+    assert Loss(0.3).rto(state) == pytest.approx(state.srtt + 0.2), "off by default"
