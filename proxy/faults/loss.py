@@ -27,8 +27,9 @@ What Linux does with a lost segment, reduced to its timing:
   Every ACK gives a round-trip sample (timestamps) and ends the backoff, the
   SACK of a write beyond a hole too; each timeout enters the backoff when it
   fires.
-  Linux also adds the round trip's deviation to the RTO; here that overshot
-  the kernel's tail, so the model leaves it out.
+  Linux also adds the round trip's deviation to the RTO; the model does only
+  with ``rto_deviation`` (off: on a one-way stream the long samples of lost
+  ACKs feed it, unless ``probe_samples`` takes the probe's ACK as Linux does).
 - The sender's congestion window (CUBIC's rules, Linux's default) limits the
   segments in flight: it starts at ten, a loss found by a retransmission
   other than a timeout (fast retransmission or probe) cuts it to 0.7 of
