@@ -7,6 +7,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,6 +69,50 @@ def test_cli_lists_scenarios_and_rejects_bad_input(
     assert "must be an http:// URL" in capsys.readouterr().err
 
 
+# The claims each fault kind is there to test: a run of it must observe them
+# (verdict agrees or differs, never "not observed").
+OBSERVED = {
+    "loss": ("phase.short.latency", "apiserver.latency-continues"),
+    "partition-minority": ("partition.majority-continues", "partition.rejoin"),
+    "partition-majority": ("partition.quorum-loss", "partition.rejoin"),
+    "kill": ("node-failure.detection",),
+    "pause": ("node-failure.detection",),
+    "flapping": ("phase.short.latency",),
+}
+# A blackhole, a frozen member or 30% loss holds up every request that meets the
+# member: the fault's p90 latency is at least this many times the baseline's (the
+# built-ins measured 16-35x at time scale 0.1). A killed member refuses at once.
+SLOWED = 2.0
+
+
+def assert_fault_had_an_effect(kind: str, report: dict[str, Any]) -> None:
+    """The fault did something measurable, and what it is there to show was seen."""
+    figures = report["figures"]
+    claims = {c["id"]: c for c in report["claims"]}
+    before, during = figures["latency"]["before"], figures["latency"]["fault"]
+    slowed = during["p90"] >= SLOWED * before["p90"]
+    if kind == "kill":
+        # Connections to the dead process closed at once, and were counted.
+        assert figures["connections_lost"] > 0 and figures["detect_seconds"]["connection_lost"]
+    elif kind in OBSERVED:
+        assert slowed, (before, during)
+        assert figures["detect_seconds"]["unhealthy"] is not None, "no failed health check"
+    else:
+        # A kind added since: at least something a user would see changed.
+        errors = sum(figures["errors"].values())
+        assert slowed or errors or figures["connections_lost"], (kind, figures)
+    for claim in OBSERVED.get(kind, ()):
+        assert claims[claim]["verdict"] != "not observed", claims[claim]
+    # Leadership changed hands after lost leases, or the report says none was lost.
+    loss = claims["election.leadership-loss"]
+    assert loss["verdict"] != "not observed", loss
+    if figures["lease_losses"]:
+        assert report["safety"]["leader_changes"] > report["safety"]["leases"], report["safety"]
+    else:
+        assert loss["measured"].startswith("no leadership loss in "), loss
+    assert claims["election.single-leader"]["verdict"] == "agrees"
+
+
 @pytest.mark.parametrize("name", list(BUILTINS))
 async def test_builtin_scenario_runs_end_to_end(name: str, tmp_path: Path) -> None:
     scenario = scenarios.load(name)
@@ -84,6 +129,8 @@ async def test_builtin_scenario_runs_end_to_end(name: str, tmp_path: Path) -> No
     assert [c["id"] for c in loaded["claims"]] == [c.id for c in CLAIMS]
     assert {c["verdict"] for c in loaded["claims"]} <= {"agrees", "differs", "not observed"}
     assert loaded["safety"]["overlapping_leaders"] == 0, loaded["safety"]
+    for step in scenario.faults:
+        assert_fault_had_an_effect(step.kind, loaded)
     assert loaded["event_loop_lag"]["samples"] > 0
     kinds = [f["kind"] for f in loaded["faults"]]
     assert kinds == [engine.KINDS[step.kind].value for step in scenario.faults]
