@@ -3,8 +3,9 @@ server behind them, cleaned up even when a test fails; and the one way a test
 says it needs a tool this machine may lack (:func:`require_tool`, :func:`require`).
 
 Every test runs under pytest-timeout's per-test limit (``timeout`` in
-pyproject.toml), so a hang fails with a traceback instead of stalling the run;
-the few tests that legitimately run longer carry ``@pytest.mark.timeout(...)``.
+pyproject.toml), so a hang fails with a traceback instead of stalling the run
+(an async one is cancelled where it waits, on asyncio's loop or uvloop's); a
+test that legitimately runs longer says so with ``@pytest.mark.timeout(...)``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
+import traceback
 from collections.abc import AsyncIterator, Iterable, Iterator
+from types import FrameType
 from typing import NoReturn
 
 import grpc
@@ -48,6 +52,51 @@ def _unavailable(reason: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"{reason}: CI=true, where every tool is installed (.ci/run)", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: object) -> Iterator[None]:
+    """An async test that times out is cancelled where it waits, after every
+    task's stack is printed. pytest-timeout's own handler raises from inside the
+    event loop: asyncio's shows only select(), and uvloop's swallows the error
+    and runs on, hanging the suite."""
+    yield
+    timeout_handler = signal.getsignal(signal.SIGALRM)
+    if not callable(timeout_handler):
+        return  # the thread method: no signal
+    name = getattr(item, "originalname", item.name)
+    seconds = getattr(settings, "timeout", None)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        __tracebackhide__ = True
+        loop = asyncio._get_running_loop()
+        tasks = asyncio.all_tasks(loop) if loop is not None else set()
+        test = [t for t in tasks if getattr(t.get_coro(), "__name__", None) == name]
+        if loop is None or not test:
+            timeout_handler(signum, frame)
+            return
+        terminal = item.config.get_terminal_writer()
+        terminal.sep("+", title=f"Timeout (>{seconds}s): asyncio tasks")
+        for task in tasks:
+            terminal.line(f"{task.get_name()}:")
+            terminal.write("".join(_awaiting(task.get_coro())))
+        # Thread-safe: it wakes a loop blocked in select() or in libuv.
+        loop.call_soon_threadsafe(test[0].cancel, f"Timeout (>{seconds}s) from pytest-timeout")
+
+    signal.signal(signal.SIGALRM, handler)
+
+
+def _awaiting(coro: object) -> list[str]:
+    """Where a suspended coroutine waits, down the chain of what each awaits
+    (a task's own stack shows only its outermost frame)."""
+    lines = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        lines.extend(traceback.format_stack(frame, limit=1))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return lines
 
 
 # The time scale of the single member the proxy tests put a link in front of.
