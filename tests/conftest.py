@@ -54,7 +54,8 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-@pytest.hookimpl(hookwrapper=True)
+# Optional: the suite also runs with -p no:timeout (a debugger session, say).
+@pytest.hookimpl(hookwrapper=True, optionalhook=True)
 def pytest_timeout_set_timer(item: pytest.Item, settings: object) -> Iterator[None]:
     """An async test that times out is cancelled where it waits, after every
     task's stack is printed. pytest-timeout's own handler raises from inside the
