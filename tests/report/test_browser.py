@@ -3,8 +3,8 @@ console message, paints every plot, and highlights the window of the claim a lin
 points to (checked on the pixels of screenshots).
 
 Chromium comes from Debian (`apt-get install chromium`, which `.ci/run` does);
-without it these tests skip, and fail under CI=true. No etcd: the report is built from the synthetic
-timeline of tests/test_report.py.
+without it these tests skip, and fail under CI=true. No etcd: the report is
+built from the synthetic timeline of tests/report/test_render.py.
 """
 
 from __future__ import annotations
