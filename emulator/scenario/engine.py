@@ -33,6 +33,7 @@ from etcdlab.proxy.driver import ControlFaults, FaultDriver, LinkFaults
 from etcdlab.proxy.faults import Fault
 from etcdlab.proxy.faults.blackhole import Blackhole
 from etcdlab.proxy.faults.loss import Loss
+from etcdlab.proxy.faults.mtu import MtuBlackhole
 from etcdlab.proxy.link import ProxyLink
 from etcdlab.proxy.server import ProxyServer
 from etcdlab.report.render import Outcome, ReportPaths, summary, write_report
@@ -59,6 +60,7 @@ KINDS = {
     "kill": FaultKind.KILL,
     "pause": FaultKind.PAUSE,
     "flapping": FaultKind.FLAPPING,
+    "mtu": FaultKind.MTU,
 }
 
 PARTIAL_PARTITION = (
@@ -137,6 +139,8 @@ def link_fault(step: FaultStep, name: str, dialer: str | None) -> Fault:
     """The network fault a step puts on one link (real seconds, like the step)."""
     if step.kind == "loss":
         return Loss(step.probability, name=name, dialer=dialer)
+    if step.kind == "mtu":
+        return MtuBlackhole(mtu=step.mtu, name=name, dialer=dialer)
     return Blackhole(name=name, dialer=dialer)
 
 
@@ -410,6 +414,9 @@ async def _start_and_inject(
             _sample_members(cluster, recorder, plane_config.sample_period)
         )
         stack.callback(member_sampler.cancel)
+    # Requests name the endpoint that served them; etcd-<i> is the i-th (the report
+    # tells a faulted member's requests by it).
+    recorder.timeline.settings["member_endpoints"] = list(endpoints)
     oracle = goclients.oracle_binary() if options.clients == "go" else None
     plane = await components.start(
         stack, oracle, endpoints, truth, clock, recorder, plane_config, options, progress
@@ -467,17 +474,26 @@ async def _sample_members(cluster: LocalCluster, recorder: Recorder, period: flo
     a heal reads the same at every time scale.
     """
 
-    async def probe(index: int) -> bool:
+    def ask(index: int) -> tuple[bool, tuple[int | None, int] | None]:
+        return cluster.member_healthy(index, 2 * period), cluster.raft_view(index, 2 * period)
+
+    async def probe(index: int) -> tuple[bool, tuple[int | None, int] | None]:
         member = cluster.members[index]
         if not member.running or member.paused:
-            return False
-        return await asyncio.to_thread(cluster.member_healthy, index, 2 * period)
+            return False, None
+        return await asyncio.to_thread(ask, index)
 
     while True:
         started = recorder.now()
-        verdicts = await asyncio.gather(*(probe(m.index) for m in cluster.members))
-        for member, healthy in zip(cluster.members, verdicts, strict=True):
+        answers = await asyncio.gather(*(probe(m.index) for m in cluster.members))
+        for member, (healthy, view) in zip(cluster.members, answers, strict=True):
             recorder.health(member.name, healthy)
+            if view is not None:
+                # Whom each member follows, and its term: elections and where
+                # leadership went (report.incidents).
+                leader, term = view
+                recorder.gauge(f"raft_leader/{member.name}", -1 if leader is None else leader)
+                recorder.gauge(f"raft_term/{member.name}", term)
         await asyncio.sleep(max(0.0, period - (recorder.now() - started)))
 
 
@@ -541,6 +557,8 @@ def _detail(step: FaultStep) -> str:
         return f"{step.links} links, p={step.probability:g}"
     if step.kind == "flapping":
         return f"{step.links} links down and up every {step.period:g} s"
+    if step.kind == "mtu":
+        return f"{step.links} links drop IP packets above {step.mtu} bytes"
     return f"{step.links} links blackholed"
 
 

@@ -18,7 +18,8 @@ from etcdlab.proxy.control import ControlServer
 from etcdlab.proxy.driver import ControlFaults, LinkFaults
 from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.server import ProxyServer
-from etcdlab.report.claims import CLAIMS
+from etcdlab.report import incidents
+from etcdlab.report.incidents import claims_for
 from etcdlab.scenario import engine
 from etcdlab.scenario import spec as scenarios
 from etcdlab.scenario.spec import BUILTINS, FaultStep, Scenario
@@ -81,7 +82,8 @@ async def test_builtin_scenario_runs_end_to_end(name: str, tmp_path: Path) -> No
     loaded = json.loads(paths.json.read_text())
     assert loaded == json.loads(json.dumps(report))
     assert loaded["scenario"] == name and loaded["seed"] == 7 and loaded["time_scale"] == 0.1
-    assert [c["id"] for c in loaded["claims"]] == [c.id for c in CLAIMS]
+    # The analysis's claims, then the incident's if the scenario replays one.
+    assert [c["id"] for c in loaded["claims"]] == [c.id for c in claims_for(name)]
     assert {c["verdict"] for c in loaded["claims"]} <= {"agrees", "differs", "not observed"}
     assert loaded["safety"]["overlapping_leaders"] == 0, loaded["safety"]
     assert loaded["event_loop_lag"]["samples"] > 0
@@ -95,6 +97,14 @@ async def test_builtin_scenario_runs_end_to_end(name: str, tmp_path: Path) -> No
     assert any(line.startswith("fault on:") for line in lines)
     assert any(line.startswith(f"scenario {name}") for line in lines)
     timeline = json.loads(paths.timeline.read_text())
+    # The figures the incidents' claims read, and the incidents' claims judged on them.
+    gauges = {g["name"].split("/")[0] for g in timeline["gauges"]}
+    assert {"raft_leader", "raft_term", "watch_cache_behind", "etcd_revision"} <= gauges
+    assert len(timeline["settings"]["member_endpoints"]) == 3
+    if name in incidents.INCIDENTS:
+        judged = {c["id"]: c["verdict"] for c in loaded["claims"]}
+        for claim in incidents.INCIDENTS[name].claims:
+            assert judged[claim.id] in ("agrees", "differs"), (claim.id, loaded["claims"])
     # Both etcd checks of each apiserver answered, each under its own name.
     checks = {h["component"] for h in timeline["health"]}
     assert {"apiserver-0", "apiserver-0/etcd-readiness", "apiserver-1"} <= checks
