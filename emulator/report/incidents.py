@@ -348,28 +348,39 @@ def _revisions_missed(timeline: Timeline, start: float, end: float) -> int:
 # -- kubernetes/kubernetes#128812: a member's host shut down ---------------------------
 
 
-def _dead_endpoint(timeline: Timeline) -> str | None:
+def _dead(timeline: Timeline) -> tuple[tuple[float, float], str] | Finding:
+    """The fault's window (run clock) and the shut-down member's endpoint, or
+    why the run cannot tell."""
+    if (window := _fault(timeline)) is None:
+        return _no_fault()
     members = _members(timeline)
-    return _endpoint(timeline, members[0]) if members else None
+    endpoint = _endpoint(timeline, members[0]) if members else None
+    if endpoint is None:
+        return Finding(Verdict.NOT_OBSERVED, "the run did not record the members' endpoints")
+    return window, endpoint
+
+
+def _events_on(
+    timeline: Timeline, kind: EventKind, detail: str, window: tuple[float, float]
+) -> list[float]:
+    """When the apiservers' clients recorded ``kind`` with ``detail`` in ``window``."""
+    return [
+        e.t
+        for e in timeline.events
+        if e.kind is kind
+        and e.component.startswith("apiserver")
+        and e.detail.startswith(detail)
+        and window[0] <= e.t < window[1]
+    ]
 
 
 def keeps_dialing(timeline: Timeline) -> Finding:
-    if (window := _fault(timeline)) is None:
-        return _no_fault()
-    endpoint = _dead_endpoint(timeline)
-    if endpoint is None:
-        return Finding(Verdict.NOT_OBSERVED, "the run did not record the members' endpoints")
-    start, end = window
-    dials = [
-        e.t
-        for e in timeline.events
-        if e.kind is EventKind.TRANSPORT_STATE
-        and e.component.startswith("apiserver")
-        and e.detail.startswith(f"{endpoint} CONNECTING ")
-        and start <= e.t < end
-    ]
+    if isinstance(dead := _dead(timeline), Finding):
+        return dead
+    window, endpoint = dead
+    dials = _events_on(timeline, EventKind.TRANSPORT_STATE, f"{endpoint} CONNECTING ", window)
     # Still dialling in the last quarter of the fault: it never gave the member up.
-    late = start + 0.75 * (end - start)
+    late = window[0] + 0.75 * (window[1] - window[0])
     measured = f"{len(dials)} connection attempts to the shut-down member during the fault"
     if not dials:
         return Finding(Verdict.DIFFERS, measured, _span(timeline, *window))
@@ -380,19 +391,10 @@ def keeps_dialing(timeline: Timeline) -> Finding:
 
 
 def keepalive_notices(timeline: Timeline) -> Finding:
-    if (window := _fault(timeline)) is None:
-        return _no_fault()
-    endpoint = _dead_endpoint(timeline)
-    if endpoint is None:
-        return Finding(Verdict.NOT_OBSERVED, "the run did not record the members' endpoints")
-    start, end = window
-    closed = [
-        e.t
-        for e in timeline.events
-        if e.kind is EventKind.KEEPALIVE_FAILURE
-        and e.detail.startswith(f"{endpoint} ")
-        and start <= e.t < end
-    ]
+    if isinstance(dead := _dead(timeline), Finding):
+        return dead
+    window, endpoint = dead
+    closed = _events_on(timeline, EventKind.KEEPALIVE_FAILURE, f"{endpoint} ", window)
     if not closed:
         return Finding(
             Verdict.DIFFERS,
@@ -408,12 +410,9 @@ def keepalive_notices(timeline: Timeline) -> Finding:
 
 
 def keeps_sending(timeline: Timeline) -> Finding:
-    if (window := _fault(timeline)) is None:
-        return _no_fault()
-    endpoint = _dead_endpoint(timeline)
-    if endpoint is None:
-        return Finding(Verdict.NOT_OBSERVED, "the run did not record the members' endpoints")
-    start, end = window
+    if isinstance(dead := _dead(timeline), Finding):
+        return dead
+    (start, end), endpoint = dead
     noticed = timeline.run_time_at(KEEPALIVE_NOTICED)
     if end <= noticed:
         return Finding(
