@@ -248,6 +248,11 @@ def check(scenario: Scenario, options: RunOptions) -> None:
         goclients.oracle_binary()  # a missing build is one line, not a failed run
     if not options.endpoints:
         return
+    if scenario.etcd_args:
+        raise ValueError(
+            f"scenario {scenario.name} runs etcd with {' '.join(scenario.etcd_args)}: "
+            "it needs a local cluster (no --endpoints)"
+        )
     for index, step in enumerate(scenario.faults):
         if options.proxy_control is None:
             raise FieldError(
@@ -276,7 +281,7 @@ def resolve(target: str, leader: int | None) -> list[int]:
     return [leader] if target == "leader" else [(leader + 1) % MEMBERS]
 
 
-def server_flags(time_scale: float) -> ServerFlags:
+def server_flags(time_scale: float, etcd_args: Sequence[str] = ()) -> ServerFlags:
     flags = ServerFlags.scaled(time_scale)
     # Progress notifications keep the watch cache fresh while nothing changes.
     interval = max(0.1, 2.0 * time_scale)
@@ -285,6 +290,7 @@ def server_flags(time_scale: float) -> ServerFlags:
         extra_args=(
             *flags.extra_args,
             f"--experimental-watch-progress-notify-interval={round(interval * 1000)}ms",
+            *etcd_args,
         ),
     )
 
@@ -310,6 +316,7 @@ async def run(
             "plane": {k: v for k, v in asdict(options.plane).items() if not isinstance(v, dict)},
             "objects": options.plane.objects,
             "endpoints": list(options.endpoints) or "local cluster behind proxies",
+            "etcd_args": list(scenario.etcd_args),
             "notes": fidelity.notes(ts),
         },
     )
@@ -374,8 +381,9 @@ async def _start_and_inject(
         progress(f"using the cluster at {', '.join(endpoints)}")
     elif options.network == "kernel":
         settings = recorder.timeline.settings
+        flags = server_flags(ts, scenario.etcd_args)
         cluster, endpoints, faults_made = await kernel.start(
-            stack, MEMBERS, server_flags(ts), ts, options.warmup_timeout, settings, progress
+            stack, MEMBERS, flags, ts, options.warmup_timeout, settings, progress
         )
         truth = cluster.endpoints
         driver = ScenarioFaults(faults_made, ts, cluster)
@@ -384,7 +392,8 @@ async def _start_and_inject(
         )
         stack.callback(member_sampler.cancel)
     else:
-        cluster = LocalCluster(MEMBERS, flags=server_flags(ts), etcd=options.etcd)
+        flags = server_flags(ts, scenario.etcd_args)
+        cluster = LocalCluster(MEMBERS, flags=flags, etcd=options.etcd)
         stack.callback(cluster.close)
         proxies = ProxyServer(seed=options.seed)
         stack.push_async_callback(proxies.close)

@@ -67,6 +67,10 @@ def test_cli_lists_scenarios_and_rejects_bad_input(
     assert "--proxy-control" in capsys.readouterr().err
     assert main(["run", "packet-loss-30", "--endpoints", "a:1", "--proxy-control", "a:2"]) == 2
     assert "must be an http:// URL" in capsys.readouterr().err
+    # An incident on an older etcd's flags cannot run on someone else's cluster.
+    remote = ["--endpoints", "127.0.0.1:1", "--proxy-control", "http://127.0.0.1:2"]
+    assert main(["run", "etcd-13665", *remote]) == 2
+    assert "runs etcd with --pre-vote=false: it needs a local cluster" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", list(BUILTINS))
