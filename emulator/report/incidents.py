@@ -238,7 +238,11 @@ def leadership_returns(timeline: Timeline) -> Finding:
     verdict = Verdict.AGREES if returned >= EACH_TIME * lost else Verdict.DIFFERS
     measured = f"etcd-{flapping} lost the raft leadership {lost} times and won it back {returned}"
     if verdict is Verdict.DIFFERS:
-        measured += " (etcd 3.5 runs pre-vote: a member back from a cut cannot disrupt a leader)"
+        measured += (
+            " (raft elects only a candidate whose log holds every committed entry, and "
+            "writes went on while it was away; with pre-vote, etcd 3.5's default, a member "
+            "back from a cut does not even start an election)"
+        )
     return Finding(verdict, measured, _span(timeline, *window))
 
 
