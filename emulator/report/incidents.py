@@ -33,6 +33,10 @@ BLOCKED = 0.5
 # A watch cache behind etcd for this long (unscaled seconds) serves stale data:
 # a live watch trails by milliseconds.
 STALE_FOR = 10.0
+# A write that failed only after this long (unscaled seconds) timed out: at the
+# apiserver's deadline (a context error) or at etcd's own request timeout
+# (UNAVAILABLE "request timed out", a cluster error). A quicker failure is a refusal.
+TIMED_OUT_AFTER = 1.0
 # The apiserver's keepalive (30 s + 10 s) has had time to notice a dead member.
 KEEPALIVE_NOTICED = 45.0
 # etcd 3.5 sends a returning follower a snapshot, the path #8411's bug was in,
@@ -94,11 +98,12 @@ def writes_time_out(timeline: Timeline) -> Finding:
     writes = _writes(timeline, *window)
     if not writes:
         return Finding(Verdict.NOT_OBSERVED, "no apiserver writes during the fault")
-    timed_out = [r for r in writes if r.error is ErrorClass.CONTEXT]
     failed = [r for r in writes if not r.ok]
+    slow = timeline.scaled(TIMED_OUT_AFTER)
+    timed_out = [r for r in failed if r.error is ErrorClass.CONTEXT or r.latency >= slow]
     measured = (
-        f"{len(timed_out)} of {len(writes)} writes timed out during the fault "
-        f"({len(failed)} failed in all)"
+        f"{len(timed_out)} of {len(writes)} writes timed out during the fault, "
+        f"at the apiserver's deadline or etcd's ({len(failed)} failed in all)"
     )
     if not timed_out:
         return Finding(Verdict.DIFFERS, measured, _span(timeline, *window))

@@ -26,11 +26,15 @@ DEAD = ENDPOINTS[0]  # base()'s fault is on etcd-0
 
 
 def writes(
-    timeline: Timeline, ok: int, failed: int, error: ErrorClass = ErrorClass.CONTEXT
+    timeline: Timeline,
+    ok: int,
+    failed: int,
+    error: ErrorClass = ErrorClass.CONTEXT,
+    latency: float = 0.001,
 ) -> Timeline:
     """``ok`` then ``failed`` updates, one a second from 101 s (inside the fault)."""
     reqs(timeline, 101, 101 + ok, op="update")
-    return reqs(timeline, 101 + ok, 101 + ok + failed, op="update", error=error)
+    return reqs(timeline, 101 + ok, 101 + ok + failed, latency, error, op="update")
 
 
 def flapping(period: float = 10.0) -> Timeline:
@@ -90,9 +94,11 @@ CASES: list[tuple[str, Verdict, Builder]] = [
     # k8s-72796: a write timed out (one is enough), or none did.
     ("k8s-72796.writes-time-out", A, lambda: writes(base(FaultKind.MTU), 10, 1)),
     ("k8s-72796.writes-time-out", D, lambda: writes(base(FaultKind.MTU), 10, 0)),
-    # A write failing otherwise is no timeout.
+    # etcd's own request timeout (UNAVAILABLE after seconds) is one too; a quick refusal is not.
+    ("k8s-72796.writes-time-out", A,
+     lambda: writes(base(FaultKind.MTU), 10, 1, ErrorClass.CLUSTER, latency=1.0)),
     ("k8s-72796.writes-time-out", D,
-     lambda: writes(base(FaultKind.MTU), 10, 1, ErrorClass.CLUSTER)),
+     lambda: writes(base(FaultKind.MTU), 10, 1, ErrorClass.CLUSTER, latency=0.99)),
     ("k8s-72796.writes-time-out", N, lambda: reqs(base(FaultKind.MTU), 101, 120)),
     ("k8s-72796.writes-time-out", N, lambda: base(kind=None)),
     # Livez failing just outside the fault, or readiness failing inside, does not count.
