@@ -1,4 +1,4 @@
-"""The MTU black hole: on bytes (sans-IO), through a link, and in front of real etcd."""
+"""The MTU black hole: on bytes (sans-IO), through a link (both loops), before real etcd."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from etcdlab.proxy.control import format_address
 from etcdlab.proxy.faults import registry
 from etcdlab.proxy.faults.base import Piece, ShapeContext
 from etcdlab.proxy.faults.mtu import NEVER, Held, MtuBlackhole
-from etcdlab.proxy.link import ProxyLink
+from etcdlab.proxy.link import Address, ProxyLink
+from tests.proxy.links import OVERRIDE, both_loops, event_loop_policy  # noqa: F401
 from tests.waiting import eventually
 
-Address = tuple[str, int]
+pytestmark = OVERRIDE
 
 
 def ctx() -> ShapeContext:
@@ -135,6 +136,7 @@ def test_the_command_line_flag() -> None:
 # -- through a link: real sockets, an echo server upstream ---------------------------
 
 
+@both_loops
 async def test_a_link_holds_big_writes_until_the_rule_goes(echo: Address) -> None:
     async with ProxyLink("raw", echo, http2=False) as link:
         reader, writer = await asyncio.open_connection(*link.address)
