@@ -135,7 +135,10 @@ async def test_builtin_scenario_runs_end_to_end(name: str, tmp_path: Path) -> No
     assert [c["id"] for c in loaded["claims"]] == [c.id for c in claims_for(name)]
     assert {c["verdict"] for c in loaded["claims"]} <= {"agrees", "differs", "not observed"}
     assert loaded["safety"]["overlapping_leaders"] == 0, loaded["safety"]
-    for step in scenario.faults:
+    # An incident's faults last minutes, most of which pass after the clients routed
+    # around the member, so the p90 rule does not fit them: their own claims must be
+    # observed instead (below).
+    for step in scenario.faults if name not in incidents.INCIDENTS else ():
         assert_fault_had_an_effect(step.kind, loaded)
     assert loaded["event_loop_lag"]["samples"] > 0
     kinds = [f["kind"] for f in loaded["faults"]]
