@@ -215,6 +215,19 @@ def test_the_summary_says_what_broke_when_and_for_how_long(tmp_path: Path) -> No
     assert summary(report).splitlines()[1:7] == [f"  {line}" for line in report["what_happened"]]
 
 
+def test_the_summary_leaves_out_what_was_unhealthy_only_before_the_fault() -> None:
+    timeline = rich()
+    # Start-up: unhealthy until the first probes pass, all of it before the fault (100 s).
+    probe(timeline, (0, False), (30, True), who="apiserver-1")
+    probe(timeline, (0, False), (30, True), (130, False), (150, True), who="apiserver-2")
+    probe(timeline, (0, False), (30, True), (90, False), (120, True), who="apiserver-3")
+    lines = build_report(timeline)["what_happened"]
+    assert not [line for line in lines if line.startswith("apiserver-1")]
+    assert "apiserver-2 unhealthy from 30.0 s to 50.0 s." in lines
+    # Unhealthy when the fault began: from when it went so.
+    assert "apiserver-3 unhealthy from -10.0 s to 20.0 s." in lines
+
+
 def test_a_member_still_down_at_the_end_is_said_so() -> None:
     timeline = rich()
     probe(timeline, (1000, False), who="etcd-1")
