@@ -143,6 +143,22 @@ def test_every_plot_is_on_one_clock_unscaled_seconds_since_the_fault(tmp_path: P
         assert "seconds since the fault began, unscaled (run clock: 10.0 s + 0.1 x" in svg
 
 
+def test_the_axis_starts_at_the_first_record_not_at_the_cluster_start(tmp_path: Path) -> None:
+    # Nothing measured in the first 40 s (unscaled) of rich(): the cluster was starting.
+    timeline = rich()
+    timeline.requests = [r for r in timeline.requests if r.t >= 4.0]
+    timeline.health = [h for h in timeline.health if h.t >= 4.0]
+    timeline.leaders = [c for c in timeline.leaders if c.t >= 4.0]
+    timeline.gauges = [g for g in timeline.gauges if g.t >= 4.0]
+    _, paths = write_report(timeline, tmp_path)
+    for figure, svg in svgs_by_figure(paths.html.read_text()).items():
+        area = re.search(r'<rect class="area" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', svg)
+        assert area, figure
+        left, width = float(area.group(1)), float(area.group(2))
+        assert plot_x(svg, -60) == pytest.approx(left, abs=0.5), figure
+        assert plot_x(svg, 1100) == pytest.approx(left + width, abs=0.5), figure
+
+
 def test_each_claim_links_to_its_window_on_the_plot_that_decided_it(tmp_path: Path) -> None:
     report, paths = write_report(rich(), tmp_path)
     html = paths.html.read_text()
