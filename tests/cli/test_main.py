@@ -57,6 +57,22 @@ def test_a_failed_run_exits_1_with_a_report_that_says_why(
     assert outcome["state"] == "failed" and "127.0.0.1:1" in outcome["reason"]
 
 
+def test_a_completed_run_with_differing_claims_exits_4_with_fail_on_differs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 2 s of fault: the claims about 10-60 s into a fault cannot agree.
+    scenario = tmp_path / "short.toml"
+    scenario.write_text('duration = 10\n[[fault]]\nat = 1\nduration = 2\nkind = "loss"\n')
+    out = tmp_path / "report"
+    small = ["--components", "1", "--workloads", "2", "--nodes", "2"]
+    argv = ["run", str(scenario), "--time-scale", "0.1", "--out", str(out), "--quiet", *small]
+    assert main([*argv, "--fail-on", "differs"]) == exits.DIFFERS
+    report = json.loads((out / "report.json").read_text())
+    assert report["outcome"]["state"] == "completed"
+    assert report["verdicts"]["differs"] > 0 and report["safety"]["overlapping_leaders"] == 0
+    assert capsys.readouterr().out.startswith("scenario short ")
+
+
 def report(overlaps: int, differs: int) -> dict[str, Any]:
     return {"safety": {"overlapping_leaders": overlaps}, "verdicts": {"differs": differs}}
 
