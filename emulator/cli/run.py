@@ -21,7 +21,7 @@ from etcdlab.common.argtypes import (
     time_scale,
 )
 from etcdlab.controlplane.plane import PlaneConfig
-from etcdlab.scenario import engine, fidelity, kernel
+from etcdlab.scenario import engine, fidelity, goclients, kernel
 from etcdlab.scenario import spec as scenarios
 
 GRPC_LOG = "grpc.log"
@@ -159,7 +159,12 @@ def run_scenario(args: argparse.Namespace) -> int:
     )
     # Before the log file beside the report exists: a scenario this run cannot
     # inject is bad input, and nothing may have started.
-    engine.check(scenario, options)
+    try:
+        engine.check(scenario, options)
+    except goclients.OracleMissing as error:
+        # Nothing started, as for --network kernel without root: the options ask
+        # for what this machine does not have (exit 2, not a failed run).
+        raise ValueError(f"--clients go: {error}") from None
     if args.network == "kernel":
         reason = kernel.unavailable()
         if reason:
