@@ -118,12 +118,15 @@ class _Frame:
     def x(self, t: float) -> float:
         return LEFT + (min(max(t, self.x0), self.x1) - self.x0) / (self.x1 - self.x0) * self.plot_w
 
-    def shade(self, shades: Sequence[Shade]) -> None:
+    def shade(self, shades: Sequence[Shade], *, over: bool = False) -> None:
+        """The fault windows; ``over`` the data, they let the pointer through to it,
+        so hovering there still shows the data's values, not the fault."""
+        through = ' pointer-events="none"' if over else ""
         for s in shades:
             a, b = self.x(s.start), self.x(s.end)
             self.parts.append(
                 f'<rect class="fault" x="{a:.1f}" y="{self.top}" width="{max(b - a, 1):.1f}" '
-                f'height="{self.plot_h}" fill="#f4c7c3" opacity="0.55">'
+                f'height="{self.plot_h}" fill="#f4c7c3" opacity="0.55"{through}>'
                 f"<title>{escape(s.label)}</title></rect>"
             )
 
@@ -330,7 +333,7 @@ def lane_chart(
                 f"{escape(seg.label)} from {_fmt(seg.start)} to {_fmt(seg.end)} s</title></rect>"
             )
     # Over the segments (translucent): the lanes fill the plot and would hide it.
-    frame.shade(shades)
+    frame.shade(shades, over=True)
     frame.mark()
     frame.x_axis(x_unit)
     frame.legend(legend)
