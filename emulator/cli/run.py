@@ -165,6 +165,11 @@ def run_scenario(args: argparse.Namespace) -> int:
         # Nothing started, as for --network kernel without root: the options ask
         # for what this machine does not have (exit 2, not a failed run).
         raise ValueError(f"--clients go: {error}") from None
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        message = f"--out {args.out}: cannot be the report's directory: {error.strerror}"
+        raise ValueError(message) from None
     if args.network == "kernel":
         reason = kernel.unavailable()
         if reason:
@@ -188,12 +193,11 @@ def run_scenario(args: argparse.Namespace) -> int:
         loop_factory = None
     else:
         loop_factory = uvloop.new_event_loop
-    job = engine.run(scenario, options, progress)
     if args.verbose:
-        report, _ = stopping.run(job, loop_factory)
+        report, _ = stopping.run(engine.run(scenario, options, progress), loop_factory)
     else:
         with grpc_log_to(args.out / GRPC_LOG):
-            report, _ = stopping.run(job, loop_factory)
+            report, _ = stopping.run(engine.run(scenario, options, progress), loop_factory)
     return exit_status(report, args.fail_on)
 
 

@@ -73,6 +73,26 @@ def test_a_completed_run_with_differing_claims_exits_4_with_fail_on_differs(
     assert capsys.readouterr().out.startswith("scenario short ")
 
 
+def test_an_out_that_cannot_be_a_directory_is_one_line_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "etcdlab", "run", "member-pause", "--out", str(taken / "report")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == exits.USAGE
+    # One line: no "coroutine was never awaited" after it.
+    assert result.stderr == (
+        f"etcdlab run: error: --out {taken / 'report'}: cannot be the report's directory: "
+        "Not a directory\n"
+    )
+
+
 def report(overlaps: int, differs: int) -> dict[str, Any]:
     return {"safety": {"overlapping_leaders": overlaps}, "verdicts": {"differs": differs}}
 
