@@ -21,6 +21,7 @@ from etcdlab.common.argtypes import (
     time_scale,
 )
 from etcdlab.controlplane.plane import PlaneConfig
+from etcdlab.proxy.control import parse_address
 from etcdlab.scenario import engine, fidelity, goclients, kernel
 from etcdlab.scenario import spec as scenarios
 
@@ -68,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--out", type=Path, default=Path("etcdlab-report"), help="report directory")
     run.add_argument(
         "--endpoints",
+        type=endpoint_list,
         help="comma-separated HOST:PORT of an existing cluster's client proxies "
         "(instead of starting a local cluster)",
     )
@@ -128,6 +130,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.set_defaults(handler=run_scenario)
 
 
+def endpoint_list(text: str) -> tuple[str, ...]:
+    """``--endpoints``: comma-separated HOST:PORT, checked before anything dials them
+    (a typo was a 'deadline exceeded' after the run's start-up)."""
+    endpoints = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not endpoints:
+        raise argparse.ArgumentTypeError(f"no HOST:PORT in {text!r}")
+    for endpoint in endpoints:
+        try:
+            parse_address(endpoint)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return endpoints
+
+
 def list_scenarios(args: argparse.Namespace) -> int:
     width = max(len(name) for name in scenarios.BUILTINS)
     for name, scenario in scenarios.BUILTINS.items():
@@ -137,7 +153,7 @@ def list_scenarios(args: argparse.Namespace) -> int:
 
 def run_scenario(args: argparse.Namespace) -> int:
     scenario = scenarios.load(args.scenario)
-    endpoints = tuple(e.strip() for e in (args.endpoints or "").split(",") if e.strip())
+    endpoints: tuple[str, ...] = args.endpoints or ()
     plane = replace(
         PlaneConfig(),
         components=args.components,

@@ -93,6 +93,24 @@ def test_an_out_that_cannot_be_a_directory_is_one_line_before_anything_starts(
     )
 
 
+@pytest.mark.parametrize(
+    ("endpoints", "problem"),
+    [("foo", "not HOST:PORT: 'foo'"), ("127.0.0.1:1,h:99999", "not HOST:PORT: 'h:99999'"),
+     (" , ", "no HOST:PORT in ' , '")],
+)  # fmt: skip
+def test_endpoints_are_checked_before_anything_dials_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], endpoints: str, problem: str
+) -> None:
+    scenario = tmp_path / "quiet.toml"
+    scenario.write_text("duration = 10\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(scenario), "--endpoints", endpoints, "--out", str(tmp_path / "r")])
+    assert exit_info.value.code == exits.USAGE
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error == f"etcdlab run: error: argument --endpoints: {problem}"
+    assert not (tmp_path / "r").exists()
+
+
 def report(overlaps: int, differs: int) -> dict[str, Any]:
     return {"safety": {"overlapping_leaders": overlaps}, "verdicts": {"differs": differs}}
 
