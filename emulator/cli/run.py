@@ -21,7 +21,8 @@ from etcdlab.common.argtypes import (
     time_scale,
 )
 from etcdlab.controlplane.plane import PlaneConfig
-from etcdlab.scenario import engine, fidelity, kernel
+from etcdlab.proxy.control import parse_address
+from etcdlab.scenario import engine, fidelity, goclients, kernel
 from etcdlab.scenario import spec as scenarios
 
 GRPC_LOG = "grpc.log"
@@ -68,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--out", type=Path, default=Path("etcdlab-report"), help="report directory")
     run.add_argument(
         "--endpoints",
+        type=endpoint_list,
         help="comma-separated HOST:PORT of an existing cluster's client proxies "
         "(instead of starting a local cluster)",
     )
@@ -128,6 +130,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.set_defaults(handler=run_scenario)
 
 
+def endpoint_list(text: str) -> tuple[str, ...]:
+    """``--endpoints``: comma-separated HOST:PORT, checked before anything dials them
+    (a typo was a 'deadline exceeded' after the run's start-up)."""
+    endpoints = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not endpoints:
+        raise argparse.ArgumentTypeError(f"no HOST:PORT in {text!r}")
+    for endpoint in endpoints:
+        try:
+            parse_address(endpoint)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return endpoints
+
+
 def list_scenarios(args: argparse.Namespace) -> int:
     width = max(len(name) for name in scenarios.BUILTINS)
     for name, scenario in scenarios.BUILTINS.items():
@@ -137,7 +153,7 @@ def list_scenarios(args: argparse.Namespace) -> int:
 
 def run_scenario(args: argparse.Namespace) -> int:
     scenario = scenarios.load(args.scenario)
-    endpoints = tuple(e.strip() for e in (args.endpoints or "").split(",") if e.strip())
+    endpoints: tuple[str, ...] = args.endpoints or ()
     plane = replace(
         PlaneConfig(),
         components=args.components,
@@ -159,7 +175,17 @@ def run_scenario(args: argparse.Namespace) -> int:
     )
     # Before the log file beside the report exists: a scenario this run cannot
     # inject is bad input, and nothing may have started.
-    engine.check(scenario, options)
+    try:
+        engine.check(scenario, options)
+    except goclients.OracleMissing as error:
+        # Nothing started, as for --network kernel without root: the options ask
+        # for what this machine does not have (exit 2, not a failed run).
+        raise ValueError(f"--clients go: {error}") from None
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        message = f"--out {args.out}: cannot be the report's directory: {error.strerror}"
+        raise ValueError(message) from None
     if args.network == "kernel":
         reason = kernel.unavailable()
         if reason:
@@ -183,12 +209,11 @@ def run_scenario(args: argparse.Namespace) -> int:
         loop_factory = None
     else:
         loop_factory = uvloop.new_event_loop
-    job = engine.run(scenario, options, progress)
     if args.verbose:
-        report, _ = stopping.run(job, loop_factory)
+        report, _ = stopping.run(engine.run(scenario, options, progress), loop_factory)
     else:
         with grpc_log_to(args.out / GRPC_LOG):
-            report, _ = stopping.run(job, loop_factory)
+            report, _ = stopping.run(engine.run(scenario, options, progress), loop_factory)
     return exit_status(report, args.fail_on)
 
 

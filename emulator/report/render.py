@@ -195,7 +195,7 @@ figure { margin: 1em 0; }
 .happened li { margin: 0.15em 0; }
 .mark .bar { fill: #9fa8da; }
 .mark .at { fill: #1a237e; }
-.mark .band { fill: #ffd54f; opacity: 0.45; visibility: hidden; }
+.mark .band { fill: #ffd54f; opacity: 0.45; visibility: hidden; pointer-events: none; }
 .mark:target .bar { fill: #f9a825; }
 .mark:target .band { visibility: visible; }
 .mark { scroll-margin-top: 4em; }

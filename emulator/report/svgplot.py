@@ -25,6 +25,7 @@ LEGEND_ROW, LEGEND_MAX = 14, 20
 MARK_ROW = 11  # height of a mark's bar row, between the title and the plot
 MARK_GAP = 6  # between the last row and the plot, clear of the top tick label
 HOVER_COLUMNS = 200  # hover targets across a line chart's time axis
+DOT = 3.0  # width of the dash that draws a lone value of a line
 PALETTE = (
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
@@ -118,12 +119,15 @@ class _Frame:
     def x(self, t: float) -> float:
         return LEFT + (min(max(t, self.x0), self.x1) - self.x0) / (self.x1 - self.x0) * self.plot_w
 
-    def shade(self, shades: Sequence[Shade]) -> None:
+    def shade(self, shades: Sequence[Shade], *, over: bool = False) -> None:
+        """The fault windows; ``over`` the data, they let the pointer through to it,
+        so hovering there still shows the data's values, not the fault."""
+        through = ' pointer-events="none"' if over else ""
         for s in shades:
             a, b = self.x(s.start), self.x(s.end)
             self.parts.append(
                 f'<rect class="fault" x="{a:.1f}" y="{self.top}" width="{max(b - a, 1):.1f}" '
-                f'height="{self.plot_h}" fill="#f4c7c3" opacity="0.55">'
+                f'height="{self.plot_h}" fill="#f4c7c3" opacity="0.55"{through}>'
                 f"<title>{escape(s.label)}</title></rect>"
             )
 
@@ -276,7 +280,7 @@ def line_chart(
     for i, s in enumerate(series):
         stroke = s.color or color(i)
         legend.append((s.label, stroke))
-        lines: list[list[str]] = [[]]
+        lines: list[list[tuple[float, float]]] = [[]]
         previous: float | None = None
         for t, v in s.points:
             if not math.isfinite(v):
@@ -286,12 +290,18 @@ def line_chart(
             if log_y and v <= 0:
                 continue
             if s.step and previous is not None:
-                lines[-1].append(f"{frame.x(t):.1f},{y(previous):.1f}")
-            lines[-1].append(f"{frame.x(t):.1f},{y(v):.1f}")
+                lines[-1].append((frame.x(t), y(previous)))
+            lines[-1].append((frame.x(t), y(v)))
             previous = v
         if s.step and previous is not None:
-            lines[-1].append(f"{frame.x(frame.x1):.1f},{y(previous):.1f}")
-        for coords in filter(None, lines):
+            lines[-1].append((frame.x(frame.x1), y(previous)))
+        for line in filter(None, lines):
+            if len(line) == 1:
+                # A value between two gaps (sparse requests in a fine bin) would be a
+                # line of no length, drawn as nothing: a short dash shows it.
+                (px, py), dash = line[0], DOT / 2
+                line = [(px - dash, py), (px + dash, py)]
+            coords = [f"{px:.1f},{py:.1f}" for px, py in line]
             frame.parts.append(
                 f'<polyline class="series" fill="none" stroke="{stroke}" stroke-width="1.5" '
                 f'points="{" ".join(coords)}"><title>{escape(s.label)}</title></polyline>'
@@ -330,7 +340,7 @@ def lane_chart(
                 f"{escape(seg.label)} from {_fmt(seg.start)} to {_fmt(seg.end)} s</title></rect>"
             )
     # Over the segments (translucent): the lanes fill the plot and would hide it.
-    frame.shade(shades)
+    frame.shade(shades, over=True)
     frame.mark()
     frame.x_axis(x_unit)
     frame.legend(legend)

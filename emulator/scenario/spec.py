@@ -121,6 +121,11 @@ class FaultStep:
                 "target",
                 f"must be member indexes like '0,1', 'leader' or 'follower', not {self.target!r}",
             )
+        named = [int(p) for p in parts] if self.target not in ("leader", "follower") else []
+        twice = sorted({m for m in named if named.count(m) > 1})
+        if twice:
+            # [0, 0] is a typo for two members far more often than a wish for one.
+            raise FieldError("target", f"member {twice[0]} is named twice in {self.target!r}")
         members = target_members(self.target)
         count = 1 if members is None else len(members)
         if members is not None and members[-1] >= MEMBERS:
@@ -284,7 +289,7 @@ FAULT_KEYS = (
         "target",
         "string, integer or array of integers",
         '"0"',
-        f'member indexes below {MEMBERS} (`"0,1"`, `1`, `[0, 1]`), or `"leader"` / '
+        f'member indexes below {MEMBERS}, each once (`"0,1"`, `1`, `[0, 1]`), or `"leader"` / '
         '`"follower"` (resolved when the fault begins); a partition-minority cuts off '
         "fewer than half the members, a partition-majority more than half",
     ),
@@ -367,7 +372,9 @@ def _target(path: str, value: Any) -> str:
     if isinstance(value, str):
         return value
     indexes: list[Any] = value if isinstance(value, list) else [value]
-    if not indexes or not all(isinstance(v, int) and not isinstance(v, bool) for v in indexes):
+    if not indexes:
+        raise FieldError(path, "names no member: give at least one index, like [0]")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in indexes):
         raise FieldError(
             path, f"must be member indexes, 'leader' or 'follower', not {_describe(value)}"
         )
@@ -445,9 +452,16 @@ def load(name_or_path: str) -> Scenario:
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise ValueError(f"cannot read scenario file {path}: {error.strerror}") from None
+        except UnicodeDecodeError as error:
+            line = error.object[: error.start].count(b"\n") + 1
+            byte = error.object[error.start]
+            raise ValueError(
+                f"cannot read scenario file {path}: not UTF-8 text (line {line} has byte "
+                f"{byte:#04x}); TOML files are UTF-8"
+            ) from None
         return from_toml(text, str(path))
     raise ValueError(
         f"unknown scenario {name_or_path!r}: one of {', '.join(BUILTINS)} or a .toml file"

@@ -120,7 +120,7 @@ def test_demo_runs_a_scenario_through_the_proxies(
     args = build_parser().parse_args(demo["command"])
     assert args.command == "run" and args.scenario in BUILTINS
     by_name = links(proxy_config)
-    assert args.endpoints.split(",") == [
+    assert list(args.endpoints) == [
         f"proxy:{port(by_name[f'{m}-client']['listen'])}" for m in MEMBERS
     ]
     control = urlsplit(args.proxy_control)

@@ -177,9 +177,16 @@ async def test_http_errors_name_the_field_and_the_allowed_methods(
         "POST", toxics, {"type": "latency", "attributes": {"latency": "abc"}}
     )
     assert status == 400 and error == {
-        "error": "latency must be a number of milliseconds, not 'abc'",
+        "error": "latency must be a finite number of milliseconds >= 0, not 'abc'",
         "status": 400,
     }
+    # In the API's unit: the fault inside keeps seconds, the caller wrote milliseconds.
+    for attributes in ({"latency": -5}, {"latency": 50, "jitter": -1}):
+        status, error = await http("POST", toxics, {"type": "latency", "attributes": attributes})
+        (name, value), *_ = reversed(attributes.items())
+        assert status == 400 and error["error"] == (
+            f"{name} must be a finite number of milliseconds >= 0, not {value}"
+        )
     status, error = await http("POST", toxics, {"type": "latency", "stream": "sideways"})
     assert status == 400 and error["error"].startswith("stream must be one of")
     status, error = await http("POST", toxics, {"type": "loss", "attributes": {"min_rto": 1}})

@@ -136,6 +136,9 @@ BAD = [
     (fault("target = 3\n"), "fault[0].target: member 3 does not exist: members are 0..2"),
     (fault("target = [-1]\n"), "fault[0].target: member indexes are 0 or more, not [-1]"),
     (fault('target = "0;1"\n'), "fault[0].target: must be member indexes like '0,1'"),
+    (fault("target = []\n"), "fault[0].target: names no member: give at least one index"),
+    (fault("target = [0, 0]\n"), "fault[0].target: member 0 is named twice in '0,0'"),
+    (fault('target = "1, 2,1"\n'), "fault[0].target: member 1 is named twice in '1, 2,1'"),
     (
         fault('target = "leader"\n', "partition-majority"),
         "fault[0].target: a partition-majority cuts off more than half of the 3 members, not 1",
@@ -167,6 +170,36 @@ def test_the_cli_rejects_a_bad_file_in_one_line_before_starting_anything(
     assert captured.err == f"etcdlab run: error: {bad}: {problem}\n"
     assert captured.out == ""
     assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("missing.toml", None, "No such file or directory"),
+        ("folder.toml", "", "Is a directory"),
+        (
+            "latin1.toml",
+            b'name = "x"\ndescription = "caf\xe9"\n',
+            "not UTF-8 text (line 2 has byte 0xe9); TOML files are UTF-8",
+        ),
+    ],
+)
+def test_an_unreadable_file_is_one_line_naming_it(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    content: bytes | str | None,
+    problem: str,
+) -> None:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.mkdir()
+    assert main(["run", str(path), "--out", str(tmp_path / "report")]) == 2
+    assert capsys.readouterr().err == (
+        f"etcdlab run: error: cannot read scenario file {path}: {problem}\n"
+    )
 
 
 @pytest.mark.parametrize(
