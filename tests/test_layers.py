@@ -31,8 +31,9 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"common", "report"},
     "scenario": BELOW_CLI - {"testing"},
     "testing": {"common", "protos", "proxy", "cluster", "client", "testing"},
-    "bench": BELOW_CLI | {"bench"},
-    "cli": BELOW_CLI | {"bench", "cli", ""},
+    "sweep": BELOW_CLI - {"testing"} | {"sweep"},
+    "bench": BELOW_CLI | {"bench", "sweep"},
+    "cli": BELOW_CLI | {"bench", "sweep", "cli", ""},
 }
 # Sans-IO protocol code: bytes in, decisions out; the links do the I/O.
 SANS_IO = ("proxy/h2frames.py", "proxy/hpackpaths.py", "proxy/grpcwire.py",
