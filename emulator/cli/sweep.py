@@ -131,8 +131,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sweep.add_argument(
         "--concurrency",
         type=positive_int,
-        help="runs at once (default: the CPU count, or the scheduler's worker threads); "
-        "lowered by one whenever a run's event loop lags",
+        help="runs at once (default: the CPU count, or the threads of the scheduler's "
+        "workers when the sweep starts); lowered by one whenever a run's event loop lags",
     )
     sweep.add_argument(
         "--scheduler",
@@ -176,7 +176,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     warning = fidelity.warning(grid.time_scale)
     if warning is not None:
         print(f"etcdlab sweep: warning: {warning}", file=sys.stderr)
-    console = Console(stderr=True)
+    # Lines as written: a log (and a test) finds them whole.
+    console = Console(stderr=True, soft_wrap=True)
     failed: list[dict[str, str]] = []
     bar = Progress(
         TextColumn("{task.description}"),

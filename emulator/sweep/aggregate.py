@@ -4,8 +4,10 @@ whose failover time stays under the bound.
 
 A loss level's lease losses are the worse of its targets (leader, follower):
 a recommendation must hold whichever member suffers. A set's failover time is
-the worst seed of its dead-member cell; without dead-member runs no set is
-excluded and the recommendation says failover was not measured.
+the worst seed of its dead-member cell (:mod:`~etcdlab.sweep.failover`); a set
+whose successor did not lead within a run's window is excluded (its failover
+is longer than the run); without dead-member runs no set is excluded and the
+recommendation says failover was not measured.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def cells(grid: Grid, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]
                     "settings": settings.name,
                     "seeds": [r["spec"]["seed"] for r in runs],
                     "lagged_runs": sum(bool(r.get("lagged")) for r in runs),
+                    # Dead member: runs in which no successor led within the window.
+                    "no_successor_runs": sum(r.get("successor") is False for r in runs),
                     "metrics": {
                         m.name: spread(r["metrics"].get(m.name) for r in runs) for m in METRICS
                     },
@@ -80,11 +84,15 @@ def recommend(
     by = {(e["network"], e["settings"]): e for e in entries}
     names = [s.name for s in grid.settings]
     failover: dict[str, float | None] = {}
+    stuck: set[str] = set()  # sets whose dead-member cell saw no successor in a run
     if grid.dead_member:
         dead = Network(DEAD, 0, "leader").key
         for name in names:
-            figure = by[(dead, name)]["metrics"][FAILOVER]
+            entry = by[(dead, name)]
+            figure = entry["metrics"][FAILOVER]
             failover[name] = None if figure is None else float(figure["max"])
+            if entry["no_successor_runs"]:
+                stuck.add(name)
     found = []
     for loss in sorted(grid.losses):
         networks = [n for n in grid.networks() if n.kind != DEAD and n.loss == loss]
@@ -93,6 +101,9 @@ def recommend(
         for name in names:
             if grid.dead_member:
                 worst = failover[name]
+                if name in stuck:
+                    excluded[name] = f"no successor within the {grid.duration:g} s run"
+                    continue
                 if worst is None:
                     excluded[name] = "failover not measured yet"
                     continue

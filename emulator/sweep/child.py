@@ -4,7 +4,9 @@
 sweep cell) with its output in a log and stops it cleanly when the sweep
 stops. ``python -m etcdlab.sweep.child DIR`` runs the cell described by
 ``DIR/cell.json`` in its own process (its own event loop, gRPC state and
-etcd members) and writes ``DIR/metrics.json`` beside the run's report; a
+etcd members): a scenario run for a network condition, the electors of
+:mod:`~etcdlab.sweep.failover` for a dead member; it writes
+``DIR/metrics.json`` (beside the run's report, for a scenario); a
 SIGINT or SIGTERM, or the death of the process that started it (a Dask
 worker that was shut down), stops it as ``etcdlab run`` stops: cleaned up,
 report marked interrupted.
@@ -28,7 +30,8 @@ from etcdlab.common import stopping
 from etcdlab.common.timeline import load_timeline
 from etcdlab.common.timescale import TimeScale
 from etcdlab.scenario import engine
-from etcdlab.sweep.grid import Cell
+from etcdlab.sweep import failover
+from etcdlab.sweep.grid import DEAD, Cell
 from etcdlab.sweep.metrics import run_metrics
 
 STOP_GRACE = 60.0  # seconds a stopped run gets to tear its cluster down
@@ -140,17 +143,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         loop_factory = uvloop.new_event_loop
     try:
-        report = stopping.run(_run(cell, where), loop_factory)
+        if cell.network.kind == DEAD:
+            # No control plane here: the electors' event loop carries little.
+            result = stopping.run(failover.measure(cell), loop_factory)
+            result["event_loop_lag"] = {"p99": None, "exceeded": False}
+        else:
+            report = stopping.run(_run(cell, where), loop_factory)
+            lag = report["event_loop_lag"]
+            result = {
+                "metrics": run_metrics(load_timeline(where / "timeline.json"), cell.duration),
+                "event_loop_lag": {"p99": lag["p99"], "exceeded": lag["exceeded"]},
+                "claims": report["verdicts"],
+            }
     except stopping.Stopped as stop:
         print(f"etcdlab.sweep.child: {stop}", file=sys.stderr)
         return stop.exit_code
-    figures = run_metrics(load_timeline(where / "timeline.json"), cell.duration)
-    lag = report["event_loop_lag"]
-    result = {
-        "metrics": figures,
-        "event_loop_lag": {"p99": lag["p99"], "exceeded": lag["exceeded"]},
-        "claims": report["verdicts"],
-    }
     (where / METRICS).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 

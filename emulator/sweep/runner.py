@@ -95,6 +95,7 @@ Report = Callable[[Progress], None]
 def client_for(scheduler: str | None, concurrency: int) -> Iterator[Any]:
     """A Dask client: of the scheduler at ``scheduler``, or of an in-process
     LocalCluster with ``concurrency`` threads (each waits on one child run)."""
+    import dask
     from distributed import Client, LocalCluster
 
     # Dask's own lines would tear the progress bar; a failed task is reported
@@ -105,6 +106,9 @@ def client_for(scheduler: str | None, concurrency: int) -> Iterator[Any]:
             yield client
         return
     with (
+        # The scheduler's and the worker's scratch space go when the sweep does.
+        tempfile.TemporaryDirectory(prefix="etcdlab-sweep-dask-") as scratch,
+        dask.config.set({"temporary-directory": scratch}),
         LocalCluster(
             n_workers=1,
             threads_per_worker=concurrency,

@@ -124,3 +124,19 @@ def test_csv_and_page_show_every_cell() -> None:
     assert "tight, 30% leader: lease losses 210 per hour (mean of 2 seeds; 180 to 240)" in html
     assert "<b>client-go</b>" in html and "openshift: failover 130.0 s &gt; 60 s" in html
     assert "Incomplete" not in html
+
+
+def test_a_set_whose_successor_did_not_lead_within_the_run_is_excluded() -> None:
+    runs = records()
+    for run in runs:
+        if run["key"] == "dead-leader/client-go/seed-1":
+            run["metrics"]["failover_seconds"] = None
+            run["successor"] = False
+    result = summary(GRID, runs, max_failover=60)
+    dead = next(c for c in result["cells"] if c["network"] == "dead-leader" and
+                c["settings"] == "client-go")  # fmt: skip
+    assert dead["no_successor_runs"] == 1
+    assert dead["metrics"]["failover_seconds"]["values"] == [9.0]
+    at30 = result["recommendations"][1]
+    assert at30["excluded"]["client-go"] == "no successor within the 60 s run"
+    assert at30["settings"] == "tight"
