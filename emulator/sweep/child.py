@@ -134,14 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     where = Path(args[0])
     cell = Cell.from_spec(json.loads((where / CELL).read_text()))
-    # The emulator must not be the bottleneck: uvloop's loop has less overhead.
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
-    try:
-        import uvloop
-    except ImportError:
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
+    loop_factory = stopping.fast_loop()
     try:
         if cell.network.kind == DEAD:
             # No control plane here: the electors' event loop carries little.

@@ -2,9 +2,10 @@
 
 A network condition is packet loss on every link (client and peer) of one etcd
 member, that member being the raft leader or a follower (resolved when the
-fault begins), for the whole measured window; 0% is the baseline (no fault,
-no target). ``dead-leader`` is the raft leader's process killed for the whole
-window: what a set costs when a member really dies (its failover time).
+fault begins), for the whole measured window of a scenario run; 0% is the
+baseline (no fault, no target). ``dead-leader`` is the etcd member of the
+lease's leader killed, its candidates each pinned to one member
+(:mod:`~etcdlab.sweep.failover`): what a set costs when a member really dies.
 
 A cell is one condition and one settings set; it runs once per seed. Every
 length is real (unscaled) seconds; a run's time scale shrinks them all.
@@ -63,9 +64,9 @@ class Network:
         return "0%" if self.loss == 0 else f"{self.loss:g}% {self.target}"
 
     def faults(self, duration: float) -> tuple[FaultStep, ...]:
-        """The fault over the whole measured window (none for the baseline)."""
+        """The loss over the whole measured window (none for the baseline)."""
         if self.kind == DEAD:
-            return (FaultStep(0, duration, "kill", self.target or "leader"),)
+            raise ValueError("a dead member is measured by etcdlab.sweep.failover, not a scenario")
         if self.loss == 0:
             return ()
         return (
