@@ -114,6 +114,8 @@ def client_for(scheduler: str | None, concurrency: int) -> Iterator[Any]:
             threads_per_worker=concurrency,
             processes=False,
             dashboard_address=None,
+            # Its HTTP endpoint (health, metrics) on a port the OS chose.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         ) as cluster,
         Client(cluster) as client,
     ):
@@ -160,19 +162,26 @@ def sweep(
     concurrency: int,
     report: Report,
     failed: list[dict[str, str]],
+    task: Callable[[dict[str, Any], str | None], dict[str, Any]] = run_cell,
 ) -> None:
     """Run every cell ``results`` has not, on ``client``, appending each record
-    to ``results``; failures go to ``failed``. Raises Stopped on a signal."""
+    to ``results``; failures go to ``failed``. Raises Stopped on a signal.
+    ``task`` runs one cell (a test's stands in for :func:`run_cell`)."""
     todo = deque((cell, 0) for cell in cells if not results.done(cell))
     progress = Progress(total=len(cells), done=len(cells) - len(todo), limit=concurrency)
-    stop_name = f"etcdlab-sweep-stop-{uuid.uuid4().hex}"
+    sweep_id = uuid.uuid4().hex  # a scheduler that outlives a sweep must not mix two
+    stop_name = f"etcdlab-sweep-stop-{sweep_id}"
     running: dict[Any, tuple[Cell, int]] = {}
     with _Signals() as signals:
         while (todo or running) and not signals.stop.is_set():
             while todo and len(running) < progress.limit:
                 cell, attempt = todo.popleft()
                 future = client.submit(
-                    run_cell, cell.spec(), stop_name, key=f"{cell.key}#{attempt}", pure=False
+                    task,
+                    cell.spec(),
+                    stop_name,
+                    key=f"{cell.key}#{attempt}-{sweep_id}",
+                    pure=False,
                 )
                 running[future] = (cell, attempt)
             progress.running = len(running)
