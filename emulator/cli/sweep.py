@@ -190,6 +190,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=console,
+        # Runs end in bursts, tens of seconds apart: the ETA averages over the sweep.
+        speed_estimate_period=24 * 3600,
     )
     shown, counted = 0, -1
 

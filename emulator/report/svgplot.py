@@ -403,12 +403,14 @@ def heatmap(
     columns: Sequence[str],
     values: Sequence[Sequence[float | None]],
     titles: Sequence[Sequence[str]],
+    texts: Sequence[Sequence[str | None]] | None = None,
     cell_w: int = 96,
     cell_h: int = 26,
 ) -> str:
     """A value per row and column, shaded from white (the smallest) to red (the
     largest), each written in its cell; None leaves a grey cell. ``titles``
-    (one per value) is each cell's tooltip."""
+    (one per value) is each cell's tooltip; a ``texts`` entry that is not None
+    is written instead of the value."""
     measured = [v for row in values for v in row if v is not None and math.isfinite(v)]
     low, high = min(measured, default=0.0), max(measured, default=0.0)
     left, top = LEFT, TOP + 16
@@ -435,6 +437,8 @@ def heatmap(
                 # White to red: green and blue fall together with the share.
                 level = round(255 - share * 200)
                 fill, text = f"rgb(255,{level},{level})", _fmt(value)
+            if texts is not None and texts[r][c] is not None:
+                text = str(texts[r][c])
             parts.append(
                 f'<g class="cell"><title>{escape(titles[r][c])}</title>'
                 f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" '

@@ -31,7 +31,8 @@ METRICS = (
     Metric("p99_seconds", "apiserver p99 (etcd requests)", "s"),
     Metric("error_rate", "apiserver error rate", "share of etcd requests"),
     Metric("leaderless_seconds_per_hour", "time without a leader (per lease)", "s per hour"),
-    Metric("failover_seconds", "longest time a lease had no leader", "s"),
+    # In a dead-member cell: from the kill until the successor led.
+    Metric("failover_seconds", "failover, or longest time without a leader", "s"),
 )
 # The figure a dead member's cell gives the recommendation.
 FAILOVER = "failover_seconds"

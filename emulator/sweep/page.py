@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from etcdlab.report import svgplot
-from etcdlab.sweep.metrics import METRICS
+from etcdlab.sweep.metrics import FAILOVER, METRICS
 
 JSON, CSV, HTML = "sweep.json", "sweep.csv", "sweep.html"
 STYLE = """
@@ -66,18 +66,29 @@ def to_csv(summary: dict[str, Any]) -> str:
 def _heatmap(summary: dict[str, Any], name: str, label: str, unit: str) -> str:
     settings = list(summary["grid"]["settings"])
     columns = list(summary["grid"]["networks"])
+    duration = summary["grid"]["duration_seconds"]
     by = {(c["label"], c["settings"]): c for c in summary["cells"]}
     values: list[list[float | None]] = []
     titles: list[list[str]] = []
+    texts: list[list[str | None]] = []
     for row in settings:
         values.append([])
         titles.append([])
+        texts.append([])
         for column in columns:
             cell = by[(column, row)]
             figure = cell["metrics"][name]
             values[-1].append(None if figure is None else figure["mean"])
-            if figure is None:
-                words = "not measured yet" if not cell["seeds"] else "nothing to measure"
+            stuck = cell["no_successor_runs"] if name == FAILOVER else 0
+            # A failover longer than the run is known only to be that long.
+            texts[-1].append(f"> {duration:g}" if stuck else None)
+            if stuck:
+                words = (
+                    f"no successor within the {duration:g} s run in {stuck} of "
+                    f"{len(cell['seeds'])} seeds"
+                )
+            elif figure is None:
+                words = "not measured yet" if not cell["seeds"] else "not applicable"
             else:
                 seeds = len(figure["values"])
                 words = (
@@ -89,7 +100,7 @@ def _heatmap(summary: dict[str, Any], name: str, label: str, unit: str) -> str:
                 cell["lagged_runs"]
             )
             titles[-1].append(f"{row}, {column}: {label} {words}{lag}")
-    return svgplot.heatmap(f"{label} ({unit})", settings, columns, values, titles)
+    return svgplot.heatmap(f"{label} ({unit})", settings, columns, values, titles, texts)
 
 
 def _recommendations(summary: dict[str, Any]) -> str:

@@ -140,3 +140,10 @@ def test_a_set_whose_successor_did_not_lead_within_the_run_is_excluded() -> None
     at30 = result["recommendations"][1]
     assert at30["excluded"]["client-go"] == "no successor within the 60 s run"
     assert at30["settings"] == "tight"
+    # The heatmap says the failover is longer than the run, and why on hover.
+    html = page.to_html(result)
+    assert (
+        "client-go, dead leader: failover, or longest time without a leader no successor "
+        "within the 60 s run in 1 of 2 seeds" in html
+    )
+    assert ">&gt; 60</text>" in html
