@@ -9,9 +9,10 @@ address the tasks go to its workers; without one, to an in-process
 the records and the resume file are the same.
 
 Concurrency starts at ``concurrency`` runs in flight and backs off by one
-whenever a run reports that its event loop lagged beyond the report's limit
-(an overloaded machine measures itself, not etcd); that run is done again at
-the lower concurrency, once. A run that fails is tried once more, then listed
+(down to one) whenever a run reports that its event loop lagged beyond the
+report's limit (an overloaded machine measures itself, not etcd); that run is
+done again, once, at the lower concurrency, and kept marked ``lagged`` if it
+lags again. A run that fails is tried once more, then listed
 as failed (not written to the resume file, so the next sweep tries it again).
 
 Stopping (SIGINT, SIGTERM): nothing new starts, every running child is told
@@ -58,6 +59,7 @@ def run_cell(spec: dict[str, Any], stop_event: str | None = None) -> dict[str, A
     cell = Cell.from_spec(spec)
     should_stop: Callable[[], bool] | None = None
     if stop_event is not None:
+        # Imported where used: etcdlab's other commands need not load Dask.
         from distributed import Event
 
         event = Event(stop_event)
@@ -94,6 +96,7 @@ Report = Callable[[Progress], None]
 def client_for(scheduler: str | None, concurrency: int) -> Iterator[Any]:
     """A Dask client: of the scheduler at ``scheduler``, or of an in-process
     LocalCluster with ``concurrency`` threads (each waits on one child run)."""
+    # Imported where used: etcdlab's other commands need not load Dask.
     import dask
     from distributed import Client, LocalCluster
 
@@ -219,13 +222,15 @@ def _finish(
             progress.notes.append(f"{cell.key}: failed again ({error})")
         return
     lagged = bool(record["event_loop_lag"]["exceeded"])
-    if lagged and progress.limit > 1:
-        progress.limit -= 1
+    if lagged:
+        progress.limit = max(1, progress.limit - 1)
+        again = attempt < RETRIES
         progress.notes.append(
             f"{cell.key}: the emulator's event loop lagged (p99 "
-            f"{record['event_loop_lag']['p99'] * 1000:.0f} ms): {progress.limit} at once now"
+            f"{record['event_loop_lag']['p99'] * 1000:.0f} ms); {progress.limit} at once now; "
+            + ("running it again" if again else "kept, marked lagged")
         )
-        if attempt < RETRIES:
+        if again:
             todo.appendleft((cell, attempt + 1))
             return
     record["lagged"] = lagged
