@@ -52,6 +52,7 @@ class FaultKind(StrEnum):
     KILL = "kill"
     PAUSE = "pause"
     FLAPPING = "flapping"  # links down and up again, repeatedly
+    MTU = "mtu"  # IP packets above a size dropped (a path MTU black hole)
 
 
 PARTITIONS = frozenset({FaultKind.PARTITION_MINORITY, FaultKind.PARTITION_MAJORITY})

@@ -18,9 +18,10 @@ from typing import Any
 
 from etcdlab.common.timeline import ErrorClass, Timeline, quantile
 from etcdlab.report import plots
-from etcdlab.report.claims import CONTROLLERS, Verdict, converge_time, evaluate, stall_intervals
+from etcdlab.report.claims import CONTROLLERS, Verdict, converge_time, stall_intervals
 from etcdlab.report.figures import figures
 from etcdlab.report.happened import what_happened
+from etcdlab.report.incidents import evaluate
 from etcdlab.report.plots import EVENT_LOOP_LAG_LIMIT
 from etcdlab.report.recovery import member_recovery
 

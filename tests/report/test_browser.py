@@ -3,8 +3,8 @@ console message, paints every plot, and highlights the window of the claim a lin
 points to (checked on the pixels of screenshots).
 
 Chromium comes from Debian (`apt-get install chromium`, which `.ci/run` does);
-without it these tests skip. No etcd: the report is built from the synthetic
-timeline of tests/report/test_render.py.
+without it these tests skip, and fail under CI=true. No etcd: the report is
+built from the synthetic timeline of tests/report/test_render.py.
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from PIL import Image, ImageChops
 
 from etcdlab.common.timeline import Timeline
@@ -27,13 +25,9 @@ from etcdlab.common.timescale import TimeScale
 from etcdlab.report import svgplot
 from etcdlab.report.plots import FIGURES
 from etcdlab.report.render import write_report
+from tests.conftest import require_tool
 from tests.report.test_render import rich
 from tests.synthetic import gauge
-
-CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="needs headless Chromium (Debian: apt-get install chromium)"
-)
 
 # Without the background-networking flags Chromium waits on services this closed network
 # never answers. One device pixel per CSS pixel and no scrollbar, so the boxes the page
@@ -75,10 +69,10 @@ def _kill_group(pgid: int) -> None:
 def chromium(page: Path, workdir: Path, *args: str, url_suffix: str = "") -> tuple[str, str]:
     """Loads ``page`` (``url_suffix`` appended to its URL: a fragment) headless with a
     fresh profile; returns stdout and the browser log."""
-    assert CHROMIUM is not None
+    binary = require_tool("chromium", "headless; Debian: apt-get install chromium")
     profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=workdir)
     command = [
-        CHROMIUM,
+        binary,
         *FLAGS,
         f"--user-data-dir={profile}",
         f"--window-size={WINDOW[0]},{WINDOW[1]}",

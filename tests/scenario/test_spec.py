@@ -12,6 +12,7 @@ from etcdlab.cli.main import main
 from etcdlab.scenario import engine
 from etcdlab.scenario.spec import (
     BUILTINS,
+    INCIDENTS,
     FaultStep,
     Scenario,
     from_toml,
@@ -31,6 +32,7 @@ def test_builtins_are_valid_and_named_after_themselves() -> None:
         "member-kill",
         "member-pause",
         "flapping",
+        *(incident.name for incident in INCIDENTS),
     }
     for name, scenario in BUILTINS.items():
         assert scenario.name == name and scenario.faults and scenario.description
@@ -113,8 +115,12 @@ BAD = [
     (
         fault(kind="los"),
         "fault[0].kind: must be one of loss, partition-minority, partition-majority, kill, "
-        "pause, flapping, not 'los'; did you mean loss?",
+        "pause, flapping, mtu, not 'los'; did you mean loss?",
     ),
+    (fault("mtu = 1000\n"), "fault[0].mtu: a loss fault has no mtu (only mtu)"),
+    (fault("mtu = 52\n", "mtu"), "fault[0].mtu: must be a whole number of bytes above 52"),
+    (fault("mtu = 999.5\n", "mtu"), "fault[0].mtu: must be a whole number of bytes above 52"),
+    (fault('mtu = "big"\n', "mtu"), "fault[0].mtu: must be a number, not the string 'big'"),
     (fault("probability = 0.2\n", "kill"), "fault[0].probability: a kill fault has no probability"),
     (fault('links = "client"\n', "pause"), "fault[0].links: a pause fault has no links"),
     (fault("period = 2\n"), "fault[0].period: a loss fault has no period (only flapping)"),
@@ -187,3 +193,11 @@ def test_the_docs_show_the_format_the_loader_checks() -> None:
     assert schema_markdown() in docs
     example = docs.split("```toml\n", 1)[1].split("```", 1)[0]
     assert [f.kind for f in from_toml(example).faults] == ["loss", "kill"]
+
+
+def test_an_mtu_fault_reads_its_size_in_whole_bytes() -> None:
+    (step,) = from_toml(fault('mtu = 1200\nlinks = "peer"\n', "mtu")).faults
+    assert (step.kind, step.mtu, step.links) == ("mtu", 1200, "peer")
+    assert isinstance(step.mtu, int)
+    link = engine.link_fault(step, "m", None)
+    assert (link.kind, getattr(link, "mtu", None)) == ("mtu", 1200)
