@@ -53,6 +53,8 @@ def check_outputs(out: Path) -> dict[str, Any]:
     return summary
 
 
+# Four real runs one after another, and two sweeps' start-up: minutes on a busy machine.
+@pytest.mark.timeout(2 * RUN_WAIT)
 def test_a_stopped_sweep_leaves_nothing_and_resumes_where_it_stopped(
     start: Launch,  # noqa: F811 - the fixture imported above
     tmp_path: Path,
@@ -126,6 +128,7 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
         logs.close()
 
 
+@pytest.mark.timeout(2 * RUN_WAIT)
 def test_cells_run_on_dask_workers_give_the_same_results_and_resume_file(
     dask_cluster: str, tmp_path: Path
 ) -> None:
