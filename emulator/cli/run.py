@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -201,14 +199,7 @@ def run_scenario(args: argparse.Namespace) -> int:
         if not quiet or line.startswith(("scenario ", "  [", "  safety", "  event-loop", "report")):
             print(line, flush=True)
 
-    # The emulator must not be the bottleneck: uvloop's loop has less overhead.
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
-    try:
-        import uvloop
-    except ImportError:
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
+    loop_factory = stopping.fast_loop()
     if args.verbose:
         report, _ = stopping.run(engine.run(scenario, options, progress), loop_factory)
     else:
