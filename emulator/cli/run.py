@@ -8,9 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from etcdlab.cli import exits
 from etcdlab.cli.grpclog import grpc_log_to
-from etcdlab.common import stopping
+from etcdlab.common import exits, stopping
 from etcdlab.common.argtypes import (
     executable,
     non_negative_int,
@@ -209,7 +208,7 @@ def run_scenario(args: argparse.Namespace) -> int:
 
 
 def exit_status(report: dict[str, Any], fail_on: str | None) -> int:
-    """The exit status of a run that completed (see :data:`etcdlab.cli.exits.RUN`)."""
+    """The exit status of a run that completed (see :data:`etcdlab.common.exits.RUN`)."""
     if report["safety"]["overlapping_leaders"]:
         return exits.UNSAFE
     if fail_on == "differs" and report["verdicts"]["differs"]:

@@ -19,7 +19,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from etcdlab.cli import exits
+from etcdlab.common import exits
 from etcdlab.common.argtypes import non_negative_int, positive_float, positive_int, time_scale
 from etcdlab.scenario import fidelity
 from etcdlab.sweep import aggregate, page, runner

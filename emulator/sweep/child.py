@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from etcdlab.common import stopping
+from etcdlab.common import exits, stopping
 from etcdlab.common.timeline import load_timeline
 from etcdlab.common.timescale import TimeScale
 from etcdlab.scenario import engine
@@ -62,7 +62,9 @@ def run_child(
     turning true, asked every :data:`POLL` seconds) lets the run tear its
     cluster (and namespace) down before it insists, then raises
     :class:`ChildStopped` (or the KeyboardInterrupt). Raises RuntimeError, with
-    the log's last lines, if the run failed."""
+    the log's last lines, if the run failed; a run that completed and found two
+    leaders at once (:data:`~etcdlab.common.exits.UNSAFE`) is a measurement,
+    returned like any other."""
     where.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     started = time.monotonic()
@@ -92,7 +94,7 @@ def run_child(
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
     (where / "bench.json").write_text(json.dumps(meta, indent=2) + "\n")
-    if code != 0:
+    if code not in (exits.COMPLETED, exits.UNSAFE):
         tail = (where / "run.log").read_text(errors="replace").strip().splitlines()[-3:]
         raise RuntimeError(f"{' '.join(command)} exited with {code}: {' / '.join(tail)}")
     return meta

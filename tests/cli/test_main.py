@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from etcdlab.cli import exits
 from etcdlab.cli.main import main
 from etcdlab.cli.run import exit_status
 from etcdlab.cluster.local import MAX_MEMBERS, LocalCluster
+from etcdlab.common import exits
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

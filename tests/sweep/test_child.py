@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from etcdlab.common import exits
 from etcdlab.sweep.child import ChildStopped, run_child
 
 
@@ -21,10 +22,15 @@ def test_a_child_run_is_logged_and_recorded(tmp_path: Path) -> None:
 
 def test_a_failed_child_run_raises_with_the_end_of_its_log(tmp_path: Path) -> None:
     where = tmp_path / "cell"
-    failing = [sys.executable, "-c", "print('first'); print('why it failed'); raise SystemExit(3)"]
-    with pytest.raises(RuntimeError, match="exited with 3: first / why it failed"):
+    failing = [sys.executable, "-c", "print('first'); print('why it failed'); raise SystemExit(1)"]
+    with pytest.raises(RuntimeError, match="exited with 1: first / why it failed"):
         run_child(failing, where)
-    assert json.loads((where / "bench.json").read_text())["exit_code"] == 3
+    assert json.loads((where / "bench.json").read_text())["exit_code"] == 1
+
+
+def test_a_run_that_found_two_leaders_is_a_result_not_a_failure(tmp_path: Path) -> None:
+    meta = run_child([sys.executable, "-c", f"raise SystemExit({exits.UNSAFE})"], tmp_path)
+    assert meta["exit_code"] == exits.UNSAFE
 
 
 def test_a_child_asked_to_stop_gets_sigint_and_time_to_clean_up(tmp_path: Path) -> None:
