@@ -53,6 +53,7 @@ class FaultKind(StrEnum):
     PAUSE = "pause"
     FLAPPING = "flapping"  # links down and up again, repeatedly
     MTU = "mtu"  # IP packets above a size dropped (a path MTU black hole)
+    LATENCY = "latency"  # added delay (with jitter) each way
 
 
 PARTITIONS = frozenset({FaultKind.PARTITION_MINORITY, FaultKind.PARTITION_MAJORITY})

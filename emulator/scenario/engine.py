@@ -32,6 +32,7 @@ from etcdlab.controlplane.plane import KCM_LEASE, PlaneConfig
 from etcdlab.proxy.driver import ControlFaults, FaultDriver, LinkFaults
 from etcdlab.proxy.faults import Fault
 from etcdlab.proxy.faults.blackhole import Blackhole
+from etcdlab.proxy.faults.latency import Latency
 from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.faults.mtu import MtuBlackhole
 from etcdlab.proxy.link import ProxyLink
@@ -61,7 +62,11 @@ KINDS = {
     "pause": FaultKind.PAUSE,
     "flapping": FaultKind.FLAPPING,
     "mtu": FaultKind.MTU,
+    "latency": FaultKind.LATENCY,
 }
+# Kinds the kernel network cannot make (it drops packets: kernel.rule), refused
+# before anything starts.
+NOT_KERNEL_KINDS = ("mtu", "latency")
 
 PARTIAL_PARTITION = (
     "the members' IDs could not be read, so partitions blackhole each member's client "
@@ -141,6 +146,8 @@ def link_fault(step: FaultStep, name: str, dialer: str | None) -> Fault:
         return Loss(step.probability, name=name, dialer=dialer)
     if step.kind == "mtu":
         return MtuBlackhole(mtu=step.mtu, name=name, dialer=dialer)
+    if step.kind == "latency":
+        return Latency(latency=step.latency, jitter=step.jitter, name=name, dialer=dialer)
     return Blackhole(name=name, dialer=dialer)
 
 
@@ -165,9 +172,21 @@ class ScenarioFaults:
         self.cluster = cluster
         self.member_ids = member_ids
         self._count = 0
+        self._leaders: dict[tuple[float, str], asyncio.Task[int | None]] = {}
 
     def leader(self) -> int | None:
         return None if self.cluster is None else self.cluster.leader()
+
+    async def members(self, step: FaultStep) -> tuple[list[int], int | None]:
+        """The members ``step`` faults now, and the raft leader then. Steps that
+        begin together with the same target share one look at the leader, so a
+        loss and a latency on the "leader" (a sweep cell) fault the same member."""
+        key = (step.at, step.target)
+        if key not in self._leaders:
+            self._leaders[key] = asyncio.create_task(asyncio.to_thread(self.leader))
+        # Shielded: a step cancelled while it waits leaves the look to the others.
+        leader = await asyncio.shield(self._leaders[key])
+        return resolve(step.target, leader), leader
 
     async def apply(self, step: FaultStep, members: list[int]) -> Heal:
         if step.kind in ("kill", "pause"):
@@ -246,6 +265,14 @@ def check(scenario: Scenario, options: RunOptions) -> None:
     """What the scenario needs that these options cannot give, before anything starts."""
     if options.clients == "go":
         goclients.oracle_binary()  # a missing build is one line, not a failed run
+    if options.network == "kernel":
+        for index, step in enumerate(scenario.faults):
+            if step.kind in NOT_KERNEL_KINDS:
+                raise FieldError(
+                    f"fault[{index}].kind",
+                    f"the kernel network makes loss and blackholes only, not {step.kind}: "
+                    "use --network proxy",
+                )
     if not options.endpoints:
         return
     if scenario.etcd_args:
@@ -536,8 +563,7 @@ async def _fault(
     progress: Progress,
 ) -> None:
     await asyncio.sleep(max(0.0, origin + ts.scaled(step.at) - recorder.now()))
-    leader = await asyncio.to_thread(driver.leader)
-    members = resolve(step.target, leader)
+    members, leader = await driver.members(step)
     target = ",".join(f"etcd-{m}" for m in members)
     # Whether the faulted member leads raft decides how far the fault reaches (every
     # write crosses the leader's links), and elections pick the leader, not the seed.
@@ -568,6 +594,9 @@ def _detail(step: FaultStep) -> str:
         return f"{step.links} links down and up every {step.period:g} s"
     if step.kind == "mtu":
         return f"{step.links} links drop IP packets above {step.mtu} bytes"
+    if step.kind == "latency":
+        jitter = f" +/- {step.jitter * 1000:g}" if step.jitter else ""
+        return f"{step.links} links delayed {step.latency * 1000:g}{jitter} ms each way"
     return f"{step.links} links blackholed"
 
 

@@ -14,9 +14,12 @@ A TOML scenario (every key is in docs/SCENARIOS.md, generated from
     at = 30
     duration = 60
     kind = "loss"           # loss, partition-minority, partition-majority, kill, pause,
-                            # flapping, mtu
+                            # flapping, mtu, latency
     target = "0,1"          # member indexes, or "leader" / "follower" (resolved when it starts)
     probability = 0.2       # loss only
+    # latency only: added delay each way, seconds or with a unit; +/- jitter
+    # latency = "50ms"
+    # jitter = "10ms"
     links = "all"           # client | peer | all
 
 The whole file is checked before anything starts: unknown tables and keys
@@ -34,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from etcdlab.proxy.faults.base import parse_duration
+
 FAULT_KINDS = (
     "loss",
     "partition-minority",
@@ -42,6 +47,7 @@ FAULT_KINDS = (
     "pause",
     "flapping",
     "mtu",
+    "latency",
 )
 LINKS = ("client", "peer", "all")
 PROCESS_KINDS = ("kill", "pause")  # act on the member's process: no links
@@ -81,6 +87,9 @@ class FaultStep:
     links: str = "all"
     period: float = 10.0  # flapping: one down-and-up cycle
     mtu: int = 1000  # mtu: the largest IP packet (bytes) the path carries
+    # latency: the delay added each way on every link (seconds), uniformly +/- jitter
+    latency: float = 0.0
+    jitter: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -112,7 +121,22 @@ class FaultStep:
                 f"IP and TCP headers), not {self.mtu:g}",
             )
         object.__setattr__(self, "mtu", int(self.mtu))
+        self._check_latency()
         self._check_target()
+
+    def _check_latency(self) -> None:
+        if self.latency < 0:
+            raise FieldError("latency", f"must not be negative, not {self.latency:g} s")
+        if self.kind == "latency" and self.latency == 0:
+            raise FieldError("latency", 'a latency fault needs one above 0, like "50ms"')
+        if self.jitter < 0:
+            raise FieldError("jitter", f"must not be negative, not {self.jitter:g} s")
+        if self.jitter > self.latency:
+            # Beyond it the delay would be cut at 0: no longer uniform around the latency.
+            raise FieldError(
+                "jitter",
+                f"must not exceed the latency ({self.latency:g} s), not {self.jitter:g} s",
+            )
 
     def _check_target(self) -> None:
         parts = [part.strip() for part in self.target.split(",")]
@@ -311,6 +335,22 @@ FAULT_KEYS = (
         f"{MTU_HEADERS}",
         ("mtu",),
     ),
+    Key(
+        "latency",
+        "number or string",
+        REQUIRED + " for latency",
+        "the delay added each way on every link (a round trip through one gains twice it): "
+        'seconds like every time here, or with a unit (`"50ms"`, `"1.5s"`); above 0',
+        ("latency",),
+    ),
+    Key(
+        "jitter",
+        "number or string",
+        "0",
+        "each delay drawn uniformly within the latency +/- this (seeded): seconds or with a "
+        "unit; 0 up to the latency",
+        ("latency",),
+    ),
 )
 
 
@@ -367,6 +407,16 @@ def _string(path: str, value: Any) -> str:
     return value
 
 
+def _duration(path: str, value: Any) -> float:
+    """Seconds, as a number or text with a unit (``"50ms"``), as ``etcdlab proxy`` takes it."""
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError as error:
+            raise FieldError(path, str(error)) from None
+    return _number(path, value)
+
+
 def _target(path: str, value: Any) -> str:
     """``"0,1"``, ``1`` and ``[0, 1]`` alike, as the ``"0,1"`` FaultStep keeps."""
     if isinstance(value, str):
@@ -387,6 +437,7 @@ _READERS: dict[str, Callable[[str, Any], Any]] = {
     "number": _number,
     "string": _string,
     "string, integer or array of integers": _target,
+    "number or string": _duration,
 }
 
 

@@ -115,7 +115,7 @@ BAD = [
     (
         fault(kind="los"),
         "fault[0].kind: must be one of loss, partition-minority, partition-majority, kill, "
-        "pause, flapping, mtu, not 'los'; did you mean loss?",
+        "pause, flapping, mtu, latency, not 'los'; did you mean loss?",
     ),
     (fault("mtu = 1000\n"), "fault[0].mtu: a loss fault has no mtu (only mtu)"),
     (fault("mtu = 52\n", "mtu"), "fault[0].mtu: must be a whole number of bytes above 52"),
