@@ -24,7 +24,15 @@ from etcdlab.common.argtypes import non_negative_int, positive_float, positive_i
 from etcdlab.scenario import fidelity
 from etcdlab.sweep import aggregate, page, runner
 from etcdlab.sweep import settings as settings_sets
-from etcdlab.sweep.grid import LOSSES, QUICK, TARGETS, Grid, parse_losses, parse_names
+from etcdlab.sweep.grid import (
+    LOSSES,
+    QUICK,
+    TARGETS,
+    Grid,
+    parse_latency,
+    parse_losses,
+    parse_names,
+)
 from etcdlab.sweep.results import RESUME, Results
 
 DEFAULTS = Grid()
@@ -41,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "recommend, per loss level, the settings set with the fewest lease losses whose "
             "failover time stays under --max-failover. A condition is packet loss on every "
             "link of one member (the raft leader or a follower) for the whole run under the "
-            "emulated control plane, 0% being the baseline; plus a dead member for the "
+            "emulated control plane, 0% being the baseline, with --latency on the same "
+            "links if given; plus a dead member for the "
             "failover time: three electors each pinned to its own member, as controller-"
             "managers behind stacked apiservers, and the leader's member killed. A settings "
             "set fixes the apiserver's etcd keepalive time and "
@@ -62,7 +71,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Cost: about (duration x time scale + 15 s) per run, over the concurrency; "
             "--quick is a few minutes, the full grid hours (docs/RECOMMENDATIONS.md). "
             "Examples: etcdlab sweep --quick; etcdlab sweep --loss 0,10,30 --settings "
-            "client-go,mine --settings-file sets.toml --seeds 5; etcdlab sweep --scheduler "
+            "client-go,mine --settings-file sets.toml --seeds 5; etcdlab sweep --quick "
+            "--latency 50ms --jitter 10ms; etcdlab sweep --scheduler "
             "tcp://10.0.0.5:8786 (each worker needs etcdlab installed). Exit status: 0 every "
             "run done; 1 a run failed twice (the others are kept; run again to retry it); "
             "2 bad options or settings file (nothing started); 130/143 stopped by "
@@ -86,6 +96,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--target",
         metavar="WHO",
         help=f"the lossy member: {', '.join(TARGETS)} or both (default both)",
+    )
+    sweep.add_argument(
+        "--latency",
+        metavar="DURATION",
+        help="also delay every byte on the lossy member's links this long each way, at "
+        "every loss level (a unit is required: 50ms, 0.2s); 0%% loss becomes this latency "
+        "alone on the leader or a follower; the dead member has none (default: no latency)",
+    )
+    sweep.add_argument(
+        "--jitter",
+        metavar="DURATION",
+        help="each delay drawn uniformly within --latency +/- this (seeded), e.g. 10ms",
     )
     sweep.add_argument(
         "--settings",
@@ -163,6 +185,7 @@ def build_grid(args: argparse.Namespace) -> Grid:
         changes["losses"] = parse_losses(args.loss)
     if args.target is not None:
         changes["targets"] = parse_names("--target", args.target, TARGETS)
+    changes["latency"], changes["jitter"] = parse_latency(args.latency, args.jitter)
     for option in ("seeds", "duration", "time_scale"):
         if getattr(args, option) is not None:
             changes[option] = getattr(args, option)
@@ -237,6 +260,7 @@ def _print(summary: dict[str, Any], paths: tuple[Path, ...]) -> None:
         choice = rec["settings"] or "none qualifies"
         losses = rec["lease_losses_per_hour"]
         extra = "" if losses is None else f" ({losses:.3g} lease losses per hour)"
-        print(f"loss {rec['loss_percent']:g}%: {choice}{extra}")
+        slow = page.latency_words(rec["latency_seconds"], rec["jitter_seconds"])
+        print(f"loss {rec['loss_percent']:g}%{slow}: {choice}{extra}")
     runs = summary["runs"]
     print(f"{runs['done']} of {runs['planned']} runs done; outputs: {', '.join(map(str, paths))}")

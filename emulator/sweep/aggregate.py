@@ -54,6 +54,8 @@ def cells(grid: Grid, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]
                     "kind": network.kind,
                     "loss_percent": network.loss,
                     "target": network.target,
+                    "latency_seconds": network.latency,
+                    "jitter_seconds": network.jitter,
                     "settings": settings.name,
                     "seeds": [r["spec"]["seed"] for r in runs],
                     "lagged_runs": sum(bool(r.get("lagged")) for r in runs),
@@ -122,6 +124,9 @@ def recommend(
         found.append(
             {
                 "loss_percent": loss,
+                # On top of each loss, on the same member (0 and 0 without --latency).
+                "latency_seconds": grid.latency,
+                "jitter_seconds": grid.jitter,
                 "settings": None if best is None else best[3],
                 "lease_losses_per_hour": None if best is None else best[0],
                 "readyz_failures_per_hour": None if best is None else best[1],

@@ -44,7 +44,10 @@ def to_csv(summary: dict[str, Any]) -> str:
     """A row per cell: its condition, its set, and each figure's mean, min and max."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    header = ["network", "loss_percent", "target", "settings", "seeds"]
+    header = [
+        "network", "loss_percent", "target", "latency_seconds", "jitter_seconds", "settings",
+        "seeds",
+    ]  # fmt: skip
     for metric in METRICS:
         header += [f"{metric.name}_{part}" for part in ("mean", "min", "max")]
     writer.writerow(header)
@@ -53,6 +56,8 @@ def to_csv(summary: dict[str, Any]) -> str:
             cell["network"],
             cell["loss_percent"] if cell["kind"] == "loss" else "",
             cell["target"] or "",
+            cell["latency_seconds"] if cell["kind"] == "loss" else "",
+            cell["jitter_seconds"] if cell["kind"] == "loss" else "",
             cell["settings"],
             len(cell["seeds"]),
         ]
@@ -103,8 +108,19 @@ def _heatmap(summary: dict[str, Any], name: str, label: str, unit: str) -> str:
     return svgplot.heatmap(f"{label} ({unit})", settings, columns, values, titles, texts)
 
 
+def latency_words(latency: float, jitter: float) -> str:
+    """`` + 50 ms ± 10 ms latency``, or nothing without one."""
+    if not latency:
+        return ""
+    spread = f" ± {jitter * 1000:g} ms" if jitter else ""
+    return f" + {latency * 1000:g} ms{spread} latency"
+
+
 def _recommendations(summary: dict[str, Any]) -> str:
     bound = summary["max_failover_seconds"]
+    grid = summary["grid"]
+    slow = latency_words(grid["latency_seconds"], grid["jitter_seconds"])
+    on_top = f" ({slow.strip()} on the same member)" if slow else ""
     rows = []
     for rec in summary["recommendations"]:
         if rec["settings"] is None:
@@ -119,12 +135,13 @@ def _recommendations(summary: dict[str, Any]) -> str:
         )
         excluded = "; ".join(f"{escape(k)}: {escape(v)}" for k, v in rec["excluded"].items())
         rows.append(
-            f"<tr><td>{rec['loss_percent']:g}%</td><td>{choice}</td>"
+            f"<tr><td>{rec['loss_percent']:g}%{escape(slow)}</td><td>{choice}</td>"
             f"<td>{_number(rec['lease_losses_per_hour'])}</td><td>{failover}</td>"
             f"<td>{ranking}</td><td>{excluded}</td></tr>"
         )
     return (
-        f"<p>Per loss level, the settings set with the fewest lease losses per hour (the "
+        f"<p>Per loss level{escape(on_top)}, the settings set with the fewest lease "
+        "losses per hour (the "
         f"worse of the leader and follower cells; ties: fewer readyz failures, then lower "
         f"p99) among those whose failover time (worst seed of the dead-member cell) stays "
         f"within {bound:g} s.</p><table><tr><th>loss</th><th>recommended</th>"

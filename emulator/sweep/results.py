@@ -4,19 +4,22 @@ A line is appended (and synced) as each run finishes, whichever machine ran
 it, so a sweep stopped at any moment (Ctrl-C, SIGTERM, a crash) knows what it
 has: started again with the same ``--out`` it runs only what is missing. A
 line holds the run's whole spec; a key whose spec changed (another duration,
-other timings under the same set name) is refused rather than mixed in. A
-last line cut short by a crash is ignored (that run is done again).
+other timings under the same set name) is refused rather than mixed in, and so
+is a file whose loss runs had another latency or jitter (the latency is in
+their keys, so they would otherwise just be left out). A last line cut short
+by a crash is ignored (that run is done again).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from etcdlab.sweep.grid import Cell
+from etcdlab.sweep.grid import LOSS, Cell, Network
 
 RESUME = "resume.jsonl"
 
@@ -50,13 +53,32 @@ class Results:
                 self.records[record["key"]] = record
 
     def check(self, cells: Iterable[Cell]) -> None:
-        """ValueError if a planned run's key was done with another spec."""
+        """ValueError if a planned run's key was done with another spec, or the
+        file's loss runs with another latency than the planned ones."""
+        cells = list(cells)
+        planned = {_slowness(c.network) for c in cells if c.network.kind == LOSS}
+        specs: dict[str, dict[str, Any]] = {}
+        for key, finished in self.records.items():
+            try:
+                network = Network(**finished["spec"]["network"])
+            except (TypeError, KeyError, ValueError) as error:
+                raise ValueError(
+                    f"{self.path}: {key}: not a sweep run's network ({error})"
+                ) from None
+            if network.kind == LOSS and planned and _slowness(network) not in planned:
+                raise ValueError(
+                    f"{self.path}: {key} was run with {_slowness(network)}, this sweep asks "
+                    f"for {' or '.join(sorted(planned))}; choose another --out or delete the "
+                    "file to start over"
+                )
+            # A run written before a network field existed has its default.
+            specs[key] = {**finished["spec"], "network": dataclasses.asdict(network)}
         for cell in cells:
-            record = self.records.get(cell.key)
-            if record is not None and _canonical(record["spec"]) != _canonical(cell.spec()):
+            spec = specs.get(cell.key)
+            if spec is not None and _canonical(spec) != _canonical(cell.spec()):
                 raise ValueError(
                     f"{self.path}: {cell.key} was run with other settings "
-                    f"({_difference(record['spec'], cell.spec())}); choose another --out "
+                    f"({_difference(spec, cell.spec())}); choose another --out "
                     "or delete the file to start over"
                 )
 
@@ -71,6 +93,11 @@ class Results:
             file.flush()
             os.fsync(file.fileno())
         self.records[record["key"]] = record
+
+
+def _slowness(network: Network) -> str:
+    """``latency 50 ms, jitter 10 ms``: what a loss run's latency was."""
+    return f"latency {network.latency * 1000:g} ms, jitter {network.jitter * 1000:g} ms"
 
 
 def _difference(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> str:
