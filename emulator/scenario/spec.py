@@ -17,7 +17,7 @@ A TOML scenario (every key is in docs/SCENARIOS.md, generated from
                             # flapping, mtu, latency
     target = "0,1"          # member indexes, or "leader" / "follower" (resolved when it starts)
     probability = 0.2       # loss only
-    # latency only: added delay each way, seconds or with a unit; +/- jitter
+    # latency only: added delay each way, with a unit; +/- jitter
     # latency = "50ms"
     # jitter = "10ms"
     links = "all"           # client | peer | all
@@ -293,7 +293,7 @@ REQUIRED = "required"
 @dataclass(frozen=True)
 class Key:
     name: str
-    type: str  # "number", "string", "target" or "array of tables"
+    type: str  # "number", "string", "string with a unit", "target" or "array of tables"
     default: str  # as the docs show it; REQUIRED if there is none
     rule: str
     kinds: tuple[str, ...] = FAULT_KINDS  # fault kinds the key applies to
@@ -337,18 +337,18 @@ FAULT_KEYS = (
     ),
     Key(
         "latency",
-        "number or string",
+        "string with a unit",
         REQUIRED + " for latency",
-        "the delay added each way on every link (a round trip through one gains twice it): "
-        'seconds like every time here, or with a unit (`"50ms"`, `"1.5s"`); above 0',
+        "the delay added each way on every link (a round trip through one gains twice it), "
+        'with a unit as `etcdlab proxy --latency` takes it (`"50ms"`, `"1.5s"`); above 0',
         ("latency",),
     ),
     Key(
         "jitter",
-        "number or string",
+        "string with a unit",
         "0",
-        "each delay drawn uniformly within the latency +/- this (seeded): seconds or with a "
-        "unit; 0 up to the latency",
+        "each delay drawn uniformly within the latency +/- this (seeded), with a unit; "
+        "0 up to the latency",
         ("latency",),
     ),
 )
@@ -408,13 +408,22 @@ def _string(path: str, value: Any) -> str:
 
 
 def _duration(path: str, value: Any) -> float:
-    """Seconds, as a number or text with a unit (``"50ms"``), as ``etcdlab proxy`` takes it."""
+    """Text with a unit (``"50ms"``), as ``etcdlab proxy --latency`` takes it. A bare
+    number other than 0 is refused: this file's times are seconds, but the proxy's
+    own TOML reads ``latency = 50`` as milliseconds."""
     if isinstance(value, str):
         try:
             return parse_duration(value)
         except ValueError as error:
             raise FieldError(path, str(error)) from None
-    return _number(path, value)
+    number = _number(path, value)
+    if number:
+        raise FieldError(
+            path,
+            f'give a unit, like "{number:g}ms" or "{number:g}s": a bare number is seconds '
+            "in a scenario, milliseconds in the proxy's TOML",
+        )
+    return number
 
 
 def _target(path: str, value: Any) -> str:
@@ -437,7 +446,7 @@ _READERS: dict[str, Callable[[str, Any], Any]] = {
     "number": _number,
     "string": _string,
     "string, integer or array of integers": _target,
-    "number or string": _duration,
+    "string with a unit": _duration,
 }
 
 

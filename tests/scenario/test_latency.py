@@ -25,11 +25,11 @@ def latency_fault(extra: str, kind: str = "latency") -> str:
     return f'{HEAD}kind = "{kind}"\ntarget = "leader"\n{extra}'
 
 
-def test_a_latency_step_reads_seconds_or_a_unit() -> None:
+def test_a_latency_step_reads_durations_with_a_unit() -> None:
     (step,) = from_toml(latency_fault('latency = "50ms"\njitter = "10ms"\n')).faults
     assert (step.kind, step.latency, step.jitter, step.links) == ("latency", 0.05, 0.01, "all")
-    (step,) = from_toml(latency_fault("latency = 0.05\n")).faults
-    assert (step.latency, step.jitter) == (0.05, 0.0)
+    (step,) = from_toml(latency_fault('latency = "0.2s"\njitter = 0\n')).faults
+    assert (step.latency, step.jitter) == (0.2, 0.0)
     (step,) = from_toml(latency_fault('latency = "1.5s"\nlinks = "peer"\n')).faults
     assert (step.latency, step.links) == (1.5, "peer")
 
@@ -39,7 +39,13 @@ def test_a_latency_step_reads_seconds_or_a_unit() -> None:
     [
         (latency_fault(""), 'fault[0].latency: a latency fault needs one above 0, like "50ms"'),
         (latency_fault("latency = 0\n"), "fault[0].latency: a latency fault needs one above 0"),
-        (latency_fault("latency = -0.1\n"), "fault[0].latency: must not be negative, not -0.1 s"),
+        (latency_fault('latency = "0ms"\n'), "fault[0].latency: a latency fault needs one above"),
+        # The proxy's TOML reads 50 as milliseconds, this file's times are seconds.
+        (
+            latency_fault("latency = 50\n"),
+            'fault[0].latency: give a unit, like "50ms" or "50s": a bare number is seconds',
+        ),
+        (latency_fault('latency = "-5ms"\n'), "fault[0].latency: must be a finite duration >= 0"),
         (
             latency_fault('latency = "50"\n'),
             "fault[0].latency: a duration needs a unit (ms, s or m)",
@@ -51,8 +57,8 @@ def test_a_latency_step_reads_seconds_or_a_unit() -> None:
             "fault[0].jitter: must not exceed the latency (0.05 s), not 0.06 s",
         ),
         (
-            latency_fault('latency = "50ms"\njitter = -0.01\n'),
-            "fault[0].jitter: must not be negative, not -0.01 s",
+            latency_fault('latency = "50ms"\njitter = 0.01\n'),
+            'fault[0].jitter: give a unit, like "0.01ms" or "0.01s"',
         ),
         (latency_fault('latency = "50ms"\n', "loss"), "fault[0].latency: a loss fault has no "),
         (latency_fault('jitter = "5ms"\n', "mtu"), "fault[0].jitter: a mtu fault has no jitter"),
@@ -63,6 +69,13 @@ def test_bad_latency_keys_are_named_by_their_path(text: str, problem: str) -> No
     with pytest.raises(ValueError, match=r"^scenario: ") as error:
         from_toml(text)
     assert str(error.value).startswith(f"scenario: {problem}"), str(error.value)
+
+
+def test_a_step_built_in_python_is_checked_too() -> None:
+    with pytest.raises(FieldError, match="^latency: must not be negative, not -0.1 s"):
+        FaultStep(0, 1, "latency", latency=-0.1)
+    with pytest.raises(FieldError, match="^jitter: must not be negative"):
+        FaultStep(0, 1, "latency", latency=0.1, jitter=-0.01)
 
 
 def test_the_step_puts_the_proxys_latency_on_every_link_of_the_target() -> None:
