@@ -47,6 +47,12 @@ class Module:
     """Which of the file's mutants count (fnmatch on mutmut's mutant names)."""
 
 
+# The client's calls on fake connections: policies, picking, retry rules per method.
+CLIENT_TESTS = (
+    "tests/client/test_retry.py",
+    "tests/client/test_balancer.py",
+    "tests/client/test_write_retries.py",
+)
 MODULES = {
     "claims": Module(
         "etcdlab/report/claims.py",
@@ -62,12 +68,9 @@ MODULES = {
     ),
     "lock": Module("etcdlab/election/lock.py", ("tests/election/test_lock_txn.py",)),
     "safety": Module("etcdlab/election/safety.py", ("tests/election/test_safety.py",)),
-    "retry": Module(
-        "etcdlab/client/retry.py",
-        ("tests/client/test_retry.py", "tests/client/test_balancer.py"),
-    ),
-    "balancer": Module("etcdlab/client/balancer.py", ("tests/client/test_balancer.py",)),
-    "calls": Module("etcdlab/client/calls.py", ("tests/client/test_balancer.py",)),
+    "retry": Module("etcdlab/client/retry.py", CLIENT_TESTS),
+    "balancer": Module("etcdlab/client/balancer.py", CLIENT_TESTS),
+    "calls": Module("etcdlab/client/calls.py", CLIENT_TESTS),
     "watch": Module("etcdlab/client/watch.py", ("tests/client/test_watch_resume.py",)),
     "informer": Module(
         "etcdlab/controlplane/informer.py", ("tests/controlplane/test_informer_cache.py",)
