@@ -56,7 +56,11 @@ CLIENT_TESTS = (
 MODULES = {
     "claims": Module(
         "etcdlab/report/claims.py",
-        ("tests/report/test_claims.py", "tests/report/test_claims_edges.py"),
+        (
+            "tests/report/test_claims.py",
+            "tests/report/test_claims_edges.py",
+            "tests/report/test_claims_findings.py",
+        ),
     ),
     "elector": Module(
         "etcdlab/election/elector.py",
