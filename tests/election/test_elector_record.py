@@ -8,6 +8,7 @@ etcd key, not etcd), so a wrong field fails in milliseconds.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -108,3 +109,53 @@ async def test_release_empties_the_holder_and_keeps_the_transition_count(world: 
     b.start()
     await clock.advance(RP)
     assert b.elector.leading and stored(store).leader_transitions == 1
+
+
+async def test_record_times_are_wall_clock_whatever_the_clock_origin() -> None:
+    # A monotonic clock counts from an arbitrary origin; readers of the key see wall time.
+    clock, store = FakeClock(start=5000.0), MemoryStore()
+    a = Candidate("a", store, clock)
+    a.start()
+    await clock.advance(0)
+    try:
+        assert stored(store).acquire_time == pytest.approx(time.time(), abs=5.0)
+    finally:
+        await a.stop()
+
+
+async def test_seeded_candidates_repeat_their_jitter(world: World) -> None:
+    clock, _, made = world
+    a = make(world, "a")
+    a.start()
+    await clock.advance(0)
+    twins = [Candidate("twin", world[1], clock) for _ in range(2)]
+    made.extend(twins)
+    for twin in twins:
+        twin.start()
+    await clock.advance(60.0)
+    first, second = (twin.elector.attempts for twin in twins)
+    assert len(first) > 10 and first == second
+
+
+async def test_new_leaders_are_reported_as_client_go_does(world: World) -> None:
+    """``on_new_leader`` runs when the observed holder differs from the last one
+    reported, which starts empty (client-go's ``reportedLeader``): a candidate
+    that never reached the lock has no leader to report."""
+    clock, _, _ = world
+    a = make(world, "a", release=True)
+    a.lock.failing = True
+    a.start()
+    await clock.advance(10.0)
+    assert len(a.elector.attempts) > 2 and a.leaders_seen == []
+    a.lock.failing = False
+    await clock.advance(RP * 2.2)
+    assert a.leaders_seen == ["a"]
+    b = make(world, "b")
+    b.start()
+    await clock.advance(RP * 3)
+    assert b.leaders_seen == ["a"]  # once, not at every read
+    await a.stop()
+    await clock.advance(RP * 2.2)
+    # b saw the released record and took it in the same attempt: "" was never
+    # the holder when it reported.
+    assert b.elector.leading and b.leaders_seen == ["a", "b"]
