@@ -33,6 +33,8 @@ from types import FrameType
 ROOT = Path(__file__).resolve().parents[1]
 WORKSPACES = ROOT / ".mutation"
 MUTMUT = Path(sys.executable).parent / "mutmut"
+# A log call on one line (mutmut skips lines by pattern; docs/TESTING.md).
+LOG_CALL = r"^\s*log\.\w+\(.*\)$"
 # What mutmut's `results` line says of a mutant the tests detected.
 DETECTED = {"killed", "timeout", "segfault"}
 
@@ -71,7 +73,10 @@ MODULES = {
         ),
     ),
     "lock": Module("etcdlab/election/lock.py", ("tests/election/test_lock_txn.py",)),
-    "safety": Module("etcdlab/election/safety.py", ("tests/election/test_safety.py",)),
+    "safety": Module(
+        "etcdlab/election/safety.py",
+        ("tests/election/test_safety.py", "tests/election/test_safety_report.py"),
+    ),
     "retry": Module("etcdlab/client/retry.py", CLIENT_TESTS),
     "balancer": Module("etcdlab/client/balancer.py", CLIENT_TESTS),
     "calls": Module("etcdlab/client/calls.py", CLIENT_TESTS),
@@ -107,6 +112,8 @@ def workspace(name: str, module: Module) -> Path:
         f'only_mutate = ["{module.path}"]',
         f"pytest_add_cli_args_test_selection = {list(module.tests)!r}".replace("'", '"'),
         'pytest_add_cli_args = ["-p", "no:cacheprovider"]',
+        # Log messages are for people reading the logs: nothing reads them back.
+        f"do_not_mutate_patterns = ['{LOG_CALL}']",  # a TOML literal string: no escapes
     ]
     (where / "pyproject.toml").write_text(pyproject + "\n".join(settings) + "\n")
     return where
