@@ -96,7 +96,7 @@ async def informed() -> AsyncIterator[Informed]:
         "pods",
         clock,
         InformerConfig(resync_period=0, relist_backoff=1.0),
-        recorder=Recorder(timeline, clock),
+        Recorder(timeline, clock),  # the listener: what the plane reports
     )
     seen: list[Object] = []
     informer.add_handler(seen.append)
@@ -279,21 +279,24 @@ class FakeRegistry:
         self.watches[-1].items.put_nowait(batch)
 
 
+Cached = tuple[FakeClock, FakeRegistry, WatchCache, Timeline]
+
+
 @pytest.fixture
-async def cached() -> AsyncIterator[tuple[FakeClock, FakeRegistry, WatchCache]]:
+async def cached() -> AsyncIterator[Cached]:
     clock, registry = FakeClock(), FakeRegistry()
     registry.kvs = [kv("a", 3, owner="rs1"), kv("b", 4)]
     registry.revision = 5
-    recorder = Recorder(Timeline("t", seed=0, time_scale=TimeScale(1.0)), clock)
+    timeline = Timeline("t", seed=0, time_scale=TimeScale(1.0))
     cache = WatchCache(
         cast(EtcdClient, registry),
         clock,
         CacheConfig(freshness=5.0, history=3, relist_backoff=1.0),
-        recorder=recorder,
+        Recorder(timeline, clock),
     )
     task = asyncio.create_task(cache.run())
     await clock.advance(0)
-    yield clock, registry, cache
+    yield clock, registry, cache, timeline
     task.cancel()
     await asyncio.wait((task,))
 
@@ -303,9 +306,9 @@ async def next_event(events: AsyncIterator[WatchEvent]) -> WatchEvent:
 
 
 async def test_the_cache_lists_then_follows_from_the_next_revision(
-    cached: tuple[FakeClock, FakeRegistry, WatchCache],
+    cached: Cached,
 ) -> None:
-    clock, registry, cache = cached
+    clock, registry, cache, _ = cached
     assert cache.ready.is_set() and cache.revision == 5
     assert [w.start for w in registry.watches] == [6]
     objects, revision = cache.list("pods")
@@ -319,9 +322,9 @@ async def test_the_cache_lists_then_follows_from_the_next_revision(
 
 
 async def test_freshness_follows_events_and_progress_notifications(
-    cached: tuple[FakeClock, FakeRegistry, WatchCache],
+    cached: Cached,
 ) -> None:
-    clock, registry, cache = cached
+    clock, registry, cache, _ = cached
     await clock.advance(5.0)
     assert cache.fresh  # exactly `freshness` after the list
     await clock.advance(0.5)
@@ -332,9 +335,9 @@ async def test_freshness_follows_events_and_progress_notifications(
 
 
 async def test_subscribers_get_history_then_live_events_of_their_kind(
-    cached: tuple[FakeClock, FakeRegistry, WatchCache],
+    cached: Cached,
 ) -> None:
-    clock, registry, cache = cached
+    clock, registry, cache, _ = cached
     registry.send(7, put("c", 6), kv_event_of_other_kind(7))
     registry.send(8, put("c", 8, image="v2"))
     await clock.advance(0)
@@ -358,9 +361,9 @@ def kv_event_of_other_kind(revision: int) -> kv_pb2.Event:
 
 
 async def test_a_revision_older_than_the_history_is_gone(
-    cached: tuple[FakeClock, FakeRegistry, WatchCache],
+    cached: Cached,
 ) -> None:
-    clock, registry, cache = cached
+    clock, registry, cache, _ = cached
     with pytest.raises(Gone):
         await anext(cache.subscribe("pods", 5))  # the list's revision: before the history
     registry.send(6, put("c", 6))
@@ -377,9 +380,9 @@ async def test_a_revision_older_than_the_history_is_gone(
 
 
 async def test_a_broken_watch_relists_and_tells_subscribers_to_relist(
-    cached: tuple[FakeClock, FakeRegistry, WatchCache],
+    cached: Cached,
 ) -> None:
-    clock, registry, cache = cached
+    clock, registry, cache, timeline = cached
     events = cache.subscribe("pods", 6)
     waiting = asyncio.ensure_future(anext(events))
     await clock.advance(0)
@@ -391,6 +394,7 @@ async def test_a_broken_watch_relists_and_tells_subscribers_to_relist(
         await waiting
     assert registry.watches[0].cancelled
     assert cache.watchers == 0
+    assert [(e.component, e.kind) for e in timeline.events] == [("watch-cache", EventKind.RELIST)]
     # The objects stay until the relist, one backoff later, replaces them.
     assert cache.get("pods", "a") is not None
     await clock.advance(1.0)
