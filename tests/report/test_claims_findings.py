@@ -12,8 +12,26 @@ from collections.abc import Callable
 
 import pytest
 
-from etcdlab.common.timeline import ErrorClass, EventKind, FaultKind, Timeline
-from etcdlab.report.claims import Finding, Verdict, evaluate
+from etcdlab.common.timeline import (
+    ErrorClass,
+    EventKind,
+    FaultKind,
+    FaultWindow,
+    Reconcile,
+    Timeline,
+)
+from etcdlab.common.timescale import TimeScale
+from etcdlab.report.claims import (
+    STALL_AFTER,
+    Claim,
+    Finding,
+    Verdict,
+    connections_left,
+    evaluate,
+    rotation,
+    single_leader,
+    stall_intervals,
+)
 from tests.report.test_claims import CASES, LEFT, LOST
 from tests.synthetic import A, D, N, base, ev, gauge, lead, probe, progress, reconciles, reqs
 
@@ -536,7 +554,21 @@ def test_every_verdict_case_is_pinned() -> None:
     assert {(c, v) for c, v, _ in CASES} <= set(PINNED)
 
 
-# Branches no verdict case reaches: claim, timeline, the whole finding.
+def at_zero() -> Timeline:
+    """A fault that begins as the run does (run time 0: falsy, and still a start)."""
+    timeline = Timeline("synthetic", seed=1, time_scale=TimeScale(1.0), duration=1200)
+    timeline.faults.append(FaultWindow(0.0, 300.0, FaultKind.LOSS, "etcd-0"))
+    return timeline
+
+
+def quiet(kind: FaultKind = FaultKind.LOSS) -> Timeline:
+    """base() without its baseline requests."""
+    timeline = base(kind)
+    timeline.requests = []
+    return timeline
+
+
+# Branches and edges no verdict case reaches: claim, timeline, the whole finding.
 BRANCHES: list[tuple[str, Callable[[], Timeline], Finding]] = [
     ("phase.medium.re-election", lambda: lead(base(), (0, "a", True)),
      Finding(D, "no leader lost its lease, so nothing was re-elected")),
@@ -591,6 +623,145 @@ BRANCHES: list[tuple[str, Callable[[], Timeline], Finding]] = [
     ("workload.daemonset-ops",
      lambda: reconciles(reconciles(base(), "daemonset", 5), "deployment", 0),
      Finding(N, "the daemonset and another controller must write")),
+    # A fault at run time 0.
+    ("phase.immediate.client-errors",
+     lambda: reqs(at_zero(), 0.5, 1.5, error=ErrorClass.CONTEXT),
+     Finding(A, "first etcd client error 0.5 s after the fault began (claimed: 0-10 s); "
+                "1 in all", (0, 10), 0.5)),
+    ("phase.short.latency", lambda: reqs(reqs(at_zero(), 0.5, 1.5), 10, 60, latency=0.5),
+     Finding(N, "no apiserver requests before the fault or at 10-60 s")),
+    ("phase.medium.re-election",
+     lambda: lead(at_zero(), (0.5, "a", True), (20, "a", False), (100, "b", True)),
+     Finding(A, "2 acquisitions after the fault began, the last 100.0 s in (claimed: 60-300 s)",
+             (60.0, 300.0), 100.0)),
+    ("election.stabilization",
+     lambda: lead(at_zero(), (0, "a", True), (0.5, "a", False), (40, "b", True)),
+     Finding(A, "every lost lease (1) had a leader again by 40.0 s (claimed: 30-45 s)",
+             (30.0, 45.0), 40.0)),
+    ("recovery.informer-cache",
+     lambda: gauge(at_zero(), "informer_cache/pods", (0, 10), (0.5, 0), (200, 10)),
+     Finding(D, "caches emptied during the fault: pods", (0.0, 300.0))),
+    # What happened before the fault is no sign of it.
+    ("phase.medium.re-election",
+     lambda: lead(base(), (0, "a", True), (50, "a", False), (60, "b", True)),
+     Finding(D, "no leader lost its lease, so nothing was re-elected")),
+    ("phase.immediate.client-errors", lambda: ev(base(), 105, EventKind.KEEPALIVE_FAILURE),
+     Finding(A, "first etcd client error 5.0 s after the fault began (claimed: 0-10 s); "
+                "1 in all", (0, 10), 5.0)),
+    # A baseline of instant answers: any latency is infinitely more; and the
+    # baseline ends where the fault begins.
+    ("phase.short.latency",
+     lambda: reqs(reqs(quiet(), 0, 100, latency=0.0), 110, 160, latency=0.5),
+     Finding(A, "apiserver p99 0.0 ms before the fault, 500.0 ms at 10-60 s "
+                "(infx; 'dramatic' taken as >= 10x)", (10.0, 60.0))),
+    ("apiserver.latency-continues",
+     lambda: reqs(reqs(quiet(), 0, 100, latency=0.0), 120, 130, latency=0.01),
+     Finding(A, "at 20-30 s 100% of 10 requests succeeded, p99 10.0 ms vs 0.0 ms "
+                "before the fault (infx)", (20.0, 30.0))),
+    ("apiserver.latency-continues",
+     lambda: reqs(reqs(base(), 0, 100, latency=0.0), 120, 130, latency=0.0),
+     Finding(D, "at 20-30 s 100% of 10 requests succeeded, p99 0.0 ms vs 1.0 ms "
+                "before the fault (0.0x)", (20.0, 30.0))),
+    ("phase.short.latency",
+     lambda: reqs(reqs(reqs(quiet(), 95, 100), 100, 101, latency=1.0), 110, 160, latency=0.5),
+     Finding(A, "apiserver p99 1.0 ms before the fault, 500.0 ms at 10-60 s "
+                "(500.0x; 'dramatic' taken as >= 10x)", (10.0, 60.0))),
+    # Ties are no ranking.
+    ("workload.ranking",
+     lambda: progress(progress(progress(base(), "statefulset", 420), "deployment", 420),
+                      "daemonset", 430),
+     Finding(D, "stalled + time to converge: statefulset 290.0 s, deployment 290.0 s, "
+                "daemonset 310.0 s (claimed: statefulset < deployment < daemonset)")),
+    ("workload.ranking",
+     lambda: progress(progress(progress(base(), "statefulset", 410), "deployment", 420),
+                      "daemonset", 420),
+     Finding(D, "stalled + time to converge: statefulset 270.0 s, deployment 290.0 s, "
+                "daemonset 290.0 s (claimed: statefulset < deployment < daemonset)")),
+    ("phase.medium.reconciliation",
+     lambda: gauge(gauge(base(), "progress/deployment", (50, 1), (150, 0.5)),
+                   "progress/daemonset", (50, 1), (150, 0.5)),
+     Finding(D, "not converged by the end of the run: deployment, daemonset", (420.0, 900.0))),
+    # Done before the fault ended, or never undone: 0 s to converge.
+    ("phase.medium.reconciliation",
+     lambda: gauge(progress(base(), "deployment", 600), "progress/statefulset",
+                   (50, 1), (150, 0.5), (300, 1), (1100, 1)),
+     Finding(A, "converged after the fault ended: statefulset 0.0 s, deployment 200.0 s "
+                "(claimed: 120-600 s)", (420.0, 900.0), 500.0)),
+    ("phase.medium.reconciliation",
+     lambda: gauge(base(), "progress/deployment", (50, 1), (1100, 1)),
+     Finding(D, "converged after the fault ended: deployment 0.0 s (claimed: 120-600 s)",
+             (420.0, 900.0), 300.0)),
+    # At the fault's first moment: a loss counts, an acquisition is not a re-election.
+    ("phase.medium.re-election",
+     lambda: lead(base(), (0, "a", True), (100, "a", False), (100, "b", True)),
+     Finding(D, "leases were lost and no new leader was elected", (60.0, 300.0))),
+    ("election.stabilization",
+     lambda: lead(base(), (0, "a", True), (100, "a", False), (100, "b", True)),
+     Finding(D, "every lost lease (1) had a leader again by 0.0 s (claimed: 30-45 s)",
+             (30.0, 45.0), 0.0)),
+    # A lease first led after the fault was never lost, and does not date the others.
+    ("election.stabilization",
+     lambda: lead(lead(base(), (0, "a", True), (118, "a", False), (135, "b", True)),
+                  (150, "c", True), lease="scheduler"),
+     Finding(A, "every lost lease (1) had a leader again by 35.0 s (claimed: 30-45 s)",
+             (30.0, 45.0), 35.0)),
+    ("election.chaos",
+     lambda: ev(ev(lead(base(), (0, "a", True)), 120, EventKind.ACQUIRE_FAILED, "b", "kcm"),
+                121, EventKind.ACQUIRE_FAILED, "c", "scheduler"),
+     Finding(D, "no lease had two or more candidates failing to acquire it at 15-30 s "
+                "(2 failed attempts in all)", (15.0, 30.0))),
+    # Each apiserver's failing spans, up to (not at) the probe that passed; other
+    # components' probes are not the apiserver's check.
+    ("apiserver.health-nonblocking",
+     lambda: reqs(probe(probe(base(), (110, False), (120, True)),
+                        (200, False), (210, True), who="apiserver-1"),
+                  110, 121, error=ErrorClass.CLUSTER),
+     Finding(D, "0 of 10 requests succeeded during 20.0 s of failing health checks")),
+    ("apiserver.health-nonblocking",
+     lambda: reqs(probe(probe(base(), (110, False), (120, True)), (105, True), who="aggregator"),
+                  110, 120),
+     Finding(A, "10 of 10 requests succeeded during 10.0 s of failing health checks")),
+    # A partition's window ends before its end, and the wait for the first success counts.
+    ("partition.majority-continues",
+     lambda: reqs(reqs(base(FaultKind.PARTITION_MINORITY), 106, 400), 400, 420,
+                  error=ErrorClass.CLUSTER),
+     Finding(D, "100% of 294 requests succeeded during the partition, longest time without "
+                "a success 6.0 s", (0.0, 300.0))),
+    ("partition.quorum-loss",
+     lambda: reqs(reqs(reqs(base(FaultKind.PARTITION_MAJORITY), 100, 400, op="put",
+                            error=ErrorClass.CLUSTER), 400, 401, op="put"), 150, 160),
+     Finding(A, "0 of 300 writes succeeded without quorum; 0 reads were still served from "
+                "the watch cache", (0.0, 300.0))),
+    ("partition.rejoin",
+     lambda: probe(base(FaultKind.PARTITION_MINORITY), (50, True), (150, False), (400, True),
+                   who="etcd-0"),
+     Finding(A, "all members healthy 0.0 s after the partition healed", (300.0, 360.0), 300.0)),
+    # A lost lease with no failed renewal before it is not detection by renew timeouts.
+    ("node-failure.detection",
+     lambda: lead(base(FaultKind.KILL), (0, "a", True), (115, "a", False)),
+     Finding(D, "no leader lost its lease to renew timeouts; no connection lost", (0.0, 300.0))),
+    ("node-failure.detection",
+     lambda: ev(ev(lead(base(FaultKind.KILL), (0, "a", True), (100, "a", False)),
+                   100, EventKind.RENEW_FAILED, "a", "kcm"), 100, LOST, detail=LEFT),
+     Finding(A, "leadership lost 0.0 s after the failure, after failed renewals; "
+                "first lost connection 0.0 s after the failure", (0.0, 300.0), 0.0)),
+    ("recovery.informer-cache",
+     lambda: gauge(gauge(base(), "informer_cache/pods", (50, 10), (200, 0)),
+                   "informer_cache/nodes", (50, 3), (250, 0)),
+     Finding(D, "caches emptied during the fault: nodes, pods", (0.0, 300.0))),
+    ("recovery.workqueue-buffers",
+     lambda: gauge(base(), "workqueue/deployment", (50, 3), (500, 0)),
+     Finding(D, "work queues stayed empty during the fault", (0.0, 300.0))),
+    ("recovery.latency-normalizes", lambda: reqs(quiet(), 400, 1100),
+     Finding(N, "no fault or no baseline latency")),
+    ("recovery.latency-normalizes", lambda: reqs(base(), 400, 401),
+     Finding(D, "latency had not returned to baseline by the end", (900.0, INF))),
+    # Normal at exactly 2x; a spike restarts the count, a quiet stretch does not.
+    ("recovery.latency-normalizes",
+     lambda: reqs(reqs(reqs(reqs(base(), 400, 700, latency=0.002), 700, 705, latency=0.5),
+                       705, 800, latency=0.002), 900, 1100),
+     Finding(D, "p99 back within 2x of the baseline 1.0 ms 305.0 s after the fault ended "
+                "(claimed: 600 s+)", (900.0, INF), 605.0)),
 ]  # fmt: skip
 
 
@@ -603,3 +774,66 @@ def test_the_finding_of_each_other_branch(
     claim_id: str, build: Callable[[], Timeline], expected: Finding
 ) -> None:
     assert finding(build(), claim_id) == expected
+
+
+def test_a_claim_names_a_plot_of_the_report() -> None:
+    with pytest.raises(ValueError, match=r"claim x: plot must be one of latency, requests, .*"):
+        Claim("x", "s", "text", single_leader, "pie chart")
+
+
+@pytest.mark.parametrize(("window", "x", "verdict"), [((5, 8), 6, A), ((5, 8), 9, D)])
+def test_rotation_evaluates_lost_connections_in_its_window(
+    window: tuple[float, float], x: float, verdict: Verdict
+) -> None:
+    # The claims table holds rotation's evaluations made at import; this one is made here.
+    found = rotation(window)(ev(base(), 100 + x, LOST, detail=LEFT))
+    assert found == Finding(
+        verdict,
+        f"first lost connection {x:.1f} s after the fault began "
+        f"(claimed: {window[0]}-{window[1]} s); 1 in all",
+        window,
+        x,
+    )
+    assert rotation(window)(base()).measured == "no lost connection in 300.0 s of fault " + (
+        f"(claimed: {window[0]}-{window[1]} s)"
+    )
+    assert rotation(window)(base(kind=None)).verdict is N
+
+
+def test_connections_left_are_an_apiserver_transport_leaving_ready() -> None:
+    timeline = base()
+    for t, who, kind, detail in [
+        (110, "apiserver-0", LOST, "m0:2379 IDLE apiserver-0"),
+        (111, "apiserver-1", LOST, "m1:2379 TRANSIENT_FAILURE apiserver-1"),
+        (112, "apiserver-0", LOST, "m0:2379 READY apiserver-0"),
+        (113, "apiserver-0", LOST, "m0:2379 CONNECTING apiserver-0"),
+        (114, "kcm", LOST, "m0:2379 IDLE kcm"),
+        (115, "apiserver-0", EventKind.RELIST, "m0:2379 IDLE apiserver-0"),
+    ]:
+        ev(timeline, t, kind, who, detail)
+    assert connections_left(timeline, "apiserver") == [110, 111]
+    assert connections_left(timeline) == [110, 111, 114]
+
+
+def test_a_stall_is_pending_work_with_no_recent_success_of_that_controller() -> None:
+    limit = STALL_AFTER
+    timeline = gauge(
+        base(), "progress/deployment",
+        (100, 1), (110, 0.5), (120, 0.5), (130, 1), (140, 0.5), (150, 0.5), (160, 1),
+    )  # fmt: skip
+    # No success at all: each unfinished sample starts or extends a stall.
+    assert stall_intervals(timeline, "deployment") == [(110, 130), (140, 160)]
+    # Successes of another controller, or failed ones, change nothing.
+    timeline.reconciles += [
+        Reconcile(109, "daemonset", "k", 0.01, 1, True),
+        Reconcile(109, "deployment", "k", 0.01, 1, False),
+    ]
+    assert stall_intervals(timeline, "deployment") == [(110, 130), (140, 160)]
+    # A success less than STALL_AFTER before a sample (or at it) is progress there;
+    # one exactly STALL_AFTER before is not.
+    timeline.reconciles += [
+        Reconcile(110 - limit + 0.5, "deployment", "k", 0.01, 1, True),
+        Reconcile(140, "deployment", "k", 0.01, 1, True),
+        Reconcile(150 - limit, "deployment", "k", 0.01, 1, True),
+    ]
+    assert stall_intervals(timeline, "deployment") == [(120, 130), (150, 160)]
