@@ -68,6 +68,7 @@ MODULES = {
         "etcdlab/election/elector.py",
         (
             "tests/election/test_elector.py",
+            "tests/election/test_elector_edges.py",
             "tests/election/test_elector_record.py",
             "tests/election/test_timing.py",
         ),
