@@ -52,7 +52,7 @@ async def test_create_is_refused_when_a_record_exists() -> None:
     kv = MemoryKV()
     await lock(kv).create(RECORD)
     late = lock(kv)
-    with pytest.raises(LockConflictError, match="lease ns/kcm already exists"):
+    with pytest.raises(LockConflictError, match=r"^lease ns/kcm already exists$"):
         await late.create(RECORD)
     assert late.revision is None and kv.revision == 2
 
@@ -60,7 +60,7 @@ async def test_create_is_refused_when_a_record_exists() -> None:
 async def test_update_swaps_on_the_revision_last_seen() -> None:
     kv = MemoryKV()
     a, b = lock(kv), lock(kv)
-    with pytest.raises(LockConflictError, match="update before the record was read"):
+    with pytest.raises(LockConflictError, match=r"^update before the record was read or created$"):
         await a.update(RECORD)
     assert kv.calls == []  # refused without a request
     await a.create(RECORD)
@@ -70,7 +70,7 @@ async def test_update_swaps_on_the_revision_last_seen() -> None:
     assert a.revision == 3 and kv.calls[-1] == (False, 2.5)
     # b read at revision 2: its write would overwrite a's renewal, and is refused.
     taken = LeaderElectionRecord("b", 15, RECORD.acquire_time + 2, RECORD.acquire_time + 2, 1)
-    with pytest.raises(LockConflictError, match="lease ns/kcm changed since revision 2"):
+    with pytest.raises(LockConflictError, match=r"^lease ns/kcm changed since revision 2$"):
         await b.update(taken)
     assert b.revision == 2
     assert (await b.get()).record == renewed

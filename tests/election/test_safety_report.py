@@ -109,16 +109,30 @@ async def test_the_old_leader_is_the_one_holding_at_the_fault_else_the_last_befo
     clock = FakeClock()
     checker = SafetyChecker(clock)
     checker.started_leading("a", 0.0, term=1)
-    checker.stopped_leading("a", 2.0)
-    checker.started_leading("b", 3.0, term=2)
-    checker.stopped_leading("b", 4.0)
+    checker.stopped_leading("a", 1.0)
+    checker.started_leading("b", 2.0, term=2)
+    checker.stopped_leading("b", 3.0)
+    checker.started_leading("c", 3.0, term=3)
+    checker.stopped_leading("c", 4.0)
     await clock.advance(5.0)
-    checker.mark_fault("pause")  # nobody leads at 5: b led last
-    checker.started_leading("c", 9.0, term=3)
+    checker.mark_fault("pause")  # nobody leads at 5: c led last
+    checker.started_leading("d", 9.0, term=4)
     await clock.advance(5.0)
     found = failover(checker)
-    assert (found.old_leader, found.old_stepped_down, found.new_leader) == ("b", 4.0, "c")
+    assert (found.old_leader, found.old_stepped_down, found.new_leader) == ("c", 4.0, "d")
     assert found.since_fault == 4.0 and found.step_down_after_fault == -1.0
+
+
+async def test_a_belief_that_ended_as_the_fault_came_is_not_holding() -> None:
+    clock = FakeClock()
+    checker = SafetyChecker(clock)
+    checker.started_leading("a", 0.0, term=1)
+    checker.started_leading("b", 1.0, term=2)
+    await clock.advance(2.0)
+    checker.stopped_leading("a", 2.0)
+    checker.mark_fault("kill")
+    await clock.advance(1.0)
+    assert failover(checker).old_leader == "b"
 
 
 async def test_the_new_leader_is_the_first_other_to_start_from_the_fault_on() -> None:
@@ -160,6 +174,26 @@ async def test_the_earliest_of_two_holders_is_the_old_leader() -> None:
     assert found.old_leader == "a" and found.new_leader is None
 
 
+async def test_nothing_to_report_before_anyone_led() -> None:
+    clock = FakeClock()
+    checker = SafetyChecker(clock)
+    checker.write_attempted("a", 0, accepted=True)  # no leadership yet: not stale
+    await clock.advance(5.0)
+    report = checker.report()
+    assert (report.transitions, report.leaderless_seconds, report.longest_leaderless) == (0, 0, 0)
+    assert (report.writes, report.stale_writes_attempted) == (1, 0)
+
+
+async def test_a_belief_of_no_length_overlaps_nothing() -> None:
+    clock = FakeClock()
+    checker = SafetyChecker(clock)
+    checker.started_leading("a", 0.0, term=1)
+    checker.started_leading("b", 2.0, term=2)  # renewal failed at once
+    checker.stopped_leading("b", 2.0)
+    await clock.advance(4.0)
+    assert checker.report().overlaps == ()
+
+
 async def test_a_stale_write_is_judged_against_leaderships_begun_by_now() -> None:
     clock = FakeClock()
     checker = SafetyChecker(clock)
@@ -169,10 +203,12 @@ async def test_a_stale_write_is_judged_against_leaderships_begun_by_now() -> Non
     await clock.advance(5.0)
     checker.write_attempted("a", 3, accepted=True)
     checker.write_attempted("a", 2, accepted=False)
+    checker.write_attempted("a", 3, accepted=False)
+    checker.write_attempted("a", 1, accepted=True)
     report = checker.report()
-    assert report.writes == 3
-    assert report.stale_writes_attempted == 2
-    assert (report.stale_writes_accepted, report.stale_writes_blocked) == (1, 1)
+    assert report.writes == 5
+    assert report.stale_writes_attempted == 4
+    assert (report.stale_writes_accepted, report.stale_writes_blocked) == (2, 2)
 
 
 def test_fences_are_equality_compares_on_the_key() -> None:
@@ -204,5 +240,12 @@ async def test_a_fenced_write_lands_only_while_the_fence_holds_and_is_counted() 
     assert kv.kvs[b"/data"].value == b"1"
     report = checker.report()
     assert (report.writes, report.stale_writes_attempted, report.stale_writes_blocked) == (2, 1, 1)
+    # A successor the checker heard of before it wrote the record: etcd still
+    # takes the old leader's write, and the checker counts it as a stale one accepted.
+    fresh = Fence.on_record(b"/lease", kv.revision, term=kv.revision)
+    checker.started_leading("c", 0.0, term=kv.revision + 1)
+    assert await writer.put(fresh, b"/data", b"2")
+    assert checker.report().stale_writes_accepted == 1
     # Without a checker the write is only written, or not.
     assert not await FencedWriter(kv, "a").put(fence, b"/data", b"3")
+    assert kv.kvs[b"/data"].value == b"2"
