@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import fnmatch
 import os
 import re
 import shutil
@@ -155,6 +156,8 @@ def score(name: str, module: Module) -> tuple[collections.Counter[str], list[str
         if found is None:
             continue
         mutant, status = found.groups()
+        if not fnmatch.fnmatchcase(mutant, pattern):
+            continue  # another part of the file: not run
         statuses[status] += 1
         if status not in DETECTED:
             survivors.append(f"{mutant}: {status}")
@@ -173,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"MODULES: unknown module {unknown[0]!r} (one of {', '.join(MODULES)})")
     signal.signal(signal.SIGTERM, on_sigterm)
-    print("| module | file | killed | survived | no tests | score |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| module | file | mutants | killed | survived | no tests | score |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in args.modules or list(MODULES):
         module = MODULES[name]
         statuses, survivors = score(name, module)
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"mutation: {name}: mutmut made no mutants of {module.path}")
         detected = sum(statuses[s] for s in DETECTED)
         print(
-            f"| {name} | `{module.path}` | {detected} | {statuses['survived']} "
+            f"| {name} | `{module.path}` | {total} | {detected} | {statuses['survived']} "
             f"| {statuses['no tests']} | {detected / total:.0%} |",
             flush=True,
         )

@@ -161,11 +161,13 @@ async def test_an_unavailable_stream_resumes_at_the_next_revision_after_a_backof
     assert revisions(await batch(watch)) == [5, 6]
     await clock.advance(0)
     assert second.requests == [] and streams.backoffs == [1]
-    assert len(streams.routes[0].failures) == 1
+    (failure,) = streams.routes[0].failures
+    assert isinstance(failure, ClusterUnavailableError)
+    assert (failure.code, failure.details) == (lost.code(), "keepalive watchdog timeout")
     await clock.advance(0.5)
     assert first.cancelled
     got = await batch(watch)
-    assert revisions(got) == [7] and got.revision == 8 and not got.is_progress_notify
+    assert revisions(got) == [7] and got.revision == 8 and got.is_progress_notify is False
     assert start_of(first) == 5 and start_of(second) == 7
     assert watch.resumes == 1 and watch.endpoint == "m1:2379"
     assert watch.next_revision == 8
@@ -231,6 +233,7 @@ async def test_consecutive_failures_grow_the_backoff(
     assert streams.backoffs == [1, 2, 3] and len(streams.routes) == 3
     await clock.advance(1.5)
     assert revisions(await batch(watch)) == [1]
+    assert watch.resumes == 3
 
 
 @pytest.mark.parametrize(
@@ -259,6 +262,11 @@ async def test_what_ends_the_watch_reaches_the_reader_after_the_events_before_it
     with pytest.raises(error, match=text) as raised:
         await batch(watch)
     assert raised.value.endpoint == "m0:2379"
+    if error is ClusterUnavailableError:
+        assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+        assert raised.value.details == "etcdserver: no leader"
+    if error is ResponseError:
+        assert raised.value.details == "permission denied"
     # Ended for good: not reopened, and iteration stays over.
     await clock.advance(10)
     assert len(streams.routes) == 1 and streams.streams
@@ -275,6 +283,30 @@ async def test_cancel_ends_iteration_after_what_was_received(
     await watch.cancel()
     assert stream.cancelled
     assert [revisions(b) async for b in watch] == [[2], [3]]
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(anext(watch), 1)  # and stays ended
+
+
+async def test_a_watch_with_defaults_asks_for_one_key_from_now(
+    clock: FakeClock, watches: list[Watch]
+) -> None:
+    stream = FakeStream(created(3))
+    watch = Watch(Streams(stream).open, KEY, clock=clock, backoff=lambda n: 0.0)
+    watches.append(watch)
+    assert watch.endpoint is None and watch.next_revision == 0
+    await asyncio.wait_for(watch.created.wait(), 1)
+    (request,) = stream.requests
+    assert request.create_request == rpc_pb2.WatchCreateRequest(key=KEY)
+    assert watch.endpoint == "m0:2379"
+
+
+async def test_an_unexpected_failure_reaches_the_reader(
+    clock: FakeClock, watches: list[Watch]
+) -> None:
+    streams = Streams(FakeStream(created(2), RuntimeError("decoder bug")))
+    watch = start(watches, streams, clock, start_revision=2)
+    with pytest.raises(RuntimeError, match="decoder bug"):
+        await batch(watch)
 
 
 def test_a_negative_start_revision_is_refused() -> None:

@@ -66,12 +66,14 @@ class FakeAPI:
         return self.objects[name]
 
     async def list(self, kind: str) -> tuple[list[Object], int]:
+        assert kind == "pods", f"listing {kind}"
         self.lists += 1
         if self.list_error is not None:
             raise self.list_error
         return [o for o in self.objects.values() if o.kind == kind], self.revision
 
     async def watch(self, kind: str, from_revision: int) -> AsyncIterator[WatchEvent]:
+        assert kind == "pods", f"watching {kind}"
         feed = FakeWatchFeed(from_revision)
         self.watches.append(feed)
         while True:
@@ -90,6 +92,7 @@ async def informed() -> AsyncIterator[Informed]:
     clock, api = FakeClock(), FakeAPI()
     api.put("a", owner="rs1")
     api.put("b", owner="rs1")
+    api.put("c")
     timeline = Timeline("t", seed=0, time_scale=TimeScale(1.0))
     informer = Informer(
         cast(APIServer, api),
@@ -112,8 +115,10 @@ async def test_list_fills_the_cache_and_the_watch_starts_after_it(
 ) -> None:
     _, api, informer, seen, _ = informed
     assert informer.synced.is_set()
-    assert sorted(informer.store) == ["a", "b"]
-    assert [o.name for o in seen] == ["a", "b"]
+    assert sorted(informer.store) == ["a", "b", "c"]
+    assert informer.name == "fake-api/pods"
+    assert [o.name for o in seen] == ["a", "b", "c"]
+    assert informer.owned_by("nobody") == []
     assert [o.name for o in informer.owned_by("rs1")] == ["a", "b"]
     assert [w.start for w in api.watches] == [api.revision + 1]
 
@@ -127,7 +132,10 @@ async def test_watch_events_update_the_cache_and_the_owner_index(
     feed.items.put_nowait(WatchEvent("put", moved))
     feed.items.put_nowait(WatchEvent("put", api.put("c")))
     feed.items.put_nowait(WatchEvent("delete", Object("pods", "a", {}, 9)))
+    # A delete of an object never seen (its add came before the list) is passed on.
+    feed.items.put_nowait(WatchEvent("delete", Object("pods", "z", {}, 10)))
     await clock.advance(0)
+    assert seen.pop() == Object("pods", "z", {}, 10)
     assert sorted(informer.store) == ["b", "c"]
     assert informer.store["b"] == moved
     assert informer.owned_by("rs1") == []
@@ -145,7 +153,7 @@ async def test_a_failed_watch_keeps_the_cache_until_a_relist_succeeds(
     api.list_error = ClusterUnavailableError("no endpoint")
     api.watches[-1].break_with(BROKEN)
     await clock.advance(0)
-    assert [e.kind for e in timeline.events] == [EventKind.RELIST]
+    assert [(e.component, e.kind) for e in timeline.events] == [("fake-api/pods", EventKind.RELIST)]
     # An outage of many backoffs: lists fail, the cache is what it was.
     await clock.advance(30.0)
     assert api.lists == 1 + 30
@@ -157,7 +165,8 @@ async def test_a_failed_watch_keeps_the_cache_until_a_relist_succeeds(
     del api.objects["a"]
     changed = api.put("b", owner="rs1", image="new")
     await clock.advance(1.0)
-    assert informer.store == {"b": changed}
+    assert informer.store == {"b": changed, "c": before["c"]}
+    # Only the difference: c is unchanged and not handed over again.
     assert seen[handed:] == [before["a"], changed]
     assert api.watches[-1].start == api.revision + 1
 
@@ -171,13 +180,16 @@ async def test_a_gone_watch_relists_after_the_backoff(
     assert api.lists == 1 and len(api.watches) == 1
     await clock.advance(0.5)
     assert api.lists == 2 and len(api.watches) == 2
-    assert sorted(informer.store) == ["a", "b"]
+    assert sorted(informer.store) == ["a", "b", "c"]
 
 
 async def test_resync_hands_every_object_to_the_handlers_each_period() -> None:
     clock, api = FakeClock(), FakeAPI()
     api.put("a")
-    informer = Informer(cast(APIServer, api), "pods", clock, InformerConfig(resync_period=10.0))
+    informer = Informer(
+        cast(APIServer, api), "pods", clock, InformerConfig(resync_period=10.0), name="rs-pods"
+    )
+    assert informer.name == "rs-pods"
     seen: list[str] = []
     informer.add_handler(lambda o: seen.append(o.name))
     task = asyncio.create_task(informer.run())
@@ -197,8 +209,8 @@ async def test_resync_hands_every_object_to_the_handlers_each_period() -> None:
 @pytest.mark.parametrize(
     ("fields", "error"),
     [
-        ({"resync_period": -1.0}, "resync_period must not be negative"),
-        ({"relist_backoff": 0.0}, "relist_backoff must be positive"),
+        ({"resync_period": -1.0}, "^resync_period must not be negative$"),
+        ({"relist_backoff": 0.0}, "^relist_backoff must be positive$"),
     ],
 )
 def test_informer_config_names_the_bad_field(fields: dict[str, float], error: str) -> None:
@@ -259,6 +271,7 @@ class FakeRegistry:
         self.watches: list[FakeWatchFeed] = []
 
     async def get(self, key: bytes, *, range_end: bytes = b"") -> rpc_pb2.RangeResponse:
+        assert (key, range_end) == (b"/registry/", b"/registry0"), "the whole registry"
         self.gets += 1
         if self.get_error is not None:
             raise self.get_error
@@ -270,6 +283,7 @@ class FakeRegistry:
         self, key: bytes, *, range_end: bytes, start_revision: int, progress_notify: bool
     ) -> FakeWatch:
         assert progress_notify, "the cache's freshness rests on progress notifications"
+        assert (key, range_end) == (b"/registry/", b"/registry0"), "the whole registry"
         feed = FakeWatchFeed(start_revision)
         self.watches.append(feed)
         return FakeWatch(feed)
@@ -305,6 +319,12 @@ async def next_event(events: AsyncIterator[WatchEvent]) -> WatchEvent:
     return await asyncio.wait_for(anext(events), 1)
 
 
+async def test_before_its_first_list_the_cache_is_empty_and_not_fresh() -> None:
+    cache = WatchCache(cast(EtcdClient, FakeRegistry()), FakeClock())
+    assert cache.list("pods") == ([], 0)
+    assert not cache.fresh and not cache.ready.is_set() and cache.watchers == 0
+
+
 async def test_the_cache_lists_then_follows_from_the_next_revision(
     cached: Cached,
 ) -> None:
@@ -314,7 +334,7 @@ async def test_the_cache_lists_then_follows_from_the_next_revision(
     objects, revision = cache.list("pods")
     assert sorted(o.name for o in objects) == ["a", "b"] and revision == 5
     assert cache.list("nodes") == ([], 5)
-    registry.send(7, put("c", 6), delete("a", 7))
+    registry.send(7, put("c", 6), delete("a", 7), delete("never-seen", 7))
     await clock.advance(0)
     assert cache.get("pods", "c") == Object("pods", "c", {}, 6)
     assert cache.get("pods", "a") is None
@@ -364,7 +384,7 @@ async def test_a_revision_older_than_the_history_is_gone(
     cached: Cached,
 ) -> None:
     clock, registry, cache, _ = cached
-    with pytest.raises(Gone):
+    with pytest.raises(Gone, match=r"^revision 5 is older than the cache's history$"):
         await anext(cache.subscribe("pods", 5))  # the list's revision: before the history
     registry.send(6, put("c", 6))
     registry.send(7, put("d", 7))
@@ -390,7 +410,7 @@ async def test_a_broken_watch_relists_and_tells_subscribers_to_relist(
     registry.kvs = [kv("b", 4), kv("z", 12)]
     registry.revision = 12
     await clock.advance(0)
-    with pytest.raises(Gone):
+    with pytest.raises(Gone, match=r"^watch cache relisted$"):
         await waiting
     assert registry.watches[0].cancelled
     assert cache.watchers == 0
@@ -405,9 +425,9 @@ async def test_a_broken_watch_relists_and_tells_subscribers_to_relist(
 @pytest.mark.parametrize(
     ("fields", "error"),
     [
-        ({"freshness": 0.0}, "freshness must be positive"),
-        ({"history": 0}, "history must be at least 1"),
-        ({"relist_backoff": 0.0}, "relist_backoff must be positive"),
+        ({"freshness": 0.0}, "^freshness must be positive$"),
+        ({"history": 0}, "^history must be at least 1$"),
+        ({"relist_backoff": 0.0}, "^relist_backoff must be positive$"),
     ],
 )
 def test_cache_config_names_the_bad_field(fields: dict[str, float], error: str) -> None:
