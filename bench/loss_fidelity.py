@@ -74,6 +74,7 @@ from etcdlab.client.config import keepalive_options
 from etcdlab.cluster.childproc import first_line
 from etcdlab.cluster.local import LocalCluster, ServerFlags
 from etcdlab.common.argtypes import time_scale
+from etcdlab.common.timescale import TimeScale
 from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
 from etcdlab.scenario.kernel import CONGESTION, tune_loopback_routes
 
@@ -148,7 +149,7 @@ async def keepalive_detection(
 ) -> list[float]:
     """Seconds from "loss on" until keepalive fails an idle Watch, one per trial;
     a trial that outlasts TRIAL_LIMIT keepalive periods counts as infinity."""
-    keepalive = KEEPALIVE * job.time_scale
+    keepalive = TimeScale(job.time_scale).scaled(KEEPALIVE)
     options = [*OWN_CONNECTION, *keepalive_options(keepalive, keepalive / 2)]
     times = []
     for _ in range(job.keepalive_trials):
@@ -196,7 +197,7 @@ def nft_clear() -> None:
 
 def server_flags(job: Job) -> ServerFlags:
     # etcd must tolerate the clients' keepalive pings (default minimum 5 s).
-    return ServerFlags(grpc_keepalive_min_time_s=KEEPALIVE * job.time_scale / 2)
+    return ServerFlags(grpc_keepalive_min_time_s=TimeScale(job.time_scale).scaled(KEEPALIVE) / 2)
 
 
 @contextmanager

@@ -35,7 +35,6 @@ from etcdlab.bench.retry_report import row
 from etcdlab.bench.retry_strategies import STRATEGIES, Strategy
 from etcdlab.bench.retry_workload import Workload
 from etcdlab.cluster.local import LocalCluster, ServerFlags
-from etcdlab.common.timescale import TimeScale
 from etcdlab.proxy.faults import Fault
 from etcdlab.proxy.faults.bandwidth import Bandwidth
 from etcdlab.proxy.faults.blackhole import Blackhole
@@ -81,7 +80,7 @@ class _Fault:
             connections = max(1, sum(link.connections for link in self.proxy.links))
             # Faults are written in real seconds: the load measured over
             # ``elapsed`` run seconds stands for that many unscaled ones.
-            real = TimeScale(self.cfg.time_scale).unscaled(elapsed)
+            real = self.cfg.time_scale.unscaled(elapsed)
             bytes_per_s = (self._downstream_bytes() - self.down_bytes_at_start) / real
             rate_kb = 1.5 * bytes_per_s / connections / 1024
             self.applied = self.proxy.add(None, Latency(0.4, 0.3))

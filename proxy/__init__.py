@@ -1,2 +1,2 @@
 """The fault proxy: HTTP/2-aware network faults between etcd clients and members.
-Imports nothing of etcdlab but ``common``."""
+Imports ``common`` only."""

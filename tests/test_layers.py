@@ -1,12 +1,14 @@
 """The tree is the architecture: each layer imports only the layers below it.
 
 Read from the sources with ``ast``, so a wrong import fails here before anything
-runs. The rules are the ones each package's docstring states.
+runs. The rules are the ones each package's docstring states (its sentence
+``Imports ...``), and a test holds the two together. ``tests/`` mirrors the packages.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,13 +32,16 @@ ALLOWED: dict[str, set[str]] = {
     "controlplane": {"common", "protos", "client", "election", "controlplane"},
     "report": {"common", "report"},
     "scenario": BELOW_CLI - {"testing"},
-    "testing": {"common", "protos", "proxy", "cluster", "client", "testing"},
+    "testing": {"common", "proxy", "cluster", "client", "testing"},
     "bench": BELOW_CLI | {"bench"},
-    "cli": BELOW_CLI | {"bench", "cli", ""},
+    "cli": BELOW_CLI | {"bench", "cli"},
 }
-# Sans-IO protocol code: bytes in, decisions out; the links do the I/O.
+# Sans-IO protocol code: bytes in, decisions out; the links do the I/O. Every
+# fault kind is a decision too (its effect is a role the link plays).
 SANS_IO = ("proxy/h2frames.py", "proxy/hpackpaths.py", "proxy/grpcwire.py",
-           "proxy/streamlanes.py", "proxy/faults/loss.py")  # fmt: skip
+           "proxy/streamlanes.py", "proxy/methods.py", "proxy/plan.py",
+           "proxy/faults/*.py")  # fmt: skip
+IO_MODULES = ("asyncio", "socket", "selectors", "uvloop", "aiohttp")
 OLD_NAMES = ("emulator", "proxy", "protos", "bench")
 
 
@@ -105,14 +110,63 @@ def test_a_wrong_import_is_caught() -> None:
     assert not violations("etcdlab.scenario.engine", "from etcdlab.report import render\n")
 
 
+def test_a_violation_names_the_line_and_both_layers() -> None:
+    wrong = "from etcdlab.controlplane import ratelimit\n"
+    assert violations("etcdlab.report.recovery", wrong) == [
+        "etcdlab.report.recovery:1 (report) imports etcdlab.controlplane (controlplane)"
+    ]
+
+
+def io_users(paths: list[Path]) -> list[str]:
+    return [
+        f"{path.name}:{line} imports {name}"
+        for path in paths
+        for line, name in imported(path.read_text(), "etcdlab.proxy.x")
+        if name.split(".")[0] in IO_MODULES
+    ]
+
+
 def test_protocol_code_does_no_io() -> None:
-    users = [
-        path
-        for path in SANS_IO
-        if any(name.split(".")[0] == "asyncio"
-               for _, name in imported((ROOT / path).read_text(), "etcdlab.proxy.x"))
-    ]  # fmt: skip
-    assert users == []
+    paths = [path for pattern in SANS_IO for path in sorted(ROOT.glob(pattern))]
+    assert len(paths) > len(SANS_IO)
+    assert io_users(paths) == []
+
+
+def test_the_io_check_catches_asyncio(tmp_path: Path) -> None:
+    sneaky = tmp_path / "frames.py"
+    sneaky.write_text("def f() -> None:\n    import asyncio\n")
+    assert io_users([sneaky]) and not io_users([ROOT / "proxy/h2frames.py"])
+
+
+def stated_imports(docstring: str) -> set[str] | None:
+    """The layers a package docstring's ``Imports ...`` sentence names."""
+    match = re.search(r"\bImports\b([^.]*)\.", " ".join(docstring.split()))
+    if match is None:
+        return None
+    return set(re.findall(r"``(\w+)``", match.group(1)))
+
+
+def test_each_package_docstring_states_its_import_rule() -> None:
+    wrong = {}
+    for name, path in modules():
+        if path.name != "__init__.py" or name == "etcdlab":
+            continue
+        own = layer(name)
+        stated = stated_imports(ast.get_docstring(ast.parse(path.read_text())) or "")
+        allowed = ALLOWED[own] - {own}
+        if stated is None or stated - {own} != allowed:
+            wrong[name] = (stated, allowed)
+    assert wrong == {}
+
+
+def test_tests_mirror_the_packages() -> None:
+    # etcdlab.proxy.faults -> tests/proxy/faults; every layer has its folder.
+    packages = {name.removeprefix("etcdlab.").replace(".", "/")
+                for name, path in modules() if path.name == "__init__.py"}  # fmt: skip
+    folders = {path.parent.relative_to(ROOT / "tests").as_posix()
+               for path in (ROOT / "tests").rglob("*/__init__.py")}  # fmt: skip
+    assert folders - packages == set()
+    assert {layer for layer in ALLOWED if layer} - folders == set()
 
 
 def test_every_package_folder_is_installed() -> None:
@@ -120,3 +174,17 @@ def test_every_package_folder_is_installed() -> None:
     assert config["package-dir"] == FOLDERS
     folders = {name for name, path in modules() if path.name == "__init__.py"}
     assert set(config["packages"]) == folders
+
+
+def test_the_control_plane_reports_through_its_listener() -> None:
+    # As the elector does: the recorder that writes the timeline is the
+    # caller's choice (controlplane/listener.py), never imported here.
+    named = [
+        f"{path.name}: {alias.name}"
+        for path in sorted((ROOT / "emulator/controlplane").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.name == "Recorder"
+    ]
+    assert named == []

@@ -131,7 +131,7 @@ async def _election(args: argparse.Namespace) -> dict[str, Any]:
         connect = proxied
     async with LocalCluster(3, flags=ServerFlags.scaled(scale)) as cluster:
         if args.kind == "etcd":
-            ttl = args.ttl or max(1, round(SESSION_TTL * scale))
+            ttl = args.ttl or max(1, round(scale.scaled(SESSION_TTL)))
             timings: dict[str, Any] = {"ttl": ttl}
             async with campaign(
                 cluster, ttl=ttl, time_scale=scale, connect=connect, candidates=args.candidates

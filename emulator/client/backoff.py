@@ -11,9 +11,25 @@ Randomness comes from a seeded ``random.Random`` so runs repeat.
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from etcdlab.client.config import ClientConfig
 
 
 class ConnectionBackoff:
+    @classmethod
+    def of(cls, config: ClientConfig, rng: random.Random) -> ConnectionBackoff:
+        """The backoff ``config``'s ``reconnect_backoff_*`` and ``min_connect_timeout`` give."""
+        return cls(
+            base=config.reconnect_backoff_base,
+            multiplier=config.reconnect_backoff_multiplier,
+            jitter=config.reconnect_backoff_jitter,
+            cap=config.reconnect_backoff_cap,
+            min_connect_timeout=config.min_connect_timeout,
+            rng=rng,
+        )
+
     def __init__(
         self,
         *,

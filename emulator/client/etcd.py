@@ -196,18 +196,10 @@ class EtcdClient:
 
     def _connection(self, address: str, events: ConnectionEvents) -> Connection:
         config = self.config
-        backoff = ConnectionBackoff(
-            base=config.reconnect_backoff_base,
-            multiplier=config.reconnect_backoff_multiplier,
-            jitter=config.reconnect_backoff_jitter,
-            cap=config.reconnect_backoff_cap,
-            min_connect_timeout=config.min_connect_timeout,
-            rng=random.Random(f"{self._seed}/{address}"),
-        )
         return Connection(
             address,
             dial=self._dial,
-            backoff=backoff,
+            backoff=ConnectionBackoff.of(config, random.Random(f"{self._seed}/{address}")),
             clock=self.clock,
             events=events,
             drain=config.keepalive_time + config.keepalive_timeout,

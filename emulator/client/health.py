@@ -23,33 +23,11 @@ from collections.abc import Callable
 from etcdlab.client.errors import EtcdError
 from etcdlab.client.etcd import EtcdClient
 from etcdlab.common.clock import Clock
+from etcdlab.common.tokenbucket import TokenBucket
 
 LIVEZ = "etcd"
 READYZ = "etcd-readiness"
 NOT_ESTABLISHED = "etcd client connection not yet established"
-
-
-class TokenBucket:
-    """``rate.NewLimiter(rate.Every(interval), burst)``: starts full, one token
-    back every ``interval``, at most ``burst``."""
-
-    def __init__(self, interval: float, clock: Clock, burst: int = 1) -> None:
-        if not interval > 0:
-            raise ValueError("interval must be positive")
-        self._interval = interval
-        self._clock = clock
-        self._burst = burst
-        self._tokens = float(burst)
-        self._at = clock.now()
-
-    def allow(self) -> bool:
-        now = self._clock.now()
-        self._tokens = min(self._burst, self._tokens + (now - self._at) / self._interval)
-        self._at = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
 
 
 class EtcdCheck:
@@ -64,7 +42,7 @@ class EtcdCheck:
         self.key = key
         self.probes = 0
         self._clock = client.clock
-        self._limiter = TokenBucket(timeout / 2, self._clock)
+        self._limiter = TokenBucket(2 / timeout, self._clock)  # one probe per half timeout
         self._last_error: str | None = NOT_ESTABLISHED
         self._last_sent: float | None = None
 

@@ -121,12 +121,12 @@ class ServerFlags:
         Raft timings are clamped at 10 ms heartbeat: below that, a loaded
         2-core machine cannot keep a leader at all.
         """
-        TimeScale(time_scale)  # validates
-        heartbeat = max(10, round(100 * time_scale))
+        scale = TimeScale(time_scale)
+        heartbeat = max(10, round(scale.scaled(100)))
         return cls(
             heartbeat_ms=heartbeat,
-            election_ms=max(10 * heartbeat, round(1000 * time_scale)),
-            grpc_keepalive_min_time_s=max(0.01, 5.0 * time_scale),
+            election_ms=max(10 * heartbeat, round(scale.scaled(1000))),
+            grpc_keepalive_min_time_s=max(0.01, scale.scaled(5.0)),
         )
 
     def args(self) -> list[str]:

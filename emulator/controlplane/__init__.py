@@ -1,2 +1,3 @@
 """The emulated control plane: apiservers, watch cache, informers, workqueues,
-controllers. Imports ``common``, ``protos``, ``client`` and ``election``."""
+controllers, reporting through a listener. Imports ``common``, ``protos``, ``client``
+and ``election`` only."""

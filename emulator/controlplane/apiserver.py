@@ -36,8 +36,9 @@ from etcdlab.client.errors import (
 )
 from etcdlab.client.etcd import EtcdClient, prefix_end
 from etcdlab.common.clock import Clock
-from etcdlab.common.timeline import ErrorClass, EventKind, Recorder
+from etcdlab.common.timeline import ErrorClass, EventKind
 from etcdlab.common.timescale import TimeScale
+from etcdlab.controlplane.listener import PlaneListener
 from etcdlab.protos import kv_pb2, rpc_pb2
 
 REGISTRY = b"/registry/"
@@ -155,14 +156,14 @@ class WatchCache:
         client: EtcdClient,
         clock: Clock,
         config: CacheConfig | None = None,
-        recorder: Recorder | None = None,
+        listener: PlaneListener | None = None,
         name: str = "watch-cache",
     ) -> None:
         self.client = client
         self.config = config or CacheConfig()
         self.name = name
         self._clock = clock
-        self._recorder = recorder
+        self._listener = listener
         self.objects: dict[bytes, Object] = {}
         self.revision = 0
         self.last_update: float | None = None
@@ -203,8 +204,8 @@ class WatchCache:
                 finally:
                     await watch.cancel()
             except EtcdError:
-                if self._recorder is not None:
-                    self._recorder.event(self.name, EventKind.RELIST)
+                if self._listener is not None:
+                    self._listener.event(self.name, EventKind.RELIST)
                 self._drop_subscribers()
                 await self._clock.sleep(self.config.relist_backoff)
 
@@ -274,14 +275,14 @@ class APIServer:
         name: str,
         client: EtcdClient,
         clock: Clock,
-        recorder: Recorder | None = None,
+        listener: PlaneListener | None = None,
         cache: WatchCache | None = None,
     ) -> None:
         self.name = name
         self.client = client
         self.cache = cache
         self._clock = clock
-        self._recorder = recorder
+        self._listener = listener
 
     def _record(
         self,
@@ -294,8 +295,8 @@ class APIServer:
         counter = _ops.get()
         if counter is not None and source == "etcd":
             counter[0] += 1
-        if self._recorder is not None:
-            self._recorder.request(
+        if self._listener is not None:
+            self._listener.request(
                 self.name,
                 op,
                 self._clock.now() - started,

@@ -26,9 +26,9 @@ from typing import Any, ClassVar
 
 from etcdlab.client.errors import EtcdError
 from etcdlab.common.clock import Clock
-from etcdlab.common.timeline import Recorder
 from etcdlab.controlplane.apiserver import APIServer, Conflict, Object, count_ops
 from etcdlab.controlplane.informer import Informer, InformerConfig
+from etcdlab.controlplane.listener import PlaneListener
 from etcdlab.controlplane.ratelimit import RateLimitConfig, default_controller_rate_limiter
 from etcdlab.controlplane.workqueue import RateLimitingQueue, ShutDown
 
@@ -63,18 +63,18 @@ class Informers:
     """One informer per kind, shared by the controllers of one manager."""
 
     def __init__(
-        self, api: APIServer, clock: Clock, config: InformerConfig, recorder: Recorder | None
+        self, api: APIServer, clock: Clock, config: InformerConfig, listener: PlaneListener | None
     ) -> None:
         self._api = api
         self._clock = clock
         self._config = config
-        self._recorder = recorder
+        self._listener = listener
         self.by_kind: dict[str, Informer] = {}
 
     def __getitem__(self, kind: str) -> Informer:
         if kind not in self.by_kind:
             self.by_kind[kind] = Informer(
-                self._api, kind, self._clock, self._config, self._recorder
+                self._api, kind, self._clock, self._config, self._listener
             )
         return self.by_kind[kind]
 
@@ -95,13 +95,13 @@ class Controller:
         informers: Informers,
         clock: Clock,
         config: ControllerConfig | None = None,
-        recorder: Recorder | None = None,
+        listener: PlaneListener | None = None,
     ) -> None:
         self.api = api
         self.informers = informers
         self.config = config or ControllerConfig()
         self._clock = clock
-        self._recorder = recorder
+        self._listener = listener
         self.queue: RateLimitingQueue[str] = RateLimitingQueue(
             default_controller_rate_limiter(clock, self.config.rate_limits), clock
         )
@@ -176,8 +176,8 @@ class Controller:
                 self.queue.add_rate_limited(key)
                 self._peak = max(self._peak, self.depth)
             self.queue.done(key)
-            if self._recorder is not None:
-                self._recorder.reconcile(self.name, key, self._clock.now() - started, ops[0], ok)
+            if self._listener is not None:
+                self._listener.reconcile(self.name, key, self._clock.now() - started, ops[0], ok)
 
     async def reconcile(self, name: str) -> None:
         raise NotImplementedError

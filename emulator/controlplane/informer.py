@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 
 from etcdlab.client.errors import EtcdError
 from etcdlab.common.clock import Clock
-from etcdlab.common.timeline import EventKind, Recorder
+from etcdlab.common.timeline import EventKind
 from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.apiserver import APIServer, Gone, Object, WatchEvent
+from etcdlab.controlplane.listener import PlaneListener
 
 Handler = Callable[[Object], None]
 
@@ -54,7 +55,7 @@ class Informer:
         kind: str,
         clock: Clock,
         config: InformerConfig | None = None,
-        recorder: Recorder | None = None,
+        listener: PlaneListener | None = None,
         name: str = "",
     ) -> None:
         self.api = api
@@ -62,7 +63,7 @@ class Informer:
         self.config = config or InformerConfig()
         self.name = name or f"{api.name}/{kind}"
         self._clock = clock
-        self._recorder = recorder
+        self._listener = listener
         self.store: dict[str, Object] = {}
         self._by_owner: dict[str, set[str]] = {}
         self._handlers: list[Handler] = []
@@ -86,8 +87,8 @@ class Informer:
                 except (EtcdError, Gone):
                     pass
                 # The watch ended or failed: relist (the cache stays meanwhile).
-                if self._recorder is not None:
-                    self._recorder.event(self.name, EventKind.RELIST)
+                if self._listener is not None:
+                    self._listener.event(self.name, EventKind.RELIST)
                 await self._clock.sleep(self.config.relist_backoff)
         finally:
             if resync is not None:

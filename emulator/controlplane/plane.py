@@ -1,4 +1,4 @@
-"""The whole emulated control plane in one event loop, recording into a Timeline.
+"""The whole emulated control plane in one event loop, reporting to a listener.
 
 * ``apiservers`` apiservers, each an :class:`~etcdlab.client.etcd.EtcdClient` with the
   analysis's settings, a watch cache, and the livez ``etcd`` and readyz
@@ -38,7 +38,7 @@ from etcdlab.client.errors import EtcdError
 from etcdlab.client.etcd import EtcdClient
 from etcdlab.client.health import LIVEZ, READYZ, EtcdCheck, poll
 from etcdlab.common.clock import Clock
-from etcdlab.common.timeline import EventKind, Recorder
+from etcdlab.common.timeline import EventKind
 from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.apiserver import (
     APIServer,
@@ -57,6 +57,7 @@ from etcdlab.controlplane.controllers import (
     Informers,
     workload_progress,
 )
+from etcdlab.controlplane.listener import PlaneListener
 from etcdlab.election.config import LeaderElectionConfig
 from etcdlab.election.elector import LeaderCallbacks, LeaderElector
 from etcdlab.election.lock import EtcdLeaseLock, ObservedRecord, ResourceLock
@@ -157,10 +158,12 @@ class RecordingLock:
     write failing while it does not lead is a failed acquisition.
     """
 
-    def __init__(self, inner: ResourceLock, recorder: Recorder, identity: str, lease: str) -> None:
+    def __init__(
+        self, inner: ResourceLock, listener: PlaneListener, identity: str, lease: str
+    ) -> None:
         self._inner = inner
         self.key = inner.key
-        self._recorder = recorder
+        self._listener = listener
         self._identity = identity
         self._lease = lease
         self.elector: LeaderElector | None = None
@@ -178,7 +181,7 @@ class RecordingLock:
 
     async def get(self) -> ObservedRecord:
         if self._leading:
-            self._recorder.event(self._identity, EventKind.SLOW_PATH, self._lease)
+            self._listener.event(self._identity, EventKind.SLOW_PATH, self._lease)
         return await self._inner.get()
 
     async def create(self, record: LeaderElectionRecord) -> None:
@@ -194,7 +197,7 @@ class RecordingLock:
         except BaseException:
             # Cancelled included: the elector abandons a write at its renew deadline.
             kind = EventKind.RENEW_FAILED if leading else EventKind.ACQUIRE_FAILED
-            self._recorder.event(self._identity, kind, self._lease)
+            self._listener.event(self._identity, kind, self._lease)
             raise
 
 
@@ -207,7 +210,7 @@ class ElectedComponent:
         lease: str,
         api: APIServer,
         clock: Clock,
-        recorder: Recorder,
+        listener: PlaneListener,
         config: PlaneConfig,
         work: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
@@ -215,7 +218,7 @@ class ElectedComponent:
         self.lease = lease
         self.api = api
         self._clock = clock
-        self._recorder = recorder
+        self._listener = listener
         self._config = config
         self._work = work
         self._rng = random.Random(f"{config.seed}/{identity}")
@@ -228,7 +231,7 @@ class ElectedComponent:
                 EtcdLeaseLock(
                     self.api, name=self.lease, timeout=self._config.election_request_timeout
                 ),
-                self._recorder,
+                self._listener,
                 self.identity,
                 self.lease,
             )
@@ -252,32 +255,32 @@ class ElectedComponent:
 
     # LeadershipListener
     def started_leading(self, identity: str, at: float, term: int) -> None:
-        self._recorder.leader(self.lease, identity, True)
+        self._listener.leader(self.lease, identity, True)
 
     def renewed(self, identity: str, at: float) -> None:
         pass
 
     def stopped_leading(self, identity: str, at: float) -> None:
-        self._recorder.leader(self.lease, identity, False)
+        self._listener.leader(self.lease, identity, False)
 
 
 class ControllerManager:
     """The work of a kube-controller-manager leader: informers plus controllers."""
 
-    def __init__(self, api: APIServer, clock: Clock, recorder: Recorder, config: PlaneConfig):
+    def __init__(self, api: APIServer, clock: Clock, listener: PlaneListener, config: PlaneConfig):
         self._api = api
         self._clock = clock
-        self._recorder = recorder
+        self._listener = listener
         self._config = config
         self.controllers: list[Controller] = []
         self.informers: Informers | None = None
 
     async def run(self) -> None:
         informers = Informers(
-            self._api, self._clock, self._config.controllers.informers, self._recorder
+            self._api, self._clock, self._config.controllers.informers, self._listener
         )
         controllers = [
-            kind(self._api, informers, self._clock, self._config.controllers, self._recorder)
+            kind(self._api, informers, self._clock, self._config.controllers, self._listener)
             for kind in CONTROLLER_TYPES
         ]
         self.informers, self.controllers = informers, controllers
@@ -295,13 +298,13 @@ class ControlPlane:
         self,
         endpoints: Sequence[str],
         clock: Clock,
-        recorder: Recorder,
+        listener: PlaneListener,
         config: PlaneConfig,
         truth_endpoints: Sequence[str] | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
-        self._recorder = recorder
+        self._listener = listener
         self._rng = random.Random(config.seed)
         client_config = replace(config.client, request_timeout=config.request_timeout)
         self.clients: list[EtcdClient] = []
@@ -314,10 +317,10 @@ class ControlPlane:
             name = f"apiserver-{i}"
             own = replace(client_config, seed=config.seed + i)
             client = EtcdClient(rotated, own, clock=clock, name=name, listener=self)
-            cache = WatchCache(client, clock, config.cache, recorder, f"{name}/cache")
+            cache = WatchCache(client, clock, config.cache, listener, f"{name}/cache")
             self.clients.append(client)
             self.caches.append(cache)
-            self.apiservers.append(APIServer(name, client, clock, recorder, cache))
+            self.apiservers.append(APIServer(name, client, clock, listener, cache))
             # Livez is recorded under the apiserver's name, readyz beside it (as
             # the Go reference does); each check has a client of its own.
             for check, timeout, component in (
@@ -348,11 +351,11 @@ class ControlPlane:
                 api = self.apiservers[c % len(self.apiservers)]
                 work = None
                 if lease == KCM_LEASE:
-                    manager = ControllerManager(api, clock, recorder, config)
+                    manager = ControllerManager(api, clock, listener, config)
                     self.managers.append(manager)
                     work = manager.run
                 self.components.append(
-                    ElectedComponent(f"{lease}-{c}", lease, api, clock, recorder, config, work)
+                    ElectedComponent(f"{lease}-{c}", lease, api, clock, listener, config, work)
                 )
         self._tasks: list[asyncio.Task[None]] = []
         self.progress: dict[str, tuple[int, int]] = {}
@@ -427,7 +430,7 @@ class ControlPlane:
         return result
 
     async def sample(self) -> None:
-        record = self._recorder
+        record = self._listener
         depths: dict[str, int] = {}
         caches: dict[str, int] = {}
         for manager in self.managers:
@@ -450,7 +453,7 @@ class ControlPlane:
         """Ask ``check`` like a prober would, recording every answer."""
 
         def report(error: str | None) -> None:
-            self._recorder.health(component, error is None)
+            self._listener.health(component, error is None)
 
         await poll(check, self.config.client.health_check_interval, self._clock, report)
 
@@ -459,10 +462,10 @@ class ControlPlane:
         self, client: str, endpoint: str, state: ConnectivityState, error: str | None
     ) -> None:
         detail = f"{endpoint} {state} {client}" + (f": {error}" if error else "")
-        self._recorder.event(client, EventKind.TRANSPORT_STATE, detail)
+        self._listener.event(client, EventKind.TRANSPORT_STATE, detail)
 
     def keepalive_closed(self, client: str, endpoint: str) -> None:
-        self._recorder.event(client, EventKind.KEEPALIVE_FAILURE, f"{endpoint} {client}")
+        self._listener.event(client, EventKind.KEEPALIVE_FAILURE, f"{endpoint} {client}")
 
     async def _sample_loop(self) -> None:
         while True:
@@ -475,7 +478,7 @@ class ControlPlane:
         while True:
             started = loop.time()
             await asyncio.sleep(self.config.lag_period)
-            self._recorder.gauge(
+            self._listener.gauge(
                 "event_loop_lag", max(0.0, loop.time() - started - self.config.lag_period)
             )
 

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from etcdlab.common.clock import Clock
 from etcdlab.common.timescale import TimeScale
+from etcdlab.common.tokenbucket import TokenBucket
 
 
 class RateLimiter(Protocol):
@@ -74,16 +75,10 @@ class BucketRateLimiter:
             raise ValueError("burst must be at least 1")
         self.qps = qps
         self.burst = burst
-        self._clock = clock
-        self._tokens = float(burst)
-        self._last = clock.now()
+        self._bucket = TokenBucket(qps, clock, burst)
 
     def when(self, item: Hashable) -> float:
-        now = self._clock.now()
-        self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.qps)
-        self._last = now
-        self._tokens -= 1.0
-        return 0.0 if self._tokens >= 0 else -self._tokens / self.qps
+        return self._bucket.reserve()
 
     def forget(self, item: Hashable) -> None:
         pass

@@ -3,9 +3,10 @@
 ``report.json`` carries them under ``"figures"`` so that runs at different time
 scales (and the scale-invariance benchmark, ``bench/scale_invariance.py``) can
 be compared number by number. Every time is real seconds: a scaled run's
-durations are divided by its ``time_scale``. ``detect`` counts from the start
-of the first fault, ``recover`` from the end of the last one; a figure that
-did not happen (no error, never healthy again) is ``None``.
+durations go through the one helper, :meth:`~etcdlab.common.timescale.TimeScale.unscaled`.
+``detect`` counts from the start of the first fault, ``recover`` from the end
+of the last one; a figure that did not happen (no error, never healthy again)
+is ``None``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from etcdlab.common.timeline import ErrorClass, EventKind, Request, Timeline, between, quantile
+from etcdlab.common.timescale import TimeScale
 from etcdlab.report.claims import (
     APISERVER,
     CONTROLLERS,
@@ -31,15 +33,15 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def _first(times: Iterable[float], since: float, scale: float) -> float | None:
+def _first(times: Iterable[float], since: float, scale: TimeScale) -> float | None:
     """Unscaled seconds from ``since`` to the first of ``times`` at or after it."""
     later = [t for t in times if t >= since]
-    return _round((min(later) - since) / scale) if later else None
+    return _round(scale.unscaled(min(later) - since)) if later else None
 
 
-def latency(requests: list[Request], scale: float) -> dict[str, Any]:
+def latency(requests: list[Request], scale: TimeScale) -> dict[str, Any]:
     """Count, quantiles and maximum of the requests' latencies, unscaled."""
-    values = [r.latency / scale for r in requests]
+    values = [scale.unscaled(r.latency) for r in requests]
     summary: dict[str, Any] = {"requests": len(values)}
     for name, q in QUANTILES.items():
         summary[name] = _round(quantile(values, q))
@@ -75,7 +77,7 @@ def healthy_again(timeline: Timeline, component: str, since: float) -> float | N
     if not down:
         return 0.0
     back = min(h.t for h in samples if h.t > down[-1])
-    return (back - since) / timeline.time_scale
+    return timeline.unscaled(back - since)
 
 
 def _recover(timeline: Timeline, prefix: str, end: float) -> float | None:
@@ -119,7 +121,7 @@ def figures(timeline: Timeline) -> dict[str, Any]:
     }
     signs = [first[k] for k in ("error", "unhealthy", "connection_lost", "keepalive_failure")]
     ran = [c for c in CONTROLLERS if timeline.gauge_series(f"progress/{c}")]
-    lags = [g.value / scale for g in timeline.gauge_series("event_loop_lag")]
+    lags = [scale.unscaled(g.value) for g in timeline.gauge_series("event_loop_lag")]
     converged = [converge_time(timeline, c) for c in ran]
     return {
         "lease_losses": sum(t >= start for t in leadership_losses(timeline)),
@@ -129,7 +131,7 @@ def figures(timeline: Timeline) -> dict[str, Any]:
         "keepalive_failures": count(EventKind.KEEPALIVE_FAILURE),
         "connections_lost": sum(t >= start for t in connections_left(timeline, APISERVER)),
         "apiserver_health_failures": sum(f for f, _ in unhealthy),
-        "apiserver_unhealthy_seconds": _round(sum(s for _, s in unhealthy) / scale),
+        "apiserver_unhealthy_seconds": _round(scale.unscaled(sum(s for _, s in unhealthy))),
         "errors": {c.value: sum(r.error is c for r in errors) for c in ErrorClass},
         "latency": {
             "before": latency([r for r in requests if r.t < start], scale),

@@ -1,2 +1,3 @@
 """Scenario files, the engine that runs them against a proxied cluster, and the
-election harness. May import every layer below ``cli``."""
+election harness. Imports ``common``, ``protos``, ``proxy``, ``cluster``, ``client``,
+``election``, ``controlplane`` and ``report`` only."""

@@ -275,7 +275,7 @@ def resolve(target: str, leader: int | None) -> list[int]:
 def server_flags(time_scale: float) -> ServerFlags:
     flags = ServerFlags.scaled(time_scale)
     # Progress notifications keep the watch cache fresh while nothing changes.
-    interval = max(0.1, 2.0 * time_scale)
+    interval = max(0.1, TimeScale(time_scale).scaled(2.0))
     return replace(
         flags,
         extra_args=(
@@ -416,7 +416,7 @@ async def _start_and_inject(
     )
     await _warm_up(plane, options.warmup_timeout)
     origin = recorder.now()
-    duration = (options.duration or scenario.duration) * ts
+    duration = ts.scaled(options.duration or scenario.duration)
     progress(
         f"warm: faults start now; the run lasts {options.duration or scenario.duration:g} s "
         f"of scenario time ({duration:.0f} s at time scale {ts:g})"
@@ -424,7 +424,7 @@ async def _start_and_inject(
     faults = [
         asyncio.create_task(_fault(step, driver, recorder, origin, ts, progress))
         for step in scenario.faults
-        if driver is not None and step.at * ts < duration
+        if driver is not None and ts.scaled(step.at) < duration
     ]
     outcomes: list[BaseException | None] = []
     stop_churn = asyncio.create_task(_stop_churn(plane, faults))
@@ -507,10 +507,10 @@ async def _fault(
     driver: ScenarioFaults,
     recorder: Recorder,
     origin: float,
-    ts: float,
+    ts: TimeScale,
     progress: Progress,
 ) -> None:
-    await asyncio.sleep(max(0.0, origin + step.at * ts - recorder.now()))
+    await asyncio.sleep(max(0.0, origin + ts.scaled(step.at) - recorder.now()))
     leader = await asyncio.to_thread(driver.leader)
     members = resolve(step.target, leader)
     target = ",".join(f"etcd-{m}" for m in members)
@@ -521,7 +521,7 @@ async def _fault(
     start = recorder.now()
     progress(f"fault on: {step.kind} of {target} ({detail})")
     try:
-        await asyncio.sleep(step.duration * ts)
+        await asyncio.sleep(ts.scaled(step.duration))
     finally:
         # The window ends when the heal begins: restarting a killed member takes
         # real seconds that no time scale shrinks, and they belong to its

@@ -136,7 +136,7 @@ def tune_loopback_routes(time_scale: float, congestion: str | None = None) -> No
     connection over them ``congestion`` control, if named."""
     tuning: list[str] = []
     if time_scale != 1:
-        rto_min = f"{max(1, round(MIN_RTO * time_scale * 1000))}ms"
+        rto_min = f"{max(1, round(TimeScale(time_scale).scaled(MIN_RTO) * 1000))}ms"
         tuning = ["rto_min", rto_min, "quickack", "1"]
     if congestion is not None:
         tuning += ["congctl", congestion]
@@ -228,7 +228,7 @@ class KernelNetwork:
         self._opened = True
         with open(LIBERAL, "w") as knob:
             knob.write("1\n")
-        rto = MIN_RTO * self.scale
+        rto = self.scale.scaled(MIN_RTO)
         self.record.update(
             mode="kernel",
             mtu=MTU,

@@ -1,4 +1,5 @@
 """Fault kinds, one per module, each registered by name in :mod:`.registry`.
+Imports ``common`` and the rest of ``proxy`` only; no I/O (the links do it).
 
 Importing the package imports every module in it, so a new kind is one new
 file (and its test file); nothing else names it. Import a kind from its

@@ -109,14 +109,7 @@ def make_balancer(
     log = StateLog(clock)
 
     def connect(address: str, events: ConnectionEvents) -> Connection:
-        backoff = ConnectionBackoff(
-            base=config.reconnect_backoff_base,
-            multiplier=config.reconnect_backoff_multiplier,
-            jitter=config.reconnect_backoff_jitter,
-            cap=config.reconnect_backoff_cap,
-            min_connect_timeout=config.min_connect_timeout,
-            rng=random.Random(f"{seed}/{address}"),
-        )
+        backoff = ConnectionBackoff.of(config, random.Random(f"{seed}/{address}"))
         return Connection(
             address, dial=network.dial, backoff=backoff, clock=clock, events=events, drain=1.0
         )

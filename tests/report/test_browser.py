@@ -4,7 +4,7 @@ points to (checked on the pixels of screenshots).
 
 Chromium comes from Debian (`apt-get install chromium`, which `.ci/run` does);
 without it these tests skip. No etcd: the report is built from the synthetic
-timeline of tests/test_report.py.
+timeline of tests/report/test_render.py.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ Both run until SIGINT/SIGTERM (or --duration) and exit 0; bad input exits 2
 with one line naming the flag. Run 'etcdlab-oracle COMMAND -h' for its flags.
 
 output: one JSON object per line on stdout (or --out FILE); "type" is the
-emulator's record class, the other fields are its fields (emulator/timeline.py):
+emulator's record class, the other fields are its fields (emulator/common/timeline.py):
   {"type":"Request","t":1.52,"component":"apiserver-0","op":"create","latency":0.0031,"error":null,"source":"etcd","member":"127.0.0.1:23790"}
   {"type":"Health","t":2.0,"component":"apiserver-0","healthy":true}
   {"type":"Event","t":0.01,"component":"apiserver-0","kind":"transport_state","detail":"127.0.0.1:23790 READY pods"}

@@ -10,7 +10,7 @@ import (
 )
 
 // Classify sorts an etcd client error into the analysis's classes the way
-// emulator/errors.py (from_rpc_error) and the apiserver emulation's
+// emulator/client/errors.py (from_rpc_error) and the apiserver emulation's
 // error_class do: CANCELLED and DEADLINE_EXCEEDED (or the context's own
 // error) are context; UNAVAILABLE is cluster (the etcd client already retried
 // what it retries); any other gRPC status is response; the rest is other.

@@ -1,5 +1,5 @@
 // Package timeline writes the records of the Python emulator's Timeline
-// (emulator/timeline.py) as JSON lines, so the scenario engine can merge what
+// (emulator/common/timeline.py) as JSON lines, so the scenario engine can merge what
 // the real Go clients did with what the emulation did.
 //
 // One JSON object per line; "type" names the record kind (the Python dataclass:

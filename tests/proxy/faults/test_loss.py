@@ -1,19 +1,25 @@
-"""Fault models on their own: pure functions of (bytes, time, seeded randomness)."""
+"""TCP-faithful loss: the model on its own (a pure function of bytes, time and
+seeded randomness), then on a link (both loops): late bytes, never lost bytes."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
+import time
 from typing import Any
 
 import pytest
 
 from etcdlab.common.timescale import TimeScale
-from etcdlab.proxy.faults.bandwidth import Bandwidth
-from etcdlab.proxy.faults.base import Action, Fault, Piece, ShapeContext
-from etcdlab.proxy.faults.frames import FrameLoss
-from etcdlab.proxy.faults.latency import Latency
+from etcdlab.proxy.faults import DOWNSTREAM, UPSTREAM
+from etcdlab.proxy.faults.base import Fault, Piece, ShapeContext
 from etcdlab.proxy.faults.loss import Loss, Recovery, Resend, TcpState
+from etcdlab.proxy.link import Address, ProxyLink
+from tests.proxy.links import OVERRIDE, both_loops, event_loop_policy  # noqa: F401
+from tests.waiting import eventually
+
+pytestmark = OVERRIDE
 
 
 def ctx(seed: int = 1) -> ShapeContext:
@@ -350,30 +356,72 @@ def test_same_seed_same_decisions() -> None:
     assert first != plain(loss.shape([Piece(100_000, 0.0)], ctx(seed=6)))
 
 
-def test_latency_with_jitter_stays_within_bounds() -> None:
-    latency = Latency(0.05, jitter=0.01).scaled(TimeScale(0.5))
-    pieces = latency.shape([Piece(1, 0.0) for _ in range(200)], ctx(0))
-    assert all(0.02 - 1e-9 <= p.release <= 0.03 + 1e-9 for p in pieces)
+@both_loops
+async def test_loss_delays_but_never_loses_or_reorders(echo: Address) -> None:
+    async with ProxyLink("raw", echo, http2=False, seed=2) as link:
+        link.add(Loss(0.3, mss=100).scaled(TimeScale(0.05)))
+        reader, writer = await asyncio.open_connection(*link.address)
+        payload = bytes(range(256)) * 400
+        for offset in range(0, len(payload), 1000):
+            writer.write(payload[offset : offset + 1000])
+        assert await asyncio.wait_for(reader.readexactly(len(payload)), 30) == payload
+        writer.close()
+    assert link.counters.delay_count > 0
 
 
-def test_bandwidth_spaces_bytes_out() -> None:
-    context = ctx()
-    limit = Bandwidth(10)  # 10 KB/s
-    first = limit.shape([Piece(10240, 0.0)], context)
-    second = limit.shape([Piece(5120, 0.2)], context)
-    assert plain(first) == [(10240, 1.0)]
-    assert plain(second) == [(5120, 1.5)]
+@both_loops
+async def test_lost_syn_delays_the_first_bytes_as_the_seed_says(echo: Address) -> None:
+    loss = Loss(0.5, syn_rto=1.0).scaled(TimeScale(0.2))
+
+    def expected(seed: int) -> float:
+        # The first draws of connection 1's two streams decide SYN and SYN-ACK.
+        return sum(
+            (loss.connect_sends(random.Random(f"{seed}/raw/1/{direction}")) or [0.0])[-1]
+            for direction in (UPSTREAM, DOWNSTREAM)
+        )
+
+    seed = next(s for s in range(100) if expected(s) > 0)
+    async with ProxyLink("raw", echo, http2=False, seed=seed) as link:
+        link.add(loss)
+        started = time.monotonic()
+        reader, writer = await asyncio.open_connection(*link.address)
+        writer.write(b"x")
+        await asyncio.wait_for(reader.readexactly(1), 30)
+        writer.close()
+    # At least the SYN delay; the one byte each way may add segment losses.
+    assert time.monotonic() - started >= expected(seed) - 0.002
 
 
-def test_frame_loss_filter() -> None:
-    lease = FrameLoss(1.0, pings=False, messages=True, method="etcdserverpb.Lease")
-    rng = random.Random(0)
-    assert lease.on_data("/etcdserverpb.Lease/LeaseKeepAlive", True, rng) is Action.DROP
-    assert lease.on_data("/etcdserverpb.KV/Range", True, rng) is Action.PASS
-    assert lease.on_data(None, True, rng) is Action.PASS
-    # Filtered faults never drop connection-level PINGs.
-    assert FrameLoss(1.0, method="etcdserverpb.KV").on_ping(rng) is Action.PASS
-    assert FrameLoss(1.0).on_ping(rng) is Action.DROP
+@both_loops
+@pytest.mark.parametrize("lost", ["syn", "data"])
+async def test_removing_a_loss_lets_the_next_send_through(echo: Address, lost: str) -> None:
+    """Losses are drawn as if the fault lasted; once it is removed the next
+    retransmission (of the SYN, or of the data) gets through, as on a clean
+    network, instead of the rest of a long run of losses."""
+    # SYN sent again at 0.1, 0.3, 0.7 s...; data at 0.02, 0.04, 0.08 s...
+    loss = Loss(0.99, direction=UPSTREAM, name="lossy").scaled(TimeScale(0.1))
+    seed = 1
+    # Without the heal the SYN (or the byte) would wait for minutes.
+    assert len(loss.connect_sends(random.Random(f"{seed}/raw/1/{UPSTREAM}"))) > 8
+    async with ProxyLink("raw", echo, http2=False, seed=seed) as link:
+        if lost == "syn":
+            link.add(loss)
+        reader, writer = await asyncio.open_connection(*link.address)
+        if lost == "data":
+            writer.write(b"clean")
+            assert await asyncio.wait_for(reader.readexactly(5), 5) == b"clean"
+            link.add(loss)
+        await eventually(lambda: link.connections == 1, 5, "the connection accepted")
+        writer.write(b"x")
+        if lost == "data":
+            key = (loss.name, "segment_lost")
+            await eventually(lambda: key in link.counters.faults_applied, 5, "the byte lost")
+        link.remove(loss)
+        healed = time.monotonic()
+        assert await asyncio.wait_for(reader.readexactly(1), 5) == b"x"
+        # The next send comes within one (small) timeout of the heal.
+        assert time.monotonic() - healed < 1.0
+        writer.close()
 
 
 @pytest.mark.parametrize(
@@ -383,10 +431,7 @@ def test_frame_loss_filter() -> None:
         (lambda: Loss(1.0), "blackhole"),
         (lambda: Loss(0.1, mss=0), "mss"),
         (lambda: Loss(0.1, min_rto=-1), "min_rto"),
-        (lambda: Latency(0.1, direction="sideways"), "direction"),
-        (lambda: Bandwidth(0), "rate"),
-        (lambda: FrameLoss(0.1, pings=False), "at least one"),
-        (lambda: FrameLoss(0.1, method="/x"), "method"),
+        (lambda: Loss(0.1, direction="sideways"), "direction"),
     ],
 )
 def test_validation_names_the_field(make: object, message: str) -> None:
