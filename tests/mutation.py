@@ -92,7 +92,7 @@ MODULES = {
         ("tests/controlplane/test_informer_cache.py",),
         only="*.xǁWatchCacheǁ*",
     ),
-    "loss": Module("etcdlab/proxy/faults/loss.py", ("tests/proxy/test_faults.py",)),
+    "loss": Module("etcdlab/proxy/faults/loss.py", ("tests/proxy/faults/test_loss.py",)),
 }
 
 
