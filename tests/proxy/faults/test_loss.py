@@ -437,3 +437,43 @@ async def test_removing_a_loss_lets_the_next_send_through(echo: Address, lost: s
 def test_validation_names_the_field(make: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make()  # type: ignore[operator]
+
+
+# Found unguarded by mutation testing (docs/TESTING.md).
+
+
+@pytest.mark.parametrize("probability", [0.05, 0.3, 0.6])
+def test_every_byte_arrives_once_late_only_when_a_segment_was_lost(probability: float) -> None:
+    loss = Loss(probability, mss=100)
+    sizes = [250, 1, 100, 4000, 99]
+    losing_seeds = 0
+    for seed in range(20):
+        context = ctx(seed)
+        late = False
+        for sent, size in enumerate(sizes):
+            out = loss.shape([Piece(size, float(sent))], context)
+            assert sum(p.size for p in out) == size and all(p.size > 0 for p in out), seed
+            assert min(p.release for p in out) >= sent
+            late = late or max(p.release for p in out) > sent
+        lost = context.applied.get((loss, "segment_lost"), 0)
+        assert late == (lost > 0), seed
+        losing_seeds += lost > 0
+    assert losing_seeds >= 10
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Loss(1.0), r"^probability must be below 1 \(use blackhole for total loss\)$"),
+        (lambda: Loss(0.1, mss=0), "^mss must be at least 1 byte$"),
+        (lambda: Loss(0.1, min_rto=0.5, max_rto=0.4), "^max_rto must be at least min_rto$"),
+    ],
+)
+def test_validation_says_exactly_what_is_wrong(make: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()  # type: ignore[operator]
+
+
+def test_the_smallest_valid_values_are_accepted() -> None:
+    tiny = Loss(0.5, mss=1, min_rto=0.2, max_rto=0.2)
+    assert sum(p.size for p in tiny.shape([Piece(30, 0.0)], ctx())) == 30
