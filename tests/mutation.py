@@ -54,6 +54,7 @@ class Module:
 CLIENT_TESTS = (
     "tests/client/test_retry.py",
     "tests/client/test_balancer.py",
+    "tests/client/test_caller.py",
     "tests/client/test_pickers.py",
     "tests/client/test_write_retries.py",
 )
