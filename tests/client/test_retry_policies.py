@@ -23,18 +23,9 @@ from etcdlab.client.retry import (
     retry_reason,
 )
 from etcdlab.common.clock import FakeClock
+from tests.client.test_retry import delays
 
 INF, NAN = math.inf, math.nan
-
-
-def series(policy: RetryPolicy, previous: float = 0.0) -> list[float]:
-    out: list[float] = []
-    attempt = 1
-    while (wait := policy.delay(attempt, previous)) is not None:
-        out.append(wait)
-        previous = wait
-        attempt += 1
-    return out
 
 
 REFUSED: list[tuple[Callable[[], object], str]] = [
@@ -77,8 +68,8 @@ def test_a_bad_parameter_is_refused_by_name(make: Callable[[], object], error: s
 
 
 def test_the_edges_of_each_range_are_accepted() -> None:
-    assert series(FixedDelay(0.0, max_attempts=1)) == []
-    assert series(Exponential(0.5, 0.5, multiplier=1.0, max_attempts=3)) == [0.5, 0.5]
+    assert delays(FixedDelay(0.0, max_attempts=1)) == []
+    assert delays(Exponential(0.5, 0.5, multiplier=1.0, max_attempts=3)) == [0.5, 0.5]
     assert ClientV3Retry(1).quorum == 1
     for tokens in (0.5, 1000):
         assert ThrottledRetry(FixedDelay(0), max_tokens=tokens).tokens == tokens
@@ -89,9 +80,9 @@ def test_the_edges_of_each_range_are_accepted() -> None:
 
 
 def test_defaults_are_the_documented_ones() -> None:
-    assert len(series(Exponential(0.1, 1.0))) == 4  # five attempts
-    assert len(series(ExponentialFullJitter(0.1, 1.0))) == 4
-    assert len(series(DecorrelatedJitter(0.1, 1.0))) == 4
+    assert len(delays(Exponential(0.1, 1.0))) == 4  # five attempts
+    assert len(delays(ExponentialFullJitter(0.1, 1.0))) == 4
+    assert len(delays(DecorrelatedJitter(0.1, 1.0))) == 4
     v3 = ClientV3Retry(3)
     assert (v3.wait_between, v3.jitter, v3.max_attempts) == (0.025, 0.1, 100)
     throttle = ThrottledRetry(FixedDelay(0))
@@ -102,20 +93,20 @@ def test_defaults_are_the_documented_ones() -> None:
 
 
 def test_randomised_policies_repeat_for_a_seed_and_default_to_seed_0() -> None:
-    assert series(ExponentialFullJitter(0.1, 1.0, max_attempts=20)) == series(
+    assert delays(ExponentialFullJitter(0.1, 1.0, max_attempts=20)) == delays(
         ExponentialFullJitter(0.1, 1.0, max_attempts=20, seed=0)
     )
-    assert series(DecorrelatedJitter(0.1, 5.0, max_attempts=20)) == series(
+    assert delays(DecorrelatedJitter(0.1, 5.0, max_attempts=20)) == delays(
         DecorrelatedJitter(0.1, 5.0, max_attempts=20, seed=0)
     )
-    assert series(ClientV3Retry(3, max_attempts=40)) == series(
+    assert delays(ClientV3Retry(3, max_attempts=40)) == delays(
         ClientV3Retry(3, max_attempts=40, seed=0)
     )
-    assert series(ClientV3Retry(3, seed=5)) != series(ClientV3Retry(3, seed=6))
+    assert delays(ClientV3Retry(3, seed=5)) != delays(ClientV3Retry(3, seed=6))
 
 
 def test_client_v3_waits_after_each_round_over_a_quorum() -> None:
-    waits = series(ClientV3Retry(5, max_attempts=10, seed=2))
+    waits = delays(ClientV3Retry(5, max_attempts=10, seed=2))
     assert len(waits) == 9
     # Quorum of 5 is 3: retries 1 and 2 go at once, the 3rd waits, and so on.
     assert [w > 0 for w in waits] == [False, False, True] * 3

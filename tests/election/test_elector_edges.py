@@ -12,7 +12,6 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -22,30 +21,9 @@ from etcdlab.election.elector import LeaderCallbacks, LeaderElector
 from etcdlab.election.lock import LockConflictError
 from etcdlab.election.record import LeaderElectionRecord
 from etcdlab.election.safety import SafetyChecker
-from tests.memory_lock import Candidate, MemoryLock, MemoryStore
+from tests.memory_lock import Candidate, MemoryLock, MemoryStore, World, make, stored
 
 RP = 2.0
-World = tuple[FakeClock, MemoryStore, list[Candidate]]
-
-
-@pytest.fixture
-async def world() -> AsyncIterator[World]:
-    clock, store, made = FakeClock(), MemoryStore(), list[Candidate]()
-    yield clock, store, made
-    for candidate in made:
-        await candidate.stop()
-
-
-def make(world: World, name: str, *, release: bool = False) -> Candidate:
-    clock, store, made = world
-    candidate = Candidate(name, store, clock, release=release)
-    made.append(candidate)
-    return candidate
-
-
-def stored(store: MemoryStore) -> LeaderElectionRecord:
-    assert store.raw is not None, "no record written"
-    return LeaderElectionRecord.from_lease(store.raw)
 
 
 class Heard:
@@ -69,6 +47,19 @@ async def test_before_running_an_elector_has_observed_and_led_nothing() -> None:
     assert elector.leading is False and elector.leader == "" and not elector.is_leader
     assert elector.observed_time is None and elector.last_renewed is None
     assert elector.term is None and elector.attempts == []
+
+
+async def leader_then_follower(
+    world: World, *, release: bool = False
+) -> tuple[Candidate, Candidate]:
+    """a leads from 0; b (releasing on cancel if ``release``) follows from 0 on."""
+    clock, _, _ = world
+    a, b = make(world, "a"), make(world, "b", release=release)
+    a.start()
+    await clock.advance(0)
+    b.start()
+    await clock.advance(RP)
+    return a, b
 
 
 async def test_the_listener_hears_each_belief_with_its_term_and_time(world: World) -> None:
@@ -102,12 +93,7 @@ async def test_the_safety_checker_gets_the_term_to_fence_with(world: World) -> N
 
 
 async def test_a_candidate_that_never_led_has_no_fence_even_after_reading(world: World) -> None:
-    clock, _, _ = world
-    a, b = make(world, "a"), make(world, "b")
-    a.start()
-    await clock.advance(0)
-    b.start()
-    await clock.advance(RP)
+    _, b = await leader_then_follower(world)
     assert b.lock.revision is not None  # it read the record
     with pytest.raises(RuntimeError, match="b has never led"):
         b.elector.fence()
@@ -195,11 +181,7 @@ async def test_a_lease_expires_at_exactly_its_duration_after_the_last_change() -
 
 async def test_slow_path_renewals_are_counted_and_keep_the_transitions(world: World) -> None:
     clock, store, _ = world
-    a, b = make(world, "a"), make(world, "b")
-    a.start()
-    await clock.advance(0)
-    b.start()
-    await clock.advance(RP)
+    a, b = await leader_then_follower(world)
     a.lock.failing = True
     await clock.advance(40.0)
     assert b.elector.leading and stored(store).leader_transitions == 1
@@ -212,11 +194,7 @@ async def test_slow_path_renewals_are_counted_and_keep_the_transitions(world: Wo
 
 async def test_a_release_keeps_the_count_and_is_stamped_now(world: World) -> None:
     clock, store, _ = world
-    a, b = make(world, "a"), make(world, "b", release=True)
-    a.start()
-    await clock.advance(0)
-    b.start()
-    await clock.advance(RP)
+    a, b = await leader_then_follower(world, release=True)
     a.lock.failing = True
     await clock.advance(40.0)
     assert b.elector.leading
@@ -231,11 +209,8 @@ async def test_a_release_keeps_the_count_and_is_stamped_now(world: World) -> Non
 
 async def test_a_follower_that_stops_releases_nothing(world: World) -> None:
     clock, store, _ = world
-    a, b = make(world, "a"), make(world, "b", release=True)
-    a.start()
-    await clock.advance(0)
-    b.start()
-    await clock.advance(RP * 3)
+    _, b = await leader_then_follower(world, release=True)
+    await clock.advance(RP * 2)
     writes = store.writes
     await b.stop()
     assert store.writes == writes and stored(store).holder_identity == "a"

@@ -9,39 +9,15 @@ etcd key, not etcd), so a wrong field fails in milliseconds.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
 from etcdlab.common.clock import FakeClock
-from etcdlab.election.record import LeaderElectionRecord
-from tests.memory_lock import Candidate, MemoryStore
+from tests.memory_lock import Candidate, MemoryStore, World, make, stored
 
 LD, RP = 15.0, 2.0
 # Record times are written with microseconds; the wall offset is taken once.
 TICK = 1e-5
-
-World = tuple[FakeClock, MemoryStore, list[Candidate]]
-
-
-@pytest.fixture
-async def world() -> AsyncIterator[World]:
-    clock, store, made = FakeClock(), MemoryStore(), list[Candidate]()
-    yield clock, store, made
-    for candidate in made:
-        await candidate.stop()
-
-
-def make(world: World, name: str, *, release: bool = False) -> Candidate:
-    clock, store, made = world
-    candidate = Candidate(name, store, clock, release=release)
-    made.append(candidate)
-    return candidate
-
-
-def stored(store: MemoryStore) -> LeaderElectionRecord:
-    assert store.raw is not None, "no record written"
-    return LeaderElectionRecord.from_lease(store.raw)
 
 
 async def test_renewals_keep_acquire_time_and_advance_renew_time(world: World) -> None:
