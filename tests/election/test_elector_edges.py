@@ -166,14 +166,15 @@ async def test_a_lease_expires_at_exactly_its_duration_after_the_last_change() -
     a_lock = MemoryLock(store, clock)
     tasks = [asyncio.create_task(elector_on(a_lock, clock, "a", started).run())]
     await clock.advance(0)
-    b = elector_on(MemoryLock(store, clock), clock, "b", started, lease_duration=16.0)
+    # a's record says 15 s; b tries every 2.5 s, so once at exactly 15.
+    b = elector_on(MemoryLock(store, clock), clock, "b", started, retry_period=2.5)
     tasks.append(asyncio.create_task(b.run()))
     await clock.advance(0)
     assert b.observed_time == 0.0
     a_lock.failing = True
     await clock.advance(30.0)
-    # client-go: valid while observed + duration is after now; at 16 it is not.
-    assert started == ["a@0", "b@16"]
+    # client-go: valid while observed + duration is after now; at 15 it is not.
+    assert started == ["a@0", "b@15"]
     for task in tasks:
         task.cancel()
     await asyncio.wait(tasks)
@@ -205,6 +206,21 @@ async def test_a_release_keeps_the_count_and_is_stamped_now(world: World) -> Non
     assert released.renew_time == pytest.approx(time.time() + clock.now(), abs=2.0)
     # The release is the last record b saw, and b's run ended as cancelled, cleanly.
     assert b.elector.leader == "" and b.task is not None and b.task.cancelled()
+
+
+async def test_a_leader_that_lost_the_record_to_another_does_not_release_it(
+    world: World,
+) -> None:
+    clock, store, _ = world
+    a = make(world, "a", release=True)
+    a.start()
+    await clock.advance(RP / 2)
+    # b took the record (a's renewals are refused, its reads see b's valid lease).
+    wall = time.time() + clock.now()
+    store.put(LeaderElectionRecord("b", 15, wall, wall, 1).to_lease("lease", "memory"))
+    await clock.advance(20.0)
+    assert a.events[-1][0] == "stopped"
+    assert stored(store).holder_identity == "b"
 
 
 async def test_a_follower_that_stops_releases_nothing(world: World) -> None:

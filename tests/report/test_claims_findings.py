@@ -798,6 +798,9 @@ def test_rotation_evaluates_lost_connections_in_its_window(
         f"(claimed: {window[0]}-{window[1]} s)"
     )
     assert rotation(window)(base(kind=None)).verdict is N
+    # Only the apiserver's connections rotate.
+    other = ev(base(), 100 + x, LOST, "kcm", "m0:2379 IDLE kcm")
+    assert rotation(window)(other).measured.startswith("no lost connection")
 
 
 def test_connections_left_are_an_apiserver_transport_leaving_ready() -> None:
