@@ -53,6 +53,7 @@ class Module:
 # The client's calls on fake connections: policies, picking, retry rules per method.
 CLIENT_TESTS = (
     "tests/client/test_retry.py",
+    "tests/client/test_retry_policies.py",
     "tests/client/test_balancer.py",
     "tests/client/test_caller.py",
     "tests/client/test_pickers.py",
