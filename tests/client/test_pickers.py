@@ -75,13 +75,22 @@ async def test_sticky_moves_to_the_next_ready_endpoint_after_the_pinned_one() ->
     stubs.set("m1:2379", READY)
     stubs.set("m0:2379", IDLE)
     assert await stubs.picks(1) == ["m1:2379"]  # after m0 comes m1
-    stubs.set("m1:2379", IDLE)
-    assert await stubs.picks(1) == ["m2:2379"]
     stubs.set("m0:2379", READY)
+    stubs.set("m1:2379", IDLE)
+    assert await stubs.picks(1) == ["m2:2379"]  # after m1: m2, though m0 is ready too
+    stubs.set("m1:2379", READY)
     stubs.set("m2:2379", IDLE)
-    assert await stubs.picks(1) == ["m0:2379"]  # wrapping round
+    assert await stubs.picks(1) == ["m0:2379"]  # wrapping round, past m1
     stubs.set("m0:2379", IDLE)
+    stubs.set("m1:2379", IDLE)
     assert picker.pick() is None
+
+
+def test_sticky_given_several_ready_at_first_takes_the_first_endpoint() -> None:
+    picker = Sticky(ENDPOINTS)
+    ready = [cast(Connection, StubConnection(a)) for a in ("m0:2379", "m2:2379")]
+    picker.update(ready)
+    assert picker.pick() is ready[0]
 
 
 async def test_round_robin_rotates_from_a_seeded_start() -> None:
