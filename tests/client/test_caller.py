@@ -15,12 +15,13 @@ import grpc
 import pytest
 
 from etcdlab.client.balancer import Balancer, Sticky
-from etcdlab.client.calls import Caller
+from etcdlab.client.calls import Caller, served_by
 from etcdlab.client.config import ClientConfig
 from etcdlab.client.errors import ClusterUnavailableError, ContextError
 from etcdlab.client.retry import FixedDelay, NoRetry, RetryPolicy
 from etcdlab.common.clock import FakeClock
 from tests.client.fake_network import FakeChannel, FakeNetwork, make_balancer
+from tests.client.test_retry_policies import Recording
 
 ENDPOINTS = ["m0:2379", "m1:2379", "m2:2379"]
 HANG = "hang"
@@ -264,3 +265,160 @@ async def test_no_hedge_without_another_ready_member() -> None:
         await call
     assert calls.stats.hedges == 0 and len(answers.log) == 1
     await balancer.close()
+
+
+async def test_the_policy_hears_each_result_and_its_previous_wait(
+    sticky: tuple[FakeClock, Balancer],
+) -> None:
+    clock, balancer = sticky
+    answers = Answers(clock)
+    answers.queued["m0:2379"] = [UNAVAILABLE, UNAVAILABLE]
+    policy = Recording()  # waits previous + 1: 1 s, then 2 s
+    calls, _ = caller(balancer, clock, policy)
+    call = asyncio.ensure_future(calls.call("range", answers.invoke, safe=True, timeout=10.0))
+    await clock.advance(3.0)
+    assert await call == "m0:2379"
+    assert policy.calls == [
+        ("call", None),
+        ("result", False),
+        ("delay", (1, 0.0)),
+        ("result", False),
+        ("delay", (2, 1.0)),
+        ("result", True),
+    ]
+    assert [left for _, left in answers.log] == [10.0, 9.0, 7.0]
+
+
+async def test_no_time_at_all_fails_before_the_first_attempt(
+    sticky: tuple[FakeClock, Balancer],
+) -> None:
+    clock, balancer = sticky
+    answers = Answers(clock)
+    calls, _ = caller(balancer, clock)
+    with pytest.raises(ContextError) as raised:
+        await calls.call("range", answers.invoke, safe=True, timeout=0.0)
+    assert str(raised.value) == "range: deadline exceeded before attempt 1"
+    assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert answers.log == [] and calls.stats.errors == {"ContextError": 1}
+
+
+async def test_waiting_for_a_connection_says_why_none_was_ready() -> None:
+    clock = FakeClock()
+    network = FakeNetwork(clock)
+    for address in ENDPOINTS:
+        network.behaviour[address] = "hang"
+    balancer, _ = make_balancer(ENDPOINTS, Sticky(ENDPOINTS), clock, network)
+    balancer.start()
+    answers = Answers(clock)
+    calls, _ = caller(balancer, clock)
+    call = asyncio.ensure_future(calls.call("range", answers.invoke, safe=True, timeout=2.0))
+    hedged = asyncio.ensure_future(
+        calls.hedged("range", answers.invoke, timeout=2.0, hedge_after=1.0)
+    )
+    await clock.advance(2.0)
+    why = balancer.why_not_ready()
+    for pending in (call, hedged):
+        with pytest.raises(ContextError) as raised:
+            await pending
+        assert str(raised.value) == (
+            f"range: deadline exceeded waiting for a ready connection ({why})"
+        )
+    assert calls.stats.hedges == 0 and answers.log == []
+    await balancer.close()
+
+
+async def test_an_attempt_timeout_the_policy_will_not_retry_is_the_error(
+    sticky: tuple[FakeClock, Balancer],
+) -> None:
+    clock, balancer = sticky
+    answers = Answers(clock)
+    answers.always["m0:2379"] = HANG
+    calls, _ = caller(balancer, clock, attempt_timeout=0.3)
+    call = asyncio.ensure_future(calls.call("range", answers.invoke, safe=True, timeout=5.0))
+    await clock.advance(0.3)
+    with pytest.raises(ContextError) as raised:
+        await call
+    assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert calls.stats.errors == {"ContextError": 1}
+
+
+@pytest.mark.parametrize(("timeout", "request_timeout", "expected"), [
+    (None, None, 0.3), (0.2, None, 0.2), (None, 5.0, 0.3), (5.0, None, 0.3),
+])  # fmt: skip
+async def test_each_attempt_gets_the_lesser_of_what_is_left_and_the_attempt_timeout(
+    sticky: tuple[FakeClock, Balancer],
+    timeout: float | None,
+    request_timeout: float | None,
+    expected: float,
+) -> None:
+    clock, balancer = sticky
+    answers = Answers(clock)
+    calls, _ = caller(balancer, clock, attempt_timeout=0.3, request_timeout=request_timeout)
+    await calls.call("range", answers.invoke, safe=True, timeout=timeout)
+    assert answers.log == [("m0:2379", expected)]
+
+
+async def test_a_connection_closed_before_the_call_went_out_is_retried_even_for_a_write(
+    sticky: tuple[FakeClock, Balancer],
+) -> None:
+    clock, balancer = sticky
+    answers = Answers(clock)
+    closed: list[str] = []
+
+    async def invoke(channel: grpc.aio.Channel, left: float | None) -> str:
+        if not closed:
+            closed.append(cast(FakeChannel, channel).address)
+            raise grpc.aio.UsageError("channel closed")
+        return await answers.invoke(channel, left)
+
+    calls, _ = caller(balancer, clock, FixedDelay(0.0, max_attempts=3))
+    with served_by() as served:
+        assert await calls.call("put", invoke, safe=False, timeout=5.0) == "m0:2379"
+    assert served.endpoint == "m0:2379" and calls.stats.retries == {"dial": 1}
+    closed.clear()
+    calls, _ = caller(balancer, clock)
+    with served_by() as served, pytest.raises(ClusterUnavailableError) as raised:
+        await calls.call("put", invoke, safe=False, timeout=5.0)
+    # It never went out: no member served it.
+    assert served.endpoint is None
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    assert raised.value.endpoint == "m0:2379"
+    assert "m0:2379: connection closed before the call went out" in str(raised.value)
+
+
+async def test_a_hedged_read_is_repeatable_and_its_deadline_is_the_configs(
+    sticky: tuple[FakeClock, Balancer],
+) -> None:
+    clock, balancer = sticky
+    answers = Answers(clock)
+    answers.queued["m0:2379"] = [UNAVAILABLE]
+    calls, seen = caller(balancer, clock, FixedDelay(0.0, max_attempts=3), request_timeout=4.0)
+    # The primary is a read: retried at once on its member, before any hedge.
+    assert await calls.hedged("range", answers.invoke, timeout=None, hedge_after=1.0) == ("m0:2379")
+    assert answers.log == [("m0:2379", 4.0), ("m0:2379", 4.0)] and calls.stats.hedges == 0
+    # A hedge with exactly a second left is still sent; it gets that second.
+    answers.queued["m0:2379"] = [HANG]
+    call = asyncio.ensure_future(
+        calls.hedged("range", answers.invoke, timeout=2.0, hedge_after=1.0)
+    )
+    await clock.advance(1.0)
+    assert await call == "m1:2379" and answers.log[-1] == ("m1:2379", 1.0)
+    assert calls.stats.calls == {"range": 2} and seen == ["range"] * 4
+
+
+async def test_a_hedge_failing_first_waits_for_the_primary(
+    sticky: tuple[FakeClock, Balancer],
+) -> None:
+    clock, balancer = sticky
+    answers = Answers(clock)
+    answers.queued["m0:2379"] = [HANG]
+    answers.queued["m1:2379"] = [rpc_error(grpc.StatusCode.UNAVAILABLE, "hedge down")]
+    calls, _ = caller(balancer, clock)
+    call = asyncio.ensure_future(
+        calls.hedged("range", answers.invoke, timeout=3.0, hedge_after=1.0)
+    )
+    await clock.advance(1.0)
+    assert not call.done()
+    await clock.advance(2.0)
+    with pytest.raises(ContextError):
+        await call

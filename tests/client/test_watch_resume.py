@@ -310,5 +310,5 @@ async def test_an_unexpected_failure_reaches_the_reader(
 
 
 def test_a_negative_start_revision_is_refused() -> None:
-    with pytest.raises(ValueError, match="start_revision must not be negative"):
+    with pytest.raises(ValueError, match=r"^start_revision must not be negative$"):
         Watch(Streams().open, KEY, start_revision=-1, clock=FakeClock(), backoff=lambda n: 0.0)
