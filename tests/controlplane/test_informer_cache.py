@@ -433,3 +433,18 @@ async def test_a_broken_watch_relists_and_tells_subscribers_to_relist(
 def test_cache_config_names_the_bad_field(fields: dict[str, float], error: str) -> None:
     with pytest.raises(ValueError, match=error):
         CacheConfig(**fields)  # type: ignore[arg-type]
+
+
+async def test_a_failing_handler_ends_the_informer_with_its_error() -> None:
+    clock, api = FakeClock(), FakeAPI()
+    api.put("a")
+    informer = Informer(cast(APIServer, api), "pods", clock, InformerConfig(resync_period=5.0))
+
+    def broken(obj: Object) -> None:
+        raise RuntimeError(f"handler failed on {obj.name}")
+
+    informer.add_handler(broken)
+    task = asyncio.create_task(informer.run())
+    await clock.advance(0)
+    assert task.done() and not task.cancelled()
+    assert str(task.exception()) == "handler failed on a"
