@@ -81,6 +81,7 @@ def test_the_edges_of_each_range_are_accepted() -> None:
 
 def test_defaults_are_the_documented_ones() -> None:
     assert len(delays(Exponential(0.1, 1.0))) == 4  # five attempts
+    assert len(delays(FixedDelay(0.1))) == 4
     assert len(delays(ExponentialFullJitter(0.1, 1.0))) == 4
     assert len(delays(DecorrelatedJitter(0.1, 1.0))) == 4
     v3 = ClientV3Retry(3)
@@ -159,11 +160,12 @@ async def test_a_budget_forgets_calls_exactly_a_window_old_and_counts_refusals()
     clock = FakeClock()
     budget = RetryBudget(FixedDelay(0.0, max_attempts=100), clock, ratio=1.0, min_per_second=0)
     budget.record_call()
-    assert budget.delay(1, 0.0) == 0.0
-    assert budget.delay(2, 0.0) is None and budget.delay(3, 0.0) is None
+    budget.record_call()
+    assert budget.delay(1, 0.0) == 0.0 and budget.delay(2, 0.0) == 0.0
+    assert budget.delay(3, 0.0) is None and budget.delay(4, 0.0) is None
     assert budget.rejected == 2
     await clock.advance(10.0)
-    assert budget.available == 0.0  # the call and the retry are a window old: gone
+    assert budget.available == 0.0  # the calls and the retries are a window old: gone
 
 
 def test_keepalive_failures_are_named_whatever_their_case() -> None:

@@ -477,3 +477,22 @@ def test_validation_says_exactly_what_is_wrong(make: object, message: str) -> No
 def test_the_smallest_valid_values_are_accepted() -> None:
     tiny = Loss(0.5, mss=1, min_rto=0.2, max_rto=0.2)
     assert sum(p.size for p in tiny.shape([Piece(30, 0.0)], ctx())) == 30
+
+
+def test_without_a_probe_the_rto_recovers_a_tail_doubling_up_to_max_rto() -> None:
+    no_probe = Loss(0.5, tail_loss_probe=False, min_rto=0.2, max_rto=1.0)
+    with_probe = Loss(0.5, min_rto=0.2, max_rto=1.0)
+    for lost, rto_only, probe_first in [
+        (1, [1.2], []),  # the probe is no timeout
+        (2, [1.2, 1.6], [1.4]),
+        (3, [1.2, 1.6, 2.4], [1.4, 1.8]),
+        (4, [1.2, 1.6, 2.4, 3.4], [1.4, 1.8, 2.6]),  # 1.6 capped at max_rto 1
+    ]:
+        resend, timeouts = no_probe.timer_resend(1.0, lost, TcpState(0.0))
+        assert resend.arrival == pytest.approx(rto_only[-1])
+        assert timeouts == pytest.approx(rto_only)  # every send is a timeout
+        resend, timeouts = with_probe.timer_resend(1.0, lost, TcpState(0.0))
+        assert timeouts == pytest.approx(probe_first)
+    # The round trip learnt moves the first RTO, and the doubling starts from it.
+    resend, _ = no_probe.timer_resend(1.0, 2, TcpState(0.1))
+    assert (resend.first, resend.rto, resend.arrival) == pytest.approx((1.3, 0.6, 1.9))
