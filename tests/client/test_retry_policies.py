@@ -158,14 +158,15 @@ def test_throttled_retries_are_counted() -> None:
 
 async def test_a_budget_forgets_calls_exactly_a_window_old_and_counts_refusals() -> None:
     clock = FakeClock()
-    budget = RetryBudget(FixedDelay(0.0, max_attempts=100), clock, ratio=1.0, min_per_second=0)
-    budget.record_call()
-    budget.record_call()
-    assert budget.delay(1, 0.0) == 0.0 and budget.delay(2, 0.0) == 0.0
-    assert budget.delay(3, 0.0) is None and budget.delay(4, 0.0) is None
-    assert budget.rejected == 2
+    budget = RetryBudget(FixedDelay(0.0, max_attempts=100), clock, ratio=0.5, min_per_second=0)
+    for _ in range(4):
+        budget.record_call()
+    assert budget.available == 2.0
+    assert budget.delay(1, 0.0) == 0.0 and budget.available == 1.0
     await clock.advance(10.0)
-    assert budget.available == 0.0  # the calls and the retries are a window old: gone
+    assert budget.available == 0.0  # the calls and the retry are a window old: gone
+    assert budget.delay(2, 0.0) is None and budget.delay(3, 0.0) is None
+    assert budget.rejected == 2
 
 
 def test_keepalive_failures_are_named_whatever_their_case() -> None:
