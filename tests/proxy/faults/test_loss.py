@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import random
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -16,6 +16,7 @@ from etcdlab.proxy.faults import DOWNSTREAM, UPSTREAM
 from etcdlab.proxy.faults.base import Fault, Piece, ShapeContext
 from etcdlab.proxy.faults.loss import Loss, Recovery, Resend, TcpState
 from etcdlab.proxy.link import Address, ProxyLink
+from etcdlab.proxy.streamlanes import FrameSpans
 from tests.proxy.links import OVERRIDE, both_loops, event_loop_policy  # noqa: F401
 from tests.waiting import eventually
 
@@ -496,3 +497,30 @@ def test_without_a_probe_the_rto_recovers_a_tail_doubling_up_to_max_rto() -> Non
     # The round trip learnt moves the first RTO, and the doubling starts from it.
     resend, _ = no_probe.timer_resend(1.0, 2, TcpState(0.1))
     assert (resend.first, resend.rto, resend.arrival) == pytest.approx((1.3, 0.6, 1.9))
+
+
+class MethodBytes:
+    """Stands in for an HTTP/2 chunk's FrameSpans: its first ``end`` bytes belong
+    to streams of ``method``; keeps every range it is asked about."""
+
+    def __init__(self, method: str, end: int) -> None:
+        self.method, self.end = method, end
+        self.asked: list[tuple[int, int]] = []
+
+    def carries(self, method: str, start: int, end: int) -> bool:
+        self.asked.append((start, end))
+        return method == self.method and start < self.end
+
+
+def test_a_filtered_loss_rolls_only_segments_carrying_the_method() -> None:
+    loss = Loss(0.6, mss=100, method="etcdserverpb.KV")
+    spans = MethodBytes("etcdserverpb.KV", 1000)
+    context = ctx(3)
+    context.spans = cast(FrameSpans, spans)
+    out = loss.shape([Piece(2050, 0.0), Piece(450, 0.5)], context)
+    assert sum(p.size for p in out) == 2500
+    assert spans.asked[:3] == [(0, 100), (100, 200), (200, 300)]
+    assert spans.asked[20:] == [(2000, 2050), (2050, 2150), (2150, 2250), (2250, 2350),
+                                (2350, 2450), (2450, 2500)]  # fmt: skip
+    lost = context.applied[(loss, "segment_lost")]
+    assert 0 < lost <= 10  # only the first thousand bytes could be
