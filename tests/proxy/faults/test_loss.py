@@ -13,7 +13,7 @@ import pytest
 
 from etcdlab.common.timescale import TimeScale
 from etcdlab.proxy.faults import DOWNSTREAM, UPSTREAM
-from etcdlab.proxy.faults.base import Fault, Piece, ShapeContext
+from etcdlab.proxy.faults.base import Fault, Late, Piece, ShapeContext
 from etcdlab.proxy.faults.loss import Loss, Recovery, Resend, TcpState
 from etcdlab.proxy.link import Address, ProxyLink
 from etcdlab.proxy.streamlanes import FrameSpans
@@ -524,3 +524,12 @@ def test_a_filtered_loss_rolls_only_segments_carrying_the_method() -> None:
                                 (2350, 2450), (2450, 2500)]  # fmt: skip
     lost = context.applied[(loss, "segment_lost")]
     assert 0 < lost <= 10  # only the first thousand bytes could be
+
+
+def test_bytes_already_late_stay_late_through_a_loss() -> None:
+    # A piece another shaper made late keeps its marker, whole or cut around a hole.
+    earlier = cast(Late, object())
+    for probability, seed in ((0.0, 1), (0.6, 3)):
+        out = Loss(probability, mss=100).shape([Piece(1000, 0.0, earlier)], ctx(seed))
+        on_time = [p for p in out if p.release == 0.0]
+        assert on_time and all(p.late is earlier for p in on_time), probability
