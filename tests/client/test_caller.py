@@ -422,3 +422,52 @@ async def test_a_hedge_failing_first_waits_for_the_primary(
     await clock.advance(2.0)
     with pytest.raises(ContextError):
         await call
+
+
+async def test_the_primary_error_wins_even_when_the_hedge_fails_later(
+    sticky: tuple[FakeClock, Balancer],
+) -> None:
+    clock, balancer = sticky
+    answers = Answers(clock)
+    answers.queued["m0:2379"] = [rpc_error(grpc.StatusCode.UNAVAILABLE, "primary down")]
+    answers.queued["m1:2379"] = [HANG]
+    calls, _ = caller(balancer, clock)
+    call = asyncio.ensure_future(
+        calls.hedged("range", answers.invoke, timeout=3.0, hedge_after=1.0)
+    )
+    await clock.advance(3.0)
+    with pytest.raises(ClusterUnavailableError, match="primary down"):
+        await call
+
+
+async def test_a_hedge_without_a_timeout_gets_what_is_left_of_the_configs(
+    sticky: tuple[FakeClock, Balancer],
+) -> None:
+    clock, balancer = sticky
+    answers = Answers(clock)
+    answers.queued["m0:2379"] = [HANG]
+    calls, _ = caller(balancer, clock, request_timeout=4.0)
+    call = asyncio.ensure_future(
+        calls.hedged("range", answers.invoke, timeout=None, hedge_after=1.0)
+    )
+    await clock.advance(1.0)
+    assert await call == "m1:2379"
+    assert answers.log == [("m0:2379", 4.0), ("m1:2379", 3.0)]
+
+
+async def test_an_attempt_that_never_went_out_leaves_the_last_member_named(
+    sticky: tuple[FakeClock, Balancer],
+) -> None:
+    clock, balancer = sticky
+    answers = Answers(clock)
+    answers.queued["m0:2379"] = [UNAVAILABLE]
+
+    async def invoke(channel: grpc.aio.Channel, left: float | None) -> str:
+        if answers.log:
+            raise grpc.aio.UsageError("channel closed")
+        return await answers.invoke(channel, left)
+
+    calls, _ = caller(balancer, clock, FixedDelay(0.0, max_attempts=2))
+    with served_by() as served, pytest.raises(ClusterUnavailableError):
+        await calls.call("range", invoke, safe=True, timeout=5.0)
+    assert served.endpoint == "m0:2379"  # the first attempt's member, which answered
