@@ -41,7 +41,8 @@ typecheck: $(STAMP)
 # The differential tests build the Go reference (make oracle) in the background
 # while the others run (tests/scenario/conftest.py): `make test` needs Go.
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	@# -rs: every skip is listed with its reason (under CI=true a missing tool fails instead).
+	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
 # Proxy overhead against a direct connection, socat (apt-get install socat)
 # and Toxiproxy (make toxiproxy); a column whose tool is missing is skipped.

@@ -1,4 +1,4 @@
 """Benchmarks: proxy overhead and fidelity, retry strategies. Results go to
 ``docs/BENCHMARKS.md``; nothing but ``cli`` imports them. Imports ``common``,
 ``protos``, ``proxy``, ``cluster``, ``client``, ``election``, ``controlplane``,
-``report``, ``scenario`` and ``testing``."""
+``report``, ``scenario``, ``testing`` and ``sweep`` (the child runs)."""

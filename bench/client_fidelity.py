@@ -53,27 +53,23 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import json
 import re
 import statistics
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from etcdlab.common.argtypes import executable, non_negative_int, positive_float, positive_int
 from etcdlab.common.timeline import (
     ErrorClass,
-    Event,
     EventKind,
-    FaultKind,
     FaultWindow,
     Health,
-    LeaderChange,
-    Request,
     Timeline,
+    load_timeline,
     quantile,
 )
 from etcdlab.scenario import engine
@@ -439,30 +435,6 @@ async def run_case(case: Case, side: str, job: Job, out: Path) -> Timeline:
 def _quiet(line: str) -> None:
     if line.startswith(("fault on", "fault healed")):
         print(f"    {line}", file=sys.stderr, flush=True)
-
-
-def load_timeline(path: Path) -> Timeline:
-    """The records the figures read, from a run's ``timeline.json``."""
-    data = json.loads(path.read_text())
-    timeline = Timeline(data["scenario"], data["seed"], data["time_scale"], data["duration"])
-    timeline.settings = data["settings"]
-    timeline.requests = [
-        replace(
-            Request(**{k: v for k, v in r.items() if k != "error"}),
-            error=None if r["error"] is None else ErrorClass(r["error"]),
-        )
-        for r in data["requests"]
-    ]
-    timeline.health = [Health(**h) for h in data["health"]]
-    timeline.events = [
-        Event(e["t"], e["component"], EventKind(e["kind"]), e["detail"]) for e in data["events"]
-    ]
-    timeline.leaders = [LeaderChange(**c) for c in data["leaders"]]
-    timeline.faults = [
-        FaultWindow(f["start"], f["end"], FaultKind(f["kind"]), f["target"], f["detail"])
-        for f in data["faults"]
-    ]
-    return timeline
 
 
 async def bench(job: Job, out: Path) -> None:

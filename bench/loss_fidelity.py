@@ -41,6 +41,8 @@ examples:
   sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --base /work/old/.venv/bin/python \\
       --workload range put --clients 1 32 --loss 0.3 --runs 1 --seconds 10
       (a third side, "base": another checkout's proxy, to measure a model change)
+  sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --workload put --clients 8 --loss 0.3 \\
+      --variant nocwnd '{"congestion_window": false}'   (a side per rule switched off)
   sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --keepalive-trials 20 --loss 0.5 0.7 1 \\
       --time-scale 0.1
   sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --loss 0.3 --runs 1 --capture /tmp/kernel
@@ -269,7 +271,12 @@ def measure(target: str, job: Job, arm: Callable[[], None], disarm: Callable[[],
     return asyncio.run(one_run(target, job, arm, disarm))
 
 
-def run_proxy(job: Job, python: str = sys.executable) -> object:
+def run_proxy(
+    job: Job, python: str = sys.executable, attributes: dict[str, object] | None = None
+) -> object:
+    """The proxy's side: its loss with ``job``'s attributes, or ``attributes``
+    instead (a variant)."""
+    attributes = dict(job.attributes) if attributes is None else attributes
     with (
         LocalCluster(1, flags=server_flags(job)) as cluster,
         hop(job, cluster.endpoints[0], "--seed", "1", python=python) as proxy,
@@ -281,7 +288,7 @@ def run_proxy(job: Job, python: str = sys.executable) -> object:
                 "name": "cut",
                 "type": "loss",
                 "stream": "both",
-                "attributes": {"probability": job.loss, **dict(job.attributes)},
+                "attributes": {"probability": job.loss, **attributes},
             }
             if job.loss >= 1:
                 toxic = {"name": "cut", "type": "blackhole", "stream": "both"}
@@ -507,6 +514,15 @@ def parse() -> argparse.Namespace:
         help="also run the proxy of another checkout (its venv's python) as side "
         "'base', interleaved: a model change against the kernel in one run",
     )
+    parser.add_argument(
+        "--variant",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "JSON"),
+        help="also run this proxy with these loss attributes as side NAME, interleaved "
+        "(repeatable): each rule of a model change alone, against the same kernel runs",
+    )
     parser.add_argument("--save", metavar="PATH", help="also write every raw measurement as JSON")
     parser.add_argument(
         "--table", metavar="PATH", help="print a grid saved with --save as Markdown, run nothing"
@@ -520,6 +536,18 @@ def parse() -> argparse.Namespace:
     args = parser.parse_args()
     if not isinstance(args.attributes, dict):
         parser.error("--attributes must be a JSON object")
+    variants: dict[str, dict[str, object]] = {}
+    for name, text in args.variant:
+        try:
+            attributes = json.loads(text)
+        except ValueError:
+            attributes = None
+        if not isinstance(attributes, dict):
+            parser.error(f"--variant {name}: attributes must be a JSON object, not {text!r}")
+        if name in ("kernel", "proxy", "base", *variants):
+            parser.error(f"--variant {name}: that side already exists")
+        variants[name] = attributes
+    args.variant = variants
     if min(args.loss) <= 0 or max(args.loss) > 1:
         parser.error("--loss values must be in (0, 1]")
     if args.base and not os.access(args.base, os.X_OK):
@@ -562,6 +590,8 @@ def main() -> None:
     sides: dict[str, Callable[[Job], object]] = {"proxy": run_proxy}
     if args.base:
         sides["base"] = functools.partial(run_proxy, python=args.base)
+    for name, attributes in args.variant.items():
+        sides[name] = functools.partial(run_proxy, attributes=attributes)
     if not args.proxy_only and can_run_kernel():
         sides = {"kernel": run_kernel, **sides}
     if args.keepalive_trials:

@@ -48,9 +48,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from etcdlab.bench.sweep import agrees, flatten, run_child, stop_on_sigterm
+from etcdlab.bench.sweep import agrees, flatten
 from etcdlab.common.timescale import TimeScale
 from etcdlab.scenario.spec import BUILTINS, load
+from etcdlab.sweep.child import run_child, stop_on_sigterm
 
 SCALES = (1.0, 0.5, 0.2, 0.1)
 SEEDS = (0, 1, 2)

@@ -66,10 +66,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from etcdlab.bench.sweep import NEVER, agrees, flatten, run_child, stop_on_sigterm
+from etcdlab.bench.sweep import NEVER, agrees, flatten
 from etcdlab.common.argtypes import positive_float, time_scale
 from etcdlab.scenario import kernel
 from etcdlab.scenario.spec import BUILTINS, Scenario
+from etcdlab.sweep.child import run_child, stop_on_sigterm
 
 BASE = BUILTINS["packet-loss-30"]
 NETWORKS = ("kernel", "proxy")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import json
 import logging
 import signal
@@ -97,7 +98,12 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
     if args.config is not None:
         if args.listen or args.upstream:
             raise ValueError("--config and --listen/--upstream are exclusive")
-        return spec_from_toml(args.config.read_text(), args)
+        try:
+            text = args.config.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            raise ValueError(f"--config: cannot read {args.config}: {reason}") from None
+        return spec_from_toml(text, args)
     if args.listen is None or args.upstream is None:
         raise ValueError("--listen and --upstream are required (or --config)")
     if args.method is not None and args.raw:
@@ -106,38 +112,98 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
     return Spec(args.seed, args.time_scale, args.control, [link])
 
 
+# The keys a config file may have, at the top and in each [[links]] table.
+_TOP_KEYS = ("seed", "time_scale", "control", "links")
+_LINK_KEYS = ("name", "upstream", "listen", "http2", "faults")
+
+
 def spec_from_toml(text: str, args: argparse.Namespace) -> Spec:
+    """The links of a ``--config`` file, checked whole before any link listens:
+    ValueError ``config: <path>: <problem>`` naming the key (``links[1].http2``)."""
     try:
         config: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"config: not valid TOML: {error}") from None
+    _known(config, _TOP_KEYS, "")
+    seed = config.get("seed", args.seed)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"config: seed: must be a whole number, not {seed!r}")
+    scale = config.get("time_scale", args.time_scale)
+    if isinstance(scale, bool) or not isinstance(scale, int | float):
+        raise ValueError(f"config: time_scale: must be a number, not {scale!r}")
+    try:
+        scale = TimeScale(scale, "time_scale:")
+    except ValueError as error:
         raise ValueError(f"config: {error}") from None
-    links = []
-    for index, entry in enumerate(config.get("links", [])):
-        where = f"config links[{index}]"
-        try:
-            faults = [from_table(f) for f in entry.get("faults", [])]
-            links.append(
-                LinkSpec(
-                    str(entry["name"]),
-                    parse_address(str(entry["upstream"])),
-                    parse_address(str(entry.get("listen", "127.0.0.1:0"))),
-                    bool(entry.get("http2", True)),
-                    faults,
-                )
-            )
-        except KeyError as error:
-            raise ValueError(f"{where}: missing {error}") from None
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"{where}: {error}") from None
-    if not links:
-        raise ValueError("config: no [[links]]")
     control = config.get("control")
+    tables = config.get("links", [])
+    if not isinstance(tables, list):
+        raise ValueError("config: links: must be an array of tables: write [[links]]")
+    if not tables:
+        raise ValueError("config: links: missing: at least one [[links]] table")
+    links: list[LinkSpec] = []
+    for index, entry in enumerate(tables):
+        where = f"links[{index}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"config: {where}: must be a table: write [[links]]")
+        link = _link(entry, where)
+        if link.name in {other.name for other in links}:
+            raise ValueError(f"config: {where}.name: {link.name!r} names an earlier link too")
+        links.append(link)
     return Spec(
-        int(config.get("seed", args.seed)),
-        TimeScale(config.get("time_scale", args.time_scale)),
-        parse_address(str(control)) if control else args.control,
+        seed,
+        scale,
+        _address_at("control", control) if control is not None else args.control,
         links,
     )
+
+
+def _link(entry: dict[str, Any], where: str) -> LinkSpec:
+    _known(entry, _LINK_KEYS, f"{where}.")
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"config: {where}.name: must be a non-empty string, not {name!r}")
+    if "upstream" not in entry:
+        raise ValueError(f"config: {where}.upstream: missing (HOST:PORT of the etcd member)")
+    http2 = entry.get("http2", True)
+    if not isinstance(http2, bool):
+        raise ValueError(f"config: {where}.http2: must be true or false, not {http2!r}")
+    tables = entry.get("faults", [])
+    if not isinstance(tables, list):
+        raise ValueError(f"config: {where}.faults: must be an array of tables: [[links.faults]]")
+    faults = []
+    for index, table in enumerate(tables):
+        path = f"{where}.faults[{index}]"
+        if not isinstance(table, dict):
+            raise ValueError(f"config: {path}: must be a table: write [[links.faults]]")
+        try:
+            faults.append(from_table(table))
+        except ValueError as error:
+            raise ValueError(f"config: {path}: {error}") from None
+    return LinkSpec(
+        name,
+        _address_at(f"{where}.upstream", entry["upstream"]),
+        _address_at(f"{where}.listen", entry.get("listen", "127.0.0.1:0")),
+        http2,
+        faults,
+    )
+
+
+def _known(table: dict[str, Any], keys: tuple[str, ...], prefix: str) -> None:
+    for key in table:
+        if key not in keys:
+            close = difflib.get_close_matches(key, keys, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(keys)}"
+            raise ValueError(f"config: {prefix}{key}: unknown key; {hint}")
+
+
+def _address_at(path: str, value: Any) -> Address:
+    if not isinstance(value, str):
+        raise ValueError(f"config: {path}: must be a HOST:PORT string, not {value!r}")
+    try:
+        return parse_address(value)
+    except ValueError as error:
+        raise ValueError(f"config: {path}: {error}") from None
 
 
 async def serve(spec: Spec, ready: Any = print) -> None:

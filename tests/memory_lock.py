@@ -1,5 +1,6 @@
 """An in-memory resource lock, and candidates on it, for elector state-machine
-tests on a FakeClock.
+tests on a FakeClock: a fake standing in for etcd (the real lock is
+etcdlab.election.lock.EtcdLeaseLock, tested on real etcd).
 
 Several ``MemoryLock``s share one ``MemoryStore`` like candidates share an etcd
 key; each keeps its own last-seen revision, and each can be cut off (calls fail)

@@ -33,8 +33,9 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"common", "report"},
     "scenario": BELOW_CLI - {"testing"},
     "testing": {"common", "proxy", "cluster", "client", "testing"},
-    "bench": BELOW_CLI | {"bench"},
-    "cli": BELOW_CLI | {"bench", "cli"},
+    "sweep": BELOW_CLI - {"testing"} | {"sweep"},
+    "bench": BELOW_CLI | {"bench", "sweep"},
+    "cli": BELOW_CLI | {"bench", "sweep", "cli"},
 }
 # Sans-IO protocol code: bytes in, decisions out; the links do the I/O. Every
 # fault kind is a decision too (its effect is a role the link plays).

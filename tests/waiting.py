@@ -28,3 +28,19 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+async def settled(value: Callable[[], object], quiet: float, timeout: float, what: str) -> None:
+    """Wait until ``value()`` has stayed the same for ``quiet`` seconds; fail
+    after ``timeout`` if it keeps changing."""
+    last = value()
+    since = time.monotonic()
+
+    def still() -> bool:
+        nonlocal last, since
+        now, current = time.monotonic(), value()
+        if current != last:
+            last, since = current, now
+        return now - since >= quiet
+
+    await eventually(still, timeout, what)

@@ -1,4 +1,4 @@
 """The ``etcdlab`` command: one module per subcommand, wired in ``main``.
 Imports every other layer: ``common``, ``protos``, ``proxy``, ``cluster``,
-``client``, ``election``, ``controlplane``, ``report``, ``scenario``, ``testing``
-and ``bench``."""
+``client``, ``election``, ``controlplane``, ``report``, ``scenario``, ``testing``,
+``sweep`` and ``bench``."""

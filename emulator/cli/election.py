@@ -9,9 +9,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from etcdlab.cli import exits
 from etcdlab.cluster.local import LocalCluster, ServerFlags
-from etcdlab.common import stopping
+from etcdlab.common import exits, stopping
 from etcdlab.common.argtypes import positive_float, positive_int, time_scale
 from etcdlab.election.config import LeaderElectionConfig
 from etcdlab.election.safety import SafetyChecker

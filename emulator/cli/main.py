@@ -15,10 +15,11 @@ from importlib.metadata import version
 from etcdlab.cli import bench as bench_cli
 from etcdlab.cli import cluster as cluster_cli
 from etcdlab.cli import election as election_cli
-from etcdlab.cli import exits
 from etcdlab.cli import proxy as proxy_cli
 from etcdlab.cli import run as run_cli
+from etcdlab.cli import sweep as sweep_cli
 from etcdlab.client.errors import EtcdError
+from etcdlab.common import exits
 from etcdlab.common.stopping import Stopped
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -29,6 +30,7 @@ REGISTRARS: tuple[Registrar, ...] = (
     election_cli.register,
     run_cli.register,
     bench_cli.register,
+    sweep_cli.register,
 )
 
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from etcdlab.cli import exits
 from etcdlab.cli.grpclog import grpc_log_to
-from etcdlab.common import stopping
+from etcdlab.common import exits, stopping
 from etcdlab.common.argtypes import (
     executable,
     non_negative_int,
@@ -21,7 +18,8 @@ from etcdlab.common.argtypes import (
     time_scale,
 )
 from etcdlab.controlplane.plane import PlaneConfig
-from etcdlab.scenario import engine, fidelity, kernel
+from etcdlab.proxy.control import parse_address
+from etcdlab.scenario import engine, fidelity, goclients, kernel
 from etcdlab.scenario import spec as scenarios
 
 GRPC_LOG = "grpc.log"
@@ -68,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--out", type=Path, default=Path("etcdlab-report"), help="report directory")
     run.add_argument(
         "--endpoints",
+        type=endpoint_list,
         help="comma-separated HOST:PORT of an existing cluster's client proxies "
         "(instead of starting a local cluster)",
     )
@@ -128,6 +127,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.set_defaults(handler=run_scenario)
 
 
+def endpoint_list(text: str) -> tuple[str, ...]:
+    """``--endpoints``: comma-separated HOST:PORT, checked before anything dials them
+    (a typo was a 'deadline exceeded' after the run's start-up)."""
+    endpoints = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not endpoints:
+        raise argparse.ArgumentTypeError(f"no HOST:PORT in {text!r}")
+    for endpoint in endpoints:
+        try:
+            parse_address(endpoint)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return endpoints
+
+
 def list_scenarios(args: argparse.Namespace) -> int:
     width = max(len(name) for name in scenarios.BUILTINS)
     for name, scenario in scenarios.BUILTINS.items():
@@ -137,7 +150,7 @@ def list_scenarios(args: argparse.Namespace) -> int:
 
 def run_scenario(args: argparse.Namespace) -> int:
     scenario = scenarios.load(args.scenario)
-    endpoints = tuple(e.strip() for e in (args.endpoints or "").split(",") if e.strip())
+    endpoints: tuple[str, ...] = args.endpoints or ()
     plane = replace(
         PlaneConfig(),
         components=args.components,
@@ -159,7 +172,17 @@ def run_scenario(args: argparse.Namespace) -> int:
     )
     # Before the log file beside the report exists: a scenario this run cannot
     # inject is bad input, and nothing may have started.
-    engine.check(scenario, options)
+    try:
+        engine.check(scenario, options)
+    except goclients.OracleMissing as error:
+        # Nothing started, as for --network kernel without root: the options ask
+        # for what this machine does not have (exit 2, not a failed run).
+        raise ValueError(f"--clients go: {error}") from None
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        message = f"--out {args.out}: cannot be the report's directory: {error.strerror}"
+        raise ValueError(message) from None
     if args.network == "kernel":
         reason = kernel.unavailable()
         if reason:
@@ -175,25 +198,17 @@ def run_scenario(args: argparse.Namespace) -> int:
         if not quiet or line.startswith(("scenario ", "  [", "  safety", "  event-loop", "report")):
             print(line, flush=True)
 
-    # The emulator must not be the bottleneck: uvloop's loop has less overhead.
-    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
-    try:
-        import uvloop
-    except ImportError:
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
-    job = engine.run(scenario, options, progress)
+    loop_factory = stopping.fast_loop()
     if args.verbose:
-        report, _ = stopping.run(job, loop_factory)
+        report, _ = stopping.run(engine.run(scenario, options, progress), loop_factory)
     else:
         with grpc_log_to(args.out / GRPC_LOG):
-            report, _ = stopping.run(job, loop_factory)
+            report, _ = stopping.run(engine.run(scenario, options, progress), loop_factory)
     return exit_status(report, args.fail_on)
 
 
 def exit_status(report: dict[str, Any], fail_on: str | None) -> int:
-    """The exit status of a run that completed (see :data:`etcdlab.cli.exits.RUN`)."""
+    """The exit status of a run that completed (see :data:`etcdlab.common.exits.RUN`)."""
     if report["safety"]["overlapping_leaders"]:
         return exits.UNSAFE
     if fail_on == "differs" and report["verdicts"]["differs"]:

@@ -435,6 +435,24 @@ class LocalCluster:
             return False
         return bool(body.get("health") == "true")
 
+    def raft_view(self, index: int, timeout: float = 1.0) -> tuple[int | None, int] | None:
+        """The member's own view of raft: (index of the member it follows as leader,
+        None if it knows none; its term), or None if it does not answer. Over
+        the HTTP gateway, like :meth:`member_healthy`: a gRPC channel per call
+        costs more than the sampling it serves."""
+        member = self.members[index]
+        request = urllib.request.Request(
+            f"{member.client_url}/v3/maintenance/status", data=b"{}", method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
+                body = json.loads(reply.read())
+            leader_id, term = int(body.get("leader", 0)), int(body["raftTerm"])
+        except (OSError, ValueError, KeyError, urllib.error.URLError):
+            return None
+        ids = {m.member_id: m.index for m in self.members if m.member_id}
+        return ids.get(leader_id), term
+
     def _wait_member(self, member: Member, deadline: float) -> None:
         while not self.member_healthy(member.index):
             if not member.running:

@@ -11,10 +11,12 @@ the fault began, which is how the failure analysis phrases every claim.
 from __future__ import annotations
 
 import bisect
+import json
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from etcdlab.common.clock import Clock
@@ -50,6 +52,7 @@ class FaultKind(StrEnum):
     KILL = "kill"
     PAUSE = "pause"
     FLAPPING = "flapping"  # links down and up again, repeatedly
+    MTU = "mtu"  # IP packets above a size dropped (a path MTU black hole)
 
 
 PARTITIONS = frozenset({FaultKind.PARTITION_MINORITY, FaultKind.PARTITION_MAJORITY})
@@ -231,6 +234,31 @@ class Timeline:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def load_timeline(path: Path) -> Timeline:
+    """A run's ``timeline.json`` read back: its requests, health samples, events,
+    leader changes and fault windows (what the figures read; not the gauges)."""
+    data = json.loads(path.read_text())
+    timeline = Timeline(data["scenario"], data["seed"], data["time_scale"], data["duration"])
+    timeline.settings = data["settings"]
+    timeline.requests = [
+        replace(
+            Request(**{k: v for k, v in r.items() if k != "error"}),
+            error=None if r["error"] is None else ErrorClass(r["error"]),
+        )
+        for r in data["requests"]
+    ]
+    timeline.health = [Health(**h) for h in data["health"]]
+    timeline.events = [
+        Event(e["t"], e["component"], EventKind(e["kind"]), e["detail"]) for e in data["events"]
+    ]
+    timeline.leaders = [LeaderChange(**c) for c in data["leaders"]]
+    timeline.faults = [
+        FaultWindow(f["start"], f["end"], FaultKind(f["kind"]), f["target"], f["detail"])
+        for f in data["faults"]
+    ]
+    return timeline
 
 
 def quantile(values: Iterable[float], q: float) -> float | None:

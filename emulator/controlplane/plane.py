@@ -444,6 +444,13 @@ class ControlPlane:
         for kind, size in caches.items():
             record.gauge(f"informer_cache/{kind}", size)
         if self.truth.ready.is_set():
+            # How far each apiserver's watch cache trails etcd (the observer's
+            # watch, past the faults): a cache left behind serves stale reads.
+            record.gauge("etcd_revision", self.truth.revision)
+            for api in self.apiservers:
+                if api.cache is not None and api.cache.ready.is_set():
+                    behind = max(0, self.truth.revision - api.cache.revision)
+                    record.gauge(f"watch_cache_behind/{api.name}", behind)
             self.progress = workload_progress(self.truth.objects.values())
             for name, (done, total) in self.progress.items():
                 if total:

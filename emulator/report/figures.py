@@ -12,6 +12,7 @@ is ``None``.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -49,11 +50,13 @@ def latency(requests: list[Request], scale: TimeScale) -> dict[str, Any]:
     return summary
 
 
-def _unhealthy(timeline: Timeline, component: str, since: float) -> tuple[int, float]:
+def unhealthy(
+    timeline: Timeline, component: str, since: float, until: float = math.inf
+) -> tuple[int, float]:
     """Failures (healthy -> unhealthy, or unhealthy first) and unhealthy seconds
-    of ``component``'s health samples from ``since`` on (run clock)."""
+    of ``component``'s health samples from ``since`` on, before ``until`` (run clock)."""
     samples = sorted(
-        (h for h in timeline.health if h.component == component and h.t >= since),
+        (h for h in timeline.health if h.component == component and since <= h.t < until),
         key=lambda h: h.t,
     )
     failures = sum(
@@ -97,7 +100,7 @@ def figures(timeline: Timeline) -> dict[str, Any]:
     end = timeline.fault_end
     requests = [r for r in api_requests(timeline) if r.source == "etcd"]
     apiservers = sorted({h.component for h in timeline.health if h.component.startswith(APISERVER)})
-    unhealthy = [_unhealthy(timeline, name, start) for name in apiservers]
+    unhealthy_by_apiserver = [unhealthy(timeline, name, start) for name in apiservers]
     events = [e for e in timeline.events if e.t >= start]
 
     def count(kind: EventKind) -> int:
@@ -130,8 +133,10 @@ def figures(timeline: Timeline) -> dict[str, Any]:
         "slow_path_renewals": count(EventKind.SLOW_PATH),
         "keepalive_failures": count(EventKind.KEEPALIVE_FAILURE),
         "connections_lost": sum(t >= start for t in connections_left(timeline, APISERVER)),
-        "apiserver_health_failures": sum(f for f, _ in unhealthy),
-        "apiserver_unhealthy_seconds": _round(scale.unscaled(sum(s for _, s in unhealthy))),
+        "apiserver_health_failures": sum(f for f, _ in unhealthy_by_apiserver),
+        "apiserver_unhealthy_seconds": _round(
+            scale.unscaled(sum(s for _, s in unhealthy_by_apiserver))
+        ),
         "errors": {c.value: sum(r.error is c for r in errors) for c in ErrorClass},
         "latency": {
             "before": latency([r for r in requests if r.t < start], scale),

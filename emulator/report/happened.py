@@ -2,8 +2,9 @@
 
 Each line is a sentence in unscaled seconds since the fault began (the report's
 one clock): the faults as injected, the first and last failed request, the
-leases lost, each etcd member and apiserver health check that went unhealthy and
-when it recovered after the heal, and how long the workloads took to converge.
+leases lost and each etcd member and apiserver health check that went unhealthy
+since the fault began, when it recovered after the heal, and how long the
+workloads took to converge.
 """
 
 from __future__ import annotations
@@ -79,9 +80,12 @@ def _health(timeline: Timeline) -> list[str]:
     lines = []
     at = timeline.unscaled_since_fault
     heal = timeline.fault_end
+    # As for the leases: what broke since the fault began. Before it, apiservers
+    # start unhealthy until their first probes pass; that is start-up, not news.
+    start = timeline.fault_start or 0.0
     for name in sorted({h.component for h in timeline.health}):
-        spans = unhealthy_spans([h for h in timeline.health if h.component == name],
-                                timeline.duration)  # fmt: skip
+        samples = [h for h in timeline.health if h.component == name]
+        spans = [s for s in unhealthy_spans(samples, timeline.duration) if s[1] > start]
         if not spans:
             continue
         first, back = spans[0][0], spans[-1][1]

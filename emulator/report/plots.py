@@ -4,6 +4,7 @@ The claims speak in those seconds ("first client error 19.4 s after the fault"),
 so the plots do too; a record's time on the run's (scaled) clock goes through
 :meth:`Timeline.unscaled_since_fault` on its way in, and each axis note says how
 to get back to the run clock. A run without faults counts from its start.
+The axis spans what was measured: from the first record to the run's end.
 
 Each plot is a :class:`Figure` with an id; the claims decided on it mark their
 windows there (:class:`~etcdlab.report.svgplot.Mark`, id ``claim-<claim id>``),
@@ -66,7 +67,7 @@ class Clock:
 
     def __init__(self, timeline: Timeline) -> None:
         self.timeline = timeline
-        start, end = self(0.0), self(timeline.duration)
+        start, end = self(_first_record(timeline)), self(timeline.duration)
         # An empty run still gets a unit axis.
         self.x_range = (start, end) if end > start else (start, start + 1.0)
         self.bin = (self.x_range[1] - self.x_range[0]) / BINS
@@ -111,6 +112,23 @@ class Clock:
             Shade(self(w.start), self(w.end), f"{w.kind.value} {w.target} {w.detail}".strip())
             for w in self.timeline.faults
         ]
+
+
+def _first_record(timeline: Timeline) -> float:
+    """When the run first measured something. The axis starts there: before it the
+    cluster was starting, with nothing to plot, and at time scale 0.1 the 2 s that
+    takes are 20 unscaled seconds, most of a short scenario's axis."""
+    records: list[Iterable[Any]] = [
+        timeline.requests,
+        timeline.health,
+        timeline.events,
+        timeline.leaders,
+        timeline.gauges,
+        timeline.reconciles,
+    ]
+    times = [record.t for kind in records for record in kind]
+    times += [window.start for window in timeline.faults]
+    return min(times, default=0.0)
 
 
 def _counts(clock: Clock, times: Iterable[float]) -> list[tuple[float, float]]:

@@ -18,9 +18,10 @@ from typing import Any
 
 from etcdlab.common.timeline import ErrorClass, Timeline, quantile
 from etcdlab.report import plots
-from etcdlab.report.claims import CONTROLLERS, Verdict, converge_time, evaluate, stall_intervals
+from etcdlab.report.claims import CONTROLLERS, Verdict, converge_time, stall_intervals
 from etcdlab.report.figures import figures
 from etcdlab.report.happened import what_happened
+from etcdlab.report.incidents import evaluate
 from etcdlab.report.plots import EVENT_LOOP_LAG_LIMIT
 from etcdlab.report.recovery import member_recovery
 
@@ -194,7 +195,7 @@ figure { margin: 1em 0; }
 .happened li { margin: 0.15em 0; }
 .mark .bar { fill: #9fa8da; }
 .mark .at { fill: #1a237e; }
-.mark .band { fill: #ffd54f; opacity: 0.45; visibility: hidden; }
+.mark .band { fill: #ffd54f; opacity: 0.45; visibility: hidden; pointer-events: none; }
 .mark:target .bar { fill: #f9a825; }
 .mark:target .band { visibility: visible; }
 .mark { scroll-margin-top: 4em; }

@@ -1,14 +1,16 @@
 """Small inline SVG charts for the self-contained report (no JavaScript, no libraries).
 
-Three shapes cover every plot: :func:`line_chart` (series of points, optionally
+Three shapes cover every plot of a run's report: :func:`line_chart` (series of points, optionally
 log-scaled), :func:`lane_chart` (one row per name, coloured segments: health
 states, who leads a lease), both shading the fault windows and able to mark
 windows of interest (:class:`Mark`: a claim's window, as a bar above the plot
 and a band over it shown while the mark is the page's ``:target``), and
-:func:`bar_chart` (a value per group and series). :func:`stack` puts several
+:func:`bar_chart` (a value per group and series); the sweep's page adds
+:func:`heatmap` (a shaded value per row and column). :func:`stack` puts several
 charts in one SVG document. Values show on hover, as SVG ``<title>`` tooltips:
 a line chart has a column per slice of the time axis naming every series' value
-there, a lane chart's segments and a bar chart's bars name their own.
+there, a lane chart's segments, a bar chart's bars and a heatmap's cells name
+their own.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ LEGEND_ROW, LEGEND_MAX = 14, 20
 MARK_ROW = 11  # height of a mark's bar row, between the title and the plot
 MARK_GAP = 6  # between the last row and the plot, clear of the top tick label
 HOVER_COLUMNS = 200  # hover targets across a line chart's time axis
+DOT = 3.0  # width of the dash that draws a lone value of a line
 PALETTE = (
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
@@ -118,12 +121,15 @@ class _Frame:
     def x(self, t: float) -> float:
         return LEFT + (min(max(t, self.x0), self.x1) - self.x0) / (self.x1 - self.x0) * self.plot_w
 
-    def shade(self, shades: Sequence[Shade]) -> None:
+    def shade(self, shades: Sequence[Shade], *, over: bool = False) -> None:
+        """The fault windows; ``over`` the data, they let the pointer through to it,
+        so hovering there still shows the data's values, not the fault."""
+        through = ' pointer-events="none"' if over else ""
         for s in shades:
             a, b = self.x(s.start), self.x(s.end)
             self.parts.append(
                 f'<rect class="fault" x="{a:.1f}" y="{self.top}" width="{max(b - a, 1):.1f}" '
-                f'height="{self.plot_h}" fill="#f4c7c3" opacity="0.55">'
+                f'height="{self.plot_h}" fill="#f4c7c3" opacity="0.55"{through}>'
                 f"<title>{escape(s.label)}</title></rect>"
             )
 
@@ -276,7 +282,7 @@ def line_chart(
     for i, s in enumerate(series):
         stroke = s.color or color(i)
         legend.append((s.label, stroke))
-        lines: list[list[str]] = [[]]
+        lines: list[list[tuple[float, float]]] = [[]]
         previous: float | None = None
         for t, v in s.points:
             if not math.isfinite(v):
@@ -286,12 +292,18 @@ def line_chart(
             if log_y and v <= 0:
                 continue
             if s.step and previous is not None:
-                lines[-1].append(f"{frame.x(t):.1f},{y(previous):.1f}")
-            lines[-1].append(f"{frame.x(t):.1f},{y(v):.1f}")
+                lines[-1].append((frame.x(t), y(previous)))
+            lines[-1].append((frame.x(t), y(v)))
             previous = v
         if s.step and previous is not None:
-            lines[-1].append(f"{frame.x(frame.x1):.1f},{y(previous):.1f}")
-        for coords in filter(None, lines):
+            lines[-1].append((frame.x(frame.x1), y(previous)))
+        for line in filter(None, lines):
+            if len(line) == 1:
+                # A value between two gaps (sparse requests in a fine bin) would be a
+                # line of no length, drawn as nothing: a short dash shows it.
+                (px, py), dash = line[0], DOT / 2
+                line = [(px - dash, py), (px + dash, py)]
+            coords = [f"{px:.1f},{py:.1f}" for px, py in line]
             frame.parts.append(
                 f'<polyline class="series" fill="none" stroke="{stroke}" stroke-width="1.5" '
                 f'points="{" ".join(coords)}"><title>{escape(s.label)}</title></polyline>'
@@ -330,7 +342,7 @@ def lane_chart(
                 f"{escape(seg.label)} from {_fmt(seg.start)} to {_fmt(seg.end)} s</title></rect>"
             )
     # Over the segments (translucent): the lanes fill the plot and would hide it.
-    frame.shade(shades)
+    frame.shade(shades, over=True)
     frame.mark()
     frame.x_axis(x_unit)
     frame.legend(legend)
@@ -392,4 +404,60 @@ def stack(charts: Sequence[str]) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{offset}" '
         f'viewBox="0 0 {WIDTH} {offset}"><rect width="{WIDTH}" height="{offset}" '
         f'fill="white"/>{"".join(parts)}</svg>\n'
+    )
+
+
+def heatmap(
+    title: str,
+    rows: Sequence[str],
+    columns: Sequence[str],
+    values: Sequence[Sequence[float | None]],
+    titles: Sequence[Sequence[str]],
+    texts: Sequence[Sequence[str | None]] | None = None,
+    cell_w: int = 96,
+    cell_h: int = 26,
+) -> str:
+    """A value per row and column, shaded from white (the smallest) to red (the
+    largest), each written in its cell; None leaves a grey cell. ``titles``
+    (one per value) is each cell's tooltip; a ``texts`` entry that is not None
+    is written instead of the value."""
+    measured = [v for row in values for v in row if v is not None and math.isfinite(v)]
+    low, high = min(measured, default=0.0), max(measured, default=0.0)
+    left, top = LEFT, TOP + 16
+    width = max(WIDTH, left + cell_w * len(columns) + 10)
+    height = top + cell_h * len(rows) + 10
+    parts = [f'<text x="{left}" y="16" font-size="13" font-weight="bold">{escape(title)}</text>']
+    for c, name in enumerate(columns):
+        parts.append(
+            f'<text x="{left + c * cell_w + cell_w / 2:.0f}" y="{top - 5}" font-size="10" '
+            f'text-anchor="middle">{escape(name)}</text>'
+        )
+    for r, name in enumerate(rows):
+        y = top + r * cell_h
+        parts.append(
+            f'<text x="{left - 6}" y="{y + cell_h / 2 + 4:.0f}" font-size="11" '
+            f'text-anchor="end">{escape(name)}</text>'
+        )
+        for c, value in enumerate(values[r]):
+            x = left + c * cell_w
+            if value is None or not math.isfinite(value):
+                fill, text = "#e0e0e0", "-"
+            else:
+                share = 0.0 if high == low else (value - low) / (high - low)
+                # White to red: green and blue fall together with the share.
+                level = round(255 - share * 200)
+                fill, text = f"rgb(255,{level},{level})", _fmt(value)
+            if texts is not None and texts[r][c] is not None:
+                text = str(texts[r][c])
+            parts.append(
+                f'<g class="cell"><title>{escape(titles[r][c])}</title>'
+                f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" '
+                f'fill="{fill}" stroke="#bbb"/><text x="{x + cell_w / 2 - 1:.0f}" '
+                f'y="{y + cell_h / 2 + 3:.0f}" font-size="11" text-anchor="middle">'
+                f"{escape(text)}</text></g>"
+            )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
+        f"{''.join(parts)}</svg>"
     )

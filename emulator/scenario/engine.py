@@ -33,6 +33,7 @@ from etcdlab.proxy.driver import ControlFaults, FaultDriver, LinkFaults
 from etcdlab.proxy.faults import Fault
 from etcdlab.proxy.faults.blackhole import Blackhole
 from etcdlab.proxy.faults.loss import Loss
+from etcdlab.proxy.faults.mtu import MtuBlackhole
 from etcdlab.proxy.link import ProxyLink
 from etcdlab.proxy.server import ProxyServer
 from etcdlab.report.render import Outcome, ReportPaths, summary, write_report
@@ -59,6 +60,7 @@ KINDS = {
     "kill": FaultKind.KILL,
     "pause": FaultKind.PAUSE,
     "flapping": FaultKind.FLAPPING,
+    "mtu": FaultKind.MTU,
 }
 
 PARTIAL_PARTITION = (
@@ -137,6 +139,8 @@ def link_fault(step: FaultStep, name: str, dialer: str | None) -> Fault:
     """The network fault a step puts on one link (real seconds, like the step)."""
     if step.kind == "loss":
         return Loss(step.probability, name=name, dialer=dialer)
+    if step.kind == "mtu":
+        return MtuBlackhole(mtu=step.mtu, name=name, dialer=dialer)
     return Blackhole(name=name, dialer=dialer)
 
 
@@ -244,6 +248,11 @@ def check(scenario: Scenario, options: RunOptions) -> None:
         goclients.oracle_binary()  # a missing build is one line, not a failed run
     if not options.endpoints:
         return
+    if scenario.etcd_args:
+        raise ValueError(
+            f"scenario {scenario.name} runs etcd with {' '.join(scenario.etcd_args)}: "
+            "it needs a local cluster (no --endpoints)"
+        )
     for index, step in enumerate(scenario.faults):
         if options.proxy_control is None:
             raise FieldError(
@@ -272,7 +281,7 @@ def resolve(target: str, leader: int | None) -> list[int]:
     return [leader] if target == "leader" else [(leader + 1) % MEMBERS]
 
 
-def server_flags(time_scale: float) -> ServerFlags:
+def server_flags(time_scale: float, etcd_args: Sequence[str] = ()) -> ServerFlags:
     flags = ServerFlags.scaled(time_scale)
     # Progress notifications keep the watch cache fresh while nothing changes.
     interval = max(0.1, TimeScale(time_scale).scaled(2.0))
@@ -281,6 +290,7 @@ def server_flags(time_scale: float) -> ServerFlags:
         extra_args=(
             *flags.extra_args,
             f"--experimental-watch-progress-notify-interval={round(interval * 1000)}ms",
+            *etcd_args,
         ),
     )
 
@@ -306,6 +316,7 @@ async def run(
             "plane": {k: v for k, v in asdict(options.plane).items() if not isinstance(v, dict)},
             "objects": options.plane.objects,
             "endpoints": list(options.endpoints) or "local cluster behind proxies",
+            "etcd_args": list(scenario.etcd_args),
             "notes": fidelity.notes(ts),
         },
     )
@@ -370,8 +381,9 @@ async def _start_and_inject(
         progress(f"using the cluster at {', '.join(endpoints)}")
     elif options.network == "kernel":
         settings = recorder.timeline.settings
+        flags = server_flags(ts, scenario.etcd_args)
         cluster, endpoints, faults_made = await kernel.start(
-            stack, MEMBERS, server_flags(ts), ts, options.warmup_timeout, settings, progress
+            stack, MEMBERS, flags, ts, options.warmup_timeout, settings, progress
         )
         truth = cluster.endpoints
         driver = ScenarioFaults(faults_made, ts, cluster)
@@ -380,7 +392,8 @@ async def _start_and_inject(
         )
         stack.callback(member_sampler.cancel)
     else:
-        cluster = LocalCluster(MEMBERS, flags=server_flags(ts), etcd=options.etcd)
+        flags = server_flags(ts, scenario.etcd_args)
+        cluster = LocalCluster(MEMBERS, flags=flags, etcd=options.etcd)
         stack.callback(cluster.close)
         proxies = ProxyServer(seed=options.seed)
         stack.push_async_callback(proxies.close)
@@ -410,6 +423,9 @@ async def _start_and_inject(
             _sample_members(cluster, recorder, plane_config.sample_period)
         )
         stack.callback(member_sampler.cancel)
+    # Requests name the endpoint that served them; etcd-<i> is the i-th (the report
+    # tells a faulted member's requests by it).
+    recorder.timeline.settings["member_endpoints"] = list(endpoints)
     oracle = goclients.oracle_binary() if options.clients == "go" else None
     plane = await components.start(
         stack, oracle, endpoints, truth, clock, recorder, plane_config, options, progress
@@ -467,17 +483,26 @@ async def _sample_members(cluster: LocalCluster, recorder: Recorder, period: flo
     a heal reads the same at every time scale.
     """
 
-    async def probe(index: int) -> bool:
+    def ask(index: int) -> tuple[bool, tuple[int | None, int] | None]:
+        return cluster.member_healthy(index, 2 * period), cluster.raft_view(index, 2 * period)
+
+    async def probe(index: int) -> tuple[bool, tuple[int | None, int] | None]:
         member = cluster.members[index]
         if not member.running or member.paused:
-            return False
-        return await asyncio.to_thread(cluster.member_healthy, index, 2 * period)
+            return False, None
+        return await asyncio.to_thread(ask, index)
 
     while True:
         started = recorder.now()
-        verdicts = await asyncio.gather(*(probe(m.index) for m in cluster.members))
-        for member, healthy in zip(cluster.members, verdicts, strict=True):
+        answers = await asyncio.gather(*(probe(m.index) for m in cluster.members))
+        for member, (healthy, view) in zip(cluster.members, answers, strict=True):
             recorder.health(member.name, healthy)
+            if view is not None:
+                # Whom each member follows, and its term: elections and where
+                # leadership went (report.incidents).
+                leader, term = view
+                recorder.gauge(f"raft_leader/{member.name}", -1 if leader is None else leader)
+                recorder.gauge(f"raft_term/{member.name}", term)
         await asyncio.sleep(max(0.0, period - (recorder.now() - started)))
 
 
@@ -541,6 +566,8 @@ def _detail(step: FaultStep) -> str:
         return f"{step.links} links, p={step.probability:g}"
     if step.kind == "flapping":
         return f"{step.links} links down and up every {step.period:g} s"
+    if step.kind == "mtu":
+        return f"{step.links} links drop IP packets above {step.mtu} bytes"
     return f"{step.links} links blackholed"
 
 

@@ -13,7 +13,8 @@ A TOML scenario (every key is in docs/SCENARIOS.md, generated from
     [[fault]]
     at = 30
     duration = 60
-    kind = "loss"           # loss, partition-minority, partition-majority, kill, pause, flapping
+    kind = "loss"           # loss, partition-minority, partition-majority, kill, pause,
+                            # flapping, mtu
     target = "0,1"          # member indexes, or "leader" / "follower" (resolved when it starts)
     probability = 0.2       # loss only
     links = "all"           # client | peer | all
@@ -40,11 +41,14 @@ FAULT_KINDS = (
     "kill",
     "pause",
     "flapping",
+    "mtu",
 )
 LINKS = ("client", "peer", "all")
 PROCESS_KINDS = ("kill", "pause")  # act on the member's process: no links
 # The scenario engine's cluster: targets are checked against it.
 MEMBERS = 3
+# IPv4 + TCP + timestamp option: an MTU must leave room for a byte of payload.
+MTU_HEADERS = 52
 
 
 class FieldError(ValueError):
@@ -76,6 +80,7 @@ class FaultStep:
     probability: float = 0.3
     links: str = "all"
     period: float = 10.0  # flapping: one down-and-up cycle
+    mtu: int = 1000  # mtu: the largest IP packet (bytes) the path carries
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -100,6 +105,13 @@ class FaultStep:
             raise FieldError("links", f"must be one of {', '.join(LINKS)}, not {self.links!r}")
         if self.period <= 0:
             raise FieldError("period", f"must be above 0, not {self.period:g}")
+        if not float(self.mtu).is_integer() or self.mtu <= MTU_HEADERS:
+            raise FieldError(
+                "mtu",
+                f"must be a whole number of bytes above {MTU_HEADERS} (an IP packet's "
+                f"IP and TCP headers), not {self.mtu:g}",
+            )
+        object.__setattr__(self, "mtu", int(self.mtu))
         self._check_target()
 
     def _check_target(self) -> None:
@@ -109,6 +121,11 @@ class FaultStep:
                 "target",
                 f"must be member indexes like '0,1', 'leader' or 'follower', not {self.target!r}",
             )
+        named = [int(p) for p in parts] if self.target not in ("leader", "follower") else []
+        twice = sorted({m for m in named if named.count(m) > 1})
+        if twice:
+            # [0, 0] is a typo for two members far more often than a wish for one.
+            raise FieldError("target", f"member {twice[0]} is named twice in {self.target!r}")
         members = target_members(self.target)
         count = 1 if members is None else len(members)
         if members is not None and members[-1] >= MEMBERS:
@@ -140,6 +157,9 @@ class Scenario:
     description: str
     duration: float
     faults: tuple[FaultStep, ...] = field(default_factory=tuple)
+    # etcd flags the conditions need, given to every local member (built-ins only:
+    # an incident on an older etcd, e.g. --pre-vote=false).
+    etcd_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -199,6 +219,46 @@ BUILTINS: dict[str, Scenario] = {
     )
 }
 
+# Public incidents replayed as built-ins (docs/SCENARIOS.md, "Incidents"): the
+# conditions each report describes; its claims are etcdlab.report.incidents',
+# found by these names.
+INCIDENTS: tuple[Scenario, ...] = (
+    Scenario(
+        "k8s-72796",
+        "kubernetes/kubernetes#72796: IP packets above 1000 bytes dropped between one "
+        "etcd member and its peers for 2.5 minutes (an MTU black hole): writes time out "
+        "while the apiserver's health check passes?",
+        # Two minutes after the heal: a segment held that long comes back with its
+        # sender's next retransmission, up to max_rto (120 s) later.
+        300,
+        (FaultStep(30, 150, "mtu", "follower", links="peer", mtu=1000),),
+    ),
+    Scenario(
+        "etcd-13665",
+        "etcd-io/etcd#13665: the raft leader's network flaps (4 s down, 4 s up) for 3 "
+        "minutes, pre-vote off as in etcd 3.2: re-election storms, and what the clients see",
+        240,
+        (FaultStep(30, 180, "flapping", "leader", period=8),),
+        # etcd 3.2 had no pre-vote: a member back from a cut disrupts the leader.
+        etcd_args=("--pre-vote=false",),
+    ),
+    Scenario(
+        "etcd-8411",
+        "etcd-io/etcd#8411: a follower cut off from its peers (its client link kept) for "
+        "3 minutes, then back: does the apiserver's watch cache serve stale data?",
+        300,
+        (FaultStep(30, 180, "partition-minority", "follower", links="peer"),),
+    ),
+    Scenario(
+        "k8s-128812",
+        "kubernetes/kubernetes#128812: a member's host shut down (every link silent, no "
+        "resets) for 3 minutes: does the apiserver keep using it?",
+        270,
+        (FaultStep(30, 180, "partition-minority", "follower"),),
+    ),
+)
+BUILTINS.update({scenario.name: scenario for scenario in INCIDENTS})
+
 
 # The file format, as data: the loader checks against it and docs/SCENARIOS.md
 # shows it (tests/scenario/test_spec.py keeps the two in step).
@@ -229,7 +289,7 @@ FAULT_KEYS = (
         "target",
         "string, integer or array of integers",
         '"0"',
-        f'member indexes below {MEMBERS} (`"0,1"`, `1`, `[0, 1]`), or `"leader"` / '
+        f'member indexes below {MEMBERS}, each once (`"0,1"`, `1`, `[0, 1]`), or `"leader"` / '
         '`"follower"` (resolved when the fault begins); a partition-minority cuts off '
         "fewer than half the members, a partition-majority more than half",
     ),
@@ -242,6 +302,15 @@ FAULT_KEYS = (
         kinds=tuple(k for k in FAULT_KINDS if k not in PROCESS_KINDS),
     ),
     Key("period", "number", "10", "seconds of one down-and-up cycle; above 0", ("flapping",)),
+    Key(
+        "mtu",
+        "number",
+        "1000",
+        f"the largest IP packet (bytes, TCP payload + {MTU_HEADERS}) the links carry; larger "
+        "segments are lost on every retransmission; a whole number above "
+        f"{MTU_HEADERS}",
+        ("mtu",),
+    ),
 )
 
 
@@ -303,7 +372,9 @@ def _target(path: str, value: Any) -> str:
     if isinstance(value, str):
         return value
     indexes: list[Any] = value if isinstance(value, list) else [value]
-    if not indexes or not all(isinstance(v, int) and not isinstance(v, bool) for v in indexes):
+    if not indexes:
+        raise FieldError(path, "names no member: give at least one index, like [0]")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in indexes):
         raise FieldError(
             path, f"must be member indexes, 'leader' or 'follower', not {_describe(value)}"
         )
@@ -381,9 +452,16 @@ def load(name_or_path: str) -> Scenario:
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise ValueError(f"cannot read scenario file {path}: {error.strerror}") from None
+        except UnicodeDecodeError as error:
+            line = error.object[: error.start].count(b"\n") + 1
+            byte = error.object[error.start]
+            raise ValueError(
+                f"cannot read scenario file {path}: not UTF-8 text (line {line} has byte "
+                f"{byte:#04x}); TOML files are UTF-8"
+            ) from None
         return from_toml(text, str(path))
     raise ValueError(
         f"unknown scenario {name_or_path!r}: one of {', '.join(BUILTINS)} or a .toml file"

@@ -120,8 +120,11 @@ class Param:
     def from_json(self, value: Any) -> Any:
         """The value from the control API's JSON or a TOML file (durations in milliseconds)."""
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        if self.unit == DURATION and not number:
-            raise ValueError(f"{self.name} must be a number of milliseconds, not {value!r}")
+        if self.unit == DURATION and not (number and value >= 0 and math.isfinite(value)):
+            # Checked here, in the API's unit: the fault itself checks seconds.
+            raise ValueError(
+                f"{self.name} must be a finite number of milliseconds >= 0, not {value!r}"
+            )
         self.check(value)
         if self.unit == DURATION:
             return value / 1000

@@ -27,8 +27,19 @@ What Linux does with a lost segment, reduced to its timing:
   Every ACK gives a round-trip sample (timestamps) and ends the backoff, the
   SACK of a write beyond a hole too; each timeout enters the backoff when it
   fires.
-  Linux also adds the round trip's deviation to the RTO; here that overshot
-  the kernel's tail, so the model leaves it out.
+  Linux also adds the round trip's deviation to the RTO; the model does only
+  with ``rto_deviation`` (off: on a one-way stream the long samples of lost
+  ACKs feed it, unless ``probe_samples`` takes the probe's ACK as Linux does).
+- The sender's congestion window (CUBIC's rules, Linux's default) limits the
+  segments in flight: it starts at ten, a loss found by a retransmission
+  other than a timeout (fast retransmission or probe) cuts it to 0.7 of
+  itself (never below two), a retransmission timeout to one; it grows by one
+  per acknowledged segment below the slow-start threshold, and by one per
+  window above it, while the sender fills it. A write that finds the window
+  full waits for the ACK that opens it, and what is written while it waits
+  joins its segment while that has room (one fate for both). Under loss the
+  window stays at one or two segments, so later writes queue behind a lost
+  one instead of revealing it.
 
 The ACKs are part of the model only when the loss runs both ways and for
 every stream: otherwise they cross a clean path and come back at once.
@@ -53,6 +64,7 @@ no stream, so a filtered loss never delays the connect.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -68,6 +80,10 @@ from etcdlab.proxy.faults.base import (
     probability,
 )
 from etcdlab.proxy.faults.registry import register
+
+# Kinds of event a sender settles, in this order when simultaneous.
+TIMEOUT, DETECTED, SAMPLE = 0, 1, 2
+CUBIC_BETA = 0.7  # CUBIC's multiplicative decrease (Linux's beta 717/1024)
 
 
 @dataclass(eq=False)
@@ -85,12 +101,24 @@ class Unacked:
     # firing one more timeout in the sender's backoff, from then on).
     timeouts: list[float] = field(default_factory=list)
     sampled: bool = False  # its SACK gave a sample before the cumulative ACK came
+    segments: int = 1  # how many segments it takes in the congestion window
+    in_flight: int = 1  # segments in flight, its own included, when it was sent
+    # When its sender learns of a loss among its segments by a retransmission
+    # other than a timeout (a fast retransmission or the probe), which cuts the
+    # congestion window; None once counted or if none was lost.
+    detected: float | None = None
+    # When the sender's probe drew the duplicate ACK of it, its own ACK lost.
+    probed: float | None = None
 
     @property
     def sample_from(self) -> float:
         """Where the round-trip sample of its ACK starts: its send time, or the
         arrival of its retransmission, whose timestamp the ACK echoes (Linux
-        takes no sample from the send time of retransmitted data)."""
+        takes no sample from the send time of retransmitted data); the
+        sender's probe is such a retransmission when its ACK was lost and no
+        later ACK came first (``probed``)."""
+        if self.probed is not None and self.ack_at >= self.probed:
+            return self.probed
         return self.arrived if self.repaired else self.sent
 
 
@@ -102,16 +130,40 @@ class TcpState:
 
     srtt: float
     backoff: int = 0
+    # The RTO's variance term (Linux's rttvar_us, before its min_rto floor)
+    # and the deviation that feeds it (mdev_us): see sample().
+    rttvar: float = 0.0
+    mdev: float = 0.0
     unacked: list[Unacked] = field(default_factory=list)
     # When the writes acknowledged so far had all reached the receiver (loop time).
     acked_through: float = 0.0
     # Until when the receiver holds back the ACK of one small write (loop time).
     ack_owed_until: float = 0.0
+    # The congestion window and slow-start threshold, in segments (Linux: the
+    # initial window of ten, no threshold until the first loss).
+    cwnd: float = 10.0
+    ssthresh: float = math.inf
+    # When the window was last cut: a loss among writes sent before then is
+    # part of the same episode and cuts it no further (Linux's high_seq).
+    cut_at: float = -math.inf
+    # The segment held back by the window, waiting to go: when it goes, its
+    # bytes, and the piece standing for it.
+    queued: tuple[float, int, Piece] | None = None
 
     def sample(self, rtt: float) -> None:
-        """A round-trip sample: ``srtt`` moves 1/8 of the way (Linux's
-        ``tcp_rtt_estimator``), and a valid sample ends the backoff (RFC 6298)."""
-        self.srtt += (rtt - self.srtt) / 8
+        """A round-trip sample, as Linux's ``tcp_rtt_estimator`` takes it:
+        ``srtt`` moves 1/8 of the way, the deviation (``mdev``, four times the
+        mean) 1/4 (1/32 when the round trip falls), ``rttvar`` jumps up with
+        it and decays by a quarter of the excess per sample; a valid sample
+        ends the backoff (RFC 6298)."""
+        error = rtt - self.srtt
+        self.srtt += error / 8
+        change = abs(error) - self.mdev / 4
+        if error < 0 and change > 0:
+            change /= 8
+        self.mdev += change
+        self.rttvar = max(self.rttvar, self.mdev)
+        self.rttvar -= (self.rttvar - self.mdev) / 4
         self.backoff = 0
 
     @property
@@ -131,27 +183,82 @@ class TcpState:
         heartbeats) got no sample while any earlier write was late and
         charged each loss's future timeouts at once, so the backoff piled up
         to ``max_rto`` and held the stream for minutes."""
-        # (when, 0 for a timeout or 1 for a sample, the write sampled)
-        events: list[tuple[float, int, Unacked | None]] = []
+        # (when, TIMEOUT, DETECTED or SAMPLE, the write)
+        events: list[tuple[float, int, Unacked]] = []
         while self.unacked and self.unacked[0].ack_at <= now:
             write = self.unacked.pop(0)
             self.acked_through = write.delivered
-            events.extend((at, 0, None) for at in write.timeouts)
+            events.extend((at, TIMEOUT, write) for at in write.timeouts)
+            if write.detected is not None:
+                events.append((write.detected, DETECTED, write))
             if not write.sampled:
-                events.append((write.ack_at, 1, write))
+                events.append((write.ack_at, SAMPLE, write))
         for write in self.unacked:
             if write.timeouts and write.timeouts[0] <= now:
-                events.extend((at, 0, None) for at in write.timeouts if at <= now)
+                events.extend((at, TIMEOUT, write) for at in write.timeouts if at <= now)
                 write.timeouts = [at for at in write.timeouts if at > now]
+            if write.detected is not None and write.detected <= now:
+                events.append((write.detected, DETECTED, write))
+                write.detected = None
             if not write.sampled and write.ack_at <= now:
                 write.sampled = True
-                events.append((write.ack_at, 1, write))
+                events.append((write.ack_at, SAMPLE, write))
         events.sort(key=lambda event: event[:2])
-        for _, _, sampled in events:
-            if sampled is None:
+        for at, kind, write in events:
+            if kind == TIMEOUT:
                 self.backoff += 1
+                self.cut(at, write, timeout=True)
+            elif kind == DETECTED:
+                self.cut(at, write, timeout=False)
             else:
-                self.sample(sampled.ack_at - sampled.sample_from)
+                self.sample(write.ack_at - write.sample_from)
+                self.grow(write)
+
+    def cut(self, at: float, write: Unacked, *, timeout: bool) -> None:
+        """A loss among ``write``'s segments is found at ``at``: CUBIC's
+        multiplicative decrease (the threshold to 0.7 of the window, at least
+        two), once per episode; a retransmission timeout always leaves a
+        window of one (Linux's ``tcp_enter_loss``), a fast retransmission or a
+        probe the threshold (PRR ends its recovery there)."""
+        if write.sent > self.cut_at:
+            self.ssthresh = max(self.cwnd * CUBIC_BETA, 2.0)
+            self.cut_at = at
+        self.cwnd = 1.0 if timeout else min(self.cwnd, self.ssthresh)
+
+    def grow(self, write: Unacked) -> None:
+        """The ACK of ``write`` grows the window if the sender was using it
+        (Linux's ``tcp_is_cwnd_limited``): in slow start by its segments while
+        at least half the window was in flight, above the threshold by one
+        segment per window's worth acked while all of it was."""
+        if self.cwnd < self.ssthresh:
+            if 2 * write.in_flight > self.cwnd:
+                self.cwnd = min(self.cwnd + write.segments, max(self.ssthresh, self.cwnd))
+        elif write.in_flight >= self.cwnd:
+            self.cwnd += write.segments / self.cwnd
+
+    def in_flight(self, now: float) -> int:
+        """Segments sent and not yet (S)ACKed at ``now``."""
+        return sum(write.segments for write in self.unacked if write.ack_at > now)
+
+    def window_opens(self, now: float) -> float:
+        """When a write made at ``now`` can be sent: after data already waiting
+        for the window, and once fewer segments than the window are in flight
+        (call :meth:`settle` first)."""
+        start = now
+        if self.queued is not None:
+            if self.queued[0] > now:
+                start = self.queued[0]
+            else:
+                self.queued = None
+        room = max(int(self.cwnd), 1)
+        acks = sorted((w.ack_at, w.segments) for w in self.unacked if w.ack_at > start)
+        excess = sum(segments for _, segments in acks) - room + 1
+        for at, segments in acks:
+            if excess <= 0:
+                break
+            excess -= segments
+            start = at
+        return start
 
     def acked_by(self, at: float, sent: float) -> None:
         """An ACK arriving at ``at`` covers every write that had reached the
@@ -247,6 +354,23 @@ class Recovery:
         return self.resend.healed(at)
 
 
+@dataclass(frozen=True, eq=False)
+class Held:
+    """Bytes the congestion window holds back behind lost data: once the fault
+    is removed they go with it (the pipe keeps them behind it)."""
+
+    fault: Loss
+
+    def revealed(self, release: float, arrival: float) -> tuple[float, Late]:
+        return release, self
+
+    def rearmed(self, release: float, acked_at: float) -> tuple[float, Late]:
+        return release, self
+
+    def healed(self, at: float) -> float:
+        return at
+
+
 @register
 @dataclass(frozen=True, eq=False)
 class Loss(Shaper):
@@ -274,6 +398,9 @@ class Loss(Shaper):
     fast_probe: float = duration(0.002)
     tail_loss_probe: bool = True
     ack_loss: bool = True
+    congestion_window: bool = True
+    rto_deviation: bool = False
+    probe_samples: bool = False
     method: str | None = method()
 
     def __post_init__(self) -> None:
@@ -312,11 +439,11 @@ class Loss(Shaper):
         return state
 
     def rto(self, state: TcpState) -> float:
-        """The retransmission timeout now: srtt plus ``min_rto``, doubled
-        per timeout since the last sample. Linux adds the round trip's deviation
-        where it exceeds ``min_rto``; that overshoots here (docs/BENCHMARKS.md)."""
-        base = state.srtt + self.min_rto
-        return min(base * 2.0 ** min(state.backoff, 32), self.max_rto)
+        """The retransmission timeout now: srtt plus ``min_rto`` (with
+        ``rto_deviation``, plus Linux's variance term where it exceeds
+        ``min_rto``), doubled per timeout since the last sample."""
+        spread = max(state.rttvar, self.min_rto) if self.rto_deviation else self.min_rto
+        return min((state.srtt + spread) * 2.0 ** min(state.backoff, 32), self.max_rto)
 
     def probe_timeout(self, state: TcpState, *, in_flight: int = 1) -> float | None:
         """The tail loss probe's timeout: two smoothed round trips plus
@@ -379,13 +506,16 @@ class Loss(Shaper):
             else:
                 ack += self.delayed_ack
                 state.ack_owed_until = ack
+            probed = None
             if self.ack_loss and ctx.rng.random() < self.probability:
                 probe = self.probe_timeout(state)
-                ack = arrived + (self.rto(state) if probe is None else probe)
+                ack = probed = arrived + (self.rto(state) if probe is None else probe)
         # Cumulative only over what had reached the receiver in order by then.
         state.acked_by(ack, arrived)
         delivered = max(state.delivered_at, arrived)
         write = Unacked(sent, arrived, delivered, ack, repaired, timeouts or [])
+        if self.acks_modelled and self.probe_samples:
+            write.probed = probed
         state.unacked.append(write)
         return write
 
@@ -437,7 +567,7 @@ class Loss(Shaper):
         resend = Resend(self, first, lost.losses, lost.rto)
         if resend.arrival >= release:
             return None
-        self._moved(lost, resend.arrival)
+        self._moved(lost, resend.arrival, first)
         return resend
 
     def rearmed(self, lost: Recovery, release: float, acked_at: float) -> Resend | None:
@@ -450,20 +580,47 @@ class Loss(Shaper):
         resend = Resend(self, acked_at + lost.slow_probe, lost.losses, lost.rto)
         if lost.write is not None:
             lost.write.timeouts = resend.sends[1:]  # the timer moved with the probe
-        self._moved(lost, resend.arrival)
+        self._moved(lost, resend.arrival, resend.first if lost.losses == 1 else None)
         return resend
 
-    def _moved(self, lost: Recovery, release: float) -> None:
+    def _moved(self, lost: Recovery, release: float, detected: float | None) -> None:
+        """The sender's view of the write follows its lost segment, and so does
+        when the sender finds the loss (``detected``: None for a timeout)."""
         if lost.sender is not None and lost.write is not None:
             lost.sender.moved(lost.write, release)
+            lost.write.detected = detected
 
     def shape(self, pieces: list[Piece], ctx: ShapeContext) -> list[Piece]:
         if not self.probability:
             return pieces
         state = self.state(ctx)
-        sent = pieces[0].release
+        written = sent = pieces[0].release
         state.settle(sent)
+        held = state.window_opens(sent) if self.congestion_window else sent
+        if held > sent:
+            # The congestion window is full: these bytes go out, and meet
+            # their own losses, only once an ACK opens it.
+            ctx.count(self, "write_held")
+            size = sum(piece.size for piece in pieces)
+            queued = state.queued
+            if queued is not None and queued[0] == held and queued[1] + size <= self.mss:
+                # They join the segment waiting to go: one fate for both.
+                joined = queued[2]
+                state.queued = (held, queued[1] + size, joined)
+                repaired = joined.late is not None
+                write = self.acknowledge(state, held, joined.release, size, repaired, ctx)
+                write.segments = 0  # no segment of its own
+                self.piggyback([Piece(size, written)], written, ctx)
+                return [Piece(size, joined.release, joined.late)]
+            waiting = Held(self)
+            pieces = [
+                Piece(piece.size, max(piece.release, held), piece.late or waiting)
+                for piece in pieces
+            ]
+            sent = held
+            state.settle(sent)
         busy = bool(state.unacked)  # earlier data still in flight
+        detected: float | None = None  # the first retransmission other than a timeout
         out: list[Piece] = []
         start = 0  # offset of the piece in the chunk
         repaired = False  # some segment of the write was lost
@@ -495,11 +652,15 @@ class Loss(Shaper):
                     # every hole of the write, so they add nothing to the backoff.
                     first = self.fast_arrival(at, at, same_write=True)
                     resend = Resend(self, first, lost, rto)
+                    detected = first if detected is None else min(detected, first)
                     sacked = Recovery(self, at, lost, rto, resend, sacked=True)
                     out.append(Piece(segment, resend.arrival, sacked))
                     continue
                 in_flight = 2 if busy or here else 1
                 resend, timeouts = self.timer_resend(at, lost, state, in_flight=in_flight)
+                if not timeouts:
+                    # The probe got through: it finds the loss, no timeout does.
+                    detected = resend.first if detected is None else min(detected, resend.first)
                 hole = Recovery(self, at, lost, rto, resend)
                 if in_flight > 1:
                     # The fast probe, unless an ACK of the rest comes first.
@@ -514,8 +675,17 @@ class Loss(Shaper):
                 out.append(Piece(clean, at, piece.late))
             start += size
         arrived = max(piece.release for piece in out)
+        in_flight = state.in_flight(sent)
         write = self.acknowledge(state, sent, arrived, start, repaired, ctx, timeouts)
+        write.segments = -(-start // self.mss)
+        write.in_flight = in_flight + write.segments
+        write.detected = detected
         if tail is not None and tail_hole is not None:
             tail.late = dataclasses.replace(tail_hole, write=write, sender=state)
-        self.piggyback(out, sent, ctx)
+        if held > written:
+            state.queued = (held, start % self.mss or self.mss, out[-1])
+            # Held data carries no ACK: the receiver's ACK goes alone, at once.
+            self.piggyback([Piece(start, written)], written, ctx)
+        else:
+            self.piggyback(out, sent, ctx)
         return out

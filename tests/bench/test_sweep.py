@@ -1,16 +1,10 @@
-"""What the scenario sweeps share: the bounds figures are compared within, and
-one run as a child process."""
+"""What the scenario sweeps share: the bounds figures are compared within."""
 
 from __future__ import annotations
 
-import json
 import math
-import sys
-from pathlib import Path
 
-import pytest
-
-from etcdlab.bench.sweep import agrees, flatten, run_child
+from etcdlab.bench.sweep import agrees, flatten
 
 
 def test_bounds_are_a_quarter_or_a_small_absolute_slack() -> None:
@@ -35,19 +29,3 @@ def test_never_agrees_only_with_never_and_missing_figures_are_not_judged() -> No
 def test_flatten_names_nested_figures_and_turns_none_into_never() -> None:
     flat = flatten({"a": 1, "b": {"c": None, "d": {"e": 2.5}}})
     assert flat == {"a": 1.0, "b.c": math.inf, "b.d.e": 2.5}
-
-
-def test_a_child_run_is_logged_and_recorded(tmp_path: Path) -> None:
-    where = tmp_path / "cell"
-    meta = run_child([sys.executable, "-c", "print('ran')"], where)
-    assert (where / "run.log").read_text() == "ran\n"
-    assert json.loads((where / "bench.json").read_text()) == meta
-    assert meta["exit_code"] == 0 and len(meta["loadavg_before"]) == 3
-
-
-def test_a_failed_child_run_raises_with_the_end_of_its_log(tmp_path: Path) -> None:
-    where = tmp_path / "cell"
-    failing = [sys.executable, "-c", "print('first'); print('why it failed'); raise SystemExit(3)"]
-    with pytest.raises(RuntimeError, match="exited with 3: first / why it failed"):
-        run_child(failing, where)
-    assert json.loads((where / "bench.json").read_text())["exit_code"] == 3

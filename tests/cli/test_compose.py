@@ -3,7 +3,6 @@ lines up with the proxy config and the etcdlab CLI (no Docker daemon needed)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -17,6 +16,7 @@ from etcdlab.cli.main import build_parser
 from etcdlab.proxy.cli import spec_from_toml
 from etcdlab.scenario.engine import server_flags
 from etcdlab.scenario.spec import BUILTINS
+from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = ("etcd-0", "etcd-1", "etcd-2")
@@ -24,9 +24,7 @@ MEMBERS = ("etcd-0", "etcd-1", "etcd-2")
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    tool = shutil.which("docker-compose")
-    if tool is None:
-        pytest.skip("docker-compose is not installed (.ci/run installs it)")
+    tool = require_tool("docker-compose", "Debian: apt-get install docker-compose")
     result = subprocess.run(
         [tool, "-f", str(ROOT / "compose.yaml"), "config"],
         capture_output=True,
@@ -122,7 +120,7 @@ def test_demo_runs_a_scenario_through_the_proxies(
     args = build_parser().parse_args(demo["command"])
     assert args.command == "run" and args.scenario in BUILTINS
     by_name = links(proxy_config)
-    assert args.endpoints.split(",") == [
+    assert list(args.endpoints) == [
         f"proxy:{port(by_name[f'{m}-client']['listen'])}" for m in MEMBERS
     ]
     control = urlsplit(args.proxy_control)

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from etcdlab.cli import exits
 from etcdlab.cli.main import main
 from etcdlab.cli.run import exit_status
 from etcdlab.cluster.local import MAX_MEMBERS, LocalCluster
+from etcdlab.common import exits
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,6 +55,60 @@ def test_a_failed_run_exits_1_with_a_report_that_says_why(
     assert error.startswith("etcdlab run: error: ") and "127.0.0.1:1" in error
     outcome = json.loads((out / "report.json").read_text())["outcome"]
     assert outcome["state"] == "failed" and "127.0.0.1:1" in outcome["reason"]
+
+
+def test_a_completed_run_with_differing_claims_exits_4_with_fail_on_differs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 2 s of fault: the claims about 10-60 s into a fault cannot agree.
+    scenario = tmp_path / "short.toml"
+    scenario.write_text('duration = 10\n[[fault]]\nat = 1\nduration = 2\nkind = "loss"\n')
+    out = tmp_path / "report"
+    small = ["--components", "1", "--workloads", "2", "--nodes", "2"]
+    argv = ["run", str(scenario), "--time-scale", "0.1", "--out", str(out), "--quiet", *small]
+    assert main([*argv, "--fail-on", "differs"]) == exits.DIFFERS
+    report = json.loads((out / "report.json").read_text())
+    assert report["outcome"]["state"] == "completed"
+    assert report["verdicts"]["differs"] > 0 and report["safety"]["overlapping_leaders"] == 0
+    assert capsys.readouterr().out.startswith("scenario short ")
+
+
+def test_an_out_that_cannot_be_a_directory_is_one_line_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "etcdlab", "run", "member-pause", "--out", str(taken / "report")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == exits.USAGE
+    # One line: no "coroutine was never awaited" after it.
+    assert result.stderr == (
+        f"etcdlab run: error: --out {taken / 'report'}: cannot be the report's directory: "
+        "Not a directory\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "problem"),
+    [("foo", "not HOST:PORT: 'foo'"), ("127.0.0.1:1,h:99999", "not HOST:PORT: 'h:99999'"),
+     (" , ", "no HOST:PORT in ' , '")],
+)  # fmt: skip
+def test_endpoints_are_checked_before_anything_dials_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], endpoints: str, problem: str
+) -> None:
+    scenario = tmp_path / "quiet.toml"
+    scenario.write_text("duration = 10\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(scenario), "--endpoints", endpoints, "--out", str(tmp_path / "r")])
+    assert exit_info.value.code == exits.USAGE
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error == f"etcdlab run: error: argument --endpoints: {problem}"
+    assert not (tmp_path / "r").exists()
 
 
 def report(overlaps: int, differs: int) -> dict[str, Any]:

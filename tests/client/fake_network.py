@@ -1,6 +1,7 @@
-"""Connections without sockets, for the balancer's and the state machine's tests
-on a FakeClock: each endpoint accepts, refuses or ignores connection attempts as
-the test says, and a ready connection is lost when the test drops it."""
+"""Fake connections without sockets (nothing here talks to etcd), for the
+balancer's and the state machine's tests on a FakeClock: each endpoint accepts,
+refuses or ignores connection attempts as the test says, and a ready
+connection is lost when the test drops it."""
 
 from __future__ import annotations
 

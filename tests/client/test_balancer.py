@@ -1,6 +1,8 @@
 """The connection state machine, the pickers and the call loop on a FakeClock,
-over fake connections (tests/client/fake_network.py): gRPC's subchannel states
-and backoff, round_robin's picks, wait-for-ready, clientv3's retry rules."""
+over fake connections (tests/client/fake_network.py: no sockets, no etcd):
+gRPC's subchannel states and backoff, round_robin's picks, wait-for-ready,
+clientv3's retry rules. tests/client/test_failover.py holds them against real
+members."""
 
 from __future__ import annotations
 

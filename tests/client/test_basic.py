@@ -23,6 +23,7 @@ from etcdlab.client.health import LIVEZ, NOT_ESTABLISHED, EtcdCheck
 from etcdlab.client.watch import WatchBatch
 from etcdlab.cluster.local import LocalCluster
 from etcdlab.common.clock import FakeClock
+from tests.waiting import eventually
 
 
 def unique_key(prefix: str) -> bytes:
@@ -58,7 +59,12 @@ async def test_put_get_delete_txn_status(shared_cluster: LocalCluster) -> None:
         assert status.header.member_id != 0
         assert client.stats.calls["put"] == 1 and client.stats.attempts >= 6
         assert client.stats.served.total() == client.stats.attempts
-        assert all(c.state is ConnectivityState.READY for c in client.connections)
+        # Every member is dialled in the background; the calls above need only one.
+        await eventually(
+            lambda: all(c.state is ConnectivityState.READY for c in client.connections),
+            10,
+            "a ready connection to every member",
+        )
 
 
 async def test_deadline_and_server_errors(shared_cluster: LocalCluster) -> None:

@@ -2,8 +2,9 @@
 
 Client timings run at TIME_SCALE (keepalive 3 s + 1 s, connect timeout 2 s,
 reconnect backoff from 0.1 s); the cluster fixture's etcd accepts pings that
-frequent. Bounds are derived from the configured timeouts plus an explicit
-allowance for a loaded 2-core machine.
+frequent. Every upper bound on elapsed time is a configured (scaled) timeout
+the behaviour must beat, plus SLACK for a loaded 2-core machine; a bound that
+could only be a speed measurement is not asserted here (benchmarks measure).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ CONFIG = ClientConfig().scaled(TIME_SCALE)
 # Scheduling noise and an election on a shared machine.
 SLACK = 2.0
 KEEPALIVE_DETECTION = CONFIG.keepalive_time + CONFIG.keepalive_timeout
+# A read held by a silent member waits for keepalive to close its connection;
+# one that takes less than this went elsewhere.
+QUICK = CONFIG.keepalive_timeout
 READY = ConnectivityState.READY
 
 
@@ -117,9 +121,9 @@ async def test_blackholed_member_is_closed_by_keepalive_while_calls_go_on_elsewh
             assert [e for _, e in heard.keepalive] == [dead]
             # Meanwhile the other members answered at once; every stuck read was
             # retried on them after the close.
-            quick = [end for start, end in answered if end - start < 0.5 and end < closed[0]]
+            quick = [end for start, end in answered if end - start < QUICK and end < closed[0]]
             assert len(quick) > 20
-            assert all(end >= closed[0] - 0.1 for start, end in answered if end - start >= 0.5)
+            assert all(end >= closed[0] - 0.1 for start, end in answered if end - start >= QUICK)
             # Reconnecting through the blackhole times out: no call goes there.
             served = client.stats.served[dead]
             for _ in range(30):
@@ -200,10 +204,12 @@ async def test_reads_pass_a_killed_member_by(cluster: LocalCluster) -> None:
             lambda: all(c.state is READY for c in client.connections), 5, "every connection"
         )
         cluster.kill(follower)
-        started = time.monotonic()
         for _ in range(30):
+            started = time.monotonic()
             await client.get(b"/failover/kill")
-        assert time.monotonic() - started < SLACK
+            # Refused at once and retried elsewhere: no read waits out a
+            # (re)connect attempt to the dead member.
+            assert time.monotonic() - started < CONFIG.min_connect_timeout
         killed = client.connections[follower]
         assert killed.state is not READY and killed.last_error
         # At most the calls sent before the client saw the connection close.
@@ -244,7 +250,7 @@ async def test_deadline_and_cancellation_on_paused_member(cluster: LocalCluster)
         with pytest.raises(ContextError) as error:
             await client.get(b"/failover/deadline", timeout=deadline)
         assert error.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
-        assert deadline <= time.monotonic() - started < deadline + 1.0
+        assert deadline <= time.monotonic() - started < deadline + SLACK
         cluster.resume(0)
 
 
@@ -280,12 +286,12 @@ async def test_hedged_reads_answer_while_a_member_hangs(cluster: LocalCluster) -
     async with EtcdClient(cluster.endpoints, CONFIG) as client:
         await client.put(b"/failover/hedge", b"1")
         cluster.pause(follower)
-        started = time.monotonic()
         for _ in range(6):
             got = await client.get(b"/failover/hedge", hedge_after=0.05)
             assert got.kvs[0].value == b"1"
-        # Keepalive cannot end the reads stuck on the paused member this soon.
-        assert time.monotonic() - started < CONFIG.keepalive_timeout
+        # The hedges answered: keepalive never closed the paused member's
+        # connection, which would have sent the stuck reads elsewhere.
+        assert client.connections[follower].keepalive_failures == 0
         assert client.stats.hedges >= 2
         cluster.resume(follower)
 
@@ -321,7 +327,8 @@ async def test_lease_lost_while_member_paused(cluster: LocalCluster) -> None:
         cluster.pause(0)
         paused_at = time.monotonic()
         await asyncio.wait_for(lease.lost.wait(), lease.ttl + SLACK)
-        assert lost_at and lost_at[0] - paused_at <= lease.ttl + 0.5
+        # The local deadline, not keepalive (30 s + 10 s here), noticed.
+        assert lost_at and lost_at[0] - paused_at <= lease.ttl + SLACK
         assert "deadline" in (lease.lost_reason or "")
         cluster.resume(0)
 

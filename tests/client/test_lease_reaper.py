@@ -1,4 +1,8 @@
-"""The lease keeper's timing on a FakeClock: keep-alive every TTL/3, local reaping."""
+"""The lease keeper's timing on a FakeClock: keep-alive every TTL/3, local reaping.
+
+Fakes, not etcd: the keep-alive stream is ``FakeStream`` below and the
+connections are tests/client/fake_network.py's; tests/client/test_failover.py
+holds the same rules against real members."""
 
 from __future__ import annotations
 

@@ -66,6 +66,48 @@ async def test_watch_resumes_across_member_failure(cluster: LocalCluster, fault:
             cluster.resume(watched)
 
 
+async def test_a_watch_from_now_resumes_from_its_creation_before_any_event(
+    cluster: LocalCluster,
+) -> None:
+    """A watch from "now" (start revision 0) that fails before its first event
+    resumes from the revision it was created at, not from a new "now": writes
+    made while its member was silent still arrive."""
+    prefix = b"/watch/now/"
+    # Watching through the followers only: pausing one leaves quorum and a
+    # leader, so the writes below need no election.
+    leader = cluster.wait_leader()
+    followers = [e for i, e in enumerate(cluster.endpoints) if i != leader]
+    async with EtcdClient(followers, CONFIG, name="watcher") as watcher:
+        watch = watcher.watch(prefix, range_end=prefix_end(prefix))
+        await asyncio.wait_for(watch.created.wait(), 5)
+        assert watch.endpoint is not None and watch.next_revision > 0
+        watched = cluster.endpoints.index(watch.endpoint)
+        others = [e for e in cluster.endpoints if e != watch.endpoint]
+        # Paused, the member holds the stream until keepalive closes it: these
+        # writes land (on the others) before the watch resumes elsewhere.
+        cluster.pause(watched)
+        try:
+            async with EtcdClient(others, CONFIG, name="writer") as writer:
+                for index in range(5):
+                    await writer.put(prefix + b"%d" % index, b"x")
+            assert watch.resumes == 0, "resumed before the writes: nothing is tested"
+            seen: list[bytes] = []
+
+            async def read_all() -> None:
+                async for batch in watch:
+                    seen.extend(event.kv.key for event in batch.events)
+                    if len(seen) >= 5:
+                        return
+
+            keepalive = CONFIG.keepalive_time + CONFIG.keepalive_timeout
+            await asyncio.wait_for(read_all(), keepalive + 10)
+        finally:
+            cluster.resume(watched)
+        await watch.cancel()
+    assert seen == [prefix + b"%d" % index for index in range(5)]
+    assert watch.resumes >= 1 and watch.endpoint != cluster.endpoints[watched]
+
+
 async def test_progress_notifications_are_bookmarks() -> None:
     flags = ServerFlags(extra_args=("--experimental-watch-progress-notify-interval=200ms",))
     async with (

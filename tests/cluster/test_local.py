@@ -55,10 +55,17 @@ def test_cluster_starts_with_one_leader_and_distinct_ports(cluster: LocalCluster
 
 def test_kill_leader_then_restart_rejoins(cluster: LocalCluster) -> None:
     old = cluster.wait_leader()
+    # Each member's own view: whom it follows, in which term.
+    views = [cluster.raft_view(m) for m in range(3)]
+    assert {view[0] for view in views if view} == {old} and None not in views
+    term = max(view[1] for view in views if view)
     cluster.kill(old)
     assert not cluster.members[old].running
+    assert cluster.raft_view(old, timeout=0.5) is None
     survivor = (old + 1) % 3
     wait_until(lambda: cluster.leader() not in (None, old), 15, "a new leader")
+    leader, new_term = cluster.raft_view(survivor) or (None, 0)
+    assert leader not in (None, old) and new_term > term
     put(cluster.endpoints[survivor], b"/c/after-kill", b"1")
     cluster.restart(old)
     assert get(cluster.endpoints[old], b"/c/after-kill") == b"1"

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from etcdlab.client.config import ClientConfig
 from etcdlab.client.etcd import EtcdClient
 from etcdlab.cluster.local import LocalCluster
 from etcdlab.common.clock import MonotonicClock, within
-from etcdlab.common.timeline import ErrorClass, Recorder, Timeline
+from etcdlab.common.timeline import ErrorClass, EventKind, Recorder, Timeline
 from etcdlab.common.timescale import TimeScale
 from etcdlab.controlplane.apiserver import (
     APIServer,
@@ -169,31 +171,58 @@ async def test_watcher_behind_the_cache_history_gets_gone(cluster: LocalCluster)
 
 
 async def test_informer_keeps_its_cache_through_an_outage(cluster: LocalCluster) -> None:
+    """Quorum lost for longer than keepalive + its timeout: the informer's watch
+    really ends (the member left running has no leader, and keepalive closes a
+    stream held by a paused one), its relist cannot finish meanwhile, and the
+    cache keeps everything it had; once quorum is back the relist ends and the
+    informer catches up."""
     record = recorder()
-    async with EtcdClient(cluster.endpoints) as client:
+    config = ClientConfig().scaled(0.1)  # keepalive 3 s + 1 s
+    detection = config.keepalive_time + config.keepalive_timeout
+    async with EtcdClient(cluster.endpoints, config) as client:
         api = APIServer("apiserver-0", client, CLOCK, record)
         for i in range(5):
             await api.create(PODS, f"p{i}", {"owner": "statefulsets/s"})
         informer = Informer(api, PODS, CLOCK, InformerConfig(relist_backoff=0.1), record)
         seen: list[str] = []
         informer.add_handler(lambda obj: seen.append(obj.name))
+
+        def relists() -> int:
+            events = record.timeline.events
+            return sum(e.kind is EventKind.RELIST and e.component == informer.name for e in events)
+
+        def cached() -> set[str]:
+            return set(informer.store)
+
         async with running(informer.run()):
             await asyncio.wait_for(informer.synced.wait(), 10)
-            assert len(informer.store) == 5
+            assert cached() == {f"p{i}" for i in range(5)}
             assert [p.name for p in informer.owned_by("statefulsets/s")] == [
                 f"p{i}" for i in range(5)
             ]
-            for member in range(3):
+            assert relists() == 0
+            leader = cluster.wait_leader()
+            cut = [leader, (leader + 1) % 3]
+            for member in cut:
                 cluster.pause(member)
+            paused = time.monotonic()
+            kept: list[set[str]] = []
             try:
-                await asyncio.sleep(1.0)  # an outage, not a synchronisation
-                assert len(informer.store) == 5, "the cache must survive the outage"
+                # The outage lasts past keepalive + timeout, and until the watch
+                # broke and the informer went to relist (which waits for quorum):
+                # the cache is checked all along.
+                def broken() -> bool:
+                    kept.append(cached())
+                    return relists() >= 1 and time.monotonic() - paused > detection
+
+                await eventually(broken, detection + 30, "the watch to break")
             finally:
-                for member in range(3):
+                for member in cut:
                     cluster.resume(member)
+            assert all(names == {f"p{i}" for i in range(5)} for names in kept), "cache emptied"
             await api.create(PODS, "late", {"owner": "statefulsets/s"})
             await eventually(lambda: "late" in informer.store, 30, "the informer to catch up")
-            assert "late" in seen
+            assert "late" in seen and len(informer.owned_by("statefulsets/s")) == 6
 
 
 async def test_an_abandoned_request_is_recorded_as_a_context_error(cluster: LocalCluster) -> None:

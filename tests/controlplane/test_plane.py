@@ -1,4 +1,6 @@
-"""The control plane's recording of election steps, on a FakeClock (no etcd needed)."""
+"""The control plane's recording of election steps, on a FakeClock with the
+in-memory lock of tests/memory_lock.py, a fake standing in for etcd (no etcd
+runs here); and the plane's config."""
 
 from __future__ import annotations
 

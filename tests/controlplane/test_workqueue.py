@@ -1,3 +1,5 @@
+"""Rate limiters and the work queue on a FakeClock: pure logic, no etcd."""
+
 from __future__ import annotations
 
 import asyncio

@@ -17,6 +17,7 @@ from etcdlab.election.safety import FencedWriter
 from etcdlab.proxy.faults.blackhole import Blackhole
 from etcdlab.proxy.faults.loss import Loss
 from etcdlab.scenario.candidates import campaign, proxied, rotating
+from tests.conftest import segments_lost
 from tests.waiting import eventually
 
 TIME_SCALE = 0.2
@@ -104,16 +105,17 @@ async def test_thirty_percent_loss_on_the_leaders_member(cluster: LocalCluster) 
         made, checker = run.campaigners, run.checker
         old = await run.agreed_leader(timeout=10)
         checker.mark_fault("loss 30%")
-        await run.faults.apply(
-            (campaigner.identity, Loss(probability=0.3))
-            for campaigner in made
-            if campaigner.member == old.member
-        )
+        lossy = [c for c in made if c.member == old.member]
+        await run.faults.apply((c.identity, Loss(probability=0.3)) for c in lossy)
         # An observation window, not a wait for a condition.
         await asyncio.sleep(4 * TTL)
         report = checker.report()
+        # The loss acted: keep-alives and watches crossing it lost segments.
+        lost = segments_lost(c.connection.link for c in lossy)
+    assert lost > 0, "no segment was lost: the fault did nothing"
     assert report.overlaps == (), f"two leaders at once: {report.overlaps}"
     print(
         f"\nnative election, 30% loss on the leader's member for {4 * TTL}s: "
-        f"{report.transitions} transitions, {report.leaderless_seconds:.2f}s without leader"
+        f"{report.transitions} transitions, {report.leaderless_seconds:.2f}s without leader, "
+        f"{lost} segments lost"
     )

@@ -1,4 +1,6 @@
-"""The client-go elector's state machine on a FakeClock with an in-memory lock.
+"""The client-go elector's state machine on a FakeClock with an in-memory lock
+(tests/memory_lock.py, a fake standing in for etcd: no etcd runs here; the
+elector on real etcd is tests/scenario/test_candidates.py).
 
 Default timings (15/10/2 s, jitter 1.2): no test sleeps, the clock is advanced.
 """

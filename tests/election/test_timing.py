@@ -1,4 +1,6 @@
-"""client-go's jittered waits, and the failover distribution they give."""
+"""client-go's jittered waits, and the failover distribution they give: on a
+FakeClock with candidates on the in-memory lock of tests/memory_lock.py, a fake
+standing in for etcd (no etcd runs here)."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ import pytest
 from etcdlab.cluster.childproc import first_line
 from etcdlab.common.timescale import TimeScale
 from etcdlab.proxy.control import ControlServer
+from etcdlab.proxy.faults.blackhole import Blackhole
 from etcdlab.proxy.faults.latency import Latency
 from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.link import ProxyLink
@@ -176,9 +177,16 @@ async def test_http_errors_name_the_field_and_the_allowed_methods(
         "POST", toxics, {"type": "latency", "attributes": {"latency": "abc"}}
     )
     assert status == 400 and error == {
-        "error": "latency must be a number of milliseconds, not 'abc'",
+        "error": "latency must be a finite number of milliseconds >= 0, not 'abc'",
         "status": 400,
     }
+    # In the API's unit: the fault inside keeps seconds, the caller wrote milliseconds.
+    for attributes in ({"latency": -5}, {"latency": 50, "jitter": -1}):
+        status, error = await http("POST", toxics, {"type": "latency", "attributes": attributes})
+        (name, value), *_ = reversed(attributes.items())
+        assert status == 400 and error["error"] == (
+            f"{name} must be a finite number of milliseconds >= 0, not {value}"
+        )
     status, error = await http("POST", toxics, {"type": "latency", "stream": "sideways"})
     assert status == 400 and error["error"].startswith("stream must be one of")
     status, error = await http("POST", toxics, {"type": "loss", "attributes": {"min_rto": 1}})
@@ -260,6 +268,63 @@ async def echoes(address: Address) -> bool:
         return False
     finally:
         writer.close()
+
+
+async def test_version_and_toxiproxys_timeout_toxic(control: tuple[ProxyServer, str]) -> None:
+    server, base = control
+    http = Api(base)
+    assert await http("GET", "/version") == (200, {"version": "etcdlab-proxy"})
+    await http("POST", "/proxies", {"name": "m0", "upstream": "127.0.0.1:1"})
+    toxics = "/proxies/m0/toxics"
+    # Toxiproxy's timeout toxic with timeout 0 holds everything: our blackhole.
+    status, toxic = await http(
+        "POST", toxics, {"name": "cut", "type": "timeout", "attributes": {"timeout": 0}}
+    )
+    assert status == 200 and toxic["name"] == "cut"
+    (fault,) = server.links["m0"].faults
+    assert isinstance(fault, Blackhole) and fault.name == "cut"
+    # One that closes connections after a while is not something we do: refused.
+    for timeout in (100, "x"):
+        status, error = await http(
+            "POST", toxics, {"type": "timeout", "attributes": {"timeout": timeout}}
+        )
+        assert status == 400 and "timeout" in error["error"], error
+    assert len(server.links["m0"].faults) == 1
+
+
+async def test_a_new_upstream_takes_the_next_connections(
+    control: tuple[ProxyServer, str], echo: Address
+) -> None:
+    server, base = control
+    http = Api(base)
+
+    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"B")
+        await writer.drain()
+        writer.close()
+
+    other = await asyncio.start_server(greet, "127.0.0.1", 0)
+    async with other:
+        await http(
+            "POST", "/proxies", {"name": "e", "upstream": "{}:{}".format(*echo), "http2": False}
+        )
+        link = server.links["e"]
+        reader, writer = await asyncio.open_connection(*link.address)
+        writer.write(b"a")
+        assert await asyncio.wait_for(reader.readexactly(1), 5) == b"a"
+        moved = "{}:{}".format(*other.sockets[0].getsockname()[:2])
+        status, updated = await http("POST", "/proxies/e", {"upstream": moved})
+        assert status == 200 and updated["upstream"] == moved
+        # The open connection stays where it was; a new one goes to the new upstream.
+        writer.write(b"b")
+        assert await asyncio.wait_for(reader.readexactly(1), 5) == b"b"
+        writer.close()
+        fresh, fresh_writer = await asyncio.open_connection(*link.address)
+        assert await asyncio.wait_for(fresh.read(), 5) == b"B"
+        fresh_writer.close()
+        status, error = await http("PATCH", "/proxies/e", {"upstream": "nowhere"})
+        assert status == 400 and error["error"].startswith("upstream")
+        assert (await http("GET", "/proxies/e"))[1]["upstream"] == moved
 
 
 async def test_disabled_proxy_stops_listening_and_comes_back_on_its_address(

@@ -14,7 +14,7 @@ from etcdlab.proxy.h2frames import FLAG_END_HEADERS, PREFACE, Frame, FrameType
 from etcdlab.proxy.link import ACCEPT_BATCH, Address, ProxyLink
 from etcdlab.proxy.pipe import FOLLOW_BATCH
 from tests.proxy.links import OVERRIDE, both_loops, event_loop_policy, roundtrip  # noqa: F401
-from tests.waiting import eventually
+from tests.waiting import eventually, settled
 
 pytestmark = [OVERRIDE, both_loops]
 
@@ -108,11 +108,13 @@ async def test_slow_reader_makes_the_proxy_push_back() -> None:
         # The client reads nothing: the server must end up blocked, having
         # written no more than the socket buffers and the link's bounded queue.
         await eventually(lambda: written > 0, 5, "server started writing")
-        previous = -1
-        while previous != written:
-            previous = written
-            await asyncio.sleep(0.3)
-        assert written < 64 * 1024 * 1024
+
+        def bounded() -> int:
+            # Without back-pressure the server writes on: fail before memory runs out.
+            assert written < 64 * 1024 * 1024, "the server was never pushed back"
+            return written
+
+        await settled(bounded, 0.3, 30, "the server to be pushed back")
         (conn,) = link._connections
         assert conn.down.queued_bytes <= link.buffer_limit + 65536 * 4
         stop.set()

@@ -49,9 +49,9 @@ async def test_latency_on_keepalive_leaves_range_on_the_same_connection_alone(
             assert isinstance(answer, rpc_pb2.LeaseKeepAliveResponse) and answer.TTL > 0
             # Request and response each waited the latency...
             assert elapsed >= 2 * delay - 0.005
-            # ...while Range calls on the same connection went by: a delayed one
-            # would have taken twice the latency.
-            assert ranges and max(ranges) < delay
+            # ...while Range calls on the same connection went by, several of
+            # them: one delayed too would have taken the whole round.
+            assert len(ranges) >= 3 and max(ranges) < 2 * delay
         stream.cancel()
     assert link.counters.faults_applied[(fault.name, "frame_delayed")] >= 6
 

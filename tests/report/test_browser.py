@@ -1,22 +1,26 @@
 """The HTML report in a real browser: headless Chromium loads it without a single
 console message, paints every plot, and highlights the window of the claim a link
-points to (checked on the pixels of screenshots).
+points to (checked on the pixels of screenshots); it lays the summary, the
+description and the faults' settings out above the claims and the plots, and
+shows each plot's values under the pointer wherever they are (checked with the
+page's own hit testing).
 
 Chromium comes from Debian (`apt-get install chromium`, which `.ci/run` does);
-without it these tests skip. No etcd: the report is built from the synthetic
-timeline of tests/report/test_render.py.
+without it these tests skip, and fail under CI=true. No etcd: the report is
+built from the synthetic timeline of tests/report/test_render.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -27,13 +31,9 @@ from etcdlab.common.timescale import TimeScale
 from etcdlab.report import svgplot
 from etcdlab.report.plots import FIGURES
 from etcdlab.report.render import write_report
+from tests.conftest import require_tool
 from tests.report.test_render import rich
 from tests.synthetic import gauge
-
-CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="needs headless Chromium (Debian: apt-get install chromium)"
-)
 
 # Without the background-networking flags Chromium waits on services this closed network
 # never answers. One device pixel per CSS pixel and no scrollbar, so the boxes the page
@@ -75,10 +75,10 @@ def _kill_group(pgid: int) -> None:
 def chromium(page: Path, workdir: Path, *args: str, url_suffix: str = "") -> tuple[str, str]:
     """Loads ``page`` (``url_suffix`` appended to its URL: a fragment) headless with a
     fresh profile; returns stdout and the browser log."""
-    assert CHROMIUM is not None
+    binary = require_tool("chromium", "headless; Debian: apt-get install chromium")
     profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=workdir)
     command = [
-        CHROMIUM,
+        binary,
         *FLAGS,
         f"--user-data-dir={profile}",
         f"--window-size={WINDOW[0]},{WINDOW[1]}",
@@ -262,3 +262,78 @@ def test_a_claim_link_highlights_its_window_on_its_plot(tmp_path: Path) -> None:
     # Left of the window the plot is the same with and without the link followed.
     before = [plot.crop(shots[n], plot.area[0], left - 1) for n in ("plain", "followed")]
     assert ImageChops.difference(*before).getbbox() is None
+
+
+# Writes, into the page, what a reader meets: where the top sections are laid out,
+# and for points across every hover target on a plot, whose <title> the browser
+# shows there (the nearest element under the pointer that has one).
+READER = """<script>
+addEventListener('load', () => {
+const topOf = (selector) => document.querySelector(selector).getBoundingClientRect().top;
+const tip = (element) => {
+  for (let e = element; e; e = e.parentElement) {
+    const title = [...e.children].find((c) => c.tagName === 'title');
+    if (title) return title.textContent;
+  }
+  return null;
+};
+const hovers = [];
+for (const rect of document.querySelectorAll('figure rect.hover, figure rect.segment')) {
+  const r = rect.getBoundingClientRect();
+  for (let k = 1; k < 6; k++) {
+    const under = document.elementFromPoint(r.left + r.width * k / 6, r.top + r.height / 2);
+    hovers.push([rect.closest('figure').id, tip(rect), under && tip(under)]);
+  }
+}
+document.body.setAttribute('data-reader', JSON.stringify({
+  happened: topOf('ul.happened'), description: topOf('#description'),
+  faults: topOf('#faults'), claims: topOf('tr[id^="row-"]'), plots: topOf('figure svg'),
+  hovers: hovers,
+  bands: [...document.querySelectorAll('.band')]
+    .filter((band) => getComputedStyle(band).visibility === 'visible')
+    .map((band) => {
+      const r = band.getBoundingClientRect();
+      const under = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+      return [tip(band), under && tip(under)];
+    }),
+}));
+});
+</script></body>"""
+
+
+@pytest.mark.parametrize("fragment", ["", "#claim-phase.immediate.health-degraded"])
+def test_the_summary_comes_first_and_every_plot_shows_its_values_on_hover(
+    tmp_path: Path, fragment: str
+) -> None:
+    """Also with a claim's link followed: its window's band over the health lanes."""
+    timeline = staggered()
+    timeline.settings = {
+        "description": "30% loss on one member",
+        "faults": [{"at": 10.0, "duration": 30.0, "kind": "loss", "target": "0",
+                    "probability": 0.3, "links": "all", "period": 10.0}],
+    }  # fmt: skip
+    _, paths = write_report(timeline, tmp_path / "report")
+    probe = tmp_path / "reader.html"
+    probe.write_text(paths.html.read_text().replace("</body>", READER))
+    dom, log = chromium(probe, tmp_path, "--dump-dom", url_suffix=fragment)
+    assert console_messages(log) == []
+    found = re.search(r"data-reader=\"([^\"]*)\"", dom)
+    assert found, "the reader script did not run"
+    reader = json.loads(unescape(found.group(1)))
+    # A followed claim's band shows, and lets the pointer through to what is under it.
+    assert len(reader["bands"]) == (1 if fragment else 0)
+    for claim, shown in reader["bands"]:
+        assert shown != claim
+    # Read top down: the description, what happened and the faults' settings come
+    # before the claims, and the claims before the plots.
+    assert reader["description"] < reader["happened"] < reader["faults"] < reader["claims"]
+    assert reader["claims"] < reader["plots"]
+    # Under the pointer, across each bin and lane segment, the browser shows
+    # that target's own values: nothing drawn over it (a fault shade, a claim's band)
+    # takes the tooltip.
+    hovers = reader["hovers"]
+    assert {figure for figure, _, _ in hovers} == {f"plot-{f.id}" for f in FIGURES}
+    covered = [(figure, own, shown) for figure, own, shown in hovers if own != shown]
+    assert covered == [], covered[:5]
+    assert any(" to " in own and " ms" in own for figure, own, _ in hovers
+               if figure == "plot-latency")  # fmt: skip

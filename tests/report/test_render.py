@@ -143,6 +143,22 @@ def test_every_plot_is_on_one_clock_unscaled_seconds_since_the_fault(tmp_path: P
         assert "seconds since the fault began, unscaled (run clock: 10.0 s + 0.1 x" in svg
 
 
+def test_the_axis_starts_at_the_first_record_not_at_the_cluster_start(tmp_path: Path) -> None:
+    # Nothing measured in the first 40 s (unscaled) of rich(): the cluster was starting.
+    timeline = rich()
+    timeline.requests = [r for r in timeline.requests if r.t >= 4.0]
+    timeline.health = [h for h in timeline.health if h.t >= 4.0]
+    timeline.leaders = [c for c in timeline.leaders if c.t >= 4.0]
+    timeline.gauges = [g for g in timeline.gauges if g.t >= 4.0]
+    _, paths = write_report(timeline, tmp_path)
+    for figure, svg in svgs_by_figure(paths.html.read_text()).items():
+        area = re.search(r'<rect class="area" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', svg)
+        assert area, figure
+        left, width = float(area.group(1)), float(area.group(2))
+        assert plot_x(svg, -60) == pytest.approx(left, abs=0.5), figure
+        assert plot_x(svg, 1100) == pytest.approx(left + width, abs=0.5), figure
+
+
 def test_each_claim_links_to_its_window_on_the_plot_that_decided_it(tmp_path: Path) -> None:
     report, paths = write_report(rich(), tmp_path)
     html = paths.html.read_text()
@@ -213,6 +229,19 @@ def test_the_summary_says_what_broke_when_and_for_how_long(tmp_path: Path) -> No
     for line in report["what_happened"]:
         assert escape(line) in html[top:]
     assert summary(report).splitlines()[1:7] == [f"  {line}" for line in report["what_happened"]]
+
+
+def test_the_summary_leaves_out_what_was_unhealthy_only_before_the_fault() -> None:
+    timeline = rich()
+    # Start-up: unhealthy until the first probes pass, all of it before the fault (100 s).
+    probe(timeline, (0, False), (30, True), who="apiserver-1")
+    probe(timeline, (0, False), (30, True), (130, False), (150, True), who="apiserver-2")
+    probe(timeline, (0, False), (30, True), (90, False), (120, True), who="apiserver-3")
+    lines = build_report(timeline)["what_happened"]
+    assert not [line for line in lines if line.startswith("apiserver-1")]
+    assert "apiserver-2 unhealthy from 30.0 s to 50.0 s." in lines
+    # Unhealthy when the fault began: from when it went so.
+    assert "apiserver-3 unhealthy from -10.0 s to 20.0 s." in lines
 
 
 def test_a_member_still_down_at_the_end_is_said_so() -> None:

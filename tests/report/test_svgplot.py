@@ -3,6 +3,8 @@ from __future__ import annotations
 import math
 import re
 
+import pytest
+
 from etcdlab.report import svgplot
 from etcdlab.report.svgplot import Segment
 
@@ -46,3 +48,16 @@ def test_a_nan_is_a_gap_in_the_line() -> None:
     assert svg.count('class="series"') == 2
     hovers = re.findall(r'<rect class="hover"[^>]*><title>([^<]*)</title>', svg)
     assert not any("nan" in h for h in hovers) and any(h.endswith("s 2") for h in hovers)
+
+
+def test_a_lone_value_between_gaps_is_drawn() -> None:
+    # Sparse requests in fine bins: every value alone between two empty bins.
+    points = [(float(t), 5.0 if t % 2 else math.nan) for t in range(10)]
+    svg = svgplot.line_chart("t", [svgplot.Series("s", points)], (0, 9))
+    lines = re.findall(r'<polyline class="series"[^>]*points="([^"]*)"', svg)
+    assert len(lines) == 5
+    for line in lines:
+        ends = line.split()
+        assert len(ends) == 2, f"a point alone draws nothing: {line}"
+        (x0, y0), (x1, y1) = (map(float, xy.split(",")) for xy in ends)
+        assert x1 - x0 == pytest.approx(svgplot.DOT, abs=0.11) and y0 == y1

@@ -25,8 +25,13 @@ _build: subprocess.Popen[bytes] | None = None
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     global _build
-    wanted = any("oracle" in getattr(item, "fixturenames", ()) for item in session.items)
-    if wanted and _build is None and shutil.which("go") is not None:
+    wanting = [i for i in session.items if "oracle" in getattr(i, "fixturenames", ())]
+    if wanting and session.config.pluginmanager.hasplugin("timeout"):
+        # The first test to ask waits for the build: its time limit (pytest-timeout,
+        # setup included) is the build's on top of its own.
+        own = session.config.getini("timeout")
+        wanting[0].add_marker(pytest.mark.timeout(BUILD_TIMEOUT + float(own or 0)))
+    if wanting and _build is None and shutil.which("go") is not None:
         BUILD_LOG.parent.mkdir(exist_ok=True)
         with BUILD_LOG.open("wb") as log:
             _build = subprocess.Popen(

@@ -32,6 +32,7 @@ from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
 from etcdlab.proxy.faults.blackhole import Blackhole
 from etcdlab.proxy.faults.loss import Loss
 from etcdlab.scenario.candidates import Candidate, Contest, contest, pinned, proxied, rotating
+from tests.conftest import segments_lost
 from tests.waiting import eventually, wait_until
 
 TIME_SCALE = 0.2
@@ -230,18 +231,19 @@ async def test_thirty_percent_loss_on_the_leaders_member(cluster: LocalCluster) 
     async with contest(cluster, config, time_scale=TIME_SCALE, connect=proxied) as run:
         old = await settled_leader(run)
         run.checker.mark_fault("loss 30%")
-        await run.faults.apply(
-            (candidate.identity, Loss(probability=0.3))
-            for candidate in run.candidates
-            if candidate.member == old.member
-        )
+        lossy = [c for c in run.candidates if c.member == old.member]
+        await run.faults.apply((candidate.identity, Loss(probability=0.3)) for candidate in lossy)
         # An observation window, not a wait for a condition.
         await asyncio.sleep(4 * config.lease_duration)
         report = run.checker.report()
+        # The loss acted: the renewals crossing it lost segments (and waited for them).
+        lost = segments_lost(c.connection.link for c in lossy)
+    assert lost > 0, "no segment was lost: the fault did nothing"
     check_no_overlap_and_bounded_failovers(report, config)
     print(
         f"\n30% loss on the leader's member for {4 * config.lease_duration:.1f}s: "
-        f"{report.transitions} transitions, {report.leaderless_seconds:.2f}s without leader"
+        f"{report.transitions} transitions, {report.leaderless_seconds:.2f}s without leader, "
+        f"{lost} segments lost"
     )
 
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from etcdlab.bench.client_fidelity import figures, load_timeline
+from etcdlab.bench.client_fidelity import figures
 from etcdlab.client.config import ClientConfig
+from etcdlab.common.timeline import load_timeline
 from etcdlab.controlplane.plane import PlaneConfig
 from etcdlab.scenario import engine
 from etcdlab.scenario.spec import FaultStep, Scenario

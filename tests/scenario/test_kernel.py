@@ -17,10 +17,16 @@ from etcdlab.proxy.faults.blackhole import Blackhole
 from etcdlab.proxy.faults.latency import Latency
 from etcdlab.proxy.faults.loss import Loss
 from etcdlab.scenario import engine, kernel
+from tests.conftest import require
 from tests.waiting import wait_until
 
-WHY_NOT = kernel.unavailable()
-needs_root = pytest.mark.skipif(WHY_NOT is not None, reason=f"kernel network {WHY_NOT}")
+
+@pytest.fixture
+def needs_root() -> None:
+    """The kernel network's tools and rights: a skip without them, a failure under CI=true."""
+    missing = kernel.unavailable()
+    require(None if missing is None else f"kernel network {missing}")
+
 
 SHORT = """
 name = "kernel-short"
@@ -129,7 +135,7 @@ def _assert_cleaned_up(tmp_path: Path, inode: int) -> None:
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
-@needs_root
+@pytest.mark.usefixtures("needs_root")
 def test_kernel_loss_scenario_drops_packets_and_leaves_nothing(tmp_path: Path) -> None:
     child, out, inode = _start(tmp_path, "--quiet")
     try:
@@ -156,7 +162,7 @@ def test_kernel_loss_scenario_drops_packets_and_leaves_nothing(tmp_path: Path) -
     _assert_cleaned_up(tmp_path, inode)
 
 
-@needs_root
+@pytest.mark.usefixtures("needs_root")
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_a_stopped_kernel_run_leaves_nothing(tmp_path: Path, stop: signal.Signals) -> None:
     child, _, inode = _start(tmp_path)

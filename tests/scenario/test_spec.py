@@ -12,6 +12,7 @@ from etcdlab.cli.main import main
 from etcdlab.scenario import engine
 from etcdlab.scenario.spec import (
     BUILTINS,
+    INCIDENTS,
     FaultStep,
     Scenario,
     from_toml,
@@ -31,6 +32,7 @@ def test_builtins_are_valid_and_named_after_themselves() -> None:
         "member-kill",
         "member-pause",
         "flapping",
+        *(incident.name for incident in INCIDENTS),
     }
     for name, scenario in BUILTINS.items():
         assert scenario.name == name and scenario.faults and scenario.description
@@ -113,8 +115,12 @@ BAD = [
     (
         fault(kind="los"),
         "fault[0].kind: must be one of loss, partition-minority, partition-majority, kill, "
-        "pause, flapping, not 'los'; did you mean loss?",
+        "pause, flapping, mtu, not 'los'; did you mean loss?",
     ),
+    (fault("mtu = 1000\n"), "fault[0].mtu: a loss fault has no mtu (only mtu)"),
+    (fault("mtu = 52\n", "mtu"), "fault[0].mtu: must be a whole number of bytes above 52"),
+    (fault("mtu = 999.5\n", "mtu"), "fault[0].mtu: must be a whole number of bytes above 52"),
+    (fault('mtu = "big"\n', "mtu"), "fault[0].mtu: must be a number, not the string 'big'"),
     (fault("probability = 0.2\n", "kill"), "fault[0].probability: a kill fault has no probability"),
     (fault('links = "client"\n', "pause"), "fault[0].links: a pause fault has no links"),
     (fault("period = 2\n"), "fault[0].period: a loss fault has no period (only flapping)"),
@@ -130,6 +136,9 @@ BAD = [
     (fault("target = 3\n"), "fault[0].target: member 3 does not exist: members are 0..2"),
     (fault("target = [-1]\n"), "fault[0].target: member indexes are 0 or more, not [-1]"),
     (fault('target = "0;1"\n'), "fault[0].target: must be member indexes like '0,1'"),
+    (fault("target = []\n"), "fault[0].target: names no member: give at least one index"),
+    (fault("target = [0, 0]\n"), "fault[0].target: member 0 is named twice in '0,0'"),
+    (fault('target = "1, 2,1"\n'), "fault[0].target: member 1 is named twice in '1, 2,1'"),
     (
         fault('target = "leader"\n', "partition-majority"),
         "fault[0].target: a partition-majority cuts off more than half of the 3 members, not 1",
@@ -164,6 +173,36 @@ def test_the_cli_rejects_a_bad_file_in_one_line_before_starting_anything(
 
 
 @pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("missing.toml", None, "No such file or directory"),
+        ("folder.toml", "", "Is a directory"),
+        (
+            "latin1.toml",
+            b'name = "x"\ndescription = "caf\xe9"\n',
+            "not UTF-8 text (line 2 has byte 0xe9); TOML files are UTF-8",
+        ),
+    ],
+)
+def test_an_unreadable_file_is_one_line_naming_it(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    content: bytes | str | None,
+    problem: str,
+) -> None:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.mkdir()
+    assert main(["run", str(path), "--out", str(tmp_path / "report")]) == 2
+    assert capsys.readouterr().err == (
+        f"etcdlab run: error: cannot read scenario file {path}: {problem}\n"
+    )
+
+
+@pytest.mark.parametrize(
     ("fault", "message"),
     [
         ('kind = "kill"\ntarget = "0"', "fault[0].kind: a kill fault needs a local cluster"),
@@ -187,3 +226,11 @@ def test_the_docs_show_the_format_the_loader_checks() -> None:
     assert schema_markdown() in docs
     example = docs.split("```toml\n", 1)[1].split("```", 1)[0]
     assert [f.kind for f in from_toml(example).faults] == ["loss", "kill"]
+
+
+def test_an_mtu_fault_reads_its_size_in_whole_bytes() -> None:
+    (step,) = from_toml(fault('mtu = 1200\nlinks = "peer"\n', "mtu")).faults
+    assert (step.kind, step.mtu, step.links) == ("mtu", 1200, "peer")
+    assert isinstance(step.mtu, int)
+    link = engine.link_fault(step, "m", None)
+    assert (link.kind, getattr(link, "mtu", None)) == ("mtu", 1200)

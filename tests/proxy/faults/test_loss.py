@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import random
 import time
 from typing import Any, cast
@@ -14,7 +15,7 @@ import pytest
 from etcdlab.common.timescale import TimeScale
 from etcdlab.proxy.faults import DOWNSTREAM, UPSTREAM
 from etcdlab.proxy.faults.base import Fault, Late, Piece, ShapeContext
-from etcdlab.proxy.faults.loss import Loss, Recovery, Resend, TcpState
+from etcdlab.proxy.faults.loss import Loss, Recovery, Resend, TcpState, Unacked
 from etcdlab.proxy.link import Address, ProxyLink
 from etcdlab.proxy.streamlanes import FrameSpans
 from tests.proxy.links import OVERRIDE, both_loops, event_loop_policy  # noqa: F401
@@ -191,11 +192,16 @@ def test_backoff_counts_timeouts_fired_until_an_ack_brings_a_sample() -> None:
     # the two timeouts enter the backoff when they fire, not before.
     assert write(loss, context) == 0.8
     assert context.state[loss].backoff == 0
-    # Sent at 0.5 s, before that write's ACK is back and after one timeout:
-    # the RTO is doubled once, and the probe is the fast one (the first write
-    # is in flight): 2 ms, then 0.4 s.
-    assert write(loss, context, at=0.5) == pytest.approx(0.002 + 0.4)
-    assert context.state[loss].backoff == 1
+    # At 0.5 s one timeout has fired: the backoff is one, and the window one
+    # segment, the retransmission in flight.
+    state = context.state[loss]
+    state.settle(0.5)
+    assert (state.backoff, state.cwnd) == (1, 1.0)
+    # A write made then waits for that retransmission's ACK (0.8 s), whose
+    # sample ends the backoff; it is then alone in flight, lost twice: the
+    # probe (200 ms), then the RTO (200 ms).
+    assert write(loss, context, at=0.5) == pytest.approx(0.3 + 0.2 + 0.2)
+    assert state.backoff == 0
     # Once the ACKs are back their samples (timestamps: retransmitted data
     # too) end the backoff.
     assert write(loss, context, at=5.0) == 0.0
@@ -210,13 +216,17 @@ def test_the_sack_of_a_write_beyond_a_late_one_ends_the_backoff() -> None:
     rolls = [0.1] * 5 + [0.9, 0.9, 0.1, 0.9]
     context = ShapeContext(now=0.0, rng=Dice(rolls))
     assert write(loss, context) == pytest.approx(3.2)
-    assert write(loss, context, at=0.45) == 0.0
-    # At 0.5 s one timeout has fired (at 0.4 s), but the second write's SACK
-    # came back at 0.45 s, after it: it ends the backoff although the first
-    # write still holds the cumulative ACK back.
-    assert write(loss, context, at=0.5) == pytest.approx(0.002)
     state = context.state[loss]
-    assert state.backoff == 0 and len(state.unacked) == 3
+    state.backoff = 3  # as if left by earlier timeouts
+    assert write(loss, context, at=0.3) == 0.0
+    # Its SACK came back at once although the first write still holds the
+    # cumulative ACK back: a sample, which ends the backoff; then the first
+    # timeout fired (0.4 s) and the window is down to the retransmission.
+    state.settle(0.5)
+    assert (state.backoff, state.cwnd) == (1, 1.0)
+    assert len(state.unacked) == 2
+    # A third write waits for it (3.2 s), then meets the slow probe alone.
+    assert write(loss, context, at=0.5) == pytest.approx(2.7 + 0.2)
 
 
 def test_a_one_way_stream_under_loss_keeps_its_timers_short() -> None:
@@ -438,6 +448,157 @@ async def test_removing_a_loss_lets_the_next_send_through(echo: Address, lost: s
 def test_validation_names_the_field(make: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make()  # type: ignore[operator]
+
+
+def test_a_loss_found_by_the_probe_cuts_the_window_once_per_episode() -> None:
+    loss = Loss(0.5, ack_loss=False, mss=100)
+    # Full-sized writes (acked at once), each lost once: the probe gets it through.
+    context = ShapeContext(now=0.0, rng=Dice([0.1, 0.9] * 4))
+    assert write(loss, context) == pytest.approx(0.2)
+    state = context.state[loss]
+    assert (state.cwnd, state.ssthresh) == (10.0, math.inf), "not found before the probe"
+    # CUBIC: the threshold to 0.7 of the window, and the window to it.
+    state.settle(1.0)
+    assert (state.cwnd, state.ssthresh) == pytest.approx((7.0, 7.0))
+    assert write(loss, context, at=1.0) == pytest.approx(0.2)
+    state.settle(2.0)
+    assert (state.cwnd, state.ssthresh) == pytest.approx((4.9, 4.9))
+    # Two writes lost in one window: the second's fast probe (2 ms, the first
+    # is in flight) finds its loss first and cuts; the first, sent before that
+    # cut, is part of the same episode and cuts no further.
+    assert write(loss, context, at=2.0) == pytest.approx(0.2)
+    assert write(loss, context, at=2.1) == pytest.approx(0.002)
+    state.settle(3.0)
+    assert (state.cwnd, state.ssthresh) == pytest.approx((3.43, 3.43))
+
+
+def test_a_timeout_leaves_a_window_of_one_and_later_writes_wait_for_its_ack() -> None:
+    loss = Loss(0.5, ack_loss=False, mss=100, rtt=0.01)
+    # Lost twice: the probe (no later than the RTO, srtt + 200 ms) is lost
+    # too, the RTO 0.21 s later gets it through at 0.42 s; its ACK is back at 0.43 s.
+    context = ShapeContext(now=0.0, rng=Dice([0.1, 0.1, 0.9, 0.9]))
+    assert write(loss, context) == pytest.approx(0.42)
+    state = context.state[loss]
+    state.settle(0.425)
+    assert (state.cwnd, state.ssthresh, state.backoff) == pytest.approx((1.0, 7.0, 1))
+    # A write made now waits for that ACK; one made while it waits joins its
+    # segment (one fate for both); one that does not fit would follow it.
+    assert write(loss, context, at=0.425, size=50) == pytest.approx(0.005)
+    assert write(loss, context, at=0.426, size=30) == pytest.approx(0.004)
+    assert context.applied[(loss, "write_held")] == 2
+    # The ACK grows the window again: slow start, the sender filled it.
+    state.settle(0.43)
+    assert (state.cwnd, state.backoff) == (2.0, 0)
+    # Without the window the write goes at once.
+    free = Loss(0.5, ack_loss=False, mss=100, rtt=0.01, congestion_window=False)
+    context = ShapeContext(now=0.0, rng=Dice([0.1, 0.1, 0.9, 0.9]))
+    assert write(free, context) == pytest.approx(0.42)
+    assert write(free, context, at=0.425, size=50) == 0.0
+
+
+def test_the_window_grows_only_while_the_sender_fills_it() -> None:
+    state = TcpState(0.0, cwnd=2.0, ssthresh=4.0)
+    acked = Unacked(0.0, 0.0, 0.0, 0.0, False, in_flight=1)
+    # Slow start: by the segments acked, while at least half the window was in flight.
+    state.grow(acked)
+    assert state.cwnd == 2.0
+    acked.in_flight = 2
+    state.grow(acked)
+    state.grow(acked)
+    assert state.cwnd == 4.0, "up to the threshold"
+    # Above it: one segment per window acked, only while all of it was in flight.
+    state.grow(acked)
+    assert state.cwnd == 4.0
+    acked.in_flight = 4
+    state.grow(acked)
+    assert state.cwnd == pytest.approx(4.25)
+
+
+def test_a_write_waits_until_fewer_segments_than_the_window_are_in_flight() -> None:
+    state = TcpState(0.0, cwnd=2.9)
+    for ack_at, segments in ((0.5, 1), (0.3, 2), (0.9, 1)):
+        state.unacked.append(Unacked(0.0, 0.0, 0.0, ack_at, False, segments=segments))
+    # Four segments in flight, room for two: the ACKs at 0.3 s (two segments)
+    # leave two, the one at 0.5 s leaves one.
+    assert state.in_flight(0.1) == 4
+    assert state.window_opens(0.1) == 0.5
+    assert state.window_opens(0.6) == 0.6
+    state.cwnd = 1.0
+    assert state.window_opens(0.6) == 0.9
+
+
+def test_under_loss_the_window_stays_at_one_or_two_segments() -> None:
+    """Calls back to back over one connection at 30% both ways: the kernel's
+    windows sat at one or two segments most of the time (ss in the namespace,
+    docs/BENCHMARKS.md), and so does the model's."""
+    loss = Loss(0.3)
+    up: dict[Fault, Any] = {}
+    down: dict[Fault, Any] = {}
+    there = ShapeContext(now=0.0, rng=random.Random(1), state=up, peer_state=down)
+    back = ShapeContext(now=0.0, rng=random.Random(2), state=down, peer_state=up)
+    windows = []
+    now = 0.0
+    for _ in range(3000):
+        (request,) = loss.shape([Piece(70, now)], there)
+        (reply,) = loss.shape([Piece(90, request.release + 0.001)], back)
+        now = reply.release + 0.001
+        windows += [up[loss].cwnd, down[loss].cwnd]
+    small = sum(window < 3 for window in windows) / len(windows)
+    assert small > 0.8
+
+
+def test_bytes_held_by_the_window_go_with_the_lost_data_once_healed() -> None:
+    loss = Loss(0.5, ack_loss=False, mss=100, rtt=0.01)
+    # As above: a timeout leaves a window of one; the retransmission's ACK is
+    # due at 0.43 s, and a write made at 0.425 s waits for it.
+    context = ShapeContext(now=0.0, rng=Dice([0.1, 0.1, 0.9, 0.9]))
+    write(loss, context)
+    context.state[loss].settle(0.425)
+    (held,) = loss.shape([Piece(50, 0.425)], context)
+    assert held.release == pytest.approx(0.43) and held.late is not None
+    # Later bytes change nothing; the fault's removal lets them go at once
+    # (the pipe keeps them behind the data they waited for).
+    assert held.late.revealed(held.release, 0.426) == (held.release, held.late)
+    assert held.late.rearmed(held.release, 0.426) == (held.release, held.late)
+    assert held.late.healed(0.427) == 0.427
+
+
+def test_the_ack_of_a_probe_is_a_short_sample_unless_a_later_ack_came_first() -> None:
+    loss = Loss(0.5, mss=100, probe_samples=True)
+    # A full-sized write gets through; its ACK is lost: the sender's probe at
+    # 0.2 s draws a duplicate ACK, which echoes the probe's timestamp.
+    there, back = pair(loss, [0.9, 0.1, 0.9, 0.1])
+    assert write(loss, there) == 0.0
+    there.state[loss].settle(1.0)
+    assert there.state[loss].srtt == 0.0
+    # The same, but the peer's data carries the ACK at 50 ms: a cumulative ACK
+    # of data sent once, sampled from its send.
+    assert write(loss, there, at=1.0) == 0.0
+    loss.shape([Piece(50, 1.05)], back)
+    there.state[loss].settle(2.0)
+    assert there.state[loss].srtt == pytest.approx(0.05 / 8)
+    # Without the rule the probe's ACK is sampled from the send: 200 ms.
+    long = Loss(0.5, mss=100)
+    there, _ = pair(long, [0.9, 0.1])
+    write(long, there)
+    there.state[long].settle(1.0)
+    assert there.state[long].srtt == pytest.approx(0.2 / 8)
+
+
+def test_rto_deviation_adds_linux_variance_term_over_min_rto() -> None:
+    loss = Loss(0.3, rto_deviation=True)
+    state = TcpState(0.0)
+    state.sample(0.1)
+    # The deviation (four times the mean) jumps with the error; under min_rto it adds nothing.
+    assert (state.srtt, state.mdev, state.rttvar) == pytest.approx((0.0125, 0.1, 0.1))
+    assert loss.rto(state) == pytest.approx(0.0125 + 0.2)
+    state.sample(0.5)
+    assert (state.mdev, state.rttvar) == pytest.approx((0.5625, 0.5625))
+    assert loss.rto(state) == pytest.approx(state.srtt + 0.5625)
+    # A short sample: the deviation falls, the variance term decays a quarter of the way.
+    state.sample(0.0)
+    assert state.rttvar == pytest.approx(0.5625 - (0.5625 - state.mdev) / 4)
+    assert Loss(0.3).rto(state) == pytest.approx(state.srtt + 0.2), "off by default"
 
 
 # Found unguarded by mutation testing (docs/TESTING.md).

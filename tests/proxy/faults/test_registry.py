@@ -89,7 +89,7 @@ def test_json_and_toml_carry_milliseconds(stutter: object) -> None:
 @pytest.mark.parametrize(
     "toxic, message",
     [
-        ({"type": "stutter", "attributes": {"pause": "abc"}}, "pause must be a number of milli"),
+        ({"type": "stutter", "attributes": {"pause": "abc"}}, "pause must be a finite number of"),
         ({"type": "stutter", "attributes": {"pause": 1, "times": 1.5}}, "times must be a whole"),
         ({"type": "stutter", "attributes": {"pause": 1, "times": 0}}, "times must be at least"),
         ({"type": "stutter", "attributes": {}}, "pause required"),

@@ -1,0 +1,56 @@
+"""``etcdlab proxy``'s own input: the ``--config`` file, checked whole before any
+link listens (the flags' faults are the registry's, tested in faults/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from etcdlab.cli.main import build_parser
+from etcdlab.proxy.cli import spec_from_toml
+
+# What a config's top-level keys default to: the command line's.
+ARGS = build_parser().parse_args(["proxy", "--config", "links.toml"])
+
+
+LINK = '[[links]]\nname = "a"\nupstream = "127.0.0.1:1"\n'
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ('[[link]]\nname = "a"\nupstream = "h:1"\n', "link: unknown key; did you mean links?"),
+        ("sed = 3\n" + LINK, "sed: unknown key; did you mean seed?"),
+        (LINK + 'listne = "127.0.0.1:0"\n', "links[0].listne: unknown key; did you mean listen?"),
+        (LINK + 'http2 = "no"\n', "links[0].http2: must be true or false, not 'no'"),
+        ('seed = "abc"\n' + LINK, "seed: must be a whole number, not 'abc'"),
+        ('time_scale = "x"\n' + LINK, "time_scale: must be a number, not 'x'"),
+        ("time_scale = 0\n" + LINK, "time_scale: must be a positive finite number"),
+        ("control = 3\n" + LINK, "control: must be a HOST:PORT string, not 3"),
+        ("links = 3\n", "links: must be an array of tables: write [[links]]"),
+        ("seed = 1\n", "links: missing: at least one [[links]] table"),
+        ('[[links]]\nname = "a"\n', "links[0].upstream: missing"),
+        ('[[links]]\nname = ""\nupstream = "h:1"\n', "links[0].name: must be a non-empty string"),
+        (LINK + LINK, "links[1].name: 'a' names an earlier link too"),
+        (
+            LINK + '[[links.faults]]\ntype = "latency"\nlatency = -50\n',
+            "links[0].faults[0]: latency must be a finite number of milliseconds >= 0, not -50",
+        ),
+        (LINK + "faults = 3\n", "links[0].faults: must be an array of tables"),
+    ],
+)
+def test_a_bad_config_is_refused_naming_the_key(config: str, message: str) -> None:
+    """Checked whole before any link listens: unknown keys with the closest name,
+    types (``http2 = "no"`` was read as true), duplicate link names."""
+    with pytest.raises(ValueError) as error:
+        spec_from_toml(config, ARGS)
+    assert str(error.value).startswith(f"config: {message}"), str(error.value)
+
+
+def test_the_docs_config_example_is_accepted() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "PROXY.md").read_text()
+    example = docs.split("(`--config links.toml`):\n\n```toml\n", 1)[1].split("```", 1)[0]
+    spec = spec_from_toml(example, ARGS)
+    assert [link.name for link in spec.links] == ["member0", "peer0"]
+    assert spec.seed == 1 and spec.time_scale == 0.1 and not spec.links[1].http2
