@@ -694,3 +694,15 @@ def test_bytes_already_late_stay_late_through_a_loss() -> None:
         out = Loss(probability, mss=100).shape([Piece(1000, 0.0, earlier)], ctx(seed))
         on_time = [p for p in out if p.release == 0.0]
         assert on_time and all(p.late is earlier for p in on_time), probability
+
+
+def test_a_falling_round_trip_moves_the_deviation_an_eighth_as_much() -> None:
+    # tcp_rtt_estimator: a sample under srtt that would raise the deviation
+    # raises it by 1/8 of that (1/32 of the error in mdev's scale of four means).
+    state = TcpState(1.0)
+    state.sample(0.2)  # error -0.8: mdev grows by 0.8 / 8, not 0.8
+    assert (state.srtt, state.mdev, state.rttvar) == pytest.approx((0.9, 0.1, 0.1))
+    state.sample(0.9)  # no error: the deviation decays by a quarter of itself
+    assert (state.mdev, state.rttvar) == pytest.approx((0.075, 0.09375))
+    state.sample(0.89)  # falling, but less than the deviation: decays as any sample
+    assert state.mdev == pytest.approx(0.075 + 0.01 - 0.075 / 4)
