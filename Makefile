@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest protos venv clean bench toxiproxy oracle oracle-test etcd-3.6
+.PHONY: demo test lint typecheck pytest protos venv clean bench toxiproxy oracle oracle-test etcd-3.6 mutation
 
 venv: $(STAMP)
 
@@ -71,8 +71,14 @@ etcd-3.6:
 oracle-test:
 	cd oracle && $(GO) vet ./... && $(GO) test ./...
 
+# Mutation testing of the modules the report rests on (docs/TESTING.md): slow, so
+# not part of `make test`; `make mutation MODULES="claims elector"` runs some.
+MODULES ?=
+mutation: $(STAMP)
+	nice -n 10 $(BIN)/python -m tests.mutation $(MODULES)
+
 protos: $(STAMP)
 	$(BIN)/python -m etcdlab.protos.generate
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .typecheck
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .typecheck .mutation

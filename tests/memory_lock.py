@@ -137,3 +137,21 @@ class Candidate:
         if self.task is not None and not self.task.done():
             self.task.cancel()
             await asyncio.wait((self.task,))
+
+
+World = tuple[FakeClock, MemoryStore, list[Candidate]]
+"""A clock, the shared record, and the candidates made on it (stopped at the end)."""
+
+
+def make(world: World, name: str, *, release: bool = False) -> Candidate:
+    """A candidate in ``world``, stopped with it."""
+    clock, store, made = world
+    candidate = Candidate(name, store, clock, release=release)
+    made.append(candidate)
+    return candidate
+
+
+def stored(store: MemoryStore) -> LeaderElectionRecord:
+    """The record as it is in the store now."""
+    assert store.raw is not None, "no record written"
+    return LeaderElectionRecord.from_lease(store.raw)

@@ -242,7 +242,10 @@ class Caller:
         )
         pending: set[asyncio.Task[T]] = {primary}
         try:
-            await asyncio.wait(pending, timeout=hedge_after)
+            # hedge_after on the client's clock (a FakeClock's too), not the loop's.
+            timer = asyncio.ensure_future(self._clock.sleep(hedge_after))
+            await asyncio.wait((primary, timer), return_when=asyncio.FIRST_COMPLETED)
+            timer.cancel()
             alternative = self._alternative(routes[-1].connection if routes else None)
             left = self._left(deadline)
             failed = primary.done() and isinstance(

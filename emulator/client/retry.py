@@ -116,8 +116,11 @@ class Exponential(_Stateless):
         self.max_attempts = max_attempts
 
     def ceiling(self, attempt: int) -> float:
-        # Exponent clamped so huge attempt numbers do not overflow a float.
-        return min(self.cap, self.base * self.multiplier ** min(attempt - 1, 1000))
+        try:
+            return min(self.cap, self.base * float(self.multiplier) ** (attempt - 1))
+        except OverflowError:
+            # The factor is past any float: the ceiling is the cap (0 from a base of 0).
+            return self.cap if self.base else 0.0
 
     def delay(self, attempt: int, previous: float) -> float | None:
         if attempt >= self.max_attempts:

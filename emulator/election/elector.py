@@ -45,7 +45,8 @@ class LeaderCallbacks:
     """Called once when :meth:`LeaderElector.run` ends, whether it led or not."""
     on_new_leader: Callable[[str], None] | None = None
     """Called with the holder's identity whenever it differs from the last one
-    reported, including the first one seen and ``""`` after a release."""
+    reported (at first none): the first holder seen, ``""`` once a release is
+    seen, the next holder."""
 
 
 class LeadershipListener(Protocol):
@@ -82,7 +83,8 @@ class LeaderElector:
         self._observed_raw: bytes | None = None
         self.observed_time: float | None = None
         """When (on this clock) the record was last seen to change."""
-        self._reported_leader: str | None = None
+        # client-go's reportedLeader starts empty: no holder seen is nothing to report.
+        self._reported_leader = ""
         self._leading = False
         self.term: int | None = None
         """Lock revision at which this candidate last acquired the lease."""

@@ -13,13 +13,14 @@ from etcdlab.client.retry import (
     FixedDelay,
     NoRetry,
     RetryBudget,
+    RetryPolicy,
     ThrottledRetry,
     retry_reason,
 )
 from etcdlab.common.clock import FakeClock
 
 
-def delays(policy: NoRetry | FixedDelay | Exponential | DecorrelatedJitter) -> list[float]:
+def delays(policy: RetryPolicy) -> list[float]:
     out: list[float] = []
     previous = 0.0
     attempt = 1

@@ -9,33 +9,15 @@ from __future__ import annotations
 
 import itertools
 import statistics
-from collections.abc import AsyncIterator
 
 import pytest
 
 from etcdlab.common.clock import FakeClock
 from etcdlab.election.record import LeaderElectionRecord
 from etcdlab.election.safety import SafetyChecker
-from tests.memory_lock import Candidate, MemoryStore
+from tests.memory_lock import Candidate, MemoryStore, make
 
 LD, RD, RP, JITTER = 15.0, 10.0, 2.0, 1.2
-
-
-@pytest.fixture
-async def world() -> AsyncIterator[tuple[FakeClock, MemoryStore, list[Candidate]]]:
-    clock, store, made = FakeClock(), MemoryStore(), list[Candidate]()
-    yield clock, store, made
-    for candidate in made:
-        await candidate.stop()
-
-
-def make(
-    world: tuple[FakeClock, MemoryStore, list[Candidate]], name: str, *, release: bool = False
-) -> Candidate:
-    clock, store, made = world
-    candidate = Candidate(name, store, clock, release=release)
-    made.append(candidate)
-    return candidate
 
 
 async def test_first_candidate_creates_the_record_and_renews_on_the_fast_path(

@@ -8,15 +8,16 @@ import dataclasses
 import math
 import random
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from etcdlab.common.timescale import TimeScale
 from etcdlab.proxy.faults import DOWNSTREAM, UPSTREAM
-from etcdlab.proxy.faults.base import Fault, Piece, ShapeContext
+from etcdlab.proxy.faults.base import Fault, Late, Piece, ShapeContext
 from etcdlab.proxy.faults.loss import Loss, Recovery, Resend, TcpState, Unacked
 from etcdlab.proxy.link import Address, ProxyLink
+from etcdlab.proxy.streamlanes import FrameSpans
 from tests.proxy.links import OVERRIDE, both_loops, event_loop_policy  # noqa: F401
 from tests.waiting import eventually
 
@@ -598,3 +599,110 @@ def test_rto_deviation_adds_linux_variance_term_over_min_rto() -> None:
     state.sample(0.0)
     assert state.rttvar == pytest.approx(0.5625 - (0.5625 - state.mdev) / 4)
     assert Loss(0.3).rto(state) == pytest.approx(state.srtt + 0.2), "off by default"
+
+
+# Found unguarded by mutation testing (docs/TESTING.md).
+
+
+@pytest.mark.parametrize("probability", [0.05, 0.3, 0.6])
+def test_every_byte_arrives_once_late_only_when_a_segment_was_lost(probability: float) -> None:
+    loss = Loss(probability, mss=100)
+    sizes = [250, 1, 100, 4000, 99]
+    losing_seeds = 0
+    for seed in range(20):
+        context = ctx(seed)
+        late = False
+        for sent, size in enumerate(sizes):
+            out = loss.shape([Piece(size, float(sent))], context)
+            assert sum(p.size for p in out) == size and all(p.size > 0 for p in out), seed
+            assert min(p.release for p in out) >= sent
+            late = late or max(p.release for p in out) > sent
+        lost = context.applied.get((loss, "segment_lost"), 0)
+        assert late == (lost > 0), seed
+        losing_seeds += lost > 0
+    assert losing_seeds >= 10
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Loss(1.0), r"^probability must be below 1 \(use blackhole for total loss\)$"),
+        (lambda: Loss(0.1, mss=0), "^mss must be at least 1 byte$"),
+        (lambda: Loss(0.1, min_rto=0.5, max_rto=0.4), "^max_rto must be at least min_rto$"),
+    ],
+)
+def test_validation_says_exactly_what_is_wrong(make: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()  # type: ignore[operator]
+
+
+def test_the_smallest_valid_values_are_accepted() -> None:
+    tiny = Loss(0.5, mss=1, min_rto=0.2, max_rto=0.2)
+    assert sum(p.size for p in tiny.shape([Piece(30, 0.0)], ctx())) == 30
+
+
+def test_without_a_probe_the_rto_recovers_a_tail_doubling_up_to_max_rto() -> None:
+    no_probe = Loss(0.5, tail_loss_probe=False, min_rto=0.2, max_rto=1.0)
+    with_probe = Loss(0.5, min_rto=0.2, max_rto=1.0)
+    for lost, rto_only, probe_first in [
+        (1, [1.2], []),  # the probe is no timeout
+        (2, [1.2, 1.6], [1.4]),
+        (3, [1.2, 1.6, 2.4], [1.4, 1.8]),
+        (4, [1.2, 1.6, 2.4, 3.4], [1.4, 1.8, 2.6]),  # 1.6 capped at max_rto 1
+    ]:
+        resend, timeouts = no_probe.timer_resend(1.0, lost, TcpState(0.0))
+        assert resend.arrival == pytest.approx(rto_only[-1])
+        assert timeouts == pytest.approx(rto_only)  # every send is a timeout
+        resend, timeouts = with_probe.timer_resend(1.0, lost, TcpState(0.0))
+        assert timeouts == pytest.approx(probe_first)
+    # The round trip learnt moves the first RTO, and the doubling starts from it.
+    resend, _ = no_probe.timer_resend(1.0, 2, TcpState(0.1))
+    assert (resend.first, resend.rto, resend.arrival) == pytest.approx((1.3, 0.6, 1.9))
+
+
+class MethodBytes:
+    """Stands in for an HTTP/2 chunk's FrameSpans: its first ``end`` bytes belong
+    to streams of ``method``; keeps every range it is asked about."""
+
+    def __init__(self, method: str, end: int) -> None:
+        self.method, self.end = method, end
+        self.asked: list[tuple[int, int]] = []
+
+    def carries(self, method: str, start: int, end: int) -> bool:
+        self.asked.append((start, end))
+        return method == self.method and start < self.end
+
+
+def test_a_filtered_loss_rolls_only_segments_carrying_the_method() -> None:
+    loss = Loss(0.6, mss=100, method="etcdserverpb.KV")
+    spans = MethodBytes("etcdserverpb.KV", 1000)
+    context = ctx(3)
+    context.spans = cast(FrameSpans, spans)
+    out = loss.shape([Piece(2050, 0.0), Piece(450, 0.5)], context)
+    assert sum(p.size for p in out) == 2500
+    assert spans.asked[:3] == [(0, 100), (100, 200), (200, 300)]
+    assert spans.asked[20:] == [(2000, 2050), (2050, 2150), (2150, 2250), (2250, 2350),
+                                (2350, 2450), (2450, 2500)]  # fmt: skip
+    lost = context.applied[(loss, "segment_lost")]
+    assert 0 < lost <= 10  # only the first thousand bytes could be
+
+
+def test_bytes_already_late_stay_late_through_a_loss() -> None:
+    # A piece another shaper made late keeps its marker, whole or cut around a hole.
+    earlier = cast(Late, object())
+    for probability, seed in ((0.0, 1), (0.6, 3)):
+        out = Loss(probability, mss=100).shape([Piece(1000, 0.0, earlier)], ctx(seed))
+        on_time = [p for p in out if p.release == 0.0]
+        assert on_time and all(p.late is earlier for p in on_time), probability
+
+
+def test_a_falling_round_trip_moves_the_deviation_an_eighth_as_much() -> None:
+    # tcp_rtt_estimator: a sample under srtt that would raise the deviation
+    # raises it by 1/8 of that (1/32 of the error in mdev's scale of four means).
+    state = TcpState(1.0)
+    state.sample(0.2)  # error -0.8: mdev grows by 0.8 / 8, not 0.8
+    assert (state.srtt, state.mdev, state.rttvar) == pytest.approx((0.9, 0.1, 0.1))
+    state.sample(0.9)  # no error: the deviation decays by a quarter of itself
+    assert (state.mdev, state.rttvar) == pytest.approx((0.075, 0.09375))
+    state.sample(0.89)  # falling, but less than the deviation: decays as any sample
+    assert state.mdev == pytest.approx(0.075 + 0.01 - 0.075 / 4)
