@@ -72,9 +72,9 @@ def test_bad_latency_keys_are_named_by_their_path(text: str, problem: str) -> No
 
 
 def test_a_step_built_in_python_is_checked_too() -> None:
-    with pytest.raises(FieldError, match="^latency: must not be negative, not -0.1 s"):
+    with pytest.raises(FieldError, match=r"^latency: must not be negative, not -0\.1 s"):
         FaultStep(0, 1, "latency", latency=-0.1)
-    with pytest.raises(FieldError, match="^jitter: must not be negative"):
+    with pytest.raises(FieldError, match=r"^jitter: must not be negative"):
         FaultStep(0, 1, "latency", latency=0.1, jitter=-0.01)
 
 
