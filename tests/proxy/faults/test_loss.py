@@ -706,3 +706,151 @@ def test_a_falling_round_trip_moves_the_deviation_an_eighth_as_much() -> None:
     assert (state.mdev, state.rttvar) == pytest.approx((0.075, 0.09375))
     state.sample(0.89)  # falling, but less than the deviation: decays as any sample
     assert state.mdev == pytest.approx(0.075 + 0.01 - 0.075 / 4)
+
+
+def test_the_fast_probe_is_armed_only_behind_unacked_data_and_an_ack_rearms_it() -> None:
+    loss = Loss(0.5, ack_loss=False)
+    # A write gets through and stays in flight (its ACK delayed); the next one,
+    # lost once, is the tail: Linux's probe with two segments in flight comes
+    # after two round trips plus 2 ms ...
+    context = ShapeContext(now=0.0, rng=Dice([0.9, 0.1, 0.9]))
+    write(loss, context)
+    (tail,) = loss.shape([Piece(100, 0.001)], context)
+    hole = tail.late
+    assert isinstance(hole, Recovery)
+    assert tail.release == hole.fast_probe_at == pytest.approx(0.003)
+    assert hole.slow_probe == pytest.approx(0.2)
+    # ... unless the other data's ACK arrives first: the probe is re-armed then,
+    # as for one segment (two round trips plus min_rto); the probe finds the
+    # loss, which cuts the window to 0.7 of itself (no timeout fired).
+    release, kept = hole.rearmed(tail.release, 0.002)
+    assert release == pytest.approx(0.202)
+    assert isinstance(kept, Recovery) and kept.fast_probe_at is None
+    state = context.state[loss]
+    state.settle(1.0)
+    assert (state.cwnd, state.ssthresh, state.backoff) == pytest.approx((7.0, 7.0, 0))
+    # Lost twice: the re-armed probe is lost too, the RTO finds it: a window
+    # of one, which the retransmission's ACK grows to two (slow start).
+    context = ShapeContext(now=0.0, rng=Dice([0.9, 0.1, 0.1, 0.9]))
+    write(loss, context)
+    (tail,) = loss.shape([Piece(100, 0.001)], context)
+    assert isinstance(tail.late, Recovery)
+    assert tail.late.rearmed(tail.release, 0.002)[0] == pytest.approx(0.202 + 0.2)
+    context.state[loss].settle(0.5)
+    assert (context.state[loss].cwnd, context.state[loss].ssthresh) == pytest.approx((2.0, 7.0))
+
+
+def test_the_probe_is_never_later_than_the_rto_nor_armed_without_tlp() -> None:
+    # A long round trip: two of them plus 2 ms exceed srtt + min_rto, so the
+    # probe is the RTO itself (0.5 s), which no ACK re-arms.
+    slow = Loss(0.5, ack_loss=False, rtt=0.3)
+    context = ShapeContext(now=0.0, rng=Dice([0.9, 0.1, 0.9]))
+    write(slow, context)
+    (tail,) = slow.shape([Piece(100, 0.001)], context)
+    assert isinstance(tail.late, Recovery) and tail.late.fast_probe_at is None
+    assert tail.release == pytest.approx(0.501)
+    # Without the tail loss probe the RTO recovers the tail, whatever is in flight.
+    bare = Loss(0.5, ack_loss=False, tail_loss_probe=False)
+    context = ShapeContext(now=0.0, rng=Dice([0.9, 0.1, 0.9]))
+    write(bare, context)
+    (tail,) = bare.shape([Piece(100, 0.001)], context)
+    assert isinstance(tail.late, Recovery) and tail.late.fast_probe_at is None
+    assert tail.release == pytest.approx(0.201)
+
+
+def test_a_lost_fast_retransmission_of_a_revealed_tail_waits_for_the_rto() -> None:
+    loss = Loss(0.5, ack_loss=False, rtt=0.01)
+    # A lone write lost twice; a later write's SACK reveals it at once, but
+    # the fast retransmission is lost too: the RTO (srtt + 200 ms) follows.
+    context = ShapeContext(now=0.0, rng=Dice([0.1, 0.1, 0.9]))
+    (tail,) = loss.shape([Piece(100, 0.0)], context)
+    assert isinstance(tail.late, Recovery)
+    release, moved = tail.late.revealed(tail.release, 0.1)
+    assert release == pytest.approx(0.1 + 0.01 + 0.21)
+    assert isinstance(moved, Recovery) and moved.resend.arrival == release
+    # The sender found the loss by that fast retransmission: the window is cut
+    # to 0.7 of itself then, not at the probe it no longer waits for.
+    state = context.state[loss]
+    state.settle(0.15)
+    assert (state.cwnd, state.ssthresh) == pytest.approx((7.0, 7.0))
+
+
+def test_writes_held_by_the_window_join_its_segment_while_it_has_room() -> None:
+    loss = Loss(0.5, ack_loss=False, mss=100, rtt=0.01)
+    # As above, a timeout leaves a window of one, open again at 0.43 s. Rolls:
+    # the first write's (lost twice), the held write's, then the last one's
+    # (lost once): the writes that join a segment roll nothing of their own.
+    there, back = pair(loss, [0.1, 0.1, 0.9, 0.9, 0.1, 0.9])
+    write(loss, there)
+    state = there.state[loss]
+    # The peer's lone small write is due an ACK 40 ms late ...
+    loss.shape([Piece(50, 0.42)], back)
+    (peers,) = back.state[loss].unacked
+    assert peers.ack_at == pytest.approx(0.47)
+    # ... but data held by the window carries none: the receiver acks at once.
+    (held,) = loss.shape([Piece(50, 0.425)], there)
+    assert (held.release, peers.ack_at) == pytest.approx((0.43, 0.425))
+    # The peer's next lone small write is again acked late (nothing is owed) ...
+    loss.shape([Piece(50, 0.4255)], back)
+    later = back.state[loss].unacked[-1]
+    assert later.ack_at == pytest.approx(0.4755)
+    # ... until a write joining the held segment: it too acks at once.
+    (joined,) = loss.shape([Piece(30, 0.426)], there)
+    assert later.ack_at == pytest.approx(0.426)
+    # Up to a full segment, later writes share the held one's fate and take
+    # no room of their own in the window.
+    (full,) = loss.shape([Piece(20, 0.427)], there)
+    for piece, size in ((joined, 30), (full, 20)):
+        assert (piece.size, piece.release, piece.late) == (size, held.release, held.late)
+    assert state.in_flight(0.43) == 1
+    # One byte more does not fit: its own segment, sent when the ACK of the
+    # retransmission opens the window to two (0.43 s), and lost: the held
+    # segment is in flight, so the fast probe (two round trips plus 2 ms).
+    (own,) = loss.shape([Piece(10, 0.428)], there)
+    assert own.release == pytest.approx(0.43 + 2 * 0.01 + 0.002)
+    assert there.applied[(loss, "write_held")] == 4
+
+
+def test_a_write_carries_its_ack_only_when_its_first_segment_arrives() -> None:
+    loss = Loss(0.5)
+    # The peer's write gets through, its ACK is lost: the peer's probe (200 ms)
+    # draws a duplicate.
+    there, back = pair(loss, [0.1, 0.9, 0.9])
+    back.rng = Dice([0.9, 0.1])
+    loss.shape([Piece(50, 0.0)], back)
+    (peers,) = back.state[loss].unacked
+    assert peers.ack_at == pytest.approx(0.2)
+    # A reply lost once (arriving after its probe, 250 ms) carries the ACK no sooner.
+    (reply,) = loss.shape([Piece(50, 0.05)], there)
+    assert reply.release == pytest.approx(0.25)
+    assert peers.ack_at == pytest.approx(0.2)
+
+
+def test_the_receiver_acks_at_once_a_full_segment_a_repair_or_data_beyond_a_hole() -> None:
+    loss = Loss(0.5, mss=100, probe_samples=True)
+    # A full segment, its ACK not lost: acked at once, sampled from its send.
+    there, _ = pair(loss, [0.9, 0.9])
+    write(loss, there, size=100)
+    (full,) = there.state[loss].unacked
+    assert full.ack_at == 0.0
+    there.state[loss].settle(1.0)
+    assert there.state[loss].srtt == 0.0
+    # A lone small write lost once is acked when its retransmission arrives
+    # (it filled a hole); a small one that arrives beyond the hole, at once.
+    there, _ = pair(loss, [0.1, 0.9, 0.9, 0.9, 0.9])
+    write(loss, there, size=50)
+    write(loss, there, at=0.001, size=50)
+    assert [w.ack_at for w in there.state[loss].unacked] == pytest.approx([0.2, 0.001])
+
+
+def test_a_lost_ack_is_drawn_by_the_probe_or_without_it_by_the_rto() -> None:
+    # Linux's variance term makes the RTO (srtt + rttvar) later than the probe
+    # (two round trips plus min_rto): the probe draws the duplicate ACK.
+    loss = Loss(0.5, rto_deviation=True)
+    state = TcpState(0.01, rttvar=0.5)
+    write = loss.acknowledge(state, 0.0, 0.0, 100, False, ShapeContext(now=0.0, rng=Dice([0.1])))
+    assert write.ack_at == pytest.approx(0.22)
+    bare = Loss(0.5, rto_deviation=True, tail_loss_probe=False)
+    state = TcpState(0.01, rttvar=0.5)
+    write = bare.acknowledge(state, 0.0, 0.0, 100, False, ShapeContext(now=0.0, rng=Dice([0.1])))
+    assert write.ack_at == pytest.approx(0.51)
