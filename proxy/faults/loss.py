@@ -219,8 +219,9 @@ class TcpState:
         multiplicative decrease (the threshold to 0.7 of the window, at least
         two), once per episode; a retransmission timeout always leaves a
         window of one (Linux's ``tcp_enter_loss``), a fast retransmission or a
-        probe the threshold (PRR ends its recovery there)."""
-        if write.sent > self.cut_at:
+        probe the threshold (PRR ends its recovery there). A write sent at the
+        very instant of the cut went after it (the sender settles first)."""
+        if write.sent >= self.cut_at:
             self.ssthresh = max(self.cwnd * CUBIC_BETA, 2.0)
             self.cut_at = at
         self.cwnd = 1.0 if timeout else min(self.cwnd, self.ssthresh)

@@ -854,3 +854,108 @@ def test_a_lost_ack_is_drawn_by_the_probe_or_without_it_by_the_rto() -> None:
     state = TcpState(0.01, rttvar=0.5)
     write = bare.acknowledge(state, 0.0, 0.0, 100, False, ShapeContext(now=0.0, rng=Dice([0.1])))
     assert write.ack_at == pytest.approx(0.51)
+
+
+def test_timers_samples_and_found_losses_count_at_the_instant_they_happen() -> None:
+    # A write lost for long (timeouts fire at 0.4 s and 0.8 s) and one beyond
+    # it, SACKed at 0.3 s; the loop clock may land on those very instants.
+    state = TcpState(0.0, backoff=2)
+    late = Unacked(0.0, 3.0, 3.0, 3.0, True, timeouts=[0.4, 0.8])
+    beyond = Unacked(0.1, 0.1, 3.0, 3.0, False)
+    beyond.ack_at = 0.3
+    state.unacked = [late, beyond]
+    assert state.in_flight(0.3) == 1, "a write whose SACK arrives now is no longer in flight"
+    state.settle(0.3)
+    assert (state.srtt, state.backoff) == pytest.approx((0.2 / 8, 0)), "the SACK's sample"
+    state.settle(0.4)
+    assert (state.backoff, state.cwnd) == (1, 1.0), "the first timeout fired"
+    state.settle(0.5)
+    assert state.backoff == 1, "counted once"
+    state.settle(0.8)
+    assert state.backoff == 2, "each timeout adds one"
+    # A loss the probe finds cuts the window when it is found.
+    state = TcpState(0.0)
+    state.unacked = [Unacked(0.0, 1.0, 1.0, 1.1, True, detected=0.5)]
+    state.settle(0.5)
+    assert (state.cwnd, state.ssthresh) == pytest.approx((7.0, 7.0))
+
+
+def test_the_window_is_cut_to_no_less_than_two_and_again_for_data_sent_after_the_cut() -> None:
+    state = TcpState(0.0, cwnd=2.5)
+    state.cut(0.5, Unacked(0.0, 0.0, 0.0, 1.0, True), timeout=False)
+    assert (state.cwnd, state.ssthresh) == (2.0, 2.0)
+    # Data sent when the loss was found (the sender reacts before it sends)
+    # is beyond the episode: its own loss cuts again (Linux's high_seq).
+    state = TcpState(0.0)
+    state.cut(0.5, Unacked(0.0, 0.0, 0.0, 1.0, True), timeout=False)
+    state.cut(0.6, Unacked(0.4, 0.0, 0.0, 1.0, True), timeout=False)
+    assert state.cwnd == pytest.approx(7.0), "sent before the cut: the same episode"
+    state.cut(0.7, Unacked(0.5, 0.0, 0.0, 1.0, True), timeout=False)
+    assert state.cwnd == pytest.approx(4.9)
+
+
+def test_a_moved_write_still_waits_for_every_earlier_one() -> None:
+    state = TcpState(0.0)
+    first = Unacked(0.0, 0.0, 0.0, 1.0, False)
+    held = Unacked(0.01, 3.2, 3.2, 3.2, True)
+    moved = Unacked(0.02, 0.4, 3.2, 3.2, True)
+    state.unacked = [first, held, moved]
+    # The last write's lost segment gets through at 0.15 s after all; it is
+    # still delivered behind the second (head-of-line), whose hole remains.
+    state.moved(moved, 0.15)
+    assert (moved.arrived, moved.delivered) == pytest.approx((0.15, 3.2))
+    assert state.delivered_at == pytest.approx(3.2)
+
+
+def test_a_healed_loss_lets_a_send_at_that_very_instant_through() -> None:
+    sends = Resend(Loss(0.5), 0.2, 3, 0.2)
+    assert sends.sends == pytest.approx([0.2, 0.4, 0.8])
+    assert sends.healed(0.4) == pytest.approx(0.4)
+
+
+def test_a_reply_sent_as_the_data_arrives_carries_its_ack() -> None:
+    loss = Loss(0.5)
+    there, back = pair(loss, [0.9, 0.9, 0.9, 0.9])
+    back.rng = Dice([0.9, 0.9, 0.9, 0.9])
+    loss.shape([Piece(50, 0.0)], back)
+    (first,) = back.state[loss].unacked
+    assert first.ack_at == pytest.approx(0.04)
+    loss.shape([Piece(50, 0.0)], there)
+    assert first.ack_at == 0.0
+    # Nothing is owed then: the peer's next lone small write is acked late again.
+    loss.shape([Piece(50, 0.01)], back)
+    assert back.state[loss].unacked[-1].ack_at == pytest.approx(0.05)
+
+
+def test_a_write_joining_a_lost_segment_is_acked_with_it() -> None:
+    loss = Loss(0.5, ack_loss=False, mss=100, rtt=0.01)
+    # The window of one after a timeout (above); the held write is lost once
+    # too, so its segment fills a hole and is acked at once when it arrives.
+    context = ShapeContext(now=0.0, rng=Dice([0.1, 0.1, 0.9, 0.1, 0.9]))
+    write(loss, context)
+    context.state[loss].settle(0.425)
+    (held,) = loss.shape([Piece(50, 0.425)], context)
+    (joined,) = loss.shape([Piece(30, 0.426)], context)
+    assert joined.release == held.release > 0.43
+    *_, held_write, joined_write = context.state[loss].unacked
+    assert joined_write.ack_at == held_write.ack_at == pytest.approx(held.release + 0.01)
+    # The pipe lets bytes go by their fault once it is removed.
+    assert isinstance(held.late, Recovery) and held.late.fault is loss
+
+
+def test_the_first_loss_found_in_a_write_cuts_the_window_then() -> None:
+    loss = Loss(0.5, ack_loss=False, mss=100, rtt=0.1)
+    # Both segments of one write lost once: the first is revealed by the
+    # second's SACK (the reorder timer: a jiffy plus a round trip), the second
+    # is recovered by the probe (two round trips, srtt 0.1 s, plus 2 ms).
+    context = ShapeContext(now=0.0, rng=Dice([0.1, 0.9, 0.1, 0.9]))
+    first, second = loss.shape([Piece(200, 0.0)], context)
+    assert (first.release, second.release) == pytest.approx((0.104, 0.202))
+    assert isinstance(first.late, Recovery) and first.late.fault is loss
+    state = context.state[loss]
+    state.settle(first.release)
+    assert (state.cwnd, state.ssthresh) == pytest.approx((7.0, 7.0))
+    # A chunk of several pieces is one write: two segments in the window.
+    clean = ShapeContext(now=0.0, rng=Dice([0.9, 0.9]))
+    loss.shape([Piece(100, 1.0), Piece(100, 1.0)], clean)
+    assert clean.state[loss].unacked[-1].segments == 2
