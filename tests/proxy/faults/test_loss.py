@@ -556,6 +556,7 @@ def test_bytes_held_by_the_window_go_with_the_lost_data_once_healed() -> None:
     context.state[loss].settle(0.425)
     (held,) = loss.shape([Piece(50, 0.425)], context)
     assert held.release == pytest.approx(0.43) and held.late is not None
+    assert held.late.fault is loss, "the pipe lets bytes go by their fault"
     # Later bytes change nothing; the fault's removal lets them go at once
     # (the pipe keeps them behind the data they waited for).
     assert held.late.revealed(held.release, 0.426) == (held.release, held.late)
@@ -768,6 +769,9 @@ def test_a_lost_fast_retransmission_of_a_revealed_tail_waits_for_the_rto() -> No
     release, moved = tail.late.revealed(tail.release, 0.1)
     assert release == pytest.approx(0.1 + 0.01 + 0.21)
     assert isinstance(moved, Recovery) and moved.resend.arrival == release
+    # Its ACK moves with it: a round trip after it arrives (it fills a hole).
+    (acked,) = context.state[loss].unacked
+    assert acked.ack_at == pytest.approx(release + 0.01)
     # The sender found the loss by that fast retransmission: the window is cut
     # to 0.7 of itself then, not at the probe it no longer waits for.
     state = context.state[loss]
@@ -955,6 +959,12 @@ def test_the_first_loss_found_in_a_write_cuts_the_window_then() -> None:
     state = context.state[loss]
     state.settle(first.release)
     assert (state.cwnd, state.ssthresh) == pytest.approx((7.0, 7.0))
+    # Pieces of one chunk released at different times: the earliest hole
+    # found (the first piece's, a jiffy plus a round trip after it) cuts.
+    context = ShapeContext(now=0.0, rng=Dice([0.1, 0.9, 0.9, 0.1, 0.9, 0.9]))
+    loss.shape([Piece(200, 0.0), Piece(200, 0.05)], context)
+    context.state[loss].settle(0.11)
+    assert context.state[loss].cwnd == pytest.approx(7.0)
     # A chunk of several pieces is one write: two segments in the window.
     clean = ShapeContext(now=0.0, rng=Dice([0.9, 0.9]))
     loss.shape([Piece(100, 1.0), Piece(100, 1.0)], clean)
