@@ -254,6 +254,9 @@ async def test_deadline_and_cancellation_on_paused_member(cluster: LocalCluster)
         cluster.resume(0)
 
 
+# Load-sensitive: once in CI (2026-12-07) a connection had not yet retried its dial
+# within the calls' 1 s deadline; the reconnect backoff is on the loaded loop.
+@pytest.mark.flaky(reruns=1)
 async def test_with_every_member_down_calls_wait_for_a_connection_until_their_deadline(
     cluster: LocalCluster,
 ) -> None:
