@@ -21,6 +21,17 @@ highest value of single runs (the run-to-run spread the target has to be
 judged against), then the proxy's figures over the kernel's, marked where
 they leave +-25%.
 
+Stream mode (``--workload stream``): C one-way streams shaped like etcd's
+rafthttp (bench/raftstream.py: the receiver dials, the sender writes each
+raft message as it comes, heartbeats every 100 ms and appends), each offered
+``--rate`` messages/s for S seconds; the kernel drops on the sender-proxy leg
+(both ways, so the sender's ACKs too), the proxy is a raw TCP link as on a
+peer link. Every message carries its send time; per cell: offered and
+delivered messages/s, the one-way delay's p50/p90/p99/max, the share over
+1 s, the backlog when the run ends (sent, not yet received) and the longest
+silence at a receiver (etcd drops a stream silent for 5 s). What is still on
+the way at the end is waited for up to DRAIN seconds more, with the loss on.
+
 Keepalive mode (``--keepalive-trials N``): an idle Watch on a channel with
 keepalive K and timeout K/2; loss p is switched on and the seconds until the
 Watch fails with UNAVAILABLE are timed, N trials per side. ``--time-scale``
@@ -43,6 +54,8 @@ examples:
       (a third side, "base": another checkout's proxy, to measure a model change)
   sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --workload put --clients 8 --loss 0.3 \\
       --variant nocwnd '{"congestion_window": false}'   (a side per rule switched off)
+  sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --workload stream --rate 10 30 100 \\
+      --loss 0.1 0.2 0.3 --runs 3 --seconds 20 --save stream.json
   sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --keepalive-trials 20 --loss 0.5 0.7 1 \\
       --time-scale 0.1
   sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --loss 0.3 --runs 1 --capture /tmp/kernel
@@ -55,9 +68,11 @@ import argparse
 import asyncio
 import functools
 import json
+import math
 import os
 import random
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -71,6 +86,7 @@ from typing import Any
 
 import grpc
 
+from etcdlab.bench import raftstream
 from etcdlab.bench.proxy_process import RunningProxy, proxy_process
 from etcdlab.client.config import keepalive_options
 from etcdlab.cluster.childproc import first_line
@@ -78,7 +94,7 @@ from etcdlab.cluster.local import LocalCluster, ServerFlags
 from etcdlab.common.argtypes import time_scale
 from etcdlab.common.timescale import TimeScale
 from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
-from etcdlab.scenario.kernel import CONGESTION, tune_loopback_routes
+from etcdlab.scenario.kernel import CONGESTION, MTU, tune_loopback_routes
 
 # grpc shares one connection among channels with equal arguments unless each
 # channel keeps its own subchannel pool: one TCP connection per client.
@@ -86,7 +102,10 @@ OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 KEEPALIVE = 2.0  # client keepalive time at time scale 1; the timeout is half of it
 TRIAL_LIMIT = 300.0  # a keepalive trial gives up after this many keepalive periods
 CALL_LIMIT = 120.0  # seconds a call may take before it is cut (and counted as that long)
-WORKLOADS = ("range", "put", "mixed")
+CALLS = ("range", "put", "mixed")
+STREAM = "stream"
+WORKLOADS = (*CALLS, STREAM)
+DRAIN = 30.0  # seconds a stream run waits, after the last send, for what is on the way
 MIXED_WRITES = 0.5  # the share of Puts in the mixed workload
 TARGET = 0.25  # the proxy's figures within +-25% of the kernel's
 
@@ -102,6 +121,7 @@ class Job:
     direct: bool  # kernel side only: no proxy hop (the comparison before 2026-11-25)
     attributes: tuple[tuple[str, object], ...] = ()  # extra attributes of the proxy's loss
     capture: str | None = None  # kernel side: tcpdump of the proxy-etcd leg to this file
+    rate: float = 0.0  # stream workload: messages per second offered on each stream
 
 
 async def one_run(
@@ -218,24 +238,44 @@ def hop(
         yield proxy
 
 
+@contextmanager
+def upstream(job: Job) -> Iterator[tuple[str, socket.socket | None]]:
+    """What the proxy forwards to: one etcd member, or for streams the senders'
+    listening socket (and the socket)."""
+    if job.workload != STREAM:
+        with LocalCluster(1, flags=server_flags(job)) as cluster:
+            yield cluster.endpoints[0], None
+        return
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        yield f"127.0.0.1:{listener.getsockname()[1]}", listener
+
+
 def run_kernel_inner(job: Job) -> object:
     """Runs inside the namespace: etcd, a fault-free proxy, nftables loss, workload."""
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    # A real network's packet size, as the scenario oracle has it: on a 64 KB
+    # loopback the bytes a stall piles up would leave as one packet, one roll
+    # of the dice, where the model (and a network) cuts them into segments.
+    mtu = str(MTU)
+    subprocess.run(["ip", "link", "set", "lo", "up", "mtu", mtu, "gso_max_size", mtu], check=True)
     # Linux's default congestion control, as the scenario oracle has it, not the
     # host's (BBR here): the model stands for a default kernel.
     tune_loopback_routes(job.time_scale, CONGESTION)
-    with LocalCluster(1, flags=server_flags(job)) as cluster:
-        upstream = cluster.endpoints[0]
-        port = int(upstream.rsplit(":", 1)[1])
+    with upstream(job) as (address, listener):
+        port = int(address.rsplit(":", 1)[1])
 
         def arm() -> None:
             nft_drop(port, job.loss)
 
         with capture(job.capture, port):
             if job.direct:
-                return measure(upstream, job, arm, nft_clear)
-            with hop(job, upstream) as proxy:
-                return measure(proxy.listen, job, arm, nft_clear)
+                return measure(address, job, arm, nft_clear, listener)
+            with hop(job, address, *raw(job)) as proxy:
+                return measure(proxy.listen, job, arm, nft_clear, listener)
+
+
+def raw(job: Job) -> tuple[str, ...]:
+    """The proxy's flags for the workload: streams cross a raw TCP link, as peer links do."""
+    return ("--raw",) if job.workload == STREAM else ()
 
 
 @contextmanager
@@ -265,7 +305,17 @@ def capture(path: str | None, port: int) -> Iterator[None]:
         tcpdump.wait(timeout=10)
 
 
-def measure(target: str, job: Job, arm: Callable[[], None], disarm: Callable[[], None]) -> object:
+def measure(
+    target: str,
+    job: Job,
+    arm: Callable[[], None],
+    disarm: Callable[[], None],
+    listener: socket.socket | None = None,
+) -> object:
+    if listener is not None:
+        return asyncio.run(
+            raftstream.run(listener, target, job.clients, job.rate, job.seconds, arm, disarm, DRAIN)
+        )
     if job.keepalive_trials:
         return asyncio.run(keepalive_detection(target, job, arm, disarm))
     return asyncio.run(one_run(target, job, arm, disarm))
@@ -278,8 +328,8 @@ def run_proxy(
     instead (a variant)."""
     attributes = dict(job.attributes) if attributes is None else attributes
     with (
-        LocalCluster(1, flags=server_flags(job)) as cluster,
-        hop(job, cluster.endpoints[0], "--seed", "1", python=python) as proxy,
+        upstream(job) as (address, listener),
+        hop(job, address, "--seed", "1", *raw(job), python=python) as proxy,
     ):
         toxics = f"http://{proxy.control}/proxies/proxy/toxics"
 
@@ -299,7 +349,7 @@ def run_proxy(
             request = urllib.request.Request(f"{toxics}/cut", method="DELETE")
             urllib.request.urlopen(request, timeout=10).close()
 
-        return measure(proxy.listen, job, arm, disarm)
+        return measure(proxy.listen, job, arm, disarm, listener)
 
 
 def can_run_kernel() -> bool:
@@ -316,7 +366,7 @@ def run_kernel(job: Job) -> object:
         inner = (
             f"--inner --loss {job.loss} --workload {job.workload} --clients {job.clients} "
             f"--seconds {job.seconds} --keepalive-trials {job.keepalive_trials} "
-            f"--time-scale {job.time_scale}"
+            f"--time-scale {job.time_scale} --rate {job.rate}"
             + (" --direct" if job.direct else "")
             + (f" --capture {job.capture}" if job.capture else "")
         )
@@ -362,12 +412,57 @@ FIGURES: dict[str, Callable[[list[float], float], float]] = {
 }
 
 
-def figures(runs: list[list[float]], seconds: float) -> dict[str, tuple[float, float, float]]:
+# The figures of a stream run (raftstream.summary), or of several pooled (pool).
+STREAM_FIGURES: dict[str, Callable[[dict[str, Any]], float]] = {
+    "offered/s": lambda run: len(run["delays"]) / run["seconds"],
+    "delivered/s": lambda run: run["delivered"] / run["seconds"],
+    "p50": lambda run: percentile(run["delays"], 0.5),
+    "p90": lambda run: percentile(run["delays"], 0.9),
+    "p99": lambda run: percentile(run["delays"], 0.99),
+    "max": lambda run: max(run["delays"]),
+    "> 1 s": lambda run: sum(delay > 1 for delay in run["delays"]) / len(run["delays"]),
+    "backlog": lambda run: run["backlog"] / run.get("runs", 1),
+    "silence": lambda run: run["silence"],
+}
+
+
+def pool(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stream runs as one: their messages together, the backlog per run, the
+    longest silence of any."""
+    return {
+        "seconds": sum(run["seconds"] for run in runs),
+        "delays": [delay for run in runs for delay in run["delays"]],
+        "delivered": sum(run["delivered"] for run in runs),
+        "backlog": sum(run["backlog"] for run in runs),
+        "silence": max(run["silence"] for run in runs),
+        "runs": len(runs),
+    }
+
+
+def is_stream(runs: list[Any]) -> bool:
+    return isinstance(runs[0], dict)
+
+
+def names(runs: list[Any]) -> list[str]:
+    return list(STREAM_FIGURES if is_stream(runs) else FIGURES)
+
+
+def figures(runs: list[Any], seconds: float) -> dict[str, tuple[float, float, float]]:
     """Each figure of all runs pooled, and its lowest and highest single run."""
-    pooled = [latency for run in runs for latency in run]
+    if is_stream(runs):
+        pooled = pool(runs)
+        return {
+            name: (
+                figure(pooled),
+                min(figure(run) for run in runs),
+                max(figure(run) for run in runs),
+            )
+            for name, figure in STREAM_FIGURES.items()
+        }
+    everything = [latency for run in runs for latency in run]
     return {
         name: (
-            figure(pooled, seconds * len(runs)),
+            figure(everything, seconds * len(runs)),
             min(figure(run, seconds) for run in runs),
             max(figure(run, seconds) for run in runs),
         )
@@ -375,29 +470,38 @@ def figures(runs: list[list[float]], seconds: float) -> dict[str, tuple[float, f
     }
 
 
+def count(runs: list[Any]) -> int:
+    """Calls made, or messages sent, in all runs."""
+    return sum(len(run["delays"]) if isinstance(run, dict) else len(run) for run in runs)
+
+
 def words(name: str, value: float) -> str:
     if name == "calls/s":
         return f"{value:.0f}"
-    if name == "> 100 ms":
+    if name in ("offered/s", "delivered/s", "backlog"):
+        return f"{value:.1f}"
+    if name in ("> 100 ms", "> 1 s"):
         return f"{value:.1%}"
     return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
 
 
-def show_latency(name: str, cell: str, runs: list[list[float]], seconds: float, load: str) -> None:
+def show_latency(name: str, cell: str, runs: list[Any], seconds: float, load: str) -> None:
     shown = figures(runs, seconds)
     cells = " ".join(
         f"{figure}={words(figure, pooled)} [{words(figure, low)}-{words(figure, high)}]"
         for figure, (pooled, low, high) in shown.items()
     )
-    print(f"{name:6} {cell} {cells} n={sum(map(len, runs))} load={load}", flush=True)
+    print(f"{name:6} {cell} {cells} n={count(runs)} load={load}", flush=True)
 
 
-def ratios(kernel: list[list[float]], proxy: list[list[float]], seconds: float) -> dict[str, float]:
-    """The proxy's pooled figures over the kernel's."""
+def ratios(kernel: list[Any], proxy: list[Any], seconds: float) -> dict[str, float]:
+    """The proxy's pooled figures over the kernel's (1 where both are 0)."""
     ours, theirs = figures(proxy, seconds), figures(kernel, seconds)
     return {
-        name: ours[name][0] / theirs[name][0] if theirs[name][0] else float("inf")
-        for name in FIGURES
+        name: ours[name][0] / theirs[name][0]
+        if theirs[name][0]
+        else (1.0 if not ours[name][0] else math.inf)
+        for name in ours
     }
 
 
@@ -418,11 +522,20 @@ def table(saved: dict[str, Any]) -> str:
     """A saved grid as Markdown: per cell the pooled figures of both sides, with the
     spread of single runs, and the proxy's over the kernel's (bold beyond +-25%)."""
     seconds = saved["seconds"]
-    head = "| workload | C | loss | | " + " | ".join(FIGURES) + " | load |"
-    lines = [head, "|" + " --- |" * (len(FIGURES) + 5)]
+    lines: list[str] = []
+    last_head = ""
     for cell in saved["cells"]:
         runs = cell["runs"]
-        key = f"| {cell['workload']} | {cell['clients']} | {cell['loss']:.0%} |"
+        shown_names = names(next(iter(runs.values())))
+        # Calls and streams have figures of their own: a table each.
+        head = "| workload | C | loss | | " + " | ".join(shown_names) + " | load |"
+        if head != last_head:
+            lines += [""] * bool(lines) + [head, "|" + " --- |" * (len(shown_names) + 5)]
+            last_head = head
+        workload = cell["workload"]
+        if workload == STREAM:
+            workload = f"stream {cell['rate']:g}/s"
+        key = f"| {workload} | {cell['clients']} | {cell['loss']:.0%} |"
         for side in runs:
             shown = figures(runs[side], seconds)
             values = " | ".join(
@@ -474,10 +587,22 @@ def parse() -> argparse.Namespace:
         nargs="+",
         choices=WORKLOADS,
         default=["range"],
-        help="calls made back to back: range, put, mixed (half each) (default range)",
+        help="calls made back to back: range, put, mixed (half each); or stream: "
+        "rafthttp-shaped one-way streams (default range)",
     )
     parser.add_argument(
-        "--clients", type=int, nargs="+", default=[8], help="concurrent channels (default 8)"
+        "--clients",
+        type=int,
+        nargs="+",
+        help="concurrent channels (default 8), or streams (default 1)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        nargs="+",
+        default=[10.0, 30.0, 100.0],
+        help="stream: messages/s offered on each stream, heartbeats (10/s) and appends "
+        "(default 10 30 100)",
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="per run (default 20)")
     parser.add_argument("--runs", type=int, default=3, help="runs per side and cell (default 3)")
@@ -554,8 +679,12 @@ def parse() -> argparse.Namespace:
         parser.error(f"--base: {args.base} is not an executable")
     if args.capture and not shutil.which("tcpdump"):
         parser.error("--capture needs tcpdump (apt-get install tcpdump)")
-    if args.runs < 1 or min(args.clients) < 1 or args.seconds <= 0 or args.time_scale > 1:
+    if args.runs < 1 or min(args.clients or [1]) < 1 or args.seconds <= 0 or args.time_scale > 1:
         parser.error("--runs, --clients, --seconds must be positive, --time-scale in (0, 1]")
+    if min(args.rate) <= 0:
+        parser.error("--rate values must be positive")
+    if STREAM in args.workload and args.keepalive_trials:
+        parser.error("--workload stream measures delays: it cannot go with --keepalive-trials")
     return args
 
 
@@ -579,9 +708,11 @@ def main() -> None:
             args.direct,
             tuple(args.attributes.items()),
             capture_file(args.capture, loss, args.inner),
+            rate if workload == STREAM else 0.0,
         )
         for workload in args.workload
-        for clients in args.clients
+        for clients in args.clients or ([1] if workload == STREAM else [8])
+        for rate in (args.rate if workload == STREAM else [0.0])
         for loss in args.loss
     ]
     if args.inner:
@@ -603,15 +734,15 @@ def main() -> None:
     saved: dict[str, Any] = {"seconds": args.seconds, "cells": []}
     for job in cells:
         cell = f"{job.workload} c{job.clients} loss={job.loss:.2f}"
-        runs: dict[str, list[list[float]]] = {name: [] for name in sides}
+        if job.workload == STREAM:
+            cell = f"stream {job.rate:g}/s c{job.clients} loss={job.loss:.2f}"
+        runs: dict[str, list[Any]] = {name: [] for name in sides}
         loads: dict[str, list[float]] = {name: [] for name in sides}
         for index in range(args.runs):
             # ABBA: whichever side ran second runs first next time.
             order = list(sides) if index % 2 == 0 else list(reversed(sides))
             for name in order:
-                result = sides[name](job)
-                assert isinstance(result, list)
-                runs[name].append(result)
+                runs[name].append(sides[name](job))
                 loads[name].append(os.getloadavg()[0])
         for name in sides:
             shown = f"{min(loads[name]):.1f}-{max(loads[name]):.1f}"
@@ -622,6 +753,7 @@ def main() -> None:
             {
                 "workload": job.workload,
                 "clients": job.clients,
+                "rate": job.rate,
                 "loss": job.loss,
                 "runs": runs,
                 "loads": loads,
