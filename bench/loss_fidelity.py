@@ -105,7 +105,7 @@ CALL_LIMIT = 120.0  # seconds a call may take before it is cut (and counted as t
 CALLS = ("range", "put", "mixed")
 STREAM = "stream"
 WORKLOADS = (*CALLS, STREAM)
-DRAIN = 30.0  # seconds a stream run waits, after the last send, for what is on the way
+DRAIN = 15.0  # seconds a stream run waits, after the last send, for what is on the way
 MIXED_WRITES = 0.5  # the share of Puts in the mixed workload
 TARGET = 0.25  # the proxy's figures within +-25% of the kernel's
 

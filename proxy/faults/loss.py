@@ -30,6 +30,10 @@ What Linux does with a lost segment, reduced to its timing:
   Linux also adds the round trip's deviation to the RTO; the model does only
   with ``rto_deviation`` (off: on a one-way stream the long samples of lost
   ACKs feed it, unless ``probe_samples`` takes the probe's ACK as Linux does).
+  A lost ACK is drawn again by the sender's probe; with ``ack_timers`` that
+  retransmission and its duplicate ACK are lost as often as any, and the
+  timers go on (RTO doubling) until a pair gets through: what makes a
+  one-way stream at 30% both ways stall for seconds in Linux.
 - The sender's congestion window (CUBIC's rules, Linux's default) limits the
   segments in flight: it starts at ten, a loss found by a retransmission
   other than a timeout (fast retransmission or probe) cuts it to 0.7 of
@@ -267,6 +271,8 @@ class TcpState:
         for write in self.unacked:
             if write.delivered <= sent and write.ack_at > at:
                 write.ack_at = at
+                # A timer of its that would fire after this ACK does not.
+                write.timeouts = [fires for fires in write.timeouts if fires <= at]
 
     def moved(self, write: Unacked, arrived: float) -> None:
         """The last segment of ``write`` arrives at ``arrived`` after all (a later
@@ -402,6 +408,7 @@ class Loss(Shaper):
     congestion_window: bool = True
     rto_deviation: bool = False
     probe_samples: bool = False
+    ack_timers: bool = False
     method: str | None = method()
 
     def __post_init__(self) -> None:
@@ -487,6 +494,7 @@ class Loss(Shaper):
         repaired: bool,
         ctx: ShapeContext,
         timeouts: list[float] | None = None,
+        resend: Resend | None = None,
     ) -> Unacked:
         """When the (S)ACK of a write sent at ``sent``, whose last segment reaches
         the receiver at ``arrived``, gets back to its sender.
@@ -498,8 +506,14 @@ class Loss(Shaper):
         data of its own (:meth:`piggyback`) or ``delayed_ack`` passes. An ACK is
         lost as often as data; the sender's own probe then draws a duplicate
         ACK. Every ACK gives a round-trip sample (:attr:`Unacked.sample_from`).
-        ``timeouts`` are when the sender's timer fires for the write's last segment."""
+        ``timeouts`` are when the sender's timer fires for the write's last
+        segment, ``resend`` its sends if the timers recovered it.
+
+        With ``ack_timers``, the duplicate ACK the sender's timers draw is lost
+        as often as any ACK, and each retransmission that draws it as often as
+        any data (:meth:`ack_rounds`)."""
         ack = arrived + self.rtt
+        timeouts = list(timeouts or [])
         if self.acks_modelled:
             in_order = arrived >= state.delivered_at
             if repaired or not in_order or size >= self.mss or state.ack_owed_until > sent:
@@ -509,16 +523,43 @@ class Loss(Shaper):
                 state.ack_owed_until = ack
             probed = None
             if self.ack_loss and ctx.rng.random() < self.probability:
-                probe = self.probe_timeout(state)
-                ack = probed = arrived + (self.rto(state) if probe is None else probe)
+                if self.ack_timers:
+                    probed, fired = self.ack_rounds(state, arrived, resend, ctx.rng)
+                    ack = probed + self.rtt
+                    timeouts += fired
+                else:
+                    probe = self.probe_timeout(state)
+                    ack = probed = arrived + (self.rto(state) if probe is None else probe)
         # Cumulative only over what had reached the receiver in order by then.
         state.acked_by(ack, arrived)
         delivered = max(state.delivered_at, arrived)
-        write = Unacked(sent, arrived, delivered, ack, repaired, timeouts or [])
+        write = Unacked(sent, arrived, delivered, ack, repaired, timeouts)
         if self.acks_modelled and self.probe_samples:
             write.probed = probed
         state.unacked.append(write)
         return write
+
+    def ack_rounds(
+        self, state: TcpState, arrived: float, resend: Resend | None, rng: random.Random
+    ) -> tuple[float, list[float]]:
+        """The ACK of data that reached the receiver at ``arrived`` was lost: the
+        sender's timers send the data again, the probe first, then the RTO
+        doubling (if the timers recovered the data, ``resend``, the chain goes
+        on from there), until a retransmission and the duplicate ACK it draws
+        both get through, each lost as often as data. With nothing else in
+        flight no later ACK can tell the sender sooner, and its window, one
+        segment after a timeout, holds every later write meanwhile (Linux:
+        the RTO retransmits the head of the queue until ``snd_una`` moves).
+        Returns when that retransmission reaches the receiver, and the
+        retransmission timeouts among the rounds (the probe is none)."""
+        rounds = 1
+        while rng.random() < self.probability or rng.random() < self.probability:
+            rounds += 1
+        if resend is None:
+            chain, fired = self.timer_resend(arrived, rounds, state)
+            return chain.arrival, fired
+        sends = Resend(self, resend.first, resend.count + rounds, resend.rto).sends
+        return sends[-1], sends[resend.count :]
 
     def piggyback(self, pieces: list[Piece], sent: float, ctx: ShapeContext) -> None:
         """A write carries its sender's ACK of the peer's data: the peer's sender
@@ -677,7 +718,8 @@ class Loss(Shaper):
             start += size
         arrived = max(piece.release for piece in out)
         in_flight = state.in_flight(sent)
-        write = self.acknowledge(state, sent, arrived, start, repaired, ctx, timeouts)
+        chain = tail_hole.resend if tail is not None and tail_hole is not None else None
+        write = self.acknowledge(state, sent, arrived, start, repaired, ctx, timeouts, chain)
         write.segments = -(-start // self.mss)
         write.in_flight = in_flight + write.segments
         write.detected = detected

@@ -969,3 +969,52 @@ def test_the_first_loss_found_in_a_write_cuts_the_window_then() -> None:
     clean = ShapeContext(now=0.0, rng=Dice([0.9, 0.9]))
     loss.shape([Piece(100, 1.0), Piece(100, 1.0)], clean)
     assert clean.state[loss].unacked[-1].segments == 2
+
+
+def test_with_ack_timers_a_lost_ack_keeps_the_timers_going_until_a_round_gets_through() -> None:
+    loss = Loss(0.5, ack_timers=True)
+    # The write gets through, its ACK is lost; the probe (0.2 s) is lost; the
+    # RTO's retransmission (0.4 s) gets through but its duplicate ACK is lost;
+    # the next (0.8 s) and its ACK get through.
+    context = ShapeContext(now=0.0, rng=Dice([0.9, 0.1, 0.1, 0.9, 0.1, 0.9, 0.9]))
+    assert write(loss, context) == 0.0
+    (first,) = context.state[loss].unacked
+    assert first.ack_at == pytest.approx(0.8)
+    assert first.timeouts == pytest.approx([0.4, 0.8])
+    # Meanwhile the first timeout leaves a window of one: a write at 0.5 s
+    # waits for that ACK.
+    state = context.state[loss]
+    state.settle(0.5)
+    assert (state.backoff, state.cwnd) == (1, 1.0)
+    context.rng = Dice([0.9, 0.9])
+    assert write(loss, context, at=0.5) == pytest.approx(0.3)
+    # Without the rule the probe always draws the ACK.
+    bare, plain_loss = ShapeContext(now=0.0, rng=Dice([0.9, 0.1])), Loss(0.5)
+    write(plain_loss, bare)
+    assert bare.state[plain_loss].unacked[0].ack_at == pytest.approx(0.2)
+
+
+def test_with_ack_timers_the_chain_of_a_lost_tail_goes_on_after_it_arrives() -> None:
+    loss = Loss(0.5, ack_timers=True)
+    # The segment is lost at its send and at the probe (0.2 s), gets through
+    # on the RTO's retransmission (0.4 s); its ACK is lost, and the next RTO
+    # (0.8 s, doubled) and its ACK get through.
+    context = ShapeContext(now=0.0, rng=Dice([0.1, 0.1, 0.9, 0.1, 0.9, 0.9]))
+    assert write(loss, context) == pytest.approx(0.4)
+    (first,) = context.state[loss].unacked
+    assert first.ack_at == pytest.approx(0.8)
+    assert first.timeouts == pytest.approx([0.4, 0.8])
+
+
+def test_with_ack_timers_a_later_ack_ends_the_chain_and_its_timers() -> None:
+    loss = Loss(0.5, ack_timers=True)
+    # The ACK is lost and the first two rounds' data too; the peer's reply at 50 ms
+    # carries the ACK: no timeout fires, the window stays open.
+    there, back = pair(loss, [0.9, 0.1, 0.1, 0.1, 0.9, 0.9])
+    assert write(loss, there) == 0.0
+    (first,) = there.state[loss].unacked
+    assert first.ack_at == pytest.approx(0.8) and first.timeouts
+    loss.shape([Piece(50, 0.05)], back)
+    assert (first.ack_at, first.timeouts) == (pytest.approx(0.05), [])
+    there.state[loss].settle(2.0)
+    assert (there.state[loss].backoff, there.state[loss].cwnd) == (0, 10.0)
