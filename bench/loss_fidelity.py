@@ -13,13 +13,13 @@ Latency mode (default): C gRPC channels (one TCP connection each) make
 back-to-back calls for S seconds after a loss-free warm-up: linearizable
 Range, Put (through raft and the WAL's fsync), or a mix of the two on every
 connection (each call a Put with probability one half, seeded). Every
-(workload, C, loss) cell gets R runs per side, kernel and proxy in turn
-(ABBA: the order flips every run), each on a fresh etcd, so a busy machine
-weighs on both alike. Prints calls/s, mean, p50/p90/p99 and the share of
-calls over 100 ms of all runs pooled and, in brackets, the lowest and
-highest value of single runs (the run-to-run spread the target has to be
-judged against), then the proxy's figures over the kernel's, marked where
-they leave +-25%.
+(workload, C, loss) cell gets R runs per side, kernel and proxy in turn (ABBA:
+the order flips every run), each on a fresh etcd, so a busy machine weighs on
+both alike; the proxy's seed is the run's number. Prints calls/s, mean,
+p50/p90/p99 and the share of calls over 100 ms of all runs pooled and, in
+brackets, the lowest and highest value of single runs (the run-to-run spread
+the target has to be judged against), then the proxy's figures over the
+kernel's, marked where they leave +-25%.
 
 Stream mode (``--workload stream``): C one-way streams shaped like etcd's
 rafthttp (bench/raftstream.py: the receiver dials, the sender writes each
@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import json
 import math
@@ -122,6 +123,7 @@ class Job:
     attributes: tuple[tuple[str, object], ...] = ()  # extra attributes of the proxy's loss
     capture: str | None = None  # kernel side: tcpdump of the proxy-etcd leg to this file
     rate: float = 0.0  # stream workload: messages per second offered on each stream
+    seed: int = 1  # the proxy's seed: run n of a cell has seed n, on every proxy side
 
 
 async def one_run(
@@ -329,7 +331,7 @@ def run_proxy(
     attributes = dict(job.attributes) if attributes is None else attributes
     with (
         upstream(job) as (address, listener),
-        hop(job, address, "--seed", "1", *raw(job), python=python) as proxy,
+        hop(job, address, "--seed", str(job.seed), *raw(job), python=python) as proxy,
     ):
         toxics = f"http://{proxy.control}/proxies/proxy/toxics"
 
@@ -741,8 +743,11 @@ def main() -> None:
         for index in range(args.runs):
             # ABBA: whichever side ran second runs first next time.
             order = list(sides) if index % 2 == 0 else list(reversed(sides))
+            # A seed per run: a stream's schedule is fixed, so one seed would
+            # repeat the model's run exactly, and its spread would be none.
+            seeded = dataclasses.replace(job, seed=index + 1)
             for name in order:
-                runs[name].append(sides[name](job))
+                runs[name].append(sides[name](seeded))
                 loads[name].append(os.getloadavg()[0])
         for name in sides:
             shown = f"{min(loads[name]):.1f}-{max(loads[name]):.1f}"
