@@ -25,6 +25,7 @@ from typing import Any
 from etcdlab.client.errors import EtcdError
 from etcdlab.client.etcd import EtcdClient
 from etcdlab.cluster.local import LocalCluster, ServerFlags
+from etcdlab.common import stopping
 from etcdlab.common.clock import MonotonicClock
 from etcdlab.common.timeline import FaultKind, Health, Recorder, Request, Timeline, quantile
 from etcdlab.common.timescale import UNSCALED, TimeScale
@@ -381,6 +382,9 @@ async def _measure(
     async with contextlib.AsyncExitStack() as stack:
         try:
             await _start_and_inject(scenario, options, clock, recorder, progress, stack)
+            # Measured to the end: a signal now would stop nothing but the cleanup,
+            # and the report says what was measured, all of it.
+            stopping.finishing("the run is over, finishing its report")
         finally:
             # Before anything stops: shutting down is not part of the measurement.
             recorder.finish()
