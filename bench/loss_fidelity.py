@@ -365,13 +365,6 @@ def run_kernel(job: Job) -> object:
     namespace = f"etcdlab-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", namespace], check=True)
     try:
-        inner = (
-            f"--inner --loss {job.loss} --workload {job.workload} --clients {job.clients} "
-            f"--seconds {job.seconds} --keepalive-trials {job.keepalive_trials} "
-            f"--time-scale {job.time_scale} --rate {job.rate}"
-            + (" --direct" if job.direct else "")
-            + (f" --capture {job.capture}" if job.capture else "")
-        )
         exec_in = [
             "ip",
             "netns",
@@ -382,13 +375,26 @@ def run_kernel(job: Job) -> object:
             "etcdlab.bench.loss_fidelity",
         ]
         done = subprocess.run(
-            [*exec_in, *inner.split()],
+            [*exec_in, *inner_arguments(job)],
             check=True,
             stdout=subprocess.PIPE,
         )
         return json.loads(done.stdout.decode().strip().splitlines()[-1])
     finally:
         subprocess.run(["ip", "netns", "del", namespace], check=False)
+
+
+def inner_arguments(job: Job) -> list[str]:
+    """The command line of ``job``'s run inside the namespace."""
+    inner = (
+        f"--inner --loss {job.loss} --workload {job.workload} --clients {job.clients} "
+        f"--seconds {job.seconds} --keepalive-trials {job.keepalive_trials} "
+        f"--time-scale {job.time_scale}"
+        + (f" --rate {job.rate}" if job.workload == STREAM else "")
+        + (" --direct" if job.direct else "")
+        + (f" --capture {job.capture}" if job.capture else "")
+    )
+    return inner.split()
 
 
 def capture_file(prefix: str | None, loss: float, inner: bool) -> str | None:

@@ -141,6 +141,18 @@ def test_the_table_gives_calls_and_streams_a_header_each() -> None:
     assert "| | | | proxy / kernel | 1.00 | 1.00 | **0.50** | **0.50** |" in "\n".join(lines)
 
 
+@pytest.mark.parametrize("workload", [bench.STREAM, "put"])
+def test_the_run_inside_the_namespace_is_handed_its_job(
+    workload: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = bench.Job(0.2, workload, 3, 5.0, 0, 1.0, False, rate=30.0 if workload == "stream" else 0)
+    monkeypatch.setattr("sys.argv", ["loss_fidelity", *bench.inner_arguments(job)])
+    args = bench.parse()
+    assert args.inner and args.loss == [0.2] and args.workload == [workload]
+    assert args.clients == [3] and args.seconds == 5.0
+    assert args.rate == ([30.0] if workload == "stream" else [10.0, 30.0, 100.0])
+
+
 def short_job(loss: float) -> bench.Job:
     return bench.Job(loss, bench.STREAM, 2, 1.0, 0, 1.0, False, rate=30.0)
 
