@@ -30,10 +30,10 @@ What Linux does with a lost segment, reduced to its timing:
   Linux also adds the round trip's deviation to the RTO; the model does only
   with ``rto_deviation`` (off: on a one-way stream the long samples of lost
   ACKs feed it, unless ``probe_samples`` takes the probe's ACK as Linux does).
-  A lost ACK is drawn again by the sender's probe; with ``ack_timers`` that
-  retransmission and its duplicate ACK are lost as often as any, and the
-  timers go on (RTO doubling) until a pair gets through: what makes a
-  one-way stream at 30% both ways stall for seconds in Linux.
+  A lost ACK is drawn again by the sender's probe; that retransmission and
+  its duplicate ACK are lost as often as any, and the timers go on (RTO
+  doubling) until a pair gets through (``ack_timers``): what makes a one-way
+  stream at 30% both ways stall for seconds in Linux.
 - The sender's congestion window (CUBIC's rules, Linux's default) limits the
   segments in flight: it starts at ten, a loss found by a retransmission
   other than a timeout (fast retransmission or probe) cuts it to 0.7 of
@@ -408,7 +408,7 @@ class Loss(Shaper):
     congestion_window: bool = True
     rto_deviation: bool = False
     probe_samples: bool = False
-    ack_timers: bool = False
+    ack_timers: bool = True
     method: str | None = method()
 
     def __post_init__(self) -> None:
@@ -555,7 +555,9 @@ class Loss(Shaper):
         rounds = 1
         while rng.random() < self.probability or rng.random() < self.probability:
             rounds += 1
-        if resend is None:
+        if resend is None or resend.arrival < arrived:
+            # No timer recovered the write's last bytes (an earlier segment of
+            # it came later still): the chain starts from its arrival.
             chain, fired = self.timer_resend(arrived, rounds, state)
             return chain.arrival, fired
         sends = Resend(self, resend.first, resend.count + rounds, resend.rto).sends

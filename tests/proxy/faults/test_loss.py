@@ -114,7 +114,7 @@ def test_chunk_is_cut_into_segments() -> None:
 
 
 def test_a_later_write_cuts_the_timer_short() -> None:
-    loss = Loss(0.3)
+    loss = Loss(0.3, ack_timers=False)  # one roll per lost ACK
     dice = ctx(seed=0)
     while True:
         (piece,) = loss.shape([Piece(100, 0.0)], dice)
@@ -271,7 +271,7 @@ def test_a_lone_small_write_is_acked_late_unless_more_follows() -> None:
 
 
 def test_a_tail_loss_behind_unacked_data_gets_the_fast_probe() -> None:
-    loss = Loss(0.5)
+    loss = Loss(0.5, ack_timers=False)  # one roll per lost ACK
     # A write gets through (its ACK held back: a lone small write); the next
     # one is lost once, then its ACK is lost too.
     there, back = pair(loss, [0.9, 0.9, 0.1, 0.9, 0.1])
@@ -565,7 +565,7 @@ def test_bytes_held_by_the_window_go_with_the_lost_data_once_healed() -> None:
 
 
 def test_the_ack_of_a_probe_is_a_short_sample_unless_a_later_ack_came_first() -> None:
-    loss = Loss(0.5, mss=100, probe_samples=True)
+    loss = Loss(0.5, mss=100, probe_samples=True, ack_timers=False)
     # A full-sized write gets through; its ACK is lost: the sender's probe at
     # 0.2 s draws a duplicate ACK, which echoes the probe's timestamp.
     there, back = pair(loss, [0.9, 0.1, 0.9, 0.1])
@@ -579,7 +579,7 @@ def test_the_ack_of_a_probe_is_a_short_sample_unless_a_later_ack_came_first() ->
     there.state[loss].settle(2.0)
     assert there.state[loss].srtt == pytest.approx(0.05 / 8)
     # Without the rule the probe's ACK is sampled from the send: 200 ms.
-    long = Loss(0.5, mss=100)
+    long = Loss(0.5, mss=100, ack_timers=False)
     there, _ = pair(long, [0.9, 0.1])
     write(long, there)
     there.state[long].settle(1.0)
@@ -816,7 +816,7 @@ def test_writes_held_by_the_window_join_its_segment_while_it_has_room() -> None:
 
 
 def test_a_write_carries_its_ack_only_when_its_first_segment_arrives() -> None:
-    loss = Loss(0.5)
+    loss = Loss(0.5, ack_timers=False)  # one roll per lost ACK
     # The peer's write gets through, its ACK is lost: the peer's probe (200 ms)
     # draws a duplicate.
     there, back = pair(loss, [0.1, 0.9, 0.9])
@@ -850,11 +850,11 @@ def test_the_receiver_acks_at_once_a_full_segment_a_repair_or_data_beyond_a_hole
 def test_a_lost_ack_is_drawn_by_the_probe_or_without_it_by_the_rto() -> None:
     # Linux's variance term makes the RTO (srtt + rttvar) later than the probe
     # (two round trips plus min_rto): the probe draws the duplicate ACK.
-    loss = Loss(0.5, rto_deviation=True)
+    loss = Loss(0.5, rto_deviation=True, ack_timers=False)
     state = TcpState(0.01, rttvar=0.5)
     write = loss.acknowledge(state, 0.0, 0.0, 100, False, ShapeContext(now=0.0, rng=Dice([0.1])))
     assert write.ack_at == pytest.approx(0.22)
-    bare = Loss(0.5, rto_deviation=True, tail_loss_probe=False)
+    bare = Loss(0.5, rto_deviation=True, tail_loss_probe=False, ack_timers=False)
     state = TcpState(0.01, rttvar=0.5)
     write = bare.acknowledge(state, 0.0, 0.0, 100, False, ShapeContext(now=0.0, rng=Dice([0.1])))
     assert write.ack_at == pytest.approx(0.51)
@@ -989,7 +989,7 @@ def test_with_ack_timers_a_lost_ack_keeps_the_timers_going_until_a_round_gets_th
     context.rng = Dice([0.9, 0.9])
     assert write(loss, context, at=0.5) == pytest.approx(0.3)
     # Without the rule the probe always draws the ACK.
-    bare, plain_loss = ShapeContext(now=0.0, rng=Dice([0.9, 0.1])), Loss(0.5)
+    bare, plain_loss = ShapeContext(now=0.0, rng=Dice([0.9, 0.1])), Loss(0.5, ack_timers=False)
     write(plain_loss, bare)
     assert bare.state[plain_loss].unacked[0].ack_at == pytest.approx(0.2)
 
