@@ -34,7 +34,8 @@ What Linux does with a lost segment, reduced to its timing:
   ``sample_per_ack`` (one sample per ACK, from the oldest write it newly
   acks, Karn's rule, then SACK, then the echoed timestamp) and
   ``ack_with_data`` (an ACK held back goes with the receiver's next data and
-  shares its fate).
+  shares its fate); ``probe_rounds`` lets the retransmission that draws a
+  lost ACK's duplicate, and that duplicate, be lost as well.
 - The sender's congestion window (CUBIC's rules, Linux's default) limits the
   segments in flight: it starts at ten, a loss found by a retransmission
   other than a timeout (fast retransmission or probe) cuts it to 0.7 of
@@ -465,6 +466,7 @@ class Loss(Shaper):
     probe_samples: bool = False
     sample_per_ack: bool = False
     ack_with_data: bool = False
+    probe_rounds: bool = False
     method: str | None = method()
 
     def __post_init__(self) -> None:
@@ -574,8 +576,7 @@ class Loss(Shaper):
                 due = arrived + self.delayed_ack
             probed = None
             if self.ack_loss and ctx.rng.random() < self.probability:
-                probe = self.probe_timeout(state)
-                ack = probed = arrived + (self.rto(state) if probe is None else probe)
+                ack = probed = self.drawn(state, arrived, ctx.rng)
         # Cumulative only over what had reached the receiver in order by then.
         ack_id = next(ACK_IDS)
         state.acked_by(ack, arrived, ack_id)
@@ -587,6 +588,23 @@ class Loss(Shaper):
             write.ack_due = due
         state.unacked.append(write)
         return write
+
+    def drawn(self, state: TcpState, arrived: float, rng: random.Random) -> float:
+        """When the sender learns that a write which reached the receiver at
+        ``arrived`` did, if no ACK of it comes: its probe (or, without one, its
+        RTO) sends the data again and the receiver acks the duplicate at once.
+        With ``probe_rounds`` that retransmission and its ACK can each be lost
+        as well; every round that fails waits for the next RTO, doubling (the
+        sender cannot tell a lost ACK from lost data)."""
+        rto = self.rto(state)
+        probe = self.probe_timeout(state)
+        at = arrived + (rto if probe is None else probe)
+        if not self.probe_rounds:
+            return at
+        rounds = 0
+        while rng.random() < self.probability or rng.random() < self.probability:
+            rounds += 1
+        return at + self.backoff(rounds, rto if probe is not None else min(rto * 2, self.max_rto))
 
     def piggyback(self, pieces: list[Piece], sent: float, ctx: ShapeContext) -> None:
         """A write carries its sender's ACK of the peer's data: the peer's sender
@@ -606,8 +624,7 @@ class Loss(Shaper):
         carried, ack_id = min(piece.release for piece in pieces), next(ACK_IDS)
         for write in peer.unacked:
             if write.ack_due is not None and write.delivered <= sent < write.ack_due:
-                probe = self.probe_timeout(peer)
-                drawn = write.arrived + (self.rto(peer) if probe is None else probe)
+                drawn = self.drawn(peer, write.arrived, ctx.rng)
                 if carried <= drawn:
                     write.ack_at, write.ack_id, write.probed = carried, ack_id, None
                 else:

@@ -683,6 +683,26 @@ def test_an_ack_of_retransmitted_data_alone_echoes_the_retransmission() -> None:
     assert ack_samples([], [repaired]) == {}
 
 
+def test_the_probe_that_draws_a_lost_ack_and_its_own_ack_can_be_lost_too() -> None:
+    # A full segment gets through and its ACK is lost. The probe (200 ms)
+    # sends it again; that probe is lost, so the RTO (200 ms more) does, and
+    # this time the retransmission and its ACK get through: 400 ms.
+    loss = Loss(0.5, mss=100, probe_rounds=True, probe_samples=True)
+    there, _ = pair(loss, [0.9, 0.1, 0.1, 0.9, 0.9])
+    write(loss, there)
+    (lone,) = there.state[loss].unacked
+    assert (lone.ack_at, lone.probed) == pytest.approx((0.4, 0.4))
+    # The probe gets through but its ACK is lost; the RTO's round works.
+    there, _ = pair(loss, [0.9, 0.1, 0.9, 0.1, 0.9, 0.9])
+    write(loss, there)
+    assert there.state[loss].unacked[0].ack_at == pytest.approx(0.4)
+    # Without the rule the probe's round always works.
+    plain = Loss(0.5, mss=100, probe_samples=True)
+    there, _ = pair(plain, [0.9, 0.1])
+    write(plain, there)
+    assert there.state[plain].unacked[0].ack_at == pytest.approx(0.2)
+
+
 # Found unguarded by mutation testing (docs/TESTING.md).
 
 
