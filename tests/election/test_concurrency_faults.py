@@ -175,7 +175,7 @@ async def run_fault(cluster: LocalCluster, fault: str) -> None:
                 if fault == "blackhole":
                     await run.faults.remove(old.identity, "cut")
                     writer_client = old.connection.client
-                writer = FencedWriter(writer_client, old.identity, checker=checker, timeout=5)
+                writer = FencedWriter(writer_client, checker=checker, timeout=5)
                 assert not await writer.put(old_fence, b"/fenced" + old_fence.key, b"stale")
         finally:
             if fault == "pause":
