@@ -28,8 +28,9 @@ from etcdlab.common.argtypes import time_scale
 from etcdlab.common.timescale import TimeScale
 from etcdlab.proxy.control import ControlServer, format_address, parse_address
 from etcdlab.proxy.faults import Fault
+from etcdlab.proxy.faults.base import spelled
 from etcdlab.proxy.faults.registry import add_flags, from_flags, from_table
-from etcdlab.proxy.link import Address
+from etcdlab.proxy.link import Address, check_fits
 from etcdlab.proxy.server import ProxyServer
 
 
@@ -58,22 +59,62 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "--loss 0.3 --latency 20ms --seed 1 --control 127.0.0.1:0"
         ),
     )
-    parser.add_argument("--listen", type=address, help="HOST:PORT to listen on (port 0 = pick)")
-    parser.add_argument("--upstream", type=address, help="HOST:PORT of the etcd member")
-    parser.add_argument("--name", default="proxy", help="link name (seeds its randomness)")
+    parser.add_argument(
+        "--listen",
+        type=address,
+        metavar="HOST:PORT",
+        help="where to listen (port 0: the OS picks one; the ready line says which)",
+    )
+    parser.add_argument(
+        "--upstream", type=address, metavar="HOST:PORT", help="the etcd member to forward to"
+    )
+    parser.add_argument(
+        "--name",
+        default="proxy",
+        help="the link's name in the control API; seeds its randomness (default proxy)",
+    )
     add_flags(parser)
-    parser.add_argument("--raw", action="store_true", help="raw TCP (peer links): no HTTP/2")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="forward raw TCP without parsing HTTP/2 (for etcd peer links, which speak "
+        "HTTP/1.1); frame faults and --method need HTTP/2",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the faults' random draws, with each link's name (default 0)",
+    )
     parser.add_argument(
         "--time-scale",
         type=time_scale,
         default=TimeScale(1.0),
+        metavar="FACTOR",
         help="multiply every duration of every fault, given here or over the control "
         "API (default 1; 0.1 = 10x faster)",
     )
-    parser.add_argument("--control", type=address, help="HOST:PORT of the control API")
-    parser.add_argument("--config", type=Path, help="TOML file with several links")
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING"))
+    parser.add_argument(
+        "--control",
+        type=address,
+        metavar="HOST:PORT",
+        help="serve the control API here (port 0: the OS picks one; the ready line says "
+        "which); none without it",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="a TOML file with several links and their faults, instead of --listen and "
+        "--upstream (format: docs/PROXY.md)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING"),
+        help="what goes to stderr (default INFO: links listening or disabled, "
+        "connections that failed)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -109,6 +150,8 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
     if args.method is not None and args.raw:
         raise ValueError("--method needs HTTP/2: it cannot go with --raw")
     link = LinkSpec(args.name, args.upstream, args.listen, not args.raw, from_flags(args))
+    for fault in link.faults:
+        check_fits(fault, link.name, http2=link.http2)
     return Spec(args.seed, args.time_scale, args.control, [link])
 
 
@@ -127,10 +170,10 @@ def spec_from_toml(text: str, args: argparse.Namespace) -> Spec:
     _known(config, _TOP_KEYS, "")
     seed = config.get("seed", args.seed)
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"config: seed: must be a whole number, not {seed!r}")
+        raise ValueError(f"config: seed: must be a whole number, not {spelled(seed)}")
     scale = config.get("time_scale", args.time_scale)
     if isinstance(scale, bool) or not isinstance(scale, int | float):
-        raise ValueError(f"config: time_scale: must be a number, not {scale!r}")
+        raise ValueError(f"config: time_scale: must be a number, not {spelled(scale)}")
     try:
         scale = TimeScale(scale, "time_scale:")
     except ValueError as error:
@@ -148,7 +191,9 @@ def spec_from_toml(text: str, args: argparse.Namespace) -> Spec:
             raise ValueError(f"config: {where}: must be a table: write [[links]]")
         link = _link(entry, where)
         if link.name in {other.name for other in links}:
-            raise ValueError(f"config: {where}.name: {link.name!r} names an earlier link too")
+            raise ValueError(
+                f"config: {where}.name: {spelled(link.name)} names an earlier link too"
+            )
         links.append(link)
     return Spec(
         seed,
@@ -162,12 +207,12 @@ def _link(entry: dict[str, Any], where: str) -> LinkSpec:
     _known(entry, _LINK_KEYS, f"{where}.")
     name = entry.get("name")
     if not isinstance(name, str) or not name:
-        raise ValueError(f"config: {where}.name: must be a non-empty string, not {name!r}")
+        raise ValueError(f"config: {where}.name: must be a non-empty string, not {spelled(name)}")
     if "upstream" not in entry:
         raise ValueError(f"config: {where}.upstream: missing (HOST:PORT of the etcd member)")
     http2 = entry.get("http2", True)
     if not isinstance(http2, bool):
-        raise ValueError(f"config: {where}.http2: must be true or false, not {http2!r}")
+        raise ValueError(f"config: {where}.http2: must be true or false, not {spelled(http2)}")
     tables = entry.get("faults", [])
     if not isinstance(tables, list):
         raise ValueError(f"config: {where}.faults: must be an array of tables: [[links.faults]]")
@@ -177,9 +222,11 @@ def _link(entry: dict[str, Any], where: str) -> LinkSpec:
         if not isinstance(table, dict):
             raise ValueError(f"config: {path}: must be a table: write [[links.faults]]")
         try:
-            faults.append(from_table(table))
+            fault = from_table(table)
+            check_fits(fault, name, http2=http2)
         except ValueError as error:
             raise ValueError(f"config: {path}: {error}") from None
+        faults.append(fault)
     return LinkSpec(
         name,
         _address_at(f"{where}.upstream", entry["upstream"]),
@@ -199,7 +246,7 @@ def _known(table: dict[str, Any], keys: tuple[str, ...], prefix: str) -> None:
 
 def _address_at(path: str, value: Any) -> Address:
     if not isinstance(value, str):
-        raise ValueError(f"config: {path}: must be a HOST:PORT string, not {value!r}")
+        raise ValueError(f"config: {path}: must be a HOST:PORT string, not {spelled(value)}")
     try:
         return parse_address(value)
     except ValueError as error:

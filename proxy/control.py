@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from etcdlab.common.timescale import UNSCALED, TimeScale
+from etcdlab.proxy.faults.base import spelled
 from etcdlab.proxy.faults.registry import from_toxic, to_toxic
 from etcdlab.proxy.link import Address, ProxyLink
 from etcdlab.proxy.metrics import render
@@ -42,7 +43,7 @@ class HttpError(Exception):
 def parse_address(text: str) -> Address:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"not HOST:PORT: {text!r}")
+        raise ValueError(f"not HOST:PORT: {spelled(text)}")
     return host.strip("[]"), int(port)
 
 
@@ -239,9 +240,13 @@ class ControlServer:
         link, current = self._toxic(request)
         update = await _object(request)
         merged = to_toxic(current)
+        if update.get("type", merged["type"]) != merged["type"]:
+            # Toxiproxy keeps the type silently; a user who asked for another would
+            # believe it changed.
+            raise ValueError("type cannot change; delete the toxic and create it again")
         attributes = update.get("attributes") or {}
         if not isinstance(attributes, dict):
-            raise ValueError(f"attributes must be an object, not {attributes!r}")
+            raise ValueError(f"attributes must be an object, not {spelled(attributes)}")
         merged["attributes"].update(attributes)
         for key in ("stream", "toxicity"):
             merged[key] = update.get(key, merged[key])
@@ -266,12 +271,13 @@ class ControlServer:
         if not isinstance(body, list):
             raise ValueError("request body must be a JSON list of proxies")
         wanted = [
-            _ProxySpec.parse(_must_be_object(entry), f" at proxy {i + 1}")
+            _ProxySpec.parse(_must_be_object(entry, f"proxy {i + 1}"), f" at proxy {i + 1}")
             for i, entry in enumerate(body)
         ]
         names = [spec.name for spec in wanted]
-        if len(set(names)) != len(names):
-            raise ValueError("name: duplicate proxy names in the list")
+        twice = next((name for name in names if names.count(name) > 1), None)
+        if twice is not None:
+            raise ValueError(f"name: {spelled(twice)} names more than one proxy in the list")
         done: list[dict[str, Any]] = []
         for spec in wanted:
             try:
@@ -322,7 +328,7 @@ class _ProxySpec:
                 raise ValueError(f"missing required field: {required}{where}")
         name = body["name"]
         if not isinstance(name, str) or "/" in name:
-            raise ValueError(f"name must be a string without '/'{where}, not {name!r}")
+            raise ValueError(f'name must be a string without "/"{where}, not {spelled(name)}')
         try:
             return cls(
                 name,
@@ -350,7 +356,7 @@ class _ProxySpec:
 
 def _address(name: str, value: Any) -> Address:
     if not isinstance(value, str):
-        raise ValueError(f"{name} must be a HOST:PORT string, not {value!r}")
+        raise ValueError(f"{name} must be a HOST:PORT string, not {spelled(value)}")
     try:
         return parse_address(value)
     except ValueError as error:
@@ -359,7 +365,7 @@ def _address(name: str, value: Any) -> Address:
 
 def _flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false")
+        raise ValueError(f"{name} must be true or false, not {spelled(value)}")
     return value
 
 
@@ -377,7 +383,9 @@ async def _object(request: web.Request) -> dict[str, Any]:
     return _must_be_object(await _json(request))
 
 
-def _must_be_object(body: Any) -> dict[str, Any]:
+def _must_be_object(body: Any, what: str = "request body") -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise ValueError("request body must be a JSON object")
+        # An empty body reads as None, as a JSON null does: neither sent anything.
+        got = "nothing" if body is None else spelled(body)
+        raise ValueError(f"{what} must be a JSON object, not {got}")
     return body

@@ -23,7 +23,7 @@ from typing import Any
 
 from etcdlab.proxy.connection import ClientProtocol, Connection
 from etcdlab.proxy.counters import Counters
-from etcdlab.proxy.faults.base import DOWNSTREAM, UPSTREAM, Fault
+from etcdlab.proxy.faults.base import DOWNSTREAM, UPSTREAM, Fault, spelled
 from etcdlab.proxy.plan import Plan, Variant, plan
 from etcdlab.proxy.sockets import nodelay, reset_socket
 
@@ -35,6 +35,20 @@ Address = tuple[str, int]
 ACCEPT_BATCH = 8
 # The kernel's queue of connections not yet accepted (capped by somaxconn).
 _BACKLOG = 1024
+
+
+def check_fits(fault: Fault, link: str, *, http2: bool) -> None:
+    """ValueError unless ``fault`` can act on the link named ``link`` (checked before
+    a link listens too: ``etcdlab proxy`` refuses such a fault before starting)."""
+    reason = fault.needs_http2()
+    # In the words of the control API, where a link is a proxy with "http2".
+    if reason is not None and not http2:
+        raise ValueError(f"{reason}, and proxy {spelled(link)} is raw TCP (http2 false)")
+    if fault.dialer is not None and http2:
+        raise ValueError(
+            f"dialer: a dialer filter needs raw TCP, and proxy {spelled(link)} speaks HTTP/2 "
+            "(http2 true)"
+        )
 
 
 class ProxyLink:
@@ -99,7 +113,7 @@ class ProxyLink:
         except (OSError, UnicodeError) as error:
             # A name that does not resolve is bad input, not a failure here.
             reason = getattr(error, "strerror", None) or error
-            message = f"listen: link {self.name} cannot resolve {host!r}: {reason}"
+            message = f"listen: link {self.name} cannot resolve {spelled(host)}: {reason}"
             raise ValueError(message) from None
         family, _, _, _, address = infos[0]
         try:
@@ -222,11 +236,7 @@ class ProxyLink:
         return fault
 
     def _check(self, fault: Fault) -> None:
-        reason = fault.needs_http2()
-        if reason is not None and not self.http2:
-            raise ValueError(f"link {self.name} is raw TCP: {reason}")
-        if fault.dialer is not None and self.http2:
-            raise ValueError(f"link {self.name} speaks HTTP/2: dialer filters need a raw link")
+        check_fits(fault, self.name, http2=self.http2)
 
     def remove(self, fault: Fault | str) -> Fault:
         name = fault if isinstance(fault, str) else fault.name

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 
 def check_method(method: str | None) -> None:
     if method is not None and (not method or method.startswith("/")):
-        raise ValueError("method must look like 'package.Service' or 'package.Service/Method'")
+        raise ValueError(
+            'method must look like "package.Service" or "package.Service/Method", '
+            f"not {json.dumps(method)}"
+        )
 
 
 def method_matches(method: str | None, path: str | None) -> bool:

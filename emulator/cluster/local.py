@@ -453,6 +453,22 @@ class LocalCluster:
         ids = {m.member_id: m.index for m in self.members if m.member_id}
         return ids.get(leader_id), term
 
+    def counter(self, index: int, name: str, timeout: float = 2.0) -> float | None:
+        """The member's Prometheus counter ``name``, summed over its labels (0 if
+        it has none yet), from its ``/metrics``; None if it does not answer."""
+        member = self.members[index]
+        try:
+            with urllib.request.urlopen(f"{member.client_url}/metrics", timeout=timeout) as reply:
+                text = reply.read().decode()
+        except (OSError, ValueError, urllib.error.URLError):
+            return None
+        # "name{labels} value" or "name value"; "name_total" and the like are others.
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " ")
+        )
+
     def _wait_member(self, member: Member, deadline: float) -> None:
         while not self.member_healthy(member.index):
             if not member.running:

@@ -11,6 +11,7 @@ RUN = (
     f"Exit status: {COMPLETED} the run completed and the safety check held (never two "
     f"leaders of one lease at once); {FAILED} the run failed; {USAGE} bad options or "
     f"scenario file (nothing started); {UNSAFE} the safety check failed; {DIFFERS} a claim "
-    "differs (only with --fail-on differs); 130/143 stopped by SIGINT/SIGTERM. A run that "
-    "failed or was stopped still writes its report, marked as such, with what it measured."
+    "differs (only with --fail-on differs); 130/143 stopped by SIGINT/SIGTERM before the "
+    "measurement ended (later, a signal is ignored). A run that failed or was stopped "
+    "still writes its report, marked as such, with what it measured."
 )

@@ -6,6 +6,9 @@ every later one is noted and ignored, so that the cleanup the cancellation
 started (stopping etcd members, deleting their data directories, writing a
 partial report) runs to the end.
 Once stopping, the process ignores them until it exits: it is on its way out.
+A job that has done its work and is only cleaning up and writing its results
+says so (:func:`finishing`): it is on its way out too, and a signal then stops
+nothing, so even the first is noted and ignored, and the results stay whole.
 SIGKILL is still there for anyone who cannot wait.
 """
 
@@ -15,6 +18,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -33,6 +37,21 @@ class Stopped(KeyboardInterrupt):
     def exit_code(self) -> int:
         """The shell's convention for a process ended by a signal: 128 + its number."""
         return 128 + self.signum
+
+
+# What the job under run() said it is doing now that its work is done (see
+# finishing); None while it works. A list, so the job's context can fill it in.
+_finishing: ContextVar[list[str] | None] = ContextVar("etcdlab_finishing", default=None)
+
+
+def finishing(doing: str) -> None:
+    """Tell :func:`run` that the job's work is done and what is left is ``doing``
+    (its cleanup, writing its results): a signal from now on is noted and ignored.
+    Cancelling the cleanup would stop nothing, and the results it writes are whole,
+    so they and the exit status say the job completed. Outside :func:`run`, nothing."""
+    said = _finishing.get()
+    if said is not None:
+        said.append(doing)
 
 
 def _note(signum: int, first: bool) -> None:
@@ -65,8 +84,14 @@ def run(
         task = asyncio.current_task()
         assert task is not None
         received: list[int] = []
+        done: list[str] = []
+        _finishing.set(done)
 
         def on_signal(signum: int) -> None:
+            if done and not received:
+                name = signal.Signals(signum).name
+                print(f"etcdlab: {name}: {done[-1]}: ignored", file=sys.stderr, flush=True)
+                return
             _note(signum, first=not received)
             if not received:
                 received.append(signum)

@@ -146,10 +146,11 @@ class SafetyChecker:
         self._faults.append((name, at))
         return at
 
-    def write_attempted(self, identity: str, term: int, accepted: bool) -> None:
-        """A fenced write by ``identity`` under ``term``, and whether etcd took it.
+    def write_attempted(self, term: int, accepted: bool) -> None:
+        """A fenced write under ``term``, and whether etcd took it.
 
-        It is stale when a later leadership (higher term) had begun by now.
+        It is stale when a later leadership (higher term) had begun by now: the
+        term says whose leadership it was, so the writer's name adds nothing.
         """
         self._writes += 1
         newest = max((i.term for i in self._intervals if i.start <= self._clock.now()), default=0)
@@ -269,13 +270,11 @@ class FencedWriter:
     def __init__(
         self,
         kv: TxnKV,
-        identity: str,
         *,
         checker: SafetyChecker | None = None,
         timeout: float | None = None,
     ) -> None:
         self._kv = kv
-        self._identity = identity
         self._checker = checker
         self._timeout = timeout
 
@@ -284,5 +283,5 @@ class FencedWriter:
         put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=value))
         reply = await self._kv.txn([fence.compare()], [put], timeout=self._timeout)
         if self._checker is not None:
-            self._checker.write_attempted(self._identity, fence.term, reply.succeeded)
+            self._checker.write_attempted(fence.term, reply.succeeded)
         return reply.succeeded

@@ -88,8 +88,8 @@ def _s(seconds: float) -> str:
     return f"{seconds:.1f} s"
 
 
-def _ms(seconds: float | None) -> str:
-    return "n/a" if seconds is None else f"{seconds * 1000:.1f} ms"
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
 
 
 def _no_fault(timeline: Timeline) -> Finding | None:

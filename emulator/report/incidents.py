@@ -40,7 +40,9 @@ TIMED_OUT_AFTER = 1.0
 # The apiserver's keepalive (30 s + 10 s) has had time to notice a dead member.
 KEEPALIVE_NOTICED = 45.0
 # etcd 3.5 sends a returning follower a snapshot, the path #8411's bug was in,
-# only when it missed more than this many raft entries (SnapshotCatchUpEntries).
+# only when it missed more than this many raft entries (SnapshotCatchUpEntries)
+# past the leader's last snapshot; a run of a local cluster counts the snapshots
+# each member received (gauge snapshots_received/etcd-N), which says it outright.
 SNAPSHOT_CATCH_UP = 5000
 
 
@@ -328,24 +330,44 @@ def cache_stale_after_return(timeline: Timeline) -> Finding:
             )
             if length > longest:
                 longest, worst, reads = length, apiserver, served
-    missed = _revisions_missed(timeline, *window)
     span = (timeline.unscaled_since_fault(healed), float("inf"))
+    path = _catch_up(timeline, *window)
     if longest >= STALE_FOR:
         measured = (
             f"{worst}'s watch cache stayed behind etcd for {longest:.1f} s after the member "
-            f"came back, serving {reads} reads from it"
+            f"came back, serving {reads} reads from it; {path}"
         )
         return Finding(Verdict.AGREES, measured, span)
     measured = (
         f"every watch cache kept up after the member came back (longest behind: "
-        f"{longest:.1f} s); the member missed {missed} revisions while cut off"
+        f"{longest:.1f} s); {path}"
     )
-    if missed <= SNAPSHOT_CATCH_UP:
-        measured += (
-            f", fewer than the {SNAPSHOT_CATCH_UP} raft entries beyond which etcd sends a "
-            "snapshot (the path of the reported bug): it caught up from the log"
-        )
     return Finding(Verdict.DIFFERS, measured, span)
+
+
+def _catch_up(timeline: Timeline, start: float, end: float) -> str:
+    """How the cut-off member caught up: from a snapshot the leader sent (the
+    reported bug's path) or from the leader's log, in words."""
+    missed = f"it missed {_revisions_missed(timeline, start, end)} revisions while cut off"
+    sent = [timeline.gauge_series(f"snapshots_received/{member}") for member in _members(timeline)]
+    if sent and all(sent):
+        received = int(sum(series[-1].value for series in sent))
+        if received:
+            return (
+                f"{missed}, and the leader sent it {received} "
+                f"snapshot{'s' if received > 1 else ''} of the database "
+                "(etcd_network_snapshot_receive_success): the path of the reported bug ran"
+            )
+        return (
+            f"{missed}, and no snapshot was sent: it caught up from the leader's log (etcd "
+            f"keeps {SNAPSHOT_CATCH_UP} raft entries behind its last snapshot)"
+        )
+    if _revisions_missed(timeline, start, end) <= SNAPSHOT_CATCH_UP:
+        return (
+            f"{missed}, fewer than the {SNAPSHOT_CATCH_UP} raft entries beyond which etcd "
+            "sends a snapshot (the path of the reported bug): it caught up from the log"
+        )
+    return f"{missed} (whether the leader sent it a snapshot was not sampled)"
 
 
 def _revisions_missed(timeline: Timeline, start: float, end: float) -> int:

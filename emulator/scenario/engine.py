@@ -25,6 +25,7 @@ from typing import Any
 from etcdlab.client.errors import EtcdError
 from etcdlab.client.etcd import EtcdClient
 from etcdlab.cluster.local import LocalCluster, ServerFlags
+from etcdlab.common import stopping
 from etcdlab.common.clock import MonotonicClock
 from etcdlab.common.timeline import FaultKind, Health, Recorder, Request, Timeline, quantile
 from etcdlab.common.timescale import UNSCALED, TimeScale
@@ -45,6 +46,7 @@ from etcdlab.scenario.spec import (
     FaultStep,
     FieldError,
     Scenario,
+    WriteBurst,
     target_members,
 )
 
@@ -340,6 +342,7 @@ async def run(
         settings={
             "description": scenario.description,
             "faults": [asdict(step) for step in scenario.faults],
+            "bursts": [asdict(burst) for burst in scenario.bursts],
             "plane": {k: v for k, v in asdict(options.plane).items() if not isinstance(v, dict)},
             "objects": options.plane.objects,
             "endpoints": list(options.endpoints) or "local cluster behind proxies",
@@ -381,6 +384,9 @@ async def _measure(
     async with contextlib.AsyncExitStack() as stack:
         try:
             await _start_and_inject(scenario, options, clock, recorder, progress, stack)
+            # Measured to the end: a signal now would stop nothing but the cleanup,
+            # and the report says what was measured, all of it.
+            stopping.finishing("the run is over, finishing its report")
         finally:
             # Before anything stops: shutting down is not part of the measurement.
             recorder.finish()
@@ -400,6 +406,7 @@ async def _start_and_inject(
         endpoints: Sequence[str] = options.endpoints
         truth: Sequence[str] | None = None
         driver: ScenarioFaults | None = None
+        cluster: LocalCluster | None = None
         if options.proxy_control:
             ids = await member_ids(endpoints)
             if ids is None and any(s.kind.startswith("partition") for s in scenario.faults):
@@ -469,18 +476,35 @@ async def _start_and_inject(
         for step in scenario.faults
         if driver is not None and ts.scaled(step.at) < duration
     ]
+    bursts = [
+        asyncio.create_task(
+            _burst(burst, truth or endpoints, cluster, recorder, origin, ts, progress)
+        )
+        for burst in scenario.bursts
+        if ts.scaled(burst.at) < duration
+    ]
     outcomes: list[BaseException | None] = []
     stop_churn = asyncio.create_task(_stop_churn(plane, faults))
     try:
         await _progress(recorder, plane, faults, origin, duration, progress)
     finally:
-        # A fault still on when the run ends is healed (and recorded) now.
-        for task in [*faults, stop_churn]:
+        # A fault still on when the run ends is healed (and recorded) now, and a
+        # burst still writing stops.
+        for task in [*faults, *bursts, stop_churn]:
             task.cancel()
-        outcomes = await asyncio.gather(*faults, stop_churn, return_exceptions=True)
+        outcomes = await asyncio.gather(*faults, *bursts, stop_churn, return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, Exception):
             raise outcome
+    if cluster is not None:
+        # Whether the leader had to send a member a snapshot (a member back from a
+        # long cut, behind the log the leader kept): etcd's own counters.
+        for member in cluster.members:
+            received = await asyncio.to_thread(
+                cluster.counter, member.index, "etcd_network_snapshot_receive_success"
+            )
+            if received is not None:
+                recorder.gauge(f"snapshots_received/{member.name}", received)
     failures = plane.failed_tasks()
     if failures:
         raise RuntimeError(f"a control-plane job failed: {failures[0]!r}")
@@ -580,6 +604,77 @@ async def _fault(
         recorder.fault(start, KINDS[step.kind], target, detail)
         await heal()
         progress(f"fault healed: {target}")
+
+
+# Keys a burst overwrites in turn: its writes are raft entries and revisions, not a
+# growing keyspace (a snapshot sent to a member carries the whole database).
+BURST_KEYS = 100
+BURST_PREFIX = b"/etcdlab/burst/"
+# Writes of a burst in flight at once, at most: a rate the cluster cannot keep up
+# with makes the burst last longer, not the writes pile up.
+BURST_WINDOW = 64
+
+
+async def _burst(
+    burst: WriteBurst,
+    endpoints: Sequence[str],
+    cluster: LocalCluster | None,
+    recorder: Recorder,
+    origin: float,
+    ts: TimeScale,
+    progress: Progress,
+) -> None:
+    """``burst.count`` writes committed, one due every ``1 / rate`` (scaled) from
+    ``at``, at most :data:`BURST_WINDOW` in flight; a write that fails is made
+    again, as the next one due. A local cluster's writes go to the raft leader
+    of when the burst begins (a member that has lost its leader, as one cut off
+    has, holds a write until etcd's request timeout; the others forward it)."""
+    await asyncio.sleep(max(0.0, origin + ts.scaled(burst.at) - recorder.now()))
+    leader = None if cluster is None else await asyncio.to_thread(cluster.leader)
+    if cluster is not None and leader is not None:
+        endpoints = [cluster.endpoints[leader]]
+    every = ts.scaled(1 / burst.rate)
+    committed = failed = made = 0
+    value = b"x" * 64
+    flying: set[asyncio.Task[None]] = set()
+
+    async def write(client: EtcdClient, key: bytes) -> None:
+        nonlocal committed, failed
+        try:
+            await client.put(key, value, idempotent=True, timeout=ts.scaled(5.0))
+        except EtcdError:
+            failed += 1
+        else:
+            committed += 1
+
+    async with EtcdClient(endpoints, name="burst") as client:
+        start = recorder.now()
+        try:
+            while committed < burst.count:
+                while (
+                    len(flying) < BURST_WINDOW
+                    and committed + len(flying) < burst.count
+                    and start + made * every <= recorder.now()
+                ):
+                    task = asyncio.create_task(
+                        write(client, BURST_PREFIX + b"%d" % (made % BURST_KEYS))
+                    )
+                    flying.add(task)
+                    task.add_done_callback(flying.discard)
+                    made += 1
+                if len(flying) < BURST_WINDOW and committed + len(flying) < burst.count:
+                    # Pacing, not waiting for anything: the next write's due time.
+                    await asyncio.sleep(max(0.0, start + made * every - recorder.now()))
+                else:
+                    await asyncio.wait(set(flying), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in flying:
+                task.cancel()
+            await asyncio.gather(*flying, return_exceptions=True)
+    seconds = recorder.timeline.unscaled(recorder.now() - start)
+    progress(
+        f"burst: {committed} writes committed in {seconds:.1f} s ({failed} failed, made again)"
+    )
 
 
 def _detail(step: FaultStep) -> str:

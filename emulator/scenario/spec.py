@@ -21,6 +21,10 @@ A TOML scenario (every key is in docs/SCENARIOS.md, generated from
     # latency = "50ms"
     # jitter = "10ms"
     links = "all"           # client | peer | all
+    [[burst]]               # writes besides the workload's (raft entries)
+    at = 40
+    count = 6000            # committed, not scaled
+    rate = 60               # a second, scaled like the times
 
 The whole file is checked before anything starts: unknown tables and keys
 (with the closest known name), types, ranges, targets against the member count.
@@ -176,6 +180,37 @@ class FaultStep:
 
 
 @dataclass(frozen=True)
+class WriteBurst:
+    """``count`` writes committed to etcd, paced at ``rate`` a second from ``at``
+    (real seconds, scaled like the rest; the count is not: it is raft entries).
+    The workload is a few writes a second; a burst is what a busy cluster's other
+    clients add, e.g. enough entries while a member is cut off that the leader
+    compacts its log past it and has to send it a snapshot."""
+
+    at: float
+    count: int
+    rate: float
+
+    def __post_init__(self) -> None:
+        if self.at < 0:
+            raise FieldError("at", f"must not be negative, not {self.at:g}")
+        if not float(self.count).is_integer() or self.count < 1:
+            raise FieldError(
+                "count", f"must be a whole number of writes above 0, not {self.count:g}"
+            )
+        object.__setattr__(self, "count", int(self.count))
+        if not (self.rate > 0 and math.isfinite(self.rate)):
+            raise FieldError(
+                "rate", f"must be a number of writes a second above 0, not {self.rate:g}"
+            )
+
+    @property
+    def end(self) -> float:
+        """When the last write is due (it may commit later, on a busy machine)."""
+        return self.at + self.count / self.rate
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -184,18 +219,29 @@ class Scenario:
     # etcd flags the conditions need, given to every local member (built-ins only:
     # an incident on an older etcd, e.g. --pre-vote=false).
     etcd_args: tuple[str, ...] = ()
+    bursts: tuple[WriteBurst, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if not self.name:
             raise FieldError("name", "must not be empty")
         if self.duration <= 0:
             raise FieldError("duration", f"must be above 0, not {self.duration:g}")
-        for index, step in enumerate(self.faults):
-            if step.end > self.duration:
+        ends = [
+            (f"fault[{index}].duration", step.end, f"the fault ends at {step.end:g} s")
+            for index, step in enumerate(self.faults)
+        ] + [
+            (
+                f"burst[{index}].rate",
+                burst.end,
+                f"{burst.count} writes at {burst.rate:g} a second from {burst.at:g} s end "
+                f"at {burst.end:g} s",
+            )
+            for index, burst in enumerate(self.bursts)
+        ]
+        for path, end, what in ends:
+            if end > self.duration:
                 raise FieldError(
-                    f"fault[{index}].duration",
-                    f"the fault ends at {step.end:g} s, after the scenario's duration "
-                    f"({self.duration:g} s)",
+                    path, f"{what}, after the scenario's duration ({self.duration:g} s)"
                 )
 
 
@@ -269,9 +315,17 @@ INCIDENTS: tuple[Scenario, ...] = (
     Scenario(
         "etcd-8411",
         "etcd-io/etcd#8411: a follower cut off from its peers (its client link kept) for "
-        "3 minutes, then back: does the apiserver's watch cache serve stale data?",
+        "3 minutes while 6000 writes go in, then back: the leader sends it a snapshot; "
+        "does the apiserver's watch cache serve stale data?",
         300,
         (FaultStep(30, 180, "partition-minority", "follower", links="peer"),),
+        # The reported path: a member behind the leader's compacted log gets a
+        # snapshot. etcd keeps SnapshotCatchUpEntries (5000, no flag in 3.5) entries
+        # behind its last snapshot, taken every --snapshot-count entries (100000 by
+        # default, 10000 in the report's 3.1), so the cut must span more than
+        # 5000 + 500 of them here; the workload alone writes a few hundred in it.
+        etcd_args=("--snapshot-count=500",),
+        bursts=(WriteBurst(40, 6000, 60),),
     ),
     Scenario(
         "k8s-128812",
@@ -304,6 +358,23 @@ SCENARIO_KEYS = (
     Key("description", "string", '""', "one line, shown at the top of the report"),
     Key("duration", "number", REQUIRED, "seconds after the warm-up; above 0"),
     Key("fault", "array of tables", "no faults", "`[[fault]]`, one table per fault (below)"),
+    Key("burst", "array of tables", "no bursts", "`[[burst]]`, one table per write burst (below)"),
+)
+BURST_KEYS = (
+    Key("at", "number", REQUIRED, "when it begins: seconds after the warm-up; 0 or more"),
+    Key(
+        "count",
+        "number",
+        REQUIRED,
+        "writes to commit (raft entries: not scaled); a whole number above 0",
+    ),
+    Key(
+        "rate",
+        "number",
+        REQUIRED,
+        "writes a second (scaled like times: 10x at time scale 0.1); above 0; the last "
+        "is due (count / rate after at) by the scenario's duration",
+    ),
 )
 FAULT_KEYS = (
     Key("at", "number", REQUIRED, "when it begins: seconds after the warm-up; 0 or more"),
@@ -365,7 +436,8 @@ def schema_markdown() -> str:
         return rows
 
     return "\n".join(["Top level:", "", *table(SCENARIO_KEYS), "", "Each `[[fault]]`:", "",
-                      *table(FAULT_KEYS)])  # fmt: skip
+                      *table(FAULT_KEYS), "", "Each `[[burst]]`:", "",
+                      *table(BURST_KEYS)])  # fmt: skip
 
 
 def _unknown(path: str, name: str, known: tuple[Key, ...], table: bool) -> FieldError:
@@ -484,6 +556,24 @@ def _step(raw: Any, index: int) -> FaultStep:
         raise error.within(where) from None
 
 
+def _burst(raw: Any, index: int) -> WriteBurst:
+    where = f"burst[{index}]"
+    if not isinstance(raw, dict):
+        raise FieldError(where, "must be a table: write [[burst]]")
+    values = _read(raw, BURST_KEYS, f"{where}.")
+    try:
+        return WriteBurst(**values)
+    except FieldError as error:
+        raise error.within(where) from None
+
+
+def _tables(data: dict[str, Any], name: str) -> list[Any]:
+    tables = data.get(name, [])
+    if not isinstance(tables, list):
+        raise FieldError(name, f"must be an array of tables: write [[{name}]]")
+    return tables
+
+
 def from_toml(text: str, source: str = "scenario") -> Scenario:
     """The scenario in ``text``, checked whole; ValueError ``source: path: problem``."""
     try:
@@ -492,14 +582,12 @@ def from_toml(text: str, source: str = "scenario") -> Scenario:
         raise ValueError(f"{source}: not valid TOML: {error}") from None
     try:
         values = _read(data, SCENARIO_KEYS, "")
-        faults = data.get("fault", [])
-        if not isinstance(faults, list):
-            raise FieldError("fault", "must be an array of tables: write [[fault]]")
         return Scenario(
             name=values.get("name", Path(source).stem),
             description=values.get("description", ""),
             duration=values["duration"],
-            faults=tuple(_step(raw, index) for index, raw in enumerate(faults)),
+            faults=tuple(_step(raw, index) for index, raw in enumerate(_tables(data, "fault"))),
+            bursts=tuple(_burst(raw, index) for index, raw in enumerate(_tables(data, "burst"))),
         )
     except FieldError as error:
         raise ValueError(f"{source}: {error}") from None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import random
 import typing
@@ -47,6 +48,15 @@ PROBABILITY = "probability"  # 0..1
 METHOD = "method"  # a gRPC method or service the fault is limited to
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
+
+
+def spelled(value: Any) -> str:
+    """``value`` as the control API's JSON (and TOML) spells it, for error messages:
+    a user who sent ``true`` or ``"5ms"`` must not read Python's ``True`` or ``'5ms'``."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def duration(default: float | None = 0.0) -> Any:
@@ -115,7 +125,9 @@ class Param:
         else:
             ok = isinstance(value, self.type)
         if not ok:
-            raise ValueError(f"{self.name} must be {_DESCRIPTIONS[self.type]}, not {value!r}")
+            raise ValueError(
+                f"{self.name} must be {_DESCRIPTIONS[self.type]}, not {spelled(value)}"
+            )
 
     def from_json(self, value: Any) -> Any:
         """The value from the control API's JSON or a TOML file (durations in milliseconds)."""
@@ -123,7 +135,7 @@ class Param:
         if self.unit == DURATION and not (number and value >= 0 and math.isfinite(value)):
             # Checked here, in the API's unit: the fault itself checks seconds.
             raise ValueError(
-                f"{self.name} must be a finite number of milliseconds >= 0, not {value!r}"
+                f"{self.name} must be a finite number of milliseconds >= 0, not {spelled(value)}"
             )
         self.check(value)
         if self.unit == DURATION:
@@ -207,7 +219,7 @@ class Fault:
         if self.direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
         if not isinstance(self.name, str) or "/" in self.name:
-            raise ValueError("name must be a string without '/'")
+            raise ValueError(f'name must be a string without "/", not {spelled(self.name)}')
         if not self.name:
             object.__setattr__(self, "name", f"{self.kind}_{self.direction}")
         _check_probability("toxicity", self.toxicity)
@@ -221,7 +233,7 @@ class Fault:
             if param.unit == DURATION and not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{param.name} must be a finite number of seconds >= 0")
             if param.unit == RATE and not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{param.name} must be a positive finite number")
+                raise ValueError(f"{param.name} must be a positive finite number, not {value:g}")
             if param.unit == PROBABILITY:
                 _check_probability(param.name, value)
             if param.unit == METHOD:
@@ -313,7 +325,7 @@ class Fault:
     def needs_http2(self) -> str | None:
         """Why this fault cannot run on a raw TCP link (None if it can)."""
         if self.method_filter is not None:
-            return "method: method filters need http2=True"
+            return "method: a method filter needs HTTP/2"
         return None
 
 
@@ -370,9 +382,9 @@ def _no_unknown(cls: type[Fault], attributes: Mapping[str, Any]) -> None:
 
 def _check_probability(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number between 0 and 1, not {value!r}")
+        raise ValueError(f"{name} must be a number between 0 and 1, not {spelled(value)}")
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be between 0 and 1")
+        raise ValueError(f"{name} must be between 0 and 1, not {spelled(value)}")
 
 
 def _is_member_id(text: str) -> bool:
@@ -487,7 +499,7 @@ class FrameFault(Fault):
         return True
 
     def needs_http2(self) -> str | None:
-        return "frame faults need http2=True"
+        return f"a {self.kind} fault acts on HTTP/2 frames"
 
     def on_ping(self, rng: random.Random) -> Action:
         return Action.PASS

@@ -26,7 +26,14 @@ from etcdlab.proxy.methods import method_matches
 @dataclass(frozen=True, eq=False)
 class FrameLoss(FrameFault):
     kind = "frames"
-    flags = (Flag("--loss", "probability", "drop HTTP/2 PING frames", model="frames"),)
+    flags = (
+        Flag(
+            "--loss",
+            "probability",
+            "drop each HTTP/2 PING frame with this probability",
+            model="frames",
+        ),
+    )
     probability: float = probability()
     pings: bool = True
     messages: bool = False

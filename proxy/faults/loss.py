@@ -442,8 +442,8 @@ class Loss(Shaper):
         Flag(
             "--loss",
             "probability",
-            "packet loss probability, both ways; tcp: late delivery after "
-            "retransmission timeouts, as the kernel's",
+            "packet loss probability 0-1, both ways: bytes arrive late, after "
+            "retransmission timeouts, as with the kernel's loss",
             model="tcp",
             default=True,
         ),

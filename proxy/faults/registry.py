@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from etcdlab.proxy.faults.base import BOTH, DIRECTIONS, DOWNSTREAM, Fault, Flag
+from etcdlab.proxy.faults.base import BOTH, DIRECTIONS, DOWNSTREAM, Fault, Flag, spelled
 
 KINDS: dict[str, type[Fault]] = {}
 # Toxiproxy type -> (kind, the attribute values that type must carry).
@@ -55,7 +55,7 @@ def registered(cls: type[Fault]) -> Iterator[type[Fault]]:
 def kind_named(name: Any) -> type[Fault]:
     if isinstance(name, str) and name in KINDS:
         return KINDS[name]
-    raise ValueError(f"unknown fault kind {name!r}; known: {', '.join(sorted(KINDS))}")
+    raise ValueError(f"unknown fault kind {spelled(name)}; known: {', '.join(sorted(KINDS))}")
 
 
 # -- from the control API's JSON and TOML -------------------------------------------
@@ -67,7 +67,9 @@ def from_toxic(body: Mapping[str, Any], default_stream: str = DOWNSTREAM) -> Fau
 
     Toxiproxy's default stream is ``downstream``; config files pass ``both``.
     """
-    kind = body.get("type")
+    if "type" not in body:
+        raise ValueError(f"missing required field: type (one of {', '.join(sorted(KINDS))})")
+    kind = body["type"]
     attributes = dict(_mapping("attributes", body.get("attributes") or {}))
     cls, fixed = _ALIASES.get(kind, (None, {})) if isinstance(kind, str) else (None, {})
     if cls is None:
@@ -77,14 +79,16 @@ def from_toxic(body: Mapping[str, Any], default_stream: str = DOWNSTREAM) -> Fau
             raise ValueError(f"type: {error}") from None
     for key, value in fixed.items():
         if attributes.pop(key, value) != value:
-            raise ValueError(f"{key}: Toxiproxy's {kind} is supported with {key}={value} only")
+            raise ValueError(
+                f"{key}: Toxiproxy's {kind} is supported with {key} {spelled(value)} only"
+            )
     stream = _stream(body.get("stream", default_stream))
     name = body.get("name") or ""
     if not isinstance(name, str):
-        raise ValueError(f"name must be a string, not {name!r}")
+        raise ValueError(f"name must be a string, not {spelled(name)}")
     dialer = attributes.pop("dialer", None)
     if dialer is not None and not isinstance(dialer, str):
-        raise ValueError(f"dialer must be a string, not {dialer!r}")
+        raise ValueError(f"dialer must be a string, not {spelled(dialer)}")
     return cls.from_json(
         attributes,
         direction=stream,
@@ -155,24 +159,34 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         metavar="KIND[:KEY=VALUE,...]",
         help="add a fault of any kind, e.g. frames:probability=0.3,messages=true or "
         "latency:latency=50ms,stream=upstream (durations need a unit); repeatable. "
-        f"Kinds: {', '.join(sorted(KINDS))}",
+        "Keys: the kind's attributes (docs/PROXY.md), and stream (upstream, downstream, "
+        "both), name, toxicity (0-1: the share of connections it acts on), dialer (raw "
+        f"links). Kinds: {', '.join(sorted(KINDS))}",
     )
     added: dict[str, list[Flag]] = {}
     for cls in KINDS.values():
         for flag in cls.flags:
             added.setdefault(flag.option, []).append(flag)
     for option, flags in added.items():
-        models = [f for f in flags if f.model is not None]
-        chosen = next((f for f in models if f.default), flags[0])
-        parser.add_argument(option, metavar="VALUE", help=chosen.help)
-        if models:
-            default = chosen.model
-            parser.add_argument(
-                f"{option}-model",
-                choices=[f.model for f in models],
-                default=default,
-                help=" ".join(f"{f.model}: {f.help}." for f in models) + f" (default {default})",
-            )
+        models = sorted((f for f in flags if f.model is not None), key=lambda f: not f.default)
+        chosen = models[0] if models else flags[0]
+        if not models:
+            parser.add_argument(option, metavar="VALUE", help=chosen.help)
+            continue
+        parser.add_argument(
+            option,
+            metavar="VALUE",
+            help=f"{chosen.help} (--{option.lstrip('-')}-model {chosen.model}, the default)",
+        )
+        parser.add_argument(
+            f"{option}-model",
+            choices=[f.model for f in models],
+            default=chosen.model,
+            help=f"what {option} means. "
+            + " ".join(
+                f"{f.model}{' (the default)' if f is chosen else ''}: {f.help}." for f in models
+            ),
+        )
     parser.add_argument(
         "--method",
         help="limit the faults given by shorthand flags to one gRPC method or service, e.g. "
@@ -204,11 +218,23 @@ def from_flags(args: argparse.Namespace) -> list[Fault]:
         try:
             faults.append(cls.from_text(values))
         except ValueError as error:
-            options = ", ".join(f.option for f in cls.flags if f.param in values)
-            raise ValueError(f"{options or '--method'}: {error}") from None
+            raise ValueError(_on_flags(str(error), cls.flags, values)) from None
     if method is not None and not limited:
         raise ValueError("--method: no fault given by flags takes a method filter")
     return faults
+
+
+def _on_flags(message: str, flags: tuple[Flag, ...], values: Mapping[str, str]) -> str:
+    """A kind's error about its field (``latency: ...``, ``probability must ...``)
+    said of the flag that set it (``--latency: ...``, ``--loss: must ...``)."""
+    given = [(flag.param, flag.option) for flag in flags if flag.param in values]
+    if "method" in values:
+        given.append(("method", "--method"))
+    for param, option in given:
+        for joint in (": ", " "):
+            if message.startswith(param + joint):
+                return f"{option}: {message.removeprefix(param + joint)}"
+    return f"{', '.join(option for _, option in given)}: {message}"
 
 
 def from_text(spec: str) -> Fault:
@@ -243,7 +269,7 @@ def from_text(spec: str) -> Fault:
 
 def _stream(value: Any) -> str:
     if value not in DIRECTIONS:
-        raise ValueError(f"stream must be one of {', '.join(DIRECTIONS)}, not {value!r}")
+        raise ValueError(f"stream must be one of {', '.join(DIRECTIONS)}, not {spelled(value)}")
     return str(value)
 
 
@@ -253,5 +279,5 @@ def _dest(option: str) -> str:
 
 def _mapping(name: str, value: Any) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise ValueError(f"{name} must be an object, not {value!r}")
+        raise ValueError(f"{name} must be an object, not {spelled(value)}")
     return value

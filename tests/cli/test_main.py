@@ -95,7 +95,7 @@ def test_an_out_that_cannot_be_a_directory_is_one_line_before_anything_starts(
 
 @pytest.mark.parametrize(
     ("endpoints", "problem"),
-    [("foo", "not HOST:PORT: 'foo'"), ("127.0.0.1:1,h:99999", "not HOST:PORT: 'h:99999'"),
+    [("foo", 'not HOST:PORT: "foo"'), ("127.0.0.1:1,h:99999", 'not HOST:PORT: "h:99999"'),
      (" , ", "no HOST:PORT in ' , '")],
 )  # fmt: skip
 def test_endpoints_are_checked_before_anything_dials_them(

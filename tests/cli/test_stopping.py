@@ -8,12 +8,15 @@ left" is checkable: the directory is empty afterwards and no process names it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -123,6 +126,67 @@ def test_run_writes_a_partial_report_and_leaves_nothing(
         line.startswith("etcdlab run: warning: time scale 0.1 is below") for line in run.stderr
     )
     assert any("request timeout" in note for note in report["settings"]["notes"])
+
+
+def blocked_writer(fifo: Path) -> int:
+    """A reader of ``fifo`` with a one-page pipe, so that whoever writes more than
+    a page into it blocks in the middle of the write until the test reads."""
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, os.sysconf("SC_PAGE_SIZE"))
+    return reader
+
+
+def pipe_full(reader: int) -> bool:
+    queued = struct.unpack("i", fcntl.ioctl(reader, termios.FIONREAD, b"\0" * 4))[0]
+    return bool(queued >= fcntl.fcntl(reader, fcntl.F_GETPIPE_SZ))
+
+
+def drain(reader: int, timeout: float) -> bytes:
+    """Everything written into the pipe until its writer closes it."""
+    chunks: list[bytes] = []
+    ended = False
+
+    def read() -> bool:
+        nonlocal ended
+        try:
+            chunk = os.read(reader, 1 << 16)
+        except BlockingIOError:
+            return False
+        chunks.append(chunk)
+        ended = not chunk
+        return ended
+
+    wait_until(read, timeout, "the writer to close the pipe")
+    return b"".join(chunks)
+
+
+@BOTH
+def test_a_signal_while_a_finished_run_writes_its_report_is_ignored(
+    start: Launch, tmp_path: Path, signum: int
+) -> None:
+    # The measurement is over once the report is being written: the report is
+    # whole and says completed, and the exit status is a completed run's (0
+    # here), which carries the safety verdict (3) a late signal must not hide.
+    out = tmp_path / "report"
+    out.mkdir()
+    os.mkfifo(out / "report.json")
+    reader = blocked_writer(out / "report.json")
+    scenario = tmp_path / "quiet.toml"
+    scenario.write_text("duration = 5\n")
+    try:
+        run = start(["run", str(scenario), "--time-scale", "0.1", "--out", str(out), *SMALL_PLANE])
+        wait_until(lambda: pipe_full(reader) or run.process.poll() is not None, 120, "the report")
+        assert run.process.poll() is None, "".join(run.stderr)[-2000:]
+        run.process.send_signal(signum)
+        written = drain(reader, 60)
+    finally:
+        os.close(reader)
+    assert run.process.wait(timeout=60) == 0, "".join(run.stderr)[-2000:]
+    assert json.loads(written)["outcome"] == {"state": "completed", "reason": ""}
+    name = signal.Signals(signum).name
+    assert f"etcdlab: {name}: the run is over, finishing its report: ignored\n" in run.stderr
+    assert not any(STOPPING in line for line in run.stderr)
+    assert run.leftovers() == []
 
 
 @BOTH

@@ -66,7 +66,7 @@ async def test_queue_by_create_revision_and_hand_over_on_resign(
         assert second.leading and not also_waiting.done()
         assert second.rev > old_fence.revision  # the fencing token grows
 
-        writer = FencedWriter(c0, "c0", checker=checker, timeout=5)
+        writer = FencedWriter(c0, checker=checker, timeout=5)
         assert not await writer.put(old_fence, prefix + b"-data", b"stale")
         with pytest.raises(NotLeaderError):
             first.fence()

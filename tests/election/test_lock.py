@@ -63,7 +63,7 @@ async def test_fenced_writer_blocks_writes_from_a_superseded_leader(
     checker.started_leading("old", MonotonicClock().now(), old.revision)
     old_fence = Fence.on_record(old.key, old.revision, term=old.revision)
     target = f"/fenced/{name}".encode()
-    old_writer = FencedWriter(kv, "old", checker=checker, timeout=5)
+    old_writer = FencedWriter(kv, checker=checker, timeout=5)
     assert await old_writer.put(old_fence, target, b"from old")
 
     checker.stopped_leading("old", MonotonicClock().now())
@@ -72,7 +72,7 @@ async def test_fenced_writer_blocks_writes_from_a_superseded_leader(
     assert new.revision is not None
     checker.started_leading("new", MonotonicClock().now(), new.revision)
     assert not await old_writer.put(old_fence, target, b"stale")
-    new_writer = FencedWriter(kv, "new", checker=checker, timeout=5)
+    new_writer = FencedWriter(kv, checker=checker, timeout=5)
     assert await new_writer.put(
         Fence.on_record(new.key, new.revision, new.revision), target, b"new"
     )

@@ -82,13 +82,13 @@ async def test_stale_writes_are_those_under_a_superseded_term() -> None:
     clock = FakeClock()
     checker = SafetyChecker(clock)
     checker.started_leading("a", 0.0, term=1)
-    checker.write_attempted("a", 1, accepted=True)
+    checker.write_attempted(1, accepted=True)
     checker.stopped_leading("a", 1.0)
     checker.started_leading("b", 2.0, term=7)
     await clock.advance(3.0)
-    checker.write_attempted("a", 1, accepted=False)
-    checker.write_attempted("a", 1, accepted=True)
-    checker.write_attempted("b", 7, accepted=True)
+    checker.write_attempted(1, accepted=False)
+    checker.write_attempted(1, accepted=True)
+    checker.write_attempted(7, accepted=True)
     report = checker.report()
     assert report.writes == 4
     assert (

@@ -23,7 +23,7 @@ async def test_the_report_as_plain_values() -> None:
     checker.started_leading("b", 5.0, term=4)
     checker.stopped_leading("a", 6.0)
     await clock.advance(7.0)
-    checker.write_attempted("a", 1, accepted=False)
+    checker.write_attempted(1, accepted=False)
     assert checker.report().as_dict() == {
         "overlaps": [{"first": "a", "second": "b", "start": 5.0, "end": 6.0, "seconds": 1.0}],
         "transitions": 1,
@@ -177,7 +177,7 @@ async def test_the_earliest_of_two_holders_is_the_old_leader() -> None:
 async def test_nothing_to_report_before_anyone_led() -> None:
     clock = FakeClock()
     checker = SafetyChecker(clock)
-    checker.write_attempted("a", 0, accepted=True)  # no leadership yet: not stale
+    checker.write_attempted(0, accepted=True)  # no leadership yet: not stale
     await clock.advance(5.0)
     report = checker.report()
     assert (report.transitions, report.leaderless_seconds, report.longest_leaderless) == (0, 0, 0)
@@ -199,12 +199,12 @@ async def test_a_stale_write_is_judged_against_leaderships_begun_by_now() -> Non
     checker = SafetyChecker(clock)
     checker.started_leading("a", 0.0, term=3)
     checker.started_leading("b", 5.0, term=9)  # reported ahead of the clock
-    checker.write_attempted("a", 3, accepted=True)
+    checker.write_attempted(3, accepted=True)
     await clock.advance(5.0)
-    checker.write_attempted("a", 3, accepted=True)
-    checker.write_attempted("a", 2, accepted=False)
-    checker.write_attempted("a", 3, accepted=False)
-    checker.write_attempted("a", 1, accepted=True)
+    checker.write_attempted(3, accepted=True)
+    checker.write_attempted(2, accepted=False)
+    checker.write_attempted(3, accepted=False)
+    checker.write_attempted(1, accepted=True)
     report = checker.report()
     assert report.writes == 5
     assert report.stale_writes_attempted == 4
@@ -231,7 +231,7 @@ async def test_a_fenced_write_lands_only_while_the_fence_holds_and_is_counted() 
     kv.put(b"/lease", b"a")
     fence = Fence.on_record(b"/lease", kv.revision, term=2)
     checker.started_leading("a", 0.0, term=2)
-    writer = FencedWriter(kv, "a", checker=checker, timeout=1.5)
+    writer = FencedWriter(kv, checker=checker, timeout=1.5)
     assert await writer.put(fence, b"/data", b"1")
     assert kv.kvs[b"/data"].value == b"1" and kv.calls == [(False, 1.5)]
     kv.put(b"/lease", b"b")  # another leader took the record
@@ -247,5 +247,5 @@ async def test_a_fenced_write_lands_only_while_the_fence_holds_and_is_counted() 
     assert await writer.put(fresh, b"/data", b"2")
     assert checker.report().stale_writes_accepted == 1
     # Without a checker the write is only written, or not.
-    assert not await FencedWriter(kv, "a").put(fence, b"/data", b"3")
+    assert not await FencedWriter(kv).put(fence, b"/data", b"3")
     assert kv.kvs[b"/data"].value == b"2"

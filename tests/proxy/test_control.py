@@ -177,7 +177,7 @@ async def test_http_errors_name_the_field_and_the_allowed_methods(
         "POST", toxics, {"type": "latency", "attributes": {"latency": "abc"}}
     )
     assert status == 400 and error == {
-        "error": "latency must be a finite number of milliseconds >= 0, not 'abc'",
+        "error": 'latency must be a finite number of milliseconds >= 0, not "abc"',
         "status": 400,
     }
     # In the API's unit: the fault inside keeps seconds, the caller wrote milliseconds.
@@ -199,6 +199,56 @@ async def test_http_errors_name_the_field_and_the_allowed_methods(
         assert "Allow" in reply.headers
     status, error = await http("POST", toxics, "x" * 70_000)
     assert status == 413 and error["status"] == 413
+
+
+KINDS = "bandwidth, blackhole, frames, latency, loss, mtu, pause, reject, reset"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "said"),
+    [
+        # What was sent, spelled as JSON spells it: not Python's True, None or 'x'.
+        ("POST", "/proxies/m0/toxics", {"type": "reject", "toxicity": True},
+         "toxicity must be a number between 0 and 1, not true"),
+        ("POST", "/proxies/m0/toxics", {"type": "reject", "toxicity": None},
+         "toxicity must be a number between 0 and 1, not null"),
+        ("POST", "/proxies/m0/toxics", {"type": "reject", "toxicity": 2},
+         "toxicity must be between 0 and 1, not 2"),
+        ("POST", "/proxies/m0/toxics",
+         {"type": "frames", "attributes": {"probability": 0.1, "pings": "yes"}},
+         'pings must be true or false, not "yes"'),
+        ("POST", "/proxies/m0/toxics", {"type": "nope"},
+         f'type: unknown fault kind "nope"; known: {KINDS}'),
+        ("POST", "/proxies/m0/toxics", {},
+         f"missing required field: type (one of {KINDS})"),
+        ("POST", "/proxies/m0/toxics", {"type": "latency", "attributes": [5]},
+         "attributes must be an object, not [5]"),
+        ("POST", "/proxies/m0", {"enabled": "no"}, 'enabled must be true or false, not "no"'),
+        ("POST", "/proxies", {"name": "x", "upstream": "nowhere"},
+         'upstream: not HOST:PORT: "nowhere"'),
+        ("POST", "/proxies", {"name": "a/b", "upstream": "127.0.0.1:1"},
+         'name must be a string without "/", not "a/b"'),
+        # A dialer filter on an HTTP/2 link, in the API's words.
+        ("POST", "/proxies/m0/toxics", {"type": "blackhole", "attributes": {"dialer": "1f"}},
+         'dialer: a dialer filter needs raw TCP, and proxy "m0" speaks HTTP/2 (http2 true)'),
+        ("POST", "/populate", [{"name": "x", "upstream": "127.0.0.1:1"}, 5],
+         "proxy 2 must be a JSON object, not 5"),
+        ("POST", "/populate", [{"name": "x", "upstream": "127.0.0.1:1"}] * 2,
+         'name: "x" names more than one proxy in the list'),
+        # Toxiproxy keeps the type without a word; here the caller learns it stayed.
+        ("PATCH", "/proxies/m0/toxics/t", {"type": "latency"},
+         "type cannot change; delete the toxic and create it again"),
+    ],
+)  # fmt: skip
+async def test_errors_read_as_json_and_say_what_was_sent(
+    control: tuple[ProxyServer, str], method: str, path: str, body: Any, said: str
+) -> None:
+    _, base = control
+    http = Api(base)
+    await http("POST", "/proxies", {"name": "m0", "upstream": "127.0.0.1:1"})
+    await http("POST", "/proxies/m0/toxics", {"name": "t", "type": "reset_peer"})
+    status, error = await http(method, path, body)
+    assert (status, error) == (400, {"error": said, "status": 400})
 
 
 def raw_call(base: str, method: str, path: str) -> http.client.HTTPResponse:
@@ -522,7 +572,7 @@ def test_cli_prints_one_json_line_and_serves_control(cli_process: dict[str, Any]
         (["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--latency", "x"], "duration"),
         (
             ["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--latency", "50"],
-            "--latency: latency: a duration needs a unit (ms, s or m), like 50ms or 1.5s",
+            "--latency: a duration needs a unit (ms, s or m), like 50ms or 1.5s",
         ),
         (
             [
@@ -550,7 +600,20 @@ def test_cli_prints_one_json_line_and_serves_control(cli_process: dict[str, Any]
                 "--method",
                 "/a.B/C",
             ],
-            "method must look like",
+            '--method: must look like "package.Service" or "package.Service/Method", not "/a.B/C"',
+        ),
+        # A fault the link cannot run is refused before anything listens.
+        (
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "127.0.0.1:1",
+                "--raw",
+                "--fault",
+                "frames:probability=0.1",
+            ],
+            'a frames fault acts on HTTP/2 frames, and proxy "proxy" is raw TCP',
         ),
     ],
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from etcdlab.cluster.local import LocalCluster, ServerFlags
@@ -42,7 +44,10 @@ async def test_peer_connections_are_attributed_to_their_dialer() -> None:
 
 def test_dialer_filters_need_a_raw_link() -> None:
     link = ProxyLink("grpc", ("127.0.0.1", 1))
-    with pytest.raises(ValueError, match="raw link"):
+    with pytest.raises(
+        ValueError,
+        match=re.escape('dialer: a dialer filter needs raw TCP, and proxy "grpc" speaks HTTP/2'),
+    ):
         link.add(Latency(0.1, dialer="8e9e05c52164694d"))
     with pytest.raises(ValueError, match="member ID"):
         Latency(0.1, dialer="not-hex")

@@ -209,3 +209,34 @@ def test_agreed_leaders_need_a_majority() -> None:
     assert incidents.agreed_leaders(timeline) == [(10, None), (11, 0), (32, 2)]
     assert incidents.leaderless_share(timeline, 10, 32) == pytest.approx(1 / 22)
     assert incidents.leaderless_share(timeline, 11, 32) == 0
+
+
+def cut_off_while(revisions: int, snapshots: int | None) -> Timeline:
+    """etcd-0 cut off (100-400 s) while etcd's revision went up by ``revisions``; the
+    snapshots it received, as the run sampled them at its end (None: not sampled)."""
+    timeline = behind(base(FaultKind.PARTITION_MINORITY), 405)
+    gauge(timeline, "etcd_revision", (100, 1000), (400, 1000 + revisions))
+    if snapshots is not None:
+        gauge(timeline, "snapshots_received/etcd-0", (590, snapshots))
+        gauge(timeline, "snapshots_received/etcd-1", (590, 7))  # not the member cut off
+    return timeline
+
+
+@pytest.mark.parametrize(
+    ("revisions", "snapshots", "said"),
+    [
+        (6200, 1, "it missed 6200 revisions while cut off, and the leader sent it 1 snapshot"),
+        # Many revisions are not a snapshot: the leader's log may still hold them.
+        (6200, 0, "it missed 6200 revisions while cut off, and no snapshot was sent: it "
+                  "caught up from the leader's log"),
+        # Without the counters, the revisions say what they can.
+        (224, None, "it missed 224 revisions while cut off, fewer than the 5000 raft entries"),
+        (6200, None, "it missed 6200 revisions while cut off (whether the leader sent it a "
+                     "snapshot was not sampled)"),
+    ],
+)  # fmt: skip
+def test_the_stale_cache_claim_says_how_the_member_caught_up(
+    revisions: int, snapshots: int | None, said: str
+) -> None:
+    finding = BY_ID["etcd-8411.stale-cache"].evaluate(cut_off_while(revisions, snapshots))
+    assert finding.verdict is D and said in finding.measured, finding.measured

@@ -156,14 +156,10 @@ async def test_blackhole_only_the_leaders_connection(cluster: LocalCluster) -> N
         target = f"/fenced/{config.name}".encode()
         # Back on the network, the deposed leader acts on its old belief: refused.
         await run.faults.remove(old.identity, "cut")
-        old_writer = FencedWriter(
-            old.connection.client, old.identity, checker=run.checker, timeout=5
-        )
+        old_writer = FencedWriter(old.connection.client, checker=run.checker, timeout=5)
         assert not await old_writer.put(stale_fence, target, b"stale")
         # The new leader's fence also lapses at its own next renewal: retry afresh.
-        new_writer = FencedWriter(
-            new.connection.client, new.identity, checker=run.checker, timeout=5
-        )
+        new_writer = FencedWriter(new.connection.client, checker=run.checker, timeout=5)
         for _ in range(3):
             if await new_writer.put(new.elector.fence(), target, b"current"):
                 break

@@ -159,6 +159,18 @@ async def test_builtin_scenario_runs_end_to_end(name: str, tmp_path: Path) -> No
         judged = {c["id"]: c["verdict"] for c in loaded["claims"]}
         for claim in incidents.INCIDENTS[name].claims:
             assert judged[claim.id] in ("agrees", "differs"), (claim.id, loaded["claims"])
+    for burst in scenario.bursts:
+        assert f"burst: {burst.count} writes committed in" in "\n".join(lines)
+    if name == "etcd-8411":
+        # The reported path ran: the member back from the cut had fallen behind the
+        # leader's log, which sent it a snapshot, and the claim says so.
+        cut = loaded["faults"][0]["target"]
+        received = [
+            g["value"] for g in timeline["gauges"] if g["name"] == f"snapshots_received/{cut}"
+        ]
+        assert received and received[-1] >= 1, [line for line in lines if "burst" in line]
+        (stale,) = [c for c in loaded["claims"] if c["id"] == "etcd-8411.stale-cache"]
+        assert "the path of the reported bug ran" in stale["measured"], stale
     # Both etcd checks of each apiserver answered, each under its own name.
     checks = {h["component"] for h in timeline["health"]}
     assert {"apiserver-0", "apiserver-0/etcd-readiness", "apiserver-1"} <= checks

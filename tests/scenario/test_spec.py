@@ -148,6 +148,35 @@ BAD = [
         "fault[0].target: a partition-minority cuts off fewer than half of the 3 members, not 2",
     ),
     ("duration = ", "not valid TOML: "),
+    # Write bursts: count and rate checked up front, and where the last write falls.
+    (HEAD + "[[burst]]\nat = 1\ncount = 10\n", "burst[0].rate: missing (writes a second"),
+    (
+        HEAD + "[[burst]]\nat = 1\ncount = 2.5\nrate = 5\n",
+        "burst[0].count: must be a whole number of writes above 0, not 2.5",
+    ),
+    (
+        HEAD + "[[burst]]\nat = 1\ncount = 0\nrate = 5\n",
+        "burst[0].count: must be a whole number of writes above 0, not 0",
+    ),
+    (
+        HEAD + '[[burst]]\nat = 1\ncount = 10\nrate = "fast"\n',
+        "burst[0].rate: must be a number, not the string 'fast'",
+    ),
+    (
+        HEAD + "[[burst]]\nat = 1\ncount = 10\nrate = 0\n",
+        "burst[0].rate: must be a number of writes a second above 0, not 0",
+    ),
+    (HEAD + "[[burst]]\nat = -1\ncount = 10\nrate = 5\n", "burst[0].at: must not be negative"),
+    (
+        HEAD + "[[burst]]\nat = 90\ncount = 100\nrate = 5\n",
+        "burst[0].rate: 100 writes at 5 a second from 90 s end at 110 s, after the scenario's "
+        "duration (100 s)",
+    ),
+    (
+        HEAD + "[[burst]]\nat = 1\ncount = 10\nrate = 5\nsize = 3\n",
+        "burst[0].size: unknown key; known: at, count, rate",
+    ),
+    (HEAD + "burst = 3\n", "burst: must be an array of tables: write [[burst]]"),
 ]
 
 
@@ -226,6 +255,12 @@ def test_the_docs_show_the_format_the_loader_checks() -> None:
     assert schema_markdown() in docs
     example = docs.split("```toml\n", 1)[1].split("```", 1)[0]
     assert [f.kind for f in from_toml(example).faults] == ["loss", "kill"]
+
+
+def test_a_burst_reads_its_count_in_whole_writes() -> None:
+    (burst,) = from_toml(HEAD + "[[burst]]\nat = 10\ncount = 300.0\nrate = 5\n").bursts
+    assert (burst.at, burst.count, burst.rate, burst.end) == (10, 300, 5, 70)
+    assert isinstance(burst.count, int)
 
 
 def test_an_mtu_fault_reads_its_size_in_whole_bytes() -> None:

@@ -174,7 +174,7 @@ def test_anyio_suite_uses_the_client_factory(pytester: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("marker", "message"),
     [
-        ('"bogus", member=0', "unknown fault kind 'bogus'"),
+        ('"bogus", member=0', 'unknown fault kind "bogus"'),
         ('"loss", member=0, p=2', "probability must be between 0 and 1"),
         ('"loss", member=1, p=0.2', "member must be None or indexes 0..0: 1"),
         ("member=0", "needs one positional argument: the fault kind"),

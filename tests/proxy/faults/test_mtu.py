@@ -129,7 +129,7 @@ def test_the_command_line_flag() -> None:
     registry.add_flags(parser)
     (fault,) = registry.from_flags(parser.parse_args(["--mtu", "1000"]))
     assert isinstance(fault, MtuBlackhole) and fault.mtu == 1000
-    with pytest.raises(ValueError, match="--mtu: mtu must exceed headers"):
+    with pytest.raises(ValueError, match="--mtu: must exceed headers"):
         registry.from_flags(parser.parse_args(["--mtu", "10"]))
 
 

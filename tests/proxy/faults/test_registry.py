@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import time
 import tomllib
 from dataclasses import dataclass
@@ -120,11 +121,11 @@ def test_command_line_flags_and_fault_specs(stutter: object) -> None:
         "downstream",
         "s",
     )
-    with pytest.raises(ValueError, match="--stutter: pause: a duration needs a unit"):
+    with pytest.raises(ValueError, match="--stutter: a duration needs a unit"):
         spec_from_args(parse("--stutter", "20"))
     with pytest.raises(ValueError, match="--fault stutter:pause=1ms,times=x: times: must be a wh"):
         spec_from_args(parse("--fault", "stutter:pause=1ms,times=x"))
-    with pytest.raises(ValueError, match="unknown fault kind 'stammer'"):
+    with pytest.raises(ValueError, match='unknown fault kind "stammer"'):
         spec_from_args(parse("--fault", "stammer"))
 
 
@@ -147,5 +148,8 @@ async def test_a_link_runs_it_scaled(stutter: object, echo: Address) -> None:
         # uvloop's clock and timers have millisecond resolution.
         assert time.monotonic() - started >= 0.2 - 0.002
         writer.close()
-    with pytest.raises(ValueError, match="raw TCP: method"):
+    with pytest.raises(
+        ValueError,
+        match=re.escape('method: a method filter needs HTTP/2, and proxy "raw" is raw TCP'),
+    ):
         ProxyLink("raw", echo, http2=False).add(Stutter(pause=0.1, method="a.B"))
