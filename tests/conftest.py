@@ -125,6 +125,11 @@ def cluster() -> Iterator[LocalCluster]:
     """A fresh 3-member cluster with fast raft timings for tests that break it."""
     with LocalCluster(3, flags=ServerFlags.scaled(0.2)) as local:
         yield local
+        # Killed, not stopped: a graceful stop (the leader hands over first) takes
+        # 2 s, and this cluster's data is deleted next.
+        for index, member in enumerate(local.members):
+            if member.running:
+                local.kill(index)
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,12 @@ What Linux does with a lost segment, reduced to its timing:
   its duplicate ACK are lost as often as any, and the timers go on (RTO
   doubling) until a pair gets through (``ack_timers``): what makes a one-way
   stream at 30% both ways stall for seconds in Linux.
+  Which ACK a sample comes from follows Linux with two more options:
+  ``sample_per_ack`` (one sample per ACK, from the oldest write it newly
+  acks, Karn's rule, then SACK, then the echoed timestamp) and
+  ``ack_with_data`` (an ACK held back goes with the receiver's next data and
+  shares its fate); ``probe_rounds`` lets the retransmission that draws a
+  lost ACK's duplicate, and that duplicate, be lost as well.
 - The sender's congestion window (CUBIC's rules, Linux's default) limits the
   segments in flight: it starts at ten, a loss found by a retransmission
   other than a timeout (fast retransmission or probe) cuts it to 0.7 of
@@ -68,6 +74,7 @@ no stream, so a filtered loss never delays the connect.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import random
 from dataclasses import dataclass, field
@@ -88,6 +95,9 @@ from etcdlab.proxy.faults.registry import register
 # Kinds of event a sender settles, in this order when simultaneous.
 TIMEOUT, DETECTED, SAMPLE = 0, 1, 2
 CUBIC_BETA = 0.7  # CUBIC's multiplicative decrease (Linux's beta 717/1024)
+# Names each ACK, so the writes one ACK covers can be told apart from those of
+# another arriving at the same loop time (uvloop's clock ticks in milliseconds).
+ACK_IDS = itertools.count()
 
 
 @dataclass(eq=False)
@@ -113,6 +123,11 @@ class Unacked:
     detected: float | None = None
     # When the sender's probe drew the duplicate ACK of it, its own ACK lost.
     probed: float | None = None
+    # The ACK that brings it back (see ACK_IDS).
+    ack_id: int = field(default_factory=ACK_IDS.__next__)
+    # While the receiver holds its ACK back (a lone small write), when the
+    # delayed-ACK timer would send it alone (loop time); None once sent.
+    ack_due: float | None = None
 
     @property
     def sample_from(self) -> float:
@@ -153,6 +168,9 @@ class TcpState:
     # The segment held back by the window, waiting to go: when it goes, its
     # bytes, and the piece standing for it.
     queued: tuple[float, int, Piece] | None = None
+    # One round-trip sample per ACK, as Linux takes it (Loss.sample_per_ack),
+    # instead of one per write.
+    per_ack: bool = False
 
     def sample(self, rtt: float) -> None:
         """A round-trip sample, as Linux's ``tcp_rtt_estimator`` takes it:
@@ -189,6 +207,7 @@ class TcpState:
         to ``max_rto`` and held the stream for minutes."""
         # (when, TIMEOUT, DETECTED or SAMPLE, the write)
         events: list[tuple[float, int, Unacked]] = []
+        acked: list[Unacked] = []  # cumulatively, not SACKed before
         while self.unacked and self.unacked[0].ack_at <= now:
             write = self.unacked.pop(0)
             self.acked_through = write.delivered
@@ -196,7 +215,9 @@ class TcpState:
             if write.detected is not None:
                 events.append((write.detected, DETECTED, write))
             if not write.sampled:
+                acked.append(write)
                 events.append((write.ack_at, SAMPLE, write))
+        sacked: list[Unacked] = []
         for write in self.unacked:
             if write.timeouts and write.timeouts[0] <= now:
                 events.extend((at, TIMEOUT, write) for at in write.timeouts if at <= now)
@@ -206,7 +227,12 @@ class TcpState:
                 write.detected = None
             if not write.sampled and write.ack_at <= now:
                 write.sampled = True
+                sacked.append(write)
                 events.append((write.ack_at, SAMPLE, write))
+        if self.per_ack:
+            samples = ack_samples(acked, sacked)
+        else:
+            samples = {write: write.ack_at - write.sample_from for write in acked + sacked}
         events.sort(key=lambda event: event[:2])
         for at, kind, write in events:
             if kind == TIMEOUT:
@@ -215,7 +241,9 @@ class TcpState:
             elif kind == DETECTED:
                 self.cut(at, write, timeout=False)
             else:
-                self.sample(write.ack_at - write.sample_from)
+                rtt = samples.get(write)
+                if rtt is not None:
+                    self.sample(rtt)
                 self.grow(write)
 
     def cut(self, at: float, write: Unacked, *, timeout: bool) -> None:
@@ -265,14 +293,18 @@ class TcpState:
             start = at
         return start
 
-    def acked_by(self, at: float, sent: float) -> None:
+    def acked_by(self, at: float, sent: float, ack_id: int | None = None) -> None:
         """An ACK arriving at ``at`` covers every write that had reached the
-        receiver, in order, by ``sent``, when it was sent (ACKs are cumulative)."""
+        receiver, in order, by ``sent``, when it was sent (ACKs are cumulative);
+        no ACK the receiver held back for them is still to go."""
+        ack_id = next(ACK_IDS) if ack_id is None else ack_id
         for write in self.unacked:
-            if write.delivered <= sent and write.ack_at > at:
-                write.ack_at = at
-                # A timer of its that would fire after this ACK does not.
-                write.timeouts = [fires for fires in write.timeouts if fires <= at]
+            if write.delivered <= sent:
+                write.ack_due = None
+                if write.ack_at > at:
+                    write.ack_at, write.ack_id = at, ack_id
+                    # A timer of its that would fire after this ACK does not.
+                    write.timeouts = [fires for fires in write.timeouts if fires <= at]
 
     def moved(self, write: Unacked, arrived: float) -> None:
         """The last segment of ``write`` arrives at ``arrived`` after all (a later
@@ -281,6 +313,7 @@ class TcpState:
         if write not in self.unacked:
             return
         write.ack_at = max(write.ack_at + arrived - write.arrived, arrived)
+        write.ack_id = next(ACK_IDS)
         write.arrived = arrived
         # A timer that would have fired after the segment got through does not.
         write.timeouts = [at for at in write.timeouts if at <= arrived]
@@ -288,6 +321,35 @@ class TcpState:
         delivered = self.unacked[index - 1].delivered if index else self.acked_through
         for later in self.unacked[index:]:
             delivered = later.delivered = max(delivered, later.arrived)
+
+
+def ack_samples(acked: list[Unacked], sacked: list[Unacked]) -> dict[Unacked, float]:
+    """The round-trip sample of each ACK among those that newly ``acked``
+    (cumulatively, in send order) and ``sacked`` writes, keyed by one write it
+    covers, as Linux takes it (``tcp_clean_rtx_queue``, ``tcp_ack_update_rtt``):
+    from the send of the oldest write it newly acks, unless it also acks a
+    retransmitted one (Karn); then from the oldest write it newly SACKs that
+    was sent once; else from the timestamp it echoes, that of the transmission
+    which brought the oldest write it acks (the receiver echoes the first
+    segment after its last ACK). So a cumulative ACK of several writes is one
+    sample, the longest, where a sample per write adds the shorter ones too."""
+    groups: dict[int, list[Unacked]] = {}
+    for write in acked + sacked:
+        groups.setdefault(write.ack_id, []).append(write)
+    cumulatively = set(acked)
+    samples: dict[Unacked, float] = {}
+    for group in groups.values():
+        at = group[0].ack_at
+        cumulative = [write for write in group if write in cumulatively]
+        karn = any(write.sample_from != write.sent for write in cumulative)
+        sacked_once = [w.sent for w in group if w not in cumulatively and w.sample_from == w.sent]
+        if cumulative and not karn:
+            samples[group[0]] = at - cumulative[0].sent
+        elif sacked_once:
+            samples[group[0]] = at - min(sacked_once)
+        elif cumulative:
+            samples[group[0]] = at - cumulative[0].sample_from
+    return samples
 
 
 @dataclass(frozen=True, eq=False)
@@ -409,6 +471,9 @@ class Loss(Shaper):
     rto_deviation: bool = False
     probe_samples: bool = False
     ack_timers: bool = True
+    sample_per_ack: bool = False
+    ack_with_data: bool = False
+    probe_rounds: bool = False
     method: str | None = method()
 
     def __post_init__(self) -> None:
@@ -442,7 +507,7 @@ class Loss(Shaper):
         """This pipe's sender, which starts knowing only the link's round trip."""
         state = ctx.state.get(self)
         if state is None:
-            state = ctx.state[self] = TcpState(self.rtt)
+            state = ctx.state[self] = TcpState(self.rtt, per_ack=self.sample_per_ack)
         assert isinstance(state, TcpState)
         return state
 
@@ -514,6 +579,7 @@ class Loss(Shaper):
         any data (:meth:`ack_rounds`)."""
         ack = arrived + self.rtt
         timeouts = list(timeouts or [])
+        due = None
         if self.acks_modelled:
             in_order = arrived >= state.delivered_at
             if repaired or not in_order or size >= self.mss or state.ack_owed_until > sent:
@@ -521,6 +587,7 @@ class Loss(Shaper):
             else:
                 ack += self.delayed_ack
                 state.ack_owed_until = ack
+                due = arrived + self.delayed_ack
             probed = None
             if self.ack_loss and ctx.rng.random() < self.probability:
                 if self.ack_timers:
@@ -528,14 +595,16 @@ class Loss(Shaper):
                     ack = probed + self.rtt
                     timeouts += fired
                 else:
-                    probe = self.probe_timeout(state)
-                    ack = probed = arrived + (self.rto(state) if probe is None else probe)
+                    ack = probed = self.drawn(state, arrived, ctx.rng)
         # Cumulative only over what had reached the receiver in order by then.
-        state.acked_by(ack, arrived)
+        ack_id = next(ACK_IDS)
+        state.acked_by(ack, arrived, ack_id)
         delivered = max(state.delivered_at, arrived)
-        write = Unacked(sent, arrived, delivered, ack, repaired, timeouts)
+        write = Unacked(sent, arrived, delivered, ack, repaired, timeouts, ack_id=ack_id)
         if self.acks_modelled and self.probe_samples:
             write.probed = probed
+        if self.ack_with_data:
+            write.ack_due = due
         state.unacked.append(write)
         return write
 
@@ -563,15 +632,48 @@ class Loss(Shaper):
         sends = Resend(self, resend.first, resend.count + rounds, resend.rto).sends
         return sends[-1], sends[resend.count :]
 
+    def drawn(self, state: TcpState, arrived: float, rng: random.Random) -> float:
+        """When the sender learns that a write which reached the receiver at
+        ``arrived`` did, if no ACK of it comes: its probe (or, without one, its
+        RTO) sends the data again and the receiver acks the duplicate at once.
+        With ``probe_rounds`` that retransmission and its ACK can each be lost
+        as well; every round that fails waits for the next RTO, doubling (the
+        sender cannot tell a lost ACK from lost data)."""
+        rto = self.rto(state)
+        probe = self.probe_timeout(state)
+        at = arrived + (rto if probe is None else probe)
+        if not self.probe_rounds:
+            return at
+        rounds = 0
+        while rng.random() < self.probability or rng.random() < self.probability:
+            rounds += 1
+        return at + self.backoff(rounds, rto if probe is not None else min(rto * 2, self.max_rto))
+
     def piggyback(self, pieces: list[Piece], sent: float, ctx: ShapeContext) -> None:
         """A write carries its sender's ACK of the peer's data: the peer's sender
-        learns it when the first of the write's segments arrives."""
+        learns it when the first of the write's segments arrives.
+
+        With ``ack_with_data`` an ACK the receiver was holding back goes with
+        this write and nowhere else (Linux stops the delayed-ACK timer when data
+        carries the ACK): if the write is late, so is the ACK, unless the
+        sender's probe draws a duplicate first. So the sample of a lone small
+        write whose ACK rode on a lost reply is as long as that reply's
+        recovery, as in the kernel."""
         if not self.acks_modelled or ctx.peer_state is None:
             return
         peer = ctx.peer_state.get(self)
         if not isinstance(peer, TcpState):
             return
-        peer.acked_by(min(piece.release for piece in pieces), sent)
+        carried, ack_id = min(piece.release for piece in pieces), next(ACK_IDS)
+        for write in peer.unacked:
+            if write.ack_due is not None and write.delivered <= sent < write.ack_due:
+                drawn = self.drawn(peer, write.arrived, ctx.rng)
+                if carried <= drawn:
+                    write.ack_at, write.ack_id, write.probed = carried, ack_id, None
+                else:
+                    write.ack_at, write.ack_id = drawn, next(ACK_IDS)
+                    write.probed = drawn if self.probe_samples else None
+        peer.acked_by(carried, sent, ack_id)
         if peer.delivered_at <= sent:
             peer.ack_owed_until = 0.0
 

@@ -15,7 +15,7 @@ import pytest
 from etcdlab.common.timescale import TimeScale
 from etcdlab.proxy.faults import DOWNSTREAM, UPSTREAM
 from etcdlab.proxy.faults.base import Fault, Late, Piece, ShapeContext
-from etcdlab.proxy.faults.loss import Loss, Recovery, Resend, TcpState, Unacked
+from etcdlab.proxy.faults.loss import Loss, Recovery, Resend, TcpState, Unacked, ack_samples
 from etcdlab.proxy.link import Address, ProxyLink
 from etcdlab.proxy.streamlanes import FrameSpans
 from tests.proxy.links import OVERRIDE, both_loops, event_loop_policy  # noqa: F401
@@ -600,6 +600,108 @@ def test_rto_deviation_adds_linux_variance_term_over_min_rto() -> None:
     state.sample(0.0)
     assert state.rttvar == pytest.approx(0.5625 - (0.5625 - state.mdev) / 4)
     assert Loss(0.3).rto(state) == pytest.approx(state.srtt + 0.2), "off by default"
+
+
+def test_a_held_back_ack_goes_with_the_reply_and_is_as_late_as_it() -> None:
+    loss = Loss(0.5, ack_with_data=True)
+    # A lone small write gets through; the receiver holds its ACK back (40 ms).
+    # Its reply 10 ms later is lost once: the probe (200 ms) brings it, and
+    # the ACK with it, before the sender's own probe (two round trips of
+    # 50 ms plus 200 ms) would draw a duplicate.
+    there, back = pair(loss, [0.9, 0.9])
+    there.state[loss] = TcpState(0.05)
+    back.rng = Dice([0.1, 0.9, 0.9])
+    assert write(loss, there) == 0.0
+    (request,) = there.state[loss].unacked
+    assert request.ack_at == pytest.approx(0.04)
+    (reply,) = loss.shape([Piece(50, 0.01)], back)
+    assert reply.release == pytest.approx(0.21)
+    assert request.ack_at == pytest.approx(0.21), "no ACK of its own went at 40 ms"
+    there.state[loss].settle(1.0)
+    assert there.state[loss].srtt == pytest.approx(0.05 + (0.21 - 0.05) / 8)
+    # The sender's probe comes first when its round trip is short: the
+    # duplicate ACK it draws echoes the probe, a short sample (probe_samples).
+    both = Loss(0.5, ack_with_data=True, probe_samples=True)
+    there, back = pair(both, [0.9, 0.9])
+    back.rng = Dice([0.1, 0.9, 0.9])
+    write(both, there)
+    both.shape([Piece(50, 0.01)], back)
+    (request,) = there.state[both].unacked
+    assert (request.ack_at, request.probed) == pytest.approx((0.2, 0.2))
+    there.state[both].settle(1.0)
+    assert there.state[both].srtt == 0.0
+    # A reply after the delayed-ACK timer fired finds the ACK gone already;
+    # without the rule the held-back ACK goes at 40 ms whatever the reply does.
+    for late, rule in ((0.05, True), (0.01, False)):
+        loss = Loss(0.5, ack_with_data=rule)
+        there, back = pair(loss, [0.9, 0.9])
+        back.rng = Dice([0.1, 0.9, 0.9])
+        write(loss, there)
+        loss.shape([Piece(50, late)], back)
+        assert there.state[loss].unacked[0].ack_at == pytest.approx(0.04)
+
+
+def test_one_ack_gives_one_sample_from_the_oldest_write_it_acks() -> None:
+    # Two small writes through, the first's ACK held back until the second
+    # comes (1 ms later): one ACK covers both. Linux samples it once, from the
+    # older write's send; a sample per write adds the second's, 0 ms.
+    for per_ack, srtt in ((True, 0.001 / 8), (False, 0.001 / 8 * 7 / 8)):
+        loss = Loss(0.5, sample_per_ack=per_ack)
+        there, _ = pair(loss, [0.9, 0.9] * 2)
+        write(loss, there)
+        write(loss, there, at=0.001)
+        there.state[loss].settle(1.0)
+        assert there.state[loss].srtt == pytest.approx(srtt), per_ack
+    # Karn: the second write is lost once (the fast probe, 2 ms: the first is
+    # in flight) and its retransmission's arrival brings the ACK of both: no
+    # sample from a send, but the timestamp echoed, the first write's, which
+    # the receiver got first after its last ACK.
+    loss = Loss(0.5, sample_per_ack=True)
+    there, _ = pair(loss, [0.9, 0.9, 0.1, 0.9, 0.9])
+    write(loss, there)
+    assert write(loss, there, at=0.01) == pytest.approx(0.002)
+    first, second = there.state[loss].unacked
+    assert first.ack_at == second.ack_at == pytest.approx(0.012)
+    there.state[loss].settle(1.0)
+    assert there.state[loss].srtt == pytest.approx(0.012 / 8)
+
+
+def test_an_ack_of_retransmitted_data_alone_echoes_the_retransmission() -> None:
+    writes = [
+        Unacked(0.0, 0.2, 0.2, 0.2, True, ack_id=1),
+        Unacked(0.1, 0.1, 0.2, 0.1, False, sampled=True, ack_id=2),
+    ]
+    # The hole's retransmission arrives at 0.2 s and is acked at 0.21: the
+    # write beyond it was SACKed (its own sample) and gives none again.
+    writes[0].ack_at = 0.21
+    assert ack_samples(writes[:1], []) == {writes[0]: pytest.approx(0.01)}
+    # An ACK that only SACKs a write sent once is sampled from that send; one
+    # that only SACKs retransmitted data gives no sample (nothing acked).
+    beyond = Unacked(0.3, 0.3, 0.5, 0.32, False)
+    repaired = Unacked(0.3, 0.4, 0.5, 0.41, True)
+    assert ack_samples([], [beyond]) == {beyond: pytest.approx(0.02)}
+    assert ack_samples([], [repaired]) == {}
+
+
+def test_the_probe_that_draws_a_lost_ack_and_its_own_ack_can_be_lost_too() -> None:
+    # A full segment gets through and its ACK is lost. The probe (200 ms)
+    # sends it again; that probe is lost, so the RTO (200 ms more) does, and
+    # this time the retransmission and its ACK get through: 400 ms.
+    # ack_timers (on by default) would take the lost ACK instead.
+    loss = Loss(0.5, mss=100, probe_rounds=True, probe_samples=True, ack_timers=False)
+    there, _ = pair(loss, [0.9, 0.1, 0.1, 0.9, 0.9])
+    write(loss, there)
+    (lone,) = there.state[loss].unacked
+    assert (lone.ack_at, lone.probed) == pytest.approx((0.4, 0.4))
+    # The probe gets through but its ACK is lost; the RTO's round works.
+    there, _ = pair(loss, [0.9, 0.1, 0.9, 0.1, 0.9, 0.9])
+    write(loss, there)
+    assert there.state[loss].unacked[0].ack_at == pytest.approx(0.4)
+    # Without the rule the probe's round always works.
+    plain = Loss(0.5, mss=100, probe_samples=True, ack_timers=False)
+    there, _ = pair(plain, [0.9, 0.1])
+    write(plain, there)
+    assert there.state[plain].unacked[0].ack_at == pytest.approx(0.2)
 
 
 # Found unguarded by mutation testing (docs/TESTING.md).
