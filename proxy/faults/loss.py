@@ -33,7 +33,9 @@ What Linux does with a lost segment, reduced to its timing:
   A lost ACK is drawn again by the sender's probe; that retransmission and
   its duplicate ACK are lost as often as any, and the timers go on (RTO
   doubling) until a pair gets through (``ack_timers``): what makes a one-way
-  stream at 30% both ways stall for seconds in Linux.
+  stream at 30% both ways stall for seconds in Linux. Off: removing the loss
+  does not yet cut such a chain short, so a stream can stay blocked long after
+  the heal (docs/BENCHMARKS.md, "Raft's peer streams").
   Which ACK a sample comes from follows Linux with two more options:
   ``sample_per_ack`` (one sample per ACK, from the oldest write it newly
   acks, Karn's rule, then SACK, then the echoed timestamp) and
@@ -470,7 +472,7 @@ class Loss(Shaper):
     congestion_window: bool = True
     rto_deviation: bool = False
     probe_samples: bool = False
-    ack_timers: bool = True
+    ack_timers: bool = False
     sample_per_ack: bool = False
     ack_with_data: bool = False
     probe_rounds: bool = False

@@ -687,7 +687,7 @@ def test_the_probe_that_draws_a_lost_ack_and_its_own_ack_can_be_lost_too() -> No
     # A full segment gets through and its ACK is lost. The probe (200 ms)
     # sends it again; that probe is lost, so the RTO (200 ms more) does, and
     # this time the retransmission and its ACK get through: 400 ms.
-    # ack_timers (on by default) would take the lost ACK instead.
+    # ack_timers would take the lost ACK instead.
     loss = Loss(0.5, mss=100, probe_rounds=True, probe_samples=True, ack_timers=False)
     there, _ = pair(loss, [0.9, 0.1, 0.1, 0.9, 0.9])
     write(loss, there)
