@@ -623,9 +623,7 @@ class Loss(Shaper):
         the RTO retransmits the head of the queue until ``snd_una`` moves).
         Returns when that retransmission reaches the receiver, and the
         retransmission timeouts among the rounds (the probe is none)."""
-        rounds = 1
-        while rng.random() < self.probability or rng.random() < self.probability:
-            rounds += 1
+        rounds = 1 + self.failed_rounds(rng)
         if resend is None or resend.arrival < arrived:
             # No timer recovered the write's last bytes (an earlier segment of
             # it came later still): the chain starts from its arrival.
@@ -641,15 +639,16 @@ class Loss(Shaper):
         With ``probe_rounds`` that retransmission and its ACK can each be lost
         as well; every round that fails waits for the next RTO, doubling (the
         sender cannot tell a lost ACK from lost data)."""
-        rto = self.rto(state)
-        probe = self.probe_timeout(state)
-        at = arrived + (rto if probe is None else probe)
-        if not self.probe_rounds:
-            return at
+        rounds = self.failed_rounds(rng) if self.probe_rounds else 0
+        return self.timer_resend(arrived, 1 + rounds, state)[0].arrival
+
+    def failed_rounds(self, rng: random.Random) -> int:
+        """How many retransmission rounds in a row fail because the data or the
+        ACK it draws is lost (a round gets through only if both do)."""
         rounds = 0
         while rng.random() < self.probability or rng.random() < self.probability:
             rounds += 1
-        return at + self.backoff(rounds, rto if probe is not None else min(rto * 2, self.max_rto))
+        return rounds
 
     def piggyback(self, pieces: list[Piece], sent: float, ctx: ShapeContext) -> None:
         """A write carries its sender's ACK of the peer's data: the peer's sender
