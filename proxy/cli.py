@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from etcdlab.common.argtypes import time_scale
+from etcdlab.common.argtypes import negative_values, time_scale
 from etcdlab.common.timescale import TimeScale
 from etcdlab.proxy.control import ControlServer, format_address, parse_address
 from etcdlab.proxy.faults import Fault
@@ -59,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "--loss 0.3 --latency 20ms --seed 1 --control 127.0.0.1:0"
         ),
     )
+    negative_values(parser)
     parser.add_argument(
         "--listen",
         type=address,

@@ -20,7 +20,13 @@ from rich.progress import (
 )
 
 from etcdlab.common import exits
-from etcdlab.common.argtypes import non_negative_int, positive_float, positive_int, time_scale
+from etcdlab.common.argtypes import (
+    negative_values,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    time_scale,
+)
 from etcdlab.scenario import fidelity
 from etcdlab.sweep import aggregate, page, runner
 from etcdlab.sweep import settings as settings_sets
@@ -79,6 +85,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "SIGINT/SIGTERM (finished runs kept, outputs written for them)."
         ),
     )
+    negative_values(sweep)
     sweep.add_argument(
         "--quick",
         action="store_true",

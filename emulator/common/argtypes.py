@@ -5,10 +5,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 from etcdlab.common.timescale import MESSAGE, TimeScale
+
+
+def negative_values(parser: argparse.ArgumentParser) -> None:
+    """Let ``parser`` read an argument made of a minus and a digit onwards
+    (``--latency -5ms``) as an option's value, which the option's own check then
+    refuses by name. argparse (3.11) reads only bare numbers (``-5``, ``-0.5``)
+    that way and anything else with a leading minus as an unknown option,
+    failing with "expected one argument". It keeps doing so while ``parser``
+    has an option spelled like a negative number, which none of ours is."""
+    parser._negative_number_matcher = re.compile(r"-\.?\d")
 
 
 def _integer(text: str, minimum: int, rule: str) -> int:

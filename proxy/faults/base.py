@@ -49,6 +49,11 @@ METHOD = "method"  # a gRPC method or service the fault is limited to
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
 
+# Where a fault's values come from, each writing a duration its own way.
+PYTHON = "python"  # keywords: seconds
+JSON = "json"  # the control API's JSON and TOML: milliseconds
+TEXT = "text"  # the command line: a unit required
+
 
 def spelled(value: Any) -> str:
     """``value`` as the control API's JSON (and TOML) spells it, for error messages:
@@ -95,8 +100,10 @@ def parse_duration(text: str) -> float:
                 value = float(text[: -len(suffix)]) * _UNITS[suffix]
             except ValueError:
                 break
-            if not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"must be a finite duration >= 0, not {text!r}")
+            if value < 0:
+                raise ValueError(f"must not be negative, not {text!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"must be a finite duration, not {text!r}")
             return value
     try:
         float(text)
@@ -141,6 +148,18 @@ class Param:
         if self.unit == DURATION:
             return value / 1000
         return float(value) if self.type is float else value
+
+    def wanted(self, source: str) -> str:
+        """What a value of this parameter is, as ``source`` (PYTHON, JSON, TEXT) writes it."""
+        if self.unit == DURATION:
+            return {
+                PYTHON: "seconds >= 0",
+                JSON: "milliseconds >= 0",
+                TEXT: "a duration with a unit, like 50ms",
+            }[source]
+        if self.unit == PROBABILITY:
+            return "a number between 0 and 1"
+        return _DESCRIPTIONS[self.type]
 
     def to_json(self, value: Any) -> Any:
         # Rounded to picoseconds so a value read back from JSON is the one written.
@@ -260,20 +279,20 @@ class Fault:
     @classmethod
     def build(cls, attributes: Mapping[str, Any], **common: Any) -> Self:
         """From Python values (seconds), as keywords name them; ValueError naming the field."""
-        _no_unknown(cls, attributes)
+        _no_unknown(cls, attributes, PYTHON)
         return cls(**attributes, **common)
 
     @classmethod
     def from_json(cls, attributes: Mapping[str, Any], **common: Any) -> Self:
         """From a toxic's ``attributes`` (control API, TOML): durations in milliseconds."""
-        _no_unknown(cls, attributes)
+        _no_unknown(cls, attributes, JSON)
         params = {p.name: p for p in cls.params()}
         return cls(**{k: params[k].from_json(v) for k, v in attributes.items()}, **common)
 
     @classmethod
     def from_text(cls, attributes: Mapping[str, str], **common: Any) -> Self:
         """From command-line text (``latency=50ms``): durations need a unit."""
-        _no_unknown(cls, attributes)
+        _no_unknown(cls, attributes, TEXT)
         params = {p.name: p for p in cls.params()}
         return cls(**{k: params[k].from_text(v) for k, v in attributes.items()}, **common)
 
@@ -359,8 +378,9 @@ class Flag:
     default: bool = False
 
 
-def _no_unknown(cls: type[Fault], attributes: Mapping[str, Any]) -> None:
-    """Every key names a parameter, and every required parameter is there."""
+def _no_unknown(cls: type[Fault], attributes: Mapping[str, Any], source: str) -> None:
+    """Every key names a parameter, and every required parameter is there (the
+    error names the first missing one and what to give it, as ``source`` writes it)."""
     known = {p.name for p in cls.params()}
     unknown = set(attributes) - known
     if unknown:
@@ -368,16 +388,15 @@ def _no_unknown(cls: type[Fault], attributes: Mapping[str, Any]) -> None:
             f"unknown attribute(s) for {cls.kind}: {', '.join(sorted(unknown))}"
             f" (known: {', '.join(sorted(known)) or 'none'})"
         )
-    missing = [
+    required = {
         f.name
         for f in dataclasses.fields(cls)
-        if f.name in known
-        and f.name not in attributes
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    ]
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    missing = [p for p in cls.params() if p.name in required and p.name not in attributes]
     if missing:
-        raise ValueError(f"{', '.join(missing)} required for {cls.kind}")
+        first = missing[0]
+        raise ValueError(f"a {cls.kind} fault needs {first.name}: give it {first.wanted(source)}")
 
 
 def _check_probability(name: str, value: Any) -> None:

@@ -1,5 +1,6 @@
 """``etcdlab proxy``'s own input: the ``--config`` file, checked whole before any
-link listens (the flags' faults are the registry's, tested in faults/)."""
+link listens, and the flags' bad values as one line naming the flag (the flags'
+faults are the registry's, tested in faults/)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from etcdlab.cli.main import build_parser
+from etcdlab.cli.main import build_parser, main
 from etcdlab.proxy.cli import spec_from_toml
 
 # What a config's top-level keys default to: the command line's.
@@ -54,3 +55,38 @@ def test_the_docs_config_example_is_accepted() -> None:
     spec = spec_from_toml(example, ARGS)
     assert [link.name for link in spec.links] == ["member0", "peer0"]
     assert spec.seed == 1 and spec.time_scale == 0.1 and not spec.links[1].http2
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        # A minus and a digit make the flag's value, not an option argparse cannot place.
+        (["--latency", "-5ms"], "--latency: must not be negative, not '-5ms'"),
+        (["--latency", "5ms", "--jitter", "-1ms"], "--jitter: must not be negative, not '-1ms'"),
+        # Beyond the latency a delay would be cut at 0: refused, as --help says.
+        (
+            ["--latency", "5ms", "--jitter", "20ms"],
+            "--jitter: must not exceed the latency (5 ms), not 20 ms: a delay cannot go below 0",
+        ),
+        (["--jitter", "1ms"], "--jitter: must not exceed the latency (0 ms), not 1 ms"),
+        (
+            ["--fault", "frames:pings=true"],
+            "--fault frames:pings=true: a frames fault needs probability: give it a number "
+            "between 0 and 1",
+        ),
+    ],
+)
+def test_a_bad_flag_is_one_line_naming_it(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["proxy", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", *flags]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"etcdlab proxy: error: {message}") and error.count("\n") == 1, error
+
+
+def test_help_says_the_jitter_is_at_most_the_latency(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["proxy", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
+    assert "at most --latency (a delay cannot go below 0)" in text

@@ -118,7 +118,9 @@ def test_the_outputs_name_the_latency() -> None:
     [
         (["--latency", "50"], "--latency: a duration needs a unit (ms, s or m), like 50ms"),
         (["--latency", "soon"], "--latency: not a duration (like 50ms, 1.5s): 'soon'"),
-        (["--latency=-5ms"], "--latency: must be a finite duration >= 0, not '-5ms'"),
+        (["--latency=-5ms"], "--latency: must not be negative, not '-5ms'"),
+        # Apart as well: a minus and a digit make a value, not an unknown option.
+        (["--latency", "-5ms"], "--latency: must not be negative, not '-5ms'"),
         (["--jitter", "10ms"], "--jitter: needs --latency (the jitter is around it)"),
         (["--latency", "50ms", "--jitter", "60ms"], "--jitter: must be from 0 up to the latency"),
         (["--latency", "50ms", "--jitter", "10"], "--jitter: a duration needs a unit"),

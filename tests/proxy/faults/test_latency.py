@@ -83,3 +83,10 @@ async def test_method_latency_holds_only_its_streams_and_releases_them_on_remova
 def test_a_negative_latency_names_the_field() -> None:
     with pytest.raises(ValueError, match="latency"):
         Latency(-0.1)
+
+
+def test_a_jitter_beyond_the_latency_is_refused_naming_it() -> None:
+    # A delay cut at 0 would leave some bytes undelayed and the mean above the latency.
+    with pytest.raises(ValueError, match=r"^jitter must not exceed the latency \(50 ms\), not 60"):
+        Latency(0.05, jitter=0.06)
+    assert Latency(0.05, jitter=0.05).scaled(TimeScale(0.1)).jitter == pytest.approx(0.005)

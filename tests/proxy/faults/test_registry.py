@@ -93,7 +93,10 @@ def test_json_and_toml_carry_milliseconds(stutter: object) -> None:
         ({"type": "stutter", "attributes": {"pause": "abc"}}, "pause must be a finite number of"),
         ({"type": "stutter", "attributes": {"pause": 1, "times": 1.5}}, "times must be a whole"),
         ({"type": "stutter", "attributes": {"pause": 1, "times": 0}}, "times must be at least"),
-        ({"type": "stutter", "attributes": {}}, "pause required"),
+        (
+            {"type": "stutter", "attributes": {}},
+            "^a stutter fault needs pause: give it milliseconds >= 0$",
+        ),
         ({"type": "stutter", "attributes": {"pause": 1, "paws": 1}}, "unknown attribute.*paws"),
         ({"type": "stutter", "stream": "sideways", "attributes": {"pause": 1}}, "^stream"),
         ({"type": "stutter", "toxicity": "all", "attributes": {"pause": 1}}, "^toxicity"),
@@ -127,6 +130,15 @@ def test_command_line_flags_and_fault_specs(stutter: object) -> None:
         spec_from_args(parse("--fault", "stutter:pause=1ms,times=x"))
     with pytest.raises(ValueError, match='unknown fault kind "stammer"'):
         spec_from_args(parse("--fault", "stammer"))
+    with pytest.raises(ValueError) as missing:
+        spec_from_args(parse("--fault", "stutter:times=2"))
+    assert str(missing.value) == (
+        "--fault stutter:times=2: a stutter fault needs pause: give it a duration with a "
+        "unit, like 50ms"
+    )
+    # A negative duration after its flag is the flag's value, refused by name.
+    with pytest.raises(ValueError, match=r"^--stutter: must not be negative, not '-5ms'$"):
+        spec_from_args(parse("--stutter", "-5ms"))
 
 
 def test_python_keywords_are_seconds(stutter: object) -> None:
@@ -134,6 +146,8 @@ def test_python_keywords_are_seconds(stutter: object) -> None:
     assert isinstance(fault, Stutter) and (fault.pause, fault.direction) == (0.5, "upstream")
     with pytest.raises(ValueError, match="pause must be a number"):
         from_keywords("stutter", {"pause": "0.5"})
+    with pytest.raises(ValueError, match=r"^a stutter fault needs pause: give it seconds >= 0$"):
+        from_keywords("stutter", {"times": 2})
 
 
 async def test_a_link_runs_it_scaled(stutter: object, echo: Address) -> None:
