@@ -100,6 +100,17 @@ def _awaiting(coro: object) -> list[str]:
     return lines
 
 
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytest's own, whose runs leave out the plugins of schemathesis and
+    Hypothesis: they import both libraries, 1.5 s of CPU of every pytest start
+    here, and no suite a test runs uses them (tests/proxy/test_openapi.py and
+    the model tests do, in this session). Pytester clears PYTEST_ADDOPTS as it
+    starts; this sets it after."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:schemathesis -p no:hypothesispytest")
+    return pytester
+
+
 # The time scale of the single member the proxy tests put a link in front of.
 PROXY_TIME_SCALE = TimeScale(0.1)
 
@@ -125,11 +136,7 @@ def cluster() -> Iterator[LocalCluster]:
     """A fresh 3-member cluster with fast raft timings for tests that break it."""
     with LocalCluster(3, flags=ServerFlags.scaled(0.2)) as local:
         yield local
-        # Killed, not stopped: a graceful stop (the leader hands over first) takes
-        # 2 s, and this cluster's data is deleted next.
-        for index, member in enumerate(local.members):
-            if member.running:
-                local.kill(index)
+        local.close(graceful=False)  # killed: a graceful stop takes seconds, for deleted data
 
 
 @pytest.fixture(scope="session")
@@ -137,6 +144,7 @@ def shared_cluster() -> Iterator[LocalCluster]:
     """One 3-member cluster for tests that only read and write keys."""
     with LocalCluster(3) as local:
         yield local
+        local.close(graceful=False)  # as above
 
 
 @pytest.fixture

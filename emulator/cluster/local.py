@@ -323,13 +323,17 @@ class LocalCluster:
         self.spawn()
         await self.await_healthy(timeout)
 
-    def close(self) -> None:
-        """Stop every member and delete the data dirs. Safe to call twice."""
+    def close(self, *, graceful: bool = True) -> None:
+        """Stop every member and delete the data dirs. Safe to call twice.
+
+        ``graceful=False`` kills them instead (SIGKILL): a graceful stop takes
+        seconds (a leader hands over first, and so does its successor), which
+        buys nothing for data deleted next."""
         if self._closed:
             return
         self._closed = True
         for member in self.members:
-            self._terminate(member)
+            self._terminate(member, graceful)
         with _live_lock:
             _live_clusters.discard(self)
         if self._own_base_dir:

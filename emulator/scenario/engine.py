@@ -428,7 +428,8 @@ async def _start_and_inject(
     else:
         flags = server_flags(ts, scenario.etcd_args)
         cluster = LocalCluster(MEMBERS, flags=flags, etcd=options.etcd)
-        stack.callback(cluster.close)
+        # Killed at the end: the measurement is over and the data is deleted.
+        stack.callback(cluster.close, graceful=False)
         proxies = ProxyServer(seed=options.seed)
         stack.push_async_callback(proxies.close)
         links: dict[tuple[int, str], ProxyLink] = {}

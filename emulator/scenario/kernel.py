@@ -273,7 +273,8 @@ async def start(
     network.open(members)
     stack.callback(network.close)
     cluster = LocalCluster(members, flags=flags)
-    stack.callback(cluster.close)
+    # Killed at the end: the measurement is over and the data is deleted.
+    stack.callback(cluster.close, graceful=False)
     endpoints = network.place(cluster)
     where = f"{address(0)}-{address(members - 1).rsplit('.', 1)[1]}"
     settings["endpoints"] = f"local cluster at {where}, kernel network"

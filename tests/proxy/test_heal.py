@@ -92,7 +92,7 @@ async def lab() -> AsyncIterator[Lab]:
             driver = ScenarioFaults(LinkFaults(proxies.links, TIME_SCALE), TIME_SCALE, cluster)
             yield Lab(cluster, links, driver)
         finally:
-            cluster.close()
+            cluster.close(graceful=False)
 
 
 async def through_link(address: str) -> bool:

@@ -40,6 +40,7 @@ async def test_peer_connections_are_attributed_to_their_dialer() -> None:
                 assert bool(plan.shapers) == (conn.dialer == slow_one)
             link.remove(hole)
             await cluster.await_healthy()
+            cluster.close(graceful=False)
 
 
 def test_dialer_filters_need_a_raw_link() -> None:

@@ -117,14 +117,17 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
             client.wait_for_workers(2, timeout=60)
         yield address
     finally:
-        for process in reversed(processes):
-            process.send_signal(signal.SIGTERM)
-        for process in reversed(processes):
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        # The workers first, then the scheduler: a worker whose scheduler went at
+        # the same moment hangs on it until its nanny kills it 8 s later.
+        for group in (processes[1:], processes[:1]):
+            for process in group:
+                process.send_signal(signal.SIGTERM)
+            for process in group:
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
         logs.close()
 
 
