@@ -33,18 +33,16 @@ What Linux does with a lost segment, reduced to its timing:
   A lost ACK is drawn again by the sender's probe; that retransmission and
   its duplicate ACK are lost as often as any, and the timers go on (RTO
   doubling) until a pair gets through (``ack_timers``): what makes a one-way
-  stream at 30% both ways stall for seconds in Linux. Off: removing the loss
-  does not yet cut such a chain short, so a stream can stay blocked long after
-  the heal (docs/BENCHMARKS.md, "Raft's peer streams").
+  stream at 30% both ways stall for seconds in Linux. Removing the loss cuts
+  such a chain at its next send (:meth:`Held.healed`).
   Which ACK a sample comes from follows Linux with two more options:
   ``sample_per_ack`` (one sample per ACK, from the oldest write it newly
   acks, Karn's rule, then SACK, then the echoed timestamp) and
   ``ack_with_data`` (an ACK held back goes with the receiver's next data and
-  shares its fate); ``probe_rounds`` lets the retransmission that draws a
-  lost ACK's duplicate, and that duplicate, be lost as well. ``sack_loss``:
-  the SACK that reveals a hole is an ACK too, lost as often; the sender then
-  learns of the hole from the duplicate its probe (the fast one: two
-  segments are out) draws, or from the hole's own timers.
+  shares its fate). ``sack_loss``: the SACK that reveals a hole is an ACK
+  too, lost as often; the sender then learns of the hole from the duplicate
+  its probe (the fast one: two segments are out) draws, or from the hole's
+  own timers.
 - The sender's congestion window (CUBIC's rules, Linux's default) limits the
   segments in flight: it starts at ten, a loss found by a retransmission
   other than a timeout (fast retransmission or probe) cuts it to 0.7 of
@@ -63,7 +61,9 @@ How many times each transmission is lost is drawn when the segment is sent,
 as if the loss lasted; each lost segment also carries when it is sent again
 (:class:`Resend`), so when the fault is removed the first of those sends
 from then on gets through, as it would once the network is clean; a SYN
-still being retried too.
+still being retried too. Bytes the congestion window holds back carry the
+writes whose ACKs they wait for (:class:`Held`): once the fault is removed
+they go when the next send of those writes' timers gets through.
 
 Each chunk the proxy reads stands for one write by the sender and is cut into
 ``mss``-sized segments, each transmission rolled against ``probability``.
@@ -133,6 +133,8 @@ class Unacked:
     # While the receiver holds its ACK back (a lone small write), when the
     # delayed-ACK timer would send it alone (loop time); None once sent.
     ack_due: float | None = None
+    # What the congestion window held it back for, if it waited to be sent.
+    held: Held | None = None
 
     @property
     def sample_from(self) -> float:
@@ -301,6 +303,11 @@ class TcpState:
             start = at
         return start
 
+    def awaited(self, now: float, opens: float) -> tuple[Unacked, ...]:
+        """The writes whose ACKs, still to come at ``now``, open the window at
+        ``opens`` (:meth:`window_opens`)."""
+        return tuple(write for write in self.unacked if now < write.ack_at <= opens)
+
     def acked_by(self, at: float, sent: float, ack_id: int | None = None) -> None:
         """An ACK arriving at ``at`` covers every write that had reached the
         receiver, in order, by ``sent``, when it was sent (ACKs are cumulative);
@@ -410,6 +417,8 @@ class Recovery:
     # The write it ends and its sender, whose view of it follows it when it moves.
     write: Unacked | None = None
     sender: TcpState | None = None
+    # The congestion window held the segment back until ``sent_at``.
+    held: Held | None = None
 
     def revealed(self, release: float, arrival: float) -> tuple[float, Late]:
         if self.sacked:
@@ -428,15 +437,20 @@ class Recovery:
         return resend.arrival, dataclasses.replace(self, fast_probe_at=None, resend=resend)
 
     def healed(self, at: float) -> float:
+        if self.held is not None and self.sent_at > at:
+            # Not sent yet when the loss ends: it goes, and gets through, once
+            # the window opens.
+            return self.held.healed(at)
         return self.resend.healed(at)
 
 
 @dataclass(frozen=True, eq=False)
 class Held:
-    """Bytes the congestion window holds back behind lost data: once the fault
-    is removed they go with it (the pipe keeps them behind it)."""
+    """Bytes the congestion window holds back until the ACKs of the writes it
+    ``awaits`` come back (the pipe also keeps them behind earlier bytes)."""
 
     fault: Loss
+    awaits: tuple[Unacked, ...] = ()
 
     def revealed(self, release: float, arrival: float) -> tuple[float, Late]:
         return release, self
@@ -445,7 +459,27 @@ class Held:
         return release, self
 
     def healed(self, at: float) -> float:
-        return at
+        """When the window opens if the loss ends at ``at``: each awaited write
+        whose ACK is still to come is sent again when its sender's timer next
+        fires, and that retransmission and its ACK now get through. The drawn
+        chain of lost ACKs and retransmissions ends there (else a write deep
+        in its backoff when the loss ended held the connection for minutes
+        after it). A write with no timer left waits for none; one the window
+        still held back then goes once the writes it awaited are acked."""
+        opens = at
+        pending, seen = list(self.awaits), set()
+        while pending:
+            write = pending.pop()
+            if write in seen or write.ack_at <= at:
+                continue
+            seen.add(write)
+            if write.held is not None and write.sent > at:
+                pending.extend(write.held.awaits)
+                continue
+            fires = next((t for t in write.timeouts if t >= at), None)
+            if fires is not None:
+                opens = max(opens, min(write.ack_at, fires + self.fault.rtt))
+        return opens
 
 
 @register
@@ -478,10 +512,9 @@ class Loss(Shaper):
     congestion_window: bool = True
     rto_deviation: bool = False
     probe_samples: bool = False
-    ack_timers: bool = False
+    ack_timers: bool = True
     sample_per_ack: bool = False
     ack_with_data: bool = False
-    probe_rounds: bool = False
     sack_loss: bool = False
     method: str | None = method()
 
@@ -659,10 +692,10 @@ class Loss(Shaper):
         """When the sender learns that a write which reached the receiver at
         ``arrived`` did, if no ACK of it comes: its probe (or, without one, its
         RTO) sends the data again and the receiver acks the duplicate at once.
-        With ``probe_rounds`` that retransmission and its ACK can each be lost
+        With ``ack_timers`` that retransmission and its ACK can each be lost
         as well; every round that fails waits for the next RTO, doubling (the
         sender cannot tell a lost ACK from lost data)."""
-        rounds = self.failed_rounds(rng) if self.probe_rounds else 0
+        rounds = self.failed_rounds(rng) if self.ack_timers else 0
         return self.timer_resend(arrived, 1 + rounds, state, in_flight=in_flight)[0].arrival
 
     def failed_rounds(self, rng: random.Random) -> int:
@@ -778,6 +811,7 @@ class Loss(Shaper):
         written = sent = pieces[0].release
         state.settle(sent)
         held = state.window_opens(sent) if self.congestion_window else sent
+        waiting: Held | None = None
         if held > sent:
             # The congestion window is full: these bytes go out, and meet
             # their own losses, only once an ACK opens it.
@@ -791,9 +825,10 @@ class Loss(Shaper):
                 repaired = joined.late is not None
                 write = self.acknowledge(state, held, joined.release, size, repaired, ctx)
                 write.segments = 0  # no segment of its own
+                write.held = Held(self, state.awaited(written, held))
                 self.piggyback([Piece(size, written)], written, ctx)
                 return [Piece(size, joined.release, joined.late)]
-            waiting = Held(self)
+            waiting = Held(self, state.awaited(sent, held))
             pieces = [
                 Piece(piece.size, max(piece.release, held), piece.late or waiting)
                 for piece in pieces
@@ -834,7 +869,7 @@ class Loss(Shaper):
                     first = self.fast_arrival(at, at, same_write=True)
                     resend = Resend(self, first, lost, rto)
                     detected = first if detected is None else min(detected, first)
-                    sacked = Recovery(self, at, lost, rto, resend, sacked=True)
+                    sacked = Recovery(self, at, lost, rto, resend, sacked=True, held=waiting)
                     out.append(Piece(segment, resend.arrival, sacked))
                     continue
                 in_flight = 2 if busy or here else 1
@@ -842,7 +877,7 @@ class Loss(Shaper):
                 if not timeouts:
                     # The probe got through: it finds the loss, no timeout does.
                     detected = resend.first if detected is None else min(detected, resend.first)
-                hole = Recovery(self, at, lost, rto, resend)
+                hole = Recovery(self, at, lost, rto, resend, held=waiting)
                 if in_flight > 1:
                     # The fast probe, unless an ACK of the rest comes first.
                     slow = self.probe_timeout(state)
@@ -862,6 +897,7 @@ class Loss(Shaper):
         write.segments = -(-start // self.mss)
         write.in_flight = in_flight + write.segments
         write.detected = detected
+        write.held = waiting
         if tail is not None and tail_hole is not None:
             tail.late = dataclasses.replace(tail_hole, write=write, sender=state)
         if held > written:

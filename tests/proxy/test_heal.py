@@ -50,9 +50,10 @@ FAULTS = {
 # retransmission timeouts, heartbeats (0.1 s) and at most an election (1 s):
 # tens of milliseconds here. But it may catch a segment deep in its backoff,
 # whose next send comes one backed-off RTO later, as in TCP: lost k times in a
-# row, 0.2 s x 2^(k-1) later. At 30% loss the proxy's model puts that beyond
-# 5 s for 2% of heals and beyond 30 s for 0.1% (sans-IO, a heartbeat stream
-# healed after a minute); before the fix, 85% of heals took over 20 s.
+# row, 0.2 s x 2^(k-1) later, and a lost ACK's chain of rounds likewise. At 30%
+# loss the proxy's model puts that beyond 5 s for 10% of heals and beyond 30 s
+# for 0.2% (a heartbeat stream healed after a minute: test_loss.py); before
+# the first fix, 85% of heals took over 20 s.
 # The other faults add no timers of their own: what they held goes at once.
 RECOVERY = {"loss": 30.0}
 RECOVERY_CLEAN = 5.0
