@@ -609,7 +609,7 @@ def table(saved: dict[str, Any]) -> str:
             )
             lines.append(f"| | | | {side} / kernel | {values} | |")
     healed = [cell for cell in saved["cells"] if cell.get("heal")]
-    return "\n".join(lines + heal_table(healed) * bool(healed))
+    return "\n".join(lines + (heal_table(healed) if healed else []))
 
 
 def heal_table(cells: list[dict[str, Any]]) -> list[str]:
