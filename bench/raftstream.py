@@ -290,7 +290,7 @@ async def run(
         # comes; the heal counts from when the loss is surely gone.
         armed = False
         await asyncio.to_thread(disarm)
-        healed = clock()
+        healed, at = clock(), time.time()
         marks = lanes.mark()
         sending = asyncio.create_task(_paced(lanes, writers, schedule(rate, heal)))
         try:
@@ -301,7 +301,8 @@ async def run(
             sending.cancel()
         return {
             **summary(lanes.tallies, start, healed, clock()),
-            "heal": recovery(lanes.tallies, marks, healed),
+            # The heal's wall-clock time too, to find it in a capture.
+            "heal": {**recovery(lanes.tallies, marks, healed), "at": at},
         }
     finally:
         if armed:
