@@ -286,11 +286,13 @@ async def run(
         if not heal:
             await lanes.drained(drain)
             return summary(lanes.tallies, start, end, clock())
-        # In a thread, so that what arrives meanwhile is read (and stamped) as it
-        # comes; the heal counts from when the loss is surely gone.
+        # The heal counts from the request to remove the loss: it takes effect
+        # somewhere in the call (the proxy may deliver what it held before it
+        # answers), and what arrives meanwhile is read and stamped as it comes.
         armed = False
-        await asyncio.to_thread(disarm)
         healed, at = clock(), time.time()
+        await asyncio.to_thread(disarm)
+        removal = clock() - healed
         marks = lanes.mark()
         sending = asyncio.create_task(_paced(lanes, writers, schedule(rate, heal)))
         try:
@@ -302,7 +304,7 @@ async def run(
         return {
             **summary(lanes.tallies, start, healed, clock()),
             # The heal's wall-clock time too, to find it in a capture.
-            "heal": {**recovery(lanes.tallies, marks, healed), "at": at},
+            "heal": {**recovery(lanes.tallies, marks, healed), "at": at, "removal": removal},
         }
     finally:
         if armed:
