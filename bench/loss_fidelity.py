@@ -299,7 +299,21 @@ def capture(path: str | None, port: int) -> Iterator[None]:
     if path is None:
         yield
         return
-    command = ["tcpdump", "-i", "lo", "-s", "200", "-U", "-Z", "root", "-w", path]
+    # Immediate mode: else the last packets, still in the capture buffer when
+    # tcpdump is stopped, were missing (up to 13 s of a healed stream run).
+    command = [
+        "tcpdump",
+        "-i",
+        "lo",
+        "-s",
+        "200",
+        "-U",
+        "--immediate-mode",
+        "-Z",
+        "root",
+        "-w",
+        path,
+    ]
     # Unbuffered: each line is read as it comes, so the deadline sees every one.
     tcpdump = subprocess.Popen(
         [*command, "tcp", "port", str(port)], stderr=subprocess.PIPE, bufsize=0
