@@ -68,10 +68,10 @@ class Connection:
         self.up = Pipe(self, UPSTREAM)
         self.down = Pipe(self, DOWNSTREAM)
         self.requests = RequestHeaders() if link.http2 else None
-        self.paths: dict[int, str] = {}
+        # Which stream calls which method (kept by the request headers' reader).
+        self.paths: dict[int, str] = {} if self.requests is None else self.requests.paths
         self.answered: dict[int, None] = {}
         self.killed: dict[int, None] = {}
-        self.max_stream = 0
         # Raw links read the dialing member from the first request's headers.
         self.dialer: str | None = None
         self.sniff: bytearray | None = None if link.http2 else bytearray()
@@ -176,8 +176,8 @@ class Connection:
         """Frame-blind forwarding: only watch request header blocks go by (the
         server's frames are not read at all outside frame mode)."""
         assert pipe.direction == UPSTREAM and self.requests is not None
-        for stream_id, path in self.requests.blocks(frames):
-            self._requested(stream_id, path)
+        self.requests.watch(frames)
+        _trim(self.paths)
         seen = self.link.counters.frames
         kinds = [frame.type for frame in frames]
         for kind in set(kinds):
@@ -227,21 +227,18 @@ class Connection:
     def _observe_headers(self, pipe: Pipe, frame: Frame) -> None:
         if pipe.direction == UPSTREAM:
             assert self.requests is not None
-            block = self.requests.feed(frame)
-            if block is not None:
-                self._requested(*block)
+            self.requests.feed(frame)
+            _trim(self.paths)
         else:
             if frame.type == TYPE_HEADERS:
                 _remember(self.answered, frame.stream_id, None)
             if frame.flags & FLAG_END_STREAM:
                 self._forget(frame.stream_id)
 
-    def _requested(self, stream_id: int, path: str | None) -> None:
-        """A request header block went by."""
-        if stream_id > self.max_stream:
-            self.max_stream = stream_id
-        if path is not None:
-            _remember(self.paths, stream_id, path)
+    @property
+    def max_stream(self) -> int:
+        """The highest stream id the client's request headers have named."""
+        return 0 if self.requests is None else self.requests.max_stream
 
     def _drops(self, pipe: Pipe, frame: Frame, faults: tuple[FrameFault, ...]) -> bool:
         counters = self.link.counters
@@ -374,6 +371,10 @@ class Connection:
 
 def _remember(store: dict[int, _V], key: int, value: _V) -> None:
     store[key] = value
+    _trim(store)
+
+
+def _trim(store: dict[int, _V]) -> None:
     if len(store) > _MAX_STREAMS:
         # The oldest quarter in one go: finding a dict's first key scans every
         # slot deleted before it, so one at a time cost about 1.5 us per call

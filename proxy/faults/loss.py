@@ -451,6 +451,8 @@ class Held:
 
     fault: Loss
     awaits: tuple[Unacked, ...] = ()
+    # When the window opens if the loss ends at a given time (see healed).
+    opened: dict[float, float] = field(default_factory=dict, repr=False)
 
     def revealed(self, release: float, arrival: float) -> tuple[float, Late]:
         return release, self
@@ -465,21 +467,43 @@ class Held:
         chain of lost ACKs and retransmissions ends there (else a write deep
         in its backoff when the loss ended held the connection for minutes
         after it). A write with no timer left waits for none; one the window
-        still held back then goes once the writes it awaited are acked."""
-        opens = at
-        pending, seen = list(self.awaits), set()
-        while pending:
-            write = pending.pop()
-            if write in seen or write.ack_at <= at:
+        still held back then goes once the writes it awaited are acked.
+
+        A backlog of thousands of held writes awaits one another in a chain:
+        each one's opening is kept (``opened``) and the chain walked without
+        recursion, so a heal costs one visit per held write."""
+        stack = [self]
+        while stack:
+            held = stack[-1]
+            if at in held.opened:
+                stack.pop()
                 continue
-            seen.add(write)
-            if write.held is not None and write.sent > at:
-                pending.extend(write.held.awaits)
+            unsent = [write.held for write in held.awaits if held.unsent(write, at)]
+            missing = [
+                before for before in unsent if before is not None and at not in before.opened
+            ]
+            if missing:
+                stack.extend(missing)
                 continue
-            fires = next((t for t in write.timeouts if t >= at), None)
-            if fires is not None:
-                opens = max(opens, min(write.ack_at, fires + self.fault.rtt))
-        return opens
+            stack.pop()
+            opens = at
+            for write in held.awaits:
+                if write.ack_at <= at:
+                    continue
+                if held.unsent(write, at):
+                    assert write.held is not None
+                    opens = max(opens, write.held.opened[at])
+                    continue
+                fires = next((t for t in write.timeouts if t >= at), None)
+                if fires is not None:
+                    opens = max(opens, min(write.ack_at, fires + self.fault.rtt))
+            held.opened[at] = opens
+        return self.opened[at]
+
+    @staticmethod
+    def unsent(write: Unacked, at: float) -> bool:
+        """Was ``write`` still held back by the window at ``at``, its ACK to come?"""
+        return write.held is not None and write.sent > at and write.ack_at > at
 
 
 @register
@@ -823,9 +847,10 @@ class Loss(Shaper):
                 joined = queued[2]
                 state.queued = (held, queued[1] + size, joined)
                 repaired = joined.late is not None
+                waiting = Held(self, state.awaited(written, held))
                 write = self.acknowledge(state, held, joined.release, size, repaired, ctx)
                 write.segments = 0  # no segment of its own
-                write.held = Held(self, state.awaited(written, held))
+                write.held = waiting
                 self.piggyback([Piece(size, written)], written, ctx)
                 return [Piece(size, joined.release, joined.late)]
             waiting = Held(self, state.awaited(sent, held))

@@ -15,7 +15,15 @@ import pytest
 from etcdlab.common.timescale import TimeScale
 from etcdlab.proxy.faults import DOWNSTREAM, UPSTREAM
 from etcdlab.proxy.faults.base import Fault, Late, Piece, ShapeContext
-from etcdlab.proxy.faults.loss import Loss, Recovery, Resend, TcpState, Unacked, ack_samples
+from etcdlab.proxy.faults.loss import (
+    Held,
+    Loss,
+    Recovery,
+    Resend,
+    TcpState,
+    Unacked,
+    ack_samples,
+)
 from etcdlab.proxy.link import Address, ProxyLink
 from etcdlab.proxy.streamlanes import FrameSpans
 from tests.proxy.links import OVERRIDE, both_loops, event_loop_policy  # noqa: F401
@@ -586,6 +594,22 @@ def test_bytes_held_behind_a_lost_ack_go_with_its_next_retransmission_once_heale
     # After the last timer nothing is left to wait for (its ACK is less than
     # a round trip away).
     assert held.late.healed(1.685) == pytest.approx(1.685)
+
+
+def test_a_backlog_held_behind_one_another_heals_through_the_whole_chain() -> None:
+    loss = Loss(0.3, rtt=0.01)
+    # A write in flight when the loss ends, its timer next firing at 2 s; then
+    # ten thousand writes the window held back, each behind the one before.
+    first = Unacked(0.0, 0.0, 0.0, 30.0, True, timeouts=[0.5, 2.0, 4.0])
+    held = Held(loss, (first,))
+    for index in range(10_000):
+        write = Unacked(40.0 + index, 40.0 + index, 40.0 + index, 41.0 + index, False)
+        write.held = held
+        held = Held(loss, (write,))
+    # Each goes once the first one's retransmission at 2 s is acked.
+    assert held.healed(1.0) == pytest.approx(2.01)
+    assert held.healed(3.0) == pytest.approx(4.01)
+    assert Held(loss, (first,)).healed(5.0) == 5.0
 
 
 def test_a_heartbeat_stream_healed_after_a_minute_of_loss_recovers_within_a_timer() -> None:
