@@ -31,6 +31,14 @@ delivered messages/s, the one-way delay's p50/p90/p99/max, the share over
 1 s, the backlog when the run ends (sent, not yet received) and the longest
 silence at a receiver (etcd drops a stream silent for 5 s). What is still on
 the way at the end is waited for up to DRAIN seconds more, with the loss on.
+With ``--heal W`` the loss is removed instead after S seconds (kernel: the
+nftables table deleted; proxy: the fault deleted through its control API, as
+the scenario engine's driver does) and the senders go on at the rate for up to
+W seconds, until each stream has delivered its first message written after the
+heal. Per cell, over its runs: the receiver's backlog at the heal and the
+seconds after it until everything written before it had arrived ("drained")
+and until the first message written after it had ("first"), as median, p90
+and max; a run that did not get there within W counts as never.
 
 Keepalive mode (``--keepalive-trials N``): an idle Watch on a channel with
 keepalive K and timeout K/2; loss p is switched on and the seconds until the
@@ -56,6 +64,9 @@ examples:
       --variant nocwnd '{"congestion_window": false}'   (a side per rule switched off)
   sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --workload stream --rate 10 30 100 \\
       --loss 0.1 0.2 0.3 --runs 3 --seconds 20 --save stream.json
+  sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --workload stream --rate 10 100 \\
+      --loss 0.2 0.3 --runs 8 --seconds 20 --heal 60 --save heal.json
+      (20 s of loss, then the heal: how long the streams take to recover)
   sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --keepalive-trials 20 --loss 0.5 0.7 1 \\
       --time-scale 0.1
   sudo .venv/bin/python -m etcdlab.bench.loss_fidelity --loss 0.3 --runs 1 --capture /tmp/kernel
@@ -124,6 +135,7 @@ class Job:
     capture: str | None = None  # kernel side: tcpdump of the proxy-etcd leg to this file
     rate: float = 0.0  # stream workload: messages per second offered on each stream
     seed: int = 1  # the proxy's seed: run n of a cell has seed n, on every proxy side
+    heal: float = 0.0  # stream workload: seconds to wait for recovery after the heal (0: no heal)
 
 
 async def one_run(
@@ -287,7 +299,21 @@ def capture(path: str | None, port: int) -> Iterator[None]:
     if path is None:
         yield
         return
-    command = ["tcpdump", "-i", "lo", "-s", "200", "-U", "-Z", "root", "-w", path]
+    # Immediate mode: else the last packets, still in the capture buffer when
+    # tcpdump is stopped, were missing (up to 13 s of a healed stream run).
+    command = [
+        "tcpdump",
+        "-i",
+        "lo",
+        "-s",
+        "200",
+        "-U",
+        "--immediate-mode",
+        "-Z",
+        "root",
+        "-w",
+        path,
+    ]
     # Unbuffered: each line is read as it comes, so the deadline sees every one.
     tcpdump = subprocess.Popen(
         [*command, "tcp", "port", str(port)], stderr=subprocess.PIPE, bufsize=0
@@ -316,7 +342,9 @@ def measure(
 ) -> object:
     if listener is not None:
         return asyncio.run(
-            raftstream.run(listener, target, job.clients, job.rate, job.seconds, arm, disarm, DRAIN)
+            raftstream.run(
+                listener, target, job.clients, job.rate, job.seconds, arm, disarm, DRAIN, job.heal
+            )
         )
     if job.keepalive_trials:
         return asyncio.run(keepalive_detection(target, job, arm, disarm))
@@ -391,6 +419,7 @@ def inner_arguments(job: Job) -> list[str]:
         f"--seconds {job.seconds} --keepalive-trials {job.keepalive_trials} "
         f"--time-scale {job.time_scale}"
         + (f" --rate {job.rate}" if job.workload == STREAM else "")
+        + (f" --heal {job.heal}" if job.heal else "")
         + (" --direct" if job.direct else "")
         + (f" --capture {job.capture}" if job.capture else "")
     )
@@ -447,6 +476,40 @@ def pool(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def healing(runs: list[Any], key: str) -> list[float]:
+    """Each run's ``key`` of its recovery after the heal (raftstream.recovery),
+    a run that never got there as infinitely long."""
+    return [math.inf if run["heal"][key] is None else run["heal"][key] for run in runs]
+
+
+def heal_figures(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """How a cell's stream runs recovered after the heal, over its runs: the
+    backlog at the heal, the seconds until it had drained and until the first
+    message written after the heal arrived, and the runs where that never did."""
+    backlogs = healing(runs, "backlog")
+    shown = {"backlog p50": statistics.median(backlogs), "backlog max": max(backlogs)}
+    for key in ("drained", "first"):
+        values = healing(runs, key)
+        shown[f"{key} p50"] = statistics.median(values)
+        # The nearest rank over a few runs (of 10, the 9th), not the highest.
+        shown[f"{key} p90"] = sorted(values)[math.ceil(0.9 * len(values)) - 1]
+        shown[f"{key} max"] = max(values)
+    shown["never"] = sum(math.isinf(value) for value in healing(runs, "first"))
+    return shown
+
+
+def heal_ratios(kernel: list[Any], proxy: list[Any]) -> dict[str, float]:
+    """The proxy's recovery figures over the kernel's (1 where both are 0 or never)."""
+    ours, theirs = heal_figures(proxy), heal_figures(kernel)
+    return {name: quotient(ours[name], theirs[name]) for name in ours}
+
+
+def quotient(ours: float, theirs: float) -> float:
+    if ours == theirs:
+        return 1.0
+    return ours / theirs if theirs else math.inf
+
+
 def is_stream(runs: list[Any]) -> bool:
     return isinstance(runs[0], dict)
 
@@ -484,9 +547,11 @@ def count(runs: list[Any]) -> int:
 
 
 def words(name: str, value: float) -> str:
-    if name == "calls/s":
+    if math.isinf(value):
+        return "never"
+    if name in ("calls/s", "never"):
         return f"{value:.0f}"
-    if name in ("offered/s", "delivered/s", "backlog"):
+    if name in ("offered/s", "delivered/s") or name.startswith("backlog"):
         return f"{value:.1f}"
     if name in ("> 100 ms", "> 1 s"):
         return f"{value:.1%}"
@@ -505,12 +570,7 @@ def show_latency(name: str, cell: str, runs: list[Any], seconds: float, load: st
 def ratios(kernel: list[Any], proxy: list[Any], seconds: float) -> dict[str, float]:
     """The proxy's pooled figures over the kernel's (1 where both are 0)."""
     ours, theirs = figures(proxy, seconds), figures(kernel, seconds)
-    return {
-        name: ours[name][0] / theirs[name][0]
-        if theirs[name][0]
-        else (1.0 if not ours[name][0] else math.inf)
-        for name in ours
-    }
+    return {name: quotient(ours[name][0], theirs[name][0]) for name in ours}
 
 
 def show_ratios(side: str, cell: str, ratio: dict[str, float]) -> None:
@@ -519,6 +579,11 @@ def show_ratios(side: str, cell: str, ratio: dict[str, float]) -> None:
         for name, value in ratio.items()
     )
     print(f"{side}/kernel {cell} {marked}", flush=True)
+
+
+def show_heal(name: str, cell: str, runs: list[Any]) -> None:
+    shown = " ".join(f"{figure}={words(figure, v)}" for figure, v in heal_figures(runs).items())
+    print(f"{name:6} {cell} after the heal: {shown} runs={len(runs)}", flush=True)
 
 
 def compared(runs: dict[str, Any]) -> list[str]:
@@ -558,7 +623,37 @@ def table(saved: dict[str, Any]) -> str:
                 f"{v:.2f}" if abs(v - 1) <= TARGET else f"**{v:.2f}**" for v in ratio.values()
             )
             lines.append(f"| | | | {side} / kernel | {values} | |")
-    return "\n".join(lines)
+    healed = [cell for cell in saved["cells"] if cell.get("heal")]
+    return "\n".join(lines + (heal_table(healed) if healed else []))
+
+
+def heal_table(cells: list[dict[str, Any]]) -> list[str]:
+    """The recovery after the heal of the stream cells that had one, a row per side."""
+    shown_names = list(heal_figures(next(iter(cells[0]["runs"].values()))))
+    lines = [
+        "",
+        "| rate | C | loss | wait | runs | | " + " | ".join(shown_names) + " | load |",
+        "|" + " --- |" * (len(shown_names) + 7),
+    ]
+    for cell in cells:
+        runs = cell["runs"]
+        rate, loss, wait = cell["rate"], cell["loss"], cell["heal"]
+        key = f"| {rate:g}/s | {cell['clients']} | {loss:.0%} | {wait:g} s |"
+        for side in runs:
+            shown = heal_figures(runs[side])
+            values = " | ".join(words(n, v) for n, v in shown.items())
+            loads = cell["loads"][side]
+            lines.append(
+                f"{key} {len(runs[side])} | {side} | {values} | {min(loads):.1f}-{max(loads):.1f} |"
+            )
+            key = "| | | | |"
+        for side in compared(runs):
+            ratio = heal_ratios(runs["kernel"], runs[side])
+            values = " | ".join(
+                f"{v:.2f}" if abs(v - 1) <= TARGET else f"**{v:.2f}**" for v in ratio.values()
+            )
+            lines.append(f"| | | | | | {side} / kernel | {values} | |")
+    return lines
 
 
 def show_keepalive(name: str, loss: float, times: list[float]) -> None:
@@ -613,6 +708,14 @@ def parse() -> argparse.Namespace:
         "(default 10 30 100)",
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="per run (default 20)")
+    parser.add_argument(
+        "--heal",
+        type=float,
+        default=0.0,
+        metavar="WAIT",
+        help="stream: remove the loss after --seconds and wait up to WAIT seconds for "
+        "each stream to recover, sending on at the rate (default: no heal)",
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs per side and cell (default 3)")
     parser.add_argument(
         "--keepalive-trials",
@@ -691,6 +794,10 @@ def parse() -> argparse.Namespace:
         parser.error("--runs, --clients, --seconds must be positive, --time-scale in (0, 1]")
     if min(args.rate) <= 0:
         parser.error("--rate values must be positive")
+    if args.heal < 0 or not math.isfinite(args.heal):
+        parser.error(f"--heal must be a positive number of seconds, not {args.heal:g}")
+    if args.heal and args.workload != [STREAM]:
+        parser.error("--heal: only the stream workload heals (--workload stream alone)")
     if STREAM in args.workload and args.keepalive_trials:
         parser.error("--workload stream measures delays: it cannot go with --keepalive-trials")
     return args
@@ -717,6 +824,7 @@ def main() -> None:
             tuple(args.attributes.items()),
             capture_file(args.capture, loss, args.inner),
             rate if workload == STREAM else 0.0,
+            heal=args.heal,
         )
         for workload in args.workload
         for clients in args.clients or ([1] if workload == STREAM else [8])
@@ -744,6 +852,7 @@ def main() -> None:
         cell = f"{job.workload} c{job.clients} loss={job.loss:.2f}"
         if job.workload == STREAM:
             cell = f"stream {job.rate:g}/s c{job.clients} loss={job.loss:.2f}"
+            cell += f" heal={job.heal:g}s" * bool(job.heal)
         runs: dict[str, list[Any]] = {name: [] for name in sides}
         loads: dict[str, list[float]] = {name: [] for name in sides}
         for index in range(args.runs):
@@ -760,12 +869,18 @@ def main() -> None:
             show_latency(name, cell, runs[name], job.seconds, shown)
         for side in compared(runs):
             show_ratios(side, cell, ratios(runs["kernel"], runs[side], job.seconds))
+        if job.heal:
+            for name in sides:
+                show_heal(name, cell, runs[name])
+            for side in compared(runs):
+                show_ratios(side, f"{cell} after the heal", heal_ratios(runs["kernel"], runs[side]))
         saved["cells"].append(
             {
                 "workload": job.workload,
                 "clients": job.clients,
                 "rate": job.rate,
                 "loss": job.loss,
+                "heal": job.heal,
                 "runs": runs,
                 "loads": loads,
             }

@@ -17,6 +17,11 @@ it was written on the sender's clock; sender and receiver run in one
 process, so the receiver reads its one-way delay on the same clock.
 Messages go at fixed times: heartbeats every 100 ms, the rest of the offered
 rate as appends spread evenly between them.
+
+With a heal, the loss is removed after the lossy part of the schedule and the
+senders go on at the same rate until every stream has delivered the first
+message written after the heal (TCP delivers in order, so everything written
+before it too): how long that takes is the connection's recovery.
 """
 
 from __future__ import annotations
@@ -147,13 +152,48 @@ def summary(tallies: list[Tally], start: float, end: float, cut: float) -> dict[
     }
 
 
+def recovery(tallies: list[Tally], marks: list[int], heal: float) -> dict[str, float | int | None]:
+    """How the streams recovered from a heal at ``heal`` (loop clock), each
+    stream's first message written after it being ``marks[i]``: the messages
+    written before it and not received by then (the backlog), and the seconds
+    after it until all of those had arrived (0 if none was on the way) and
+    until every stream had delivered its first message written after it;
+    None where that did not happen before the run stopped."""
+    backlog = 0
+    drained: float | None = 0.0
+    first: float | None = 0.0
+    for tally, mark in zip(tallies, marks, strict=True):
+        for at in tally.arrived[:mark]:
+            backlog += at is None or at > heal
+            if drained is not None:
+                drained = None if at is None else max(drained, at - heal)
+        after = tally.arrived[mark] if mark < len(tally.arrived) else None
+        first = None if first is None or after is None else max(first, after - heal)
+    return {"backlog": backlog, "drained": drained, "first": first}
+
+
 class Streams:
-    """Every stream's tally, and an event set while nothing is on the way."""
+    """Every stream's tally, an event set while nothing is on the way, and one
+    set once every stream has delivered the message of its mark."""
 
     def __init__(self, count: int, clock: Callable[[], float]) -> None:
         self.tallies = [Tally() for _ in range(count)]
         self.clock = clock
         self.idle = asyncio.Event()
+        self.marks: list[int] | None = None
+        self.reached = asyncio.Event()
+
+    def mark(self) -> list[int]:
+        """From now on, wait for the next message of each stream (see reached)."""
+        self.marks = [len(tally.sent) for tally in self.tallies]
+        return self.marks
+
+    def _check_marks(self) -> None:
+        if self.marks is not None and all(
+            mark < len(tally.arrived) and tally.arrived[mark] is not None
+            for tally, mark in zip(self.tallies, self.marks, strict=True)
+        ):
+            self.reached.set()
 
     def send(self, writer: asyncio.StreamWriter, index: int, size: int) -> None:
         sent = self.clock()
@@ -168,6 +208,7 @@ class Streams:
                 tally.got(sequence, now)
             if not any(tally.outstanding for tally in self.tallies):
                 self.idle.set()
+            self._check_marks()
 
     async def drained(self, limit: float) -> bool:
         """Wait up to ``limit`` seconds until every message sent has arrived."""
@@ -192,10 +233,15 @@ async def run(
     arm: Callable[[], None],
     disarm: Callable[[], None],
     drain: float,
+    heal: float = 0.0,
 ) -> dict[str, object]:
     """``streams`` receivers dial ``target`` (a proxy in front of ``listener``),
     each is sent ``schedule(rate, seconds)`` with the loss armed, and the run
-    waits up to ``drain`` seconds more for what is still on the way."""
+    waits up to ``drain`` seconds more for what is still on the way. With
+    ``heal`` (seconds), the loss is removed instead once the schedule ends and
+    the senders go on at ``rate`` for up to ``heal`` seconds, until each stream
+    has delivered its first message written after the heal; the figures are
+    those of the lossy part, and under "heal" its ``recovery``."""
     clock = time.perf_counter
     writers: list[asyncio.StreamWriter] = []
     accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
@@ -208,6 +254,7 @@ async def run(
     lanes = Streams(streams, clock)
     readers: list[asyncio.Task[None]] = []
     dialled: list[asyncio.StreamWriter] = []
+    armed = False
     try:
         for index in range(streams):
             reader, out = await asyncio.open_connection(host, int(port))
@@ -230,15 +277,38 @@ async def run(
         if not await lanes.drained(10):
             raise RuntimeError("the stream's warm-up messages did not arrive within 10 s")
         arm()
+        armed = True
         start = clock()
         await _paced(lanes, writers, schedule(rate, seconds))
         end = start + seconds
         if (wait := end - clock()) > 0:
             await asyncio.sleep(wait)  # the offered schedule's end, not a synchronisation
-        await lanes.drained(drain)
-        return summary(lanes.tallies, start, end, clock())
+        if not heal:
+            await lanes.drained(drain)
+            return summary(lanes.tallies, start, end, clock())
+        # The heal counts from the request to remove the loss: it takes effect
+        # somewhere in the call (the proxy may deliver what it held before it
+        # answers), and what arrives meanwhile is read and stamped as it comes.
+        armed = False
+        healed, at = clock(), time.time()
+        await asyncio.to_thread(disarm)
+        removal = clock() - healed
+        marks = lanes.mark()
+        sending = asyncio.create_task(_paced(lanes, writers, schedule(rate, heal)))
+        try:
+            await asyncio.wait_for(lanes.reached.wait(), heal)
+        except TimeoutError:
+            pass  # not recovered within the wait: recovery() says so
+        finally:
+            sending.cancel()
+        return {
+            **summary(lanes.tallies, start, healed, clock()),
+            # The heal's wall-clock time too, to find it in a capture.
+            "heal": {**recovery(lanes.tallies, marks, healed), "at": at, "removal": removal},
+        }
     finally:
-        disarm()
+        if armed:
+            disarm()
         for task in readers:
             task.cancel()
         for writer in [*writers, *dialled]:

@@ -39,7 +39,10 @@ What Linux does with a lost segment, reduced to its timing:
   ``sample_per_ack`` (one sample per ACK, from the oldest write it newly
   acks, Karn's rule, then SACK, then the echoed timestamp) and
   ``ack_with_data`` (an ACK held back goes with the receiver's next data and
-  shares its fate).
+  shares its fate). ``sack_loss``: the SACK that reveals a hole is an ACK
+  too, lost as often; the sender then learns of the hole from the duplicate
+  its probe (the fast one: two segments are out) draws, or from the hole's
+  own timers.
 - The sender's congestion window (CUBIC's rules, Linux's default) limits the
   segments in flight: it starts at ten, a loss found by a retransmission
   other than a timeout (fast retransmission or probe) cuts it to 0.7 of
@@ -175,6 +178,9 @@ class TcpState:
     # One round-trip sample per ACK, as Linux takes it (Loss.sample_per_ack),
     # instead of one per write.
     per_ack: bool = False
+    # When the sender hears of the latest write if it lay beyond a hole and
+    # its SACK was lost: the duplicate its probe draws (Loss.sack_loss).
+    sack_heard: float | None = None
 
     def sample(self, rtt: float) -> None:
         """A round-trip sample, as Linux's ``tcp_rtt_estimator`` takes it:
@@ -533,6 +539,7 @@ class Loss(Shaper):
     ack_timers: bool = True
     sample_per_ack: bool = False
     ack_with_data: bool = False
+    sack_loss: bool = False
     method: str | None = method()
 
     def __post_init__(self) -> None:
@@ -635,7 +642,9 @@ class Loss(Shaper):
 
         With ``ack_timers``, the duplicate ACK the sender's timers draw is lost
         as often as any ACK, and each retransmission that draws it as often as
-        any data (:meth:`ack_rounds`)."""
+        any data (:meth:`ack_rounds`). With ``sack_loss``, a lost SACK of a
+        write beyond a hole is also when the sender learns of the hole
+        (:attr:`TcpState.sack_heard`, :meth:`revealed`)."""
         ack = arrived + self.rtt
         timeouts = list(timeouts or [])
         due = None
@@ -648,13 +657,20 @@ class Loss(Shaper):
                 state.ack_owed_until = ack
                 due = arrived + self.delayed_ack
             probed = None
+            state.sack_heard = None
             if self.ack_loss and ctx.rng.random() < self.probability:
+                # Beyond a hole the sender has more than one segment out: its
+                # probe is the fast one (Loss.sack_loss).
+                beyond = self.sack_loss and not in_order
+                in_flight = 2 if beyond else 1
                 if self.ack_timers:
-                    probed, fired = self.ack_rounds(state, arrived, resend, ctx.rng)
+                    probed, fired = self.ack_rounds(state, arrived, resend, ctx.rng, in_flight)
                     ack = probed + self.rtt
                     timeouts += fired
                 else:
-                    ack = probed = self.drawn(state, arrived, ctx.rng)
+                    ack = probed = self.drawn(state, arrived, ctx.rng, in_flight)
+                if beyond:
+                    state.sack_heard = ack
         # Cumulative only over what had reached the receiver in order by then.
         ack_id = next(ACK_IDS)
         state.acked_by(ack, arrived, ack_id)
@@ -668,7 +684,12 @@ class Loss(Shaper):
         return write
 
     def ack_rounds(
-        self, state: TcpState, arrived: float, resend: Resend | None, rng: random.Random
+        self,
+        state: TcpState,
+        arrived: float,
+        resend: Resend | None,
+        rng: random.Random,
+        in_flight: int = 1,
     ) -> tuple[float, list[float]]:
         """The ACK of data that reached the receiver at ``arrived`` was lost: the
         sender's timers send the data again, the probe first, then the RTO
@@ -684,12 +705,14 @@ class Loss(Shaper):
         if resend is None or resend.arrival < arrived:
             # No timer recovered the write's last bytes (an earlier segment of
             # it came later still): the chain starts from its arrival.
-            chain, fired = self.timer_resend(arrived, rounds, state)
+            chain, fired = self.timer_resend(arrived, rounds, state, in_flight=in_flight)
             return chain.arrival, fired
         sends = Resend(self, resend.first, resend.count + rounds, resend.rto).sends
         return sends[-1], sends[resend.count :]
 
-    def drawn(self, state: TcpState, arrived: float, rng: random.Random) -> float:
+    def drawn(
+        self, state: TcpState, arrived: float, rng: random.Random, in_flight: int = 1
+    ) -> float:
         """When the sender learns that a write which reached the receiver at
         ``arrived`` did, if no ACK of it comes: its probe (or, without one, its
         RTO) sends the data again and the receiver acks the duplicate at once.
@@ -697,7 +720,7 @@ class Loss(Shaper):
         as well; every round that fails waits for the next RTO, doubling (the
         sender cannot tell a lost ACK from lost data)."""
         rounds = self.failed_rounds(rng) if self.ack_timers else 0
-        return self.timer_resend(arrived, 1 + rounds, state)[0].arrival
+        return self.timer_resend(arrived, 1 + rounds, state, in_flight=in_flight)[0].arrival
 
     def failed_rounds(self, rng: random.Random) -> int:
         """How many retransmission rounds in a row fail because the data or the
@@ -743,7 +766,9 @@ class Loss(Shaper):
             return []
         return [self.backoff(n, self.syn_rto) for n in range(1, self.losses(rng) + 1)]
 
-    def fast_arrival(self, sent_at: float, now: float, *, same_write: bool = False) -> float:
+    def fast_arrival(
+        self, sent_at: float, now: float, *, same_write: bool = False, heard: float | None = None
+    ) -> float:
         """When the fast retransmission of a segment lost at ``sent_at`` reaches
         the receiver if a later one is sent at ``now``.
 
@@ -754,20 +779,29 @@ class Loss(Shaper):
         sent right behind the hole: always the timer. Later writes are told
         apart by the caller, not by time: the loop clock may tick in whole
         milliseconds (uvloop). A lost fast retransmission waits for the RTO
-        (:class:`Resend`)."""
+        (:class:`Resend`). ``heard``: when the SACK reaches the sender, if not
+        a round trip after ``now`` (it was lost, and a probe drew it again)."""
         window = self.rtt / 4
         if same_write:
-            settle = self.recovery + self.rtt
-        else:
-            early = window - (now - sent_at)
-            settle = self.rtt + (early + self.recovery if early > 0 else 0)
-        return now + settle
+            return now + self.recovery + self.rtt
+        early = window - (now - sent_at)
+        heard = now + self.rtt if heard is None else heard
+        return heard + (early + self.recovery if early > 0 else 0)
 
     def revealed(self, lost: Recovery, release: float, arrival: float) -> Resend | None:
         """The sends of a tail segment due at ``release`` if a later write's first
         segment reaches the receiver at ``arrival`` (its SACK reveals the hole);
-        None if it arrives no earlier that way."""
-        first = self.fast_arrival(lost.sent_at, arrival)
+        None if it arrives no earlier that way.
+
+        With ``sack_loss`` that SACK is lost as often as any ACK (the draw of
+        the later write's own ACK): the sender learns of the hole only when
+        its probe, the later segment sent again after the fast probe's
+        timeout, draws a duplicate, unless the timers bring the hole first.
+        Linux then has nothing else to go on: in request/response traffic one
+        segment follows a hole, so one lost SACK (and its probe's) leaves the
+        hole to its RTO."""
+        heard = lost.sender.sack_heard if self.sack_loss and lost.sender is not None else None
+        first = self.fast_arrival(lost.sent_at, arrival, heard=heard)
         resend = Resend(self, first, lost.losses, lost.rto)
         if resend.arrival >= release:
             return None

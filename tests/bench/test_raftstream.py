@@ -86,6 +86,95 @@ def test_a_stream_that_hears_nothing_is_silent_for_the_whole_run() -> None:
     assert run["silence"] == 5.0 and run["delays"] == [7.0] and run["backlog"] == 1
 
 
+def test_recovery_counts_from_the_heal_what_was_on_the_way_and_the_first_message_after() -> None:
+    # Two streams healed at 20.0; each stream's messages from its mark on were
+    # written after the heal.
+    first = tally([(18.0, 18.1), (19.0, 20.5), (19.5, 20.5), (20.0, 20.5), (20.1, 20.6)])
+    second = tally([(18.0, 18.2), (19.9, 19.95), (20.0, 21.25)])
+    healed = raftstream.recovery([first, second], marks=[3, 2], heal=20.0)
+    assert healed == {"backlog": 2, "drained": pytest.approx(0.5), "first": pytest.approx(1.25)}
+    # Nothing on the way at the heal: drained at once; a stream that never got
+    # a message written after the heal, or one before it, never recovered.
+    assert raftstream.recovery([second], [2], 20.0) == {
+        "backlog": 0,
+        "drained": 0.0,
+        "first": pytest.approx(1.25),
+    }
+    lost = tally([(19.0, None), (20.0, None)])
+    assert raftstream.recovery([lost], [1], 20.0) == {"backlog": 1, "drained": None, "first": None}
+    # The heal came before anything was written after it.
+    assert raftstream.recovery([second], [3], 20.0)["first"] is None
+
+
+def healed_run(backlog: int, drained: float | None, first: float | None) -> dict[str, Any]:
+    run = stream_run([0.1], 1, backlog, 0.1)
+    run["heal"] = {"backlog": backlog, "drained": drained, "first": first, "at": 0.0}
+    return run
+
+
+def test_recovery_figures_are_taken_over_runs_and_a_run_that_never_recovered_counts_as_never() -> (
+    None
+):
+    kernel = [healed_run(4, 0.2, 0.3), healed_run(8, 1.0, 1.2), healed_run(0, 0.0, 0.05)]
+    shown = bench.heal_figures(kernel)
+    assert shown == {
+        "backlog p50": 4,
+        "backlog max": 8,
+        "drained p50": 0.2,
+        "drained p90": 1.0,
+        "drained max": 1.0,
+        "first p50": 0.3,
+        "first p90": 1.2,
+        "first max": 1.2,
+        "never": 0,
+    }
+    proxy = [healed_run(4, 0.4, 0.6), healed_run(8, None, None), healed_run(0, 0.0, 0.05)]
+    assert bench.heal_figures(proxy)["first max"] == math.inf
+    ratio = bench.heal_ratios(kernel, proxy)
+    assert ratio["first p50"] == 2.0 and ratio["first max"] == math.inf
+    assert ratio["never"] == math.inf and ratio["backlog max"] == 1.0
+    # Where both never recovered, as alike as can be.
+    assert bench.heal_ratios(proxy, proxy)["drained max"] == 1.0
+    saved = {
+        "seconds": 10.0,
+        "cells": [
+            {"workload": "stream", "clients": 1, "rate": 10, "loss": 0.3, "heal": 60,
+             "runs": {"kernel": kernel, "proxy": proxy},
+             "loads": {"kernel": [1.0], "proxy": [2.0]}},
+        ],
+    }  # fmt: skip
+    lines = bench.table(saved).splitlines()
+    assert "| 10/s | 1 | 30% | 60 s | 3 | kernel | 4.0 | 8.0 | 200.0 ms | 1.00 s |" in lines[-3]
+    assert lines[-2].endswith("| never | never | 1 | 2.0-2.0 |")
+    assert lines[-1].startswith("| | | | | | proxy / kernel | 1.00 | 1.00 | **2.00** |")
+    # p90 is the nearest rank: of ten runs the ninth, not the highest.
+    ten = [healed_run(0, None if n == 9 else n / 10, n / 10) for n in range(10)]
+    assert bench.heal_figures(ten)["drained p90"] == 0.8
+    assert bench.heal_figures(ten)["drained max"] == math.inf
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--heal", "-1"], "--heal must be a positive number of seconds, not -1"),
+        (["--heal", "nan"], "--heal must be a positive number of seconds, not nan"),
+        (["--heal", "soon"], "argument --heal: invalid float value: 'soon'"),
+        (["--heal", "30", "--workload", "stream", "put"], "--heal: only the stream workload"),
+    ],
+)
+def test_bad_heal_input_is_one_line(
+    args: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr("sys.argv", ["loss_fidelity", "--workload", "stream", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse()
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
 def stream_run(delays: list[float], delivered: int, backlog: int, silence: float) -> dict[str, Any]:
     return {
         "seconds": 10.0,
@@ -151,6 +240,10 @@ def test_the_run_inside_the_namespace_is_handed_its_job(
     assert args.inner and args.loss == [0.2] and args.workload == [workload]
     assert args.clients == [3] and args.seconds == 5.0
     assert args.rate == ([30.0] if workload == "stream" else [10.0, 30.0, 100.0])
+    assert args.heal == 0.0
+    healing = dataclasses.replace(job, workload=bench.STREAM, rate=30.0, heal=45.0)
+    monkeypatch.setattr("sys.argv", ["loss_fidelity", *bench.inner_arguments(healing)])
+    assert bench.parse().heal == 45.0
 
 
 def short_job(loss: float) -> bench.Job:
@@ -165,14 +258,54 @@ def test_the_proxy_side_delivers_every_message_of_each_stream() -> None:
     assert min(run["delays"]) > 0
 
 
-def test_the_kernel_side_runs_in_a_namespace_of_its_own() -> None:
+def test_the_kernel_side_runs_in_a_namespace_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     missing = kernel.unavailable()
     require(None if missing is None else f"kernel side {missing}")
-    before = namespaces()
+    # The namespaces this run adds, by name: other benches on the machine
+    # add and delete their own meanwhile.
+    added: list[str] = []
+    run_command = subprocess.run
+
+    def recording(command: list[str], *args: Any, **kwargs: Any) -> Any:
+        if command[:3] == ["ip", "netns", "add"]:
+            added.append(command[3])
+        return run_command(command, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", recording)
     run = bench.run_kernel(dataclasses.replace(short_job(0.3), clients=1))
     assert isinstance(run, dict)
-    assert len(run["delays"]) == 30 and run["undelivered"] == 0
-    assert namespaces() == before
+    # Every message is accounted for; at 30% both ways the kernel may still
+    # hold some after the drain (a chain of timeouts outlasts it).
+    assert len(run["delays"]) == 30 and run["delivered"] + run["backlog"] == 30
+    assert len(added) == 1 and added[0] not in namespaces()
+
+
+def check_recovered(run: object, streams: int, loss: float, wait: float) -> None:
+    """A healed run: every message sent in the lossy part arrived, and the
+    recovery is in order (what was on the way drained no later than the first
+    message written after the heal arrived, which was within the wait). Under
+    total loss nothing arrived before the heal: only the heal let it through."""
+    assert isinstance(run, dict)
+    assert len(run["delays"]) == streams * 30 and run["undelivered"] == 0
+    healed = run["heal"]
+    assert healed["backlog"] == run["backlog"]
+    assert 0 <= healed["drained"] <= healed["first"] < wait
+    if loss == 1:
+        assert healed["backlog"] == streams * 30 and healed["drained"] > 0
+
+
+@pytest.mark.parametrize("loss", [0.3, 1.0])
+def test_the_proxy_side_times_the_recovery_after_removing_its_fault(loss: float) -> None:
+    run = bench.run_proxy(dataclasses.replace(short_job(loss), heal=30.0))
+    check_recovered(run, 2, loss, 30.0)
+
+
+@pytest.mark.parametrize("loss", [0.3, 1.0])
+def test_the_kernel_side_times_the_recovery_after_deleting_its_rule(loss: float) -> None:
+    missing = kernel.unavailable()
+    require(None if missing is None else f"kernel side {missing}")
+    run = bench.run_kernel(dataclasses.replace(short_job(loss), clients=1, heal=60.0))
+    check_recovered(run, 1, loss, 60.0)
 
 
 def namespaces() -> set[str]:

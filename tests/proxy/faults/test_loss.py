@@ -1195,3 +1195,32 @@ def test_with_ack_timers_a_later_ack_ends_the_chain_and_its_timers() -> None:
     assert (first.ack_at, first.timeouts) == (pytest.approx(0.05), [])
     there.state[loss].settle(2.0)
     assert (there.state[loss].backoff, there.state[loss].cwnd) == (0, 10.0)
+
+
+def test_with_sack_loss_a_hole_waits_for_the_sack_of_the_write_behind_it() -> None:
+    loss = Loss(0.3, rtt=0.01, ack_timers=True, sack_loss=True)
+
+    def reveal(rolls: list[float]) -> float:
+        # A lone write lost once (its ACK gets through); a write at 50 ms gets
+        # through; then the dice for that write's SACK.
+        context = ShapeContext(now=0.0, rng=Dice([0.1, 0.9, 0.9, 0.9, *rolls]))
+        (hole,) = loss.shape([Piece(100, 0.0)], context)
+        assert isinstance(hole.late, Recovery) and hole.release == pytest.approx(0.21)
+        loss.shape([Piece(100, 0.05)], context)
+        return hole.late.revealed(hole.release, 0.05)[0]
+
+    # The SACK gets through: the hole is sent again a round trip later.
+    assert reveal([0.9]) == pytest.approx(0.06)
+    # It is lost: the probe (two segments out: 2 srtt + 2 ms) sends the later
+    # segment again, whose duplicate SACK, a round trip on, reveals the hole.
+    assert reveal([0.1, 0.9, 0.9]) == pytest.approx(0.05 + 0.022 + 0.01)
+    # The probe's duplicate is lost too: the next round is an RTO away, later
+    # than the hole's own probe (its RTO, 210 ms), which recovers it.
+    assert reveal([0.1, 0.9, 0.1, 0.9, 0.9]) == pytest.approx(0.21)
+    # Without the rule the SACK always gets through.
+    context = ShapeContext(now=0.0, rng=Dice([0.1, 0.9, 0.9, 0.9, 0.1, 0.9, 0.9]))
+    plain_loss = dataclasses.replace(loss, sack_loss=False)
+    (hole,) = plain_loss.shape([Piece(100, 0.0)], context)
+    plain_loss.shape([Piece(100, 0.05)], context)
+    assert isinstance(hole.late, Recovery)
+    assert hole.late.revealed(hole.release, 0.05)[0] == pytest.approx(0.06)
