@@ -39,7 +39,7 @@ What Linux does with a lost segment, reduced to its timing:
   ``sample_per_ack`` (one sample per ACK, from the oldest write it newly
   acks, Karn's rule, then SACK, then the echoed timestamp) and
   ``ack_with_data`` (an ACK held back goes with the receiver's next data and
-  shares its fate). ``sack_loss``: the SACK that reveals a hole is an ACK
+  shares its fate). ``sack_loss`` (on by default): the SACK that reveals a hole is an ACK
   too, lost as often; the sender then learns of the hole from the duplicate
   its probe (the fast one: two segments are out) draws, or from the hole's
   own timers.
@@ -539,7 +539,7 @@ class Loss(Shaper):
     ack_timers: bool = True
     sample_per_ack: bool = False
     ack_with_data: bool = False
-    sack_loss: bool = False
+    sack_loss: bool = True
     method: str | None = method()
 
     def __post_init__(self) -> None:

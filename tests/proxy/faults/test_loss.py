@@ -258,9 +258,11 @@ def test_a_one_way_stream_under_loss_keeps_its_timers_short() -> None:
         # Every write behind a lost one waits for it (head-of-line), and a
         # segment lost k times in a row costs about 0.2 s x 2^(k-1): a run of
         # 7 or 8 happens in 6000 writes at 30% and blocks the stream for a
-        # minute, as in TCP; the median write waits a fraction of a second.
+        # minute, as in TCP; the median write waits about a second (the
+        # kernel's one-way stream at 10/s and 30%: 1.6 s, docs/BENCHMARKS.md,
+        # "Raft's peer streams"), not the minutes of a piled-up backoff.
         assert worst_backoff <= 4, seed
-        assert sorted(waits)[len(waits) // 2] < 1.0, seed
+        assert sorted(waits)[len(waits) // 2] < 2.0, seed
 
 
 def test_a_lone_small_write_is_acked_late_unless_more_follows() -> None:
