@@ -539,22 +539,24 @@ class LocalCluster:
         member.paused = False
 
     def _terminate(self, member: Member, graceful: bool = True) -> None:
-        process = member.process
-        if process is None:
-            return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                if graceful and not member.paused:
-                    os.killpg(process.pid, signal.SIGTERM)
-                    try:
-                        process.wait(timeout=5)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(process.pid, signal.SIGKILL)
-                else:
-                    os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-        # Reap anything else left in the member's process group.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
+        """Stop a member's process group. Its group id is signalled only while
+        the member is not reaped yet: once it is, the id is free, and with
+        pid_max at 32768 a busy machine hands it to another process within
+        minutes (a member killed earlier and signalled again at close() took
+        down another cluster's etcd)."""
+        process, paused = member.process, member.paused
         member.paused = False
+        if process is None or process.returncode is not None:
+            return
+        if graceful and not paused and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)
+        if process.returncode is None:
+            # Unreaped (alive, stopped or a zombie), so the group id is still
+            # the member's: kill all of the group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)

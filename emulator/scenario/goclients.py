@@ -277,10 +277,12 @@ class GoClients:
 
     async def close(self) -> None:
         """SIGTERM every process (they close their clients), then wait; kill stragglers."""
-        for each in self._processes:
-            if each.process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(each.process.pid, signal.SIGTERM)
+        # One reaped before close() has a pid that may be another process's
+        # by now (pid_max 32768): its group is never signalled.
+        running = [each for each in self._processes if each.process.returncode is None]
+        for each in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(each.process.pid, signal.SIGTERM)
         for each in self._processes:
             try:
                 await asyncio.wait_for(each.process.wait(), STOP_GRACE)
@@ -289,9 +291,10 @@ class GoClients:
                     os.killpg(each.process.pid, signal.SIGKILL)
                 await each.process.wait()
             finally:
-                # Anything left in the process's group goes with it.
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(each.process.pid, signal.SIGKILL)
+                if each in running:
+                    # Anything left in the process's group goes with it.
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(each.process.pid, signal.SIGKILL)
             with contextlib.suppress(asyncio.CancelledError):
                 await each.reader
 

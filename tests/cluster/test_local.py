@@ -104,6 +104,28 @@ def test_processes_and_data_dirs_are_gone_after_an_exception() -> None:
     assert not local.base_dir.exists()
 
 
+def test_a_member_reaped_before_close_is_not_signalled_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Once a member is reaped its pid is free, and a busy machine hands it to
+    # another process (pid_max 32768): close() must not signal that pid.
+    local = LocalCluster(1, flags=ServerFlags.scaled(0.2))
+    signalled: list[int] = []
+    real_killpg = os.killpg
+
+    def killpg(pgid: int, signum: int) -> None:
+        signalled.append(pgid)
+        real_killpg(pgid, signum)
+
+    with local:
+        (pid,) = local.pids()
+        local.kill(0)
+        assert not alive(pid)
+        monkeypatch.setattr(os, "killpg", killpg)
+    assert pid not in signalled
+    assert not local.base_dir.exists()
+
+
 def test_peer_url_can_be_advertised_elsewhere() -> None:
     local = LocalCluster(1)
     local.members[0].advertise_peer_url = "http://127.0.0.1:1"
