@@ -581,6 +581,13 @@ def show_ratios(side: str, cell: str, ratio: dict[str, float]) -> None:
     print(f"{side}/kernel {cell} {marked}", flush=True)
 
 
+def marked(ratio: dict[str, float]) -> str:
+    """A table row's ratios, bold beyond +-25%."""
+    return " | ".join(
+        f"{v:.2f}" if abs(v - 1) <= TARGET else f"**{v:.2f}**" for v in ratio.values()
+    )
+
+
 def show_heal(name: str, cell: str, runs: list[Any]) -> None:
     shown = " ".join(f"{figure}={words(figure, v)}" for figure, v in heal_figures(runs).items())
     print(f"{name:6} {cell} after the heal: {shown} runs={len(runs)}", flush=True)
@@ -618,10 +625,7 @@ def table(saved: dict[str, Any]) -> str:
             lines.append(f"{key} {side} | {values} | {min(loads):.1f}-{max(loads):.1f} |")
             key = "| | | |"
         for side in compared(runs):
-            ratio = ratios(runs["kernel"], runs[side], seconds)
-            values = " | ".join(
-                f"{v:.2f}" if abs(v - 1) <= TARGET else f"**{v:.2f}**" for v in ratio.values()
-            )
+            values = marked(ratios(runs["kernel"], runs[side], seconds))
             lines.append(f"| | | | {side} / kernel | {values} | |")
     healed = [cell for cell in saved["cells"] if cell.get("heal")]
     return "\n".join(lines + (heal_table(healed) if healed else []))
@@ -648,10 +652,7 @@ def heal_table(cells: list[dict[str, Any]]) -> list[str]:
             )
             key = "| | | | |"
         for side in compared(runs):
-            ratio = heal_ratios(runs["kernel"], runs[side])
-            values = " | ".join(
-                f"{v:.2f}" if abs(v - 1) <= TARGET else f"**{v:.2f}**" for v in ratio.values()
-            )
+            values = marked(heal_ratios(runs["kernel"], runs[side]))
             lines.append(f"| | | | | | {side} / kernel | {values} | |")
     return lines
 

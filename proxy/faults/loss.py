@@ -478,9 +478,10 @@ class Held:
             if at in held.opened:
                 stack.pop()
                 continue
-            unsent = [write.held for write in held.awaits if held.unsent(write, at)]
             missing = [
-                before for before in unsent if before is not None and at not in before.opened
+                before
+                for write in held.awaits
+                if (before := held.unsent(write, at)) is not None and at not in before.opened
             ]
             if missing:
                 stack.extend(missing)
@@ -490,9 +491,9 @@ class Held:
             for write in held.awaits:
                 if write.ack_at <= at:
                     continue
-                if held.unsent(write, at):
-                    assert write.held is not None
-                    opens = max(opens, write.held.opened[at])
+                before = held.unsent(write, at)
+                if before is not None:
+                    opens = max(opens, before.opened[at])
                     continue
                 fires = next((t for t in write.timeouts if t >= at), None)
                 if fires is not None:
@@ -501,9 +502,12 @@ class Held:
         return self.opened[at]
 
     @staticmethod
-    def unsent(write: Unacked, at: float) -> bool:
-        """Was ``write`` still held back by the window at ``at``, its ACK to come?"""
-        return write.held is not None and write.sent > at and write.ack_at > at
+    def unsent(write: Unacked, at: float) -> Held | None:
+        """What held ``write`` back if the window still did at ``at``, its ACK to
+        come; else None."""
+        if write.sent > at and write.ack_at > at:
+            return write.held
+        return None
 
 
 @register
@@ -841,19 +845,19 @@ class Loss(Shaper):
             # their own losses, only once an ACK opens it.
             ctx.count(self, "write_held")
             size = sum(piece.size for piece in pieces)
+            # Before the write joins the sender's writes: it awaits none of its own.
+            waiting = Held(self, state.awaited(sent, held))
             queued = state.queued
             if queued is not None and queued[0] == held and queued[1] + size <= self.mss:
                 # They join the segment waiting to go: one fate for both.
                 joined = queued[2]
                 state.queued = (held, queued[1] + size, joined)
                 repaired = joined.late is not None
-                waiting = Held(self, state.awaited(written, held))
                 write = self.acknowledge(state, held, joined.release, size, repaired, ctx)
                 write.segments = 0  # no segment of its own
                 write.held = waiting
                 self.piggyback([Piece(size, written)], written, ctx)
                 return [Piece(size, joined.release, joined.late)]
-            waiting = Held(self, state.awaited(sent, held))
             pieces = [
                 Piece(piece.size, max(piece.release, held), piece.late or waiting)
                 for piece in pieces
