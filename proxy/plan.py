@@ -24,7 +24,8 @@ class Plan:
     # (etcdlab.proxy.streamlanes), and the others, which act on the byte stream.
     lanes: tuple[Shaper, ...] = ()
     fifo: tuple[Shaper, ...] = ()
-    # Some shaper filters by method: frames must be tagged with their stream.
+    # Some shaper needs to know each frame's stream (a method filter): frames
+    # must be tagged with it.
     tagged: bool = False
     frame_faults: tuple[FrameFault, ...] = ()
     blackhole: Fault | None = None  # a fault that holds every byte
@@ -47,7 +48,7 @@ def plan(faults: Iterable[Fault], direction: str) -> Plan:
         shapers=shapers,
         lanes=lanes,
         fifo=tuple(f for f in shapers if f not in lanes),
-        tagged=any(f.method_filter is not None for f in shapers),
+        tagged=any(f.needs_spans for f in shapers),
         frame_faults=frame_faults,
         blackhole=blackhole,
         pause=any(f.stalls for f in active),

@@ -128,18 +128,31 @@ def delay_for(method: str | None, tag: FrameTag) -> bool:
 
 
 class FrameSpans:
-    """Which bytes of a chunk belong to which stream, for shapers that filter by method."""
+    """Which bytes of a chunk belong to which stream, for shapers that filter by
+    method or tell the sender's writes apart."""
 
-    __slots__ = ("_ends", "_paths")
+    __slots__ = ("_connection", "_ends", "_paths")
 
     def __init__(self, frames: list[bytes], tags: list[FrameTag]) -> None:
         self._ends: list[int] = []
         self._paths: list[str | None] = []
+        self._connection: list[bool] = []
         end = 0
         for raw, tag in zip(frames, tags, strict=True):
             end += len(raw)
             self._ends.append(end)
             self._paths.append(tag.path if tag.stream_id else None)
+            self._connection.append(not tag.stream_id)
+
+    def turns(self) -> list[int]:
+        """The offsets in the chunk where connection frames (stream 0, and the
+        preface) meet frames of a stream, either way round."""
+        connection = self._connection
+        return [
+            self._ends[index - 1]
+            for index in range(1, len(connection))
+            if connection[index] != connection[index - 1]
+        ]
 
     def carries(self, method: str, start: int, end: int) -> bool:
         """Do bytes ``start:end`` of the chunk hold any of a stream calling ``method``?"""

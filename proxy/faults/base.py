@@ -465,7 +465,8 @@ class ShapeContext:
     ``state`` holds each fault's own state for this direction of the
     connection, ``peer_state`` the other direction's (whose data carries the
     ACKs of this one's). ``spans`` tells which bytes of the chunk belong to
-    which gRPC method, set on HTTP/2 links while a shaper filters by method.
+    which stream and gRPC method, set on HTTP/2 links while a shaper asks for
+    them (:attr:`Shaper.needs_spans`).
     A shaper reports what it did in ``applied`` (fault -> (what, count)); the
     link counts it.
     """
@@ -494,6 +495,12 @@ class Shaper(Fault):
 
     def shape(self, pieces: list[Piece], ctx: ShapeContext) -> list[Piece]:
         raise NotImplementedError
+
+    @property
+    def needs_spans(self) -> bool:
+        """Must the link tell it which stream each byte of a chunk belongs to
+        (``ShapeContext.spans``)? A method filter needs it."""
+        return self.method_filter is not None
 
     @property
     def per_stream(self) -> bool:

@@ -67,6 +67,17 @@ they go when the next send of those writes' timers gets through.
 
 Each chunk the proxy reads stands for one write by the sender and is cut into
 ``mss``-sized segments, each transmission rolled against ``probability``.
+With ``control_writes`` (HTTP/2 links; off by default) a chunk is cut where
+connection frames (stream 0: PING and its ACK, WINDOW_UPDATE, SETTINGS) meet
+a stream's frames, and each part is a write of its own: a gRPC transport
+writes the frames it makes in answer to what it read (etcd's BDP PING and
+WINDOW_UPDATE when a request's DATA arrives, the client's PING ACK) when its
+writer next runs, and a message when the application makes it, and with
+TCP_NODELAY each write leaves as its own segment unless the congestion
+window holds the first back (then the second joins it, :meth:`write`). The
+proxy reads the two as one chunk whenever it reads later than the second
+came. The later write's SACK reveals a lost tail of the earlier one, as a
+later chunk's does.
 A scaled run's loss is :meth:`Fault.scaled`: every duration here, and so
 every timer and every round trip learnt, shrinks by the same factor.
 
@@ -544,6 +555,7 @@ class Loss(Shaper):
     sample_per_ack: bool = False
     ack_with_data: bool = False
     sack_loss: bool = True
+    control_writes: bool = False
     method: str | None = method()
 
     def __post_init__(self) -> None:
@@ -554,6 +566,15 @@ class Loss(Shaper):
             raise ValueError("mss must be at least 1 byte")
         if self.max_rto < self.min_rto:
             raise ValueError("max_rto must be at least min_rto")
+
+    @property
+    def frame_aware(self) -> bool:
+        # Telling writes apart takes every frame of both directions.
+        return self.control_writes or super().frame_aware
+
+    @property
+    def needs_spans(self) -> bool:
+        return self.control_writes or super().needs_spans
 
     def losses(self, rng: random.Random) -> int:
         """How many transmissions of one segment in a row are lost."""
@@ -835,6 +856,29 @@ class Loss(Shaper):
     def shape(self, pieces: list[Piece], ctx: ShapeContext) -> list[Piece]:
         if not self.probability:
             return pieces
+        turns = ctx.spans.turns() if self.control_writes and ctx.spans is not None else []
+        if not turns:
+            return self.write(pieces, ctx)
+        # The transport's frames and the application's are writes of their own.
+        ctx.count(self, "write_split")
+        out: list[Piece] = []
+        offset = 0
+        for part in cut(pieces, turns):
+            shaped = self.write(part, ctx, offset)
+            if out:
+                # This write's SACK reveals a lost tail of the writes before it,
+                # as a later chunk's does (Pipe._recover).
+                arrival = min(piece.release for piece in shaped)
+                for piece in out:
+                    if piece.late is not None and piece.release > arrival:
+                        piece.release, piece.late = piece.late.revealed(piece.release, arrival)
+            out.extend(shaped)
+            offset += sum(piece.size for piece in part)
+        return out
+
+    def write(self, pieces: list[Piece], ctx: ShapeContext, offset: int = 0) -> list[Piece]:
+        """Shape one write by the sender, ``pieces``, which starts ``offset`` bytes
+        into the chunk read."""
         state = self.state(ctx)
         written = sent = pieces[0].release
         state.settle(sent)
@@ -867,7 +911,7 @@ class Loss(Shaper):
         busy = bool(state.unacked)  # earlier data still in flight
         detected: float | None = None  # the first retransmission other than a timeout
         out: list[Piece] = []
-        start = 0  # offset of the piece in the chunk
+        start = 0  # offset of the piece in the write
         repaired = False  # some segment of the write was lost
         tail: Piece | None = None  # its last segment, if lost, waits for the timers
         tail_hole: Recovery | None = None
@@ -875,9 +919,9 @@ class Loss(Shaper):
         for piece in pieces:
             at, size = piece.release, piece.size
             clean = 0  # bytes of segments delivered on time, not yet emitted
-            for offset in range(0, size, self.mss):
-                segment = min(self.mss, size - offset)
-                here = start + offset
+            for within in range(0, size, self.mss):
+                segment = min(self.mss, size - within)
+                here = offset + start + within
                 if not ctx.carries(self.method, here, here + segment):
                     clean += segment
                     continue
@@ -891,7 +935,7 @@ class Loss(Shaper):
                     out.append(Piece(clean, at, piece.late))
                     clean = 0
                 rto = self.rto(state)
-                if offset + segment < size:
+                if within + segment < size:
                     # A segment of the same write follows and gets SACKed.
                     # Its lost retransmissions wait for the RTO; one RTO resends
                     # every hole of the write, so they add nothing to the backoff.
@@ -901,7 +945,7 @@ class Loss(Shaper):
                     sacked = Recovery(self, at, lost, rto, resend, sacked=True, held=waiting)
                     out.append(Piece(segment, resend.arrival, sacked))
                     continue
-                in_flight = 2 if busy or here else 1
+                in_flight = 2 if busy or start + within else 1
                 resend, timeouts = self.timer_resend(at, lost, state, in_flight=in_flight)
                 if not timeouts:
                     # The probe got through: it finds the loss, no timeout does.
@@ -936,3 +980,24 @@ class Loss(Shaper):
         else:
             self.piggyback(out, sent, ctx)
         return out
+
+
+def cut(pieces: list[Piece], offsets: list[int]) -> list[list[Piece]]:
+    """``pieces`` (one chunk's bytes) cut at the byte ``offsets``, ascending."""
+    parts: list[list[Piece]] = [[]]
+    cuts = iter(offsets)
+    at = next(cuts, None)
+    start = 0  # the chunk's offset of what is left of the piece
+    for piece in pieces:
+        end = start + piece.size
+        while at is not None and at < end:
+            if at > start:
+                parts[-1].append(Piece(at - start, piece.release, piece.late))
+                start = at
+            if parts[-1]:
+                parts.append([])
+            at = next(cuts, None)
+        if end > start:
+            parts[-1].append(Piece(end - start, piece.release, piece.late))
+        start = end
+    return [part for part in parts if part]

@@ -187,6 +187,28 @@ async def test_tcp_loss_makes_calls_late_never_failed(link: ProxyLink) -> None:
     assert link.counters.delay_count > 0
 
 
+async def test_control_writes_tell_etcds_bdp_pings_from_its_responses(link: ProxyLink) -> None:
+    # etcd answers each request's DATA with a PING (its BDP estimate) and a
+    # WINDOW_UPDATE, and the client answers the PING: with the rule, a chunk
+    # holding those and a message is shaped as two writes. On a connection
+    # opened before the loss too (the server's frames are found by a PING).
+    async with grpc.aio.insecure_channel(format_address(link.address)) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        await kv.Put(rpc_pb2.PutRequest(key=b"proxy/c", value=b"v"), timeout=10)
+        plain = link.add(scaled(Loss(0.01, name="plain")))
+        for _ in range(20):
+            await kv.Range(rpc_pb2.RangeRequest(key=b"proxy/c"), timeout=30)
+        assert not link.frame_aware
+        link.remove(plain)
+        fault = link.add(scaled(Loss(0.01, control_writes=True)))
+        assert link.frame_aware
+        for _ in range(20):
+            response = await kv.Range(rpc_pb2.RangeRequest(key=b"proxy/c"), timeout=30)
+            assert [kv.value for kv in response.kvs] == [b"v"]
+    assert link.counters.faults_applied[(fault.name, "write_split")] > 0
+    assert (plain.name, "write_split") not in link.counters.faults_applied
+
+
 async def test_a_frame_fault_acts_on_server_frames_of_a_connection_opened_before(
     link: ProxyLink,
 ) -> None:

@@ -23,9 +23,11 @@ from etcdlab.proxy.faults.loss import (
     TcpState,
     Unacked,
     ack_samples,
+    cut,
 )
 from etcdlab.proxy.link import Address, ProxyLink
-from etcdlab.proxy.streamlanes import FrameSpans
+from etcdlab.proxy.plan import plan
+from etcdlab.proxy.streamlanes import CONNECTION, FrameSpans, FrameTag
 from tests.proxy.links import OVERRIDE, both_loops, event_loop_policy  # noqa: F401
 from tests.waiting import eventually
 
@@ -1197,6 +1199,89 @@ def test_with_ack_timers_a_later_ack_ends_the_chain_and_its_timers() -> None:
     assert (first.ack_at, first.timeouts) == (pytest.approx(0.05), [])
     there.state[loss].settle(2.0)
     assert (there.state[loss].backoff, there.state[loss].cwnd) == (0, 10.0)
+
+
+RANGE = "/etcdserverpb.KV/Range"
+
+
+def ping_and_response(rolls: list[float], loss: Loss) -> list[tuple[int, float]]:
+    """One chunk read: etcd's BDP PING + WINDOW_UPDATE (30 bytes of stream 0)
+    and a 100-byte response on stream 1, at 0 s, shaped with ``rolls`` (the
+    releases to the microsecond)."""
+    context = ShapeContext(now=0.0, rng=Dice(rolls))
+    context.spans = FrameSpans([b"p" * 17, b"w" * 13, b"r" * 100], [CONNECTION] * 2 + [RESPONSE])
+    return [(p.size, round(p.release, 6)) for p in loss.shape([Piece(130, 0.0)], context)]
+
+
+RESPONSE = FrameTag(1, RANGE)
+
+
+def test_with_control_writes_a_lost_ping_is_revealed_by_the_response_behind_it() -> None:
+    loss = Loss(0.3, rtt=0.01, control_writes=True)
+    # PING lost once, its ACK through; the response through, its SACK too. The
+    # SACK reveals the hole a round trip later, RACK's reorder window (a
+    # quarter of it) and one jiffy on: 10 + 2.5 + 4 ms. Head-of-line blocking
+    # (the pipe's) holds the response till then.
+    assert ping_and_response([0.1, 0.9, 0.9, 0.9, 0.9], loss) == [(30, 0.0165), (100, 0.0)]
+    # One write, as without the rule: one segment, one roll; lost, it waits for
+    # the RTO (10 + 200 ms, sooner than the probe's 2 srtt + 200 ms).
+    one = dataclasses.replace(loss, control_writes=False)
+    assert ping_and_response([0.1, 0.9, 0.9], one) == [(130, 0.21)]
+
+
+def test_with_control_writes_a_lost_response_behind_an_unacked_ping_gets_the_fast_probe() -> None:
+    loss = Loss(0.3, rtt=0.01, control_writes=True)
+    # The PING's ACK is held back (a lone small write) when the response goes,
+    # so two segments are out: the probe waits 2 srtt + 2 ms, not + 200 ms.
+    assert ping_and_response([0.9, 0.9, 0.1, 0.9, 0.9], loss) == [(30, 0.0), (100, 0.022)]
+    one = dataclasses.replace(loss, control_writes=False)
+    assert ping_and_response([0.1, 0.9, 0.9], one) == [(130, 0.21)]
+
+
+def test_with_control_writes_a_response_written_while_the_window_holds_the_ping_joins_it() -> None:
+    loss = Loss(0.3, rtt=0.01, control_writes=True)
+    context = ShapeContext(now=0.1, rng=Dice([0.1, 0.9, 0.9, 0.9]))
+    # A window of one, full until its ACK comes at 0.5 s.
+    context.state[loss] = TcpState(0.01, cwnd=1.0, unacked=[Unacked(0.0, 0.005, 0.005, 0.5, False)])
+    context.spans = FrameSpans([b"p" * 30, b"r" * 100], [CONNECTION, RESPONSE])
+    ping, response = loss.shape([Piece(130, 0.1)], context)
+    # Both wait for the window, then share the PING's segment and its fate
+    # (Linux appends a write to the unsent tail of its queue): lost once, it
+    # goes again when the probe fires (the RTO, 0.5 s sample: srtt 71.25 ms).
+    assert (ping.size, response.size) == (30, 100)
+    assert ping.release == response.release == pytest.approx(0.5 + 0.07125 + 0.2)
+    assert ping.late is response.late is not None
+    assert context.applied[(loss, "write_split")] == 1
+
+
+def test_control_writes_cut_a_chunk_where_connection_frames_meet_stream_frames() -> None:
+    # Preface, SETTINGS | HEADERS, DATA of stream 1 | PING, WINDOW_UPDATE | HEADERS of 3.
+    frames = [b"x" * size for size in (24, 9, 30, 20, 17, 13, 40)]
+    tags = [CONNECTION, CONNECTION, FrameTag(1, RANGE, True, True), FrameTag(1, RANGE)]
+    tags += [CONNECTION, CONNECTION, FrameTag(3, None, True, True)]
+    turns = FrameSpans(frames, tags).turns()
+    assert turns == [33, 83, 113]
+    parts = cut([Piece(50, 0.0), Piece(103, 0.1)], turns)
+    assert [plain(part) for part in parts] == [
+        [(33, 0.0)],
+        [(17, 0.0), (33, 0.1)],
+        [(30, 0.1)],
+        [(40, 0.1)],
+    ]
+    assert FrameSpans(frames[2:4], tags[2:4]).turns() == []
+
+
+def test_control_writes_ask_the_link_for_every_frame_and_its_stream() -> None:
+    # Telling writes apart needs frames both ways (the server's too) and the
+    # stream of each; an unfiltered loss without the rule needs neither.
+    assert Loss(0.1, control_writes=True).frame_aware
+    assert plan([Loss(0.1, control_writes=True)], UPSTREAM).tagged
+    assert not Loss(0.1).frame_aware and not plan([Loss(0.1)], UPSTREAM).tagged
+    # Without spans (a raw TCP link, no frames) a chunk stays one write.
+    loss = Loss(0.3, rtt=0.01, control_writes=True)
+    context = ShapeContext(now=0.0, rng=Dice([0.1, 0.9, 0.9]))
+    (piece,) = loss.shape([Piece(130, 0.0)], context)
+    assert piece.size == 130 and piece.release == pytest.approx(0.21)
 
 
 def test_with_sack_loss_a_hole_waits_for_the_sack_of_the_write_behind_it() -> None:
