@@ -34,7 +34,10 @@ What Linux does with a lost segment, reduced to its timing:
   its duplicate ACK are lost as often as any, and the timers go on (RTO
   doubling) until a pair gets through (``ack_timers``): what makes a one-way
   stream at 30% both ways stall for seconds in Linux. Removing the loss cuts
-  such a chain at its next send (:meth:`Held.healed`).
+  such a chain at its next send (:meth:`Held.healed`). With
+  ``cumulative_acks`` (off by default) such a chain also ends at the ACK of
+  an earlier write sent after this one had reached the receiver in order
+  (the repair of a hole ahead of it, say): ACKs are cumulative.
   Which ACK a sample comes from follows Linux with two more options:
   ``sample_per_ack`` (one sample per ACK, from the oldest write it newly
   acks, Karn's rule, then SACK, then the echoed timestamp) and
@@ -332,6 +335,16 @@ class TcpState:
                     # A timer of its that would fire after this ACK does not.
                     write.timeouts = [fires for fires in write.timeouts if fires <= at]
 
+    def covered(self, write: Unacked, flight: float) -> None:
+        """An ACK is cumulative: the ACK of an earlier write that the receiver
+        sends once ``write`` has reached it in order acks ``write`` too, if it
+        comes before ``write``'s own (the hole ahead of it repaired, say, while
+        its own SACK was lost). ``flight``: an ACK's way back."""
+        for earlier in self.unacked:
+            if write.delivered <= earlier.ack_at - flight and earlier.ack_at < write.ack_at:
+                write.ack_at, write.ack_id = earlier.ack_at, earlier.ack_id
+                write.timeouts = [fires for fires in write.timeouts if fires <= write.ack_at]
+
     def moved(self, write: Unacked, arrived: float) -> None:
         """The last segment of ``write`` arrives at ``arrived`` after all (a later
         segment's SACK revealed it, or its probe was re-armed): its ACK moves
@@ -556,6 +569,7 @@ class Loss(Shaper):
     ack_with_data: bool = False
     sack_loss: bool = True
     control_writes: bool = False
+    cumulative_acks: bool = False
     method: str | None = method()
 
     def __post_init__(self) -> None:
@@ -705,6 +719,8 @@ class Loss(Shaper):
             write.probed = probed
         if self.ack_with_data:
             write.ack_due = due
+        if self.cumulative_acks and self.acks_modelled:
+            state.covered(write, self.rtt)
         state.unacked.append(write)
         return write
 

@@ -1284,6 +1284,31 @@ def test_control_writes_ask_the_link_for_every_frame_and_its_stream() -> None:
     assert piece.size == 130 and piece.release == pytest.approx(0.21)
 
 
+def test_with_cumulative_acks_the_ack_of_a_repaired_hole_acks_the_write_beyond_it() -> None:
+    def beyond(loss: Loss) -> Unacked:
+        # A write lost once, sent again by its probe at 210 ms, its ACK back
+        # at 220 ms; a write at 50 ms gets through beyond the hole, but its
+        # SACK is lost, and the probe rounds that would draw it again fail
+        # three times (fast probe at 72 ms, then RTOs of 210, 420, 840 ms).
+        rolls = [0.1, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9]
+        context = ShapeContext(now=0.0, rng=Dice(rolls))
+        loss.shape([Piece(100, 0.0)], context)
+        loss.shape([Piece(100, 0.05)], context)
+        state = context.state[loss]
+        assert isinstance(state, TcpState)
+        return state.unacked[1]
+
+    loss = Loss(0.3, rtt=0.01, cumulative_acks=True)
+    # The receiver's ACK of the repaired hole is cumulative: it acks the
+    # write beyond it too, and no timer of that write fires after it.
+    write = beyond(loss)
+    assert write.ack_at == pytest.approx(0.22) and write.timeouts == []
+    # Without the rule the write waits for the end of its own chain.
+    write = beyond(dataclasses.replace(loss, cumulative_acks=False))
+    assert write.ack_at == pytest.approx(0.072 + 0.21 + 0.42 + 0.84 + 0.01)
+    assert write.timeouts == pytest.approx([0.282, 0.702, 1.542])
+
+
 def test_with_sack_loss_a_hole_waits_for_the_sack_of_the_write_behind_it() -> None:
     loss = Loss(0.3, rtt=0.01, ack_timers=True, sack_loss=True)
 
