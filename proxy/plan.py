@@ -24,8 +24,8 @@ class Plan:
     # (etcdlab.proxy.streamlanes), and the others, which act on the byte stream.
     lanes: tuple[Shaper, ...] = ()
     fifo: tuple[Shaper, ...] = ()
-    # Some shaper needs to know each frame's stream (a method filter): frames
-    # must be tagged with it.
+    # Some shaper needs to know each frame's stream (a method filter, or a
+    # loss telling the sender's writes apart): frames must be tagged with it.
     tagged: bool = False
     frame_faults: tuple[FrameFault, ...] = ()
     blackhole: Fault | None = None  # a fault that holds every byte
