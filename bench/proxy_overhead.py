@@ -14,6 +14,10 @@ cost of the extra hop can be seen where it lands. The load average is
 printed before and after: the machine may be shared.
 
     .venv/bin/python -m etcdlab.bench.proxy_overhead --seconds 3 --rounds 3
+
+``--base PYTHON`` adds the path ``proxy-base``: the proxy (HTTP/2 following
+on) of another checkout, run by that checkout's interpreter, interleaved with
+the others, so a change to the proxy is measured within one run.
 """
 
 from __future__ import annotations
@@ -179,13 +183,21 @@ def main() -> None:
         default=list(PATHS),
         help="the paths measured beside direct (default all)",
     )
+    parser.add_argument(
+        "--base",
+        metavar="PYTHON",
+        help="another checkout's interpreter: its proxy is measured as 'proxy-base'",
+    )
     args = parser.parse_args()
+    if args.base and not os.access(args.base, os.X_OK):
+        parser.error(f"--base: {args.base} is not an executable")
     print(f"load average before: {load_average()}", flush=True)
     with LocalCluster(1) as cluster:
         direct = cluster.endpoints[0]
         with (
             proxy_process(direct) as proxied,
             proxy_process(direct, "--raw") as raw,
+            proxy_process(direct, python=args.base) if args.base else nullcontext() as base,
             socat_process(direct) if "socat" in args.paths else nullcontext() as socat,
             toxiproxy_process(direct, args.toxiproxy)
             if "toxiproxy" in args.paths
@@ -194,12 +206,17 @@ def main() -> None:
             # proxy-raw: the same pump without HTTP/2 tracking, to show its cost.
             targets = {"direct": direct, "proxy": proxied.listen, "proxy-raw": raw.listen}
             proxy_pids = {"proxy": proxied.pid, "proxy-raw": raw.pid}
+            if base is not None:
+                targets["proxy-base"] = base.listen
+                proxy_pids["proxy-base"] = base.pid
             if socat is not None:
                 targets["socat"] = socat
             if toxiproxy is not None:
                 targets["toxiproxy"] = toxiproxy.listen
                 proxy_pids["toxiproxy"] = toxiproxy.pid
-            targets = {n: t for n, t in targets.items() if n == "direct" or n in args.paths}
+            targets = {
+                n: t for n, t in targets.items() if n in ("direct", "proxy-base") or n in args.paths
+            }
             # socat forks a process per connection: its CPU is not counted.
             etcd_pid = cluster.pids()[0]
             for op in args.ops:
