@@ -6,8 +6,9 @@ faults off, HTTP/2 parsing on), the proxy as a raw TCP pump (``--raw``),
 binary is there (``make toxiproxy``; ``--toxiproxy PATH`` or
 ``$TOXIPROXY_SERVER``), then drives back-to-back linearizable Range or Put
 from C clients, one gRPC channel (one TCP connection) each. Modes are
-interleaved round by round so machine noise hits them alike; the median of
-the rounds is reported, with each path's ratio to direct. A second line per
+interleaved round by round, each round starting one path later, so machine
+noise hits them alike; the median of the rounds is reported, with each
+path's ratio to direct. A second line per
 load gives the CPU time (user + system, microseconds per call, from
 ``/proc/PID/stat``) of the client (this process), etcd and the proxy, so the
 cost of the extra hop can be seen where it lands. The load average is
@@ -222,8 +223,13 @@ def main() -> None:
             for op in args.ops:
                 for clients in args.clients:
                     measured = {name: Measured() for name in targets}
-                    for _ in range(args.rounds):
-                        for name, target in targets.items():
+                    names = list(targets)
+                    for round_number in range(args.rounds):
+                        # Each round starts one path later: no path always runs
+                        # right after the same other one (etcd's state, the caches).
+                        turn = round_number % len(names)
+                        for name in names[turn:] + names[:turn]:
+                            target = targets[name]
                             pids = {"client": os.getpid(), "etcd": etcd_pid}
                             if name in proxy_pids:
                                 pids["proxy"] = proxy_pids[name]
