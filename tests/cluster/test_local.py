@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -63,12 +64,33 @@ def test_kill_leader_then_restart_rejoins(cluster: LocalCluster) -> None:
     assert not cluster.members[old].running
     assert cluster.raft_view(old, timeout=0.5) is None
     survivor = (old + 1) % 3
-    wait_until(lambda: cluster.leader() not in (None, old), 15, "a new leader")
-    leader, new_term = cluster.raft_view(survivor) or (None, 0)
-    assert leader not in (None, old) and new_term > term
+    # A member's status gives the term of the last entry it applied: it names
+    # the new leader a moment before that leader's first entry reaches it.
+    wait_until(
+        lambda: (
+            (view := cluster.raft_view(survivor)) is not None
+            and view[0] not in (None, old)
+            and view[1] > term
+        ),
+        15,
+        f"etcd-{survivor} to follow a new leader in a term after {term}",
+    )
     put(cluster.endpoints[survivor], b"/c/after-kill", b"1")
     cluster.restart(old)
     assert get(cluster.endpoints[old], b"/c/after-kill") == b"1"
+
+
+def test_pause_returns_once_every_thread_of_the_member_is_stopped(cluster: LocalCluster) -> None:
+    victim = (cluster.wait_leader() + 1) % 3
+    process = cluster.members[victim].process
+    assert process is not None
+    cluster.pause(victim)
+    try:
+        stats = list(Path(f"/proc/{process.pid}/task").glob("*/stat"))
+        states = {stat.read_text().rsplit(")", 1)[1].split()[0] for stat in stats}
+        assert stats and states <= {"T", "t"}, states
+    finally:
+        cluster.resume(victim)
 
 
 def test_pause_keeps_socket_open_but_silent(cluster: LocalCluster) -> None:
