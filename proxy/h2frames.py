@@ -216,9 +216,8 @@ def watch_frames(
     requires; :meth:`FrameReader.feed` would refuse it.
 
     This is the reference: the reader runs its compiled twin,
-    ``etcdlab.proxy._h2step.watch`` (``proxy/_h2step.c``, about fifty times
-    cheaper per frame), which a property test holds to this on arbitrary
-    bytes.
+    ``etcdlab.proxy._h2step.watch`` (``proxy/_h2step.c``, which says why it
+    is C), held to this by property tests.
     """
     unpack = _WORD.unpack_from
     last = len(data) - HEADER_SIZE
@@ -305,8 +304,10 @@ class FrameReader:
 
     @property
     def at_boundary(self) -> bool:
-        """True when everything fed so far was a whole number of frames (for
-        the client's direction: and its preface has passed)."""
+        """True when everything fed so far was a whole number of frames, no
+        header block is waiting for its CONTINUATION (nothing may come between:
+        RFC 9113 section 6.10) and, for the client's direction, its preface has
+        passed: a frame of the proxy's own may go here."""
         return (
             self._preface_left == 0
             and not self._settings_first
@@ -314,6 +315,7 @@ class FrameReader:
             and self._collect == 0
             and not self._header
             and not self._buffer
+            and self._open_block is None
         )
 
     def feed(self, data: bytes) -> list[bytes | Frame]:

@@ -81,7 +81,9 @@ class ClientBytes:
         if path is not None:
             self.data_frames.append((len(self.data), path))
         self.data += frame.raw
-        self.ends.append(len(self.data))
+        # Nothing may come between a HEADERS frame and its CONTINUATION.
+        if frame.type != FrameType.HEADERS or frame.flags & FLAG_END_HEADERS:
+            self.ends.append(len(self.data))
 
 
 def grpc_message(size: int) -> bytes:

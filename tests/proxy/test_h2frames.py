@@ -119,6 +119,18 @@ def test_header_block_must_not_be_interrupted() -> None:
         FrameReader(preface=False).feed(headers_open + PING)
 
 
+def test_no_boundary_inside_a_header_block() -> None:
+    # A frame of the proxy's own may not go between HEADERS and CONTINUATION.
+    headers_open = Frame.build(FrameType.HEADERS, 0, 1, b"\x82").raw
+    continuation = Frame.build(FrameType.CONTINUATION, FLAG_END_HEADERS, 1, b"\x84").raw
+    for watch in (False, True):
+        reader = FrameReader(preface=False)
+        (reader.frames if watch else reader.feed)(headers_open)
+        assert not reader.at_boundary
+        (reader.frames if watch else reader.feed)(continuation)
+        assert reader.at_boundary
+
+
 def test_huge_length_is_rejected_before_buffering() -> None:
     reader = FrameReader(preface=False, interest=ALL_TYPES, max_frame_size=16384)
     with pytest.raises(ProtocolError, match="exceeds"):
