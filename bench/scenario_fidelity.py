@@ -20,7 +20,10 @@ apiserver health failures, lease losses, keepalive failures, endpoint
 switches, time to detect and time to recover (members healthy again after
 the heal, ...); its ``member_recovery`` gives each member's time to healthy
 again after each heal (shown for the faulted member and the slowest other);
-and its claims' verdicts.
+and its claims' verdicts. From timeline.json, ``peer_disconnects``: how often
+a member's raft peer went inactive after the warm-up, summed over the members
+(etcd's ``etcd_network_disconnected_peers_total``: a send or read on one of
+raft's streams or pipelines failed, e.g. a stream writer's 5 s write deadline).
 
 How to read the table: a cell is the median over the seeds and, in brackets,
 the lowest and highest seed; ``never`` is a figure that did not happen. The
@@ -188,6 +191,20 @@ def recovery_by_role(heal: dict[str, Any]) -> dict[str, float | None]:
     return {"faulted": max(mine, default=0.0), "others": max(others, default=0.0)}
 
 
+def peer_disconnects(where: Path) -> float | None:
+    """How often the members' raft peers went inactive in the run in ``where``,
+    all members together (the engine's ``peer_disconnects/etcd-N`` gauges); None
+    if its timeline has none (a run made before the engine recorded them)."""
+    path = where / "timeline.json"
+    if not path.exists():
+        return None
+    last: dict[str, float] = {}
+    for gauge in json.loads(path.read_text())["gauges"]:
+        if gauge["name"].startswith("peer_disconnects/"):
+            last[gauge["name"]] = gauge["value"]
+    return sum(last.values()) if last else None
+
+
 def read_run(cell: Cell, out: Path) -> Run | None:
     where = cell.directory(out)
     path = where / "report.json"
@@ -212,6 +229,9 @@ def read_run(cell: Cell, out: Path) -> Run | None:
     figures = flatten(report["figures"])
     for index, heal in enumerate(report.get("member_recovery", [])):
         figures.update(flatten(recovery_by_role(heal), f"recovery_seconds.heal-{index}."))
+    disconnects = peer_disconnects(where)
+    if disconnects is not None:
+        figures["peer_disconnects"] = disconnects
     return Run(
         cell,
         figures,

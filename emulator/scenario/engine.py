@@ -467,6 +467,7 @@ async def _start_and_inject(
     )
     await _warm_up(plane, options.warmup_timeout)
     origin = recorder.now()
+    disconnects = [] if cluster is None else await _counters(cluster, PEER_DISCONNECTS)
     duration = ts.scaled(options.duration or scenario.duration)
     progress(
         f"warm: faults start now; the run lasts {options.duration or scenario.duration:g} s "
@@ -499,16 +500,37 @@ async def _start_and_inject(
             raise outcome
     if cluster is not None:
         # Whether the leader had to send a member a snapshot (a member back from a
-        # long cut, behind the log the leader kept): etcd's own counters.
-        for member in cluster.members:
-            received = await asyncio.to_thread(
-                cluster.counter, member.index, "etcd_network_snapshot_receive_success"
-            )
-            if received is not None:
-                recorder.gauge(f"snapshots_received/{member.name}", received)
+        # long cut, behind the log the leader kept), and how often each member's
+        # peers went inactive since the warm-up: etcd's own counters.
+        received = await _counters(cluster, "etcd_network_snapshot_receive_success")
+        ended = await _counters(cluster, PEER_DISCONNECTS)
+        for member, snapshots, before, after in zip(
+            cluster.members, received, disconnects, ended, strict=True
+        ):
+            if snapshots is not None:
+                recorder.gauge(f"snapshots_received/{member.name}", snapshots)
+            if after is not None:
+                # Lower than at the warm-up: the member was restarted (a kill), and
+                # the new process counted from its start.
+                since = after if before is None or after < before else after - before
+                recorder.gauge(f"peer_disconnects/{member.name}", since)
     failures = plane.failed_tasks()
     if failures:
         raise RuntimeError(f"a control-plane job failed: {failures[0]!r}")
+
+
+# etcd counts a peer going inactive: a send or a read on one of raft's streams or
+# pipelines to it failed (rafthttp's peerStatus). Under the kernel's loss that is
+# how a stalled stream ends: the writer's 5 s write deadline fires once the
+# socket's send buffer is full, and the stream is dialled again; through the
+# proxy, whose sockets buffer megabytes, it is not (docs/BENCHMARKS.md,
+# "Scenario fidelity").
+PEER_DISCONNECTS = "etcd_network_disconnected_peers_total"
+
+
+async def _counters(cluster: LocalCluster, name: str) -> list[float | None]:
+    """Each member's Prometheus counter ``name``; None for one that does not answer."""
+    return [await asyncio.to_thread(cluster.counter, m.index, name) for m in cluster.members]
 
 
 async def _add_link(

@@ -9,8 +9,10 @@ each of them is, in unscaled terms, longer than in a real-timing run:
   etcd's server config): a request stuck on a member that cannot reach its
   leader fails after ``5/scale + 2`` unscaled seconds instead of 7;
 * etcd's linearizable-read retry (``readIndexRetryTime``, 500 ms);
-* etcd's peer streams are dropped after 5 s without a byte
-  (rafthttp ``ConnReadTimeout``) and dialled within ``1 s + election timeout``;
+* a peer stream whose write blocks for 5 s is dropped (the peer listener's
+  write deadline, rafthttp ``ConnWriteTimeout``; the readers' read deadline
+  never takes effect: their transport dials through ``DialContext``) and
+  dialled again within ``1 s + election timeout``;
 * the CPU time of every request (etcd, proxy, client and event loop share two
   cores here: 1-5 ms each), which a scaled run's latencies divide by the scale;
 * starting a killed member again (about a second of real time).
@@ -64,7 +66,7 @@ FIXED_TIMERS = (
         lambda s: 5.0 / s + 2 * ELECTION,
     ),
     FixedTimer("linearizable read retry", "inside etcd", 0.5, lambda s: 0.5 / s),
-    FixedTimer("peer stream read timeout", "inside etcd's rafthttp", 5.0, lambda s: 5.0 / s),
+    FixedTimer("peer stream write deadline", "inside etcd's rafthttp", 5.0, lambda s: 5.0 / s),
     FixedTimer(
         "peer dial timeout, 1 s + election timeout",
         "inside etcd's rafthttp",

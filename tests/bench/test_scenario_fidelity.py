@@ -95,3 +95,17 @@ def test_recovery_after_a_heal_is_by_role_not_by_member_name() -> None:
     assert bench.recovery_by_role(heal) == {"faulted": 8.3, "others": 0.4}
     never = {"target": "etcd-0,etcd-1", "members": {"etcd-0": None, "etcd-1": 1.0, "etcd-2": 0.0}}
     assert bench.recovery_by_role(never) == {"faulted": math.inf, "others": 0.0}
+
+
+def test_peer_disconnects_sum_each_members_last_count(tmp_path: Path) -> None:
+    assert bench.peer_disconnects(tmp_path) is None
+    gauges = [
+        {"t": 1.0, "name": "peer_disconnects/etcd-0", "value": 1.0},
+        {"t": 2.0, "name": "peer_disconnects/etcd-0", "value": 3.0},
+        {"t": 2.0, "name": "peer_disconnects/etcd-1", "value": 2.0},
+        {"t": 2.0, "name": "snapshots_received/etcd-1", "value": 7.0},
+    ]
+    (tmp_path / "timeline.json").write_text(json.dumps({"gauges": gauges[3:]}))
+    assert bench.peer_disconnects(tmp_path) is None  # an older run: no such gauge
+    (tmp_path / "timeline.json").write_text(json.dumps({"gauges": gauges}))
+    assert bench.peer_disconnects(tmp_path) == 5.0

@@ -31,7 +31,7 @@ def test_notes_give_each_unscaled_timer_its_unscaled_value() -> None:
         "request timeout, 5 s + 2 election timeouts (inside etcd): 12 s unscaled instead of 7 s"
         in notes[0]
     )
-    assert "peer stream read timeout" in notes[0]
+    assert "peer stream write deadline" in notes[0]
     assert "read up to 2 times longer" in notes[1]
     below = fidelity.notes(fidelity.FAITHFUL_SCALE / 2)
     assert len(below) == 3 and f"below {fidelity.FAITHFUL_SCALE:g}" in below[2]

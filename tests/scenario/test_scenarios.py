@@ -171,6 +171,16 @@ async def test_builtin_scenario_runs_end_to_end(name: str, tmp_path: Path) -> No
         assert received and received[-1] >= 1, [line for line in lines if "burst" in line]
         (stale,) = [c for c in loaded["claims"] if c["id"] == "etcd-8411.stale-cache"]
         assert "the path of the reported bug ran" in stale["measured"], stale
+    # How often each member's raft peers went inactive since the warm-up (etcd's
+    # own counter): a killed member's peers lost their streams to it.
+    disconnects = {
+        g["name"]: g["value"]
+        for g in timeline["gauges"]
+        if g["name"].startswith("peer_disconnects/")
+    }
+    assert disconnects and all(n >= 0 for n in disconnects.values()), disconnects
+    if any(step.kind == "kill" for step in scenario.faults):
+        assert sum(disconnects.values()) >= 1, disconnects
     # Both etcd checks of each apiserver answered, each under its own name.
     checks = {h["component"] for h in timeline["health"]}
     assert {"apiserver-0", "apiserver-0/etcd-readiness", "apiserver-1"} <= checks
