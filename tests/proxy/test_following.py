@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
 import hpack
+import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from etcdlab.bench.proxy_replay import CountingTransport
+from etcdlab.proxy import h2frames
 from etcdlab.proxy.connection import Connection
 from etcdlab.proxy.faults.base import Action
 from etcdlab.proxy.faults.frames import FrameLoss
@@ -189,6 +191,13 @@ def test_a_fault_added_mid_connection_sees_every_frame_with_its_path(
     assert forwarded[:at_ping] + forwarded[at_ping + 17 :] == stream.data
     first = bisect.bisect_left([start for start, _ in stream.data_frames], begins)
     assert fault.seen == [path for _, path in stream.data_frames[first:]]
+
+
+def test_without_the_compiled_stepper_the_reference_follows_the_same() -> None:
+    # An install without a C compiler follows with h2frames.watch_frames.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(h2frames, "_watch", h2frames.watch_frames)
+        test_a_fault_added_mid_connection_sees_every_frame_with_its_path()
 
 
 def test_the_property_reaches_past_several_batches() -> None:
