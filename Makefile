@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The compiled frame stepper is built by the install: a change to it reinstalls.
+$(STAMP): pyproject.toml proxy/_h2step.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@# setuptools warns about every editable install of a mapped layout; the log

@@ -6,14 +6,19 @@ faults off, HTTP/2 parsing on), the proxy as a raw TCP pump (``--raw``),
 binary is there (``make toxiproxy``; ``--toxiproxy PATH`` or
 ``$TOXIPROXY_SERVER``), then drives back-to-back linearizable Range or Put
 from C clients, one gRPC channel (one TCP connection) each. Modes are
-interleaved round by round so machine noise hits them alike; the median of
-the rounds is reported, with each path's ratio to direct. A second line per
+interleaved round by round, each round starting one path later, so machine
+noise hits them alike; the median of the rounds is reported, with each
+path's ratio to direct. A second line per
 load gives the CPU time (user + system, microseconds per call, from
 ``/proc/PID/stat``) of the client (this process), etcd and the proxy, so the
 cost of the extra hop can be seen where it lands. The load average is
 printed before and after: the machine may be shared.
 
     .venv/bin/python -m etcdlab.bench.proxy_overhead --seconds 3 --rounds 3
+
+``--base PYTHON`` adds the path ``proxy-base``: the proxy (HTTP/2 following
+on) of another checkout, run by that checkout's interpreter, interleaved with
+the others, so a change to the proxy is measured within one run.
 """
 
 from __future__ import annotations
@@ -179,13 +184,21 @@ def main() -> None:
         default=list(PATHS),
         help="the paths measured beside direct (default all)",
     )
+    parser.add_argument(
+        "--base",
+        metavar="PYTHON",
+        help="another checkout's interpreter: its proxy is measured as 'proxy-base'",
+    )
     args = parser.parse_args()
+    if args.base and not os.access(args.base, os.X_OK):
+        parser.error(f"--base: {args.base} is not an executable")
     print(f"load average before: {load_average()}", flush=True)
     with LocalCluster(1) as cluster:
         direct = cluster.endpoints[0]
         with (
             proxy_process(direct) as proxied,
             proxy_process(direct, "--raw") as raw,
+            proxy_process(direct, python=args.base) if args.base else nullcontext() as base,
             socat_process(direct) if "socat" in args.paths else nullcontext() as socat,
             toxiproxy_process(direct, args.toxiproxy)
             if "toxiproxy" in args.paths
@@ -194,19 +207,29 @@ def main() -> None:
             # proxy-raw: the same pump without HTTP/2 tracking, to show its cost.
             targets = {"direct": direct, "proxy": proxied.listen, "proxy-raw": raw.listen}
             proxy_pids = {"proxy": proxied.pid, "proxy-raw": raw.pid}
+            if base is not None:
+                targets["proxy-base"] = base.listen
+                proxy_pids["proxy-base"] = base.pid
             if socat is not None:
                 targets["socat"] = socat
             if toxiproxy is not None:
                 targets["toxiproxy"] = toxiproxy.listen
                 proxy_pids["toxiproxy"] = toxiproxy.pid
-            targets = {n: t for n, t in targets.items() if n == "direct" or n in args.paths}
+            targets = {
+                n: t for n, t in targets.items() if n in ("direct", "proxy-base") or n in args.paths
+            }
             # socat forks a process per connection: its CPU is not counted.
             etcd_pid = cluster.pids()[0]
             for op in args.ops:
                 for clients in args.clients:
                     measured = {name: Measured() for name in targets}
-                    for _ in range(args.rounds):
-                        for name, target in targets.items():
+                    names = list(targets)
+                    for round_number in range(args.rounds):
+                        # Each round starts one path later: no path always runs
+                        # right after the same other one (etcd's state, the caches).
+                        turn = round_number % len(names)
+                        for name in names[turn:] + names[:turn]:
+                            target = targets[name]
                             pids = {"client": os.getpid(), "etcd": etcd_pid}
                             if name in proxy_pids:
                                 pids["proxy"] = proxy_pids[name]

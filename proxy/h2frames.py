@@ -9,8 +9,11 @@ set can change at any time; it applies from the next frame header on, so a
 frame that was half forwarded raw is finished raw.
 
 A reader that only watches (:meth:`FrameReader.frames`) checks less, only
-what following the frames needs. :class:`PingBoundary` finds a frame boundary
-for a reader that joins a connection in the middle.
+what following the frames needs, and steps over frame headers in compiled
+code (``etcdlab.proxy._h2step``, whose pure-Python reference is
+:func:`watch_frames`; an install without a C compiler runs the reference,
+at about three times following's CPU per call). :class:`PingBoundary` finds a frame boundary for a
+reader that joins a connection in the middle.
 
 Nothing here does I/O or imports asyncio. Every malformed input raises
 :class:`ProtocolError` and nothing else.
@@ -18,10 +21,11 @@ Nothing here does I/O or imports asyncio. Every malformed input raises
 
 from __future__ import annotations
 
+import functools
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import IntEnum
-from typing import cast
+from typing import TypeVar, cast
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 HEADER_SIZE = 9
@@ -95,6 +99,37 @@ _SKIP_TABLE: tuple[tuple[int, int] | None, ...] = tuple(
 )
 
 
+# The rule byte per frame type that the watching loop reads (step_table):
+# what it does at a frame of that type besides stepping over it.
+_TAKE = 0x01  # of interest: handed to the caller whole
+_BLOCK = 0x02  # starts or continues a header block
+_GENERAL = 0x04  # always left to the general path (CONTINUATION)
+_ZERO_ONLY = 0x08  # only on stream 0
+_NONZERO = 0x10  # never on stream 0
+_SETTINGS = 0x20  # length a multiple of 6
+_WATCHED = _TAKE | _BLOCK | _GENERAL
+# The second half of the table: the payload length a type requires, or this.
+_ANY_LENGTH = 0xFF
+
+
+@functools.cache
+def step_table(interest: frozenset[int]) -> bytes:
+    """The rules :func:`watch_frames` (and its compiled twin) check, per frame
+    type: a rule byte, then (256 bytes on) the payload length it requires."""
+    table = bytearray(512)
+    for frame_type in range(256):
+        fixed, where = _RULES[frame_type] if frame_type < len(_RULES) else (-1, 0)
+        table[frame_type] = (
+            (_TAKE if frame_type in interest else 0)
+            | (_BLOCK if frame_type in _BLOCK_TYPES else 0)
+            | (_GENERAL if _SKIP_TABLE[frame_type] is None else 0)
+            | (_ZERO_ONLY if where == 1 else _NONZERO if where == 2 else 0)
+            | (_SETTINGS if frame_type == FrameType.SETTINGS else 0)
+        )
+        table[256 + frame_type] = _ANY_LENGTH if fixed < 0 else fixed
+    return bytes(table)
+
+
 class ProtocolError(Exception):
     """The bytes are not a valid HTTP/2 stream; the connection cannot be followed."""
 
@@ -153,6 +188,77 @@ def _stream_id(raw: bytes) -> int:
     return ((raw[5] & 0x7F) << 24) | (raw[6] << 16) | (raw[7] << 8) | raw[8]
 
 
+_F = TypeVar("_F")
+
+
+def watch_frames(
+    data: bytes,
+    pos: int,
+    table: bytes,
+    max_size: int,
+    frame: Callable[[int, int, int, bytes], _F],
+    out: list[_F],
+) -> int:
+    """Step over the whole frames in ``data`` from ``pos``; return where the
+    general path takes over (past the end when the last frame's payload runs
+    on into the next chunk).
+
+    For :meth:`FrameReader.frames`, which forwards nothing: it checks only
+    what following the frames needs (lengths, and header blocks, for HPACK),
+    by ``table`` (:func:`step_table`), so a watched connection costs a few
+    operations per frame. Each frame of interest that lies whole in ``data``
+    and breaks none of its type's rules is appended to ``out`` as ``frame(type,
+    flags, stream_id, raw)``. The general path takes frames of interest cut
+    by the end of ``data`` or breaking a rule, header blocks that go on in
+    CONTINUATIONs, and lengths over ``max_size``. A frame that breaks another
+    rule goes to the server as it is, which closes the connection as HTTP/2
+    requires; :meth:`FrameReader.feed` would refuse it.
+
+    This is the reference: the reader runs its compiled twin,
+    ``etcdlab.proxy._h2step.watch`` (``proxy/_h2step.c``, which says why it
+    is C), held to this by property tests.
+    """
+    unpack = _WORD.unpack_from
+    last = len(data) - HEADER_SIZE
+    while pos <= last:
+        # Length and type only: flags and stream id are read when needed.
+        (word,) = unpack(data, pos)
+        frame_type = word & 0xFF
+        length = word >> 8
+        rule = table[frame_type]
+        if rule & _WATCHED or length > max_size:
+            _, flags, stream_id = _HEAD.unpack_from(data, pos)
+            if (
+                length > max_size
+                or rule & _GENERAL
+                or (rule & _BLOCK and not flags & FLAG_END_HEADERS)
+            ):
+                return pos
+            if rule & _TAKE:
+                end = pos + HEADER_SIZE + length
+                fixed = table[256 + frame_type]
+                stream_id &= 0x7FFFFFFF
+                if (
+                    end > len(data)
+                    or (fixed != _ANY_LENGTH and length != fixed)
+                    or (rule & _ZERO_ONLY and stream_id)
+                    or (rule & _NONZERO and not stream_id)
+                    or (rule & _SETTINGS and length % 6)
+                ):
+                    return pos
+                out.append(frame(frame_type, flags, stream_id, data[pos:end]))
+        pos += HEADER_SIZE + length
+    return pos
+
+
+try:
+    from etcdlab.proxy._h2step import watch as _watch
+except ImportError:  # built without a C compiler (the extension is optional)
+    _watch = watch_frames
+COMPILED = _watch is not watch_frames
+"""Whether the reader steps over frames in compiled code."""
+
+
 class FrameReader:
     """Follows the frames of one direction of one HTTP/2 connection.
 
@@ -187,14 +293,25 @@ class FrameReader:
         self._open_block: int | None = None
 
     @property
+    def interest(self) -> frozenset[int]:
+        return self._interest
+
+    @interest.setter
+    def interest(self, interest: frozenset[int]) -> None:
+        self._interest = interest
+        self._table = step_table(interest)
+
+    @property
     def past_preface(self) -> bool:
         """Has the preface (the client's: 24 bytes and a SETTINGS frame's header) passed?"""
         return self._preface_left == 0 and not self._settings_first
 
     @property
     def at_boundary(self) -> bool:
-        """True when everything fed so far was a whole number of frames (for
-        the client's direction: and its preface has passed)."""
+        """True when everything fed so far was a whole number of frames, no
+        header block is waiting for its CONTINUATION (nothing may come between:
+        RFC 9113 section 6.10) and, for the client's direction, its preface has
+        passed: a frame of the proxy's own may go here."""
         return (
             self._preface_left == 0
             and not self._settings_first
@@ -202,6 +319,7 @@ class FrameReader:
             and self._collect == 0
             and not self._header
             and not self._buffer
+            and self._open_block is None
         )
 
     def feed(self, data: bytes) -> list[bytes | Frame]:
@@ -254,7 +372,9 @@ class FrameReader:
                 if keep:
                     pos, raw_start = self._scan(data, pos, size, out, raw_start)
                 else:
-                    pos = self._watch(data, pos, size, out)
+                    pos = _watch(data, pos, self._table, self.max_frame_size, Frame, out)
+                    if pos > size:
+                        self._skip = pos - size
                 if pos >= size:
                     break
             need = HEADER_SIZE - len(self._header)
@@ -354,53 +474,6 @@ class FrameReader:
         if pos > size:
             self._skip = pos - size
         return pos, raw_start
-
-    def _watch(self, data: bytes, pos: int, size: int, out: list[bytes | Frame]) -> int:
-        """:meth:`_scan` for :meth:`frames`, which forwards nothing: it checks
-        only what following the frames needs (lengths, and header blocks, for
-        HPACK), so a watched connection costs a few operations per frame. A
-        frame that breaks another rule goes to the server as it is, which
-        closes the connection as HTTP/2 requires; :meth:`feed` would refuse it."""
-        interest = self.interest
-        # Frames that need more than a step over: those of interest, and the
-        # header blocks that go on in CONTINUATIONs.
-        watched = interest | _BLOCK_TYPES
-        max_size = self.max_frame_size
-        unpack = _WORD.unpack_from
-        last = size - HEADER_SIZE
-        while pos <= last:
-            # Length and type only: flags and stream id are read when needed.
-            (word,) = unpack(data, pos)
-            frame_type = word & 0xFF
-            length = word >> 8
-            if frame_type in watched or length > max_size:
-                _, flags, stream_id = _HEAD.unpack_from(data, pos)
-                # The general path takes frames of interest cut by the end of
-                # the data, and header blocks that go on in CONTINUATIONs.
-                rule = _SKIP_TABLE[frame_type]
-                if (
-                    length > max_size
-                    or rule is None
-                    or (frame_type in _BLOCK_TYPES and not flags & FLAG_END_HEADERS)
-                ):
-                    return pos
-                if frame_type in interest:
-                    end = pos + HEADER_SIZE + length
-                    fixed, where = rule
-                    stream_id &= 0x7FFFFFFF
-                    if (
-                        end > size
-                        or (fixed >= 0 and length != fixed)
-                        or (where == 1 and stream_id)
-                        or (where == 2 and not stream_id)
-                        or (frame_type == 4 and length % 6)
-                    ):
-                        return pos
-                    out.append(Frame(frame_type, flags, stream_id, data[pos:end]))
-            pos += HEADER_SIZE + length
-        if pos > size:
-            self._skip = pos - size
-        return pos
 
     def _finish_frame(self) -> Frame:
         raw = bytes(self._buffer)

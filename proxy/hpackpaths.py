@@ -201,6 +201,9 @@ class RequestHeaders:
         (feed's, or a helper's for the two lines that remember the stream) is
         most of its cost."""
         decode = self._decoder.decode
+        # decode()'s cache, read here first: a call per block costs more than
+        # the lookup (decode() fills it, and empties it when the table changes).
+        known = self._decoder._cache
         paths = self.paths
         top = self.max_stream
         for frame in frames:
@@ -211,7 +214,11 @@ class RequestHeaders:
             ):
                 # The common case, one block in one frame with nothing to strip.
                 stream_id = frame.stream_id
-                path = decode(frame.raw[HEADER_SIZE:])
+                block = frame.raw[HEADER_SIZE:]
+                try:
+                    path = known[block]
+                except KeyError:
+                    path = decode(block)
             else:
                 found = self._complete(frame)
                 if found is None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import hpack
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from etcdlab.proxy import h2frames
 from etcdlab.proxy.grpcwire import MessageCursor, exact_messages, trailers_frame
 from etcdlab.proxy.h2frames import (
     ALL_TYPES,
@@ -17,14 +19,32 @@ from etcdlab.proxy.h2frames import (
     FLAG_END_STREAM,
     FLAG_PADDED,
     HEADER_TYPES,
+    MAX_FRAME_SIZE_LIMIT,
     PREFACE,
     Frame,
     FrameReader,
     FrameType,
     PingBoundary,
     ProtocolError,
+    step_table,
+    watch_frames,
 )
 from etcdlab.proxy.hpackpaths import RequestHeaders
+from tests.conftest import require
+
+
+def compiled_watch() -> Callable[..., int]:
+    """The compiled stepper, which an install without a C compiler leaves out
+    (then the calling test skips, or fails under CI=true)."""
+    require(
+        None
+        if h2frames.COMPILED
+        else "needs the compiled frame stepper (a C compiler and Python's headers at install)"
+    )
+    from etcdlab.proxy import _h2step
+
+    return _h2step.watch
+
 
 PING = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"12345678"
 SETTINGS_EMPTY = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
@@ -113,6 +133,18 @@ def test_header_block_must_not_be_interrupted() -> None:
     headers_open = b"\x00\x00\x01\x01\x00\x00\x00\x00\x01\x82"
     with pytest.raises(ProtocolError, match="interrupted"):
         FrameReader(preface=False).feed(headers_open + PING)
+
+
+def test_no_boundary_inside_a_header_block() -> None:
+    # A frame of the proxy's own may not go between HEADERS and CONTINUATION.
+    headers_open = Frame.build(FrameType.HEADERS, 0, 1, b"\x82").raw
+    continuation = Frame.build(FrameType.CONTINUATION, FLAG_END_HEADERS, 1, b"\x84").raw
+    for watch in (False, True):
+        reader = FrameReader(preface=False)
+        (reader.frames if watch else reader.feed)(headers_open)
+        assert not reader.at_boundary
+        (reader.frames if watch else reader.feed)(continuation)
+        assert reader.at_boundary
 
 
 def test_huge_length_is_rejected_before_buffering() -> None:
@@ -370,6 +402,90 @@ def test_watching_sees_what_forwarding_sees(
         watched += watching.frames(chunk)
         assert forwarding.at_boundary == watching.at_boundary
     assert [f.raw for f in watched] == [f.raw for f in fed]
+
+
+def as_fields(*fields: object) -> tuple[object, ...]:
+    return fields
+
+
+# Frames at the edges of the rules: every type, on stream 0 or not, with
+# payload lengths around the fixed ones (PING 8, RST_STREAM and WINDOW_UPDATE
+# 4, SETTINGS a multiple of 6).
+edge_frame = st.builds(
+    lambda t, f, s, n: Frame.build(t, f, s, bytes(n)).raw,
+    st.integers(0, 12),
+    st.sampled_from([0, FLAG_END_HEADERS, 0xFF]),
+    st.sampled_from([0, 1, 3]),
+    st.sampled_from([0, 4, 6, 7, 8, 12]),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    stream=st.one_of(
+        st.lists(st.one_of(edge_frame, server_frame, any_frame), max_size=12).map(b"".join),
+        st.binary(max_size=200),
+    ),
+    pos=st.one_of(st.just(0), st.integers(0, 30)),
+    interest=st.one_of(
+        st.just(ALL_TYPES), st.just(HEADER_TYPES), st.frozensets(st.integers(0, 12))
+    ),
+    max_size=st.sampled_from([MAX_FRAME_SIZE_LIMIT, 12, 8]),
+)
+def test_the_compiled_stepper_agrees_with_the_reference(
+    stream: bytes, pos: int, interest: frozenset[int], max_size: int
+) -> None:
+    # The watching path runs _h2step.watch (C); watch_frames is its
+    # pure-Python reference: the same frames taken, the same stop, on any bytes.
+    watch = compiled_watch()
+    table = step_table(interest)
+    compiled: list[tuple[object, ...]] = []
+    reference: list[tuple[object, ...]] = []
+    stop = watch(stream, pos, table, max_size, as_fields, compiled)
+    assert stop == watch_frames(stream, pos, table, max_size, as_fields, reference)
+    assert compiled == reference
+
+
+def test_the_compiled_stepper_agrees_with_the_reference_at_every_rule() -> None:
+    # Each rule's edge, one frame at a time (then a PING, to show where it
+    # stopped): every type, on stream 0 or not, lengths around the fixed
+    # ones, a header block ended or not, over the size limit or not, whole
+    # or cut by the end of the data.
+    watch = compiled_watch()
+    after = Frame.build(FrameType.PING, 0, 0, bytes(8)).raw
+    for frame_type, stream, length, flags, interest, max_size, cut in itertools.product(
+        [*range(13), 0x20],
+        [0, 1, 2**31 - 1],
+        [0, 4, 6, 7, 8, 12],
+        [0, FLAG_END_HEADERS, 0xFF],
+        [frozenset[int](), ALL_TYPES],
+        [MAX_FRAME_SIZE_LIMIT, 7],
+        [0, 1],
+    ):
+        data = Frame.build(frame_type, flags, stream, bytes(length)).raw + after
+        data = data[: len(data) - len(after) - cut] if cut else data
+        table = step_table(interest)
+        compiled: list[tuple[object, ...]] = []
+        reference: list[tuple[object, ...]] = []
+        stop = watch(data, 0, table, max_size, as_fields, compiled)
+        assert stop == watch_frames(data, 0, table, max_size, as_fields, reference), data
+        assert compiled == reference, data
+
+
+def test_the_compiled_stepper_refuses_what_it_cannot_read() -> None:
+    watch = compiled_watch()
+    table = step_table(HEADER_TYPES)
+    out: list[object] = []
+    with pytest.raises(TypeError):
+        watch(bytearray(PING), 0, table, 16, Frame, out)
+    with pytest.raises(ValueError, match="512"):
+        watch(PING, 0, table[:-1], 16, Frame, out)
+    with pytest.raises(ValueError, match="negative"):
+        watch(PING, -1, table, 16, Frame, out)
+    # An exception from making a frame comes out of the loop as it is.
+    with pytest.raises(ZeroDivisionError):
+        watch(PING, 0, step_table(ALL_TYPES), 16, lambda *_: 1 // 0, out)
+    assert out == []
 
 
 @settings(max_examples=400, deadline=None)
