@@ -14,7 +14,7 @@ timeout, every leader whose renewal waited on member 0 lost its lease at scale
 The test scale is 0.5, not lower. All six leases are acquired in the same
 instant and client-go renews on an unjittered period, so each renewal tick
 sends six calls back to back and round-robin gives member 0 two of them: on a
-quiet machine real timing lost 4 leases in 10 runs of 10. Each call's CPU time
+quiet machine real timing lost 4 leases in each of 9 runs. Each call's CPU time
 does not shrink with the scale, so at 0.25 the ticks drift apart by tens of
 unscaled milliseconds and other calls fall between them: 2-5 losses in eight
 runs, and one CI run under load lost 2 at 0.25 against 5 at real timing. At 0.5
