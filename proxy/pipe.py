@@ -19,7 +19,7 @@ import random
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
-from etcdlab.proxy.faults.base import UPSTREAM, Fault, Late, Piece, ShapeContext
+from etcdlab.proxy.faults.base import UPSTREAM, Fault, Late, Piece, ShapeContext, reveal
 from etcdlab.proxy.grpcwire import MessageCursor
 from etcdlab.proxy.h2frames import (
     ALL_TYPES,
@@ -440,9 +440,7 @@ class Pipe:
     def _recover(self, arrival: float) -> None:
         """New bytes reach the receiver at ``arrival``: their SACK reveals each
         earlier lost segment (if they are lost too, only once they arrive)."""
-        for slot in self.recoverable:
-            if slot.late is not None and slot.release > arrival:
-                slot.release, slot.late = slot.late.revealed(slot.release, arrival)
+        reveal(self.recoverable, arrival)
         self.recoverable.clear()
 
     def _rearm(self, acked_at: float) -> None:

@@ -27,7 +27,7 @@ import json
 import math
 import random
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, Protocol, Self
@@ -456,6 +456,23 @@ class Piece:
 
     def __repr__(self) -> str:
         return f"Piece({self.size}, {self.release:.6f}, late={self.late})"
+
+
+class Due(Protocol):
+    """Bytes due at ``release``, held back by ``late`` if a fault's timers do
+    (a :class:`Piece`, or the bytes a pipe has queued)."""
+
+    release: float
+    late: Late | None
+
+
+def reveal(held: Iterable[Due], arrival: float) -> None:
+    """Later bytes reach the receiver at ``arrival``: their SACK reveals each
+    hole among ``held`` still due after that (:meth:`Late.revealed`; if they
+    are lost too, only once they arrive)."""
+    for due in held:
+        if due.late is not None and due.release > arrival:
+            due.release, due.late = due.late.revealed(due.release, arrival)
 
 
 @dataclass

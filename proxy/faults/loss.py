@@ -108,6 +108,7 @@ from etcdlab.proxy.faults.base import (
     duration,
     method,
     probability,
+    reveal,
 )
 from etcdlab.proxy.faults.registry import register
 
@@ -884,10 +885,7 @@ class Loss(Shaper):
             if out:
                 # This write's SACK reveals a lost tail of the writes before it,
                 # as a later chunk's does (Pipe._recover).
-                arrival = min(piece.release for piece in shaped)
-                for piece in out:
-                    if piece.late is not None and piece.release > arrival:
-                        piece.release, piece.late = piece.late.revealed(piece.release, arrival)
+                reveal(out, min(piece.release for piece in shaped))
             out.extend(shaped)
             offset += sum(piece.size for piece in part)
         return out
