@@ -19,6 +19,7 @@ import random
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
+from etcdlab.proxy.blocking import Gate, limited
 from etcdlab.proxy.faults.base import UPSTREAM, Fault, Late, Piece, ShapeContext, reveal
 from etcdlab.proxy.grpcwire import MessageCursor
 from etcdlab.proxy.h2frames import (
@@ -107,6 +108,8 @@ class Pipe:
         self.held_bytes = 0
         self.pending_inject: list[bytes] = []
         self.pause_reasons: set[str] = set()
+        # The sender blocked on its send buffer (etcdlab.proxy.blocking), once it was.
+        self.gate: Gate | None = None
         self.stalled: list[bytes] = []
         self.plan_key: tuple[str, Variant] = (direction, None)
         self.messages: dict[int, MessageCursor | None] = {}
@@ -436,6 +439,11 @@ class Pipe:
                 self.recoverable.append(slot)
         self.queued_bytes += len(data)
         self.flush()
+        loss = limited(plan)
+        if loss is not None:
+            if self.gate is None:
+                self.gate = Gate(self)
+            self.gate.written(loss)
 
     def _recover(self, arrival: float) -> None:
         """New bytes reach the receiver at ``arrival``: their SACK reveals each
@@ -470,6 +478,8 @@ class Pipe:
         self.recoverable = [slot for slot in self.recoverable if slot.late is not None]
         if moved:
             self.flush()
+        if self.gate is not None:
+            self.gate.open()
 
     def _hold(self, data: bytes) -> None:
         self.held.append(data)
@@ -586,6 +596,8 @@ class Pipe:
 
     def stop(self) -> None:
         self.closed = True
+        if self.gate is not None:
+            self.gate.stop()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

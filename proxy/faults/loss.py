@@ -96,6 +96,7 @@ import dataclasses
 import itertools
 import math
 import random
+from collections import deque
 from dataclasses import dataclass, field
 
 from etcdlab.proxy.faults.base import (
@@ -150,6 +151,7 @@ class Unacked:
     ack_due: float | None = None
     # What the congestion window held it back for, if it waited to be sent.
     held: Held | None = None
+    size: int = 0  # its bytes (etcdlab.proxy.faults.sndbuf charges them)
 
     @property
     def sample_from(self) -> float:
@@ -196,6 +198,10 @@ class TcpState:
     # When the sender hears of the latest write if it lay beyond a hole and
     # its SACK was lost: the duplicate its probe draws (Loss.sack_loss).
     sack_heard: float | None = None
+    # The writes its socket's send buffer holds, oldest first: kept apart from
+    # ``unacked``, which the model settles ahead to when a held write goes
+    # (etcdlab.proxy.faults.sndbuf; only with Loss.send_buffer).
+    buffered: deque[Unacked] = field(default_factory=deque)
 
     def sample(self, rtt: float) -> None:
         """A round-trip sample, as Linux's ``tcp_rtt_estimator`` takes it:
@@ -571,6 +577,10 @@ class Loss(Shaper):
     sack_loss: bool = True
     control_writes: bool = False
     cumulative_acks: bool = False
+    # The sender's socket send buffer in bytes (etcdlab.proxy.faults.sndbuf):
+    # while it is full the sender's writes block. 0: the proxy reads whatever
+    # the sender writes, as a clean loopback hop takes it.
+    send_buffer: int = 0
     method: str | None = method()
 
     def __post_init__(self) -> None:
@@ -581,6 +591,8 @@ class Loss(Shaper):
             raise ValueError("mss must be at least 1 byte")
         if self.max_rto < self.min_rto:
             raise ValueError("max_rto must be at least min_rto")
+        if self.send_buffer < 0:
+            raise ValueError("send_buffer must be 0 (unbounded) or a positive number of bytes")
 
     @property
     def frame_aware(self) -> bool:
@@ -715,7 +727,7 @@ class Loss(Shaper):
         ack_id = next(ACK_IDS)
         state.acked_by(ack, arrived, ack_id)
         delivered = max(state.delivered_at, arrived)
-        write = Unacked(sent, arrived, delivered, ack, repaired, timeouts, ack_id=ack_id)
+        write = Unacked(sent, arrived, delivered, ack, repaired, timeouts, ack_id=ack_id, size=size)
         if self.acks_modelled and self.probe_samples:
             write.probed = probed
         if self.ack_with_data:
@@ -723,6 +735,8 @@ class Loss(Shaper):
         if self.cumulative_acks and self.acks_modelled:
             state.covered(write, self.rtt)
         state.unacked.append(write)
+        if self.send_buffer:
+            state.buffered.append(write)
         return write
 
     def ack_rounds(
