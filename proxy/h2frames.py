@@ -279,7 +279,16 @@ class Watcher:
     (``etcdlab.proxy._h2step.Watcher``), held to this by property tests.
     """
 
-    __slots__ = ("_known", "_max_size", "_paths", "_table", "batch", "blocks", "max_stream", "skip")
+    __slots__ = (
+        "_batch",
+        "_known",
+        "_max_size",
+        "_paths",
+        "_table",
+        "blocks",
+        "max_stream",
+        "skip",
+    )
 
     def __init__(
         self,
@@ -295,7 +304,7 @@ class Watcher:
         self._max_size = max_size
         self._known = known
         self._paths = paths
-        self.batch = batch
+        self._batch = batch
         # Bytes of a frame's payload still to come (the next chunk starts there).
         self.skip = 0
         self.max_stream = 0
@@ -312,7 +321,7 @@ class Watcher:
         out: list[bool] = []
         pos = watch_frames(data, self.skip, self._table, self._max_size, self._take, out)
         self.skip = pos - size if pos > size else 0
-        if pos < size or self.blocks >= self.batch:
+        if pos < size or self.blocks >= self._batch:
             return min(pos, size)
         return None
 
