@@ -28,9 +28,15 @@ from etcdlab.common.argtypes import negative_values, time_scale
 from etcdlab.common.timescale import TimeScale
 from etcdlab.proxy.control import ControlServer, format_address, parse_address
 from etcdlab.proxy.faults import Fault
-from etcdlab.proxy.faults.base import spelled
+from etcdlab.proxy.faults.base import parse_duration, spelled
 from etcdlab.proxy.faults.registry import add_flags, from_flags, from_table
-from etcdlab.proxy.link import Address, check_fits
+from etcdlab.proxy.link import (
+    MAX_WRITE_DEADLINE,
+    MIN_WRITE_DEADLINE,
+    Address,
+    check_fits,
+    write_deadline_ms,
+)
 from etcdlab.proxy.server import ProxyServer
 
 
@@ -82,6 +88,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "HTTP/1.1); frame faults and --method need HTTP/2",
     )
     parser.add_argument(
+        "--write-deadline",
+        metavar="DURATION",
+        help="the upstream server's own deadline on each of its writes, e.g. 5s for an "
+        "etcd peer link (rafthttp's ConnWriteTimeout). Under a loss fault with send_buffer "
+        "a server write blocks while the modelled send buffer is full; one blocked this "
+        "long fails, as etcd's does under the kernel's loss: the server's side of the "
+        "connection is reset and the client gets what the loss still carries, then EOF. "
+        "The server's timer, so --time-scale leaves it alone. Default: none (a blocked "
+        "write waits for the buffer to drain)",
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -126,6 +143,7 @@ class LinkSpec:
     listen: Address
     http2: bool = True
     faults: list[Fault] = field(default_factory=list)
+    write_deadline: float | None = None  # seconds
 
 
 @dataclass
@@ -140,6 +158,11 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
     if args.config is not None:
         if args.listen or args.upstream:
             raise ValueError("--config and --listen/--upstream are exclusive")
+        if args.write_deadline is not None:
+            raise ValueError(
+                "--write-deadline: not with --config; give each link its own "
+                "write_deadline in the file"
+            )
         try:
             text = args.config.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
@@ -150,15 +173,34 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
         raise ValueError("--listen and --upstream are required (or --config)")
     if args.method is not None and args.raw:
         raise ValueError("--method needs HTTP/2: it cannot go with --raw")
-    link = LinkSpec(args.name, args.upstream, args.listen, not args.raw, from_flags(args))
+    link = LinkSpec(
+        args.name,
+        args.upstream,
+        args.listen,
+        not args.raw,
+        from_flags(args),
+        _write_deadline(args.write_deadline),
+    )
     for fault in link.faults:
         check_fits(fault, link.name, http2=link.http2)
     return Spec(args.seed, args.time_scale, args.control, [link])
 
 
+def _write_deadline(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        seconds = parse_duration(text)
+    except ValueError as error:
+        raise ValueError(f"--write-deadline: {error}") from None
+    if not MIN_WRITE_DEADLINE <= seconds <= MAX_WRITE_DEADLINE:
+        raise ValueError(f"--write-deadline: must be between 1ms and 1440m (a day), not {text!r}")
+    return seconds
+
+
 # The keys a config file may have, at the top and in each [[links]] table.
 _TOP_KEYS = ("seed", "time_scale", "control", "links")
-_LINK_KEYS = ("name", "upstream", "listen", "http2", "faults")
+_LINK_KEYS = ("name", "upstream", "listen", "http2", "write_deadline", "faults")
 
 
 def spec_from_toml(text: str, args: argparse.Namespace) -> Spec:
@@ -214,6 +256,10 @@ def _link(entry: dict[str, Any], where: str) -> LinkSpec:
     http2 = entry.get("http2", True)
     if not isinstance(http2, bool):
         raise ValueError(f"config: {where}.http2: must be true or false, not {spelled(http2)}")
+    try:
+        deadline = write_deadline_ms(entry.get("write_deadline"))
+    except ValueError as error:
+        raise ValueError(f"config: {where}.write_deadline: {error}") from None
     tables = entry.get("faults", [])
     if not isinstance(tables, list):
         raise ValueError(f"config: {where}.faults: must be an array of tables: [[links.faults]]")
@@ -234,6 +280,7 @@ def _link(entry: dict[str, Any], where: str) -> LinkSpec:
         _address_at(f"{where}.listen", entry.get("listen", "127.0.0.1:0")),
         http2,
         faults,
+        deadline,
     )
 
 
@@ -263,7 +310,11 @@ async def serve(spec: Spec, ready: Any = print) -> None:
     async with ProxyServer(seed=spec.seed) as server:
         for entry in spec.links:
             link = await server.add_link(
-                entry.name, entry.upstream, entry.listen, http2=entry.http2
+                entry.name,
+                entry.upstream,
+                entry.listen,
+                http2=entry.http2,
+                write_deadline=entry.write_deadline,
             )
             for fault in entry.faults:
                 link.add(fault.scaled(spec.time_scale))

@@ -24,7 +24,7 @@ from aiohttp import web
 from etcdlab.common.timescale import UNSCALED, TimeScale
 from etcdlab.proxy.faults.base import spelled
 from etcdlab.proxy.faults.registry import from_toxic, to_toxic
-from etcdlab.proxy.link import Address, ProxyLink
+from etcdlab.proxy.link import Address, ProxyLink, write_deadline_ms
 from etcdlab.proxy.metrics import render
 from etcdlab.proxy.server import ProxyServer
 
@@ -58,8 +58,14 @@ def proxy_json(link: ProxyLink) -> dict[str, Any]:
         "upstream": format_address(link.upstream),
         "enabled": link.enabled,
         "http2": link.http2,
+        "write_deadline": _milliseconds(link.write_deadline),
         "toxics": [to_toxic(f) for f in link.faults],
     }
+
+
+def _milliseconds(seconds: float | None) -> float | None:
+    # Rounded to picoseconds, as toxics' durations, so what was written reads back.
+    return None if seconds is None else round(seconds * 1000, 9)
 
 
 def openapi() -> dict[str, Any]:
@@ -200,8 +206,9 @@ class ControlServer:
         return web.json_response(proxy_json(self._link(request)))
 
     async def update_proxy(self, request: web.Request) -> web.Response:
-        """Change ``upstream`` (for new connections) and ``enabled``; a different
-        ``listen`` is refused (delete and create instead)."""
+        """Change ``upstream`` (for new connections), ``write_deadline`` (for
+        writes blocked from then on) and ``enabled``; a different ``listen`` is
+        refused (delete and create instead)."""
         link = self._link(request)
         body = await _object(request)
         if "listen" in body and _address("listen", body["listen"]) not in (
@@ -210,8 +217,10 @@ class ControlServer:
         ):
             raise ValueError("listen cannot change; delete the proxy and create it again")
         enabled = _flag("enabled", body.get("enabled", link.enabled))
-        if "upstream" in body:
-            link.upstream = _address("upstream", body["upstream"])
+        upstream = _address("upstream", body["upstream"]) if "upstream" in body else link.upstream
+        if "write_deadline" in body:
+            link.write_deadline = _deadline(body["write_deadline"])
+        link.upstream = upstream
         if enabled:
             await link.start()
         else:
@@ -313,13 +322,15 @@ class ControlServer:
 
 @dataclasses.dataclass(frozen=True)
 class _ProxySpec:
-    """A proxy as the API describes it: ``name``, ``upstream``, ``listen``, ``enabled``."""
+    """A proxy as the API describes it: ``name``, ``upstream``, ``listen``,
+    ``enabled``, ``http2``, ``write_deadline`` (seconds here, milliseconds in JSON)."""
 
     name: str
     upstream: Address
     listen: Address
     enabled: bool
     http2: bool
+    write_deadline: float | None
 
     @classmethod
     def parse(cls, body: dict[str, Any], where: str = "") -> _ProxySpec:
@@ -336,12 +347,19 @@ class _ProxySpec:
                 _address("listen", body.get("listen", "127.0.0.1:0")),
                 _flag("enabled", body.get("enabled", True)),
                 _flag("http2", body.get("http2", True)),
+                _deadline(body.get("write_deadline")),
             )
         except ValueError as error:
             raise ValueError(f"{error}{where}") from None
 
     async def create(self, server: ProxyServer) -> ProxyLink:
-        link = await server.add_link(self.name, self.upstream, self.listen, http2=self.http2)
+        link = await server.add_link(
+            self.name,
+            self.upstream,
+            self.listen,
+            http2=self.http2,
+            write_deadline=self.write_deadline,
+        )
         if not self.enabled:
             await link.disable()
         return link
@@ -351,6 +369,7 @@ class _ProxySpec:
             self.upstream == link.upstream
             and self.listen in (link.listen, link.address)
             and self.http2 == link.http2
+            and self.write_deadline == link.write_deadline
         )
 
 
@@ -361,6 +380,13 @@ def _address(name: str, value: Any) -> Address:
         return parse_address(value)
     except ValueError as error:
         raise ValueError(f"{name}: {error}") from None
+
+
+def _deadline(value: Any) -> float | None:
+    try:
+        return write_deadline_ms(value)
+    except ValueError as error:
+        raise ValueError(f"write_deadline {error}") from None
 
 
 def _flag(name: str, value: Any) -> bool:

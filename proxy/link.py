@@ -35,6 +35,10 @@ Address = tuple[str, int]
 ACCEPT_BATCH = 8
 # The kernel's queue of connections not yet accepted (capped by somaxconn).
 _BACKLOG = 1024
+# The bounds of a write_deadline, seconds: an event loop's timer is no finer
+# than the lower; a deadline beyond the upper (a day) is none at all.
+MIN_WRITE_DEADLINE = 0.001
+MAX_WRITE_DEADLINE = 86_400.0
 
 
 def check_fits(fault: Fault, link: str, *, http2: bool) -> None:
@@ -49,6 +53,22 @@ def check_fits(fault: Fault, link: str, *, http2: bool) -> None:
             f"dialer: a dialer filter needs raw TCP, and proxy {spelled(link)} speaks HTTP/2 "
             "(http2 true)"
         )
+
+
+def write_deadline_ms(value: Any) -> float | None:
+    """A ``write_deadline`` as the control API and config files write it
+    (milliseconds; null, none) in seconds; ValueError saying what it must be,
+    for the caller to prefix with the field's name."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"must be a number of milliseconds, not {spelled(value)}")
+    if not MIN_WRITE_DEADLINE * 1000 <= value <= MAX_WRITE_DEADLINE * 1000:
+        raise ValueError(
+            f"must be between 1 and {MAX_WRITE_DEADLINE * 1000:.0f} milliseconds (a day), "
+            f"not {spelled(value)}"
+        )
+    return value / 1000
 
 
 class ProxyLink:
@@ -82,9 +102,12 @@ class ProxyLink:
             raise ValueError("name must be non-empty and contain no '/'")
         if buffer_limit < 1:
             raise ValueError("buffer_limit must be positive")
-        if write_deadline is not None and not write_deadline > 0:
+        if write_deadline is not None and not (
+            MIN_WRITE_DEADLINE <= write_deadline <= MAX_WRITE_DEADLINE
+        ):
             raise ValueError(
-                f"write_deadline must be a positive number of seconds, not {write_deadline}"
+                f"write_deadline must be between {MIN_WRITE_DEADLINE} and "
+                f"{MAX_WRITE_DEADLINE:.0f} seconds, not {write_deadline}"
             )
         self.name = name
         self.upstream = upstream

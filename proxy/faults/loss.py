@@ -592,7 +592,14 @@ class Loss(Shaper):
         if self.max_rto < self.min_rto:
             raise ValueError("max_rto must be at least min_rto")
         if self.send_buffer < 0:
-            raise ValueError("send_buffer must be 0 (unbounded) or a positive number of bytes")
+            raise ValueError(
+                "send_buffer must be 0 (unbounded) or a positive number of bytes, "
+                f"not {self.send_buffer}"
+            )
+        if self.send_buffer and self.method is not None:
+            # The socket's buffer holds every stream's bytes; the model would
+            # charge only the method's and block the others with them.
+            raise ValueError("send_buffer: a socket's send buffer cannot be limited to a method")
 
     @property
     def frame_aware(self) -> bool:

@@ -15,6 +15,7 @@ import yaml
 from etcdlab.cli.main import build_parser
 from etcdlab.proxy.cli import spec_from_toml
 from etcdlab.scenario.engine import server_flags
+from etcdlab.scenario.fidelity import PEER_WRITE_DEADLINE
 from etcdlab.scenario.spec import BUILTINS
 from tests.conftest import require_tool
 
@@ -69,6 +70,9 @@ def test_proxy_links_front_every_member(proxy_config: dict[str, Any]) -> None:
         assert client.get("http2", True) is True
         assert peer["upstream"] == f"{member}:2380"
         assert peer["http2"] is False, "raft speaks HTTP/1.1: the peer link must be raw TCP"
+        # etcd's own deadline on raft's stream writes, in the file's milliseconds.
+        assert peer["write_deadline"] == PEER_WRITE_DEADLINE * 1000
+        assert "write_deadline" not in client
 
 
 def test_members_advertise_their_peer_links(

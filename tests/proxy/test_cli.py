@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from etcdlab.cli.main import build_parser, main
-from etcdlab.proxy.cli import spec_from_toml
+from etcdlab.proxy.cli import spec_from_args, spec_from_toml
 
 # What a config's top-level keys default to: the command line's.
 ARGS = build_parser().parse_args(["proxy", "--config", "links.toml"])
@@ -39,6 +39,19 @@ LINK = '[[links]]\nname = "a"\nupstream = "127.0.0.1:1"\n'
             "links[0].faults[0]: latency must be a finite number of milliseconds >= 0, not -50",
         ),
         (LINK + "faults = 3\n", "links[0].faults: must be an array of tables"),
+        (
+            LINK + 'write_deadline = "5s"\n',
+            'links[0].write_deadline: must be a number of milliseconds, not "5s"',
+        ),
+        (
+            LINK + "write_deadline = 0.5\n",
+            "links[0].write_deadline: must be between 1 and 86400000 milliseconds (a day), not 0.5",
+        ),
+        (
+            LINK + '[[links.faults]]\ntype = "loss"\nprobability = 0.1\nsend_buffer = -1\n',
+            "links[0].faults[0]: send_buffer must be 0 (unbounded) or a positive number of "
+            "bytes, not -1",
+        ),
     ],
 )
 def test_a_bad_config_is_refused_naming_the_key(config: str, message: str) -> None:
@@ -55,6 +68,7 @@ def test_the_docs_config_example_is_accepted() -> None:
     spec = spec_from_toml(example, ARGS)
     assert [link.name for link in spec.links] == ["member0", "peer0"]
     assert spec.seed == 1 and spec.time_scale == 0.1 and not spec.links[1].http2
+    assert spec.links[1].write_deadline == 5.0
 
 
 @pytest.mark.parametrize(
@@ -69,6 +83,22 @@ def test_the_docs_config_example_is_accepted() -> None:
             "--jitter: must not exceed the latency (5 ms), not 20 ms: a delay cannot go below 0",
         ),
         (["--jitter", "1ms"], "--jitter: must not exceed the latency (0 ms), not 1 ms"),
+        (
+            ["--write-deadline", "5"],
+            "--write-deadline: a duration needs a unit (ms, s or m), like 50ms or 1.5s, not '5'",
+        ),
+        (["--write-deadline", "0ms"], "--write-deadline: must be between 1ms and 1440m (a day)"),
+        (["--write-deadline", "-5s"], "--write-deadline: must not be negative, not '-5s'"),
+        (
+            ["--fault", "loss:probability=0.1,send_buffer=-1"],
+            "--fault loss:probability=0.1,send_buffer=-1: send_buffer must be 0 (unbounded) or "
+            "a positive number of bytes, not -1",
+        ),
+        (
+            ["--fault", "loss:probability=0.1,send_buffer=46k"],
+            "--fault loss:probability=0.1,send_buffer=46k: send_buffer: must be a whole "
+            "number, not '46k'",
+        ),
         (
             ["--fault", "frames:pings=true"],
             "--fault frames:pings=true: a frames fault needs probability: give it a number "
@@ -90,3 +120,34 @@ def test_help_says_the_jitter_is_at_most_the_latency(capsys: pytest.CaptureFixtu
         main(["proxy", "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
     assert "at most --latency (a delay cannot go below 0)" in text
+
+
+def test_a_write_deadline_is_given_per_link() -> None:
+    """On the command line with a unit, in a file in milliseconds (as toxics'
+    durations), per link; the time scale leaves it alone (the server's own timer)."""
+    args = build_parser().parse_args(
+        ["proxy", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--raw",
+         "--write-deadline", "5s", "--time-scale", "0.5"]
+    )  # fmt: skip
+    assert [link.write_deadline for link in spec_from_args(args).links] == [5.0]
+    spec = spec_from_toml(LINK + "write_deadline = 5000\n" + LINK.replace('"a"', '"b"'), ARGS)
+    assert [link.write_deadline for link in spec.links] == [5.0, None]
+
+
+def test_the_write_deadline_flag_is_per_link_so_not_with_a_config(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["proxy", "--config", "links.toml", "--write-deadline", "5s"]) == 2
+    error = capsys.readouterr().err
+    assert error == (
+        "etcdlab proxy: error: --write-deadline: not with --config; give each link its own "
+        "write_deadline in the file\n"
+    )
+
+
+def test_help_says_what_the_write_deadline_models(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["proxy", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "e.g. 5s for an etcd peer link (rafthttp's ConnWriteTimeout)" in text
+    assert "--time-scale leaves it alone" in text

@@ -244,6 +244,25 @@ KINDS = "bandwidth, blackhole, frames, latency, loss, mtu, pause, reject, reset"
          "proxy 2 must be a JSON object, not 5"),
         ("POST", "/populate", [{"name": "x", "upstream": "127.0.0.1:1"}] * 2,
          'name: "x" names more than one proxy in the list'),
+        ("POST", "/proxies", {"name": "x", "upstream": "127.0.0.1:1", "write_deadline": "5s"},
+         'write_deadline must be a number of milliseconds, not "5s"'),
+        ("POST", "/proxies", {"name": "x", "upstream": "127.0.0.1:1", "write_deadline": 0},
+         "write_deadline must be between 1 and 86400000 milliseconds (a day), not 0"),
+        ("PATCH", "/proxies/m0", {"write_deadline": -5},
+         "write_deadline must be between 1 and 86400000 milliseconds (a day), not -5"),
+        ("POST", "/populate", [{"name": "x", "upstream": "127.0.0.1:1", "write_deadline": True}],
+         "write_deadline must be a number of milliseconds, not true at proxy 1"),
+        # A loss's send buffer is checked as it is from Python, a flag or a file.
+        ("POST", "/proxies/m0/toxics",
+         {"type": "loss", "attributes": {"probability": 0.1, "send_buffer": -1}},
+         "send_buffer must be 0 (unbounded) or a positive number of bytes, not -1"),
+        ("POST", "/proxies/m0/toxics",
+         {"type": "loss", "attributes": {"probability": 0.1, "send_buffer": 4.5e4}},
+         "send_buffer must be a whole number, not 45000.0"),
+        ("POST", "/proxies/m0/toxics",
+         {"type": "loss",
+          "attributes": {"probability": 0.1, "send_buffer": 46080, "method": "etcdserverpb.KV"}},
+         "send_buffer: a socket's send buffer cannot be limited to a method"),
         # Toxiproxy keeps the type without a word; here the caller learns it stayed.
         ("PATCH", "/proxies/m0/toxics/t", {"type": "latency"},
          "type cannot change; delete the toxic and create it again"),
@@ -479,6 +498,37 @@ async def test_populate_creates_keeps_and_replaces(
     assert set(server.links) == {"a", "b"}
 
 
+async def test_a_write_deadline_is_set_in_milliseconds_and_reaches_the_link(
+    control: tuple[ProxyServer, str],
+) -> None:
+    server, base = control
+    http = Api(base)
+    peer = {"name": "p", "upstream": "127.0.0.1:1", "http2": False, "write_deadline": 5000}
+    status, created = await http("POST", "/proxies", peer)
+    # The server's own timer: the control server's time scale (0.5) leaves it alone.
+    assert status == 201 and created["write_deadline"] == 5000
+    assert server.links["p"].write_deadline == 5.0
+    status, updated = await http("PATCH", "/proxies/p", {"write_deadline": 1500.5})
+    assert status == 200 and updated["write_deadline"] == 1500.5
+    assert server.links["p"].write_deadline == pytest.approx(1.5005)
+    status, updated = await http("PATCH", "/proxies/p", {"write_deadline": None})
+    assert status == 200 and updated["write_deadline"] is None
+    assert server.links["p"].write_deadline is None
+    # A refused update changes nothing, the valid fields beside the bad one included.
+    await http("PATCH", "/proxies/p", {"write_deadline": 5000})
+    status, _ = await http("PATCH", "/proxies/p", {"upstream": "127.0.0.1:2", "write_deadline": 0})
+    assert status == 400
+    assert (server.links["p"].upstream, server.links["p"].write_deadline) == (("127.0.0.1", 1), 5.0)
+
+    # /populate keeps a link whose deadline is as asked, and replaces one whose is not.
+    await http("POST", "/proxies/p/toxics", {"name": "slow", "type": "latency"})
+    status, body = await http("POST", "/populate", [peer])
+    assert status == 201 and len(body["proxies"][0]["toxics"]) == 1
+    status, body = await http("POST", "/populate", [{**peer, "write_deadline": 2000}])
+    assert status == 201 and body["proxies"][0]["toxics"] == []
+    assert server.links["p"].write_deadline == 2.0
+
+
 async def refused_connections(echo: Address, seed: int, count: int) -> list[int]:
     """Which of ``count`` connections a reject toxic of toxicity 0.5 refuses."""
     refused = []
@@ -543,6 +593,7 @@ def cli_process(tmp_path: Path) -> Iterator[dict[str, Any]]:
         '[[links.faults]]\ntype = "loss"\nname = "lossy_lease"\nprobability = 0.2\n'
         'method = "etcdserverpb.Lease"\n'
         '[[links]]\nname = "b"\nupstream = "127.0.0.1:2"\nhttp2 = false\n'
+        "write_deadline = 5000\n"
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "etcdlab", "proxy", "--config", str(config)],
@@ -570,6 +621,8 @@ def test_cli_prints_one_json_line_and_serves_control(cli_process: dict[str, Any]
     assert proxies["a"]["toxics"][0]["toxicity"] == 0.5
     assert proxies["a"]["toxics"][1]["attributes"]["method"] == "etcdserverpb.Lease"
     assert proxies["b"]["http2"] is False
+    # The config's milliseconds reached the link (the API reads the link's own).
+    assert (proxies["a"]["write_deadline"], proxies["b"]["write_deadline"]) == (None, 5000)
 
 
 @pytest.mark.parametrize(

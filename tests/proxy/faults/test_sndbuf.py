@@ -12,7 +12,14 @@ import pytest
 
 from etcdlab.proxy.faults.base import Fault, Piece, ShapeContext
 from etcdlab.proxy.faults.loss import Loss, TcpState, Unacked
-from etcdlab.proxy.faults.sndbuf import SKB_OVERHEAD, charge, frees_at, queued, wakes_at
+from etcdlab.proxy.faults.sndbuf import (
+    LINUX_SEND_BUFFER,
+    SKB_OVERHEAD,
+    charge,
+    frees_at,
+    queued,
+    wakes_at,
+)
 from etcdlab.proxy.link import ProxyLink
 from tests.proxy.faults.test_loss import Dice
 from tests.proxy.links import OVERRIDE, both_loops, event_loop_policy  # noqa: F401
@@ -77,6 +84,13 @@ def test_send_buffer_must_not_be_negative() -> None:
         Loss(0.1, send_buffer=-1)
     with pytest.raises(ValueError, match="write_deadline"):
         ProxyLink("l", ("127.0.0.1", 1), write_deadline=0)
+
+
+def test_a_send_buffer_is_the_whole_sockets() -> None:
+    # Charging one method's writes would block the other streams on a buffer they never filled.
+    with pytest.raises(ValueError, match="cannot be limited to a method"):
+        Loss(0.1, send_buffer=LINUX_SEND_BUFFER, method="etcdserverpb.Lease")
+    assert Loss(0.1, method="etcdserverpb.Lease").send_buffer == 0
 
 
 async def _server(writes: int, gone: asyncio.Event) -> tuple[asyncio.Server, int]:
