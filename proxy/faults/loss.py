@@ -35,9 +35,13 @@ What Linux does with a lost segment, reduced to its timing:
   doubling) until a pair gets through (``ack_timers``): what makes a one-way
   stream at 30% both ways stall for seconds in Linux. Removing the loss cuts
   such a chain at its next send (:meth:`Held.healed`). With
-  ``cumulative_acks`` (off by default) such a chain also ends at the ACK of
-  an earlier write sent after this one had reached the receiver in order
-  (the repair of a hole ahead of it, say): ACKs are cumulative.
+  ``cumulative_acks`` (off by default) such a chain also ends at any ACK
+  that left the receiver after the write had reached it in order: Linux
+  puts its current cumulative ACK on every segment it sends, so the ACK of
+  a hole's repair acks what arrived beyond it, data the other way that is
+  sent again carries the ACK of what arrived meanwhile, and an ACK already
+  on its way acks a write whose arrival a later SACK moved before it
+  (:class:`Ack`, :meth:`TcpState.carry`).
   Which ACK a sample comes from follows Linux with two more options:
   ``sample_per_ack`` (one sample per ACK, from the oldest write it newly
   acks, Karn's rule, then SACK, then the echoed timestamp) and
@@ -121,6 +125,19 @@ ACK_IDS = itertools.count()
 
 
 @dataclass(eq=False)
+class Ack:
+    """An ACK that reaches the sender (``Loss.cumulative_acks``): when it left the
+    receiver and when it arrives (loop times). Linux puts the receiver's
+    cumulative ACK on every segment it sends, alone, on its data or answering
+    a retransmission, so it acks every write that had reached the receiver in
+    order when it left."""
+
+    left: float
+    at: float
+    id: int = field(default_factory=ACK_IDS.__next__)
+
+
+@dataclass(eq=False)
 class Unacked:
     """A write whose ACK has not reached its sender (loop times): when it was
     sent, when its last byte reaches the receiver, when everything up to it
@@ -150,6 +167,8 @@ class Unacked:
     ack_due: float | None = None
     # What the congestion window held it back for, if it waited to be sent.
     held: Held | None = None
+    # Its own (S)ACK, or the duplicate its timers drew, with cumulative_acks.
+    own: Ack | None = None
 
     @property
     def sample_from(self) -> float:
@@ -196,6 +215,9 @@ class TcpState:
     # When the sender hears of the latest write if it lay beyond a hole and
     # its SACK was lost: the duplicate its probe draws (Loss.sack_loss).
     sack_heard: float | None = None
+    # With Loss.cumulative_acks, the ACKs that may still ack a write not acked
+    # yet: those that left the receiver after everything acked had reached it.
+    acks: list[Ack] = field(default_factory=list)
 
     def sample(self, rtt: float) -> None:
         """A round-trip sample, as Linux's ``tcp_rtt_estimator`` takes it:
@@ -242,6 +264,9 @@ class TcpState:
             if not write.sampled:
                 acked.append(write)
                 events.append((write.ack_at, SAMPLE, write))
+        if self.acks:
+            # The rest ack only what had reached the receiver by then.
+            self.acks = [ack for ack in self.acks if ack.left >= self.acked_through]
         sacked: list[Unacked] = []
         for write in self.unacked:
             if write.timeouts and write.timeouts[0] <= now:
@@ -330,30 +355,44 @@ class TcpState:
         ack_id = next(ACK_IDS) if ack_id is None else ack_id
         for write in self.unacked:
             if write.delivered <= sent:
-                write.ack_due = None
-                if write.ack_at > at:
-                    write.ack_at, write.ack_id = at, ack_id
-                    # A timer of its that would fire after this ACK does not.
-                    write.timeouts = [fires for fires in write.timeouts if fires <= at]
+                acked(write, at, ack_id)
 
-    def covered(self, write: Unacked, flight: float) -> None:
-        """An ACK is cumulative: the ACK of an earlier write that the receiver
-        sends once ``write`` has reached it in order acks ``write`` too, if it
-        comes before ``write``'s own (the hole ahead of it repaired, say, while
-        its own SACK was lost). ``flight``: an ACK's way back."""
-        for earlier in self.unacked:
-            if write.delivered <= earlier.ack_at - flight and earlier.ack_at < write.ack_at:
-                write.ack_at, write.ack_id = earlier.ack_at, earlier.ack_id
-                write.timeouts = [fires for fires in write.timeouts if fires <= write.ack_at]
+    def carry(self, ack: Ack, now: float = -math.inf) -> None:
+        """``ack`` reaches the sender (``Loss.cumulative_acks``): it acks what had
+        reached the receiver in order when it left, and stays on record for a
+        write whose arrival a reveal later moves before that (:meth:`moved`).
+        ``now``: no write sent from then on, nor moved, reaches the receiver
+        earlier, so an ACK that left before it and before every write still
+        waiting for its ACK goes off the record (a direction that sends
+        nothing while the other's data carries its ACKs, a watch's, keeps one)."""
+        floor = min(now, next((w.delivered for w in self.unacked if w.ack_at > now), now))
+        self.acks = [kept for kept in self.acks if kept.left >= floor]
+        self.acks.append(ack)
+        self.acked_by(ack.at, ack.left, ack.id)
+
+    def covered(self, write: Unacked) -> None:
+        """The ACKs on record that left the receiver once ``write`` had reached it
+        in order ack it too, if they come before its own: the ACK of a hole's
+        repair acks what arrived beyond it, its SACK lost or not."""
+        for ack in self.acks:
+            if ack.left >= write.delivered:
+                acked(write, ack.at, ack.id)
 
     def moved(self, write: Unacked, arrived: float) -> None:
         """The last segment of ``write`` arrives at ``arrived`` after all (a later
         segment's SACK revealed it, or its probe was re-armed): its ACK moves
-        with it, and the writes behind it wait for it."""
+        with it, and the writes behind it wait for it. With ACKs on record
+        (``Loss.cumulative_acks``), those that left once a write had now reached
+        the receiver ack it, and its own moved ACK acks what it now covers."""
         if write not in self.unacked:
             return
-        write.ack_at = max(write.ack_at + arrived - write.arrived, arrived)
+        shift = arrived - write.arrived
+        write.ack_at = max(write.ack_at + shift, arrived)
         write.ack_id = next(ACK_IDS)
+        own = write.own
+        if own is not None:
+            own.left, own.at = max(own.left + shift, arrived), max(own.at + shift, arrived)
+            own.id, write.ack_at = write.ack_id, own.at
         write.arrived = arrived
         # A timer that would have fired after the segment got through does not.
         write.timeouts = [at for at in write.timeouts if at <= arrived]
@@ -361,6 +400,19 @@ class TcpState:
         delivered = self.unacked[index - 1].delivered if index else self.acked_through
         for later in self.unacked[index:]:
             delivered = later.delivered = max(delivered, later.arrived)
+        if own is not None:
+            self.acked_by(own.at, own.left, own.id)
+            for later in self.unacked[index:]:
+                self.covered(later)
+
+
+def acked(write: Unacked, at: float, ack_id: int) -> None:
+    """An ACK arriving at ``at`` acks ``write``: no ACK the receiver held back for
+    it is still to go, and if it comes first, no timer of the write fires after it."""
+    write.ack_due = None
+    if write.ack_at > at:
+        write.ack_at, write.ack_id = at, ack_id
+        write.timeouts = [fires for fires in write.timeouts if fires <= at]
 
 
 def ack_samples(acked: list[Unacked], sacked: list[Unacked]) -> dict[Unacked, float]:
@@ -713,15 +765,22 @@ class Loss(Shaper):
                     state.sack_heard = ack
         # Cumulative only over what had reached the receiver in order by then.
         ack_id = next(ACK_IDS)
-        state.acked_by(ack, arrived, ack_id)
+        own = None
+        if self.cumulative_acks and self.acks_modelled:
+            # As of when it leaves the receiver: a lost ACK's duplicate leaves
+            # when the retransmission that draws it arrives.
+            own = Ack(max(ack - self.rtt, arrived), ack, ack_id)
+            state.carry(own)
+        else:
+            state.acked_by(ack, arrived, ack_id)
         delivered = max(state.delivered_at, arrived)
-        write = Unacked(sent, arrived, delivered, ack, repaired, timeouts, ack_id=ack_id)
+        write = Unacked(sent, arrived, delivered, ack, repaired, timeouts, ack_id=ack_id, own=own)
         if self.acks_modelled and self.probe_samples:
             write.probed = probed
         if self.ack_with_data:
             write.ack_due = due
-        if self.cumulative_acks and self.acks_modelled:
-            state.covered(write, self.rtt)
+        if own is not None:
+            state.covered(write)
         state.unacked.append(write)
         return write
 
@@ -796,7 +855,12 @@ class Loss(Shaper):
                 else:
                     write.ack_at, write.ack_id = drawn, next(ACK_IDS)
                     write.probed = drawn if self.probe_samples else None
-        peer.acked_by(carried, sent, ack_id)
+        if self.cumulative_acks:
+            # The segment that gets through carries the ACK as of its own send
+            # (a retransmission's, if the first were lost).
+            peer.carry(Ack(carried, carried, ack_id), now=sent)
+        else:
+            peer.acked_by(carried, sent, ack_id)
         if peer.delivered_at <= sent:
             peer.ack_owed_until = 0.0
 
