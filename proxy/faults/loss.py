@@ -59,7 +59,12 @@ What Linux does with a lost segment, reduced to its timing:
   full waits for the ACK that opens it, and what is written while it waits
   joins its segment while that has room (one fate for both). Under loss the
   window stays at one or two segments, so later writes queue behind a lost
-  one instead of revealing it.
+  one instead of revealing it. The time a write held back goes is drawn
+  when it is written, from the ACKs known then; with
+  ``window_follows_acks`` (off by default) an ACK that comes sooner after
+  all (on the other way's data, written later) opens the window then, and
+  the held bytes, their resends and what queued behind them go sooner
+  (:meth:`TcpState.reopen`, :meth:`Held.sooner`).
 
 The ACKs are part of the model only when the loss runs both ways and for
 every stream: otherwise they cross a clean path and come back at once.
@@ -169,6 +174,21 @@ class Unacked:
     held: Held | None = None
     # Its own (S)ACK, or the duplicate its timers drew, with cumulative_acks.
     own: Ack | None = None
+
+    def shift(self, by: float) -> None:
+        """It was sent ``by`` seconds sooner than drawn, and everything that
+        followed from its send moves with it (its ``delivered`` is the sender's)."""
+        self.sent += by
+        self.arrived += by
+        self.ack_at += by
+        self.timeouts = [fires + by for fires in self.timeouts]
+        if self.detected is not None:
+            self.detected += by
+        if self.probed is not None:
+            self.probed += by
+        if self.own is not None:
+            self.own.left += by
+            self.own.at += by
 
     @property
     def sample_from(self) -> float:
@@ -378,6 +398,33 @@ class TcpState:
             if ack.left >= write.delivered:
                 acked(write, ack.at, ack.id)
 
+    def reopen(self, at: float, left: float, ack_id: int) -> None:
+        """An ACK arriving at ``at`` that acks every write some held bytes await
+        (they had reached the receiver by ``left``, when it left) opens the window
+        for them then, if sooner than drawn when they were held
+        (``Loss.window_follows_acks``): they go then, and so does everything
+        drawn from their send. The sender's view jumped ahead to their send when
+        they were held (:meth:`settle`), so an awaited write may be acked in
+        that view already; its ACK is what it awaits, and moves here."""
+        shifted = False
+        for write in self.unacked:
+            held = write.held
+            if held is None or not held.awaits or write.sent <= at:
+                continue
+            for awaited in held.awaits:
+                if awaited.delivered <= left:
+                    acked(awaited, at, ack_id)
+            shift = max(awaited.ack_at for awaited in held.awaits) - write.sent
+            if shift < 0:
+                if self.queued is not None and self.queued[0] == write.sent:
+                    self.queued = (write.sent + shift, *self.queued[1:])
+                write.shift(shift)
+                shifted = True
+        if shifted:
+            delivered = self.acked_through
+            for write in self.unacked:
+                delivered = write.delivered = max(delivered, write.arrived)
+
     def moved(self, write: Unacked, arrived: float) -> None:
         """The last segment of ``write`` arrives at ``arrived`` after all (a later
         segment's SACK revealed it, or its probe was re-armed): its ACK moves
@@ -506,6 +553,19 @@ class Recovery:
         return resend.arrival, dataclasses.replace(self, resend=resend)
 
     def rearmed(self, release: float, acked_at: float) -> tuple[float, Late]:
+        held = self.held
+        shift = 0.0 if held is None else held.sooner()
+        if held is not None and shift < 0:
+            # The window held it back, and opened sooner: all its sends go sooner.
+            probe = None if self.fast_probe_at is None else self.fast_probe_at + shift
+            sooner = dataclasses.replace(
+                self,
+                sent_at=self.sent_at + shift,
+                resend=dataclasses.replace(self.resend, first=self.resend.first + shift),
+                fast_probe_at=probe,
+                held=dataclasses.replace(held, at=held.at + shift),
+            )
+            return sooner.rearmed(release + shift, acked_at)
         if self.fast_probe_at is None:
             return release, self
         resend = self.fault.rearmed(self, release, acked_at)
@@ -530,12 +590,24 @@ class Held:
     awaits: tuple[Unacked, ...] = ()
     # When the window opens if the loss ends at a given time (see healed).
     opened: dict[float, float] = field(default_factory=dict, repr=False)
+    # When the window opens, as drawn when it held the bytes back.
+    at: float = 0.0
 
     def revealed(self, release: float, arrival: float) -> tuple[float, Late]:
         return release, self
 
     def rearmed(self, release: float, acked_at: float) -> tuple[float, Late]:
+        shift = self.sooner()
+        if shift < 0:
+            return release + shift, dataclasses.replace(self, at=self.at + shift)
         return release, self
+
+    def sooner(self) -> float:
+        """How much sooner than drawn the window opens, now that the ACKs it
+        awaits may have come earlier (``Loss.window_follows_acks``): zero or less."""
+        if not self.fault.window_follows_acks or not self.awaits:
+            return 0.0
+        return min(max(write.ack_at for write in self.awaits) - self.at, 0.0)
 
     def healed(self, at: float) -> float:
         """When the window opens if the loss ends at ``at``: each awaited write
@@ -623,6 +695,7 @@ class Loss(Shaper):
     sack_loss: bool = True
     control_writes: bool = False
     cumulative_acks: bool = False
+    window_follows_acks: bool = False
     method: str | None = method()
 
     def __post_init__(self) -> None:
@@ -855,12 +928,16 @@ class Loss(Shaper):
                 else:
                     write.ack_at, write.ack_id = drawn, next(ACK_IDS)
                     write.probed = drawn if self.probe_samples else None
+        left = sent
         if self.cumulative_acks:
             # The segment that gets through carries the ACK as of its own send
             # (a retransmission's, if the first were lost).
+            left = carried
             peer.carry(Ack(carried, carried, ack_id), now=sent)
         else:
             peer.acked_by(carried, sent, ack_id)
+        if self.window_follows_acks:
+            peer.reopen(carried, left, ack_id)
         if peer.delivered_at <= sent:
             peer.ack_owed_until = 0.0
 
@@ -968,7 +1045,7 @@ class Loss(Shaper):
             ctx.count(self, "write_held")
             size = sum(piece.size for piece in pieces)
             # Before the write joins the sender's writes: it awaits none of its own.
-            waiting = Held(self, state.awaited(sent, held))
+            waiting = Held(self, state.awaited(sent, held), at=held)
             queued = state.queued
             if queued is not None and queued[0] == held and queued[1] + size <= self.mss:
                 # They join the segment waiting to go: one fate for both.
