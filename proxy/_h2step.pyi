@@ -1,8 +1,12 @@
-"""Steps over HTTP/2 frame headers: the compiled twin of
-:func:`etcdlab.proxy.h2frames.watch_frames` (``proxy/_h2step.c``)."""
+"""Steps over HTTP/2 frame headers: the compiled twins of
+:func:`etcdlab.proxy.h2frames.watch_frames` and
+:class:`etcdlab.proxy.h2frames.Watcher` (``proxy/_h2step.c``)."""
 
 from collections.abc import Callable
 from typing import TypeVar
+
+# The same interface as the reference's.
+from etcdlab.proxy.h2frames import Watcher as Watcher
 
 _F = TypeVar("_F")
 
@@ -11,6 +15,6 @@ def watch(
     pos: int,
     table: bytes,
     max_size: int,
-    frame: Callable[[int, int, int, bytes], _F],
+    frame: Callable[[int, int, int, bytes], _F | None],
     out: list[_F],
 ) -> int: ...

@@ -65,11 +65,11 @@ class Connection:
         self.index = index
         self.client = client
         self.server: asyncio.Transport | None = None
-        self.up = Pipe(self, UPSTREAM)
-        self.down = Pipe(self, DOWNSTREAM)
         self.requests = RequestHeaders() if link.http2 else None
         # Which stream calls which method (kept by the request headers' reader).
         self.paths: dict[int, str] = {} if self.requests is None else self.requests.paths
+        self.up = Pipe(self, UPSTREAM)
+        self.down = Pipe(self, DOWNSTREAM)
         self.answered: dict[int, None] = {}
         self.killed: dict[int, None] = {}
         # Raw links read the dialing member from the first request's headers.
@@ -183,6 +183,15 @@ class Connection:
         for kind in set(kinds):
             key = (pipe.direction, _type_name(kind))
             seen[key] = seen.get(key, 0) + kinds.count(kind)
+
+    def watched(self, pipe: Pipe, blocks: int) -> None:
+        """Count the request header blocks a watcher followed (it has put
+        their streams' paths in)."""
+        _trim(self.paths)
+        if blocks:
+            seen = self.link.counters.frames
+            key = (pipe.direction, _type_name(TYPE_HEADERS))
+            seen[key] = seen.get(key, 0) + blocks
 
     def on_frames(
         self,

@@ -11,9 +11,12 @@ frame that was half forwarded raw is finished raw.
 A reader that only watches (:meth:`FrameReader.frames`) checks less, only
 what following the frames needs, and steps over frame headers in compiled
 code (``etcdlab.proxy._h2step``, whose pure-Python reference is
-:func:`watch_frames`; an install without a C compiler runs the reference,
-at about three times following's CPU per call). :class:`PingBoundary` finds a frame boundary for a
-reader that joins a connection in the middle.
+:func:`watch_frames`); while every request header block is one HPACK's
+decoder has read before, a :class:`Watcher` follows instead, making no
+object per frame (compiled only; an install without a C compiler runs the reader's
+reference, at several times following's CPU per call).
+:class:`PingBoundary` finds a frame boundary for a reader that joins a
+connection in the middle.
 
 Nothing here does I/O or imports asyncio. Every malformed input raises
 :class:`ProtocolError` and nothing else.
@@ -196,7 +199,7 @@ def watch_frames(
     pos: int,
     table: bytes,
     max_size: int,
-    frame: Callable[[int, int, int, bytes], _F],
+    frame: Callable[[int, int, int, bytes], _F | None],
     out: list[_F],
 ) -> int:
     """Step over the whole frames in ``data`` from ``pos``; return where the
@@ -208,7 +211,8 @@ def watch_frames(
     by ``table`` (:func:`step_table`), so a watched connection costs a few
     operations per frame. Each frame of interest that lies whole in ``data``
     and breaks none of its type's rules is appended to ``out`` as ``frame(type,
-    flags, stream_id, raw)``. The general path takes frames of interest cut
+    flags, stream_id, raw)``, unless that is None, which stops the loop at
+    that frame. The general path takes frames of interest cut
     by the end of ``data`` or breaking a rule, header blocks that go on in
     CONTINUATIONs, and lengths over ``max_size``. A frame that breaks another
     rule goes to the server as it is, which closes the connection as HTTP/2
@@ -246,17 +250,116 @@ def watch_frames(
                     or (rule & _SETTINGS and length % 6)
                 ):
                     return pos
-                out.append(frame(frame_type, flags, stream_id, data[pos:end]))
+                made = frame(frame_type, flags, stream_id, data[pos:end])
+                if made is None:
+                    return pos
+                out.append(made)
         pos += HEADER_SIZE + length
     return pos
 
 
+class Watcher:
+    """Follows the client's frames, with no fault on, while every request
+    header block is one whose path is known.
+
+    A gRPC client repeats each method's header block byte for byte once its
+    headers are in HPACK's table, so nearly every call's block is one the
+    decoder has read before: ``known`` (the decoder's cache, which it fills
+    and empties by its own rules) says what it means. :meth:`watch` steps
+    over a chunk's frames as :func:`watch_frames` does and, for each request
+    header block that is a whole HEADERS frame with nothing to strip and is
+    in ``known``, records ``paths[stream] = known[block]`` (unless None) and
+    counts it, making no object per frame. Anything else (a block not known
+    yet, one split over CONTINUATIONs or padded, a frame cut or breaking a
+    rule) is left to the general path (:class:`FrameReader` and
+    ``hpackpaths.RequestHeaders``) from its frame header on, which then
+    hands back (see ``pipe.Pipe``).
+
+    This is the reference: the proxy runs its compiled twin
+    (``etcdlab.proxy._h2step.Watcher``), held to this by property tests.
+    """
+
+    __slots__ = (
+        "_batch",
+        "_known",
+        "_max_size",
+        "_paths",
+        "_table",
+        "blocks",
+        "max_stream",
+        "skip",
+    )
+
+    def __init__(
+        self,
+        table: bytes,
+        max_size: int,
+        known: dict[bytes, str | None],
+        paths: dict[int, str],
+        batch: int,
+    ) -> None:
+        if len(table) != 512:
+            raise ValueError("Watcher(): the table is 512 bytes")
+        self._table = table
+        self._max_size = max_size
+        self._known = known
+        self._paths = paths
+        self._batch = batch
+        # Bytes of a frame's payload still to come (the next chunk starts there).
+        self.skip = 0
+        self.max_stream = 0
+        self.blocks = 0
+
+    def watch(self, data: bytes) -> int | None:
+        """Follow ``data``; None when every frame in it was followed, else where
+        the general path takes over: a frame left to it, or ``len(data)`` once
+        ``batch`` header blocks have been followed (so their count is taken)."""
+        size = len(data)
+        if self.skip >= size:
+            self.skip -= size
+            return None
+        out: list[bool] = []
+        pos = watch_frames(data, self.skip, self._table, self._max_size, self._take, out)
+        self.skip = pos - size if pos > size else 0
+        if pos < size or self.blocks >= self._batch:
+            return min(pos, size)
+        return None
+
+    def _take(self, frame_type: int, flags: int, stream_id: int, raw: bytes) -> bool | None:
+        if frame_type != TYPE_HEADERS or flags & (FLAG_PADDED | FLAG_PRIORITY):
+            return None
+        value = self._known.get(raw[HEADER_SIZE:], _UNKNOWN)
+        if value is _UNKNOWN:
+            return None
+        if value is not None:
+            self._paths[stream_id] = cast(str, value)
+        self.max_stream = max(self.max_stream, stream_id)
+        self.blocks += 1
+        return True
+
+
+_UNKNOWN = object()
+
+_Watcher: type[Watcher] | None = None
 try:
-    from etcdlab.proxy._h2step import watch as _watch
+    from etcdlab.proxy import _h2step
 except ImportError:  # built without a C compiler (the extension is optional)
     _watch = watch_frames
+else:
+    _watch = _h2step.watch
+    _Watcher = _h2step.Watcher
 COMPILED = _watch is not watch_frames
 """Whether the reader steps over frames in compiled code."""
+
+
+def watcher(
+    table: bytes, max_size: int, known: dict[bytes, str | None], paths: dict[int, str], batch: int
+) -> Watcher | None:
+    """The compiled :class:`Watcher`, or None when the install has no
+    compiled code: in Python, a call per chunk costs more than the reader's
+    batches (43,700 instructions a call against 39,000 in the Range c32
+    replay, docs/BENCHMARKS.md)."""
+    return None if _Watcher is None else _Watcher(table, max_size, known, paths, batch)
 
 
 class FrameReader:
@@ -321,6 +424,28 @@ class FrameReader:
             and not self._buffer
             and self._open_block is None
         )
+
+    def lend(self) -> int | None:
+        """Let a :class:`Watcher` follow from here: return the payload bytes
+        still to skip (the watcher's ``skip``), which the reader no longer
+        counts; None if the reader is inside anything else (its preface, a
+        frame header, a frame it collects, a header block). :meth:`take_back`
+        ends the loan."""
+        if (
+            self._preface_left
+            or self._settings_first
+            or self._collect
+            or self._header
+            or self._buffer
+            or self._open_block is not None
+        ):
+            return None
+        skip, self._skip = self._skip, 0
+        return skip
+
+    def take_back(self, skip: int) -> None:
+        """Follow again from where a :class:`Watcher` got to (``skip``: its own)."""
+        self._skip = skip
 
     def feed(self, data: bytes) -> list[bytes | Frame]:
         """Consume ``data``; return it as raw pieces and complete frames of interest.

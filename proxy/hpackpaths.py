@@ -58,6 +58,13 @@ class PathDecoder:
         # same thing until the table changes, which clears this cache.
         self._cache: dict[bytes, str | None] = {}
 
+    @property
+    def known(self) -> dict[bytes, str | None]:
+        """Blocks read before with their path, while the table stays as it is
+        (the cache :meth:`decode` fills and empties: the same dict for the
+        decoder's life)."""
+        return self._cache
+
     def decode(self, block: bytes) -> str | None:
         """Decode one complete header block; return its ``:path`` (if any)."""
         cache = self._cache
@@ -195,6 +202,11 @@ class RequestHeaders:
         self.paths: dict[int, str] = {}
         self.max_stream = 0
 
+    @property
+    def known(self) -> dict[bytes, str | None]:
+        """Whole header blocks whose path is known now (:attr:`PathDecoder.known`)."""
+        return self._decoder.known
+
     def watch(self, frames: list[Frame]) -> None:
         """:meth:`feed` each of ``frames``, spelt out in one loop: with no fault
         on this runs for every call the client makes, and a call per block
@@ -203,7 +215,7 @@ class RequestHeaders:
         decode = self._decoder.decode
         # decode()'s cache, read here first: a call per block costs more than
         # the lookup (decode() fills it, and empties it when the table changes).
-        known = self._decoder._cache
+        known = self._decoder.known
         paths = self.paths
         top = self.max_stream
         for frame in frames:

@@ -60,7 +60,11 @@ class ProxyLink:
     no method filters). Randomness comes from ``seed`` and ``name`` only, per
     connection and direction, so adding a link never changes another's
     decisions. ``buffer_limit`` bounds the bytes a pipe holds (delayed or blackholed)
-    before it stops reading from the sender.
+    before it stops reading from the sender. ``write_deadline`` (seconds, on no
+    run's clock: the application's own timer) is the upstream server's: a write
+    of its that a loss's full send buffer blocks that long fails, and the
+    connection with it (:mod:`etcdlab.proxy.blocking`); etcd's peer listener
+    has 5 s.
     """
 
     def __init__(
@@ -72,17 +76,23 @@ class ProxyLink:
         seed: int = 0,
         http2: bool = True,
         buffer_limit: int = 1 << 20,
+        write_deadline: float | None = None,
     ) -> None:
         if not name or "/" in name:
             raise ValueError("name must be non-empty and contain no '/'")
         if buffer_limit < 1:
             raise ValueError("buffer_limit must be positive")
+        if write_deadline is not None and not write_deadline > 0:
+            raise ValueError(
+                f"write_deadline must be a positive number of seconds, not {write_deadline}"
+            )
         self.name = name
         self.upstream = upstream
         self.listen = listen
         self.seed = seed
         self.http2 = http2
         self.buffer_limit = buffer_limit
+        self.write_deadline = write_deadline
         self.counters = Counters()
         # (direction, variant) -> plan, see _replan; the variant is a dialer or
         # None, or (dialer, faults skipped) for connections a toxicity spared.

@@ -4,7 +4,9 @@ With no fault active a pipe writes every chunk straight from
 ``data_received`` to the other transport; the only per-chunk work on an
 HTTP/2 link is following frame headers (skipping payloads) and decoding
 request header blocks, which HPACK's shared state makes necessary from the
-first byte if a method filter is to work on streams opened before the filter.
+first byte if a method filter is to work on streams opened before the
+filter: one call into compiled code per chunk while the blocks are ones
+read before (see Pipe._lend).
 
 Bytes never overtake earlier bytes of the same direction: every shaped chunk
 is released no earlier than the chunk before it, which is what makes the
@@ -17,8 +19,10 @@ import asyncio
 import contextlib
 import random
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from etcdlab.proxy.blocking import Gate, limited
 from etcdlab.proxy.faults.base import UPSTREAM, Fault, Late, Piece, ShapeContext, reveal
 from etcdlab.proxy.grpcwire import MessageCursor
 from etcdlab.proxy.h2frames import (
@@ -28,6 +32,9 @@ from etcdlab.proxy.h2frames import (
     FrameReader,
     PingBoundary,
     ProtocolError,
+    Watcher,
+    step_table,
+    watcher,
 )
 from etcdlab.proxy.plan import Plan, Variant
 from etcdlab.proxy.streamlanes import CONNECTION, FrameSpans, FrameTag, StreamLanes, delay_for
@@ -42,6 +49,13 @@ _NO_TYPES: frozenset[int] = frozenset()
 # KiB, docs/BENCHMARKS.md), but hold the event loop longer: a batch of 16 KiB
 # of gRPC calls takes a few tenths of a millisecond.
 FOLLOW_BATCH = 16384
+# Header blocks the watcher follows before it hands back, so that they are
+# counted and the streams' paths trimmed (see Pipe._lend).
+WATCH_BATCH = 256
+# A loan of the following that ends after fewer header blocks than this is
+# short; after SHORT_LOANS short ones in a row the reader follows a batch.
+SHORT_LOAN = 16
+SHORT_LOANS = 4
 
 
 class Slot:
@@ -84,6 +98,11 @@ class Pipe:
         self.follow_after = 0
         # Looking for a frame boundary of the server's (see _start_resync).
         self.resync: PingBoundary | None = None
+        # Follows the client's frames in compiled code, where the reader lends
+        # it the following (see _lend); ``watch`` is its watch() while it does.
+        self.watcher: Watcher | None = None
+        self.watch: Callable[[bytes], int | None] | None = None
+        self.short_loans = 0
         if self.link.http2:
             # A connection made while frame faults are on starts in frame mode:
             # its first chunk may already hold requests (a boundary to switch
@@ -93,6 +112,15 @@ class Pipe:
             self.frame_mode = self.link.frame_aware
             if direction == UPSTREAM or self.frame_mode:
                 self.reader = FrameReader(preface=direction == UPSTREAM, interest=self._interest())
+            requests = conn.requests
+            if direction == UPSTREAM and requests is not None and self.reader is not None:
+                self.watcher = watcher(
+                    step_table(HEADER_TYPES),
+                    self.reader.max_frame_size,
+                    requests.known,
+                    requests.paths,
+                    WATCH_BATCH,
+                )
         self.queue: deque[Slot] = deque()
         self.queued_bytes = 0
         # Lost segments still waiting on a timer that later bytes may cut short.
@@ -107,6 +135,8 @@ class Pipe:
         self.held_bytes = 0
         self.pending_inject: list[bytes] = []
         self.pause_reasons: set[str] = set()
+        # The sender blocked on its send buffer (etcdlab.proxy.blocking), once it was.
+        self.gate: Gate | None = None
         self.stalled: list[bytes] = []
         self.plan_key: tuple[str, Variant] = (direction, None)
         self.messages: dict[int, MessageCursor | None] = {}
@@ -162,10 +192,16 @@ class Pipe:
         ):
             # _take's first case, inlined: a method call per chunk is a
             # measurable share of the proxy's CPU. Forward first and follow
-            # the frames afterwards (in batches, see catch_up): the parsing
-            # then runs while the receiver is already working.
+            # the frames afterwards (by the watcher, or in batches, see
+            # catch_up): the parsing then runs while the receiver is already
+            # working.
             self.dest.write(data)
-            if self.reader is not None:
+            watch = self.watch
+            if watch is not None:
+                stop = watch(data)
+                if stop is not None:
+                    self._stopped(data, stop)
+            elif self.reader is not None:
                 self.backlog.append(data)
                 self.backlog_bytes += len(data)
                 if self.backlog_bytes >= self.follow_after:
@@ -184,7 +220,12 @@ class Pipe:
                 self.dest.write(data)
             else:
                 self._emit([data], plan)
-            if reader is not None:
+            watch = self.watch
+            if watch is not None:
+                stop = watch(data)
+                if stop is not None:
+                    self._stopped(data, stop)
+            elif reader is not None:
                 self.backlog.append(data)
                 self.backlog_bytes += len(data)
                 if self.backlog_bytes >= self.follow_after:
@@ -242,25 +283,27 @@ class Pipe:
         its first bytes), while a frame-aware fault is on, and while frames of
         our own wait for a boundary.
         """
+        if self.watch is not None:
+            self._take_back()
         backlog = self.backlog
         reader = self.reader
-        if not backlog or reader is None:
-            return True
-        data = backlog[0] if len(backlog) == 1 else b"".join(backlog)
-        backlog.clear()
-        self.backlog_bytes = 0
-        try:
-            frames = reader.frames(data)
-            if frames:
-                self.conn.observe(self, frames)
-        except ProtocolError as error:
-            self.conn.protocol_error(self, error)
-            return False
+        if backlog and reader is not None:
+            data = backlog[0] if len(backlog) == 1 else b"".join(backlog)
+            backlog.clear()
+            self.backlog_bytes = 0
+            try:
+                frames = reader.frames(data)
+                if frames:
+                    self.conn.observe(self, frames)
+            except ProtocolError as error:
+                self.conn.protocol_error(self, error)
+                return False
         self._batch()
         return True
 
     def _batch(self) -> None:
-        """Set how many bytes may go by before they are followed (catch_up)."""
+        """Set how many bytes may go by before they are followed (catch_up),
+        and lend the following to the watcher where it can take it."""
         reader = self.reader
         eager = (
             self.link.frame_aware
@@ -269,6 +312,64 @@ class Pipe:
             or not reader.past_preface
         )
         self.follow_after = 0 if eager else FOLLOW_BATCH
+        if self.watcher is None or self.frame_mode or eager:
+            if self.watch is not None:
+                self._take_back()
+        elif self.watch is None and not self.backlog:
+            self._lend()
+
+    # The watcher follows a chunk in one call into compiled code and makes no
+    # object for it, where the reader would keep it for a batch and make a
+    # Frame of each header block for hpackpaths.RequestHeaders to read. It
+    # takes only what has been read before: a request header block that is a
+    # whole HEADERS frame and the decoder's cache knows. It stops at anything
+    # else (the first calls of a method, a block split over CONTINUATIONs, a
+    # frame cut by the end of a read, ...), which the reader then follows
+    # before lending again: at once, unless the loans keep ending early (a
+    # client that sends a new block in every call, with a deadline say),
+    # then after a batch, which costs what following did before the watcher.
+    # Only the reader follows while a frame-aware fault is on, frames of our
+    # own wait, or the preface is still to come.
+
+    def _lend(self) -> None:
+        watcher, reader, requests = self.watcher, self.reader, self.conn.requests
+        assert watcher is not None and reader is not None and requests is not None
+        skip = reader.lend()
+        if skip is not None:
+            watcher.skip = skip
+            watcher.max_stream = requests.max_stream
+            self.watch = watcher.watch
+
+    def _take_back(self) -> None:
+        watcher, reader, requests = self.watcher, self.reader, self.conn.requests
+        assert watcher is not None and reader is not None and requests is not None
+        self.watch = None
+        reader.take_back(watcher.skip)
+        watcher.skip = 0
+        requests.max_stream = watcher.max_stream
+        blocks, watcher.blocks = watcher.blocks, 0
+        self.conn.watched(self, blocks)
+
+    def _stopped(self, data: bytes, stop: int) -> None:
+        """The watcher stopped at ``stop`` in ``data``: at a frame it leaves to
+        the reader, which follows from there, or at the end, its batch of
+        header blocks full."""
+        assert self.watcher is not None
+        followed = self.watcher.blocks
+        self._take_back()
+        if stop == len(data):
+            self._batch()
+            return
+        self.backlog.append(data[stop:] if stop else data)
+        self.backlog_bytes += len(data) - stop
+        self.short_loans = self.short_loans + 1 if followed < SHORT_LOAN else 0
+        if self.short_loans < SHORT_LOANS:
+            self._follow()
+            return
+        self.short_loans = 0
+        self._batch()
+        if self.backlog_bytes >= self.follow_after:
+            self._follow()
 
     def _send_injected(self) -> None:
         """Send the frames of our own that waited for a frame boundary, if at one."""
@@ -281,7 +382,12 @@ class Pipe:
     def at_boundary(self) -> bool:
         """Is everything this direction passed on a whole number of frames?
         (False while the server-to-client direction is not followed.)"""
-        return self.reader is not None and self.catch_up() and self.reader.at_boundary
+        if self.reader is None or not self.catch_up():
+            return False
+        if self.watch is not None:
+            assert self.watcher is not None
+            return self.watcher.skip == 0
+        return self.reader.at_boundary
 
     def _interest(self) -> frozenset[int]:
         """Frames to see whole: all in frame mode; otherwise request header
@@ -306,6 +412,7 @@ class Pipe:
             self.synced_after = self.conn.max_stream
             self.messages.clear()
         self.reader.interest = self._interest()
+        self._batch()
 
     # The server-to-client direction is not followed at all until a frame-aware
     # fault needs it (from the first byte for a connection opened while one is
@@ -436,6 +543,11 @@ class Pipe:
                 self.recoverable.append(slot)
         self.queued_bytes += len(data)
         self.flush()
+        loss = limited(plan)
+        if loss is not None:
+            if self.gate is None:
+                self.gate = Gate(self)
+            self.gate.written(loss)
 
     def _recover(self, arrival: float) -> None:
         """New bytes reach the receiver at ``arrival``: their SACK reveals each
@@ -470,6 +582,8 @@ class Pipe:
         self.recoverable = [slot for slot in self.recoverable if slot.late is not None]
         if moved:
             self.flush()
+        if self.gate is not None:
+            self.gate.open()
 
     def _hold(self, data: bytes) -> None:
         self.held.append(data)
@@ -511,7 +625,7 @@ class Pipe:
         """Send a frame of our own, between the real frames of this direction."""
         if not self.at_boundary():
             self.pending_inject.append(frame.raw)
-            self.follow_after = 0
+            self._batch()
         else:
             self._deliver(frame.raw)
 
@@ -586,6 +700,8 @@ class Pipe:
 
     def stop(self) -> None:
         self.closed = True
+        if self.gate is not None:
+            self.gate.stop()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

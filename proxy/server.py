@@ -33,10 +33,13 @@ class ProxyServer:
         listen: Address = ("127.0.0.1", 0),
         *,
         http2: bool = True,
+        write_deadline: float | None = None,
     ) -> ProxyLink:
         if name in self.links:
             raise ValueError(f"a link named {name!r} already exists")
-        link = ProxyLink(name, upstream, listen, seed=self.seed, http2=http2)
+        link = ProxyLink(
+            name, upstream, listen, seed=self.seed, http2=http2, write_deadline=write_deadline
+        )
         await link.start()
         self.links[name] = link
         if self._lag_task is None:

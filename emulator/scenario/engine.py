@@ -36,6 +36,7 @@ from etcdlab.proxy.faults.blackhole import Blackhole
 from etcdlab.proxy.faults.latency import Latency
 from etcdlab.proxy.faults.loss import Loss
 from etcdlab.proxy.faults.mtu import MtuBlackhole
+from etcdlab.proxy.faults.sndbuf import LINUX_SEND_BUFFER
 from etcdlab.proxy.link import ProxyLink
 from etcdlab.proxy.server import ProxyServer
 from etcdlab.report.render import Outcome, ReportPaths, summary, write_report
@@ -142,10 +143,14 @@ def placements_of(
     return placements
 
 
-def link_fault(step: FaultStep, name: str, dialer: str | None) -> Fault:
-    """The network fault a step puts on one link (real seconds, like the step)."""
+def link_fault(step: FaultStep, name: str, dialer: str | None, kind: str = "client") -> Fault:
+    """The network fault a step puts on one link of ``kind`` (real seconds, like
+    the step). A loss on a peer link keeps its senders' send buffers as Linux
+    sizes them: raft's stream writers block on a full one, and etcd's write
+    deadline then ends the stream (the peer links' ``write_deadline``)."""
     if step.kind == "loss":
-        return Loss(step.probability, name=name, dialer=dialer)
+        send_buffer = LINUX_SEND_BUFFER if kind == "peer" else 0
+        return Loss(step.probability, name=name, dialer=dialer, send_buffer=send_buffer)
     if step.kind == "mtu":
         return MtuBlackhole(mtu=step.mtu, name=name, dialer=dialer)
     if step.kind == "latency":
@@ -198,7 +203,7 @@ class ScenarioFaults:
         if ids is None and self.cluster is not None:
             ids = [f"{m.member_id:x}" for m in self.cluster.members]
         placements = [
-            (f"etcd-{member}-{kind}", link_fault(step, f"s{self._count}-{name}", dialer))
+            (f"etcd-{member}-{kind}", link_fault(step, f"s{self._count}-{name}", dialer, kind))
             for member, kind, name, dialer in placements_of(step, members, ids)
         ]
         if step.kind == "flapping":
@@ -442,7 +447,9 @@ async def _start_and_inject(
                 cluster,
                 f"etcd-{member.index}-peer",
                 (member.host, member.peer_port),
-                False,
+                http2=False,
+                # etcd's own timer, which no time scale reaches.
+                write_deadline=fidelity.PEER_WRITE_DEADLINE,
             )
             links[(member.index, "peer")] = peer
             member.advertise_peer_url = f"http://{peer.address[0]}:{peer.address[1]}"
@@ -522,9 +529,10 @@ async def _start_and_inject(
 # etcd counts a peer going inactive: a send or a read on one of raft's streams or
 # pipelines to it failed (rafthttp's peerStatus). Under the kernel's loss that is
 # how a stalled stream ends: the writer's 5 s write deadline fires once the
-# socket's send buffer is full, and the stream is dialled again; through the
-# proxy, whose sockets buffer megabytes, it is not (docs/BENCHMARKS.md,
-# "Scenario fidelity").
+# socket's send buffer is full, and the stream is dialled again. Through the
+# proxy, whose sockets buffer megabytes, the loss model's send buffer and the
+# peer links' write deadline stand in for them (etcdlab.proxy.blocking;
+# docs/BENCHMARKS.md, "Scenario fidelity").
 PEER_DISCONNECTS = "etcd_network_disconnected_peers_total"
 
 
@@ -538,13 +546,17 @@ async def _add_link(
     cluster: LocalCluster,
     name: str,
     upstream: tuple[str, int],
+    *,
     http2: bool = True,
+    write_deadline: float | None = None,
 ) -> ProxyLink:
     """A link on a port no member is about to listen on: the members' ports were
     free when the cluster chose them, so the OS may hand one to a link, and that
     member then cannot start (seen: every /health of etcd-1 answered by a link)."""
     ports = {p for m in cluster.members for p in (m.client_port, m.peer_port)}
-    while (link := await proxies.add_link(name, upstream, http2=http2)).address[1] in ports:
+    while (
+        link := await proxies.add_link(name, upstream, http2=http2, write_deadline=write_deadline)
+    ).address[1] in ports:
         await proxies.remove_link(name)
     return link
 

@@ -36,6 +36,8 @@ MIN_SCALE = 0.1
 FAITHFUL_SCALE = 0.75
 BOUND = 0.25  # what "faithful" allows: the benchmark's ±25%
 ELECTION = 1.0  # etcd's --election-timeout at scale 1 (ServerFlags), seconds
+# rafthttp's ConnWriteTimeout: the peer listener's deadline on each write, seconds.
+PEER_WRITE_DEADLINE = 5.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,12 @@ FIXED_TIMERS = (
         lambda s: 5.0 / s + 2 * ELECTION,
     ),
     FixedTimer("linearizable read retry", "inside etcd", 0.5, lambda s: 0.5 / s),
-    FixedTimer("peer stream write deadline", "inside etcd's rafthttp", 5.0, lambda s: 5.0 / s),
+    FixedTimer(
+        "peer stream write deadline",
+        "inside etcd's rafthttp",
+        PEER_WRITE_DEADLINE,
+        lambda s: PEER_WRITE_DEADLINE / s,
+    ),
     FixedTimer(
         "peer dial timeout, 1 s + election timeout",
         "inside etcd's rafthttp",

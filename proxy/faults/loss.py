@@ -105,6 +105,7 @@ import dataclasses
 import itertools
 import math
 import random
+from collections import deque
 from dataclasses import dataclass, field
 
 from etcdlab.proxy.faults.base import (
@@ -172,6 +173,7 @@ class Unacked:
     ack_due: float | None = None
     # What the congestion window held it back for, if it waited to be sent.
     held: Held | None = None
+    size: int = 0  # its bytes (etcdlab.proxy.faults.sndbuf charges them)
     # Its own (S)ACK, or the duplicate its timers drew, with cumulative_acks.
     own: Ack | None = None
 
@@ -238,6 +240,10 @@ class TcpState:
     # With Loss.cumulative_acks, the ACKs that may still ack a write not acked
     # yet: those that left the receiver after everything acked had reached it.
     acks: list[Ack] = field(default_factory=list)
+    # The writes its socket's send buffer holds, oldest first: kept apart from
+    # ``unacked``, which the model settles ahead to when a held write goes
+    # (etcdlab.proxy.faults.sndbuf; only with Loss.send_buffer).
+    buffered: deque[Unacked] = field(default_factory=deque)
 
     def sample(self, rtt: float) -> None:
         """A round-trip sample, as Linux's ``tcp_rtt_estimator`` takes it:
@@ -696,6 +702,10 @@ class Loss(Shaper):
     control_writes: bool = False
     cumulative_acks: bool = False
     window_follows_acks: bool = False
+    # The sender's socket send buffer in bytes (etcdlab.proxy.faults.sndbuf):
+    # while it is full the sender's writes block. 0: the proxy reads whatever
+    # the sender writes, as a clean loopback hop takes it.
+    send_buffer: int = 0
     method: str | None = method()
 
     def __post_init__(self) -> None:
@@ -706,6 +716,8 @@ class Loss(Shaper):
             raise ValueError("mss must be at least 1 byte")
         if self.max_rto < self.min_rto:
             raise ValueError("max_rto must be at least min_rto")
+        if self.send_buffer < 0:
+            raise ValueError("send_buffer must be 0 (unbounded) or a positive number of bytes")
 
     @property
     def frame_aware(self) -> bool:
@@ -847,7 +859,9 @@ class Loss(Shaper):
         else:
             state.acked_by(ack, arrived, ack_id)
         delivered = max(state.delivered_at, arrived)
-        write = Unacked(sent, arrived, delivered, ack, repaired, timeouts, ack_id=ack_id, own=own)
+        write = Unacked(
+            sent, arrived, delivered, ack, repaired, timeouts, ack_id=ack_id, size=size, own=own
+        )
         if self.acks_modelled and self.probe_samples:
             write.probed = probed
         if self.ack_with_data:
@@ -855,6 +869,8 @@ class Loss(Shaper):
         if own is not None:
             state.covered(write)
         state.unacked.append(write)
+        if self.send_buffer:
+            state.buffered.append(write)
         return write
 
     def ack_rounds(

@@ -1,11 +1,12 @@
 """A frame fault added to a connection already open sees the right frames and paths.
 
-With no fault on, the client's bytes are written at once and followed later,
-in batches, by the compiled stepper (etcdlab.proxy._h2step); a fault arriving
-in the middle of a batch, after many calls whose ``:path`` HPACK sends as a
-one-byte index, must still know which stream calls which method, including
-a stream opened before the first call. Driven in-process, chunk by chunk, as
-the event loop would.
+With no fault on, the client's bytes are written at once and followed
+chunk by chunk by the compiled watcher (etcdlab.proxy._h2step.Watcher) while
+HPACK's cache knows each block, else later, in batches, by the frame reader;
+a fault arriving in the middle of either, after many calls whose ``:path``
+HPACK sends as a one-byte index, must still know which stream calls which
+method, including a stream opened before the first call. Driven in-process,
+chunk by chunk, as the event loop would.
 """
 
 from __future__ import annotations
@@ -193,11 +194,47 @@ def test_a_fault_added_mid_connection_sees_every_frame_with_its_path(
     assert fault.seen == [path for _, path in stream.data_frames[first:]]
 
 
+def test_a_fault_added_while_the_watcher_follows_knows_the_requests_in_flight() -> None:
+    # Past the first calls (whose blocks are new to HPACK's cache) the
+    # watcher follows alone; a fault added then must know the paths of the
+    # requests whose messages are still to come, which the watcher recorded.
+    stream = client_bytes([(number % 3, 100, 0, 3) for number in range(400)])
+    edges = sorted({0, *stream.ends[::7], len(stream.data)})
+    chunks = [stream.data[a:b] for a, b in itertools.pairwise(edges)]
+    at = len(chunks) * 3 // 4
+    fault = Watching(1.0, pings=False, messages=True, method="etcdserverpb.Lease")
+
+    async def run() -> Connection:
+        link = ProxyLink("follow", ("127.0.0.1", 9), http2=True)
+        conn = Connection(link, cast(asyncio.Transport, CountingTransport()), 1)
+        link.adopt(conn)
+        conn.attach_server(cast(asyncio.Transport, Recording()))
+        for chunk in chunks[:at]:
+            conn.up.on_data(chunk)
+        assert conn.up.watch is not None, "the watcher is not following"
+        link.add(fault)
+        for chunk in chunks[at:]:
+            conn.up.on_data(chunk)
+        return conn
+
+    asyncio.run(run())
+    first = bisect.bisect_left([start for start, _ in stream.data_frames], edges[at])
+    expected = [path for _, path in stream.data_frames[first:]]
+    assert len(set(expected[:3])) == 3
+    assert fault.seen == expected
+
+
 def test_without_the_compiled_stepper_the_reference_follows_the_same() -> None:
-    # An install without a C compiler follows with h2frames.watch_frames.
+    # An install without a C compiler follows with h2frames.watch_frames
+    # alone (no watcher), and the pipe with the reference h2frames.Watcher
+    # (the compiled one's twin) follows the same.
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(h2frames, "_watch", h2frames.watch_frames)
+        patch.setattr(h2frames, "_Watcher", None)
         test_a_fault_added_mid_connection_sees_every_frame_with_its_path()
+        patch.setattr(h2frames, "_Watcher", h2frames.Watcher)
+        test_a_fault_added_mid_connection_sees_every_frame_with_its_path()
+        test_a_fault_added_while_the_watcher_follows_knows_the_requests_in_flight()
 
 
 def test_the_property_reaches_past_several_batches() -> None:

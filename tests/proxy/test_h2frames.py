@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import cast
 
 import hpack
 import pytest
@@ -26,6 +27,7 @@ from etcdlab.proxy.h2frames import (
     FrameType,
     PingBoundary,
     ProtocolError,
+    Watcher,
     step_table,
     watch_frames,
 )
@@ -44,6 +46,13 @@ def compiled_watch() -> Callable[..., int]:
     from etcdlab.proxy import _h2step
 
     return _h2step.watch
+
+
+def compiled_watcher() -> type[Watcher]:
+    compiled_watch()
+    from etcdlab.proxy import _h2step
+
+    return _h2step.Watcher
 
 
 PING = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"12345678"
@@ -408,6 +417,11 @@ def as_fields(*fields: object) -> tuple[object, ...]:
     return fields
 
 
+def refusing_odd_streams(*fields: int | bytes) -> tuple[object, ...] | None:
+    # A frame factory may stop the loop by returning None.
+    return None if isinstance(fields[2], int) and fields[2] % 2 else fields
+
+
 # Frames at the edges of the rules: every type, on stream 0 or not, with
 # payload lengths around the fixed ones (PING 8, RST_STREAM and WINDOW_UPDATE
 # 4, SETTINGS a multiple of 6).
@@ -439,11 +453,12 @@ def test_the_compiled_stepper_agrees_with_the_reference(
     # pure-Python reference: the same frames taken, the same stop, on any bytes.
     watch = compiled_watch()
     table = step_table(interest)
-    compiled: list[tuple[object, ...]] = []
-    reference: list[tuple[object, ...]] = []
-    stop = watch(stream, pos, table, max_size, as_fields, compiled)
-    assert stop == watch_frames(stream, pos, table, max_size, as_fields, reference)
-    assert compiled == reference
+    for frame in (as_fields, refusing_odd_streams):
+        compiled: list[tuple[object, ...]] = []
+        reference: list[tuple[object, ...]] = []
+        stop = watch(stream, pos, table, max_size, frame, compiled)
+        assert stop == watch_frames(stream, pos, table, max_size, frame, reference)
+        assert compiled == reference
 
 
 def test_the_compiled_stepper_agrees_with_the_reference_at_every_rule() -> None:
@@ -486,6 +501,119 @@ def test_the_compiled_stepper_refuses_what_it_cannot_read() -> None:
     with pytest.raises(ZeroDivisionError):
         watch(PING, 0, step_table(ALL_TYPES), 16, lambda *_: 1 // 0, out)
     assert out == []
+
+
+BLOCKS = (b"\x83\x86", b"\x83\x86\xc0", b"", b"\x88")
+
+
+def run_watchers(
+    chunks: list[bytes], known: dict[bytes, str | None], skip: int, max_size: int, batch: int
+) -> None:
+    """Feed ``chunks`` to both watchers; after a stop, go on from the next
+    chunk as if the general path had read up to its end."""
+    table = step_table(HEADER_TYPES)
+    paths: tuple[dict[int, str], dict[int, str]] = ({}, {})
+    both = (
+        compiled_watcher()(table, max_size, known, paths[0], batch),
+        Watcher(table, max_size, known, paths[1], batch),
+    )
+    for watcher in both:
+        watcher.skip = skip
+    for chunk in chunks:
+        stops = [watcher.watch(chunk) for watcher in both]
+        assert stops[0] == stops[1], chunk
+        states = [(w.skip, w.max_stream, w.blocks) for w in both]
+        assert states[0] == states[1], chunk
+        assert paths[0] == paths[1]
+        if stops[0] is not None:
+            for watcher in both:
+                watcher.skip = watcher.blocks = 0
+
+
+# A client's frames: header blocks (known or not, whole or not, padded or
+# not), DATA, PING and WINDOW_UPDATE, and the rule edges above.
+client_frame = st.one_of(
+    st.builds(
+        lambda flags, stream, block: Frame.build(FrameType.HEADERS, flags, stream, block).raw,
+        st.sampled_from(
+            [FLAG_END_HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 0, FLAG_END_HEADERS | 0x28]
+        ),
+        st.sampled_from([0, 1, 3, 2**31 - 1]),
+        st.sampled_from(BLOCKS),
+    ),
+    edge_frame,
+    server_frame,
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    stream=st.one_of(
+        st.lists(client_frame, max_size=12).map(b"".join),
+        st.binary(max_size=200),
+    ),
+    cuts=st.lists(st.integers(0, 300), max_size=5),
+    known=st.dictionaries(
+        st.sampled_from(BLOCKS), st.sampled_from([None, "/etcdserverpb.KV/Range", "/a/B"])
+    ),
+    skip=st.sampled_from([0, 0, 3, 20]),
+    max_size=st.sampled_from([MAX_FRAME_SIZE_LIMIT, 12, 8]),
+    batch=st.sampled_from([1, 2, 256]),
+)
+def test_the_compiled_watcher_agrees_with_the_reference(
+    stream: bytes,
+    cuts: list[int],
+    known: dict[bytes, str | None],
+    skip: int,
+    max_size: int,
+    batch: int,
+) -> None:
+    # The proxy runs _h2step.Watcher (C) with no fault on; h2frames.Watcher
+    # is its pure-Python reference: the same stops, skips, streams, counts
+    # and paths, on any bytes cut anywhere.
+    run_watchers(chunks_of(stream, cuts), known, skip, max_size, batch)
+
+
+def test_the_compiled_watcher_agrees_with_the_reference_at_every_rule() -> None:
+    # Each rule's edge one frame at a time, as for watch() above, plus header
+    # blocks known or not, padded or with a priority, then a PING.
+    after = Frame.build(FrameType.PING, 0, 0, bytes(8)).raw
+    for frame_type, stream, block, flags, known, max_size, cut in itertools.product(
+        [*range(13), 0x20],
+        [0, 1, 2**31 - 1],
+        [b"", b"\x83\x86", bytes(4), bytes(8)],
+        [0, FLAG_END_HEADERS, FLAG_END_HEADERS | FLAG_PADDED, FLAG_END_HEADERS | 0x20, 0xFF],
+        [{}, {b"\x83\x86": "/a/B", bytes(4): None, bytes(8): "/a/C"}],
+        [MAX_FRAME_SIZE_LIMIT, 7],
+        [0, 1, 12],
+    ):
+        data = Frame.build(frame_type, flags, stream, block).raw + after
+        data = data[: len(data) - len(after) - cut] if cut else data
+        run_watchers([data, after, data], known, 0, max_size, 2)
+
+
+def test_the_compiled_watcher_refuses_what_it_cannot_read() -> None:
+    watcher = compiled_watcher()
+    table = step_table(HEADER_TYPES)
+    with pytest.raises(ValueError, match="512"):
+        watcher(table[:-1], 16, {}, {}, 1)
+    with pytest.raises(TypeError):
+        watcher(table, 16, [], {}, 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        watcher(table, 16, {}, {}, 1).watch(bytearray(PING))  # type: ignore[arg-type]
+    # An exception from the cache's lookup comes out of the loop as it is.
+
+    class Raising:
+        def __hash__(self) -> int:
+            return hash(b"\x83")
+
+        def __eq__(self, other: object) -> bool:
+            raise ZeroDivisionError
+
+    known = cast(dict[bytes, str | None], {Raising(): None})
+    block = Frame.build(FrameType.HEADERS, FLAG_END_HEADERS, 1, b"\x83").raw
+    with pytest.raises(ZeroDivisionError):
+        watcher(table, 16, known, {}, 1).watch(block)
 
 
 @settings(max_examples=400, deadline=None)
