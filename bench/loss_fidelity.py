@@ -84,6 +84,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -104,6 +105,7 @@ from etcdlab.client.config import keepalive_options
 from etcdlab.cluster.childproc import first_line
 from etcdlab.cluster.local import LocalCluster, ServerFlags
 from etcdlab.common.argtypes import time_scale
+from etcdlab.common.stopping import Stopped
 from etcdlab.common.timescale import TimeScale
 from etcdlab.protos import rpc_pb2, rpc_pb2_grpc
 from etcdlab.scenario.kernel import CONGESTION, MTU, tune_loopback_routes
@@ -402,12 +404,18 @@ def run_kernel(job: Job) -> object:
             "-m",
             "etcdlab.bench.loss_fidelity",
         ]
-        done = subprocess.run(
-            [*exec_in, *inner_arguments(job)],
-            check=True,
-            stdout=subprocess.PIPE,
-        )
-        return json.loads(done.stdout.decode().strip().splitlines()[-1])
+        with subprocess.Popen([*exec_in, *inner_arguments(job)], stdout=subprocess.PIPE) as inner:
+            try:
+                out, _ = inner.communicate()
+            except Stopped:
+                # Its own SIGTERM handler stops its etcd and proxy, and the
+                # namespace goes only once nothing runs in it.
+                inner.terminate()
+                inner.wait(timeout=60)
+                raise
+        if inner.returncode:
+            raise subprocess.CalledProcessError(inner.returncode, inner.args)
+        return json.loads(out.decode().strip().splitlines()[-1])
     finally:
         subprocess.run(["ip", "netns", "del", namespace], check=False)
 
@@ -804,8 +812,23 @@ def parse() -> argparse.Namespace:
     return args
 
 
+def stop(signum: int, _frame: object) -> None:
+    """SIGTERM (``timeout``, a stopped job) stops a run as Ctrl-C does: the
+    ``with`` blocks under way stop its proxies, etcd members, nftables table
+    and namespace; a second SIGTERM would cut that short, so it is ignored."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
 def main() -> None:
-    args = parse()
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        grid(parse())
+    except Stopped as stopped:
+        sys.exit(stopped.exit_code)
+
+
+def grid(args: argparse.Namespace) -> None:
     if args.table:
         try:
             with open(args.table) as file:

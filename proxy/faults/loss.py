@@ -35,9 +35,13 @@ What Linux does with a lost segment, reduced to its timing:
   doubling) until a pair gets through (``ack_timers``): what makes a one-way
   stream at 30% both ways stall for seconds in Linux. Removing the loss cuts
   such a chain at its next send (:meth:`Held.healed`). With
-  ``cumulative_acks`` (off by default) such a chain also ends at the ACK of
-  an earlier write sent after this one had reached the receiver in order
-  (the repair of a hole ahead of it, say): ACKs are cumulative.
+  ``cumulative_acks`` (off by default) such a chain also ends at any ACK
+  that left the receiver after the write had reached it in order: Linux
+  puts its current cumulative ACK on every segment it sends, so the ACK of
+  a hole's repair acks what arrived beyond it, data the other way that is
+  sent again carries the ACK of what arrived meanwhile, and an ACK already
+  on its way acks a write whose arrival a later SACK moved before it
+  (:class:`Ack`, :meth:`TcpState.carry`).
   Which ACK a sample comes from follows Linux with two more options:
   ``sample_per_ack`` (one sample per ACK, from the oldest write it newly
   acks, Karn's rule, then SACK, then the echoed timestamp) and
@@ -55,7 +59,12 @@ What Linux does with a lost segment, reduced to its timing:
   full waits for the ACK that opens it, and what is written while it waits
   joins its segment while that has room (one fate for both). Under loss the
   window stays at one or two segments, so later writes queue behind a lost
-  one instead of revealing it.
+  one instead of revealing it. The time a write held back goes is drawn
+  when it is written, from the ACKs known then; with
+  ``window_follows_acks`` (off by default) an ACK that comes sooner after
+  all (on the other way's data, written later) opens the window then, and
+  the held bytes, their resends and what queued behind them go sooner
+  (:meth:`TcpState.reopen`, :meth:`Held.sooner`).
 
 The ACKs are part of the model only when the loss runs both ways and for
 every stream: otherwise they cross a clean path and come back at once.
@@ -122,6 +131,19 @@ ACK_IDS = itertools.count()
 
 
 @dataclass(eq=False)
+class Ack:
+    """An ACK that reaches the sender (``Loss.cumulative_acks``): when it left the
+    receiver and when it arrives (loop times). Linux puts the receiver's
+    cumulative ACK on every segment it sends, alone, on its data or answering
+    a retransmission, so it acks every write that had reached the receiver in
+    order when it left."""
+
+    left: float
+    at: float
+    id: int = field(default_factory=ACK_IDS.__next__)
+
+
+@dataclass(eq=False)
 class Unacked:
     """A write whose ACK has not reached its sender (loop times): when it was
     sent, when its last byte reaches the receiver, when everything up to it
@@ -152,6 +174,23 @@ class Unacked:
     # What the congestion window held it back for, if it waited to be sent.
     held: Held | None = None
     size: int = 0  # its bytes (etcdlab.proxy.faults.sndbuf charges them)
+    # Its own (S)ACK, or the duplicate its timers drew, with cumulative_acks.
+    own: Ack | None = None
+
+    def shift(self, by: float) -> None:
+        """It was sent ``by`` seconds sooner than drawn, and everything that
+        followed from its send moves with it (its ``delivered`` is the sender's)."""
+        self.sent += by
+        self.arrived += by
+        self.ack_at += by
+        self.timeouts = [fires + by for fires in self.timeouts]
+        if self.detected is not None:
+            self.detected += by
+        if self.probed is not None:
+            self.probed += by
+        if self.own is not None:
+            self.own.left += by
+            self.own.at += by
 
     @property
     def sample_from(self) -> float:
@@ -198,6 +237,9 @@ class TcpState:
     # When the sender hears of the latest write if it lay beyond a hole and
     # its SACK was lost: the duplicate its probe draws (Loss.sack_loss).
     sack_heard: float | None = None
+    # With Loss.cumulative_acks, the ACKs that may still ack a write not acked
+    # yet: those that left the receiver after everything acked had reached it.
+    acks: list[Ack] = field(default_factory=list)
     # The writes its socket's send buffer holds, oldest first: kept apart from
     # ``unacked``, which the model settles ahead to when a held write goes
     # (etcdlab.proxy.faults.sndbuf; only with Loss.send_buffer).
@@ -248,6 +290,9 @@ class TcpState:
             if not write.sampled:
                 acked.append(write)
                 events.append((write.ack_at, SAMPLE, write))
+        if self.acks:
+            # The rest ack only what had reached the receiver by then.
+            self.acks = [ack for ack in self.acks if ack.left >= self.acked_through]
         sacked: list[Unacked] = []
         for write in self.unacked:
             if write.timeouts and write.timeouts[0] <= now:
@@ -336,30 +381,71 @@ class TcpState:
         ack_id = next(ACK_IDS) if ack_id is None else ack_id
         for write in self.unacked:
             if write.delivered <= sent:
-                write.ack_due = None
-                if write.ack_at > at:
-                    write.ack_at, write.ack_id = at, ack_id
-                    # A timer of its that would fire after this ACK does not.
-                    write.timeouts = [fires for fires in write.timeouts if fires <= at]
+                acked(write, at, ack_id)
 
-    def covered(self, write: Unacked, flight: float) -> None:
-        """An ACK is cumulative: the ACK of an earlier write that the receiver
-        sends once ``write`` has reached it in order acks ``write`` too, if it
-        comes before ``write``'s own (the hole ahead of it repaired, say, while
-        its own SACK was lost). ``flight``: an ACK's way back."""
-        for earlier in self.unacked:
-            if write.delivered <= earlier.ack_at - flight and earlier.ack_at < write.ack_at:
-                write.ack_at, write.ack_id = earlier.ack_at, earlier.ack_id
-                write.timeouts = [fires for fires in write.timeouts if fires <= write.ack_at]
+    def carry(self, ack: Ack, now: float = -math.inf) -> None:
+        """``ack`` reaches the sender (``Loss.cumulative_acks``): it acks what had
+        reached the receiver in order when it left, and stays on record for a
+        write whose arrival a reveal later moves before that (:meth:`moved`).
+        ``now``: no write sent from then on, nor moved, reaches the receiver
+        earlier, so an ACK that left before it and before every write still
+        waiting for its ACK goes off the record (a direction that sends
+        nothing while the other's data carries its ACKs, a watch's, keeps one)."""
+        floor = min(now, next((w.delivered for w in self.unacked if w.ack_at > now), now))
+        self.acks = [kept for kept in self.acks if kept.left >= floor]
+        self.acks.append(ack)
+        self.acked_by(ack.at, ack.left, ack.id)
+
+    def covered(self, write: Unacked) -> None:
+        """The ACKs on record that left the receiver once ``write`` had reached it
+        in order ack it too, if they come before its own: the ACK of a hole's
+        repair acks what arrived beyond it, its SACK lost or not."""
+        for ack in self.acks:
+            if ack.left >= write.delivered:
+                acked(write, ack.at, ack.id)
+
+    def reopen(self, at: float, left: float, ack_id: int) -> None:
+        """An ACK arriving at ``at`` that acks every write some held bytes await
+        (they had reached the receiver by ``left``, when it left) opens the window
+        for them then, if sooner than drawn when they were held
+        (``Loss.window_follows_acks``): they go then, and so does everything
+        drawn from their send. The sender's view jumped ahead to their send when
+        they were held (:meth:`settle`), so an awaited write may be acked in
+        that view already; its ACK is what it awaits, and moves here."""
+        shifted = False
+        for write in self.unacked:
+            held = write.held
+            if held is None or not held.awaits or write.sent <= at:
+                continue
+            for awaited in held.awaits:
+                if awaited.delivered <= left:
+                    acked(awaited, at, ack_id)
+            shift = max(awaited.ack_at for awaited in held.awaits) - write.sent
+            if shift < 0:
+                if self.queued is not None and self.queued[0] == write.sent:
+                    self.queued = (write.sent + shift, *self.queued[1:])
+                write.shift(shift)
+                shifted = True
+        if shifted:
+            delivered = self.acked_through
+            for write in self.unacked:
+                delivered = write.delivered = max(delivered, write.arrived)
 
     def moved(self, write: Unacked, arrived: float) -> None:
         """The last segment of ``write`` arrives at ``arrived`` after all (a later
         segment's SACK revealed it, or its probe was re-armed): its ACK moves
-        with it, and the writes behind it wait for it."""
+        with it, and the writes behind it wait for it. With ACKs on record
+        (``Loss.cumulative_acks``), those that left once a write had now reached
+        the receiver ack it, and its own moved ACK acks what it now covers."""
         if write not in self.unacked:
             return
-        write.ack_at = max(write.ack_at + arrived - write.arrived, arrived)
+        shift = arrived - write.arrived
+        write.ack_at = max(write.ack_at + shift, arrived)
         write.ack_id = next(ACK_IDS)
+        own = write.own
+        if own is not None:
+            own.left, own.at = max(own.left + shift, arrived), max(own.at + shift, arrived)
+            own.id, write.ack_at = write.ack_id, own.at
         write.arrived = arrived
         # A timer that would have fired after the segment got through does not.
         write.timeouts = [at for at in write.timeouts if at <= arrived]
@@ -367,6 +453,19 @@ class TcpState:
         delivered = self.unacked[index - 1].delivered if index else self.acked_through
         for later in self.unacked[index:]:
             delivered = later.delivered = max(delivered, later.arrived)
+        if own is not None:
+            self.acked_by(own.at, own.left, own.id)
+            for later in self.unacked[index:]:
+                self.covered(later)
+
+
+def acked(write: Unacked, at: float, ack_id: int) -> None:
+    """An ACK arriving at ``at`` acks ``write``: no ACK the receiver held back for
+    it is still to go, and if it comes first, no timer of the write fires after it."""
+    write.ack_due = None
+    if write.ack_at > at:
+        write.ack_at, write.ack_id = at, ack_id
+        write.timeouts = [fires for fires in write.timeouts if fires <= at]
 
 
 def ack_samples(acked: list[Unacked], sacked: list[Unacked]) -> dict[Unacked, float]:
@@ -460,6 +559,19 @@ class Recovery:
         return resend.arrival, dataclasses.replace(self, resend=resend)
 
     def rearmed(self, release: float, acked_at: float) -> tuple[float, Late]:
+        held = self.held
+        shift = 0.0 if held is None else held.sooner()
+        if held is not None and shift < 0:
+            # The window held it back, and opened sooner: all its sends go sooner.
+            probe = None if self.fast_probe_at is None else self.fast_probe_at + shift
+            sooner = dataclasses.replace(
+                self,
+                sent_at=self.sent_at + shift,
+                resend=dataclasses.replace(self.resend, first=self.resend.first + shift),
+                fast_probe_at=probe,
+                held=dataclasses.replace(held, at=held.at + shift),
+            )
+            return sooner.rearmed(release + shift, acked_at)
         if self.fast_probe_at is None:
             return release, self
         resend = self.fault.rearmed(self, release, acked_at)
@@ -484,12 +596,24 @@ class Held:
     awaits: tuple[Unacked, ...] = ()
     # When the window opens if the loss ends at a given time (see healed).
     opened: dict[float, float] = field(default_factory=dict, repr=False)
+    # When the window opens, as drawn when it held the bytes back.
+    at: float = 0.0
 
     def revealed(self, release: float, arrival: float) -> tuple[float, Late]:
         return release, self
 
     def rearmed(self, release: float, acked_at: float) -> tuple[float, Late]:
+        shift = self.sooner()
+        if shift < 0:
+            return release + shift, dataclasses.replace(self, at=self.at + shift)
         return release, self
+
+    def sooner(self) -> float:
+        """How much sooner than drawn the window opens, now that the ACKs it
+        awaits may have come earlier (``Loss.window_follows_acks``): zero or less."""
+        if not self.fault.window_follows_acks or not self.awaits:
+            return 0.0
+        return min(max(write.ack_at for write in self.awaits) - self.at, 0.0)
 
     def healed(self, at: float) -> float:
         """When the window opens if the loss ends at ``at``: each awaited write
@@ -577,6 +701,7 @@ class Loss(Shaper):
     sack_loss: bool = True
     control_writes: bool = False
     cumulative_acks: bool = False
+    window_follows_acks: bool = False
     # The sender's socket send buffer in bytes (etcdlab.proxy.faults.sndbuf):
     # while it is full the sender's writes block. 0: the proxy reads whatever
     # the sender writes, as a clean loopback hop takes it.
@@ -732,15 +857,24 @@ class Loss(Shaper):
                     state.sack_heard = ack
         # Cumulative only over what had reached the receiver in order by then.
         ack_id = next(ACK_IDS)
-        state.acked_by(ack, arrived, ack_id)
+        own = None
+        if self.cumulative_acks and self.acks_modelled:
+            # As of when it leaves the receiver: a lost ACK's duplicate leaves
+            # when the retransmission that draws it arrives.
+            own = Ack(max(ack - self.rtt, arrived), ack, ack_id)
+            state.carry(own)
+        else:
+            state.acked_by(ack, arrived, ack_id)
         delivered = max(state.delivered_at, arrived)
-        write = Unacked(sent, arrived, delivered, ack, repaired, timeouts, ack_id=ack_id, size=size)
+        write = Unacked(
+            sent, arrived, delivered, ack, repaired, timeouts, ack_id=ack_id, size=size, own=own
+        )
         if self.acks_modelled and self.probe_samples:
             write.probed = probed
         if self.ack_with_data:
             write.ack_due = due
-        if self.cumulative_acks and self.acks_modelled:
-            state.covered(write, self.rtt)
+        if own is not None:
+            state.covered(write)
         state.unacked.append(write)
         if self.send_buffer:
             state.buffered.append(write)
@@ -817,7 +951,16 @@ class Loss(Shaper):
                 else:
                     write.ack_at, write.ack_id = drawn, next(ACK_IDS)
                     write.probed = drawn if self.probe_samples else None
-        peer.acked_by(carried, sent, ack_id)
+        left = sent
+        if self.cumulative_acks:
+            # The segment that gets through carries the ACK as of its own send
+            # (a retransmission's, if the first were lost).
+            left = carried
+            peer.carry(Ack(carried, carried, ack_id), now=sent)
+        else:
+            peer.acked_by(carried, sent, ack_id)
+        if self.window_follows_acks:
+            peer.reopen(carried, left, ack_id)
         if peer.delivered_at <= sent:
             peer.ack_owed_until = 0.0
 
@@ -925,7 +1068,7 @@ class Loss(Shaper):
             ctx.count(self, "write_held")
             size = sum(piece.size for piece in pieces)
             # Before the write joins the sender's writes: it awaits none of its own.
-            waiting = Held(self, state.awaited(sent, held))
+            waiting = Held(self, state.awaited(sent, held), at=held)
             queued = state.queued
             if queued is not None and queued[0] == held and queued[1] + size <= self.mss:
                 # They join the segment waiting to go: one fate for both.

@@ -18,7 +18,7 @@ from etcdlab.proxy.control import format_address
 from etcdlab.proxy.faults import DOWNSTREAM
 from etcdlab.proxy.faults.blackhole import Blackhole
 from etcdlab.proxy.faults.frames import FrameLoss
-from etcdlab.proxy.faults.loss import Loss
+from etcdlab.proxy.faults.loss import Loss, TcpState
 from etcdlab.proxy.link import ProxyLink
 from tests.conftest import PROXY_TIME_SCALE as TIME_SCALE
 from tests.conftest import scaled
@@ -185,6 +185,34 @@ async def test_tcp_loss_makes_calls_late_never_failed(link: ProxyLink) -> None:
     # Some call waited out a (scaled) retransmission timeout; none failed.
     assert max(latencies) >= rto
     assert link.counters.delay_count > 0
+
+
+async def test_every_ack_on_record_acks_what_had_reached_etcd_or_the_client(
+    link: ProxyLink,
+) -> None:
+    # Real calls both ways at 30%, with cumulative_acks and window_follows_acks:
+    # after each call, no write still waiting for its ACK, either way, has an
+    # ACK on record that left once it had reached the receiver and comes
+    # sooner (whatever reveals, moves and held writes the calls made).
+    fault = link.add(scaled(Loss(0.3, cumulative_acks=True, window_follows_acks=True)))
+    waiting = 0
+    async with grpc.aio.insecure_channel(format_address(link.address)) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        for index in range(60):
+            value = f"v{index}".encode()
+            await kv.Put(rpc_pb2.PutRequest(key=b"proxy/acks", value=value), timeout=30)
+            response = await kv.Range(rpc_pb2.RangeRequest(key=b"proxy/acks"), timeout=30)
+            assert [kv.value for kv in response.kvs] == [value]
+            (conn,) = link._connections
+            for pipe in (conn.up, conn.down):
+                state = pipe.fault_state[fault]
+                assert isinstance(state, TcpState)
+                for write in state.unacked:
+                    sooner = [a for a in state.acks if a.left >= write.delivered < write.ack_at]
+                    assert all(ack.at >= write.ack_at for ack in sooner), (write, sooner)
+                    waiting += 1
+    assert waiting > 0
+    assert link.counters.faults_applied[(fault.name, "segment_lost")] > 0
 
 
 async def test_control_writes_tell_etcds_bdp_pings_from_its_responses(link: ProxyLink) -> None:

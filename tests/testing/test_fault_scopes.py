@@ -49,7 +49,15 @@ async def test_reset_resets_open_and_new_connections_while_it_lasts(
                 assert info.value.code() == grpc.StatusCode.UNAVAILABLE
                 assert counters.connections_rejected > 0
                 # Only member 0's link is reset.
-                await read(proxy.addresses[1])
+                try:
+                    await read(proxy.addresses[1])
+                except grpc.aio.AioRpcError as error:
+                    # Seen once in CI (a reset while connecting), not reproduced:
+                    # the link's counters tell a close by the proxy from etcd's.
+                    pytest.fail(
+                        f"member 1's link failed a read: {error.details()}; "
+                        f"its counters: {proxy.links[1].counters}"
+                    )
         assert proxy.links[0].faults == ()
         await read(first)
 

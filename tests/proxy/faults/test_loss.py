@@ -1309,6 +1309,123 @@ def test_with_cumulative_acks_the_ack_of_a_repaired_hole_acks_the_write_beyond_i
     assert write.timeouts == pytest.approx([0.282, 0.702, 1.542])
 
 
+def test_with_cumulative_acks_data_sent_again_carries_the_ack_of_what_arrived_meanwhile() -> None:
+    def request(loss: Loss) -> Unacked:
+        # A write lost once arrives by its probe at 210 ms; its ACK is lost,
+        # and three rounds of the timers after it fail (RTOs from 420 ms on).
+        there, back = pair(loss, [0.1, 0.9, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9])
+        write(loss, there)
+        # The other way, data written at 50 ms is lost once too: its probe
+        # sends it again at 260 ms, after the write had arrived.
+        back.rng = Dice([0.1, 0.9, 0.9])
+        (reply,) = loss.shape([Piece(50, 0.05)], back)
+        assert reply.release == pytest.approx(0.26)
+        state = there.state[loss]
+        assert isinstance(state, TcpState)
+        return state.unacked[0]
+
+    # Linux puts its current ACK on every segment it sends: the resent data
+    # acks the write, and no timer of the write fires after it.
+    acked = request(Loss(0.3, rtt=0.01, cumulative_acks=True))
+    assert acked.ack_at == pytest.approx(0.26) and acked.timeouts == []
+    # Without the rule the data carries the ACK of its first send, 50 ms.
+    acked = request(Loss(0.3, rtt=0.01))
+    assert acked.ack_at == pytest.approx(0.21 + 0.21 + 0.42 + 0.84 + 1.68 + 0.01)
+    assert acked.timeouts == pytest.approx([0.42, 0.84, 1.68, 3.36])
+
+
+def test_with_cumulative_acks_a_revealed_hole_acks_the_write_beyond_it_when_repaired() -> None:
+    def beyond(loss: Loss) -> Unacked:
+        # A write lost once (its probe would bring it at 210 ms, ACKed at
+        # 220 ms); a write at 50 ms gets through beyond the hole and its SACK
+        # is lost, the timers' rounds failing three times.
+        context = ShapeContext(
+            now=0.0, rng=Dice([0.1, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9])
+        )
+        (hole,) = loss.shape([Piece(100, 0.0)], context)
+        loss.shape([Piece(100, 0.05)], context)
+        # Its SACK had reached the receiver all the same: the hole is sent
+        # again a round trip on and arrives at 60 ms (the pipe asks).
+        assert isinstance(hole.late, Recovery)
+        assert hole.late.revealed(hole.release, 0.05)[0] == pytest.approx(0.06)
+        state = context.state[loss]
+        assert isinstance(state, TcpState)
+        return state.unacked[1]
+
+    # The receiver's ACK of the repair, which moved earlier, acks the write
+    # beyond the hole too.
+    loss = Loss(0.3, rtt=0.01, sack_loss=False, cumulative_acks=True)
+    assert beyond(loss).ack_at == pytest.approx(0.07)
+    # Without the rule the write waits for the end of its own chain.
+    off = beyond(dataclasses.replace(loss, cumulative_acks=False))
+    assert off.ack_at == pytest.approx(0.05 + 0.21 + 0.21 + 0.42 + 0.84 + 0.01)
+
+
+def test_with_cumulative_acks_a_direction_that_sends_nothing_keeps_no_acks_on_record() -> None:
+    # One write, ACKed at 50 ms; then only the other way's data, each piece
+    # carrying an ACK that can ack nothing sent from then on.
+    loss = Loss(0.3, rtt=0.01, cumulative_acks=True)
+    there, back = pair(loss, [0.9, 0.9])
+    write(loss, there)
+    back.rng = Dice([0.9] * 40)
+    for second in range(1, 21):
+        loss.shape([Piece(50, float(second))], back)
+    state = there.state[loss]
+    assert isinstance(state, TcpState)
+    assert [ack.left for ack in state.acks] == [20.0]
+
+
+def test_with_window_follows_acks_held_bytes_go_when_an_ack_comes_sooner_than_drawn() -> None:
+    def held(loss: Loss) -> tuple[float, float]:
+        # A window of one: a write gets through but its ACK is lost, and three
+        # rounds of the timers after it fail (the duplicate back at 1.69 s); a
+        # write at 100 ms waits for the window until then.
+        rolls = [0.9, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9, 0.9, 0.9]
+        there, back = pair(loss, rolls)
+        there.state[loss] = TcpState(0.01, cwnd=1.0)
+        write(loss, there)
+        (waiting,) = loss.shape([Piece(100, 0.1)], there)
+        assert isinstance(waiting.late, Held) and waiting.release == pytest.approx(1.69)
+        # Data the other way at 300 ms carries the ACK of the first write; the
+        # pipe asks the held bytes when it goes.
+        back.rng = Dice([0.9, 0.9])
+        loss.shape([Piece(50, 0.3)], back)
+        release, _ = waiting.late.rearmed(waiting.release, 0.3)
+        # Then a third write, at 400 ms, gets through at once.
+        there.rng = Dice([0.9, 0.9])
+        (third,) = loss.shape([Piece(100, 0.4)], there)
+        return release, third.release
+
+    # The window opens when that ACK comes: the held bytes go then, and the
+    # next write finds the window open.
+    assert held(Loss(0.3, rtt=0.01, window_follows_acks=True)) == pytest.approx((0.3, 0.4))
+    # Without the rule they go when the lost ACK's chain ends, and the next
+    # write joins them.
+    assert held(Loss(0.3, rtt=0.01)) == pytest.approx((1.69, 1.69))
+
+
+def test_with_window_follows_acks_a_held_segment_lost_goes_sooner_with_its_resends() -> None:
+    loss = Loss(0.3, rtt=0.01, window_follows_acks=True)
+    awaited = Unacked(0.0, 0.0, 0.0, 1.0, False)
+    held = Held(loss, (awaited,), at=1.0)
+    # Held until 1 s, then lost twice: its probe (1.21 s) too, the RTO brings
+    # it at 1.42 s.
+    hole = Recovery(loss, 1.0, 2, 0.21, Resend(loss, 1.21, 2, 0.21), held=held)
+    assert hole.rearmed(1.42, 0.5) == (1.42, hole)
+    # The awaited ACK came at 0.4 s after all: everything 0.6 s sooner.
+    awaited.ack_at = 0.4
+    release, late = hole.rearmed(1.42, 0.5)
+    assert release == pytest.approx(0.82)
+    assert isinstance(late, Recovery)
+    assert (late.sent_at, late.resend.first, late.resend.arrival) == pytest.approx(
+        (0.4, 0.61, 0.82)
+    )
+    assert late.rearmed(release, 0.5)[0] == pytest.approx(0.82), "once"
+    # Without the rule it keeps its times.
+    off = dataclasses.replace(hole, held=dataclasses.replace(held, fault=Loss(0.3, rtt=0.01)))
+    assert off.rearmed(1.42, 0.5)[0] == 1.42
+
+
 def test_with_sack_loss_a_hole_waits_for_the_sack_of_the_write_behind_it() -> None:
     loss = Loss(0.3, rtt=0.01, ack_timers=True, sack_loss=True)
 
