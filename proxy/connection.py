@@ -107,6 +107,7 @@ class Connection:
             )
         except OSError as error:
             log.info("link %s: upstream connect failed: %s", link.name, error)
+            link.counters.upstream_failures += 1
             self.abort()
             return
         if self.done:

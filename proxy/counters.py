@@ -19,6 +19,8 @@ class Counters:
     connections_rejected: int = 0
     connections_reset: int = 0
     protocol_errors: int = 0
+    # Accepted connections closed because the upstream could not be reached.
+    upstream_failures: int = 0
     bytes: dict[str, int] = field(default_factory=lambda: {UPSTREAM: 0, DOWNSTREAM: 0})
     # (direction, frame type name) -> count; only frames the link parsed in full
     # (header blocks always, every frame while a frame-aware fault is active).

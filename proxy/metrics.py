@@ -50,6 +50,11 @@ class ProxyCollector(Collector):
         errors = CounterMetricFamily(
             f"{prefix}_protocol_errors", "Connections closed for bad HTTP/2", labels=["link"]
         )
+        unreached = CounterMetricFamily(
+            f"{prefix}_upstream_failures",
+            "Connections closed because the upstream could not be reached",
+            labels=["link"],
+        )
         active = GaugeMetricFamily(
             f"{prefix}_connections_active", "Connections open now", labels=["link"]
         )
@@ -68,6 +73,7 @@ class ProxyCollector(Collector):
             refused.add_metric([name], counters.connections_rejected)
             resets.add_metric([name], counters.connections_reset)
             errors.add_metric([name], counters.protocol_errors)
+            unreached.add_metric([name], counters.upstream_failures)
             active.add_metric([name], counters.connections_active)
             cumulative, buckets = 0, []
             for bound, count in zip(
@@ -83,7 +89,19 @@ class ProxyCollector(Collector):
         )
         lag.add_metric(["max"], self.server.loop_lag_max)
         lag.add_metric(["last"], self.server.loop_lag_last)
-        yield from (data, frames, applied, accepted, refused, resets, errors, active, delay, lag)
+        yield from (
+            data,
+            frames,
+            applied,
+            accepted,
+            refused,
+            resets,
+            errors,
+            unreached,
+            active,
+            delay,
+            lag,
+        )
 
 
 def render(server: ProxyServer, registry: CollectorRegistry | None = None) -> bytes:

@@ -330,6 +330,7 @@ async def test_metrics_are_prometheus_text(control: tuple[ProxyServer, str]) -> 
     assert status == 200
     assert 'etcdlab_proxy_bytes_total{direction="upstream",link="m1"} 0.0' in text
     assert 'etcdlab_proxy_added_delay_seconds_count{link="m1"} 0.0' in text
+    assert 'etcdlab_proxy_upstream_failures_total{link="m1"} 0.0' in text
     assert 'etcdlab_proxy_loop_lag_seconds{which="max"}' in text
 
 

@@ -73,6 +73,18 @@ async def test_malformed_http2_closes_only_that_connection(echo: Address) -> Non
         good_writer.close()
 
 
+async def test_a_connection_whose_upstream_refuses_is_closed_and_counted() -> None:
+    # Bound but not listening: a connect to it is refused for as long as it stays bound.
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        async with ProxyLink("dead", bound.getsockname(), http2=False) as link:
+            reader, writer = await asyncio.open_connection(*link.address)
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+            assert link.counters.upstream_failures == 1
+            assert link.counters.protocol_errors == 0
+
+
 async def test_names_are_unique_and_removable(echo: Address) -> None:
     async with ProxyLink("raw", echo, http2=False) as link:
         fault = link.add(Latency(0.1))

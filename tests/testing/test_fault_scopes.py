@@ -53,7 +53,8 @@ async def test_reset_resets_open_and_new_connections_while_it_lasts(
                     await read(proxy.addresses[1])
                 except grpc.aio.AioRpcError as error:
                     # Seen once in CI (a reset while connecting), not reproduced:
-                    # the link's counters tell a close by the proxy from etcd's.
+                    # the link's counters tell a close by the proxy (bad HTTP/2, an
+                    # upstream it could not reach) from a reset by etcd.
                     pytest.fail(
                         f"member 1's link failed a read: {error.details()}; "
                         f"its counters: {proxy.links[1].counters}"
